@@ -1,0 +1,130 @@
+/* src/conf/conf.h: the jobs file (ephemeron.yaml), parsed and fully validated into one
+ * immutable configuration. A run copies what it needs from it into spec.json, so a reload
+ * swaps the pointer and frees the old one. */
+#ifndef EPH_CONF_CONF_H
+#define EPH_CONF_CONF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/attr.h"
+
+struct cronexpr;
+struct diag;
+struct tz;
+
+enum conf_concurrency { CONF_CONC_FORBID, CONF_CONC_ALLOW, CONF_CONC_REPLACE };
+
+enum conf_catchup { CONF_CATCHUP_NONE, CONF_CATCHUP_LATEST, CONF_CATCHUP_ALL };
+
+enum conf_fetch_error { CONF_FETCH_USE_LAST, CONF_FETCH_FAIL };
+
+/* notify.on, as bits */
+enum conf_notify_on {
+	CONF_NOTIFY_FAILURE = 1 << 0, /* every unsuccessful outcome */
+	CONF_NOTIFY_OOM = 1 << 1,
+	CONF_NOTIFY_TIMEOUT = 1 << 2,
+	CONF_NOTIFY_LOST = 1 << 3,
+	CONF_NOTIFY_SUCCESS = 1 << 4,
+	CONF_NOTIFY_ALWAYS = 1 << 5,
+	CONF_NOTIFY_RECOVERED = 1 << 6,
+};
+
+/* A NULL-terminated string vector with its length. */
+struct conf_strv {
+	char **v; /* NULL when n == 0 */
+	size_t n;
+};
+
+struct conf_notify {
+	struct conf_strv email;
+	unsigned on; /* enum conf_notify_on bits */
+	bool on_each_attempt;
+};
+
+struct conf_job {
+	char *name;
+	int line, col;            /* where the job's name stands in the file */
+	char *schedule;           /* as written */
+	struct cronexpr *cron;    /* owned */
+	char *timezone;           /* zone name, NULL = the machine's */
+	const struct tz *tz;      /* borrowed from struct conf's zone list */
+	char *run;                /* shell string, or NULL */
+	struct conf_strv command; /* argv, or n == 0 */
+	uint64_t memory;          /* bytes; 0 = no limit (still measured) */
+	int64_t timeout;          /* seconds; 0 = none */
+	int64_t kill_grace;       /* seconds between SIGTERM and SIGKILL */
+	char *executor;           /* "local" */
+	int retries;
+	int64_t retry_backoff; /* seconds, first delay; doubles each attempt */
+	enum conf_concurrency concurrency;
+	enum conf_catchup catchup;
+	int64_t starting_deadline; /* seconds; 0 = none */
+	int64_t jitter;            /* seconds */
+	struct conf_strv env;      /* "KEY=VALUE", defaults' first, then the job's */
+	char *workdir;             /* relative to the source root, or NULL */
+	struct conf_notify notify;
+	char *requirements; /* python requirements file, or NULL */
+	char *interpreter;  /* python interpreter, default "python3" */
+};
+
+struct conf_source {
+	char *repo;   /* URL or local path; NULL = the jobs file's directory, run in place */
+	char *branch; /* NULL = the remote's default branch */
+	int64_t refresh;
+	enum conf_fetch_error on_fetch_error;
+	int64_t fetch_timeout;
+	int keep_worktrees;
+};
+
+struct conf_mail {
+	char *smtp; /* smtp:// or smtps:// URL, NULL = no mail */
+	char *from;
+	char *username;
+	char *password_file;
+	char *password_env;
+	char *ca_file;
+	bool starttls;
+	struct conf_strv admin;
+	int64_t max_age;
+	int64_t source_alarm;
+	int64_t timeout;
+};
+
+struct conf_local {
+	uint64_t memory_budget; /* bytes; default 80% of the machine's memory */
+};
+
+struct conf_retention {
+	int64_t days;
+	int runs_per_job;
+};
+
+struct conf {
+	char *path; /* the jobs file, as given */
+	char *dir;  /* its directory, absolute */
+	struct conf_source source;
+	struct conf_mail mail;
+	struct conf_local local;
+	struct conf_retention retention;
+	int max_parallel;      /* 0 = no limit */
+	struct conf_job *jobs; /* sorted by name */
+	size_t njobs;
+	struct tz **zones; /* every zone the jobs use, owned */
+	size_t nzones;
+	const struct tz *local_tz; /* the machine's zone, one of zones */
+};
+
+/* Reads and validates the jobs file PATH. On success returns 0 and *out owns the result
+ * (conf_free). Otherwise returns -EINVAL (invalid: every problem is in D, as FILE:LINE:COL),
+ * or -errno when the file cannot be read (also described in D), and *out stays NULL. */
+EPH_MUST_CHECK int conf_load(const char *path, struct conf **out, struct diag *d);
+/* As conf_load, from TEXT of LEN bytes; NAME is used in messages and DIR as the directory
+ * relative paths start from. */
+EPH_MUST_CHECK int conf_load_mem(const char *name, const char *dir, const char *text, size_t len,
+                                 struct conf **out, struct diag *d);
+void conf_free(struct conf *c); /* NULL is fine */
+/* The job called NAME, or NULL. */
+const struct conf_job *conf_job_find(const struct conf *c, const char *name);
+
+#endif
