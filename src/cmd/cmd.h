@@ -28,6 +28,11 @@ struct cmd {
 
 extern const struct cmd cmd_validate;
 extern const struct cmd cmd_next;
+extern const struct cmd cmd_run;
+extern const struct cmd cmd_runs;
+extern const struct cmd cmd_show;
+extern const struct cmd cmd_logs;
+extern const struct cmd cmd_agent;
 
 /* Prints "usage: eph ..." for CMD (and its help text when FULL) to F. */
 void cmd_usage(const struct cmd *c, FILE *f, bool full);

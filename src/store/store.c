@@ -1,0 +1,2 @@
+/* placeholder: being written */
+int eph_placeholder_store;
