@@ -1,0 +1,153 @@
+/* src/rundir/rundir.h: the run directory's files (docs/rundir.md): spec.json, agent.pid,
+ * events.jsonl and result.json, written by the agent (and spec.json by the scheduler) and read
+ * by the store, the executors and the CLI. No file here is parsed anywhere else. */
+#ifndef EPH_RUNDIR_RUNDIR_H
+#define EPH_RUNDIR_RUNDIR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "util/attr.h"
+
+struct diag;
+
+#define RUNDIR_VERSION 1
+
+/* File names inside a run directory. */
+#define RUNDIR_SPEC   "spec.json"
+#define RUNDIR_PID    "agent.pid"
+#define RUNDIR_OUTPUT "output.log"
+#define RUNDIR_EVENTS "events.jsonl"
+#define RUNDIR_RESULT "result.json"
+
+enum rundir_enforce { RUNDIR_ENFORCE_AUTO, RUNDIR_ENFORCE_SAMPLED };
+
+struct rundir_env {
+	char *name;
+	char *value;
+};
+
+/* spec.json. Strings are owned by the struct (rundir_spec_free). */
+struct rundir_spec {
+	int version;
+	int64_t run_id;
+	char *job;
+	int attempt;
+	char *trigger;        /* NULL if absent */
+	int64_t scheduled_at; /* UTC seconds */
+	char **argv;          /* NULL-terminated, or NULL when shell is set */
+	char *shell;          /* "/bin/sh -c SHELL", or NULL when argv is set */
+	struct rundir_env *env;
+	size_t nenv;
+	char *cwd;          /* NULL: the agent's own cwd */
+	uint64_t memory;    /* bytes; 0 = no limit */
+	int64_t timeout;    /* seconds; 0 = none */
+	int64_t kill_grace; /* seconds between SIGTERM and SIGKILL */
+	char *commit;       /* NULL if unknown */
+	enum rundir_enforce enforce;
+};
+
+/* Reads DIR/spec.json into *S (zeroed first). Returns 0; -errno if the file cannot be read;
+ * -EINVAL if it is not a valid spec, with every problem in D (file = DIR/spec.json). On failure
+ * *S holds nothing to free. */
+EPH_MUST_CHECK int rundir_spec_read(const char *dir, struct rundir_spec *s, struct diag *d);
+/* Parses a spec from TEXT (for tests and for executors that ship a spec); same contract. */
+EPH_MUST_CHECK int rundir_spec_parse(const char *text, size_t len, const char *name,
+                                     struct rundir_spec *s, struct diag *d);
+/* Writes S as DIR/spec.json atomically (tmp, fsync, rename, fsync DIR). 0 or -errno. */
+EPH_MUST_CHECK int rundir_spec_write(const char *dir, const struct rundir_spec *s);
+/* Frees the members of S (not S itself) and zeroes it; NULL is fine. */
+void rundir_spec_free(struct rundir_spec *s);
+
+enum rundir_outcome {
+	RUNDIR_SUCCEEDED,
+	RUNDIR_FAILED,
+	RUNDIR_OOM,
+	RUNDIR_TIMEOUT,
+	RUNDIR_KILLED,
+	RUNDIR_CANCELLED,
+};
+
+/* "succeeded", "failed", "oom", "timeout", "killed", "cancelled". */
+const char *rundir_outcome_name(enum rundir_outcome o);
+/* 0, or -EINVAL if NAME is not one of the above. */
+EPH_MUST_CHECK int rundir_outcome_parse(const char *name, enum rundir_outcome *o);
+
+/* result.json. Strings are owned by the struct (rundir_result_free). */
+struct rundir_result {
+	int version;
+	enum rundir_outcome outcome;
+	char *reason;         /* one line for a person */
+	int exit_code;        /* -1 when the command did not exit normally (or never ran) */
+	int signal;           /* 0 when not killed by a signal */
+	uint64_t memory_limit; /* bytes; 0 = none */
+	uint64_t peak_bytes;   /* 0 if never measured */
+	char *peak_method;     /* e.g. "cgroup1 memory.max_usage_in_bytes"; NULL if none */
+	char *enforced;        /* "cgroup2", "cgroup1", "sampled", or NULL (never started) */
+	uint64_t maxrss_bytes; /* wait4's ru_maxrss of the command: a lower bound of the peak */
+	double started_at;     /* UTC seconds, ms precision */
+	double ended_at;
+	double wall_seconds;
+	double cpu_user_seconds;
+	double cpu_system_seconds;
+	double exec_seconds; /* phases.exec; < 0 if the command never started */
+};
+
+/* Writes R as DIR/result.json: DIR/result.json.tmp, fsync, rename, fsync DIR. 0 or -errno. */
+EPH_MUST_CHECK int rundir_result_write(const char *dir, const struct rundir_result *r);
+/* Reads DIR/result.json into *R (zeroed first). Returns 0; -ENOENT if the run has not finished;
+ * -errno on another read error; -EINVAL (problems in D) if it is malformed. */
+EPH_MUST_CHECK int rundir_result_read(const char *dir, struct rundir_result *r,
+                                      struct diag *d);
+EPH_MUST_CHECK int rundir_result_parse(const char *text, size_t len, const char *name,
+                                       struct rundir_result *r, struct diag *d);
+void rundir_result_free(struct rundir_result *r); /* members only; NULL is fine */
+
+/* agent.pid: "PID STARTTIME\n", STARTTIME = field 22 of /proc/PID/stat. */
+EPH_MUST_CHECK int rundir_pid_write(const char *dir, pid_t pid);
+/* 0, -ENOENT if there is no agent.pid, -EINVAL if malformed, -errno. */
+EPH_MUST_CHECK int rundir_pid_read(const char *dir, pid_t *pid, uint64_t *starttime);
+/* Whether process PID is alive and started at STARTTIME (so not a reused pid). */
+bool rundir_pid_alive(pid_t pid, uint64_t starttime);
+/* The start time of PID in clock ticks since boot; 0 or -errno (-ESRCH if gone). */
+EPH_MUST_CHECK int rundir_proc_starttime(pid_t pid, uint64_t *starttime);
+
+/* One line of events.jsonl, as handed to a callback. Everything is borrowed for the duration
+ * of the call. */
+struct rundir_event {
+	const char *ev;    /* "start", "phase", "mem", "warn", ... */
+	double t;          /* UTC seconds */
+	uint64_t bytes;    /* "mem": bytes in use; else 0 */
+	const char *phase; /* "phase": "source", "runtime", "exec"; else NULL */
+	const char *state; /* "phase": "start" or "end"; else NULL */
+	const char *msg;   /* "warn": the message; else NULL */
+	const json_t *obj; /* the whole object, for other fields */
+};
+
+/* Returns 0 to go on, anything else to stop (rundir_events_foreach* then return it). */
+typedef int (*rundir_event_fn)(const struct rundir_event *e, void *arg);
+
+/* Calls FN for each complete line (ending in '\n') of DATA[0..LEN). A line that is not a JSON
+ * object with a string "ev" and a number "t" is skipped and counted in *SKIPPED (may be NULL).
+ * *CONSUMED (may be NULL) is set to the bytes up to the end of the last complete line, so a
+ * follower resumes there. Returns 0, or FN's nonzero return. */
+int rundir_events_foreach_mem(const char *data, size_t len, rundir_event_fn fn, void *arg,
+                              size_t *consumed, size_t *skipped);
+/* Same over the file DIR/events.jsonl from byte OFFSET; *NEXT (may be NULL) is the offset to
+ * resume from. -errno if the file cannot be read (-ENOENT if absent). */
+int rundir_events_foreach(const char *dir, off_t offset, rundir_event_fn fn, void *arg,
+                          off_t *next, size_t *skipped);
+
+/* Writer side (the agent). Appends one line {"ev":EV,"t":T,...FIELDS} to FD, which was opened
+ * with O_APPEND, with a single write(2). FIELDS may be NULL; it is not stolen. 0 or -errno. */
+EPH_MUST_CHECK int rundir_event_append(int fd, const char *ev, double t, const json_t *fields);
+
+/* UTC now, in seconds with millisecond precision. */
+double rundir_now(void);
+/* Formats UTC seconds as "2026-11-24T18:00:00Z" into OUT (at least 21 bytes). */
+void rundir_iso8601(int64_t t, char *out, size_t n);
+
+#endif

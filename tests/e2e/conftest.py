@@ -1,0 +1,72 @@
+"""Fixtures shared by the end-to-end tests: the real `eph` binary, a state directory, and a
+helper to run it. The binary comes from $EPH_BIN (scripts/check sets it to the sanitizer
+build); ASan and UBSan report with exit codes 86 and 87, which no eph command uses, so any
+sanitizer finding fails the test that provoked it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SANITIZER_EXIT = {86: "AddressSanitizer/LeakSanitizer", 87: "UndefinedBehaviorSanitizer"}
+
+os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=86:abort_on_error=0")
+os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+
+
+def eph_bin():
+    path = os.environ.get("EPH_BIN")
+    if not path:
+        for cand in ("build-asan/eph", "build/eph"):
+            if (ROOT / cand).exists():
+                path = str(ROOT / cand)
+                break
+    if not path or not os.access(path, os.X_OK):
+        pytest.exit("set EPH_BIN to the eph binary (scripts/check does)", returncode=2)
+    return os.path.abspath(path)
+
+
+@pytest.fixture(scope="session")
+def eph():
+    """Path of the eph binary under test."""
+    return eph_bin()
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch):
+    """A fresh, private state directory, exported as EPH_STATE."""
+    d = tmp_path / "state"
+    d.mkdir()
+    monkeypatch.setenv("EPH_STATE", str(d))
+    return d
+
+
+def run_eph(args, *, cwd=None, env=None, timeout=60, input=None, check_sanitizers=True):
+    """Runs eph with ARGS; returns the CompletedProcess (text mode). Fails the test on a
+    sanitizer report, whatever the expected exit status was."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    p = subprocess.run(
+        [eph_bin(), *[str(a) for a in args]],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        input=input,
+    )
+    if check_sanitizers and p.returncode in SANITIZER_EXIT:
+        sys.stderr.write(p.stderr)
+        pytest.fail(f"{SANITIZER_EXIT[p.returncode]} reported a problem running eph {args}")
+    return p
+
+
+@pytest.fixture
+def run():
+    """The run_eph helper as a fixture."""
+    return run_eph
