@@ -1,6 +1,7 @@
 /* src/sched/cronexpr.h: cron expressions (5 fields, @macros, @every); no I/O, no global TZ. */
 #ifndef EPH_SCHED_CRONEXPR_H
 #define EPH_SCHED_CRONEXPR_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/attr.h" /* EPH_MUST_CHECK */
@@ -10,18 +11,34 @@ struct diag;
 struct diag_pos;
 struct tz;
 
+/* How far cronexpr_next looks ahead: five years (of 366 days). */
+#define CRONEXPR_HORIZON (INT64_C(5) * 366 * 86400)
+
 /* Parses TEXT, whose first byte is at AT (file, line, column of the jobs file; AT.col is the
- * column of TEXT's first byte, so a quoted scalar passes its column + 1). On success returns
- * 0 and *out owns a new expression (cronexpr_free). Otherwise returns -EINVAL, leaves *out
- * NULL and adds every problem to D, each at the column of the offending field. An expression
- * that can never fire ("0 0 30 2 *") is an error. */
+ * column of TEXT's first byte, so a quoted scalar passes its column + 1; AT may be NULL). On
+ * success returns 0 and *out owns a new expression (cronexpr_free). Otherwise returns
+ * -EINVAL, leaves *out NULL and adds every problem to D, each at the column of the offending
+ * field (AT.col + the field's byte offset in TEXT). An expression that can never fire
+ * ("0 0 30 2 *") is an error. Accepts 5 fields (Vixie cron: names, ranges, lists, steps,
+ * "N/step" = "N-max/step", 0 and 7 both Sunday), @yearly @annually @monthly @weekly @daily
+ * @midnight @hourly (any case), and "@every DURATION" (units_parse_duration, at least 1s). */
 EPH_MUST_CHECK int cronexpr_parse(const char *text, const struct diag_pos *at,
                                   struct cronexpr **out, struct diag *d);
-/* First fire strictly after AFTER (UTC seconds) in zone Z; -ENOENT if none within 5 years. */
+/* First fire strictly after AFTER (UTC seconds) in zone Z (NULL = UTC). Matching is on Z's
+ * wall clock with cronie's DST rules (DESIGN.md): a fixed-time job (neither minute nor hour
+ * starts with '*') whose time is skipped fires once at the first instant after the gap, and
+ * once only, at the first occurrence, when its time repeats; a wall-clock job skips times in
+ * a gap and fires in both passes of a repeated hour. "@every D" fires at the multiples of D
+ * seconds since the Unix epoch, whatever the zone, and is always found.
+ * Returns 0 and *next; -ENOENT if none within CRONEXPR_HORIZON; -ERANGE if AFTER is outside
+ * the years the zone code handles (about +-69,000 years). */
 EPH_MUST_CHECK int cronexpr_next(const struct cronexpr *ce, const struct tz *z, int64_t after,
                                  int64_t *next);
 /* For "@every D": the interval in seconds; 0 for calendar expressions. */
 int64_t cronexpr_interval(const struct cronexpr *ce);
+/* True for a wall-clock job (minute or hour field starts with '*', @hourly, @every); false
+ * for a fixed-time job. See cronexpr_next. */
+bool cronexpr_is_wallclock(const struct cronexpr *ce);
 void cronexpr_free(struct cronexpr *ce); /* NULL is fine */
 
 #endif

@@ -28,7 +28,7 @@ EPH_MUST_CHECK int buf_append(struct buf *b, const void *p, size_t n);
 EPH_MUST_CHECK int buf_puts(struct buf *b, const char *s);
 EPH_MUST_CHECK int buf_putc(struct buf *b, char c);
 EPH_MUST_CHECK int buf_printf(struct buf *b, const char *fmt, ...) EPH_PRINTF(2, 3);
-EPH_MUST_CHECK int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+EPH_MUST_CHECK int buf_vprintf(struct buf *b, const char *fmt, va_list ap) EPH_PRINTF(2, 0);
 const char *buf_cstr(struct buf *b); /* borrowed; "" when empty */
 char *buf_steal(struct buf *b);      /* caller frees; the buf is left empty */
 
