@@ -1,21 +1,435 @@
-/* placeholder: being written */
-#include <stdio.h>
+/* src/cmd/cmd_runs.c: `eph runs [JOB] [--limit N]`, the run history, newest first; and what
+ * `eph show` and `eph logs` share with it (cmd_runs.h). */
+#include "cmd/cmd_runs.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "store/store.h"
+#include "util/diag.h"
+#include "util/units.h"
+#include "util/xalloc.h"
+
+static int cmd_runs_exec(struct cmd_ctx *ctx, int argc, char **argv);
+
+const struct cmd cmd_runs = {
+	.name = "runs",
+	.usage = "runs [JOB] [--limit N] [--json]",
+	.summary = "list the runs, newest first",
+	.help = "Lists the runs of JOB (of every job without one), newest first: id, job, trigger,\n"
+	        "start time (local), duration, state, peak memory against the limit, and the exit\n"
+	        "code or the signal that ended the run.\n\n"
+	        "Options:\n"
+	        "  -n, --limit N  show at most N runs (default 20; 0 for all)\n"
+	        "  --json         print an array of runs, each with every recorded field\n",
+	.exec = cmd_runs_exec,
+};
+
+int
+cmd_store_open(struct cmd_ctx *ctx, struct store **out)
+{
+	char *path = xasprintf("%s/eph.db", cmd_state_dir(ctx));
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = store_open_readonly(path, out, &d);
+	if (rc < 0 && rc != -ENOENT) {
+		if (diag_nerrors(&d) == 0)
+			fprintf(stderr, "eph: %s: %s\n", path, strerror(-rc));
+		diag_print(&d, stderr);
+	}
+	diag_free(&d);
+	free(path);
+	return rc;
+}
+
+static bool
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+int
+cmd_run_find(struct store *s, const char *arg, struct store_run *out)
+{
+	if (all_digits(arg)) {
+		char *end;
+		long long id;
+
+		errno = 0;
+		id = strtoll(arg, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return -ENOENT;
+		return store_run_get(s, id, out);
+	}
+	return store_run_latest(s, arg, out);
+}
+
+int
+cmd_run_not_found(const char *cmd, const char *arg, const struct store *s)
+{
+	if (s == NULL)
+		fprintf(stderr, "eph %s: no runs yet\n", cmd);
+	else if (all_digits(arg))
+		fprintf(stderr, "eph %s: no run %s\n", cmd, arg);
+	else
+		fprintf(stderr, "eph %s: no run %s: it is neither a run id nor a job with runs\n",
+		        cmd, arg);
+	return EPH_EXIT_USAGE;
+}
+
+void
+cmd_signal_name(int sig, char *out, size_t n)
+{
+	const char *abbrev = sig > 0 ? sigabbrev_np(sig) : NULL;
+
+	if (abbrev != NULL)
+		snprintf(out, n, "SIG%s", abbrev);
+	else
+		snprintf(out, n, "signal %d", sig);
+}
+
+void
+cmd_local_time(double t, int seconds, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL ||
+	    strftime(out, n, seconds ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M", &tm) == 0)
+		snprintf(out, n, "%lld", (long long)tt);
+}
+
+double
+cmd_run_duration(const struct store_run *r)
+{
+	struct timespec ts;
+
+	if (r->started_at <= 0)
+		return -1;
+	if (r->ended_at > 0)
+		return r->ended_at - r->started_at;
+	if (store_state_terminal(r->state))
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - r->started_at;
+}
+
+int
+cmd_term_width(int fd)
+{
+	struct winsize ws;
+	const char *c;
+
+	if (isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	if ((c = getenv("COLUMNS")) != NULL && all_digits(c)) {
+		int w = atoi(c);
+
+		if (w >= 20 && w <= 1000)
+			return w;
+	}
+	return 80;
+}
+
+static json_t *
+jstr(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *
+jint(int64_t v, int64_t none)
+{
+	return v != none ? json_integer(v) : json_null();
+}
+
+static json_t *
+jreal(double v, double min)
+{
+	return v >= min ? json_real(v) : json_null();
+}
+
+json_t *
+cmd_run_json(const struct store_run *r)
+{
+	json_t *o = json_object(), *ph = json_object();
+	double dur = cmd_run_duration(r);
+
+	json_object_set_new(o, "id", json_integer(r->id));
+	json_object_set_new(o, "job", jstr(r->job));
+	json_object_set_new(o, "trigger", json_string(store_trigger_name(r->trigger)));
+	json_object_set_new(o, "scheduled_at", jint(r->scheduled_at, 0));
+	json_object_set_new(o, "attempt", json_integer(r->attempt));
+	json_object_set_new(o, "state", json_string(store_state_name(r->state)));
+	json_object_set_new(o, "terminal", json_boolean(store_state_terminal(r->state)));
+	json_object_set_new(o, "reason", jstr(r->reason));
+	json_object_set_new(o, "executor", jstr(r->executor));
+	json_object_set_new(o, "memory_limit", jint(r->memory_limit, 0));
+	json_object_set_new(o, "peak_bytes", jint(r->peak_bytes, -1));
+	json_object_set_new(o, "peak_method", jstr(r->peak_method));
+	json_object_set_new(o, "enforced", jstr(r->enforced));
+	json_object_set_new(o, "exit_code", jint(r->exit_code, -1));
+	json_object_set_new(o, "signal", jint(r->signal, 0));
+	if (r->signal > 0) {
+		char name[32];
+
+		cmd_signal_name(r->signal, name, sizeof(name));
+		json_object_set_new(o, "signal_name", json_string(name));
+	} else {
+		json_object_set_new(o, "signal_name", json_null());
+	}
+	json_object_set_new(o, "created_at", jreal(r->created_at, 1e-9));
+	json_object_set_new(o, "started_at", jreal(r->started_at, 1e-9));
+	json_object_set_new(o, "ended_at", jreal(r->ended_at, 1e-9));
+	json_object_set_new(o, "duration", jreal(dur, 0));
+	json_object_set_new(ph, "source", jreal(r->phase_source, 0));
+	json_object_set_new(ph, "runtime", jreal(r->phase_runtime, 0));
+	json_object_set_new(ph, "exec", jreal(r->phase_exec, 0));
+	json_object_set_new(o, "phases", ph);
+	json_object_set_new(o, "cpu_user_seconds", jreal(r->cpu_user, 0));
+	json_object_set_new(o, "cpu_system_seconds", jreal(r->cpu_system, 0));
+	json_object_set_new(o, "commit", jstr(r->commit_id));
+	json_object_set_new(o, "run_dir", jstr(r->run_dir));
+	json_object_set_new(o, "log_path", jstr(r->log_path));
+	json_object_set_new(o, "agent_pid", jint(r->agent_pid, 0));
+	json_object_set_new(o, "agent_start", jint(r->agent_start, 0));
+	json_object_set_new(o, "warning", jstr(r->warning));
+	json_object_set_new(o, "jitter", json_integer(r->jitter));
+	return o;
+}
+
+enum {
+	COL_ID,
+	COL_JOB,
+	COL_TRIGGER,
+	COL_STARTED,
+	COL_DURATION,
+	COL_STATE,
+	COL_MEMORY,
+	COL_EXIT,
+	NCOLS
+};
+
+static const char *const col_names[NCOLS] = {
+	"ID", "JOB", "TRIGGER", "STARTED", "DURATION", "STATE", "PEAK / LIMIT", "EXIT",
+};
+
+/* The display width of UTF-8 text S: one column per code point (job names are short text,
+ * not wide scripts). */
+static size_t
+text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+/* Fills the cells of one row; each cell is a new string. */
+static void
+row_cells(const struct store_run *r, char *cells[NCOLS])
+{
+	char a[64], b[64];
+	double dur = cmd_run_duration(r);
+
+	cells[COL_ID] = xasprintf("%lld", (long long)r->id);
+	cells[COL_JOB] = xstrdup(r->job != NULL ? r->job : "?");
+	cells[COL_TRIGGER] = xstrdup(store_trigger_name(r->trigger));
+	if (r->started_at > 0) {
+		cmd_local_time(r->started_at, 0, a, sizeof(a));
+		cells[COL_STARTED] = xstrdup(a);
+	} else {
+		cells[COL_STARTED] = xstrdup("-");
+	}
+	if (dur >= 0) {
+		units_format_duration(dur, a, sizeof(a));
+		cells[COL_DURATION] = xstrdup(a);
+	} else {
+		cells[COL_DURATION] = xstrdup("-");
+	}
+	cells[COL_STATE] = xstrdup(store_state_name(r->state));
+	if (r->peak_bytes >= 0)
+		units_format_size((uint64_t)r->peak_bytes, a, sizeof(a));
+	else
+		snprintf(a, sizeof(a), "-");
+	if (r->memory_limit > 0) {
+		units_format_size((uint64_t)r->memory_limit, b, sizeof(b));
+		cells[COL_MEMORY] = xasprintf("%s / %s", a, b);
+	} else {
+		cells[COL_MEMORY] = xstrdup(a);
+	}
+	if (r->signal > 0) {
+		cmd_signal_name(r->signal, a, sizeof(a));
+		cells[COL_EXIT] = xstrdup(a);
+	} else if (r->exit_code >= 0) {
+		cells[COL_EXIT] = xasprintf("%d", r->exit_code);
+	} else {
+		cells[COL_EXIT] = xstrdup("-");
+	}
+}
+
+/* Prints S in W columns, cutting it with "~" when it is wider, padding when LEFT. */
+static void
+print_cell(const char *s, size_t w, bool left, bool last)
+{
+	size_t tw = text_width(s);
+
+	if (tw > w) {
+		size_t cols = 0;
+		const char *p = s;
+
+		/* copy w - 1 code points, then "~" */
+		while (*p != '\0') {
+			if (((unsigned char)*p & 0xc0) != 0x80) {
+				if (cols == w - 1)
+					break;
+				cols++;
+			}
+			p++;
+		}
+		printf("%.*s~", (int)(p - s), s);
+		tw = w;
+	} else if (!left) {
+		printf("%*s%s", (int)(w - tw), "", s);
+	} else {
+		fputs(s, stdout);
+	}
+	if (!last) {
+		if (left)
+			printf("%*s", (int)(w - tw), "");
+		fputs("  ", stdout);
+	}
+}
+
+static void
+print_table(struct store_run *runs, size_t n)
+{
+	char *(*cells)[NCOLS] = xcalloc(n, sizeof(*cells));
+	size_t w[NCOLS], total = 0, width = (size_t)cmd_term_width(STDOUT_FILENO);
+	static const bool right[NCOLS] = { [COL_ID] = true, [COL_DURATION] = true };
+
+	for (int c = 0; c < NCOLS; c++)
+		w[c] = text_width(col_names[c]);
+	for (size_t i = 0; i < n; i++) {
+		row_cells(&runs[i], cells[i]);
+		for (int c = 0; c < NCOLS; c++) {
+			size_t tw = text_width(cells[i][c]);
+
+			if (tw > w[c])
+				w[c] = tw;
+		}
+	}
+	for (int c = 0; c < NCOLS; c++)
+		total += w[c] + (c + 1 < NCOLS ? 2 : 0);
+	/* On a narrow terminal, the job name gives way first (down to 8 columns). */
+	if (isatty(STDOUT_FILENO) && total > width && w[COL_JOB] > 8) {
+		size_t over = total - width;
+
+		w[COL_JOB] = over < w[COL_JOB] - 8 ? w[COL_JOB] - over : 8;
+	}
+	for (int c = 0; c < NCOLS; c++)
+		print_cell(col_names[c], w[c], !right[c], c + 1 == NCOLS);
+	fputc('\n', stdout);
+	for (size_t i = 0; i < n; i++) {
+		for (int c = 0; c < NCOLS; c++) {
+			print_cell(cells[i][c], w[c], !right[c], c + 1 == NCOLS);
+			free(cells[i][c]);
+		}
+		fputc('\n', stdout);
+	}
+	free(cells);
+}
 
 static int
 cmd_runs_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
-	(void)ctx;
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "eph runs: not built yet\n");
-	return EPH_EXIT_FAIL;
-}
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_run *runs = NULL;
+	struct store *s = NULL;
+	const char *job = NULL;
+	unsigned long long limit = 20;
+	bool json = false;
+	size_t n = 0;
+	int opt, rc;
 
-const struct cmd cmd_runs = {
-	.name = "runs",
-	.usage = "runs",
-	.summary = "(being written)",
-	.exec = cmd_runs_exec,
-};
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		if (opt == 'j') {
+			json = true;
+		} else if (opt == 'n') {
+			char *end;
+
+			errno = 0;
+			limit = strtoull(optarg, &end, 10);
+			if (!all_digits(optarg) || errno != 0 || *end != '\0')
+				return cmd_usage_error(&cmd_runs,
+				                       "--limit needs a number, not '%s'", optarg);
+		} else if (optopt == 'n') {
+			return cmd_usage_error(&cmd_runs, "--limit needs a number");
+		} else {
+			return cmd_usage_error(&cmd_runs, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind > 1)
+		return cmd_usage_error(&cmd_runs, "too many arguments");
+	if (argc - optind == 1)
+		job = argv[optind];
+
+	rc = cmd_store_open(ctx, &s);
+	if (rc == -ENOENT) {
+		if (json)
+			puts("[]");
+		else
+			puts("no runs yet");
+		return EPH_EXIT_OK;
+	}
+	if (rc < 0)
+		return EPH_EXIT_FAIL;
+	rc = store_runs_list(s, job, (size_t)limit, &runs, &n);
+	if (rc < 0) {
+		fprintf(stderr, "eph runs: reading the runs: %s\n", store_errmsg(s));
+		store_close(s);
+		return EPH_EXIT_FAIL;
+	}
+	if (json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, cmd_run_json(&runs[i]));
+		json_dumpf(a, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(a);
+	} else if (n == 0) {
+		if (job != NULL)
+			printf("no runs of %s yet\n", job);
+		else
+			puts("no runs yet");
+	} else {
+		print_table(runs, n);
+	}
+	store_runs_free(runs, n);
+	store_close(s);
+	return EPH_EXIT_OK;
+}

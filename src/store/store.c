@@ -1,2 +1,800 @@
-/* placeholder: being written */
-int eph_placeholder_store;
+/* src/store/store.c: the run store on SQLite (WAL, versioned schema, bound parameters only). */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "store/schema_sql.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+#define STORE_BUSY_MS 5000
+
+struct store {
+	sqlite3 *db;
+	bool readonly;
+};
+
+/* Migration step I takes a database from user_version I to I + 1. */
+static const char *const migrations[] = {
+	store_schema_v1,
+};
+
+_Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+static const char *const state_names[] = {
+	[STORE_QUEUED] = "queued",
+	[STORE_WAITING] = "waiting",
+	[STORE_PROVISIONING] = "provisioning",
+	[STORE_RUNNING] = "running",
+	[STORE_SUCCEEDED] = "succeeded",
+	[STORE_FAILED] = "failed",
+	[STORE_OOM] = "oom",
+	[STORE_TIMEOUT] = "timeout",
+	[STORE_KILLED] = "killed",
+	[STORE_CANCELLED] = "cancelled",
+	[STORE_LOST] = "lost",
+	[STORE_SKIPPED] = "skipped",
+};
+
+static const char *const trigger_names[] = {
+	[STORE_SCHEDULE] = "schedule",
+	[STORE_CATCHUP] = "catchup",
+	[STORE_MANUAL] = "manual",
+	[STORE_RETRY] = "retry",
+};
+
+/* The SQL list of terminal states, kept next to state_names. */
+#define TERMINAL_SQL                                                                               \
+	"('succeeded', 'failed', 'oom', 'timeout', 'killed', 'cancelled', 'lost', 'skipped')"
+
+#define RUN_COLUMNS                                                                                \
+	"id, job, trigger, scheduled_at, attempt, state, reason, executor, memory_limit, "         \
+	"peak_bytes, peak_method, enforced, exit_code, signal, created_at, started_at, ended_at, " \
+	"phase_source, phase_runtime, phase_exec, cpu_user, cpu_system, commit_id, run_dir, "      \
+	"log_path, agent_pid, agent_start, warning, jitter"
+
+const char *
+store_state_name(enum store_state st)
+{
+	if ((size_t)st >= EPH_ARRAY_LEN(state_names))
+		return "unknown";
+	return state_names[st];
+}
+
+int
+store_state_parse(const char *name, enum store_state *out)
+{
+	for (size_t i = 0; i < EPH_ARRAY_LEN(state_names); i++) {
+		if (strcmp(name, state_names[i]) == 0) {
+			*out = (enum store_state)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool
+store_state_terminal(enum store_state st)
+{
+	return st >= STORE_SUCCEEDED;
+}
+
+const char *
+store_trigger_name(enum store_trigger t)
+{
+	if ((size_t)t >= EPH_ARRAY_LEN(trigger_names))
+		return "unknown";
+	return trigger_names[t];
+}
+
+int
+store_trigger_parse(const char *name, enum store_trigger *out)
+{
+	for (size_t i = 0; i < EPH_ARRAY_LEN(trigger_names); i++) {
+		if (strcmp(name, trigger_names[i]) == 0) {
+			*out = (enum store_trigger)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void
+store_run_init(struct store_run *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->trigger = STORE_MANUAL;
+	r->attempt = 1;
+	r->state = STORE_QUEUED;
+	r->peak_bytes = -1;
+	r->exit_code = -1;
+	r->phase_source = r->phase_runtime = r->phase_exec = -1;
+	r->cpu_user = r->cpu_system = -1;
+}
+
+void
+store_run_clear(struct store_run *r)
+{
+	free(r->job);
+	free(r->reason);
+	free(r->executor);
+	free(r->peak_method);
+	free(r->enforced);
+	free(r->commit_id);
+	free(r->run_dir);
+	free(r->log_path);
+	free(r->warning);
+	store_run_init(r);
+}
+
+void
+store_runs_free(struct store_run *runs, size_t n)
+{
+	if (runs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_run_clear(&runs[i]);
+	free(runs);
+}
+
+/* Maps an SQLite result code to -errno. */
+static int
+sql_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+		return -EINVAL;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+const char *
+store_errmsg(struct store *s)
+{
+	return sqlite3_errmsg(s->db);
+}
+
+static double
+now_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
+static int
+exec_sql(struct store *s, const char *sql)
+{
+	return sql_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+static int
+prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+	return sql_errno(sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
+}
+
+/* Runs a statement that returns no row; finalizes it. */
+static int
+step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_errno(rc);
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Binds V, or NULL when V equals the sentinel NONE. */
+static void
+bind_int(sqlite3_stmt *st, int i, int64_t v, int64_t none)
+{
+	if (v == none)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_int64(st, i, v);
+}
+
+/* Binds V, or NULL when V is below MIN (the "unknown" sentinels are 0 or -1). */
+static void
+bind_real(sqlite3_stmt *st, int i, double v, double min)
+{
+	if (v < min)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_double(st, i, v);
+}
+
+static int
+user_version(struct store *s, int *v)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prepare(s, "PRAGMA user_version", &st)) < 0)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : sql_errno(rc);
+}
+
+static int
+check_newer(const char *path, int v, struct diag *d)
+{
+	if (v > STORE_SCHEMA_VERSION) {
+		diag_error(d, (struct diag_pos){ 0 },
+		           "%s has schema version %d; this eph knows up to %d: upgrade eph", path,
+		           v, STORE_SCHEMA_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+/* Applies every migration step past the database's version, each in its own IMMEDIATE
+ * transaction that also sets user_version, so two processes opening a fresh database at once
+ * cannot both apply a step. */
+static int
+migrate(struct store *s, const char *path, struct diag *d)
+{
+	int v, rc;
+
+	for (;;) {
+		if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) < 0)
+			goto fail;
+		if ((rc = user_version(s, &v)) < 0)
+			goto rollback;
+		if ((rc = check_newer(path, v, d)) < 0) {
+			exec_sql(s, "ROLLBACK");
+			return rc;
+		}
+		if (v == STORE_SCHEMA_VERSION)
+			return exec_sql(s, "COMMIT");
+		if ((rc = exec_sql(s, migrations[v])) < 0)
+			goto rollback;
+		{
+			char sql[64];
+
+			snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+			if ((rc = exec_sql(s, sql)) < 0)
+				goto rollback;
+		}
+		if ((rc = exec_sql(s, "COMMIT")) < 0)
+			goto rollback;
+	}
+rollback:
+	diag_error(d, (struct diag_pos){ 0 }, "%s: cannot migrate the schema: %s", path,
+	           sqlite3_errmsg(s->db));
+	exec_sql(s, "ROLLBACK");
+	return rc;
+fail:
+	diag_error(d, (struct diag_pos){ 0 }, "%s: %s", path, sqlite3_errmsg(s->db));
+	return rc;
+}
+
+static int
+open_common(const char *path, bool readonly, struct store **out, struct diag *d)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc, v;
+
+	*out = NULL;
+	s->readonly = readonly;
+	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sql_errno(rc);
+		if (!(readonly && rc == -ENOENT))
+			diag_error(d, (struct diag_pos){ 0 }, "%s: %s", path,
+			           s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 0);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+	if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON")) < 0)
+		goto fail_msg;
+	if (readonly) {
+		if ((rc = user_version(s, &v)) < 0)
+			goto fail_msg;
+		if ((rc = check_newer(path, v, d)) < 0)
+			goto fail;
+		if (v < STORE_SCHEMA_VERSION) {
+			diag_error(d, (struct diag_pos){ 0 },
+			           "%s has schema version %d; this eph needs %d: the next eph that "
+			           "records a run (eph run, eph daemon) upgrades it",
+			           path, v, STORE_SCHEMA_VERSION);
+			rc = -EPROTONOSUPPORT;
+			goto fail;
+		}
+	} else {
+		/* WAL: readers never block the writer, nor see a half-written transaction.
+		 * FULL: each commit is fsynced, so a recorded transition survives a power cut. */
+		if ((rc = exec_sql(s, "PRAGMA journal_mode = WAL")) < 0 ||
+		    (rc = exec_sql(s, "PRAGMA synchronous = FULL")) < 0)
+			goto fail_msg;
+		if ((rc = migrate(s, path, d)) < 0)
+			goto fail;
+	}
+	*out = s;
+	return 0;
+fail_msg:
+	diag_error(d, (struct diag_pos){ 0 }, "%s: %s", path, sqlite3_errmsg(s->db));
+fail:
+	sqlite3_close(s->db);
+	free(s);
+	return rc;
+}
+
+int
+store_open(const char *path, struct store **out, struct diag *d)
+{
+	return open_common(path, false, out, d);
+}
+
+int
+store_open_readonly(const char *path, struct store **out, struct diag *d)
+{
+	return open_common(path, true, out, d);
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_close(s->db);
+	free(s);
+}
+
+int
+store_run_create(struct store *s, const struct store_run *r, int64_t *id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((r->state != STORE_QUEUED && r->state != STORE_SKIPPED) || r->job == NULL)
+		return -EINVAL;
+	rc = prepare(s,
+	             "INSERT INTO runs (job, trigger, scheduled_at, attempt, state, reason, "
+	             "executor, memory_limit, created_at, ended_at, commit_id, run_dir, log_path, "
+	             "warning, jitter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+	             "?13, ?14, ?15)",
+	             &st);
+	if (rc < 0)
+		return rc;
+	double created = r->created_at > 0 ? r->created_at : now_real();
+
+	bind_text(st, 1, r->job);
+	bind_text(st, 2, store_trigger_name(r->trigger));
+	bind_int(st, 3, r->scheduled_at, 0);
+	sqlite3_bind_int(st, 4, r->attempt);
+	bind_text(st, 5, store_state_name(r->state));
+	bind_text(st, 6, r->reason);
+	bind_text(st, 7, r->executor);
+	sqlite3_bind_int64(st, 8, r->memory_limit);
+	sqlite3_bind_double(st, 9, created);
+	/* A skipped run is terminal the moment it is recorded. */
+	if (r->state == STORE_SKIPPED)
+		sqlite3_bind_double(st, 10, r->ended_at > 0 ? r->ended_at : created);
+	else
+		sqlite3_bind_null(st, 10);
+	bind_text(st, 11, r->commit_id);
+	bind_text(st, 12, r->run_dir);
+	bind_text(st, 13, r->log_path);
+	bind_text(st, 14, r->warning);
+	sqlite3_bind_int64(st, 15, r->jitter);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	*id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+/* Whether run ID exists: 0, -ENOENT, or an error. */
+static int
+run_exists(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prepare(s, "SELECT 1 FROM runs WHERE id = ?1", &st)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+}
+
+int
+store_run_update(struct store *s, int64_t id, const struct store_run *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (store_state_terminal(r->state))
+		return -EINVAL;
+	rc = prepare(s,
+	             "UPDATE runs SET state = ?2, executor = ?3, memory_limit = ?4, enforced = ?5, "
+	             "started_at = ?6, commit_id = ?7, run_dir = ?8, log_path = ?9, "
+	             "agent_pid = ?10, agent_start = ?11, warning = ?12 "
+	             "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
+	             &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, store_state_name(r->state));
+	bind_text(st, 3, r->executor);
+	sqlite3_bind_int64(st, 4, r->memory_limit);
+	bind_text(st, 5, r->enforced);
+	bind_real(st, 6, r->started_at, 1e-9);
+	bind_text(st, 7, r->commit_id);
+	bind_text(st, 8, r->run_dir);
+	bind_text(st, 9, r->log_path);
+	bind_int(st, 10, r->agent_pid, 0);
+	bind_int(st, 11, r->agent_start, 0);
+	bind_text(st, 12, r->warning);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	rc = run_exists(s, id);
+	return rc == 0 ? -EALREADY : rc;
+}
+
+static int
+insert_samples(struct store *s, int64_t id, const struct store_sample *samples, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = prepare(s, "INSERT INTO samples (run_id, t, bytes) VALUES (?1, ?2, ?3)", &st)) <
+	    0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_double(st, 2, samples[i].t);
+		sqlite3_bind_int64(st, 3, samples[i].bytes);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			return sql_errno(rc);
+		}
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int
+store_run_finish(struct store *s, int64_t id, const struct store_run *f,
+                 const struct store_sample *samples, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!store_state_terminal(f->state))
+		return -EINVAL;
+	if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) < 0)
+		return rc;
+	rc = prepare(s,
+	             "UPDATE runs SET state = ?2, reason = ?3, exit_code = ?4, signal = ?5, "
+	             "peak_bytes = ?6, peak_method = ?7, enforced = COALESCE(?8, enforced), "
+	             "ended_at = ?9, phase_source = ?10, phase_runtime = ?11, phase_exec = ?12, "
+	             "cpu_user = ?13, cpu_system = ?14, started_at = COALESCE(?15, started_at), "
+	             "memory_limit = COALESCE(?16, memory_limit), "
+	             "warning = COALESCE(?17, warning), commit_id = COALESCE(?18, commit_id) "
+	             "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
+	             &st);
+	if (rc < 0)
+		goto rollback;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, store_state_name(f->state));
+	bind_text(st, 3, f->reason);
+	bind_int(st, 4, f->exit_code, -1);
+	bind_int(st, 5, f->signal, 0);
+	bind_int(st, 6, f->peak_bytes, -1);
+	bind_text(st, 7, f->peak_method);
+	bind_text(st, 8, f->enforced);
+	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : now_real());
+	bind_real(st, 10, f->phase_source, 0);
+	bind_real(st, 11, f->phase_runtime, 0);
+	bind_real(st, 12, f->phase_exec, 0);
+	bind_real(st, 13, f->cpu_user, 0);
+	bind_real(st, 14, f->cpu_system, 0);
+	bind_real(st, 15, f->started_at, 1e-9);
+	bind_int(st, 16, f->memory_limit, 0);
+	bind_text(st, 17, f->warning);
+	bind_text(st, 18, f->commit_id);
+	if ((rc = step_done(st)) < 0)
+		goto rollback;
+	if (sqlite3_changes(s->db) != 1) {
+		rc = run_exists(s, id);
+		if (rc == 0)
+			rc = -EALREADY;
+		goto rollback;
+	}
+	if ((rc = insert_samples(s, id, samples, n)) < 0)
+		goto rollback;
+	if ((rc = exec_sql(s, "COMMIT")) < 0)
+		goto rollback;
+	return 0;
+rollback:
+	exec_sql(s, "ROLLBACK");
+	return rc;
+}
+
+static char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static int64_t
+col_int(sqlite3_stmt *st, int i, int64_t none)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? none : sqlite3_column_int64(st, i);
+}
+
+static double
+col_real(sqlite3_stmt *st, int i, double none)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? none : sqlite3_column_double(st, i);
+}
+
+/* Fills R from a row of RUN_COLUMNS. */
+static void
+row_to_run(sqlite3_stmt *st, struct store_run *r)
+{
+	const unsigned char *t;
+
+	store_run_init(r);
+	r->id = sqlite3_column_int64(st, 0);
+	r->job = col_text(st, 1);
+	if ((t = sqlite3_column_text(st, 2)) != NULL)
+		(void)store_trigger_parse((const char *)t, &r->trigger);
+	r->scheduled_at = col_int(st, 3, 0);
+	r->attempt = (int)col_int(st, 4, 1);
+	if ((t = sqlite3_column_text(st, 5)) != NULL)
+		(void)store_state_parse((const char *)t, &r->state);
+	r->reason = col_text(st, 6);
+	r->executor = col_text(st, 7);
+	r->memory_limit = col_int(st, 8, 0);
+	r->peak_bytes = col_int(st, 9, -1);
+	r->peak_method = col_text(st, 10);
+	r->enforced = col_text(st, 11);
+	r->exit_code = (int)col_int(st, 12, -1);
+	r->signal = (int)col_int(st, 13, 0);
+	r->created_at = col_real(st, 14, 0);
+	r->started_at = col_real(st, 15, 0);
+	r->ended_at = col_real(st, 16, 0);
+	r->phase_source = col_real(st, 17, -1);
+	r->phase_runtime = col_real(st, 18, -1);
+	r->phase_exec = col_real(st, 19, -1);
+	r->cpu_user = col_real(st, 20, -1);
+	r->cpu_system = col_real(st, 21, -1);
+	r->commit_id = col_text(st, 22);
+	r->run_dir = col_text(st, 23);
+	r->log_path = col_text(st, 24);
+	r->agent_pid = col_int(st, 25, 0);
+	r->agent_start = col_int(st, 26, 0);
+	r->warning = col_text(st, 27);
+	r->jitter = col_int(st, 28, 0);
+}
+
+/* Runs a query of RUN_COLUMNS whose parameters are bound; reads at most one row. */
+static int
+query_one(sqlite3_stmt *st, struct store_run *out)
+{
+	int rc = sqlite3_step(st);
+
+	store_run_init(out);
+	if (rc == SQLITE_ROW) {
+		row_to_run(st, out);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+store_run_get(struct store *s, int64_t id, struct store_run *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	store_run_init(out);
+	if ((rc = prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", &st)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	return query_one(st, out);
+}
+
+int
+store_run_latest(struct store *s, const char *job, struct store_run *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	store_run_init(out);
+	rc = prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+	             &st);
+	if (rc < 0)
+		return rc;
+	bind_text(st, 1, job);
+	return query_one(st, out);
+}
+
+/* Reads every row of ST (finalizing it) into a new array. */
+static int
+query_many(sqlite3_stmt *st, struct store_run **out, size_t *n)
+{
+	struct store_run *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap != 0 ? cap * 2 : 16;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		row_to_run(st, &v[len++]);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_runs_free(v, len);
+		return sql_errno(rc);
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int
+store_runs_list(struct store *s, const char *job, size_t limit, struct store_run **out, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = prepare(s,
+	             "SELECT " RUN_COLUMNS " FROM runs WHERE ?1 IS NULL OR job = ?1 "
+	             "ORDER BY id DESC LIMIT ?2",
+	             &st);
+	if (rc < 0)
+		return rc;
+	bind_text(st, 1, job);
+	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
+	return query_many(st, out, n);
+}
+
+int
+store_runs_unfinished(struct store *s, struct store_run **out, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = prepare(s,
+	             "SELECT " RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'waiting', "
+	             "'provisioning', 'running') ORDER BY id",
+	             &st);
+	if (rc < 0)
+		return rc;
+	return query_many(st, out, n);
+}
+
+int
+store_samples_get(struct store *s, int64_t id, struct store_sample **out, size_t *n)
+{
+	struct store_sample *v = NULL;
+	size_t len = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = prepare(s, "SELECT t, bytes FROM samples WHERE run_id = ?1 ORDER BY t", &st)) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap != 0 ? cap * 2 : 64;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		v[len].t = sqlite3_column_double(st, 0);
+		v[len].bytes = sqlite3_column_int64(st, 1);
+		len++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sql_errno(rc);
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int
+store_job_state_get(struct store *s, const char *job, int64_t *scheduled_until)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = prepare(s, "SELECT scheduled_until FROM job_state WHERE job = ?1", &st)) < 0)
+		return rc;
+	bind_text(st, 1, job);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*scheduled_until = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+}
+
+int
+store_job_state_set(struct store *s, const char *job, int64_t scheduled_until)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = prepare(s,
+	             "INSERT INTO job_state (job, scheduled_until) VALUES (?1, ?2) "
+	             "ON CONFLICT (job) DO UPDATE SET scheduled_until = excluded.scheduled_until",
+	             &st);
+	if (rc < 0)
+		return rc;
+	bind_text(st, 1, job);
+	sqlite3_bind_int64(st, 2, scheduled_until);
+	return step_done(st);
+}

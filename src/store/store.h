@@ -34,10 +34,10 @@ enum store_state {
 
 enum store_trigger { STORE_SCHEDULE, STORE_CATCHUP, STORE_MANUAL, STORE_RETRY };
 
-const char *store_state_name(enum store_state st);     /* "queued", … */
+const char *store_state_name(enum store_state st);              /* "queued", … */
 int store_state_parse(const char *name, enum store_state *out); /* 0 or -EINVAL */
 bool store_state_terminal(enum store_state st);
-const char *store_trigger_name(enum store_trigger t);  /* "schedule", … */
+const char *store_trigger_name(enum store_trigger t);               /* "schedule", … */
 int store_trigger_parse(const char *name, enum store_trigger *out); /* 0 or -EINVAL */
 
 /* One row of `runs`. Strings are owned by the struct (store_run_clear frees them); NULL means
@@ -49,8 +49,8 @@ struct store_run {
 	int64_t scheduled_at; /* UTC seconds; 0 = none (a manual run) */
 	int attempt;          /* 1 for the first try */
 	enum store_state state;
-	char *reason;       /* why it ended as it did ("exit code 3", "killed by the memory limit") */
-	char *executor;     /* "local", … */
+	char *reason;   /* why it ended as it did ("exit code 3", "killed by the memory limit") */
+	char *executor; /* "local", … */
 	int64_t memory_limit; /* bytes; 0 = no limit */
 	int64_t peak_bytes;   /* -1 = not measured */
 	char *peak_method;    /* "cgroup1 memory.max_usage_in_bytes", … */

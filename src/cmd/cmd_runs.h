@@ -1,0 +1,38 @@
+/* src/cmd/cmd_runs.h: what `eph runs`, `eph show` and `eph logs` share (defined in cmd_runs.c):
+ * opening the store read-only, finding a run from RUN|JOB, formatting a run. */
+#ifndef EPH_CMD_CMD_RUNS_H
+#define EPH_CMD_CMD_RUNS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "util/attr.h"
+
+struct cmd_ctx;
+struct store;
+struct store_run;
+
+/* Opens STATE/eph.db read-only into *OUT. Returns 0; -ENOENT when there is no database yet
+ * (nothing printed: "no runs yet" is the caller's to say); another -errno after printing the
+ * problem on stderr. */
+EPH_MUST_CHECK int cmd_store_open(struct cmd_ctx *ctx, struct store **out);
+/* Finds the run ARG names: a run id (all digits), else a job name meaning its latest run.
+ * Returns 0, -ENOENT (no such run), or another -errno. */
+EPH_MUST_CHECK int cmd_run_find(struct store *s, const char *arg, struct store_run *out);
+/* Prints "eph CMD: no run ARG" (or "no runs of job ARG", "no runs yet" when S is NULL) on
+ * stderr and returns EPH_EXIT_USAGE: a run that does not exist is bad input. */
+int cmd_run_not_found(const char *cmd, const char *arg, const struct store *s);
+/* A JSON object with every column of R (null for unknown values). New reference. */
+json_t *cmd_run_json(const struct store_run *r);
+/* "SIGKILL" for 9 (or "signal 77"), into OUT of N bytes. */
+void cmd_signal_name(int sig, char *out, size_t n);
+/* Local time "2026-11-24 19:00:01" (with seconds when SECONDS), into OUT of N bytes. */
+void cmd_local_time(double t, int seconds, char *out, size_t n);
+/* The run's duration in seconds: ended - started, now - started while it runs, -1 if it never
+ * started. */
+double cmd_run_duration(const struct store_run *r);
+/* The width of the terminal on FD: TIOCGWINSZ, else $COLUMNS, else 80. */
+int cmd_term_width(int fd);
+
+#endif

@@ -1,0 +1,541 @@
+/* tests/unit/test_store.c: the run store on a real SQLite file in a temporary directory. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+struct fx {
+	char dir[64];
+	char *path;
+	struct store *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	struct diag d;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/eph-test-store-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->path = xasprintf("%s/eph.db", f->dir);
+	diag_init(&d);
+	assert_int_equal(store_open(f->path, &f->s, &d), 0);
+	assert_int_equal(diag_nerrors(&d), 0);
+	diag_free(&d);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char *cmd = xasprintf("rm -rf '%s'", f->dir);
+
+	store_close(f->s);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(f->path);
+	free(f);
+	return 0;
+}
+
+static int64_t
+create_run(struct store *s, const char *job)
+{
+	struct store_run r;
+	int64_t id = 0;
+
+	store_run_init(&r);
+	r.job = xstrdup(job);
+	r.trigger = STORE_SCHEDULE;
+	r.scheduled_at = 1764007200;
+	r.memory_limit = 200 << 20;
+	r.executor = xstrdup("local");
+	assert_int_equal(store_run_create(s, &r, &id), 0);
+	assert_true(id > 0);
+	store_run_clear(&r);
+	return id;
+}
+
+static int
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	int rc;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static void
+create_inserts_a_queued_run_with_every_field(void **state)
+{
+	struct fx *f = *state;
+	struct store_run r;
+	int64_t id = create_run(f->s, "train-model");
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.id, id);
+	assert_string_equal(r.job, "train-model");
+	assert_int_equal(r.trigger, STORE_SCHEDULE);
+	assert_int_equal(r.scheduled_at, 1764007200);
+	assert_int_equal(r.attempt, 1);
+	assert_int_equal(r.state, STORE_QUEUED);
+	assert_int_equal(r.memory_limit, 200 << 20);
+	assert_string_equal(r.executor, "local");
+	assert_int_equal(r.peak_bytes, -1);
+	assert_int_equal(r.exit_code, -1);
+	assert_int_equal(r.signal, 0);
+	assert_true(r.created_at > 1.7e9);
+	assert_true(r.started_at == 0 && r.ended_at == 0);
+	assert_true(r.phase_exec < 0 && r.cpu_user < 0);
+	assert_null(r.reason);
+	assert_null(r.run_dir);
+	store_run_clear(&r);
+}
+
+static void
+create_refuses_a_running_state(void **state)
+{
+	struct fx *f = *state;
+	struct store_run r;
+	int64_t id = 0;
+
+	store_run_init(&r);
+	r.job = xstrdup("x");
+	r.state = STORE_RUNNING;
+	assert_int_equal(store_run_create(f->s, &r, &id), -EINVAL);
+	store_run_clear(&r);
+}
+
+static void
+skipped_run_is_terminal_at_once(void **state)
+{
+	struct fx *f = *state;
+	struct store_run r, fin;
+	int64_t id = 0;
+
+	store_run_init(&r);
+	r.job = xstrdup("fetch");
+	r.state = STORE_SKIPPED;
+	r.reason = xstrdup("the previous run (41) was still going");
+	assert_int_equal(store_run_create(f->s, &r, &id), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_SKIPPED);
+	assert_true(r.ended_at > 0);
+	store_run_clear(&r);
+	store_run_init(&fin);
+	fin.state = STORE_LOST;
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), -EALREADY);
+}
+
+static void
+update_then_finish_records_the_outcome_and_samples(void **state)
+{
+	struct fx *f = *state;
+	struct store_sample samples[] = { { 1764007201.013, 31457280 },
+		                          { 1764007202.013, 104857600 },
+		                          { 1764007203.013, 209715200 } };
+	struct store_sample *got = NULL;
+	struct store_run r, fin;
+	int64_t id = create_run(f->s, "train-model");
+	size_t n = 0;
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	r.state = STORE_RUNNING;
+	r.started_at = 1764007200.012;
+	r.agent_pid = 812;
+	r.agent_start = 123456;
+	r.run_dir = xstrdup("/var/lib/ephemeron/runs/1");
+	r.log_path = xstrdup("/var/lib/ephemeron/runs/1/output.log");
+	r.commit_id = xstrdup("0123456789abcdef0123456789abcdef01234567");
+	assert_int_equal(store_run_update(f->s, id, &r), 0);
+	store_run_clear(&r);
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_RUNNING);
+	assert_int_equal(r.agent_pid, 812);
+	assert_int_equal(r.agent_start, 123456);
+	assert_string_equal(r.run_dir, "/var/lib/ephemeron/runs/1");
+	assert_true(r.started_at > 1764007200.0 && r.started_at < 1764007200.1);
+	store_run_clear(&r);
+
+	store_run_init(&fin);
+	fin.state = STORE_OOM;
+	fin.reason = xstrdup("killed by the memory limit (cgroup1 oom_kill 1)");
+	fin.signal = 9;
+	fin.peak_bytes = 209715200;
+	fin.peak_method = xstrdup("cgroup1 memory.max_usage_in_bytes");
+	fin.enforced = xstrdup("cgroup1");
+	fin.ended_at = 1764007241.2;
+	fin.phase_exec = 41.187;
+	fin.phase_source = 0;
+	fin.cpu_user = 40.1;
+	fin.cpu_system = 0.9;
+	assert_int_equal(store_run_finish(f->s, id, &fin, samples, 3), 0);
+	store_run_clear(&fin);
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_OOM);
+	assert_int_equal(r.exit_code, -1);
+	assert_int_equal(r.signal, 9);
+	assert_int_equal(r.peak_bytes, 209715200);
+	assert_string_equal(r.enforced, "cgroup1");
+	assert_string_equal(r.reason, "killed by the memory limit (cgroup1 oom_kill 1)");
+	assert_true(r.phase_exec > 41.18 && r.phase_exec < 41.19);
+	assert_true(r.phase_source == 0);
+	assert_true(r.phase_runtime < 0);
+	assert_true(r.cpu_user > 40.0);
+	/* kept from the update, since FINAL did not carry them */
+	assert_string_equal(r.commit_id, "0123456789abcdef0123456789abcdef01234567");
+	assert_true(r.started_at > 1764007200.0);
+	assert_int_equal(r.memory_limit, 200 << 20);
+	store_run_clear(&r);
+
+	assert_int_equal(store_samples_get(f->s, id, &got, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(got[2].bytes, 209715200);
+	assert_true(got[0].t < got[1].t && got[1].t < got[2].t);
+	free(got);
+}
+
+static void
+finish_twice_is_ealready_and_changes_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct store_sample one = { 1.0, 100 }, two = { 2.0, 200 };
+	struct store_sample *got = NULL;
+	struct store_run fin, r;
+	int64_t id = create_run(f->s, "j");
+	size_t n = 0;
+
+	store_run_init(&fin);
+	fin.state = STORE_SUCCEEDED;
+	fin.exit_code = 0;
+	assert_int_equal(store_run_finish(f->s, id, &fin, &one, 1), 0);
+	fin.state = STORE_LOST;
+	fin.exit_code = -1;
+	assert_int_equal(store_run_finish(f->s, id, &fin, &two, 1), -EALREADY);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_SUCCEEDED);
+	assert_int_equal(r.exit_code, 0);
+	store_run_clear(&r);
+	assert_int_equal(store_samples_get(f->s, id, &got, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(got[0].bytes, 100);
+	free(got);
+
+	/* and a terminal run cannot be moved back by an update */
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	r.state = STORE_RUNNING;
+	assert_int_equal(store_run_update(f->s, id, &r), -EALREADY);
+	store_run_clear(&r);
+}
+
+static void
+finish_rejects_non_terminal_and_unknown_runs(void **state)
+{
+	struct fx *f = *state;
+	struct store_run fin, r;
+
+	store_run_init(&fin);
+	fin.state = STORE_RUNNING;
+	assert_int_equal(store_run_finish(f->s, 1, &fin, NULL, 0), -EINVAL);
+	fin.state = STORE_FAILED;
+	assert_int_equal(store_run_finish(f->s, 999, &fin, NULL, 0), -ENOENT);
+	store_run_init(&r);
+	assert_int_equal(store_run_update(f->s, 999, &r), -ENOENT);
+	assert_int_equal(store_run_get(f->s, 999, &r), -ENOENT);
+}
+
+static void
+migrates_an_empty_database_to_the_current_version(void **state)
+{
+	struct fx *f = *state;
+	char *path = xasprintf("%s/empty.db", f->dir);
+	struct store *s = NULL;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	struct diag d;
+
+	/* an existing, empty file: version 0 */
+	assert_int_equal(raw_exec(path, "PRAGMA user_version"), SQLITE_OK);
+	diag_init(&d);
+	assert_int_equal(store_open(path, &s, &d), 0);
+	store_close(s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	assert_int_equal(
+	        sqlite3_exec(db, "SELECT job, scheduled_until FROM job_state", NULL, NULL, NULL),
+	        SQLITE_OK);
+	sqlite3_close(db);
+	/* opening again is a no-op */
+	assert_int_equal(store_open(path, &s, &d), 0);
+	assert_int_equal(diag_nerrors(&d), 0);
+	store_close(s);
+	diag_free(&d);
+	free(path);
+}
+
+static void
+refuses_a_database_from_a_newer_eph(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = (struct store *)1;
+	char *want;
+	char *msg;
+	struct diag d;
+
+	assert_int_equal(raw_exec(f->path, "PRAGMA user_version = 7"), SQLITE_OK);
+	diag_init(&d);
+	assert_int_equal(store_open(f->path, &s, &d), -EPROTONOSUPPORT);
+	assert_null(s);
+	assert_int_equal(diag_nerrors(&d), 1);
+	msg = diag_format(&d, 0);
+	want = xasprintf("eph: %s has schema version 7; this eph knows up to %d: upgrade eph",
+	                 f->path, STORE_SCHEMA_VERSION);
+	assert_string_equal(msg, want);
+	free(msg);
+	free(want);
+	diag_free(&d);
+	diag_init(&d);
+	assert_int_equal(store_open_readonly(f->path, &s, &d), -EPROTONOSUPPORT);
+	assert_int_equal(diag_nerrors(&d), 1);
+	diag_free(&d);
+}
+
+static void
+readonly_open_of_a_missing_file_is_enoent_and_creates_nothing(void **state)
+{
+	struct fx *f = *state;
+	char *path = xasprintf("%s/none.db", f->dir);
+	struct store *s = NULL;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(store_open_readonly(path, &s, &d), -ENOENT);
+	assert_int_equal(diag_nerrors(&d), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	diag_free(&d);
+	free(path);
+}
+
+static void
+readonly_connection_cannot_write(void **state)
+{
+	struct fx *f = *state;
+	struct store *ro = NULL;
+	struct store_run r;
+	int64_t id = 0;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(store_open_readonly(f->path, &ro, &d), 0);
+	store_run_init(&r);
+	r.job = xstrdup("j");
+	assert_int_equal(store_run_create(ro, &r, &id), -EROFS);
+	store_run_clear(&r);
+	store_close(ro);
+	diag_free(&d);
+}
+
+static void
+list_is_newest_first_filtered_and_limited(void **state)
+{
+	struct fx *f = *state;
+	struct store_run *runs = NULL, r;
+	int64_t ids[6];
+	size_t n = 0;
+
+	for (int i = 0; i < 6; i++)
+		ids[i] = create_run(f->s, i % 2 == 0 ? "even" : "odd");
+	assert_int_equal(store_runs_list(f->s, NULL, 0, &runs, &n), 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(runs[i].id, ids[5 - i]);
+	store_runs_free(runs, n);
+
+	assert_int_equal(store_runs_list(f->s, "even", 2, &runs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(runs[0].id, ids[4]);
+	assert_int_equal(runs[1].id, ids[2]);
+	assert_string_equal(runs[1].job, "even");
+	store_runs_free(runs, n);
+
+	assert_int_equal(store_runs_list(f->s, "nobody", 10, &runs, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(runs);
+
+	assert_int_equal(store_run_latest(f->s, "odd", &r), 0);
+	assert_int_equal(r.id, ids[5]);
+	store_run_clear(&r);
+	assert_int_equal(store_run_latest(f->s, "nobody", &r), -ENOENT);
+}
+
+static void
+unfinished_lists_only_live_runs_oldest_first(void **state)
+{
+	struct fx *f = *state;
+	struct store_run *runs = NULL, fin, r;
+	int64_t a = create_run(f->s, "a"), b = create_run(f->s, "b"), c = create_run(f->s, "c");
+	size_t n = 0;
+
+	store_run_init(&fin);
+	fin.state = STORE_FAILED;
+	fin.exit_code = 3;
+	assert_int_equal(store_run_finish(f->s, b, &fin, NULL, 0), 0);
+	assert_int_equal(store_run_get(f->s, c, &r), 0);
+	r.state = STORE_RUNNING;
+	assert_int_equal(store_run_update(f->s, c, &r), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_runs_unfinished(f->s, &runs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(runs[0].id, a);
+	assert_int_equal(runs[1].id, c);
+	assert_int_equal(runs[1].state, STORE_RUNNING);
+	store_runs_free(runs, n);
+}
+
+static void
+reader_is_not_blocked_by_a_writer_transaction(void **state)
+{
+	struct fx *f = *state;
+	int64_t id = create_run(f->s, "before");
+	struct store *ro = NULL;
+	struct store_run r;
+	struct timespec t0, t1;
+	sqlite3 *w;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(store_open_readonly(f->path, &ro, &d), 0);
+	/* another writer holds an open write transaction with a half-written run */
+	assert_int_equal(sqlite3_open(f->path, &w), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(w,
+	                              "BEGIN IMMEDIATE; INSERT INTO runs (job, trigger, state, "
+	                              "created_at) VALUES ('half', 'manual', 'queued', 1)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_run_get(ro, id, &r), 0);
+	assert_string_equal(r.job, "before");
+	store_run_clear(&r);
+	assert_int_equal(store_run_latest(ro, "half", &r), -ENOENT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* far below the busy timeout: the reader did not wait for the writer */
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 500);
+	/* once committed, the run is visible whole */
+	assert_int_equal(sqlite3_exec(w, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_run_latest(ro, "half", &r), 0);
+	store_run_clear(&r);
+	sqlite3_close(w);
+	store_close(ro);
+	diag_free(&d);
+}
+
+static void
+strings_with_quotes_and_utf8_round_trip(void **state)
+{
+	struct fx *f = *state;
+	static const char job[] = "daten-'export'; DROP TABLE runs; --\"ü→✓";
+	static const char reason[] = "exit code 3: «Fehler» 'quoted' \"double\" \\ back";
+	struct store_run r, fin;
+	int64_t id = create_run(f->s, job);
+
+	store_run_init(&fin);
+	fin.state = STORE_FAILED;
+	fin.exit_code = 3;
+	fin.reason = xstrdup(reason);
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), 0);
+	store_run_clear(&fin);
+	assert_int_equal(store_run_latest(f->s, job, &r), 0);
+	assert_int_equal(r.id, id);
+	assert_string_equal(r.job, job);
+	assert_string_equal(r.reason, reason);
+	store_run_clear(&r);
+}
+
+static void
+job_state_is_upserted(void **state)
+{
+	struct fx *f = *state;
+	int64_t until = 0;
+
+	assert_int_equal(store_job_state_get(f->s, "j", &until), -ENOENT);
+	assert_int_equal(store_job_state_set(f->s, "j", 100), 0);
+	assert_int_equal(store_job_state_set(f->s, "j", 200), 0);
+	assert_int_equal(store_job_state_get(f->s, "j", &until), 0);
+	assert_int_equal(until, 200);
+}
+
+static void
+state_and_trigger_names_round_trip(void **state)
+{
+	enum store_state st;
+	enum store_trigger t;
+
+	(void)state;
+	for (int i = STORE_QUEUED; i <= STORE_SKIPPED; i++) {
+		assert_int_equal(store_state_parse(store_state_name((enum store_state)i), &st), 0);
+		assert_int_equal(st, i);
+		assert_int_equal(store_state_terminal(st), i >= STORE_SUCCEEDED);
+	}
+	for (int i = STORE_SCHEDULE; i <= STORE_RETRY; i++) {
+		assert_int_equal(store_trigger_parse(store_trigger_name((enum store_trigger)i), &t),
+		                 0);
+		assert_int_equal(t, i);
+	}
+	assert_int_equal(store_state_parse("done", &st), -EINVAL);
+	assert_string_equal(store_state_name(STORE_OOM), "oom");
+}
+
+int
+main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(create_inserts_a_queued_run_with_every_field),
+		T(create_refuses_a_running_state),
+		T(skipped_run_is_terminal_at_once),
+		T(update_then_finish_records_the_outcome_and_samples),
+		T(finish_twice_is_ealready_and_changes_nothing),
+		T(finish_rejects_non_terminal_and_unknown_runs),
+		T(migrates_an_empty_database_to_the_current_version),
+		T(refuses_a_database_from_a_newer_eph),
+		T(readonly_open_of_a_missing_file_is_enoent_and_creates_nothing),
+		T(readonly_connection_cannot_write),
+		T(list_is_newest_first_filtered_and_limited),
+		T(unfinished_lists_only_live_runs_oldest_first),
+		T(reader_is_not_blocked_by_a_writer_transaction),
+		T(strings_with_quotes_and_utf8_round_trip),
+		T(job_state_is_upserted),
+		cmocka_unit_test(state_and_trigger_names_round_trip),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
