@@ -62,7 +62,7 @@ cmd_validate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	int opt, rc;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 'j')
 			json = true;
 		else

@@ -15,10 +15,11 @@ struct tz;
 #define CRONEXPR_HORIZON (INT64_C(5) * 366 * 86400)
 
 /* Parses TEXT, whose first byte is at AT (file, line, column of the jobs file; AT.col is the
- * column of TEXT's first byte, so a quoted scalar passes its column + 1; AT may be NULL). On
- * success returns 0 and *out owns a new expression (cronexpr_free). Otherwise returns
- * -EINVAL, leaves *out NULL and adds every problem to D, each at the column of the offending
- * field (AT.col + the field's byte offset in TEXT). An expression that can never fire
+ * column of TEXT's first byte: for a quoted scalar, the first byte inside the quote, which is where
+ * libfyaml's mark points; AT may be NULL). On success returns 0 and *out owns a new expression
+ * (cronexpr_free). Otherwise returns -EINVAL, leaves *out NULL and adds every problem to D, each at
+ * the column of the offending field (AT.col + the field's byte offset in TEXT). An expression that
+ * can never fire
  * ("0 0 30 2 *") is an error. Accepts 5 fields (Vixie cron: names, ranges, lists, steps,
  * "N/step" = "N-max/step", 0 and 7 both Sunday), @yearly @annually @monthly @weekly @daily
  * @midnight @hourly (any case), and "@every DURATION" (units_parse_duration, at least 1s). */

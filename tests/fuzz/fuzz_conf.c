@@ -1,0 +1,36 @@
+/* tests/fuzz/fuzz_conf.c: conf_load_mem on arbitrary bytes. Every input must either load or
+ * fail with at least one diagnostic, never crash, leak or print. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "conf/conf.h"
+#include "util/diag.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct conf *c = NULL;
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = conf_load_mem("fuzz.yaml", "/", (const char *)data, size, &c, &d);
+	if (rc == 0) {
+		if (c == NULL || diag_nerrors(&d) != 0)
+			abort();
+		for (size_t i = 0; i < c->njobs; i++)
+			if (conf_job_find(c, c->jobs[i].name) != &c->jobs[i])
+				abort();
+	} else if (c != NULL || diag_nerrors(&d) == 0) {
+		abort();
+	}
+	/* formatting every message exercises the quoting of user text */
+	for (size_t i = 0; i < d.n; i++)
+		free(diag_format(&d, i));
+	conf_free(c);
+	diag_free(&d);
+	return 0;
+}
