@@ -1,2 +1,915 @@
-/* placeholder: being written */
-int eph_placeholder_agent;
+/* src/agent/agent.c: `eph agent RUN_DIR`: fork/exec the command into its memory cgroup, stream
+ * its output, sample its memory, enforce its timeout, classify how it ended.
+ *
+ * One libuv loop: the two output pipes (uv_pipe), SIGCHLD/SIGTERM/SIGINT (uv_signal), and
+ * timers for sampling, the timeout, the kill grace, partial-line flushes and the final drain.
+ * The command is started with our own fork/exec (uv_spawn runs nothing between fork and exec,
+ * and the child must be in its cgroup before exec): the parent writes the child's pid into
+ * the cgroup, then releases it through a pipe. */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "agent/cgroup.h"
+#include "agent/outlog.h"
+#include "agent/proctree.h"
+#include "rundir/rundir.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/units.h"
+#include "util/xalloc.h"
+
+extern char **environ;
+
+#define SAMPLE_EVENT_MS   1000 /* one "mem" event a second */
+#define SAMPLE_ENFORCE_MS 100  /* sampled mode checks the limit ten times a second */
+#define PARTIAL_MS        1000 /* a partial line is flushed after a second */
+#define DRAIN_MS          2000 /* after the command's end, how long output may still come */
+#define ERRTAIL           4096 /* the end of stderr kept, to recognise a MemoryError */
+#define READ_BUF          (64u << 10)
+
+enum enforced { ENF_CGROUP2, ENF_CGROUP1, ENF_SAMPLED };
+
+static const char *const enforced_names[] = {
+	[ENF_CGROUP2] = "cgroup2",
+	[ENF_CGROUP1] = "cgroup1",
+	[ENF_SAMPLED] = "sampled",
+};
+
+enum stop { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_OOM };
+
+struct agent {
+	const char *dir;
+	struct rundir_spec spec;
+	uv_loop_t loop;
+	int out_fd, ev_fd;
+	struct outlog log;
+	char *rbuf;
+
+	uv_pipe_t pipe[2];
+	bool pipe_open[2];
+	uv_signal_t sig_chld, sig_term, sig_int;
+	uv_timer_t t_sample, t_timeout, t_grace, t_partial, t_drain;
+
+	enum enforced enforced;
+	struct cgroup cg;
+	bool have_cg;
+
+	pid_t child;
+	bool child_done;
+	int status;
+	double started_at, exec_real;
+	uint64_t exec_mono, end_mono;
+
+	enum stop stop;
+	bool killing; /* SIGTERM sent; SIGKILL at the end of the grace */
+	uint64_t sampled_peak, sampled_over;
+	uint64_t last_event_ms;
+	char errtail[ERRTAIL];
+	size_t errtail_len;
+	char *exec_error; /* why the command could not be started */
+};
+
+static void ev_warn(struct agent *a, const char *fmt, ...) EPH_PRINTF(2, 3);
+
+static void
+ev_warn(struct agent *a, const char *fmt, ...)
+{
+	json_t *f = json_object();
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	json_object_set_new(f, "msg", json_string(msg != NULL ? msg : fmt));
+	(void)rundir_event_append(a->ev_fd, "warn", rundir_now(), f);
+	json_decref(f);
+	free(msg);
+}
+
+static int64_t
+real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the process tree */
+
+/* Reaps every dead child (the agent is a subreaper: orphans of the command come to us),
+ * recording the command's own status. */
+static void
+reap(void *arg)
+{
+	struct agent *a = arg;
+	int st;
+	pid_t p;
+
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (p == a->child && !a->child_done) {
+			a->child_done = true;
+			a->status = st;
+			a->end_mono = mono_ms();
+		}
+	}
+}
+
+static size_t
+tree_count(struct agent *a)
+{
+	struct proctree t;
+	size_t n;
+
+	if (a->have_cg)
+		return cgroup_nprocs(&a->cg);
+	if (proctree_scan(getpid(), &t) < 0)
+		return 0;
+	n = t.n;
+	proctree_free(&t);
+	return n;
+}
+
+static void
+tree_signal(struct agent *a, int sig)
+{
+	if (a->have_cg)
+		(void)cgroup_signal(&a->cg, sig);
+	/* the process group too: covers the moment before a child shows up in a scan */
+	(void)proctree_signal(getpid(), a->child_done ? 0 : a->child, sig);
+}
+
+/* SIGKILLs everything the command started, until nothing is left. */
+static void
+tree_kill(struct agent *a)
+{
+	struct timespec ts = { 0, 10 * 1000000L };
+
+	if (a->have_cg) {
+		if (cgroup_kill_all(&a->cg, reap, a) < 0)
+			ev_warn(a, "processes remain in %s after SIGKILL", a->cg.path);
+	}
+	for (int i = 0; i < 500; i++) {
+		reap(a);
+		if (proctree_signal(getpid(), a->child_done ? 0 : a->child, SIGKILL) == 0)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	ev_warn(a, "processes of the run survive SIGKILL");
+}
+
+/* SIGTERM to everything, then SIGKILL after the grace (at once when the grace is 0). */
+static void
+grace_cb(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, t_grace);
+
+	tree_kill(a);
+}
+
+static void
+terminate(struct agent *a, enum stop why)
+{
+	if (a->stop == STOP_NONE)
+		a->stop = why;
+	if (a->killing || a->child == 0) {
+		tree_kill(a);
+		return;
+	}
+	a->killing = true;
+	tree_signal(a, SIGTERM);
+	uv_timer_start(&a->t_grace, grace_cb, (uint64_t)a->spec.kill_grace * 1000, 0);
+}
+
+/* ---- completion */
+
+static void
+close_pipe(struct agent *a, int s)
+{
+	if (!a->pipe_open[s])
+		return;
+	a->pipe_open[s] = false;
+	uv_read_stop((uv_stream_t *)&a->pipe[s]);
+	uv_close((uv_handle_t *)&a->pipe[s], NULL);
+	(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(), (int64_t)mono_ms(),
+	                           0);
+}
+
+static void
+close_all(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void
+maybe_finish(struct agent *a)
+{
+	if (!a->child_done || a->pipe_open[0] || a->pipe_open[1])
+		return;
+	uv_walk(&a->loop, close_all, NULL);
+}
+
+static void
+drain_cb(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, t_drain);
+
+	ev_warn(a, "output still open %d ms after the command ended; closed", DRAIN_MS);
+	close_pipe(a, 0);
+	close_pipe(a, 1);
+	maybe_finish(a);
+}
+
+static void
+child_ended(struct agent *a)
+{
+	/* everything the command started dies with it */
+	if (tree_count(a) > 0) {
+		ev_warn(a, "killing processes the command left behind");
+		tree_kill(a);
+	}
+	uv_timer_stop(&a->t_timeout);
+	uv_timer_stop(&a->t_grace);
+	uv_timer_start(&a->t_drain, drain_cb, DRAIN_MS, 0);
+	maybe_finish(a);
+}
+
+static void
+sigchld_cb(uv_signal_t *h, int sig)
+{
+	struct agent *a = container_of(h, struct agent, sig_chld);
+	bool was = a->child_done;
+
+	(void)sig;
+	reap(a);
+	if (!was && a->child_done)
+		child_ended(a);
+}
+
+static void
+sigstop_cb(uv_signal_t *h, int sig)
+{
+	struct agent *a = h->data;
+
+	if (!a->child_done) {
+		if (a->stop == STOP_NONE)
+			ev_warn(a, "cancelled by SIG%s", sigabbrev_np(sig));
+		terminate(a, STOP_CANCEL);
+	}
+}
+
+/* ---- output */
+
+static void
+alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct agent *a = h->data;
+
+	(void)hint;
+	*b = uv_buf_init(a->rbuf, READ_BUF);
+}
+
+static void
+partial_cb(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, t_partial);
+	int64_t next = -1, now = (int64_t)mono_ms(), rm = real_ms();
+
+	for (int s = 0; s < 2; s++) {
+		int64_t d =
+		        outlog_flush_partial(&a->log, (enum outlog_stream)s, rm, now, PARTIAL_MS);
+
+		if (d == 0)
+			d = outlog_flush_partial(&a->log, (enum outlog_stream)s, rm, now,
+			                         PARTIAL_MS);
+		if (d > 0 && (next < 0 || d < next))
+			next = d;
+	}
+	if (next > 0)
+		uv_timer_start(&a->t_partial, partial_cb, (uint64_t)next, 0);
+}
+
+static void
+keep_errtail(struct agent *a, const char *p, size_t n)
+{
+	if (n >= ERRTAIL) {
+		memcpy(a->errtail, p + n - ERRTAIL, ERRTAIL);
+		a->errtail_len = ERRTAIL;
+		return;
+	}
+	if (a->errtail_len + n > ERRTAIL) {
+		size_t drop = a->errtail_len + n - ERRTAIL;
+
+		memmove(a->errtail, a->errtail + drop, a->errtail_len - drop);
+		a->errtail_len -= drop;
+	}
+	memcpy(a->errtail + a->errtail_len, p, n);
+	a->errtail_len += n;
+}
+
+static void
+read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct agent *a = st->data;
+	int s = (uv_pipe_t *)st == &a->pipe[0] ? OUTLOG_OUT : OUTLOG_ERR;
+
+	if (n > 0) {
+		if (outlog_feed(&a->log, (enum outlog_stream)s, b->base, (size_t)n, real_ms(),
+		                (int64_t)mono_ms()) < 0 &&
+		    a->log.records > 0 && a->log.err != 0) {
+			/* reported once at the end */
+		}
+		if (s == OUTLOG_ERR)
+			keep_errtail(a, b->base, (size_t)n);
+		if ((a->log.pend[s].len > 0) && !uv_is_active((uv_handle_t *)&a->t_partial))
+			uv_timer_start(&a->t_partial, partial_cb, PARTIAL_MS, 0);
+		return;
+	}
+	if (n < 0) {
+		if (n != UV_EOF)
+			ev_warn(a, "reading std%s: %s", s == OUTLOG_OUT ? "out" : "err",
+			        uv_strerror((int)n));
+		close_pipe(a, s);
+		maybe_finish(a);
+	}
+}
+
+/* ---- memory */
+
+static void
+sample_cb(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, t_sample);
+	uint64_t bytes = 0, now = mono_ms();
+	bool have = false;
+
+	if (a->child_done)
+		return;
+	if (a->have_cg) {
+		have = cgroup_usage(&a->cg, &bytes) == 0;
+		if (cgroup_oom_kills(&a->cg) > 0 && a->stop == STOP_NONE) {
+			/* v1 kills one task; the run goes as a whole */
+			ev_warn(a, "the memory limit was hit (OOM kill in %s); killing the run",
+			        a->cg.path);
+			a->stop = STOP_OOM;
+			tree_kill(a);
+		}
+	} else {
+		struct proctree tr;
+
+		if (proctree_scan(getpid(), &tr) == 0) {
+			have = true;
+			bytes = tr.rss;
+			proctree_free(&tr);
+		}
+		if (bytes > a->sampled_peak)
+			a->sampled_peak = bytes;
+		if (a->spec.memory > 0 && bytes > a->spec.memory && a->stop == STOP_NONE) {
+			a->stop = STOP_OOM;
+			a->sampled_over = bytes;
+			tree_kill(a);
+		}
+	}
+	if (have && now - a->last_event_ms >= SAMPLE_EVENT_MS - SAMPLE_ENFORCE_MS / 2) {
+		json_t *f = json_object();
+
+		json_object_set_new(f, "bytes", json_integer((json_int_t)bytes));
+		(void)rundir_event_append(a->ev_fd, "mem", rundir_now(), f);
+		json_decref(f);
+		a->last_event_ms = now;
+	}
+}
+
+static void
+timeout_cb(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, t_timeout);
+
+	if (a->child_done)
+		return;
+	ev_warn(a, "timeout after %" PRId64 " s: SIGTERM, then SIGKILL after %" PRId64 " s",
+	        a->spec.timeout, a->spec.kill_grace);
+	terminate(a, STOP_TIMEOUT);
+}
+
+/* ---- starting the command */
+
+static bool
+env_overridden(const struct agent *a, const char *kv)
+{
+	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",    "EPH_ATTEMPT",
+		                            "EPH_SCHEDULED_AT", "EPH_COMMIT", "EPH_CGROUP_ROOT",
+		                            "EPH_ENFORCE" };
+	const char *eq = strchr(kv, '=');
+	size_t l = eq != NULL ? (size_t)(eq - kv) : strlen(kv);
+
+	for (size_t i = 0; i < EPH_ARRAY_LEN(ours); i++)
+		if (strlen(ours[i]) == l && strncmp(kv, ours[i], l) == 0)
+			return true;
+	for (size_t i = 0; i < a->spec.nenv; i++)
+		if (strlen(a->spec.env[i].name) == l && strncmp(kv, a->spec.env[i].name, l) == 0)
+			return true;
+	return false;
+}
+
+/* The command's environment: ours + spec.env + EPH_*; caller frees each string and the array. */
+static char **
+build_env(const struct agent *a)
+{
+	size_t n = 0, k = 0;
+	char **env, iso[32];
+
+	while (environ[n] != NULL)
+		n++;
+	env = xcalloc(n + a->spec.nenv + 6, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		if (!env_overridden(a, environ[i]))
+			env[k++] = xstrdup(environ[i]);
+	for (size_t i = 0; i < a->spec.nenv; i++)
+		env[k++] = xasprintf("%s=%s", a->spec.env[i].name, a->spec.env[i].value);
+	rundir_iso8601(a->spec.scheduled_at, iso, sizeof(iso));
+	env[k++] = xasprintf("EPH_RUN_ID=%" PRId64, a->spec.run_id);
+	env[k++] = xasprintf("EPH_JOB=%s", a->spec.job);
+	env[k++] = xasprintf("EPH_ATTEMPT=%d", a->spec.attempt);
+	env[k++] = xasprintf("EPH_SCHEDULED_AT=%s", iso);
+	if (a->spec.commit != NULL)
+		env[k++] = xasprintf("EPH_COMMIT=%s", a->spec.commit);
+	env[k] = NULL;
+	return env;
+}
+
+static void
+free_strv(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p != NULL; p++)
+		free(*p);
+	free(v);
+}
+
+struct child_err {
+	int stage; /* 1 chdir, 2 exec, 3 setup */
+	int err;
+};
+
+EPH_NORETURN static void
+child_fail(int fd, int stage, int err)
+{
+	struct child_err ce = { stage, err };
+
+	if (write(fd, &ce, sizeof(ce)) < 0) {
+		/* nothing left to tell it with */
+	}
+	_exit(127);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+EPH_NORETURN static void
+child_main(struct agent *a, int devnull, const int out[2], const int err[2], int go, int errw,
+           char **argv, char **envp)
+{
+	sigset_t none;
+	char c;
+
+	sigemptyset(&none);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (setsid() < 0)
+		child_fail(errw, 3, errno);
+	if (dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+		child_fail(errw, 3, errno);
+	/* wait until the parent has put us in the cgroup */
+	while (read(go, &c, 1) < 0 && errno == EINTR)
+		;
+	if (a->spec.cwd != NULL && chdir(a->spec.cwd) < 0)
+		child_fail(errw, 1, errno);
+	if (a->spec.shell != NULL)
+		execve("/bin/sh", argv, envp);
+	else
+		execvpe(argv[0], argv, envp);
+	child_fail(errw, 2, errno);
+}
+
+static int
+start_command(struct agent *a)
+{
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, go[2] = { -1, -1 }, ew[2] = { -1, -1 };
+	int devnull = -1, rc = 0;
+	char **envp = build_env(a), **argv, *shargv[4];
+	struct child_err ce;
+	ssize_t n;
+	pid_t pid;
+
+	if (a->spec.shell != NULL) {
+		shargv[0] = (char *)"sh";
+		shargv[1] = (char *)"-c";
+		shargv[2] = a->spec.shell;
+		shargv[3] = NULL;
+		argv = shargv;
+	} else {
+		argv = a->spec.argv;
+	}
+	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(err, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(ew, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (pid == 0)
+		child_main(a, devnull, out, err, go[0], ew[1], argv, envp);
+	a->child = pid;
+	a->exec_mono = mono_ms();
+	a->exec_real = rundir_now();
+	close(ew[1]);
+	ew[1] = -1;
+	if (a->have_cg && (rc = cgroup_attach(&a->cg, pid)) < 0) {
+		ev_warn(a, "cannot join %s (%s): falling back to sampling", a->cg.path,
+		        strerror(-rc));
+		(void)cgroup_destroy(&a->cg);
+		a->have_cg = false;
+		a->enforced = ENF_SAMPLED;
+		rc = 0;
+	}
+	/* release the child */
+	if (write(go[1], "g", 1) != 1) {
+		rc = -errno;
+		kill(pid, SIGKILL);
+		goto out;
+	}
+	/* EOF: exec happened (the pipe is close-on-exec); else why it failed */
+	while ((n = read(ew[0], &ce, sizeof(ce))) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(ce)) {
+		const char *what = a->spec.shell != NULL ? "/bin/sh" : a->spec.argv[0];
+
+		a->exec_error =
+		        ce.stage == 1
+		                ? xasprintf("cannot enter %s: %s", a->spec.cwd, strerror(ce.err))
+		        : ce.stage == 2
+		                ? xasprintf("cannot execute %s: %s", what, strerror(ce.err))
+		                : xasprintf("cannot set up the command: %s", strerror(ce.err));
+	}
+	uv_pipe_init(&a->loop, &a->pipe[0], 0);
+	uv_pipe_init(&a->loop, &a->pipe[1], 0);
+	for (int s = 0; s < 2; s++) {
+		int fd = s == 0 ? out[0] : err[0];
+
+		a->pipe[s].data = a;
+		if ((rc = uv_pipe_open(&a->pipe[s], fd)) < 0) {
+			uv_close((uv_handle_t *)&a->pipe[s], NULL);
+			goto out;
+		}
+		if (s == 0)
+			out[0] = -1;
+		else
+			err[0] = -1;
+		a->pipe_open[s] = true;
+		uv_read_start((uv_stream_t *)&a->pipe[s], alloc_cb, read_cb);
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+		if (go[i] >= 0)
+			close(go[i]);
+		if (ew[i] >= 0)
+			close(ew[i]);
+	}
+	if (devnull >= 0)
+		close(devnull);
+	free_strv(envp);
+	return rc;
+}
+
+/* ---- the result */
+
+static bool
+memory_error_in(const struct agent *a)
+{
+	const char *needle = "MemoryError";
+	size_t nl = strlen(needle);
+
+	for (size_t i = 0; i + nl <= a->errtail_len; i++)
+		if (memcmp(a->errtail + i, needle, nl) == 0)
+			return true;
+	return false;
+}
+
+static void
+classify(struct agent *a, struct rundir_result *r)
+{
+	uint64_t ooms = a->have_cg ? cgroup_oom_kills(&a->cg) : 0;
+	bool exited = WIFEXITED(a->status), sig = WIFSIGNALED(a->status);
+	int code = exited ? WEXITSTATUS(a->status) : -1, signo = sig ? WTERMSIG(a->status) : 0;
+	char lim[32], peak[32];
+
+	r->exit_code = code;
+	r->signal = signo;
+	units_format_size(r->memory_limit, lim, sizeof(lim));
+	units_format_size(r->peak_bytes, peak, sizeof(peak));
+	if (a->exec_error != NULL) {
+		r->outcome = RUNDIR_FAILED;
+		r->reason = xstrdup(a->exec_error);
+	} else if (a->stop == STOP_CANCEL) {
+		r->outcome = RUNDIR_CANCELLED;
+		r->reason = xstrdup("cancelled: the agent was asked to stop");
+	} else if (a->stop == STOP_OOM && !a->have_cg) {
+		char over[32];
+
+		units_format_size(a->sampled_over, over, sizeof(over));
+		r->outcome = RUNDIR_OOM;
+		r->reason =
+		        xasprintf("killed by the memory limit (sampled RSS %s > %s)", over, lim);
+	} else if (ooms > 0 && !(exited && code == 0)) {
+		r->outcome = RUNDIR_OOM;
+		r->reason = xasprintf("killed by the memory limit (%s oom_kill %" PRIu64 ")",
+		                      enforced_names[a->enforced], ooms);
+	} else if (a->stop == STOP_TIMEOUT) {
+		r->outcome = RUNDIR_TIMEOUT;
+		r->reason = xasprintf("timed out after %" PRId64 " s", a->spec.timeout);
+	} else if (exited && code != 0 && a->spec.memory > 0 && memory_error_in(a) &&
+	           r->peak_bytes >= a->spec.memory / 10 * 9) {
+		r->outcome = RUNDIR_OOM;
+		r->reason = xasprintf("MemoryError at %s of %s limit", peak, lim);
+	} else if (sig) {
+		r->outcome = RUNDIR_KILLED;
+		r->reason = xasprintf("killed by signal %d (SIG%s)", signo,
+		                      sigabbrev_np(signo) ? sigabbrev_np(signo) : "?");
+	} else if (code != 0) {
+		r->outcome = RUNDIR_FAILED;
+		r->reason = xasprintf("exit code %d", code);
+	} else {
+		r->outcome = RUNDIR_SUCCEEDED;
+		r->reason = xstrdup("exit code 0");
+	}
+}
+
+static void
+fill_result(struct agent *a, struct rundir_result *r)
+{
+	struct rusage ru;
+	const char *method = NULL;
+
+	r->memory_limit = a->spec.memory;
+	if (a->have_cg) {
+		cgroup_peak(&a->cg, &r->peak_bytes, &method);
+		r->peak_method = xstrdup(method);
+	} else {
+		r->peak_bytes = a->sampled_peak;
+		r->peak_method = xstrdup("sampled RSS of the process tree every 100 ms");
+	}
+	r->enforced = xstrdup(enforced_names[a->enforced]);
+	if (getrusage(RUSAGE_CHILDREN, &ru) == 0) {
+		r->maxrss_bytes = (uint64_t)ru.ru_maxrss * 1024;
+		r->cpu_user_seconds = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+		r->cpu_system_seconds = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	}
+	if (r->peak_bytes < r->maxrss_bytes && !a->have_cg)
+		r->peak_bytes = r->maxrss_bytes;
+	r->exec_seconds = (double)(a->end_mono - a->exec_mono) / 1000.0;
+	classify(a, r);
+}
+
+static int
+write_failure(const char *dir, double started, const char *reason)
+{
+	struct rundir_result r = { .outcome = RUNDIR_FAILED, .exit_code = -1, .exec_seconds = -1 };
+
+	r.reason = (char *)reason;
+	r.started_at = started;
+	r.ended_at = rundir_now();
+	r.wall_seconds = r.ended_at - started;
+	return rundir_result_write(dir, &r);
+}
+
+static int
+open_append(const char *dir, const char *name, int *fd)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+
+	*fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	free(path);
+	return *fd < 0 ? -errno : 0;
+}
+
+static void
+choose_enforcement(struct agent *a)
+{
+	const char *env = getenv("EPH_ENFORCE");
+	struct buf why;
+	char *name;
+	int rc;
+
+	a->enforced = ENF_SAMPLED;
+	if (a->spec.enforce == RUNDIR_ENFORCE_SAMPLED ||
+	    (env != NULL && strcmp(env, "sampled") == 0))
+		return;
+	buf_init(&why, BUF_MAX_MSG);
+	name = xasprintf("run-%" PRId64, a->spec.run_id);
+	rc = cgroup_create(&a->cg, name, a->spec.memory, &why);
+	if (rc == 0) {
+		a->have_cg = true;
+		a->enforced = a->cg.kind == CGROUP_V2 ? ENF_CGROUP2 : ENF_CGROUP1;
+	} else {
+		ev_warn(a, "no memory cgroup (%s): sampling the process tree instead",
+		        buf_cstr(&why));
+	}
+	free(name);
+	buf_free(&why);
+}
+
+static void
+event_start(struct agent *a)
+{
+	json_t *f = json_object();
+
+	json_object_set_new(f, "agent_pid", json_integer(getpid()));
+	json_object_set_new(f, "enforced", json_string(enforced_names[a->enforced]));
+	json_object_set_new(f, "cgroup", a->have_cg ? json_string(a->cg.path) : json_null());
+	json_object_set_new(f, "memory_limit", json_integer((json_int_t)a->spec.memory));
+	(void)rundir_event_append(a->ev_fd, "start", a->started_at, f);
+	json_decref(f);
+}
+
+static void
+event_phase(struct agent *a, const char *state, double t)
+{
+	json_t *f = json_object();
+
+	json_object_set_new(f, "phase", json_string("exec"));
+	json_object_set_new(f, "state", json_string(state));
+	if (strcmp(state, "start") == 0)
+		json_object_set_new(f, "pid", json_integer(a->child));
+	else
+		json_object_set_new(f, "seconds",
+		                    json_real((double)(a->end_mono - a->exec_mono) / 1000.0));
+	(void)rundir_event_append(a->ev_fd, "phase", t, f);
+	json_decref(f);
+}
+
+int
+agent_main(const char *dir)
+{
+	struct agent *a = xcalloc(1, sizeof(*a));
+	struct rundir_result r = { 0 };
+	struct diag d;
+	int rc, ret = 1;
+
+	a->dir = dir;
+	a->out_fd = a->ev_fd = -1;
+	a->started_at = rundir_now();
+	/* independent of whoever started us */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+	if ((rc = rundir_pid_write(dir, getpid())) < 0) {
+		fprintf(stderr, "eph agent: cannot write %s/%s: %s\n", dir, RUNDIR_PID,
+		        strerror(-rc));
+		(void)write_failure(dir, a->started_at, "the run directory is not writable");
+		free(a);
+		return 2;
+	}
+	diag_init(&d);
+	if (rundir_spec_read(dir, &a->spec, &d) < 0) {
+		char *msg = diag_nerrors(&d) > 0 ? diag_format(&d, 0) : xstrdup("bad spec.json");
+		char *reason = xasprintf("bad spec: %s", msg);
+
+		diag_print(&d, stderr);
+		if ((rc = write_failure(dir, a->started_at, reason)) < 0)
+			fprintf(stderr, "eph agent: cannot write %s/%s: %s\n", dir, RUNDIR_RESULT,
+			        strerror(-rc));
+		free(reason);
+		free(msg);
+		diag_free(&d);
+		free(a);
+		return 2;
+	}
+	diag_free(&d);
+	if ((rc = open_append(dir, RUNDIR_EVENTS, &a->ev_fd)) < 0 ||
+	    (rc = open_append(dir, RUNDIR_OUTPUT, &a->out_fd)) < 0) {
+		char *reason = xasprintf("cannot open the run's files: %s", strerror(-rc));
+
+		fprintf(stderr, "eph agent: %s\n", reason);
+		(void)write_failure(dir, a->started_at, reason);
+		free(reason);
+		ret = 2;
+		goto out;
+	}
+	outlog_init(&a->log, a->out_fd);
+	a->rbuf = xmalloc(READ_BUF);
+	choose_enforcement(a);
+	event_start(a);
+
+	uv_loop_init(&a->loop);
+	uv_signal_init(&a->loop, &a->sig_chld);
+	uv_signal_init(&a->loop, &a->sig_term);
+	uv_signal_init(&a->loop, &a->sig_int);
+	a->sig_term.data = a->sig_int.data = a;
+	uv_signal_start(&a->sig_chld, sigchld_cb, SIGCHLD);
+	uv_signal_start(&a->sig_term, sigstop_cb, SIGTERM);
+	uv_signal_start(&a->sig_int, sigstop_cb, SIGINT);
+	uv_timer_init(&a->loop, &a->t_sample);
+	uv_timer_init(&a->loop, &a->t_timeout);
+	uv_timer_init(&a->loop, &a->t_grace);
+	uv_timer_init(&a->loop, &a->t_partial);
+	uv_timer_init(&a->loop, &a->t_drain);
+
+	if ((rc = start_command(a)) < 0) {
+		a->exec_error = xasprintf("cannot start the command: %s", strerror(-rc));
+		if (a->child > 0)
+			tree_kill(a);
+		a->child_done = true;
+		a->end_mono = mono_ms();
+	} else {
+		event_phase(a, "start", a->exec_real);
+		a->last_event_ms = a->exec_mono;
+		uv_timer_start(&a->t_sample, sample_cb,
+		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS,
+		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS);
+		if (a->spec.timeout > 0)
+			uv_timer_start(&a->t_timeout, timeout_cb, (uint64_t)a->spec.timeout * 1000,
+			               0);
+		/* a child that died before the loop started */
+		sigchld_cb(&a->sig_chld, SIGCHLD);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+	}
+	uv_walk(&a->loop, close_all, NULL);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&a->loop) != 0)
+		fprintf(stderr, "eph agent: event loop not empty at exit\n");
+
+	/* nothing of the run may survive it */
+	if (tree_count(a) > 0)
+		tree_kill(a);
+	reap(a);
+	for (int s = 0; s < 2; s++)
+		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(),
+		                           (int64_t)mono_ms(), 0);
+	if (outlog_sync(&a->log) < 0)
+		ev_warn(a, "writing %s: %s", RUNDIR_OUTPUT, strerror(-a->log.err));
+	event_phase(a, "end", rundir_now());
+	fill_result(a, &r);
+	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
+		ev_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
+	r.started_at = a->started_at;
+	r.ended_at = rundir_now();
+	r.wall_seconds = r.ended_at - r.started_at;
+	if ((rc = rundir_result_write(dir, &r)) < 0) {
+		fprintf(stderr, "eph agent: cannot write %s/%s: %s\n", dir, RUNDIR_RESULT,
+		        strerror(-rc));
+		ret = 2;
+	} else {
+		ret = r.outcome == RUNDIR_SUCCEEDED ? 0 : 1;
+	}
+	rundir_result_free(&r);
+out:
+	outlog_free(&a->log);
+	free(a->rbuf);
+	if (a->out_fd >= 0)
+		close(a->out_fd);
+	if (a->ev_fd >= 0)
+		close(a->ev_fd);
+	free(a->exec_error);
+	rundir_spec_free(&a->spec);
+	free(a);
+	return ret;
+}

@@ -234,7 +234,7 @@ cmd_next_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	int opt;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
 			errno = 0;

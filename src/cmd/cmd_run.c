@@ -1,21 +1,366 @@
-/* placeholder: being written */
-#include <stdio.h>
+/* src/cmd/cmd_run.c: `eph run JOB`, a run now, here in the foreground, with its output live. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_runs.h"
+#include "conf/conf.h"
+#include "exec/exec.h"
+#include "rundir/rundir.h"
+#include "store/store.h"
+#include "util/diag.h"
+#include "util/units.h"
+#include "util/xalloc.h"
+
+static int cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv);
+
+const struct cmd cmd_run = {
+	.name = "run",
+	.usage = "run JOB [--follow] [--quiet] [--json]",
+	.summary = "run a job now, in the foreground, with its output live",
+	.help = "Creates a run of JOB (trigger \"manual\"), runs it under its memory limit with the\n"
+	        "job's executor, prints its output as it comes (the command's stdout on stdout,\n"
+	        "its stderr on stderr), then a one-line summary on stderr. Ctrl-C cancels the run,\n"
+	        "which is then recorded as \"cancelled\". The run goes on if eph itself is killed;\n"
+	        "the next eph run, runs or show records its result.\n\n"
+	        "Exit status: 0 if the run succeeded, 1 if it did not, 2 for bad input.\n\n"
+	        "Options:\n"
+	        "  --follow  print the output as it comes (the default, here in the foreground)\n"
+	        "  --quiet   print only the summary\n"
+	        "  --json    print the finished run as JSON on stdout instead of the summary\n"
+	        "            (the output is not printed)\n",
+	.exec = cmd_run_exec,
+};
+
+struct run_ctx {
+	struct exec_run er;
+	uv_signal_t sigint, sigterm;
+	bool print_output;
+	bool cancelled;
+	bool json;
+	const struct conf_job *job;
+	int exit;
+	int closing;
+};
+
+/* Prints the records of output.log as the command wrote them: the text of each record, then a
+ * newline unless the record is a piece that no newline followed ("out+"); "\\" unescaped,
+ * other escapes left as they are, so that no byte of the output can drive the terminal. */
+static void
+run_print_records(const char *data, size_t len)
+{
+	const char *p = data, *end = data + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl != NULL ? nl : end;
+		const char *sp1 = memchr(p, ' ', (size_t)(le - p)), *text, *sp2;
+		bool cont = false;
+		int s = 0;
+		FILE *f;
+
+		if (sp1 == NULL)
+			goto next;
+		sp2 = memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1));
+		if (sp2 == NULL)
+			sp2 = le;
+		if (sp2 - sp1 - 1 >= 3 && memcmp(sp1 + 1, "err", 3) == 0)
+			s = 1;
+		cont = sp2 > sp1 + 1 && sp2[-1] == '+';
+		text = sp2 < le ? sp2 + 1 : le;
+		f = s == 1 ? stderr : stdout;
+		for (const char *q = text; q < le; q++) {
+			if (*q == '\\' && q + 1 < le && q[1] == '\\')
+				q++;
+			fputc(*q, f);
+		}
+		if (!cont)
+			fputc('\n', f);
+		fflush(f);
+	next:
+		p = le + 1;
+	}
+}
+
+static void
+run_output_cb(struct exec_run *er, const char *data, size_t len, void *arg)
+{
+	struct run_ctx *rc = arg;
+
+	(void)er;
+	if (rc->print_output)
+		run_print_records(data, len);
+}
+
+static void
+run_summary(const struct run_ctx *rc, const struct store_run *r)
+{
+	char dur[32], peak[32], lim[32], sig[32];
+	double d = r->ended_at > 0 && r->started_at > 0 ? r->ended_at - r->started_at : 0;
+
+	units_format_duration(d, dur, sizeof(dur));
+	fprintf(stderr, "%s: %s after %s", rc->job->name, store_state_name(r->state), dur);
+	if (r->state == STORE_FAILED && r->exit_code >= 0)
+		fprintf(stderr, " (exit %d)", r->exit_code);
+	else if (r->signal > 0 && r->state != STORE_OOM) {
+		cmd_signal_name(r->signal, sig, sizeof(sig));
+		fprintf(stderr, " (%s)", sig);
+	}
+	if (r->peak_bytes >= 0) {
+		units_format_size((uint64_t)r->peak_bytes, peak, sizeof(peak));
+		fprintf(stderr, " \u2014 peak %s", peak);
+		if (r->memory_limit > 0) {
+			units_format_size((uint64_t)r->memory_limit, lim, sizeof(lim));
+			fprintf(stderr, " of %s limit", lim);
+		}
+		if (r->enforced != NULL)
+			fprintf(stderr, " (%s)", r->enforced);
+	}
+	fprintf(stderr, " \u2014 run %lld\n", (long long)r->id);
+	if (r->state != STORE_SUCCEEDED && r->reason != NULL)
+		fprintf(stderr, "%s: %s\n", rc->job->name, r->reason);
+}
+
+static void
+run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *arg)
+{
+	struct run_ctx *rc = arg;
+
+	fflush(stdout);
+	if (final == NULL) {
+		fprintf(stderr, "eph run: could not record run %lld: %s\n", (long long)er->id,
+		        strerror(-err));
+		rc->exit = EPH_EXIT_FAIL;
+	} else {
+		if (rc->json) {
+			json_t *o = cmd_run_json(final);
+
+			json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			fputc('\n', stdout);
+			json_decref(o);
+		} else {
+			run_summary(rc, final);
+		}
+		rc->exit = final->state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
+	}
+	uv_close((uv_handle_t *)&rc->sigint, NULL);
+	uv_close((uv_handle_t *)&rc->sigterm, NULL);
+}
+
+static void
+run_signal_cb(uv_signal_t *h, int signum)
+{
+	struct run_ctx *rc = h->data;
+
+	(void)signum;
+	if (!rc->cancelled)
+		fprintf(stderr, "\neph run: cancelling run %lld...\n", (long long)rc->er.id);
+	rc->cancelled = true;
+	if (exec_run_cancel(&rc->er) < 0 && rc->er.agent_pid == 0)
+		rc->exit = EPH_EXIT_FAIL;
+}
+
+static char *
+run_cwd(const struct conf *c, const struct conf_job *j)
+{
+	if (j->workdir == NULL)
+		return xstrdup(c->dir);
+	if (j->workdir[0] == '/')
+		return xstrdup(j->workdir);
+	return xasprintf("%s/%s", c->dir, j->workdir);
+}
+
+/* Fills SPEC for run ID of job J. The members are owned by SPEC (rundir_spec_free). */
+static void
+run_spec(const struct conf *c, const struct conf_job *j, int64_t id, int64_t now,
+         struct rundir_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->version = RUNDIR_VERSION;
+	spec->run_id = id;
+	spec->job = xstrdup(j->name);
+	spec->attempt = 1;
+	spec->trigger = xstrdup("manual");
+	spec->scheduled_at = now;
+	if (j->run != NULL) {
+		spec->shell = xstrdup(j->run);
+	} else {
+		spec->argv = xcalloc(j->command.n + 1, sizeof(char *));
+		for (size_t i = 0; i < j->command.n; i++)
+			spec->argv[i] = xstrdup(j->command.v[i]);
+	}
+	spec->env = xcalloc(j->env.n ? j->env.n : 1, sizeof(*spec->env));
+	for (size_t i = 0; i < j->env.n; i++) {
+		const char *eq = strchr(j->env.v[i], '=');
+
+		if (eq == NULL)
+			continue;
+		spec->env[spec->nenv].name = xstrndup(j->env.v[i], (size_t)(eq - j->env.v[i]));
+		spec->env[spec->nenv].value = xstrdup(eq + 1);
+		spec->nenv++;
+	}
+	spec->cwd = run_cwd(c, j);
+	spec->memory = j->memory;
+	spec->timeout = j->timeout;
+	spec->kill_grace = j->kill_grace;
+	spec->enforce = RUNDIR_ENFORCE_AUTO;
+}
+
+/* Makes DIR (and its parents) with mode 0700 where missing. 0 or -errno. */
+static int
+run_mkdirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+
+	for (char *s = p + 1; rc == 0; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* Opens the store for writing, creating the state directory; prints problems. */
+static int
+run_store_open(struct cmd_ctx *ctx, struct store **out)
+{
+	const char *state = cmd_state_dir(ctx);
+	char *runs = xasprintf("%s/runs", state), *db = xasprintf("%s/eph.db", state);
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = run_mkdirs(runs);
+	if (rc < 0)
+		fprintf(stderr, "eph run: cannot create %s: %s\n", runs, strerror(-rc));
+	else if ((rc = store_open(db, out, &d)) < 0)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	free(runs);
+	free(db);
+	return rc;
+}
+
+static void
+run_closed_cb(struct exec_run *er, void *arg)
+{
+	(void)arg;
+	exec_run_release(er);
+}
 
 static int
 cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
-	(void)ctx;
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "eph run: not built yet\n");
-	return EPH_EXIT_FAIL;
-}
+	static const struct option opts[] = {
+		{ "follow", no_argument, NULL, 'F' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct run_ctx rc = { .print_output = true, .exit = EPH_EXIT_FAIL };
+	struct exec_hooks hooks = { run_output_cb, run_done_cb, run_closed_cb, &rc };
+	const struct exec_ops *ops;
+	struct rundir_spec spec;
+	struct store *st = NULL;
+	struct store_run row;
+	uv_loop_t loop;
+	int64_t id = 0;
+	char *dir = NULL;
+	int opt, err;
 
-const struct cmd cmd_run = {
-	.name = "run",
-	.usage = "run",
-	.summary = "(being written)",
-	.exec = cmd_run_exec,
-};
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "q", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'F':
+			break;
+		case 'q':
+			rc.print_output = false;
+			break;
+		case 'j':
+			rc.json = true;
+			rc.print_output = false;
+			break;
+		default:
+			return cmd_usage_error(&cmd_run, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return cmd_usage_error(&cmd_run,
+		                       argc - optind == 0 ? "which JOB?" : "too many arguments");
+	if ((err = cmd_load_conf(ctx)) != EPH_EXIT_OK)
+		return err;
+	rc.job = conf_job_find(ctx->conf, argv[optind]);
+	if (rc.job == NULL) {
+		fprintf(stderr, "eph run: no job \"%s\" in %s\n", argv[optind], ctx->conf_path);
+		return EPH_EXIT_USAGE;
+	}
+	ops = exec_find(rc.job->executor != NULL ? rc.job->executor : "local");
+	if (ops == NULL) {
+		fprintf(stderr, "eph run: executor \"%s\" is not available\n", rc.job->executor);
+		return EPH_EXIT_USAGE;
+	}
+	if (run_store_open(ctx, &st) < 0)
+		return EPH_EXIT_FAIL;
+	(void)exec_reconcile(st, NULL); /* record what earlier runs left unrecorded */
+
+	store_run_init(&row);
+	row.job = xstrdup(rc.job->name);
+	row.trigger = STORE_MANUAL;
+	row.executor = xstrdup(ops->name);
+	row.memory_limit = (int64_t)rc.job->memory;
+	err = store_run_create(st, &row, &id);
+	if (err < 0) {
+		fprintf(stderr, "eph run: cannot record the run: %s\n", store_errmsg(st));
+		goto out;
+	}
+	dir = xasprintf("%s/runs/%lld", cmd_state_dir(ctx), (long long)id);
+	run_spec(ctx->conf, rc.job, id, (int64_t)time(NULL), &spec);
+	if ((err = run_mkdirs(dir)) < 0 || (err = rundir_spec_write(dir, &spec)) < 0) {
+		rundir_spec_free(&spec);
+		fprintf(stderr, "eph run: cannot write %s/spec.json: %s\n", dir, strerror(-err));
+		goto out;
+	}
+	rundir_spec_free(&spec);
+	row.id = id;
+	row.state = STORE_PROVISIONING;
+	row.run_dir = xstrdup(dir);
+	row.log_path = xasprintf("%s/%s", dir, RUNDIR_OUTPUT);
+	if ((err = store_run_update(st, id, &row)) < 0) {
+		fprintf(stderr, "eph run: cannot record the run: %s\n", store_errmsg(st));
+		goto out;
+	}
+
+	uv_loop_init(&loop);
+	uv_signal_init(&loop, &rc.sigint);
+	uv_signal_init(&loop, &rc.sigterm);
+	rc.sigint.data = rc.sigterm.data = &rc;
+	uv_signal_start(&rc.sigint, run_signal_cb, SIGINT);
+	uv_signal_start(&rc.sigterm, run_signal_cb, SIGTERM);
+	exec_run_init(&rc.er, &loop, ops, st, id, dir, &hooks);
+	err = exec_run_start(&rc.er);
+	if (err < 0)
+		fprintf(stderr, "eph run: cannot start the run: %s\n", strerror(-err));
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		fprintf(stderr, "eph run: internal error: handles left open\n");
+out:
+	store_run_clear(&row);
+	free(dir);
+	store_close(st);
+	return rc.exit;
+}

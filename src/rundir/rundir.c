@@ -1,2 +1,806 @@
-/* placeholder: being written */
-int eph_placeholder_rundir;
+/* src/rundir/rundir.c: spec.json, agent.pid, events.jsonl and result.json I/O. */
+#include "rundir/rundir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+/* Reals are written with 13 significant digits: ms precision for epoch times, and no
+ * "0.10000000000000001" noise. */
+#define RUNDIR_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(13))
+
+static const char *const outcome_names[] = {
+	[RUNDIR_SUCCEEDED] = "succeeded",
+	[RUNDIR_FAILED] = "failed",
+	[RUNDIR_OOM] = "oom",
+	[RUNDIR_TIMEOUT] = "timeout",
+	[RUNDIR_KILLED] = "killed",
+	[RUNDIR_CANCELLED] = "cancelled",
+};
+
+const char *
+rundir_outcome_name(enum rundir_outcome o)
+{
+	if ((size_t)o >= EPH_ARRAY_LEN(outcome_names))
+		return "failed";
+	return outcome_names[o];
+}
+
+int
+rundir_outcome_parse(const char *name, enum rundir_outcome *o)
+{
+	for (size_t i = 0; i < EPH_ARRAY_LEN(outcome_names); i++)
+		if (strcmp(name, outcome_names[i]) == 0) {
+			*o = (enum rundir_outcome)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+double
+rundir_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
+void
+rundir_iso8601(int64_t t, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Reads DIR/NAME whole (at most BUF_MAX_JSON bytes) into B. */
+static int
+read_file(const char *dir, const char *name, struct buf *b)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	char chunk[8192];
+	int fd, rc = 0;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((rc = buf_append(b, chunk, (size_t)n)) < 0)
+			break;
+	}
+	close(fd);
+	return rc;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Writes TEXT to DIR/NAME atomically: NAME.tmp, fsync, rename, fsync DIR. Without DURABLE,
+ * no fsync: readers never see a partial file, but a machine crash may lose it. */
+static int
+write_atomic(const char *dir, const char *name, const char *text, bool durable)
+{
+	char *tmp = xasprintf("%s/%s.tmp", dir, name);
+	char *path = xasprintf("%s/%s", dir, name);
+	int fd, dfd, rc;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = write_all(fd, text, strlen(text));
+	if (rc == 0 && durable && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	if (!durable)
+		goto out;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (fsync(dfd) < 0)
+		rc = -errno;
+	close(dfd);
+out:
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+static int
+write_json(const char *dir, const char *name, const json_t *obj)
+{
+	char *text = json_dumps(obj, RUNDIR_JSON_FLAGS | JSON_INDENT(2));
+	struct buf b;
+	int rc;
+
+	if (text == NULL)
+		return -ENOMEM;
+	buf_init(&b, BUF_MAX_UNLIMITED);
+	rc = buf_puts(&b, text);
+	if (rc == 0)
+		rc = buf_putc(&b, '\n');
+	if (rc == 0)
+		rc = write_atomic(dir, name, buf_cstr(&b), true);
+	buf_free(&b);
+	free(text);
+	return rc;
+}
+
+/* ---- reading helpers: each reports into D at the document's position */
+
+struct jrd {
+	const char *name;
+	struct diag *d;
+	const json_t *root;
+};
+
+static void
+jerr(struct jrd *r, const char *key, const char *what)
+{
+	diag_error(r->d, (struct diag_pos){ r->name, 0, 0 }, "\"%s\": %s", key, what);
+}
+
+static json_t *
+jget(struct jrd *r, const char *key, bool required)
+{
+	json_t *v = json_object_get(r->root, key);
+
+	if (v == NULL && required)
+		jerr(r, key, "missing");
+	return v;
+}
+
+static char *
+jstr(struct jrd *r, const char *key, bool required)
+{
+	json_t *v = jget(r, key, required);
+
+	if (v == NULL || json_is_null(v)) {
+		if (v != NULL && required)
+			jerr(r, key, "must be a string");
+		return NULL;
+	}
+	if (!json_is_string(v)) {
+		jerr(r, key, "must be a string");
+		return NULL;
+	}
+	return xstrndup(json_string_value(v), json_string_length(v));
+}
+
+static int64_t
+jint(struct jrd *r, const char *key, bool required, int64_t min, int64_t max, int64_t dflt)
+{
+	json_t *v = jget(r, key, required);
+
+	if (v == NULL || (json_is_null(v) && !required))
+		return dflt;
+	if (!json_is_integer(v)) {
+		jerr(r, key, "must be an integer");
+		return dflt;
+	}
+	if (json_integer_value(v) < min || json_integer_value(v) > max) {
+		jerr(r, key, "out of range");
+		return dflt;
+	}
+	return json_integer_value(v);
+}
+
+static double
+jreal(struct jrd *r, const char *key, double dflt)
+{
+	json_t *v = jget(r, key, false);
+
+	if (v == NULL || json_is_null(v))
+		return dflt;
+	if (!json_is_number(v)) {
+		jerr(r, key, "must be a number");
+		return dflt;
+	}
+	return json_number_value(v);
+}
+
+static json_t *
+parse_root(const char *text, size_t len, const char *name, struct diag *d)
+{
+	json_error_t je;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+
+	if (root == NULL) {
+		diag_error(d,
+		           (struct diag_pos){ name, je.line > 0 ? je.line : 0,
+		                              je.column > 0 ? je.column : 0 },
+		           "%s", je.text);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		diag_error(d, (struct diag_pos){ name, 1, 1 }, "not a JSON object");
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* ---- spec.json */
+
+void
+rundir_spec_free(struct rundir_spec *s)
+{
+	if (s == NULL)
+		return;
+	free(s->job);
+	free(s->trigger);
+	if (s->argv != NULL)
+		for (char **a = s->argv; *a != NULL; a++)
+			free(*a);
+	free(s->argv);
+	free(s->shell);
+	for (size_t i = 0; i < s->nenv; i++) {
+		free(s->env[i].name);
+		free(s->env[i].value);
+	}
+	free(s->env);
+	free(s->cwd);
+	free(s->commit);
+	memset(s, 0, sizeof(*s));
+}
+
+int
+rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_spec *s,
+                  struct diag *d)
+{
+	struct jrd r = { .name = name, .d = d };
+	size_t before = diag_nerrors(d);
+	json_t *root, *v;
+	char *enforce;
+
+	memset(s, 0, sizeof(*s));
+	if ((root = parse_root(text, len, name, d)) == NULL)
+		return -EINVAL;
+	r.root = root;
+	s->version = (int)jint(&r, "version", true, 1, RUNDIR_VERSION, RUNDIR_VERSION);
+	s->run_id = jint(&r, "run_id", true, 0, INT64_MAX, 0);
+	s->job = jstr(&r, "job", true);
+	s->attempt = (int)jint(&r, "attempt", false, 0, INT32_MAX, 1);
+	s->trigger = jstr(&r, "trigger", false);
+	s->scheduled_at = jint(&r, "scheduled_at", false, 0, INT64_MAX, 0);
+	s->shell = jstr(&r, "shell", false);
+	v = json_object_get(root, "argv");
+	if (v != NULL && !json_is_null(v)) {
+		size_t i, n;
+
+		if (!json_is_array(v) || json_array_size(v) == 0) {
+			jerr(&r, "argv", "must be a non-empty array of strings");
+		} else {
+			n = json_array_size(v);
+			s->argv = xcalloc(n + 1, sizeof(char *));
+			for (i = 0; i < n; i++) {
+				json_t *a = json_array_get(v, i);
+
+				if (!json_is_string(a)) {
+					jerr(&r, "argv", "must be a non-empty array of strings");
+					break;
+				}
+				s->argv[i] = xstrdup(json_string_value(a));
+			}
+		}
+	}
+	if ((s->argv == NULL) == (s->shell == NULL))
+		diag_error(d, (struct diag_pos){ name, 0, 0 },
+		           "exactly one of \"argv\" and \"shell\" must be given");
+	v = json_object_get(root, "env");
+	if (v != NULL && !json_is_null(v)) {
+		const char *k;
+		json_t *val;
+
+		if (!json_is_object(v)) {
+			jerr(&r, "env", "must be an object of strings");
+		} else {
+			s->env = xcalloc(json_object_size(v) + 1, sizeof(*s->env));
+			json_object_foreach(v, k, val)
+			{
+				if (!json_is_string(val) || *k == '\0' || strchr(k, '=') != NULL) {
+					jerr(&r, "env", "must map names (without '=') to strings");
+					continue;
+				}
+				s->env[s->nenv].name = xstrdup(k);
+				s->env[s->nenv].value = xstrdup(json_string_value(val));
+				s->nenv++;
+			}
+		}
+	}
+	s->cwd = jstr(&r, "cwd", false);
+	s->memory = (uint64_t)jint(&r, "memory", false, 0, INT64_MAX, 0);
+	s->timeout = jint(&r, "timeout", false, 0, INT64_MAX / 1000, 0);
+	s->kill_grace = jint(&r, "kill_grace", false, 0, INT64_MAX / 1000, 10);
+	s->commit = jstr(&r, "commit", false);
+	enforce = jstr(&r, "enforce", false);
+	if (enforce != NULL && strcmp(enforce, "sampled") == 0)
+		s->enforce = RUNDIR_ENFORCE_SAMPLED;
+	else if (enforce != NULL && strcmp(enforce, "auto") != 0)
+		jerr(&r, "enforce", "must be \"auto\" or \"sampled\"");
+	free(enforce);
+	json_decref(root);
+	if (diag_nerrors(d) > before) {
+		rundir_spec_free(s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+rundir_spec_read(const char *dir, struct rundir_spec *s, struct diag *d)
+{
+	char *name = xasprintf("%s/%s", dir, RUNDIR_SPEC);
+	struct buf b;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	buf_init(&b, BUF_MAX_JSON);
+	rc = read_file(dir, RUNDIR_SPEC, &b);
+	if (rc == -E2BIG) {
+		diag_error(d, (struct diag_pos){ name, 0, 0 }, "larger than %u bytes",
+		           BUF_MAX_JSON);
+		rc = -EINVAL;
+	} else if (rc < 0) {
+		diag_error(d, (struct diag_pos){ name, 0, 0 }, "%s", strerror(-rc));
+	} else {
+		rc = rundir_spec_parse(b.data != NULL ? b.data : "", b.len, name, s, d);
+	}
+	buf_free(&b);
+	free(name);
+	return rc;
+}
+
+static json_t *
+jstr_or_null(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+int
+rundir_spec_write(const char *dir, const struct rundir_spec *s)
+{
+	json_t *o = json_object(), *env = json_object();
+	int rc;
+
+	json_object_set_new(o, "version", json_integer(RUNDIR_VERSION));
+	json_object_set_new(o, "run_id", json_integer(s->run_id));
+	json_object_set_new(o, "job", jstr_or_null(s->job));
+	json_object_set_new(o, "attempt", json_integer(s->attempt));
+	json_object_set_new(o, "trigger", jstr_or_null(s->trigger));
+	json_object_set_new(o, "scheduled_at", json_integer(s->scheduled_at));
+	if (s->argv != NULL) {
+		json_t *a = json_array();
+
+		for (char **p = s->argv; *p != NULL; p++)
+			json_array_append_new(a, json_string(*p));
+		json_object_set_new(o, "argv", a);
+	} else {
+		json_object_set_new(o, "argv", json_null());
+	}
+	json_object_set_new(o, "shell", jstr_or_null(s->shell));
+	for (size_t i = 0; i < s->nenv; i++)
+		json_object_set_new(env, s->env[i].name, json_string(s->env[i].value));
+	json_object_set_new(o, "env", env);
+	json_object_set_new(o, "cwd", jstr_or_null(s->cwd));
+	json_object_set_new(o, "memory", json_integer((json_int_t)s->memory));
+	json_object_set_new(o, "timeout", json_integer(s->timeout));
+	json_object_set_new(o, "kill_grace", json_integer(s->kill_grace));
+	json_object_set_new(o, "commit", jstr_or_null(s->commit));
+	json_object_set_new(o, "enforce",
+	                    json_string(s->enforce == RUNDIR_ENFORCE_SAMPLED ? "sampled" : "auto"));
+	rc = write_json(dir, RUNDIR_SPEC, o);
+	json_decref(o);
+	return rc;
+}
+
+/* ---- result.json */
+
+void
+rundir_result_free(struct rundir_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->reason);
+	free(r->peak_method);
+	free(r->enforced);
+	memset(r, 0, sizeof(*r));
+}
+
+static double
+ms(double x)
+{
+	return round(x * 1000.0) / 1000.0;
+}
+
+int
+rundir_result_write(const char *dir, const struct rundir_result *r)
+{
+	json_t *o = json_object(), *ph = json_object();
+	int rc;
+
+	json_object_set_new(o, "version", json_integer(RUNDIR_VERSION));
+	json_object_set_new(o, "outcome", json_string(rundir_outcome_name(r->outcome)));
+	json_object_set_new(o, "reason", jstr_or_null(r->reason));
+	json_object_set_new(o, "exit_code",
+	                    r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
+	json_object_set_new(o, "signal", r->signal > 0 ? json_integer(r->signal) : json_null());
+	json_object_set_new(o, "signal_name",
+	                    r->signal > 0 && sigabbrev_np(r->signal) != NULL
+	                            ? json_sprintf("SIG%s", sigabbrev_np(r->signal))
+	                            : json_null());
+	json_object_set_new(o, "memory_limit", json_integer((json_int_t)r->memory_limit));
+	json_object_set_new(o, "peak_bytes", json_integer((json_int_t)r->peak_bytes));
+	json_object_set_new(o, "peak_method", jstr_or_null(r->peak_method));
+	json_object_set_new(o, "maxrss_bytes", json_integer((json_int_t)r->maxrss_bytes));
+	json_object_set_new(o, "enforced", jstr_or_null(r->enforced));
+	json_object_set_new(o, "started_at", json_real(ms(r->started_at)));
+	json_object_set_new(o, "ended_at", json_real(ms(r->ended_at)));
+	json_object_set_new(o, "wall_seconds", json_real(ms(r->wall_seconds)));
+	json_object_set_new(o, "cpu_user_seconds", json_real(ms(r->cpu_user_seconds)));
+	json_object_set_new(o, "cpu_system_seconds", json_real(ms(r->cpu_system_seconds)));
+	if (r->exec_seconds >= 0)
+		json_object_set_new(ph, "exec", json_real(ms(r->exec_seconds)));
+	json_object_set_new(o, "phases", ph);
+	rc = write_json(dir, RUNDIR_RESULT, o);
+	json_decref(o);
+	return rc;
+}
+
+int
+rundir_result_parse(const char *text, size_t len, const char *name, struct rundir_result *r,
+                    struct diag *d)
+{
+	struct jrd j = { .name = name, .d = d };
+	size_t before = diag_nerrors(d);
+	json_t *root, *ph;
+	char *outcome;
+
+	memset(r, 0, sizeof(*r));
+	if ((root = parse_root(text, len, name, d)) == NULL)
+		return -EINVAL;
+	j.root = root;
+	r->version = (int)jint(&j, "version", true, 1, RUNDIR_VERSION, RUNDIR_VERSION);
+	outcome = jstr(&j, "outcome", true);
+	if (outcome != NULL && rundir_outcome_parse(outcome, &r->outcome) < 0)
+		jerr(&j, "outcome", "unknown outcome");
+	free(outcome);
+	r->reason = jstr(&j, "reason", false);
+	r->exit_code = (int)jint(&j, "exit_code", false, 0, 255, -1);
+	r->signal = (int)jint(&j, "signal", false, 0, 128, 0);
+	r->memory_limit = (uint64_t)jint(&j, "memory_limit", false, 0, INT64_MAX, 0);
+	r->peak_bytes = (uint64_t)jint(&j, "peak_bytes", false, 0, INT64_MAX, 0);
+	r->peak_method = jstr(&j, "peak_method", false);
+	r->maxrss_bytes = (uint64_t)jint(&j, "maxrss_bytes", false, 0, INT64_MAX, 0);
+	r->enforced = jstr(&j, "enforced", false);
+	r->started_at = jreal(&j, "started_at", 0);
+	r->ended_at = jreal(&j, "ended_at", 0);
+	r->wall_seconds = jreal(&j, "wall_seconds", 0);
+	r->cpu_user_seconds = jreal(&j, "cpu_user_seconds", 0);
+	r->cpu_system_seconds = jreal(&j, "cpu_system_seconds", 0);
+	r->exec_seconds = -1;
+	ph = json_object_get(root, "phases");
+	if (ph != NULL && json_is_object(ph)) {
+		json_t *e = json_object_get(ph, "exec");
+
+		if (e != NULL && json_is_number(e))
+			r->exec_seconds = json_number_value(e);
+	}
+	json_decref(root);
+	if (diag_nerrors(d) > before) {
+		rundir_result_free(r);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+rundir_result_read(const char *dir, struct rundir_result *r, struct diag *d)
+{
+	char *name = xasprintf("%s/%s", dir, RUNDIR_RESULT);
+	struct buf b;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	buf_init(&b, BUF_MAX_JSON);
+	rc = read_file(dir, RUNDIR_RESULT, &b);
+	if (rc == -E2BIG) {
+		diag_error(d, (struct diag_pos){ name, 0, 0 }, "larger than %u bytes",
+		           BUF_MAX_JSON);
+		rc = -EINVAL;
+	} else if (rc == 0) {
+		rc = rundir_result_parse(b.data != NULL ? b.data : "", b.len, name, r, d);
+	}
+	buf_free(&b);
+	free(name);
+	return rc;
+}
+
+/* ---- agent.pid */
+
+int
+rundir_proc_starttime(pid_t pid, uint64_t *starttime)
+{
+	char path[64], data[1024];
+	const char *p;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -ESRCH;
+	data[n] = '\0';
+	/* comm (field 2) may hold spaces and parentheses: fields restart after the last ')' */
+	p = strrchr(data, ')');
+	if (p == NULL)
+		return -EINVAL;
+	p++;
+	while (*p == ' ')
+		p++;
+	if (*p == 'Z' || *p == 'X')
+		return -ESRCH; /* a zombie has ended: only its parent has not collected it yet */
+	for (field = 3; field < 22 && *p != '\0'; field++) {
+		while (*p == ' ')
+			p++;
+		while (*p != ' ' && *p != '\0')
+			p++;
+	}
+	if (field != 22)
+		return -EINVAL;
+	*starttime = strtoull(p, NULL, 10);
+	return 0;
+}
+
+int
+rundir_pid_write(const char *dir, pid_t pid)
+{
+	uint64_t st = 0;
+	char *text;
+	int rc;
+
+	if ((rc = rundir_proc_starttime(pid, &st)) < 0)
+		return rc;
+	text = xasprintf("%d %" PRIu64 "\n", (int)pid, st);
+	/* not fsynced: after a machine crash the agent is gone anyway, and the pid means
+	 * nothing; this keeps 7 ms off the start of every run */
+	rc = write_atomic(dir, RUNDIR_PID, text, false);
+	free(text);
+	return rc;
+}
+
+int
+rundir_pid_read(const char *dir, pid_t *pid, uint64_t *starttime)
+{
+	struct buf b;
+	int rc, p;
+	unsigned long long st;
+	char nl;
+
+	buf_init(&b, 256);
+	rc = read_file(dir, RUNDIR_PID, &b);
+	if (rc == 0) {
+		if (b.len == 0 || sscanf(buf_cstr(&b), "%d %llu%c", &p, &st, &nl) != 3 ||
+		    nl != '\n' || p <= 0) {
+			rc = -EINVAL;
+		} else {
+			*pid = (pid_t)p;
+			*starttime = st;
+		}
+	} else if (rc == -E2BIG) {
+		rc = -EINVAL;
+	}
+	buf_free(&b);
+	return rc;
+}
+
+bool
+rundir_pid_alive(pid_t pid, uint64_t starttime)
+{
+	uint64_t st;
+
+	return rundir_proc_starttime(pid, &st) == 0 && st == starttime;
+}
+
+/* ---- events.jsonl */
+
+int
+rundir_event_append(int fd, const char *ev, double t, const json_t *fields)
+{
+	json_t *o = json_object();
+	const char *k;
+	json_t *v;
+	char *line;
+	size_t n;
+	int rc;
+
+	json_object_set_new(o, "ev", json_string(ev));
+	json_object_set_new(o, "t", json_real(ms(t)));
+	if (fields != NULL)
+		json_object_foreach((json_t *)fields, k, v) json_object_set(o, k, v);
+	line = json_dumps(o, RUNDIR_JSON_FLAGS);
+	json_decref(o);
+	if (line == NULL)
+		return -ENOMEM;
+	n = strlen(line);
+	line = xrealloc(line, n + 2);
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	/* one write(2) of a whole line with O_APPEND: a reader never sees half a line from us
+	 * except while it is being written, and then without its newline */
+	rc = write_all(fd, line, n + 1);
+	free(line);
+	return rc;
+}
+
+static int
+event_line(const char *p, size_t n, rundir_event_fn fn, void *arg, size_t *skipped)
+{
+	struct rundir_event e = { 0 };
+	json_t *o, *v;
+	int rc;
+
+	o = json_loadb(p, n, 0, NULL);
+	if (o == NULL || !json_is_object(o) || !json_is_string(json_object_get(o, "ev")) ||
+	    !json_is_number(json_object_get(o, "t"))) {
+		json_decref(o);
+		if (skipped != NULL)
+			(*skipped)++;
+		return 0;
+	}
+	e.obj = o;
+	e.ev = json_string_value(json_object_get(o, "ev"));
+	e.t = json_number_value(json_object_get(o, "t"));
+	if ((v = json_object_get(o, "bytes")) != NULL && json_is_integer(v) &&
+	    json_integer_value(v) >= 0)
+		e.bytes = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(o, "phase")) != NULL && json_is_string(v))
+		e.phase = json_string_value(v);
+	if ((v = json_object_get(o, "state")) != NULL && json_is_string(v))
+		e.state = json_string_value(v);
+	if ((v = json_object_get(o, "msg")) != NULL && json_is_string(v))
+		e.msg = json_string_value(v);
+	rc = fn(&e, arg);
+	json_decref(o);
+	return rc;
+}
+
+int
+rundir_events_foreach_mem(const char *data, size_t len, rundir_event_fn fn, void *arg,
+                          size_t *consumed, size_t *skipped)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	while (off < len) {
+		const char *nl = memchr(data + off, '\n', len - off);
+		size_t n;
+
+		if (nl == NULL)
+			break;
+		n = (size_t)(nl - (data + off));
+		if (n > 0)
+			rc = event_line(data + off, n, fn, arg, skipped);
+		off += n + 1;
+		if (rc != 0)
+			break;
+	}
+	if (consumed != NULL)
+		*consumed = off;
+	return rc;
+}
+
+int
+rundir_events_foreach(const char *dir, off_t offset, rundir_event_fn fn, void *arg, off_t *next,
+                      size_t *skipped)
+{
+	char *path = xasprintf("%s/%s", dir, RUNDIR_EVENTS);
+	size_t cap = 64 * 1024, len = 0, used;
+	char *chunk;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	chunk = xmalloc(cap);
+	for (;;) {
+		ssize_t n = pread(fd, chunk + len, cap - len, offset + (off_t)len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		rc = rundir_events_foreach_mem(chunk, len, fn, arg, &used, skipped);
+		offset += (off_t)used;
+		memmove(chunk, chunk + used, len - used);
+		len -= used;
+		if (rc != 0)
+			break;
+		if (len == cap) {
+			/* one line longer than the buffer: no event is; skip it whole */
+			if (cap >= BUF_MAX_JSON) {
+				char *nl;
+
+				do {
+					n = pread(fd, chunk, cap, offset);
+					if (n <= 0)
+						break;
+					nl = memchr(chunk, '\n', (size_t)n);
+					offset += nl != NULL ? (off_t)(nl - chunk + 1) : n;
+				} while (nl == NULL);
+				len = 0;
+				if (skipped != NULL)
+					(*skipped)++;
+				if (n <= 0)
+					break;
+				continue;
+			}
+			cap *= 2;
+			chunk = xrealloc(chunk, cap);
+		}
+	}
+	free(chunk);
+	close(fd);
+	if (next != NULL)
+		*next = offset;
+	return rc;
+}

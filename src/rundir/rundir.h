@@ -80,9 +80,9 @@ EPH_MUST_CHECK int rundir_outcome_parse(const char *name, enum rundir_outcome *o
 struct rundir_result {
 	int version;
 	enum rundir_outcome outcome;
-	char *reason;         /* one line for a person */
-	int exit_code;        /* -1 when the command did not exit normally (or never ran) */
-	int signal;           /* 0 when not killed by a signal */
+	char *reason;          /* one line for a person */
+	int exit_code;         /* -1 when the command did not exit normally (or never ran) */
+	int signal;            /* 0 when not killed by a signal */
 	uint64_t memory_limit; /* bytes; 0 = none */
 	uint64_t peak_bytes;   /* 0 if never measured */
 	char *peak_method;     /* e.g. "cgroup1 memory.max_usage_in_bytes"; NULL if none */
@@ -100,8 +100,7 @@ struct rundir_result {
 EPH_MUST_CHECK int rundir_result_write(const char *dir, const struct rundir_result *r);
 /* Reads DIR/result.json into *R (zeroed first). Returns 0; -ENOENT if the run has not finished;
  * -errno on another read error; -EINVAL (problems in D) if it is malformed. */
-EPH_MUST_CHECK int rundir_result_read(const char *dir, struct rundir_result *r,
-                                      struct diag *d);
+EPH_MUST_CHECK int rundir_result_read(const char *dir, struct rundir_result *r, struct diag *d);
 EPH_MUST_CHECK int rundir_result_parse(const char *text, size_t len, const char *name,
                                        struct rundir_result *r, struct diag *d);
 void rundir_result_free(struct rundir_result *r); /* members only; NULL is fine */
@@ -112,7 +111,8 @@ EPH_MUST_CHECK int rundir_pid_write(const char *dir, pid_t pid);
 EPH_MUST_CHECK int rundir_pid_read(const char *dir, pid_t *pid, uint64_t *starttime);
 /* Whether process PID is alive and started at STARTTIME (so not a reused pid). */
 bool rundir_pid_alive(pid_t pid, uint64_t starttime);
-/* The start time of PID in clock ticks since boot; 0 or -errno (-ESRCH if gone). */
+/* The start time of PID in clock ticks since boot; 0 or -errno (-ESRCH if gone, zombies
+ * included). */
 EPH_MUST_CHECK int rundir_proc_starttime(pid_t pid, uint64_t *starttime);
 
 /* One line of events.jsonl, as handed to a callback. Everything is borrowed for the duration
@@ -138,12 +138,13 @@ int rundir_events_foreach_mem(const char *data, size_t len, rundir_event_fn fn, 
                               size_t *consumed, size_t *skipped);
 /* Same over the file DIR/events.jsonl from byte OFFSET; *NEXT (may be NULL) is the offset to
  * resume from. -errno if the file cannot be read (-ENOENT if absent). */
-int rundir_events_foreach(const char *dir, off_t offset, rundir_event_fn fn, void *arg,
-                          off_t *next, size_t *skipped);
+int rundir_events_foreach(const char *dir, off_t offset, rundir_event_fn fn, void *arg, off_t *next,
+                          size_t *skipped);
 
 /* Writer side (the agent). Appends one line {"ev":EV,"t":T,...FIELDS} to FD, which was opened
- * with O_APPEND, with a single write(2). FIELDS may be NULL; it is not stolen. 0 or -errno. */
-EPH_MUST_CHECK int rundir_event_append(int fd, const char *ev, double t, const json_t *fields);
+ * with O_APPEND, with a single write(2). FIELDS may be NULL; it is not stolen. 0 or -errno
+ * (events are best effort: the agent goes on without them). */
+int rundir_event_append(int fd, const char *ev, double t, const json_t *fields);
 
 /* UTC now, in seconds with millisecond precision. */
 double rundir_now(void);

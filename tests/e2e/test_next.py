@@ -162,10 +162,11 @@ def test_jobs_are_merged_in_time_order(run, jobs_file):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "2026-10-25T00:15:00+00:00 quarter",
+        # the same instant as quarter's 00:30 UTC; each job's times are in its own zone
+        "2026-10-25T02:30:00+02:00 berlin",
         "2026-10-25T00:30:00+00:00 quarter",
         "2026-10-25T01:00:00+00:00 hourly",
         "2026-10-25T02:00:00+00:00 hourly",
-        "2026-10-25T02:30:00+02:00 berlin",
         "2026-10-26T02:30:00+01:00 berlin",
     ]
 

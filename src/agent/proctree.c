@@ -1,0 +1,141 @@
+/* src/agent/proctree.c: a process tree from /proc. */
+#include "agent/proctree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/xalloc.h"
+
+struct pinfo {
+	pid_t pid, ppid;
+	char state;
+	uint64_t rss_pages;
+	int mark; /* 0 unknown, 1 descendant, -1 not */
+};
+
+static int
+read_stat(pid_t pid, struct pinfo *pi)
+{
+	char path[64], data[1024];
+	const char *p;
+	ssize_t n;
+	int fd, ppid;
+	unsigned long long rss;
+	char st;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	data[n] = '\0';
+	if ((p = strrchr(data, ')')) == NULL)
+		return -EINVAL;
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+	 * cutime cstime priority nice threads itrealvalue starttime vsize rss */
+	if (sscanf(p + 1,
+	           " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+	           "%*d %*u %*u %llu",
+	           &st, &ppid, &rss) != 3)
+		return -EINVAL;
+	pi->pid = pid;
+	pi->ppid = ppid;
+	pi->state = st;
+	pi->rss_pages = rss;
+	pi->mark = 0;
+	return 0;
+}
+
+static struct pinfo *
+find(struct pinfo *v, size_t n, pid_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].pid == pid)
+			return &v[i];
+	return NULL;
+}
+
+static int
+mark(struct pinfo *v, size_t n, struct pinfo *p, pid_t root, int depth)
+{
+	struct pinfo *par;
+
+	if (p->mark != 0)
+		return p->mark;
+	if (p->ppid == root)
+		return p->mark = 1;
+	if (p->ppid <= 1 || depth > 4096 || (par = find(v, n, p->ppid)) == NULL)
+		return p->mark = -1;
+	return p->mark = mark(v, n, par, root, depth + 1);
+}
+
+int
+proctree_scan(pid_t root, struct proctree *t)
+{
+	DIR *d = opendir("/proc");
+	struct pinfo *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	long page = sysconf(_SC_PAGESIZE);
+
+	memset(t, 0, sizeof(*t));
+	if (d == NULL)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end != '\0' || pid <= 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		if (read_stat((pid_t)pid, &v[n]) == 0)
+			n++;
+	}
+	closedir(d);
+	for (size_t i = 0; i < n; i++) {
+		if (mark(v, n, &v[i], root, 0) != 1 || v[i].state == 'Z' || v[i].state == 'X')
+			continue;
+		t->pids = xreallocarray(t->pids, t->n + 1, sizeof(pid_t));
+		t->pids[t->n++] = v[i].pid;
+		t->rss += v[i].rss_pages * (uint64_t)page;
+	}
+	free(v);
+	return 0;
+}
+
+void
+proctree_free(struct proctree *t)
+{
+	if (t == NULL)
+		return;
+	free(t->pids);
+	memset(t, 0, sizeof(*t));
+}
+
+size_t
+proctree_signal(pid_t root, pid_t pgid, int sig)
+{
+	struct proctree t;
+	size_t n;
+
+	if (pgid > 0)
+		kill(-pgid, sig);
+	if (proctree_scan(root, &t) < 0)
+		return 0;
+	for (size_t i = 0; i < t.n; i++)
+		kill(t.pids[i], sig);
+	n = t.n;
+	proctree_free(&t);
+	return n;
+}

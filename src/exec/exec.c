@@ -1,0 +1,426 @@
+/* src/exec/exec.c: the life of a run around its executor: follow output.log, record the
+ * result exactly once, settle what a crash left behind. */
+#include "exec/exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rundir/rundir.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+#define EXEC_TICK_MS     1000
+#define EXEC_READ_CHUNK  (64 * 1024)
+#define EXEC_MAX_PENDING (1u << 20) /* a partial line of output.log held back */
+#define EXEC_MAX_SAMPLES (1u << 20) /* 12 days of one a second; older ones are thinned */
+
+const struct exec_ops *
+exec_find(const char *name)
+{
+	static const struct exec_ops *const all[] = { &exec_local_ops };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (strcmp(all[i]->name, name) == 0)
+			return all[i];
+	return NULL;
+}
+
+static enum store_state
+exec_state_of(enum rundir_outcome o)
+{
+	switch (o) {
+	case RUNDIR_SUCCEEDED:
+		return STORE_SUCCEEDED;
+	case RUNDIR_FAILED:
+		return STORE_FAILED;
+	case RUNDIR_OOM:
+		return STORE_OOM;
+	case RUNDIR_TIMEOUT:
+		return STORE_TIMEOUT;
+	case RUNDIR_KILLED:
+		return STORE_KILLED;
+	case RUNDIR_CANCELLED:
+		return STORE_CANCELLED;
+	}
+	return STORE_FAILED;
+}
+
+struct exec_samples {
+	struct store_sample *v;
+	size_t n, cap;
+	int64_t peak;
+};
+
+static int
+exec_sample_cb(const struct rundir_event *e, void *arg)
+{
+	struct exec_samples *s = arg;
+
+	if (strcmp(e->ev, "mem") != 0)
+		return 0;
+	if ((int64_t)e->bytes > s->peak)
+		s->peak = (int64_t)e->bytes;
+	if (s->n == EXEC_MAX_SAMPLES) {
+		/* keep every other sample: the timeline keeps its shape at half the resolution */
+		for (size_t i = 0; i < s->n / 2; i++)
+			s->v[i] = s->v[2 * i];
+		s->n /= 2;
+	}
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 256;
+		s->v = xreallocarray(s->v, s->cap, sizeof(*s->v));
+	}
+	s->v[s->n++] = (struct store_sample){ e->t, (int64_t)e->bytes };
+	return 0;
+}
+
+int
+exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reason,
+            struct store_run *final)
+{
+	struct exec_samples samples = { .peak = -1 };
+	struct rundir_result res;
+	struct store_run r;
+	struct diag d;
+	char *why = NULL;
+	int rc;
+
+	diag_init(&d);
+	store_run_init(&r);
+	rc = dir != NULL ? rundir_result_read(dir, &res, &d) : -ENOENT;
+	if (rc < 0 && lost_reason == NULL)
+		goto out;
+	if (dir != NULL)
+		(void)rundir_events_foreach(dir, 0, exec_sample_cb, &samples, NULL, NULL);
+	if (rc == 0) {
+		r.state = exec_state_of(res.outcome);
+		r.reason = res.reason != NULL ? xstrdup(res.reason) : NULL;
+		r.exit_code = res.exit_code;
+		r.signal = res.signal;
+		r.peak_bytes = (int64_t)res.peak_bytes;
+		r.peak_method = res.peak_method != NULL ? xstrdup(res.peak_method) : NULL;
+		r.enforced = res.enforced != NULL ? xstrdup(res.enforced) : NULL;
+		r.memory_limit = (int64_t)res.memory_limit;
+		r.started_at = res.started_at;
+		r.ended_at = res.ended_at;
+		r.phase_exec = res.exec_seconds;
+		r.cpu_user = res.cpu_user_seconds;
+		r.cpu_system = res.cpu_system_seconds;
+		rundir_result_free(&res);
+	} else {
+		if (rc != -ENOENT && d.n > 0)
+			why = diag_format(&d, 0);
+		r.state = STORE_LOST;
+		r.reason =
+		        why != NULL ? xasprintf("%s (%s)", lost_reason, why) : xstrdup(lost_reason);
+		r.ended_at = rundir_now();
+		if (samples.peak >= 0) {
+			r.peak_bytes = samples.peak;
+			r.peak_method =
+			        xstrdup("sampled (largest sample before the agent was lost)");
+		}
+	}
+	rc = store_run_finish(s, id, &r, samples.v, samples.n);
+	if (rc == 0 && final != NULL)
+		rc = store_run_get(s, id, final);
+out:
+	free(why);
+	free(samples.v);
+	store_run_clear(&r);
+	diag_free(&d);
+	return rc;
+}
+
+int
+exec_reconcile(struct store *s, size_t *alive)
+{
+	struct store_run *runs = NULL;
+	size_t n = 0, nalive = 0;
+	int settled = 0, rc;
+
+	rc = store_runs_unfinished(s, &runs, &n);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_run *r = &runs[i];
+		pid_t pid = (pid_t)r->agent_pid;
+		uint64_t start = (uint64_t)r->agent_start;
+		const char *lost = NULL;
+		char *reason = NULL;
+
+		if (r->run_dir == NULL)
+			continue; /* not started yet: its creator (or the daemon) decides */
+		if (pid == 0 && rundir_pid_read(r->run_dir, &pid, &start) < 0)
+			pid = 0;
+		if (pid != 0 && rundir_pid_alive(pid, start)) {
+			nalive++;
+			continue;
+		}
+		if (pid == 0) {
+			struct stat st;
+			char *spec = xasprintf("%s/%s", r->run_dir, RUNDIR_SPEC);
+			bool old = stat(spec, &st) == 0 && st.st_mtime < time(NULL) - 60;
+
+			free(spec);
+			if (!old)
+				continue; /* its agent may be starting this very moment */
+			lost = "the agent never started";
+		} else {
+			reason = xasprintf("the agent (pid %d) ended without writing a result",
+			                   (int)pid);
+			lost = reason;
+		}
+		rc = exec_record(s, r->id, r->run_dir, lost, NULL);
+		free(reason);
+		if (rc == 0)
+			settled++;
+	}
+	store_runs_free(runs, n);
+	if (alive != NULL)
+		*alive = nalive;
+	return settled;
+}
+
+/* --- following a live run ------------------------------------------------------------- */
+
+static void
+exec_handle_closed(uv_handle_t *h)
+{
+	struct exec_run *r = h->data;
+
+	if (--r->handles_open == 0 && r->hooks.closed != NULL)
+		r->hooks.closed(r, r->hooks.arg);
+}
+
+static void
+exec_read_output(struct exec_run *r)
+{
+	char *chunk;
+	ssize_t got;
+
+	if (r->hooks.output == NULL)
+		return;
+	if (r->out_fd < 0) {
+		char *p = xasprintf("%s/%s", r->dir, RUNDIR_OUTPUT);
+
+		r->out_fd = open(p, O_RDONLY | O_CLOEXEC);
+		free(p);
+		if (r->out_fd < 0)
+			return; /* not there yet */
+	}
+	chunk = xmalloc(EXEC_READ_CHUNK);
+	while ((got = pread(r->out_fd, chunk, EXEC_READ_CHUNK, (off_t)r->out_off)) > 0) {
+		const char *nl;
+
+		r->out_off += (uint64_t)got;
+		if (buf_append(&r->out_pending, chunk, (size_t)got) < 0) {
+			/* a "line" past any the agent writes: hand over what there is */
+			r->hooks.output(r, r->out_pending.data, r->out_pending.len, r->hooks.arg);
+			buf_reset(&r->out_pending);
+			if (buf_append(&r->out_pending, chunk, (size_t)got) < 0)
+				abort(); /* EXEC_READ_CHUNK < EXEC_MAX_PENDING */
+		}
+		nl = memrchr(r->out_pending.data, '\n', r->out_pending.len);
+		if (nl != NULL) {
+			size_t k = (size_t)(nl - r->out_pending.data) + 1;
+
+			r->hooks.output(r, r->out_pending.data, k, r->hooks.arg);
+			memmove(r->out_pending.data, r->out_pending.data + k,
+			        r->out_pending.len - k);
+			r->out_pending.len -= k;
+		}
+	}
+	free(chunk);
+}
+
+static void
+exec_close(struct exec_run *r)
+{
+	if (r->following) {
+		r->following = false;
+		uv_close((uv_handle_t *)&r->watch, exec_handle_closed);
+		uv_close((uv_handle_t *)&r->tick, exec_handle_closed);
+	}
+	if (r->ops->teardown != NULL)
+		r->ops->teardown(r);
+	if (r->out_fd >= 0) {
+		close(r->out_fd);
+		r->out_fd = -1;
+	}
+}
+
+static void
+exec_finish(struct exec_run *r, const char *lost_reason)
+{
+	struct store_run final;
+	int rc;
+
+	if (r->finished)
+		return;
+	r->finished = true;
+	exec_read_output(r);
+	if (r->out_pending.len > 0 && r->hooks.output != NULL)
+		r->hooks.output(r, r->out_pending.data, r->out_pending.len, r->hooks.arg);
+	buf_reset(&r->out_pending);
+	store_run_init(&final);
+	rc = exec_record(r->store, r->id, r->dir, lost_reason, &final);
+	if (rc == -EALREADY)
+		rc = store_run_get(r->store, r->id, &final);
+	if (r->hooks.done != NULL)
+		r->hooks.done(r, rc == 0 ? &final : NULL, rc, r->hooks.arg);
+	store_run_clear(&final);
+	exec_close(r);
+}
+
+void
+exec_agent_gone(struct exec_run *r, int status)
+{
+	char *why;
+
+	r->agent_gone = true;
+	r->agent_status = status;
+	if (status < 0)
+		why = xasprintf("the agent (pid %d) ended without writing a result",
+		                (int)r->agent_pid);
+	else if (WIFSIGNALED(status))
+		why = xasprintf("the agent was killed by signal %d before writing a result",
+		                WTERMSIG(status));
+	else
+		why = xasprintf("the agent exited with status %d without writing a result",
+		                WEXITSTATUS(status));
+	exec_finish(r, why);
+	free(why);
+}
+
+static void
+exec_watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+	struct exec_run *r = h->data;
+
+	(void)filename;
+	(void)events;
+	(void)status;
+	exec_read_output(r);
+}
+
+static void
+exec_tick_cb(uv_timer_t *h)
+{
+	struct exec_run *r = h->data;
+
+	exec_read_output(r);
+	if (r->agent_status == -1 && r->agent_pid != 0 && !r->proc_active &&
+	    !rundir_pid_alive(r->agent_pid, r->agent_start))
+		exec_agent_gone(r, -1);
+}
+
+void
+exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *ops, struct store *store,
+              int64_t id, const char *dir, const struct exec_hooks *h)
+{
+	memset(r, 0, sizeof(*r));
+	r->loop = loop;
+	r->ops = ops;
+	r->store = store;
+	r->id = id;
+	r->dir = xstrdup(dir);
+	r->hooks = *h;
+	r->out_fd = -1;
+	r->agent_status = -1;
+	buf_init(&r->out_pending, EXEC_MAX_PENDING);
+}
+
+void
+exec_run_release(struct exec_run *r)
+{
+	free(r->dir);
+	r->dir = NULL;
+	buf_free(&r->out_pending);
+}
+
+static int
+exec_follow(struct exec_run *r)
+{
+	int rc;
+
+	uv_fs_event_init(r->loop, &r->watch);
+	uv_timer_init(r->loop, &r->tick);
+	r->watch.data = r;
+	r->tick.data = r;
+	r->handles_open += 2;
+	r->following = true;
+	rc = uv_fs_event_start(&r->watch, exec_watch_cb, r->dir, 0);
+	if (rc < 0)
+		return rc;
+	return uv_timer_start(&r->tick, exec_tick_cb, EXEC_TICK_MS, EXEC_TICK_MS);
+}
+
+static int
+exec_mark_running(struct exec_run *r)
+{
+	struct store_run row;
+	int rc;
+
+	store_run_init(&row);
+	rc = store_run_get(r->store, r->id, &row);
+	if (rc == 0) {
+		row.state = STORE_RUNNING;
+		row.started_at = rundir_now();
+		row.agent_pid = r->agent_pid;
+		row.agent_start = (int64_t)r->agent_start;
+		rc = store_run_update(r->store, r->id, &row);
+	}
+	store_run_clear(&row);
+	return rc;
+}
+
+int
+exec_run_start(struct exec_run *r)
+{
+	char *why;
+	int rc;
+
+	rc = exec_follow(r);
+	if (rc == 0)
+		rc = r->ops->provision(r);
+	if (rc == 0)
+		rc = r->ops->start(r);
+	if (rc == 0) {
+		rc = exec_mark_running(r);
+		if (rc == -EALREADY)
+			rc = 0; /* the agent was quicker than us: it is recorded already */
+		return rc;
+	}
+	why = xasprintf("could not start the agent: %s", strerror(-rc));
+	exec_finish(r, why);
+	free(why);
+	return rc;
+}
+
+int
+exec_run_reattach(struct exec_run *r)
+{
+	int rc = exec_follow(r);
+
+	if (rc == 0)
+		rc = r->ops->reattach(r);
+	if (rc == 0)
+		exec_agent_gone(r, -1);
+	return rc < 0 ? rc : 0;
+}
+
+int
+exec_run_cancel(struct exec_run *r)
+{
+	if (r->agent_gone || r->finished)
+		return -ESRCH;
+	return r->ops->cancel(r);
+}

@@ -1,0 +1,117 @@
+/* src/exec/exec.h: executors — where a run's agent runs — and the life of a run around them.
+ *
+ * Every executor does the same five things, in this order: provision (make a place for the
+ * run: nothing for `local`, a VM for `droplet`, an allocation for `slurm`), start the agent
+ * there (`eph agent RUN_DIR`), bring the run directory's bytes back here (nothing to do for
+ * `local`: the agent writes them here), tell when the agent is gone, and tear down. What
+ * follows — reading output.log as it grows, recording result.json in the store exactly once,
+ * marking a run `lost` when its agent vanished without a result — is the same for all of them
+ * and lives in exec.c, so downstream code never asks which executor ran a run. */
+#ifndef EPH_EXEC_EXEC_H
+#define EPH_EXEC_EXEC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "util/attr.h"
+#include "util/buf.h"
+
+struct exec_run;
+struct store;
+struct store_run;
+
+struct exec_ops {
+	const char *name;
+	/* Makes a place for run R; 0 or -errno. */
+	EPH_MUST_CHECK int (*provision)(struct exec_run *r);
+	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno. The
+	 * executor calls exec_agent_gone(R, status) when the agent has ended. */
+	EPH_MUST_CHECK int (*start)(struct exec_run *r);
+	/* Asks R's agent to cancel the run (it records `cancelled`); 0 or -errno. */
+	EPH_MUST_CHECK int (*cancel)(struct exec_run *r);
+	/* After a restart: re-attaches to R's agent if it is still going (1), or says it is gone
+	 * (0); the executor then reports its end through exec_agent_gone as after start. */
+	EPH_MUST_CHECK int (*reattach)(struct exec_run *r);
+	/* Releases what provision and start made (handles included); R's close_cb follows. */
+	void (*teardown)(struct exec_run *r);
+};
+
+extern const struct exec_ops exec_local_ops;
+
+/* Finds an executor by name ("local"); NULL if there is none of that name. */
+const struct exec_ops *exec_find(const char *name);
+
+struct exec_hooks {
+	/* New bytes of output.log (whole lines), as they come; may be NULL. */
+	void (*output)(struct exec_run *r, const char *data, size_t len, void *arg);
+	/* The run is terminal in the store (FINAL is its row), or could not be recorded (FINAL is
+	 * NULL, RC says why). All handles are closed after this returns; free R in closed. */
+	void (*done)(struct exec_run *r, const struct store_run *final, int rc, void *arg);
+	/* Every handle of R is closed: R may be freed. */
+	void (*closed)(struct exec_run *r, void *arg);
+	void *arg;
+};
+
+/* One run in the hands of an executor. Embedded in (or allocated by) its owner; the handles
+ * below belong to the executor and to exec.c. */
+struct exec_run {
+	uv_loop_t *loop;
+	const struct exec_ops *ops;
+	struct store *store;
+	struct exec_hooks hooks;
+	int64_t id;
+	char *dir;       /* owned */
+	pid_t agent_pid; /* 0 until started */
+	uint64_t agent_start;
+	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
+	bool agent_gone;
+	bool finished; /* recorded terminal (or failed to) */
+	/* following output.log */
+	uv_fs_event_t watch;
+	uv_timer_t tick; /* a slow poll, for reattached agents and filesystems without inotify */
+	int out_fd;
+	uint64_t out_off;
+	struct buf out_pending; /* a partial last line */
+	bool following;
+	/* local executor */
+	uv_process_t proc;
+	bool proc_active; /* spawned and not yet exited */
+	bool proc_open;   /* the handle is to be closed */
+	int handles_open;
+};
+
+/* Prepares R for run ID in directory DIR (copied) on LOOP with executor OPS, recording into
+ * STORE. Nothing starts yet. */
+void exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *ops,
+                   struct store *store, int64_t id, const char *dir, const struct exec_hooks *h);
+/* Frees what exec_run_init allocated; call it from hooks.closed (or if nothing started). */
+void exec_run_release(struct exec_run *r);
+/* Provisions, starts the agent and follows the run until it is recorded terminal (hooks.done),
+ * then closes everything (hooks.closed). 0, or -errno when it could not start: the run is then
+ * already recorded `failed` with the reason, and hooks.done/closed still follow. */
+EPH_MUST_CHECK int exec_run_start(struct exec_run *r);
+/* As exec_run_start, for a run whose agent was started by an earlier process. */
+EPH_MUST_CHECK int exec_run_reattach(struct exec_run *r);
+/* Asks the run's agent to cancel. */
+EPH_MUST_CHECK int exec_run_cancel(struct exec_run *r);
+
+/* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
+void exec_agent_gone(struct exec_run *r, int status);
+
+/* Records the end of run ID whose directory is DIR from its result.json (and its memory
+ * samples from events.jsonl), or as `lost` with REASON when LOST_REASON is non-NULL and there
+ * is no result. Exactly once: -EALREADY when it was already terminal. If FINAL is non-NULL it
+ * receives the row as recorded (store_run_clear it). */
+EPH_MUST_CHECK int exec_record(struct store *s, int64_t id, const char *dir,
+                               const char *lost_reason, struct store_run *final);
+
+/* Settles every run that a crashed or killed process left unfinished in the store: a result
+ * there is recorded, a run whose agent is gone without one is marked `lost`, and a run whose
+ * agent is alive is left to it (counted in *ALIVE, may be NULL). Returns how many were settled,
+ * or -errno. */
+int exec_reconcile(struct store *s, size_t *alive);
+
+#endif

@@ -1,0 +1,294 @@
+/* tests/unit/test_rundir.c: spec.json, result.json, agent.pid and events.jsonl round trips. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rundir/rundir.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+static int
+setup_dir(void **state)
+{
+	char tmpl[] = "/tmp/eph-test-rundir-XXXXXX";
+
+	assert_non_null(mkdtemp(tmpl));
+	*state = xstrdup(tmpl);
+	return 0;
+}
+
+static int
+teardown_dir(void **state)
+{
+	char *cmd = xasprintf("rm -rf '%s'", (char *)*state);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(*state);
+	return 0;
+}
+
+static void
+spec_round_trips(void **state)
+{
+	const char *dir = *state;
+	char *argv[] = { (char *)"python", (char *)"train.py", NULL };
+	struct rundir_env env[] = { { (char *)"LOG_LEVEL", (char *)"info" } };
+	struct rundir_spec s = {
+		.run_id = 42,
+		.job = (char *)"train-model",
+		.attempt = 2,
+		.trigger = (char *)"manual",
+		.scheduled_at = 1764007200,
+		.argv = argv,
+		.env = env,
+		.nenv = 1,
+		.cwd = (char *)"/home/me",
+		.memory = UINT64_C(2) << 30,
+		.timeout = 7200,
+		.kill_grace = 10,
+		.commit = (char *)"abc",
+		.enforce = RUNDIR_ENFORCE_SAMPLED,
+	};
+	struct rundir_spec r;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_spec_write(dir, &s), 0);
+	assert_int_equal(rundir_spec_read(dir, &r, &d), 0);
+	assert_int_equal(diag_nerrors(&d), 0);
+	assert_int_equal(r.run_id, 42);
+	assert_string_equal(r.job, "train-model");
+	assert_int_equal(r.attempt, 2);
+	assert_string_equal(r.trigger, "manual");
+	assert_int_equal(r.scheduled_at, 1764007200);
+	assert_string_equal(r.argv[0], "python");
+	assert_string_equal(r.argv[1], "train.py");
+	assert_null(r.argv[2]);
+	assert_null(r.shell);
+	assert_int_equal(r.nenv, 1);
+	assert_string_equal(r.env[0].name, "LOG_LEVEL");
+	assert_string_equal(r.env[0].value, "info");
+	assert_string_equal(r.cwd, "/home/me");
+	assert_int_equal(r.memory, UINT64_C(2) << 30);
+	assert_int_equal(r.timeout, 7200);
+	assert_int_equal(r.kill_grace, 10);
+	assert_string_equal(r.commit, "abc");
+	assert_int_equal(r.enforce, RUNDIR_ENFORCE_SAMPLED);
+	rundir_spec_free(&r);
+	diag_free(&d);
+}
+
+static void
+bad_spec_reports_every_problem(void **state)
+{
+	const char *text = "{\"version\":1,\"run_id\":-1,\"argv\":[1],\"shell\":\"x\","
+	                   "\"memory\":\"1G\",\"enforce\":\"magic\",\"env\":{\"A=B\":\"c\"}}";
+	struct rundir_spec s;
+	struct diag d;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse(text, strlen(text), "spec.json", &s, &d), -EINVAL);
+	/* run_id, job, argv, exactly one, env, memory, enforce */
+	assert_int_equal(diag_nerrors(&d), 7);
+	assert_null(s.job);
+	diag_free(&d);
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse("{\"version\": 1,", 14, "spec.json", &s, &d), -EINVAL);
+	assert_int_equal(diag_nerrors(&d), 1);
+	assert_int_equal(d.items[0].line, 1);
+	diag_free(&d);
+}
+
+static void
+missing_spec_is_enoent(void **state)
+{
+	struct rundir_spec s;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_spec_read(*state, &s, &d), -ENOENT);
+	assert_int_equal(diag_nerrors(&d), 1);
+	diag_free(&d);
+}
+
+static void
+result_round_trips_and_is_written_atomically(void **state)
+{
+	const char *dir = *state;
+	struct rundir_result w = {
+		.outcome = RUNDIR_OOM,
+		.reason = (char *)"killed by the memory limit (cgroup1 oom_kill 1)",
+		.exit_code = -1,
+		.signal = 9,
+		.memory_limit = 209715200,
+		.peak_bytes = 209715200,
+		.peak_method = (char *)"cgroup1 memory.max_usage_in_bytes",
+		.enforced = (char *)"cgroup1",
+		.maxrss_bytes = 1000,
+		.started_at = 1764007200.012,
+		.ended_at = 1764007241.2,
+		.wall_seconds = 41.188,
+		.cpu_user_seconds = 40.1,
+		.cpu_system_seconds = 0.9,
+		.exec_seconds = 41.187,
+	};
+	struct rundir_result r;
+	struct diag d;
+	char *tmp = xasprintf("%s/result.json.tmp", dir);
+
+	diag_init(&d);
+	assert_int_equal(rundir_result_read(dir, &r, &d), -ENOENT);
+	assert_int_equal(rundir_result_write(dir, &w), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(rundir_result_read(dir, &r, &d), 0);
+	assert_int_equal(r.outcome, RUNDIR_OOM);
+	assert_string_equal(r.reason, w.reason);
+	assert_int_equal(r.exit_code, -1);
+	assert_int_equal(r.signal, 9);
+	assert_int_equal(r.peak_bytes, 209715200);
+	assert_string_equal(r.peak_method, w.peak_method);
+	assert_string_equal(r.enforced, "cgroup1");
+	assert_int_equal(r.maxrss_bytes, 1000);
+	assert_true(r.started_at == 1764007200.012);
+	assert_true(r.wall_seconds == 41.188);
+	assert_true(r.exec_seconds == 41.187);
+	rundir_result_free(&r);
+	diag_free(&d);
+	free(tmp);
+}
+
+static void
+outcome_names_parse_back(void **state)
+{
+	enum rundir_outcome o;
+
+	(void)state;
+	for (int i = RUNDIR_SUCCEEDED; i <= RUNDIR_CANCELLED; i++) {
+		assert_int_equal(rundir_outcome_parse(rundir_outcome_name(i), &o), 0);
+		assert_int_equal(o, i);
+	}
+	assert_int_equal(rundir_outcome_parse("lost", &o), -EINVAL);
+}
+
+static void
+agent_pid_identifies_a_live_process(void **state)
+{
+	pid_t pid;
+	uint64_t st;
+
+	assert_int_equal(rundir_pid_read(*state, &pid, &st), -ENOENT);
+	assert_int_equal(rundir_pid_write(*state, getpid()), 0);
+	assert_int_equal(rundir_pid_read(*state, &pid, &st), 0);
+	assert_int_equal(pid, getpid());
+	assert_true(rundir_pid_alive(pid, st));
+	assert_false(rundir_pid_alive(pid, st + 1));
+}
+
+struct seen {
+	int n, mem, stop_at;
+	uint64_t bytes;
+	char last[16];
+};
+
+static int
+count_ev(const struct rundir_event *e, void *arg)
+{
+	struct seen *s = arg;
+
+	s->n++;
+	if (strcmp(e->ev, "mem") == 0) {
+		s->mem++;
+		s->bytes += e->bytes;
+	}
+	snprintf(s->last, sizeof(s->last), "%s", e->ev);
+	return s->n == s->stop_at ? 5 : 0;
+}
+
+static void
+events_are_read_by_whole_lines_and_resumed(void **state)
+{
+	const char *dir = *state;
+	char *path = xasprintf("%s/%s", dir, RUNDIR_EVENTS);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	json_t *f = json_pack("{s:I}", "bytes", (json_int_t)1000);
+	struct seen s = { 0 };
+	size_t skipped = 0;
+	off_t next = 0, end;
+
+	assert_true(fd >= 0);
+	assert_int_equal(rundir_event_append(fd, "start", 1764007200.012, NULL), 0);
+	assert_int_equal(rundir_event_append(fd, "mem", 1764007201.013, f), 0);
+	assert_int_equal(write(fd, "garbage\n", 8), 8);
+	assert_int_equal(write(fd, "{\"ev\":\"mem\",\"t\":1,\"bytes\":5", 27),
+	                 27); /* in progress */
+	assert_int_equal(rundir_events_foreach(dir, 0, count_ev, &s, &next, &skipped), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.mem, 1);
+	assert_int_equal(s.bytes, 1000);
+	assert_int_equal(skipped, 1);
+	end = lseek(fd, 0, SEEK_END);
+	assert_int_equal(next, end - 27);
+	assert_int_equal(write(fd, "}\n", 2), 2);
+	assert_int_equal(rundir_events_foreach(dir, next, count_ev, &s, &next, &skipped), 0);
+	assert_int_equal(s.mem, 2);
+	assert_int_equal(s.bytes, 1005);
+	assert_int_equal(next, end + 2);
+	/* a callback can stop the walk */
+	memset(&s, 0, sizeof(s));
+	s.stop_at = 1;
+	assert_int_equal(rundir_events_foreach(dir, 0, count_ev, &s, NULL, NULL), 5);
+	assert_string_equal(s.last, "start");
+	json_decref(f);
+	close(fd);
+	free(path);
+}
+
+static void
+event_lines_carry_ev_and_t_first(void **state)
+{
+	char buf[256];
+	FILE *f = tmpfile();
+	json_t *fields = json_pack("{s:s}", "msg", "hi");
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(rundir_event_append(fileno(f), "warn", 1764007201.5, fields), 0);
+	n = pread(fileno(f), buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, "{\"ev\":\"warn\",\"t\":1764007201.5,\"msg\":\"hi\"}\n");
+	json_decref(fields);
+	fclose(f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(spec_round_trips, setup_dir, teardown_dir),
+		cmocka_unit_test(bad_spec_reports_every_problem),
+		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
+		                                setup_dir, teardown_dir),
+		cmocka_unit_test(outcome_names_parse_back),
+		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, setup_dir,
+		                                teardown_dir),
+		cmocka_unit_test_setup_teardown(events_are_read_by_whole_lines_and_resumed,
+		                                setup_dir, teardown_dir),
+		cmocka_unit_test(event_lines_carry_ev_and_t_first),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
