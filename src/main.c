@@ -9,7 +9,7 @@
 #include "conf/conf.h"
 
 static const struct cmd *const cmds[] = {
-	&cmd_validate, &cmd_next, &cmd_run, &cmd_runs, &cmd_show, &cmd_logs, &cmd_agent,
+	&cmd_validate, &cmd_next, &cmd_run, &cmd_runs, &cmd_show, &cmd_logs, &cmd_agent, &cmd_gc,
 };
 
 static void

@@ -33,6 +33,7 @@ extern const struct cmd cmd_runs;
 extern const struct cmd cmd_show;
 extern const struct cmd cmd_logs;
 extern const struct cmd cmd_agent;
+extern const struct cmd cmd_gc;
 
 /* Prints "usage: eph ..." for CMD (and its help text when FULL) to F. */
 void cmd_usage(const struct cmd *c, FILE *f, bool full);

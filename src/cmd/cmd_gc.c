@@ -1,0 +1,301 @@
+/* src/cmd/cmd_gc.c: `eph gc`, removes the cached worktrees, venvs and mirrors that no job's
+ * current configuration can use and no live run holds, and says how much it freed. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cmd/cmd.h"
+#include "conf/conf.h"
+#include "source/gitrun.h"
+#include "source/source.h"
+#include "util/units.h"
+#include "util/xalloc.h"
+
+#define GC_VENV_DAYS 7 /* default: venvs used within this many days are kept */
+
+static int cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv);
+
+const struct cmd cmd_gc = {
+	.name = "gc",
+	.usage = "gc [--dry-run] [--json] [--venv-days N]",
+	.summary = "remove cached checkouts, venvs and mirrors that no job can use",
+	.help = "Removes from the state directory what the jobs file's current configuration\n"
+	        "cannot use and no live run holds:\n"
+	        "  worktrees (STATE/src/COMMIT)  every commit but the current tip of the\n"
+	        "                                configured branch (as last fetched; gc does not\n"
+	        "                                fetch)\n"
+	        "  venvs (STATE/venvs/KEY)       those not used for --venv-days days\n"
+	        "  mirrors (STATE/mirrors/K.git) those of repositories no longer configured\n"
+	        "Anything a live run holds is kept and listed as busy. The state directory is\n"
+	        "meant for one jobs file: mirrors of another jobs file's repository are removed.\n\n"
+	        "Options:\n"
+	        "  --dry-run      say what would be removed, remove nothing\n"
+	        "  --json         print what was removed and kept as JSON\n"
+	        "  --venv-days N  keep venvs used within the last N days (default 7)\n",
+	.exec = cmd_gc_exec,
+};
+
+struct gc {
+	const char *state;
+	bool dry_run;
+	json_t *removed, *kept; /* arrays of {"kind", "path", "bytes" | "reason"} */
+	uint64_t freed;
+	int errors;
+	bool json;
+};
+
+static void
+gc_kept(struct gc *g, const char *kind, const char *path, const char *reason)
+{
+	json_array_append_new(g->kept, json_pack("{s:s, s:s, s:s}", "kind", kind, "path", path,
+	                                         "reason", reason));
+	if (!g->json)
+		printf("kept %s %s: %s\n", kind, path, reason);
+}
+
+/* Removes DIR/KEY (an entry of the cache convention, source.h) unless held. */
+static void
+gc_remove(struct gc *g, const char *kind, const char *dir, const char *key)
+{
+	char *path = xasprintf("%s/%s", dir, key);
+	uint64_t bytes = 0;
+	int rc = source_cache_remove(dir, key, g->dry_run, &bytes);
+	char size[32];
+
+	if (rc == 0) {
+		g->freed += bytes;
+		json_array_append_new(g->removed, json_pack("{s:s, s:s, s:I}", "kind", kind, "path",
+		                                            path, "bytes", (json_int_t)bytes));
+		units_format_size(bytes, size, sizeof(size));
+		if (!g->json)
+			printf("%s %s %s (%s)\n", g->dry_run ? "would remove" : "removed", kind,
+			       path, size);
+	} else if (rc == -EBUSY) {
+		gc_kept(g, kind, path, "in use by a live run");
+	} else if (rc != -ENOENT) {
+		fprintf(stderr, "eph gc: cannot remove %s: %s\n", path, strerror(-rc));
+		g->errors++;
+	}
+	free(path);
+}
+
+/* The entries of DIR: names with SUFFIX (".git", or "" for any directory), with ".tmp"
+ * leftovers folded into their entry, without lock files. Sorted; caller frees. */
+static char **
+gc_entries(const char *dir, const char *suffix, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **v = NULL;
+
+	*n = 0;
+	if (d == NULL)
+		return NULL;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name), sl = strlen(suffix);
+		char *name;
+		bool dup = false;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0)
+			len -= 4;
+		else if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0)
+			continue;
+		name = xstrndup(e->d_name, len);
+		if (len <= sl || strcmp(name + len - sl, suffix) != 0 ||
+		    (sl == 0 && (len > 5 && strcmp(name + len - 5, ".json") == 0))) {
+			free(name);
+			continue;
+		}
+		for (size_t i = 0; i < *n && !dup; i++)
+			dup = strcmp(v[i], name) == 0;
+		if (dup) {
+			free(name);
+			continue;
+		}
+		v = xreallocarray(v, *n + 1, sizeof(char *));
+		v[(*n)++] = name;
+	}
+	closedir(d);
+	for (size_t i = 1; i < *n; i++) /* few entries: insertion sort */
+		for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+			char *t = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	return v;
+}
+
+static void
+gc_free_entries(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Last use of DIR/KEY: its lock file's mtime, else its own. */
+static time_t
+gc_last_use(const char *dir, const char *key)
+{
+	char *p = xasprintf("%s/%s.lock", dir, key), *q = xasprintf("%s/%s", dir, key);
+	struct stat st;
+	time_t t = 0;
+
+	if (stat(p, &st) == 0 || stat(q, &st) == 0)
+		t = st.st_mtime;
+	free(p);
+	free(q);
+	return t;
+}
+
+static int
+cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "venv-days", required_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct gc g = { 0 };
+	const struct conf_source *src;
+	char *url = NULL, *key = NULL, *keep_commit = NULL, *keep_mirror = NULL;
+	char *dir, **v, size[32];
+	bool mirrors_known = true;
+	long venv_days = GC_VENV_DAYS;
+	size_t n;
+	int opt, rc;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			g.dry_run = true;
+			break;
+		case 'j':
+			g.json = true;
+			break;
+		case 'v': {
+			char *end;
+
+			errno = 0;
+			venv_days = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg || venv_days < 0 ||
+			    venv_days > 36500)
+				return cmd_usage_error(&cmd_gc,
+				                       "--venv-days needs a number of days");
+			break;
+		}
+		default:
+			return cmd_usage_error(&cmd_gc, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 0)
+		return cmd_usage_error(&cmd_gc, "too many arguments");
+	if ((rc = cmd_load_conf(ctx)) != EPH_EXIT_OK)
+		return rc;
+	g.state = cmd_state_dir(ctx);
+	g.removed = json_array();
+	g.kept = json_array();
+	src = &ctx->conf->source;
+
+	/* What the configuration uses: the mirror of source.repo and its branch's tip. */
+	if (src->repo != NULL) {
+		rc = source_repo_url(src->repo, ctx->conf->dir, &url);
+		if (rc == 0) {
+			key = source_mirror_key(url);
+			keep_mirror = xasprintf("%s.git", key);
+			char *mirror = xasprintf("%s/mirrors/%s", g.state, keep_mirror);
+			struct stat st;
+
+			if (stat(mirror, &st) == 0 &&
+			    source_mirror_commit(mirror, src->branch, &keep_commit) < 0)
+				keep_commit = NULL;
+			free(mirror);
+		} else if (rc < 0) {
+			char *shown = gitrun_redact(src->repo);
+
+			fprintf(stderr, "eph gc: source.repo %s: %s; keeping every mirror\n", shown,
+			        strerror(-rc));
+			free(shown);
+			mirrors_known = false;
+		}
+	}
+
+	dir = xasprintf("%s/src", g.state);
+	v = gc_entries(dir, "", &n);
+	for (size_t i = 0; i < n; i++) {
+		if (keep_commit != NULL && strcmp(v[i], keep_commit) == 0) {
+			char *p = xasprintf("%s/%s", dir, v[i]);
+
+			gc_kept(&g, "worktree", p, "the configured branch's current commit");
+			free(p);
+		} else {
+			gc_remove(&g, "worktree", dir, v[i]);
+		}
+	}
+	gc_free_entries(v, n);
+	free(dir);
+
+	dir = xasprintf("%s/venvs", g.state);
+	v = gc_entries(dir, "", &n);
+	for (size_t i = 0; i < n; i++) {
+		if (gc_last_use(dir, v[i]) >= time(NULL) - venv_days * 86400) {
+			char *p = xasprintf("%s/%s", dir, v[i]);
+			char *why = xasprintf("used within the last %ld days", venv_days);
+
+			gc_kept(&g, "venv", p, why);
+			free(why);
+			free(p);
+		} else {
+			gc_remove(&g, "venv", dir, v[i]);
+		}
+	}
+	gc_free_entries(v, n);
+	free(dir);
+
+	dir = xasprintf("%s/mirrors", g.state);
+	v = gc_entries(dir, ".git", &n);
+	for (size_t i = 0; i < n; i++) {
+		char *p = xasprintf("%s/%s", dir, v[i]);
+
+		if (!mirrors_known)
+			gc_kept(&g, "mirror", p, "source.repo cannot be read");
+		else if (keep_mirror != NULL && strcmp(v[i], keep_mirror) == 0)
+			gc_kept(&g, "mirror", p, "the configured repository");
+		else
+			gc_remove(&g, "mirror", dir, v[i]);
+		free(p);
+	}
+	gc_free_entries(v, n);
+	free(dir);
+
+	units_format_size(g.freed, size, sizeof(size));
+	if (g.json) {
+		json_t *o = json_pack("{s:b, s:I, s:s, s:o, s:o}", "dry_run", g.dry_run,
+		                      "freed_bytes", (json_int_t)g.freed, "freed", size, "removed",
+		                      g.removed, "kept", g.kept);
+
+		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(o);
+	} else {
+		printf("%s %s\n", g.dry_run ? "would free" : "freed", size);
+		json_decref(g.removed);
+		json_decref(g.kept);
+	}
+	free(url);
+	free(key);
+	free(keep_commit);
+	free(keep_mirror);
+	return g.errors > 0 ? EPH_EXIT_FAIL : EPH_EXIT_OK;
+}

@@ -1,0 +1,987 @@
+/* src/source/source.c: mirrors, resolving a branch to a commit, the worktree cache. */
+#include "source/source.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf/conf.h"
+#include "source/gitrun.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+#define SOURCE_STATE_FILE  "eph-state.json"
+#define SOURCE_LOCAL_MS    (10 * 60 * 1000) /* local git commands: far beyond need */
+#define SOURCE_SUBMOD_MS   (30 * 60 * 1000) /* submodules are fetched from their remotes */
+#define SOURCE_MAX_RETRIES 8
+
+static void source_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
+
+static void
+source_err(struct diag *d, const char *fmt, ...)
+{
+	struct diag_pos none = { NULL, 0, 0 };
+	va_list ap;
+	char *msg, *clean;
+	struct buf b;
+
+	buf_init(&b, BUF_MAX_MSG);
+	va_start(ap, fmt);
+	if (buf_vprintf(&b, fmt, ap) < 0)
+		buf_reset(&b); /* past BUF_MAX_MSG: the message below says at least that */
+	va_end(ap);
+	msg = b.len > 0 ? buf_steal(&b) : xstrdup("source: message too long");
+	buf_free(&b);
+	clean = gitrun_redact(msg);
+	diag_error(d, none, "%s", clean);
+	free(clean);
+	free(msg);
+}
+
+/* Makes DIR and its parents (mode 0700) where missing. 0 or -errno. */
+static int
+source_mkdirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = c;
+		if (c == '\0' || rc < 0)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+static void source_rmtree_quiet(const char *path);
+
+static bool
+source_is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool
+source_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static double
+source_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs git with ARGS; on success (exit 0) returns 0 and, when OUT is not NULL, *OUT = its
+ * stdout without the trailing newline (caller frees). Otherwise returns -EIO and, when WHY is
+ * not NULL, *WHY = why (caller frees), or -errno when git cannot be started. */
+static int
+source_git(const char *const *args, int64_t timeout_ms, char **out, char **why)
+{
+	struct gitrun_result r;
+	int rc = gitrun(args, timeout_ms, &r);
+
+	if (out != NULL)
+		*out = NULL;
+	if (why != NULL)
+		*why = NULL;
+	if (rc < 0) {
+		if (why != NULL)
+			*why = xasprintf("cannot run git: %s", strerror(-rc));
+		return rc;
+	}
+	if (!gitrun_ok(&r)) {
+		if (why != NULL)
+			*why = gitrun_why(&r, timeout_ms);
+		gitrun_result_free(&r);
+		return -EIO;
+	}
+	if (out != NULL) {
+		size_t n = strlen(r.out);
+
+		while (n > 0 && (r.out[n - 1] == '\n' || r.out[n - 1] == '\r'))
+			r.out[--n] = '\0';
+		*out = r.out;
+		r.out = NULL;
+	}
+	gitrun_result_free(&r);
+	return 0;
+}
+
+static bool
+source_is_commit_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return false;
+	return n == 40 || n == 64;
+}
+
+/* ---- repositories and mirrors ---- */
+
+/* true for "scheme://..." and git's scp-like "[user@]host:path" (a colon before any slash). */
+static bool
+source_is_url(const char *repo)
+{
+	const char *colon = strchr(repo, ':'), *slash = strchr(repo, '/');
+	const char *p = repo;
+
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+	       *p == '+' || *p == '-' || *p == '.')
+		p++;
+	if (p > repo && strncmp(p, "://", 3) == 0)
+		return true;
+	return colon != NULL && colon > repo && (slash == NULL || colon < slash) && repo[0] != '.';
+}
+
+int
+source_repo_url(const char *repo, const char *base_dir, char **url_out)
+{
+	char *path, *real, *probe;
+	bool git;
+
+	*url_out = NULL;
+	if (source_is_url(repo)) {
+		*url_out = xstrdup(repo);
+		return 0;
+	}
+	path = repo[0] == '/' ? xstrdup(repo) : xasprintf("%s/%s", base_dir, repo);
+	real = realpath(path, NULL);
+	free(path);
+	if (real == NULL)
+		return -errno;
+	if (!source_is_dir(real)) {
+		free(real);
+		return -ENOTDIR;
+	}
+	probe = xasprintf("%s/.git", real);
+	git = source_exists(probe);
+	free(probe);
+	if (!git) { /* a bare repository */
+		char *head = xasprintf("%s/HEAD", real), *objects = xasprintf("%s/objects", real);
+
+		git = source_exists(head) && source_is_dir(objects);
+		free(head);
+		free(objects);
+	}
+	*url_out = real;
+	return git ? 0 : 1;
+}
+
+char *
+source_mirror_key(const char *url)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char *hex = xmalloc(33);
+
+	if (EVP_Digest(url, strlen(url), md, &n, EVP_sha256(), NULL) != 1 || n < 16)
+		abort(); /* SHA-256 of a string in memory cannot fail */
+	for (unsigned i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
+}
+
+int
+source_mirror_commit(const char *mirror, const char *branch, char **commit_out)
+{
+	char *ref, *head = NULL, *spec;
+	int rc;
+
+	*commit_out = NULL;
+	if (branch == NULL) {
+		const char *a[] = { "--git-dir", mirror, "symbolic-ref", "--quiet", "HEAD", NULL };
+
+		rc = source_git(a, SOURCE_LOCAL_MS, &head, NULL);
+		if (rc < 0)
+			return rc == -EIO ? -ENOENT : rc;
+		ref = head;
+	} else {
+		ref = xasprintf("refs/heads/%s", branch);
+	}
+	spec = xasprintf("%s^{commit}", ref);
+	{
+		const char *a[] = { "--git-dir",        mirror, "rev-parse", "--verify", "--quiet",
+			            "--end-of-options", spec,   NULL };
+
+		rc = source_git(a, SOURCE_LOCAL_MS, commit_out, NULL);
+	}
+	free(spec);
+	free(ref);
+	if (rc == 0 && !source_is_commit_id(*commit_out)) {
+		free(*commit_out);
+		*commit_out = NULL;
+		rc = -ENOENT;
+	}
+	return rc == -EIO ? -ENOENT : rc;
+}
+
+/* The mirror's remembered state (SOURCE_STATE_FILE), as JSON:
+ * {"attempt_at": T, "ok": bool, "error": "why"|null, "fetched_at": T,
+ *  "branches": {"main": "<commit>"}}; a missing or unreadable file reads as {}. */
+static json_t *
+source_state_read(const char *mirror)
+{
+	char *p = xasprintf("%s/" SOURCE_STATE_FILE, mirror);
+	json_t *j = json_load_file(p, 0, NULL);
+
+	free(p);
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		j = json_object();
+	}
+	if (!json_is_object(json_object_get(j, "branches")))
+		json_object_set_new(j, "branches", json_object());
+	return j;
+}
+
+/* Writes the state durably: tmp file, fsync, rename. 0 or -errno. */
+static int
+source_state_write(const char *mirror, json_t *j)
+{
+	char *p = xasprintf("%s/" SOURCE_STATE_FILE, mirror);
+	char *tmp = xasprintf("%s.tmp", p);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	int fd, rc = 0;
+	size_t len = strlen(text), off = 0;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, p) < 0)
+		rc = -errno;
+	if (rc < 0)
+		(void)unlink(tmp);
+out:
+	free(text);
+	free(tmp);
+	free(p);
+	return rc;
+}
+
+static double
+source_json_num(json_t *j, const char *key)
+{
+	json_t *v = json_object_get(j, key);
+
+	return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+static void
+source_format_time(double t, char *out, size_t n)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&s, &tm) == NULL)
+		snprintf(out, n, "never");
+	else
+		strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Clones URL into MIRROR (aside, then renamed) or fetches it. 0, or -EIO with *WHY. */
+static int
+source_fetch(const char *url, const char *mirror, bool exists, int64_t timeout_ms, char **why)
+{
+	char *tmp;
+	int rc;
+
+	if (exists) {
+		const char *a[] = { "--git-dir", mirror,   "fetch", "--prune",
+			            "--quiet",   "origin", NULL };
+
+		return source_git(a, timeout_ms, NULL, why);
+	}
+	tmp = xasprintf("%s.tmp", mirror);
+	source_rmtree_quiet(tmp);
+	{
+		const char *a[] = { "clone", "--mirror", "--quiet", "--", url, tmp, NULL };
+
+		rc = source_git(a, timeout_ms, NULL, why);
+	}
+	if (rc == 0 && rename(tmp, mirror) < 0) {
+		rc = -errno;
+		*why = xasprintf("cannot rename %s: %s", tmp, strerror(errno));
+	}
+	if (rc < 0)
+		source_rmtree_quiet(tmp);
+	free(tmp);
+	return rc < 0 ? -EIO : 0;
+}
+
+static int
+source_in_place(const char *dir, struct source_pin *pin)
+{
+	const char *a[] = { "-C", dir, "rev-parse", "--verify", "--quiet", "HEAD", NULL };
+	char *head = NULL;
+
+	pin->in_place = true;
+	pin->dir = xstrdup(dir);
+	/* Information only; a directory that is no work tree, or no git at all, is fine. */
+	if (source_git(a, SOURCE_LOCAL_MS, &head, NULL) == 0 && source_is_commit_id(head))
+		pin->head = head;
+	else
+		free(head);
+	return 0;
+}
+
+int
+source_resolve(const char *state_dir, const struct conf_source *src, const char *base_dir,
+               struct source_pin *pin, struct diag *d)
+{
+	char *url = NULL, *key = NULL, *mdir = NULL, *mirror = NULL, *lockp = NULL;
+	char *shown = NULL, *why = NULL, *branch = NULL, *commit = NULL;
+	json_t *state = NULL, *branches;
+	const char *fetch_error = NULL;
+	bool exists, dirty = false;
+	double now;
+	int lock = -1, rc;
+
+	memset(pin, 0, sizeof(*pin));
+	if (src->repo == NULL)
+		return source_in_place(base_dir, pin);
+	rc = source_repo_url(src->repo, base_dir, &url);
+	if (rc < 0) {
+		source_err(d, "source.repo %s: %s", src->repo, strerror(-rc));
+		return rc;
+	}
+	if (rc == 1) {
+		rc = source_in_place(url, pin);
+		free(url);
+		return rc;
+	}
+	shown = gitrun_redact(url);
+	key = source_mirror_key(url);
+	mdir = xasprintf("%s/mirrors", state_dir);
+	mirror = xasprintf("%s/%s.git", mdir, key);
+	lockp = xasprintf("%s.lock", mirror);
+	if ((rc = source_mkdirs(mdir)) < 0) {
+		source_err(d, "cannot create %s: %s", mdir, strerror(-rc));
+		goto out;
+	}
+	lock = source_cache_lock(lockp, false);
+	if (lock < 0) {
+		rc = lock;
+		source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+		goto out;
+	}
+	{
+		char *head = xasprintf("%s/HEAD", mirror);
+
+		exists = source_exists(head);
+		free(head);
+	}
+	state = exists ? source_state_read(mirror) : json_object();
+	now = source_now();
+	{
+		double last = source_json_num(state, "attempt_at");
+
+		if (!exists || last <= 0 || now < last || now - last >= (double)src->refresh) {
+			int64_t ms = src->fetch_timeout > 0 ? src->fetch_timeout * 1000 : 0;
+
+			rc = source_fetch(url, mirror, exists, ms, &why);
+			if (rc < 0 && !exists) {
+				source_err(d, "cannot clone %s: %s", shown, why);
+				goto out;
+			}
+			if (!exists) {
+				json_decref(state);
+				state = source_state_read(mirror);
+				exists = true;
+			}
+			json_object_set_new(state, "attempt_at", json_real(now));
+			json_object_set_new(state, "ok", json_boolean(rc == 0));
+			if (rc == 0) {
+				json_object_set_new(state, "fetched_at", json_real(now));
+				json_object_set_new(state, "error", json_null());
+			} else {
+				char *clean = gitrun_redact(why);
+
+				json_object_set_new(state, "error", json_string(clean));
+				free(clean);
+			}
+			dirty = true;
+		}
+	}
+	if (!json_is_true(json_object_get(state, "ok"))) {
+		fetch_error = json_string_value(json_object_get(state, "error"));
+		if (fetch_error == NULL)
+			fetch_error = "unknown error";
+		if (src->on_fetch_error == CONF_FETCH_FAIL) {
+			source_err(d, "cannot fetch %s: %s (source.on_fetch_error is fail)", shown,
+			           fetch_error);
+			rc = -EIO;
+			goto out;
+		}
+	}
+
+	if (src->branch != NULL) {
+		branch = xstrdup(src->branch);
+	} else {
+		const char *a[] = { "--git-dir", mirror, "symbolic-ref", "--quiet", "--short",
+			            "HEAD",      NULL };
+
+		if (source_git(a, SOURCE_LOCAL_MS, &branch, NULL) < 0 || branch[0] == '\0') {
+			source_err(d, "%s has no default branch: set source.branch", shown);
+			rc = -ENOENT;
+			goto out;
+		}
+	}
+	branches = json_object_get(state, "branches");
+	rc = source_mirror_commit(mirror, branch, &commit);
+	if (rc == -ENOENT) {
+		const char *last = json_string_value(json_object_get(branches, branch));
+		bool have = false;
+
+		if (last == NULL) {
+			source_err(d, "branch %s does not exist on %s", branch, shown);
+			goto out;
+		}
+		if (src->on_fetch_error == CONF_FETCH_USE_LAST) {
+			char *spec = xasprintf("%s^{commit}", last);
+			const char *a[] = { "--git-dir", mirror, "cat-file", "-e", spec, NULL };
+
+			have = source_git(a, SOURCE_LOCAL_MS, NULL, NULL) == 0;
+			free(spec);
+		}
+		if (!have) {
+			source_err(d, "branch %s no longer exists on %s; last known commit was %s",
+			           branch, shown, last);
+			goto out;
+		}
+		commit = xstrdup(last);
+		pin->warning = xasprintf("branch %s no longer exists on %s; ran its last known "
+		                         "commit %s",
+		                         branch, shown, last);
+		rc = 0;
+	} else if (rc < 0) {
+		source_err(d, "cannot read branch %s in %s: %s", branch, mirror, strerror(-rc));
+		goto out;
+	} else {
+		const char *prev = json_string_value(json_object_get(branches, branch));
+
+		if (fetch_error != NULL) {
+			char when[32];
+
+			source_format_time(source_json_num(state, "fetched_at"), when,
+			                   sizeof(when));
+			pin->warning =
+			        xasprintf("cannot fetch %s: %s; ran %s, the last fetched commit "
+			                  "of %s (fetched %s)",
+			                  shown, fetch_error, commit, branch, when);
+		}
+		if (prev != NULL && strcmp(prev, commit) != 0) {
+			const char *a[] = { "--git-dir", mirror, "merge-base", "--is-ancestor",
+				            prev,        commit, NULL };
+			struct gitrun_result r;
+
+			if (gitrun(a, SOURCE_LOCAL_MS, &r) == 0) {
+				if (r.status == 1)
+					pin->note = xasprintf("branch %s moved non-fast-forward "
+					                      "(force-push?) from %s to %s",
+					                      branch, prev, commit);
+				gitrun_result_free(&r);
+			}
+		}
+		if (prev == NULL || strcmp(prev, commit) != 0) {
+			json_object_set_new(branches, branch, json_string(commit));
+			dirty = true;
+		}
+	}
+	if (dirty && (rc = source_state_write(mirror, state)) < 0) {
+		source_err(d, "cannot write the state of %s: %s", mirror, strerror(-rc));
+		goto out;
+	}
+	pin->repo = shown;
+	shown = NULL;
+	pin->mirror = mirror;
+	mirror = NULL;
+	pin->branch = branch;
+	branch = NULL;
+	pin->commit = commit;
+	commit = NULL;
+out:
+	if (rc < 0) {
+		free(pin->warning);
+		free(pin->note);
+		memset(pin, 0, sizeof(*pin));
+	}
+	if (lock >= 0)
+		close(lock);
+	json_decref(state);
+	free(url);
+	free(key);
+	free(mdir);
+	free(mirror);
+	free(lockp);
+	free(shown);
+	free(why);
+	free(branch);
+	free(commit);
+	return rc;
+}
+
+void
+source_pin_clear(struct source_pin *pin)
+{
+	if (pin == NULL)
+		return;
+	free(pin->dir);
+	free(pin->head);
+	free(pin->repo);
+	free(pin->mirror);
+	free(pin->branch);
+	free(pin->commit);
+	free(pin->warning);
+	free(pin->note);
+	memset(pin, 0, sizeof(*pin));
+}
+
+/* ---- cache entries ---- */
+
+/* Removes a leftover PATH whose failure only leaves it for the next attempt or `eph gc`. */
+static void
+source_rmtree_quiet(const char *path)
+{
+	if (source_rmtree(path) < 0)
+		return;
+}
+
+int
+source_cache_lock(const char *lock_path, bool shared)
+{
+	for (int i = 0; i < SOURCE_MAX_RETRIES; i++) {
+		struct stat a, b;
+		int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			return -errno;
+		while (flock(fd, shared ? LOCK_SH : LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				int rc = -errno;
+
+				close(fd);
+				return rc;
+			}
+		}
+		/* Whoever removes an entry unlinks its lock file while holding LOCK_EX: a lock
+		 * on an unlinked file protects nothing, so take the new file's. */
+		if (fstat(fd, &a) == 0 && stat(lock_path, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+	}
+	return -EAGAIN;
+}
+
+int
+source_cache_touch(int fd)
+{
+	return futimens(fd, NULL) < 0 ? -errno : 0;
+}
+
+static uint64_t source_du_total;
+
+static int
+source_du_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)path;
+	(void)flag;
+	(void)ftw;
+	source_du_total += (uint64_t)st->st_blocks * 512;
+	return 0;
+}
+
+uint64_t
+source_du(const char *path)
+{
+	source_du_total = 0;
+	if (nftw(path, source_du_cb, 32, FTW_PHYS) != 0)
+		return source_du_total;
+	return source_du_total;
+}
+
+/* Removes NAME in DIRFD, recursively. 0 or -errno. */
+static int
+source_rm_at(int at, const char *name)
+{
+	struct stat st;
+	DIR *dir;
+	struct dirent *e;
+	int fd, rc = 0;
+
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(at, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	if ((st.st_mode & 0700) != 0700 && fchmodat(at, name, 0700, 0) < 0)
+		return -errno;
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((e = readdir(dir)) != NULL) {
+		int r;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		r = source_rm_at(dirfd(dir), e->d_name);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	closedir(dir);
+	if (rc == 0 && unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = -errno;
+	return rc;
+}
+
+int
+source_rmtree(const char *path)
+{
+	return source_rm_at(AT_FDCWD, path);
+}
+
+int
+source_cache_remove(const char *dir, const char *key, bool dry_run, uint64_t *freed)
+{
+	char *path = xasprintf("%s/%s", dir, key), *tmp = xasprintf("%s.tmp", path);
+	char *lockp = xasprintf("%s.lock", path);
+	struct stat a, b;
+	int fd = -1, rc = 0;
+
+	if (!source_exists(path) && !source_exists(tmp)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	fd = open(lockp, O_RDWR | (dry_run ? 0 : O_CREAT) | O_CLOEXEC, 0600);
+	if (fd < 0 && !(dry_run && errno == ENOENT)) {
+		rc = -errno;
+		goto out;
+	}
+	if (fd >= 0) {
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			goto out;
+		}
+		if (fstat(fd, &a) < 0 || stat(lockp, &b) < 0 || a.st_ino != b.st_ino) {
+			rc = -EBUSY; /* removed and recreated under us: someone is at work */
+			goto out;
+		}
+	}
+	if (freed != NULL)
+		*freed += source_du(path) + source_du(tmp);
+	if (!dry_run) {
+		if ((rc = source_rmtree(tmp)) < 0 || (rc = source_rmtree(path)) < 0)
+			goto out;
+		(void)unlink(lockp);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	free(tmp);
+	free(lockp);
+	return rc;
+}
+
+/* ---- worktrees ---- */
+
+static int
+source_ro_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_SL || S_ISLNK(st->st_mode))
+		return 0;
+	if ((st->st_mode & 0222) != 0 && chmod(path, st->st_mode & 07555) < 0)
+		return errno;
+	return 0;
+}
+
+struct source_lru {
+	char *name;
+	struct timespec used;
+};
+
+static int
+source_lru_cmp(const void *a, const void *b)
+{
+	const struct source_lru *x = a, *y = b;
+
+	if (x->used.tv_sec != y->used.tv_sec)
+		return x->used.tv_sec > y->used.tv_sec ? -1 : 1;
+	if (x->used.tv_nsec != y->used.tv_nsec)
+		return x->used.tv_nsec > y->used.tv_nsec ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Removes the worktrees of SRCDIR past the KEEP most recently used, skipping held ones. */
+static void
+source_prune(const char *srcdir, int keep)
+{
+	struct source_lru *v = NULL;
+	size_t n = 0;
+	DIR *dir = opendir(srcdir);
+	struct dirent *e;
+
+	if (dir == NULL)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		char *p, *lockp;
+		struct stat st;
+
+		if (!source_is_commit_id(e->d_name))
+			continue;
+		p = xasprintf("%s/%s", srcdir, e->d_name);
+		lockp = xasprintf("%s.lock", p);
+		if (stat(lockp, &st) == 0 || stat(p, &st) == 0) {
+			v = xreallocarray(v, n + 1, sizeof(*v));
+			v[n].name = xstrdup(e->d_name);
+			v[n].used = st.st_mtim;
+			n++;
+		}
+		free(p);
+		free(lockp);
+	}
+	closedir(dir);
+	if (n > 0)
+		qsort(v, n, sizeof(*v), source_lru_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (i >= (size_t)keep && source_cache_remove(srcdir, v[i].name, false, NULL) < 0) {
+			/* held by a live run (-EBUSY), or gone: skipped */
+		}
+		free(v[i].name);
+	}
+	free(v);
+}
+
+/* Builds the checkout of COMMIT at PATH (aside in PATH.tmp). 0, or -errno with D. */
+static int
+source_build(const char *mirror, const char *commit, const char *path, struct diag *d)
+{
+	char *tmp = xasprintf("%s.tmp", path), *gm = xasprintf("%s/.gitmodules", tmp);
+	char *why = NULL, *origin = NULL;
+	int rc;
+
+	if ((rc = source_rmtree(tmp)) < 0) {
+		source_err(d, "cannot remove %s: %s", tmp, strerror(-rc));
+		goto out;
+	}
+	{
+		const char *a[] = { "clone", "--shared", "--no-checkout", "--quiet", "--", mirror,
+			            tmp,     NULL };
+
+		if ((rc = source_git(a, SOURCE_LOCAL_MS, NULL, &why)) < 0) {
+			source_err(d, "cannot check out %s: %s", commit, why);
+			goto out;
+		}
+	}
+	{
+		const char *a[] = { "-C",       tmp,       "-c",       "advice.detachedHead=false",
+			            "checkout", "--quiet", "--detach", commit,
+			            NULL };
+
+		if ((rc = source_git(a, SOURCE_LOCAL_MS, NULL, &why)) < 0) {
+			source_err(d, "cannot check out %s from %s: %s", commit, mirror, why);
+			goto out;
+		}
+	}
+	if (source_exists(gm)) {
+		/* Relative submodule URLs (../lib.git) are relative to the real remote, not to
+		 * the mirror the worktree was cloned from. */
+		const char *g[] = { "--git-dir",         mirror, "config", "--get",
+			            "remote.origin.url", NULL };
+
+		if (source_git(g, SOURCE_LOCAL_MS, &origin, NULL) == 0) {
+			const char *a[] = {
+				"-C", tmp, "config", "remote.origin.url", origin, NULL
+			};
+
+			(void)source_git(a, SOURCE_LOCAL_MS, NULL, NULL);
+		}
+		{
+			/* The repository is the user's own code, which we are about to run:
+			 * its local submodules are as trusted as it is. */
+			const char *a[] = { "-C",        tmp,
+				            "-c",        "protocol.file.allow=always",
+				            "submodule", "update",
+				            "--init",    "--recursive",
+				            "--quiet",   NULL };
+
+			if ((rc = source_git(a, SOURCE_SUBMOD_MS, NULL, &why)) < 0) {
+				source_err(d, "cannot check out the submodules of %s: %s", commit,
+				           why);
+				goto out;
+			}
+		}
+		{
+			/* Back to the mirror: a URL may carry credentials. */
+			const char *a[] = {
+				"-C", tmp, "config", "remote.origin.url", mirror, NULL
+			};
+
+			(void)source_git(a, SOURCE_LOCAL_MS, NULL, NULL);
+		}
+	}
+	if ((rc = nftw(tmp, source_ro_cb, 32, FTW_PHYS)) != 0) {
+		rc = rc > 0 ? -rc : -errno;
+		source_err(d, "cannot make %s read-only: %s", tmp, strerror(-rc));
+		goto out;
+	}
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		source_err(d, "cannot rename %s: %s", tmp, strerror(-rc));
+		goto out;
+	}
+out:
+	if (rc < 0)
+		source_rmtree_quiet(tmp);
+	free(tmp);
+	free(gm);
+	free(why);
+	free(origin);
+	return rc;
+}
+
+int
+source_checkout(const char *state_dir, const char *mirror, const char *commit, int keep,
+                struct source_worktree *wt, struct diag *d)
+{
+	char *srcdir = NULL, *path = NULL, *lockp = NULL;
+	int fd = -1, rc;
+
+	memset(wt, 0, sizeof(*wt));
+	wt->hold_fd = -1;
+	if (!source_is_commit_id(commit)) {
+		source_err(d, "\"%s\" is not a commit id", commit);
+		return -EINVAL;
+	}
+	srcdir = xasprintf("%s/src", state_dir);
+	path = xasprintf("%s/%s", srcdir, commit);
+	lockp = xasprintf("%s.lock", path);
+	if ((rc = source_mkdirs(srcdir)) < 0) {
+		source_err(d, "cannot create %s: %s", srcdir, strerror(-rc));
+		goto out;
+	}
+	for (int i = 0;; i++) {
+		struct stat a, b;
+
+		if (i == SOURCE_MAX_RETRIES) {
+			rc = -EAGAIN;
+			source_err(d, "cannot hold %s: it keeps being removed", path);
+			goto out;
+		}
+		/* Fast path: already there; a shared lock, then check it stayed. */
+		fd = source_cache_lock(lockp, true);
+		if (fd < 0) {
+			rc = fd;
+			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		if (source_is_dir(path))
+			break;
+		/* Build it under LOCK_EX (turning the lock over is not atomic, which the
+		 * inode check below covers). */
+		if (flock(fd, LOCK_EX) < 0) {
+			rc = -errno;
+			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		if (!source_is_dir(path)) {
+			if ((rc = source_build(mirror, commit, path, d)) < 0)
+				goto out;
+			wt->built = true;
+		}
+		if (flock(fd, LOCK_SH) < 0) {
+			rc = -errno;
+			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino &&
+		    source_is_dir(path))
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (source_cache_touch(fd) < 0) {
+		/* only the LRU order suffers */
+	}
+	if (keep > 0)
+		source_prune(srcdir, keep);
+	wt->path = path;
+	path = NULL;
+	wt->hold_fd = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(srcdir);
+	free(path);
+	free(lockp);
+	return rc;
+}
+
+void
+source_worktree_release(struct source_worktree *wt)
+{
+	if (wt == NULL)
+		return;
+	if (wt->hold_fd >= 0)
+		close(wt->hold_fd);
+	wt->hold_fd = -1;
+	free(wt->path);
+	wt->path = NULL;
+}

@@ -1,0 +1,129 @@
+/* src/source/source.h: the job's code. The scheduler side resolves source.repo/branch to a
+ * commit when a run is created, through one bare mirror per repository
+ * (STATE/mirrors/<key>.git, fetched at most once per source.refresh); the agent side checks
+ * that commit out, once, into the shared read-only cache STATE/src/<commit>. docs/source.md
+ * tells the whole story; this header is the contract.
+ *
+ * Cache entries (worktrees here, venvs in the agent) share one locking convention, so that
+ * `eph gc` and the pruning after a checkout never remove what a live run uses:
+ *   DIR/<key>        the entry, made aside and renamed into place, never modified after;
+ *   DIR/<key>.lock   its lock file: LOCK_EX while building it or removing it, LOCK_SH held by
+ *                    every live run that uses it (for the run's whole life), and its mtime is
+ *                    the entry's last use (LRU order).
+ * Lock files are removed only by whoever removes the entry, while holding LOCK_EX; a holder
+ * therefore checks, once it has its lock, that the path still names the inode it locked, and
+ * starts again if not (source_cache_lock does). */
+#ifndef EPH_SOURCE_SOURCE_H
+#define EPH_SOURCE_SOURCE_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/attr.h"
+
+struct conf_source;
+struct diag;
+
+/* Where a run's code comes from, decided when the run is created. Owned strings
+ * (source_pin_clear). Exactly one of IN_PLACE (dir set) or pinned (mirror + commit set). */
+struct source_pin {
+	bool in_place;
+	char *dir;     /* in place: the absolute directory the run runs in; else NULL */
+	char *head;    /* in place: HEAD of DIR when it is a git work tree (information only, not
+	                * a pin: the files may differ from it), else NULL */
+	char *repo;    /* pinned: source.repo for people: URL without userinfo, or absolute path */
+	char *mirror;  /* pinned: absolute path of the bare mirror, STATE/mirrors/<key>.git */
+	char *branch;  /* pinned: the branch resolved (source.branch, else the mirror's HEAD) */
+	char *commit;  /* pinned: full commit id (40 hex, or 64 for SHA-256 repositories) */
+	char *warning; /* NULL, or why the run uses older code than the remote may have: the fetch
+	                * failed (and why), or the branch was deleted (with use_last). For the run
+	                * record's warning column; free of credentials. */
+	char *note;    /* NULL, or information: the branch moved non-fast-forward (force-push). */
+};
+
+/* Resolves SRC (the jobs file's source section; BASE_DIR = the jobs file's directory, where a
+ * relative source.repo and the in-place default start from) for a run created now:
+ * - no source.repo: in place in BASE_DIR (pin->head = its HEAD if it is a git work tree);
+ * - a local path that is not a git repository: in place there;
+ * - a URL (ssh://, git@host:path, https://, http://, git://, file://) or the path of a git
+ *   repository: the mirror STATE_DIR/mirrors/<key>.git is cloned (first time) or fetched with
+ *   --prune (force: it follows force-pushes), unless the last fetch attempt is younger than
+ *   SRC->refresh seconds; concurrent callers serialize on an flock of <key>.lock, and the
+ *   second uses the first's fetch. A failed attempt counts as an attempt: within refresh, the
+ *   next runs reuse its error instead of waiting for another timeout. Then the branch is
+ *   resolved to a commit.
+ * Returns 0 with PIN filled (PIN->warning set when the fetch failed and on_fetch_error is
+ * use_last, or when a deleted branch runs its last known commit). Returns a negative value
+ * with one message in D (credentials stripped) when the run must fail with reason `source`:
+ * no mirror yet and the clone failed (-EIO), the fetch failed with on_fetch_error: fail (-EIO),
+ * the branch does not exist or no longer exists without a known commit to fall back on
+ * (-ENOENT), source.repo is a missing path (-ENOENT), the state directory is unusable
+ * (-errno), git cannot be run (-errno). PIN holds nothing to free on failure. */
+EPH_MUST_CHECK int source_resolve(const char *state_dir, const struct conf_source *src,
+                                  const char *base_dir, struct source_pin *pin, struct diag *d);
+void source_pin_clear(struct source_pin *pin); /* frees the members and zeroes; NULL is fine */
+
+/* Classifies REPO (relative to BASE_DIR) without any network access. Sets *URL_OUT (caller
+ * frees) and returns 0 when REPO is a URL or the path of a git repository (*URL_OUT = the URL,
+ * or the real absolute path, that git fetches from and the mirror is keyed by), or 1 when REPO
+ * is a local directory that is not a git repository (*URL_OUT = its real absolute path: the run
+ * happens in place). -ENOENT / -ENOTDIR for a missing or non-directory local path (*URL_OUT
+ * NULL). */
+EPH_MUST_CHECK int source_repo_url(const char *repo, const char *base_dir, char **url_out);
+/* The mirror's key for URL (as source_repo_url gives it): 32 hex characters of SHA-256(URL).
+ * STATE/mirrors/<key>.git is its mirror, STATE/mirrors/<key>.git.lock its lock (held LOCK_EX
+ * during a clone or fetch), STATE/mirrors/<key>.git/eph-state.json the last fetch attempt
+ * and the last commit resolved per branch. Caller frees. */
+char *source_mirror_key(const char *url);
+/* The commit BRANCH (NULL: the mirror's HEAD) points to in the mirror MIRROR, read locally
+ * (no fetch). Returns 0 and *commit_out (caller frees), -ENOENT if there is no such branch,
+ * or -errno if git cannot be run. */
+EPH_MUST_CHECK int source_mirror_commit(const char *mirror, const char *branch, char **commit_out);
+
+/* A worktree held for a run. */
+struct source_worktree {
+	char *path;  /* STATE/src/<commit>, owned */
+	int hold_fd; /* holds LOCK_SH on STATE/src/<commit>.lock: keep it open for the run's life
+	              * (and across exec into the command if the command should hold it: it is
+	              * O_CLOEXEC, so the agent itself must outlive the command, which it does) */
+	bool built;  /* this call made the checkout; false: it was in the cache already */
+};
+
+/* Agent side: makes sure STATE_DIR/src/COMMIT holds a checkout of COMMIT from MIRROR (with its
+ * submodules, recursively, when it has a .gitmodules; they are fetched from the URLs the
+ * repository names, relative ones against the mirror's own remote), then holds it for the
+ * caller. The checkout is made once: under LOCK_EX on STATE/src/COMMIT.lock, built aside in
+ * STATE/src/COMMIT.tmp (a leftover of a crash is removed first), made read-only (no write bit
+ * on any file or directory, so a run cannot modify what other runs share; it writes in its
+ * run directory or elsewhere), then renamed into place; a concurrent caller waits, then finds
+ * it. The worktree is a `git clone --shared` of the mirror at a detached HEAD = COMMIT, so
+ * `git rev-parse HEAD` works in it. The lock is then turned into LOCK_SH (WT->hold_fd) and its
+ * mtime set to now (last use). Finally, when KEEP > 0, worktrees past the KEEP most recently
+ * used are removed, least recently used first, skipping any a live run holds.
+ * Returns 0 and fills WT (source_worktree_release), or -errno with one message in D: -EINVAL
+ * when COMMIT is not a hex commit id, -EIO when git failed (the commit is not in the mirror,
+ * a submodule cannot be fetched: the message says why), other -errno from the file system. */
+EPH_MUST_CHECK int source_checkout(const char *state_dir, const char *mirror, const char *commit,
+                                   int keep, struct source_worktree *wt, struct diag *d);
+/* Closes the hold (the run is over) and frees WT's members; NULL is fine. */
+void source_worktree_release(struct source_worktree *wt);
+
+/* Cache entries (see the top of this file). LOCK_PATH is DIR/<key>.lock. */
+/* Opens (creating, mode 0600) LOCK_PATH and takes LOCK_SH (SHARED) or LOCK_EX on it, waiting,
+ * and checks it still names the file locked (else retries). Returns the fd (O_CLOEXEC) or
+ * -errno. */
+EPH_MUST_CHECK int source_cache_lock(const char *lock_path, bool shared);
+/* Sets the entry's last use (LOCK_PATH's mtime) to now through the held FD. 0 or -errno. */
+EPH_MUST_CHECK int source_cache_touch(int fd);
+/* Removes DIR/KEY and DIR/KEY.lock if no one holds the lock (LOCK_EX|LOCK_NB). Adds the bytes
+ * freed (du-style: allocated blocks) to *FREED when not NULL. With DRY_RUN, removes nothing
+ * but still checks the lock and counts the bytes. Returns 0 when removed (or would be),
+ * -EBUSY when held, -ENOENT when DIR/KEY does not exist, or -errno. */
+EPH_MUST_CHECK int source_cache_remove(const char *dir, const char *key, bool dry_run,
+                                       uint64_t *freed);
+/* Bytes allocated under PATH (du -s, in bytes); 0 if it does not exist. */
+uint64_t source_du(const char *path);
+/* Removes PATH recursively, giving back the write bits a read-only tree lacks. 0 (also when
+ * PATH does not exist) or -errno. */
+EPH_MUST_CHECK int source_rmtree(const char *path);
+
+#endif
