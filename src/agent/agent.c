@@ -1,5 +1,11 @@
-/* src/agent/agent.c: `eph agent RUN_DIR`: fork/exec the command into its memory cgroup, stream
- * its output, sample its memory, enforce its timeout, classify how it ended.
+/* src/agent/agent.c: `eph agent RUN_DIR`: check the pinned commit out (phase `source`), hold
+ * the run's venv (phase `runtime`), then fork/exec the command into its memory cgroup, stream
+ * its output, sample its memory, enforce its timeout, classify how it ended (phase `exec`).
+ *
+ * The source and runtime phases run before the loop does, blocking; SIGTERM and SIGINT are
+ * blocked meanwhile and watched through a signalfd, so a cancel kills a venv build at once
+ * (and is noticed after a checkout). The venv build runs outside the run's memory cgroup: the
+ * limit is the command's, and a pip that needs more memory than the job is not the job's OOM.
  *
  * One libuv loop: the two output pipes (uv_pipe), SIGCHLD/SIGTERM/SIGINT (uv_signal), and
  * timers for sampling, the timeout, the kill grace, partial-line flushes and the final drain.
@@ -17,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,7 +35,9 @@
 #include "agent/cgroup.h"
 #include "agent/outlog.h"
 #include "agent/proctree.h"
+#include "agent/venv.h"
 #include "rundir/rundir.h"
+#include "source/source.h"
 #include "util/buf.h"
 #include "util/diag.h"
 #include "util/units.h"
@@ -82,7 +91,19 @@ struct agent {
 	uint64_t last_event_ms;
 	char errtail[ERRTAIL];
 	size_t errtail_len;
-	char *exec_error; /* why the command could not be started */
+	char *exec_error;               /* why the command could not be started */
+	struct rusage child_ru, pre_ru; /* the command's own (wait4); the phases' children */
+
+	/* the source and runtime phases */
+	int sfd;       /* signalfd of SIGTERM and SIGINT while they run; -1 after */
+	char *cmd_cwd; /* where the command runs; NULL: the agent's own cwd */
+	struct source_worktree wt;
+	struct venv venv;
+	bool have_venv;
+	double source_s, runtime_s; /* < 0: the phase did not run */
+	enum rundir_failure failure;
+	char *prep_error;    /* why a phase failed (the reason, "source: ..."); NULL if none */
+	bool prep_cancelled; /* a SIGTERM/SIGINT came during the phases */
 };
 
 static void ev_warn(struct agent *a, const char *fmt, ...) EPH_PRINTF(2, 3);
@@ -130,13 +151,15 @@ static void
 reap(void *arg)
 {
 	struct agent *a = arg;
+	struct rusage ru;
 	int st;
 	pid_t p;
 
-	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+	while ((p = wait4(-1, &st, WNOHANG, &ru)) > 0) {
 		if (p == a->child && !a->child_done) {
 			a->child_done = true;
 			a->status = st;
+			a->child_ru = ru;
 			a->end_mono = mono_ms();
 		}
 	}
@@ -424,6 +447,13 @@ timeout_cb(uv_timer_t *t)
 /* ---- starting the command */
 
 static bool
+name_is(const char *kv, size_t l, const char *name)
+{
+	return strlen(name) == l && strncmp(kv, name, l) == 0;
+}
+
+/* Whether the inherited KV gives way to ours (EPH_*, spec.env, the venv's). */
+static bool
 env_overridden(const struct agent *a, const char *kv)
 {
 	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",    "EPH_ATTEMPT",
@@ -433,15 +463,38 @@ env_overridden(const struct agent *a, const char *kv)
 	size_t l = eq != NULL ? (size_t)(eq - kv) : strlen(kv);
 
 	for (size_t i = 0; i < EPH_ARRAY_LEN(ours); i++)
-		if (strlen(ours[i]) == l && strncmp(kv, ours[i], l) == 0)
+		if (name_is(kv, l, ours[i]))
 			return true;
+	if (a->spec.runtime.requirements != NULL &&
+	    (name_is(kv, l, "PYTHONHOME") || name_is(kv, l, "VIRTUAL_ENV") ||
+	     (a->have_venv && name_is(kv, l, "PATH"))))
+		return true;
 	for (size_t i = 0; i < a->spec.nenv; i++)
-		if (strlen(a->spec.env[i].name) == l && strncmp(kv, a->spec.env[i].name, l) == 0)
+		if (name_is(kv, l, a->spec.env[i].name))
 			return true;
 	return false;
 }
 
-/* The command's environment: ours + spec.env + EPH_*; caller frees each string and the array. */
+/* The commit the run is pinned to, or NULL. */
+static const char *
+run_commit(const struct agent *a)
+{
+	return a->spec.commit != NULL ? a->spec.commit : a->spec.source.commit;
+}
+
+/* The command's PATH before the venv's bin: spec.env's, else ours; NULL if none. */
+static const char *
+command_path(const struct agent *a)
+{
+	for (size_t i = 0; i < a->spec.nenv; i++)
+		if (strcmp(a->spec.env[i].name, "PATH") == 0)
+			return a->spec.env[i].value;
+	return getenv("PATH");
+}
+
+/* The command's environment: ours + spec.env + EPH_* (+ the venv's VIRTUAL_ENV and PATH, and no
+ * PYTHONHOME, when the run has a runtime); caller frees each string and the array. The venv
+ * build gets the same, minus the venv. */
 static char **
 build_env(const struct agent *a)
 {
@@ -450,21 +503,64 @@ build_env(const struct agent *a)
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + a->spec.nenv + 6, sizeof(char *));
+	env = xcalloc(n + a->spec.nenv + 8, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (!env_overridden(a, environ[i]))
 			env[k++] = xstrdup(environ[i]);
-	for (size_t i = 0; i < a->spec.nenv; i++)
-		env[k++] = xasprintf("%s=%s", a->spec.env[i].name, a->spec.env[i].value);
+	for (size_t i = 0; i < a->spec.nenv; i++) {
+		const char *nm = a->spec.env[i].name;
+
+		if (a->spec.runtime.requirements != NULL &&
+		    (strcmp(nm, "PYTHONHOME") == 0 || strcmp(nm, "VIRTUAL_ENV") == 0 ||
+		     (a->have_venv && strcmp(nm, "PATH") == 0)))
+			continue;
+		env[k++] = xasprintf("%s=%s", nm, a->spec.env[i].value);
+	}
+	if (a->have_venv) {
+		const char *path = command_path(a);
+
+		env[k++] = xasprintf("VIRTUAL_ENV=%s", a->venv.path);
+		env[k++] = path != NULL && *path != '\0'
+		                   ? xasprintf("PATH=%s/bin:%s", a->venv.path, path)
+		                   : xasprintf("PATH=%s/bin", a->venv.path);
+	}
 	rundir_iso8601(a->spec.scheduled_at, iso, sizeof(iso));
 	env[k++] = xasprintf("EPH_RUN_ID=%" PRId64, a->spec.run_id);
 	env[k++] = xasprintf("EPH_JOB=%s", a->spec.job);
 	env[k++] = xasprintf("EPH_ATTEMPT=%d", a->spec.attempt);
 	env[k++] = xasprintf("EPH_SCHEDULED_AT=%s", iso);
-	if (a->spec.commit != NULL)
-		env[k++] = xasprintf("EPH_COMMIT=%s", a->spec.commit);
+	if (run_commit(a) != NULL)
+		env[k++] = xasprintf("EPH_COMMIT=%s", run_commit(a));
 	env[k] = NULL;
 	return env;
+}
+
+/* NAME looked up on the absolute directories of ENVP's PATH (execvpe would search ours). NULL:
+ * not found there (execvpe then says why). Caller frees. */
+static char *
+resolve_command(const char *name, char **envp)
+{
+	const char *path = NULL;
+
+	if (strchr(name, '/') != NULL)
+		return NULL;
+	for (char **e = envp; *e != NULL; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	for (const char *p = path; p != NULL && *p != '\0';) {
+		size_t l = strcspn(p, ":");
+
+		if (l > 0 && p[0] == '/') {
+			char *c = xasprintf("%.*s/%s", (int)l, p, name);
+			struct stat st;
+
+			if (stat(c, &st) == 0 && S_ISREG(st.st_mode) && access(c, X_OK) == 0)
+				return c;
+			free(c);
+		}
+		p = p[l] == ':' ? p + l + 1 : NULL;
+	}
+	return NULL;
 }
 
 static void
@@ -496,7 +592,7 @@ child_fail(int fd, int stage, int err)
 /* In the child, between fork and exec: only async-signal-safe calls. */
 EPH_NORETURN static void
 child_main(struct agent *a, int devnull, const int out[2], const int err[2], int go, int errw,
-           char **argv, char **envp)
+           char **argv, char **envp, const char *resolved)
 {
 	sigset_t none;
 	char c;
@@ -513,10 +609,12 @@ child_main(struct agent *a, int devnull, const int out[2], const int err[2], int
 	/* wait until the parent has put us in the cgroup */
 	while (read(go, &c, 1) < 0 && errno == EINTR)
 		;
-	if (a->spec.cwd != NULL && chdir(a->spec.cwd) < 0)
+	if (a->cmd_cwd != NULL && chdir(a->cmd_cwd) < 0)
 		child_fail(errw, 1, errno);
 	if (a->spec.shell != NULL)
 		execve("/bin/sh", argv, envp);
+	else if (resolved != NULL)
+		execve(resolved, argv, envp);
 	else
 		execvpe(argv[0], argv, envp);
 	child_fail(errw, 2, errno);
@@ -527,7 +625,7 @@ start_command(struct agent *a)
 {
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, go[2] = { -1, -1 }, ew[2] = { -1, -1 };
 	int devnull = -1, rc = 0;
-	char **envp = build_env(a), **argv, *shargv[4];
+	char **envp = build_env(a), **argv, *shargv[4], *resolved = NULL;
 	struct child_err ce;
 	ssize_t n;
 	pid_t pid;
@@ -540,7 +638,9 @@ start_command(struct agent *a)
 		argv = shargv;
 	} else {
 		argv = a->spec.argv;
+		resolved = resolve_command(argv[0], envp);
 	}
+	(void)getrusage(RUSAGE_CHILDREN, &a->pre_ru);
 	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
 	    pipe2(err, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(ew, O_CLOEXEC) < 0) {
 		rc = -errno;
@@ -552,7 +652,7 @@ start_command(struct agent *a)
 		goto out;
 	}
 	if (pid == 0)
-		child_main(a, devnull, out, err, go[0], ew[1], argv, envp);
+		child_main(a, devnull, out, err, go[0], ew[1], argv, envp, resolved);
 	a->child = pid;
 	a->exec_mono = mono_ms();
 	a->exec_real = rundir_now();
@@ -580,7 +680,7 @@ start_command(struct agent *a)
 
 		a->exec_error =
 		        ce.stage == 1
-		                ? xasprintf("cannot enter %s: %s", a->spec.cwd, strerror(ce.err))
+		                ? xasprintf("cannot enter %s: %s", a->cmd_cwd, strerror(ce.err))
 		        : ce.stage == 2
 		                ? xasprintf("cannot execute %s: %s", what, strerror(ce.err))
 		                : xasprintf("cannot set up the command: %s", strerror(ce.err));
@@ -616,6 +716,7 @@ out:
 	if (devnull >= 0)
 		close(devnull);
 	free_strv(envp);
+	free(resolved);
 	return rc;
 }
 
@@ -698,9 +799,16 @@ fill_result(struct agent *a, struct rundir_result *r)
 	}
 	r->enforced = xstrdup(enforced_names[a->enforced]);
 	if (getrusage(RUSAGE_CHILDREN, &ru) == 0) {
-		r->maxrss_bytes = (uint64_t)ru.ru_maxrss * 1024;
-		r->cpu_user_seconds = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
-		r->cpu_system_seconds = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+		/* minus what git, the interpreter and pip used in the phases before */
+		const struct rusage *p = &a->pre_ru;
+
+		r->maxrss_bytes = (uint64_t)(ru.ru_maxrss > p->ru_maxrss ? ru.ru_maxrss
+		                                                         : a->child_ru.ru_maxrss) *
+		                  1024;
+		r->cpu_user_seconds = (double)(ru.ru_utime.tv_sec - p->ru_utime.tv_sec) +
+		                      (double)(ru.ru_utime.tv_usec - p->ru_utime.tv_usec) / 1e6;
+		r->cpu_system_seconds = (double)(ru.ru_stime.tv_sec - p->ru_stime.tv_sec) +
+		                        (double)(ru.ru_stime.tv_usec - p->ru_stime.tv_usec) / 1e6;
 	}
 	if (r->peak_bytes < r->maxrss_bytes && !a->have_cg)
 		r->peak_bytes = r->maxrss_bytes;
@@ -711,7 +819,11 @@ fill_result(struct agent *a, struct rundir_result *r)
 static int
 write_failure(const char *dir, double started, const char *reason)
 {
-	struct rundir_result r = { .outcome = RUNDIR_FAILED, .exit_code = -1, .exec_seconds = -1 };
+	struct rundir_result r = { .outcome = RUNDIR_FAILED,
+		                   .exit_code = -1,
+		                   .exec_seconds = -1,
+		                   .source_seconds = -1,
+		                   .runtime_seconds = -1 };
 
 	r.reason = (char *)reason;
 	r.started_at = started;
@@ -769,20 +881,189 @@ event_start(struct agent *a)
 	json_decref(f);
 }
 
+/* A "phase" event; F (may be NULL) holds its other fields and is consumed. */
+static void
+event_phase_f(struct agent *a, const char *phase, const char *state, double t, json_t *f)
+{
+	if (f == NULL)
+		f = json_object();
+	json_object_set_new(f, "phase", json_string(phase));
+	json_object_set_new(f, "state", json_string(state));
+	(void)rundir_event_append(a->ev_fd, "phase", t, f);
+	json_decref(f);
+}
+
 static void
 event_phase(struct agent *a, const char *state, double t)
 {
 	json_t *f = json_object();
 
-	json_object_set_new(f, "phase", json_string("exec"));
-	json_object_set_new(f, "state", json_string(state));
 	if (strcmp(state, "start") == 0)
 		json_object_set_new(f, "pid", json_integer(a->child));
 	else
 		json_object_set_new(f, "seconds",
 		                    json_real((double)(a->end_mono - a->exec_mono) / 1000.0));
-	(void)rundir_event_append(a->ev_fd, "phase", t, f);
-	json_decref(f);
+	event_phase_f(a, "exec", state, t, f);
+}
+
+/* ---- the source and runtime phases */
+
+/* The venv build's output, into output.log like the command's. */
+static void
+build_output(void *arg, int stream, const void *p, size_t n)
+{
+	struct agent *a = arg;
+
+	(void)outlog_feed(&a->log, stream == 0 ? OUTLOG_OUT : OUTLOG_ERR, p, n, real_ms(),
+	                  (int64_t)mono_ms());
+}
+
+static void
+phase_fail(struct agent *a, enum rundir_failure f, const char *phase, struct diag *d, int rc)
+{
+	/* the message itself: without diag_format's "eph: " (the phase names the source) */
+	const char *msg = diag_nerrors(d) > 0 ? d->items[0].msg : strerror(-rc);
+
+	a->failure = f;
+	a->prep_error = xasprintf("%s: %s", phase, msg);
+}
+
+/* Whether a SIGTERM or SIGINT came while the phases ran (consumes it). */
+static bool
+cancel_pending(struct agent *a)
+{
+	struct signalfd_siginfo si;
+
+	if (a->sfd < 0)
+		return false;
+	while (read(a->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		a->prep_cancelled = true;
+	return a->prep_cancelled;
+}
+
+static void
+phase_source(struct agent *a)
+{
+	const char *wd = a->spec.workdir;
+	uint64_t t0 = mono_ms();
+	struct diag d;
+	json_t *f;
+	int rc;
+
+	if (a->spec.source.mirror == NULL) {
+		/* in place: cwd as given (it includes the job's workdir) */
+		a->cmd_cwd = a->spec.cwd != NULL ? xstrdup(a->spec.cwd) : NULL;
+		return;
+	}
+	f = json_object();
+	json_object_set_new(f, "commit", json_string(a->spec.source.commit));
+	if (a->spec.source.repo != NULL)
+		json_object_set_new(f, "repo", json_string(a->spec.source.repo));
+	event_phase_f(a, "source", "start", rundir_now(), f);
+	diag_init(&d);
+	rc = source_checkout(a->spec.state_dir, a->spec.source.mirror, a->spec.source.commit,
+	                     a->spec.source.keep_worktrees, &a->wt, &d);
+	a->source_s = (double)(mono_ms() - t0) / 1000.0;
+	f = json_object();
+	json_object_set_new(f, "seconds", json_real(a->source_s));
+	if (rc < 0) {
+		phase_fail(a, RUNDIR_FAILURE_SOURCE, "source", &d, rc);
+		json_object_set_new(f, "error", json_string(a->prep_error));
+	} else {
+		/* a relative cwd with a source is the workdir too (older specs) */
+		if (wd == NULL && a->spec.cwd != NULL && a->spec.cwd[0] != '/')
+			wd = a->spec.cwd;
+		a->cmd_cwd = wd != NULL && *wd != '\0' && strcmp(wd, ".") != 0
+		                     ? xasprintf("%s/%s", a->wt.path, wd)
+		                     : xstrdup(a->wt.path);
+		json_object_set_new(f, "path", json_string(a->wt.path));
+		json_object_set_new(f, "built", json_boolean(a->wt.built));
+	}
+	event_phase_f(a, "source", "end", rundir_now(), f);
+	diag_free(&d);
+}
+
+static void
+phase_runtime(struct agent *a)
+{
+	uint64_t t0 = mono_ms();
+	struct venv_opts o = { 0 };
+	char **envp;
+	struct diag d;
+	json_t *f;
+	int rc;
+
+	if (a->spec.runtime.requirements == NULL)
+		return;
+	f = json_object();
+	json_object_set_new(f, "interpreter", json_string(a->spec.runtime.interpreter));
+	json_object_set_new(f, "requirements", json_string(a->spec.runtime.requirements));
+	event_phase_f(a, "runtime", "start", rundir_now(), f);
+	envp = build_env(a); /* no venv yet: the environment pip runs in */
+	o.state_dir = a->spec.state_dir;
+	o.interpreter = a->spec.runtime.interpreter;
+	o.requirements = a->spec.runtime.requirements;
+	o.root = a->wt.path != NULL ? a->wt.path : a->spec.cwd;
+	o.envp = envp;
+	o.path_env = command_path(a);
+	o.out = build_output;
+	o.arg = a;
+	o.cancel_fd = a->sfd;
+	o.timeout_ms = a->spec.timeout * 1000;
+	diag_init(&d);
+	rc = venv_prepare(&o, &a->venv, &d);
+	for (int s = 0; s < 2; s++)
+		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(),
+		                           (int64_t)mono_ms(), 0);
+	(void)outlog_sync(&a->log);
+	a->runtime_s = (double)(mono_ms() - t0) / 1000.0;
+	f = json_object();
+	json_object_set_new(f, "seconds", json_real(a->runtime_s));
+	if (rc == -ECANCELED) {
+		a->prep_cancelled = true;
+	} else if (rc < 0) {
+		phase_fail(a, RUNDIR_FAILURE_RUNTIME, "runtime", &d, rc);
+		json_object_set_new(f, "error", json_string(a->prep_error));
+	} else {
+		a->have_venv = true;
+		json_object_set_new(f, "venv", json_string(a->venv.path));
+		json_object_set_new(f, "built", json_boolean(a->venv.built));
+	}
+	event_phase_f(a, "runtime", "end", rundir_now(), f);
+	diag_free(&d);
+	free_strv(envp);
+}
+
+/* Runs the phases before the command; false when the run ends there (a->prep_error or
+ * a->prep_cancelled says why). */
+static bool
+prepare(struct agent *a)
+{
+	phase_source(a);
+	if (a->prep_error != NULL || cancel_pending(a))
+		return false;
+	phase_runtime(a);
+	if (a->prep_error != NULL || cancel_pending(a))
+		return false;
+	return true;
+}
+
+/* result.json of a run that ended before its command started. */
+static void
+fill_prep_result(struct agent *a, struct rundir_result *r)
+{
+	r->memory_limit = a->spec.memory;
+	r->exit_code = -1;
+	r->exec_seconds = -1;
+	r->failure = a->failure;
+	if (a->prep_cancelled && a->prep_error == NULL) {
+		r->outcome = RUNDIR_CANCELLED;
+		r->reason = xasprintf("cancelled: the agent was asked to stop during the %s phase",
+		                      a->runtime_s >= 0 ? "runtime" : "source");
+	} else {
+		r->outcome = RUNDIR_FAILED;
+		r->reason = xstrdup(a->prep_error);
+	}
 }
 
 int
@@ -790,12 +1071,23 @@ agent_main(const char *dir)
 {
 	struct agent *a = xcalloc(1, sizeof(*a));
 	struct rundir_result r = { 0 };
+	sigset_t stops;
 	struct diag d;
 	int rc, ret = 1;
+	bool ready;
 
 	a->dir = dir;
-	a->out_fd = a->ev_fd = -1;
+	a->out_fd = a->ev_fd = a->sfd = -1;
+	a->wt.hold_fd = -1;
+	a->venv.hold_fd = -1;
+	a->source_s = a->runtime_s = -1;
 	a->started_at = rundir_now();
+	/* until the command starts, a SIGTERM/SIGINT is read from a signalfd (see the top) */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, NULL);
+	a->sfd = signalfd(-1, &stops, SFD_NONBLOCK | SFD_CLOEXEC);
 	/* independent of whoever started us */
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
@@ -805,6 +1097,8 @@ agent_main(const char *dir)
 		fprintf(stderr, "eph agent: cannot write %s/%s: %s\n", dir, RUNDIR_PID,
 		        strerror(-rc));
 		(void)write_failure(dir, a->started_at, "the run directory is not writable");
+		if (a->sfd >= 0)
+			close(a->sfd);
 		free(a);
 		return 2;
 	}
@@ -820,6 +1114,8 @@ agent_main(const char *dir)
 		free(reason);
 		free(msg);
 		diag_free(&d);
+		if (a->sfd >= 0)
+			close(a->sfd);
 		free(a);
 		return 2;
 	}
@@ -853,7 +1149,16 @@ agent_main(const char *dir)
 	uv_timer_init(&a->loop, &a->t_partial);
 	uv_timer_init(&a->loop, &a->t_drain);
 
-	if ((rc = start_command(a)) < 0) {
+	ready = prepare(a);
+	(void)cancel_pending(a);
+	if (a->sfd >= 0)
+		if (a->sfd >= 0)
+			close(a->sfd);
+	a->sfd = -1;
+	sigprocmask(SIG_UNBLOCK, &stops, NULL); /* from now on libuv's handlers see them */
+	if (!ready) {
+		a->child_done = true;
+	} else if ((rc = start_command(a)) < 0) {
 		a->exec_error = xasprintf("cannot start the command: %s", strerror(-rc));
 		if (a->child > 0)
 			tree_kill(a);
@@ -886,8 +1191,14 @@ agent_main(const char *dir)
 		                           (int64_t)mono_ms(), 0);
 	if (outlog_sync(&a->log) < 0)
 		ev_warn(a, "writing %s: %s", RUNDIR_OUTPUT, strerror(-a->log.err));
-	event_phase(a, "end", rundir_now());
-	fill_result(a, &r);
+	if (ready) {
+		event_phase(a, "end", rundir_now());
+		fill_result(a, &r);
+	} else {
+		fill_prep_result(a, &r);
+	}
+	r.source_seconds = a->source_s;
+	r.runtime_seconds = a->runtime_s;
 	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
 		ev_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
 	r.started_at = a->started_at;
@@ -909,6 +1220,13 @@ out:
 	if (a->ev_fd >= 0)
 		close(a->ev_fd);
 	free(a->exec_error);
+	free(a->prep_error);
+	free(a->cmd_cwd);
+	venv_release(&a->venv);
+	source_worktree_release(&a->wt);
+	if (a->sfd >= 0)
+		if (a->sfd >= 0)
+			close(a->sfd);
 	rundir_spec_free(&a->spec);
 	free(a);
 	return ret;

@@ -111,6 +111,8 @@ exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reaso
 		r.memory_limit = (int64_t)res.memory_limit;
 		r.started_at = res.started_at;
 		r.ended_at = res.ended_at;
+		r.phase_source = res.source_seconds;
+		r.phase_runtime = res.runtime_seconds;
 		r.phase_exec = res.exec_seconds;
 		r.cpu_user = res.cpu_user_seconds;
 		r.cpu_system = res.cpu_system_seconds;

@@ -16,12 +16,14 @@
 
 #include <uv.h>
 
+#include "store/store.h"
 #include "util/attr.h"
 #include "util/buf.h"
 
+struct conf;
+struct conf_job;
+struct diag;
 struct exec_run;
-struct store;
-struct store_run;
 
 struct exec_ops {
 	const char *name;
@@ -100,6 +102,25 @@ EPH_MUST_CHECK int exec_run_cancel(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);
+
+/* How a new run came to be. */
+struct exec_new {
+	enum store_trigger trigger;
+	int64_t scheduled_at; /* UTC seconds */
+	int attempt;          /* 1 for the first try */
+	int64_t jitter;       /* seconds of jitter applied, recorded */
+};
+
+/* Creates a run of job J of configuration C: writes its row (queued), resolves its code to a
+ * commit (source_resolve: the mirror is fetched at most once per source.refresh), makes
+ * STATE_DIR/runs/ID and writes its spec.json, and records the run as provisioning, with its
+ * commit and any warning (a failed fetch that fell back to the last commit). Sets *ID and
+ * *DIR (caller frees). Returns 0 when the run is ready for exec_run_start; 1 when it has
+ * already ended, recorded `failed` with a reason "source: ..." (the code could not be had;
+ * *DIR is then NULL); or -errno when it could not be recorded at all, with a message in D. */
+EPH_MUST_CHECK int exec_create(struct store *s, const char *state_dir, const struct conf *c,
+                               const struct conf_job *j, const struct exec_new *how, int64_t *id,
+                               char **dir, struct diag *d);
 
 /* Records the end of run ID whose directory is DIR from its result.json (and its memory
  * samples from events.jsonl), or as `lost` with REASON when LOST_REASON is non-NULL and there

@@ -29,6 +29,20 @@ static const char *const outcome_names[] = {
 	[RUNDIR_CANCELLED] = "cancelled",
 };
 
+static const char *const failure_names[] = {
+	[RUNDIR_FAILURE_NONE] = NULL,
+	[RUNDIR_FAILURE_SOURCE] = "source",
+	[RUNDIR_FAILURE_RUNTIME] = "runtime",
+};
+
+const char *
+rundir_failure_name(enum rundir_failure f)
+{
+	if ((size_t)f >= EPH_ARRAY_LEN(failure_names))
+		return NULL;
+	return failure_names[f];
+}
+
 const char *
 rundir_outcome_name(enum rundir_outcome o)
 {
@@ -271,6 +285,79 @@ parse_root(const char *text, size_t len, const char *name, struct diag *d)
 
 /* ---- spec.json */
 
+/* A relative path that stays inside its root: not absolute, no ".." component. */
+static bool
+path_stays_inside(const char *p)
+{
+	const char *c = p;
+
+	if (*p == '/')
+		return false;
+	while (*c != '\0') {
+		size_t n = strcspn(c, "/");
+
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			return false;
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	return true;
+}
+
+/* "source", "runtime", "state_dir", "workdir" (docs/rundir.md, "spec.json: source and
+ * runtime"). */
+static void
+spec_parse_prep(struct jrd *r, struct rundir_spec *s)
+{
+	json_t *v;
+
+	s->state_dir = jstr(r, "state_dir", false);
+	if (s->state_dir != NULL && s->state_dir[0] != '/')
+		jerr(r, "state_dir", "must be an absolute path");
+	s->workdir = jstr(r, "workdir", false);
+	if (s->workdir != NULL && !path_stays_inside(s->workdir))
+		jerr(r, "workdir", "must be a relative path that stays inside the source root");
+	v = json_object_get(r->root, "source");
+	if (v != NULL && !json_is_null(v)) {
+		struct jrd sub = { .name = r->name, .d = r->d, .root = v };
+
+		if (!json_is_object(v)) {
+			jerr(r, "source", "must be an object or null");
+		} else {
+			s->source.mirror = jstr(&sub, "mirror", true);
+			s->source.commit = jstr(&sub, "commit", true);
+			s->source.repo = jstr(&sub, "repo", false);
+			s->source.branch = jstr(&sub, "branch", false);
+			s->source.keep_worktrees =
+			        (int)jint(&sub, "keep_worktrees", false, 0, 1000000, 5);
+			if (s->source.mirror != NULL && s->source.mirror[0] != '/')
+				jerr(r, "source", "\"mirror\" must be an absolute path");
+			if (s->state_dir == NULL)
+				jerr(r, "state_dir", "required with \"source\"");
+		}
+	}
+	v = json_object_get(r->root, "runtime");
+	if (v != NULL && !json_is_null(v)) {
+		struct jrd sub = { .name = r->name, .d = r->d, .root = v };
+
+		if (!json_is_object(v)) {
+			jerr(r, "runtime", "must be an object or null");
+		} else {
+			s->runtime.requirements = jstr(&sub, "requirements", true);
+			s->runtime.interpreter = jstr(&sub, "interpreter", false);
+			if (s->runtime.interpreter == NULL)
+				s->runtime.interpreter = xstrdup("python3");
+			else if (s->runtime.interpreter[0] == '\0')
+				jerr(r, "runtime", "\"interpreter\" must not be empty");
+			if (s->runtime.requirements != NULL && s->runtime.requirements[0] == '\0')
+				jerr(r, "runtime", "\"requirements\" must not be empty");
+			if (s->state_dir == NULL)
+				jerr(r, "state_dir", "required with \"runtime\"");
+		}
+	}
+}
+
 void
 rundir_spec_free(struct rundir_spec *s)
 {
@@ -290,6 +377,14 @@ rundir_spec_free(struct rundir_spec *s)
 	free(s->env);
 	free(s->cwd);
 	free(s->commit);
+	free(s->state_dir);
+	free(s->source.mirror);
+	free(s->source.commit);
+	free(s->source.repo);
+	free(s->source.branch);
+	free(s->runtime.interpreter);
+	free(s->runtime.requirements);
+	free(s->workdir);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -368,6 +463,7 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	else if (enforce != NULL && strcmp(enforce, "auto") != 0)
 		jerr(&r, "enforce", "must be \"auto\" or \"sampled\"");
 	free(enforce);
+	spec_parse_prep(&r, s);
 	json_decref(root);
 	if (diag_nerrors(d) > before) {
 		rundir_spec_free(s);
@@ -438,6 +534,32 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 	json_object_set_new(o, "commit", jstr_or_null(s->commit));
 	json_object_set_new(o, "enforce",
 	                    json_string(s->enforce == RUNDIR_ENFORCE_SAMPLED ? "sampled" : "auto"));
+	json_object_set_new(o, "state_dir", jstr_or_null(s->state_dir));
+	if (s->source.mirror != NULL) {
+		json_t *so = json_object();
+
+		json_object_set_new(so, "mirror", json_string(s->source.mirror));
+		json_object_set_new(so, "commit", jstr_or_null(s->source.commit));
+		json_object_set_new(so, "repo", jstr_or_null(s->source.repo));
+		json_object_set_new(so, "branch", jstr_or_null(s->source.branch));
+		json_object_set_new(so, "keep_worktrees", json_integer(s->source.keep_worktrees));
+		json_object_set_new(o, "source", so);
+	} else {
+		json_object_set_new(o, "source", json_null());
+	}
+	json_object_set_new(o, "workdir", jstr_or_null(s->workdir));
+	if (s->runtime.requirements != NULL) {
+		json_t *ro = json_object();
+
+		json_object_set_new(ro, "interpreter",
+		                    json_string(s->runtime.interpreter != NULL
+		                                        ? s->runtime.interpreter
+		                                        : "python3"));
+		json_object_set_new(ro, "requirements", json_string(s->runtime.requirements));
+		json_object_set_new(o, "runtime", ro);
+	} else {
+		json_object_set_new(o, "runtime", json_null());
+	}
 	rc = write_json(dir, RUNDIR_SPEC, o);
 	json_decref(o);
 	return rc;
@@ -471,6 +593,7 @@ rundir_result_write(const char *dir, const struct rundir_result *r)
 	json_object_set_new(o, "version", json_integer(RUNDIR_VERSION));
 	json_object_set_new(o, "outcome", json_string(rundir_outcome_name(r->outcome)));
 	json_object_set_new(o, "reason", jstr_or_null(r->reason));
+	json_object_set_new(o, "failure", jstr_or_null(rundir_failure_name(r->failure)));
 	json_object_set_new(o, "exit_code",
 	                    r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
 	json_object_set_new(o, "signal", r->signal > 0 ? json_integer(r->signal) : json_null());
@@ -488,6 +611,10 @@ rundir_result_write(const char *dir, const struct rundir_result *r)
 	json_object_set_new(o, "wall_seconds", json_real(ms(r->wall_seconds)));
 	json_object_set_new(o, "cpu_user_seconds", json_real(ms(r->cpu_user_seconds)));
 	json_object_set_new(o, "cpu_system_seconds", json_real(ms(r->cpu_system_seconds)));
+	if (r->source_seconds >= 0)
+		json_object_set_new(ph, "source", json_real(ms(r->source_seconds)));
+	if (r->runtime_seconds >= 0)
+		json_object_set_new(ph, "runtime", json_real(ms(r->runtime_seconds)));
 	if (r->exec_seconds >= 0)
 		json_object_set_new(ph, "exec", json_real(ms(r->exec_seconds)));
 	json_object_set_new(o, "phases", ph);
@@ -503,7 +630,7 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 	struct jrd j = { .name = name, .d = d };
 	size_t before = diag_nerrors(d);
 	json_t *root, *ph;
-	char *outcome;
+	char *outcome, *failure;
 
 	memset(r, 0, sizeof(*r));
 	if ((root = parse_root(text, len, name, d)) == NULL)
@@ -515,6 +642,14 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 		jerr(&j, "outcome", "unknown outcome");
 	free(outcome);
 	r->reason = jstr(&j, "reason", false);
+	failure = jstr(&j, "failure", false);
+	if (failure != NULL && strcmp(failure, "source") == 0)
+		r->failure = RUNDIR_FAILURE_SOURCE;
+	else if (failure != NULL && strcmp(failure, "runtime") == 0)
+		r->failure = RUNDIR_FAILURE_RUNTIME;
+	else if (failure != NULL)
+		jerr(&j, "failure", "must be \"source\", \"runtime\" or null");
+	free(failure);
 	r->exit_code = (int)jint(&j, "exit_code", false, 0, 255, -1);
 	r->signal = (int)jint(&j, "signal", false, 0, 128, 0);
 	r->memory_limit = (uint64_t)jint(&j, "memory_limit", false, 0, INT64_MAX, 0);
@@ -527,13 +662,18 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 	r->wall_seconds = jreal(&j, "wall_seconds", 0);
 	r->cpu_user_seconds = jreal(&j, "cpu_user_seconds", 0);
 	r->cpu_system_seconds = jreal(&j, "cpu_system_seconds", 0);
-	r->exec_seconds = -1;
+	r->exec_seconds = r->source_seconds = r->runtime_seconds = -1;
 	ph = json_object_get(root, "phases");
 	if (ph != NULL && json_is_object(ph)) {
-		json_t *e = json_object_get(ph, "exec");
+		static const char *const names[] = { "source", "runtime", "exec" };
+		double *dst[] = { &r->source_seconds, &r->runtime_seconds, &r->exec_seconds };
 
-		if (e != NULL && json_is_number(e))
-			r->exec_seconds = json_number_value(e);
+		for (size_t i = 0; i < EPH_ARRAY_LEN(names); i++) {
+			json_t *e = json_object_get(ph, names[i]);
+
+			if (e != NULL && json_is_number(e))
+				*dst[i] = json_number_value(e);
+		}
 	}
 	json_decref(root);
 	if (diag_nerrors(d) > before) {

@@ -30,6 +30,22 @@ struct rundir_env {
 	char *value;
 };
 
+/* spec.json "source": the commit the run is pinned to (docs/rundir.md). Absent/null: the run
+ * happens in place, in "cwd". Strings owned by the spec. */
+struct rundir_source {
+	char *mirror;       /* absolute path of the bare mirror; NULL = no "source" (in place) */
+	char *commit;       /* full commit id */
+	char *repo;         /* for people (no credentials); NULL if absent */
+	char *branch;       /* NULL if absent */
+	int keep_worktrees; /* source_checkout's KEEP; default 5 */
+};
+
+/* spec.json "runtime": the Python venv the command runs in. Absent/null: none. */
+struct rundir_runtime {
+	char *interpreter;  /* "python3", a name looked up on the command's PATH, or a path */
+	char *requirements; /* NULL = no "runtime"; absolute, or relative to the source root */
+};
+
 /* spec.json. Strings are owned by the struct (rundir_spec_free). */
 struct rundir_spec {
 	int version;
@@ -48,6 +64,10 @@ struct rundir_spec {
 	int64_t kill_grace; /* seconds between SIGTERM and SIGKILL */
 	char *commit;       /* NULL if unknown */
 	enum rundir_enforce enforce;
+	char *state_dir; /* absolute; required with "source" or "runtime"; else NULL */
+	struct rundir_source source;
+	struct rundir_runtime runtime;
+	char *workdir; /* with "source": relative to the worktree; NULL = its root */
 };
 
 /* Reads DIR/spec.json into *S (zeroed first). Returns 0; -errno if the file cannot be read;
@@ -76,6 +96,13 @@ const char *rundir_outcome_name(enum rundir_outcome o);
 /* 0, or -EINVAL if NAME is not one of the above. */
 EPH_MUST_CHECK int rundir_outcome_parse(const char *name, enum rundir_outcome *o);
 
+/* Which preparation phase made a run fail before its command started (result.json
+ * "failure"); the outcome is then RUNDIR_FAILED (or RUNDIR_CANCELLED). */
+enum rundir_failure { RUNDIR_FAILURE_NONE, RUNDIR_FAILURE_SOURCE, RUNDIR_FAILURE_RUNTIME };
+
+/* null, "source", "runtime". */
+const char *rundir_failure_name(enum rundir_failure f);
+
 /* result.json. Strings are owned by the struct (rundir_result_free). */
 struct rundir_result {
 	int version;
@@ -93,7 +120,10 @@ struct rundir_result {
 	double wall_seconds;
 	double cpu_user_seconds;
 	double cpu_system_seconds;
-	double exec_seconds; /* phases.exec; < 0 if the command never started */
+	double exec_seconds;    /* phases.exec; < 0 if the command never started */
+	double source_seconds;  /* phases.source; < 0 if the phase did not run */
+	double runtime_seconds; /* phases.runtime; < 0 if the phase did not run */
+	enum rundir_failure failure;
 };
 
 /* Writes R as DIR/result.json: DIR/result.json.tmp, fsync, rename, fsync DIR. 0 or -errno. */

@@ -21,6 +21,7 @@
 #include "source/gitrun.h"
 #include "util/buf.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 #define SOURCE_STATE_FILE  "eph-state.json"
@@ -49,29 +50,6 @@ source_err(struct diag *d, const char *fmt, ...)
 	diag_error(d, none, "%s", clean);
 	free(clean);
 	free(msg);
-}
-
-/* Makes DIR and its parents (mode 0700) where missing. 0 or -errno. */
-static int
-source_mkdirs(const char *dir)
-{
-	char *p = xstrdup(dir);
-	int rc = 0;
-
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*s = c;
-		if (c == '\0' || rc < 0)
-			break;
-	}
-	free(p);
-	return rc;
 }
 
 static void source_rmtree_quiet(const char *path);
@@ -403,7 +381,7 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 	mdir = xasprintf("%s/mirrors", state_dir);
 	mirror = xasprintf("%s/%s.git", mdir, key);
 	lockp = xasprintf("%s.lock", mirror);
-	if ((rc = source_mkdirs(mdir)) < 0) {
+	if ((rc = fsio_mkdirs(mdir, 0700)) < 0) {
 		source_err(d, "cannot create %s: %s", mdir, strerror(-rc));
 		goto out;
 	}
@@ -911,7 +889,7 @@ source_checkout(const char *state_dir, const char *mirror, const char *commit, i
 	srcdir = xasprintf("%s/src", state_dir);
 	path = xasprintf("%s/%s", srcdir, commit);
 	lockp = xasprintf("%s.lock", path);
-	if ((rc = source_mkdirs(srcdir)) < 0) {
+	if ((rc = fsio_mkdirs(srcdir, 0700)) < 0) {
 		source_err(d, "cannot create %s: %s", srcdir, strerror(-rc));
 		goto out;
 	}

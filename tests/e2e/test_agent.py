@@ -381,3 +381,77 @@ def test_agent_survives_the_death_of_its_starter(tmp_path):
     assert [e.get("state") for e in ev if e["ev"] == "phase"] == ["start", "end"]
     pid, start = (d / "agent.pid").read_text().split()
     assert int(pid) == agent_pid
+
+
+# ---- the source phase (docs/rundir.md, "spec.json: source and runtime")
+
+def git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A bare mirror (as source_resolve makes) of a repository with one commit."""
+    repo = tmp_path / "repo"
+    (repo / "jobs").mkdir(parents=True)
+    (repo / "jobs" / "hello.sh").write_text("echo hello from $(basename $(dirname $PWD))\n")
+    git("init", "-q", "-b", "main", str(repo))
+    git("add", ".", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one", cwd=repo)
+    commit = git("rev-parse", "HEAD", cwd=repo)
+    m = tmp_path / "state" / "mirrors" / "x.git"
+    git("clone", "-q", "--mirror", str(repo), str(m))
+    return m, commit
+
+
+def test_source_phase_runs_the_command_in_the_pinned_worktree(tmp_path, mirror):
+    m, commit = mirror
+    state = tmp_path / "state"
+    d = make_run(tmp_path, shell='pwd; echo "commit=$EPH_COMMIT"; sh hello.sh', cwd=None,
+                 state_dir=str(state), workdir="jobs",
+                 source={"mirror": str(m), "commit": commit, "repo": "file:///x", "branch": "main"})
+    p = run_agent(d)
+    assert p.returncode == 0, output(d)
+    r = result(d)
+    assert r["outcome"] == "succeeded" and r["failure"] is None
+    assert set(r["phases"]) == {"source", "exec"}
+    out = output(d)
+    assert f"out {state}/src/{commit}/jobs\n" in out
+    assert f"out commit={commit}\n" in out
+    assert f"out hello from {commit}\n" in out
+    ev = [e for e in events(d) if e["ev"] == "phase"]
+    assert [(e["phase"], e["state"]) for e in ev] == [
+        ("source", "start"), ("source", "end"), ("exec", "start"), ("exec", "end")]
+    assert ev[1]["built"] is True and ev[1]["path"] == f"{state}/src/{commit}"
+    # the hold is released when the run ends: the worktree's lock is free again
+    import fcntl
+    with open(f"{state}/src/{commit}.lock") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    d2 = tmp_path / "again"
+    d2.mkdir()
+    (d2 / "spec.json").write_text((d / "spec.json").read_text())
+    assert run_agent(d2).returncode == 0
+    end2 = [e for e in events(d2) if e["ev"] == "phase"][1]
+    assert end2["built"] is False
+
+
+def test_a_commit_that_cannot_be_checked_out_is_a_source_failure(tmp_path, mirror):
+    m, _ = mirror
+    d = make_run(tmp_path, shell="echo should-not-run", state_dir=str(tmp_path / "state"),
+                 source={"mirror": str(m), "commit": "1" * 40})
+    assert run_agent(d).returncode == 1
+    r = result(d)
+    assert r["outcome"] == "failed" and r["failure"] == "source"
+    assert r["reason"].startswith("source: "), r["reason"]
+    assert "should-not-run" not in output(d)
+    assert set(r["phases"]) == {"source"}
+    assert [e["phase"] for e in events(d) if e["ev"] == "phase"] == ["source", "source"]
+
+
+def test_source_without_state_dir_is_a_bad_spec(tmp_path, mirror):
+    m, commit = mirror
+    d = make_run(tmp_path, shell="true", source={"mirror": str(m), "commit": commit})
+    assert run_agent(d).returncode == 2
+    assert "state_dir" in result(d)["reason"]

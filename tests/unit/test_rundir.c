@@ -143,6 +143,8 @@ result_round_trips_and_is_written_atomically(void **state)
 		.cpu_user_seconds = 40.1,
 		.cpu_system_seconds = 0.9,
 		.exec_seconds = 41.187,
+		.source_seconds = -1,
+		.runtime_seconds = -1,
 	};
 	struct rundir_result r;
 	struct diag d;
@@ -167,6 +169,128 @@ result_round_trips_and_is_written_atomically(void **state)
 	rundir_result_free(&r);
 	diag_free(&d);
 	free(tmp);
+}
+
+static void
+spec_source_and_runtime_round_trip(void **state)
+{
+	const char *dir = *state;
+	char *argv[] = { (char *)"python", (char *)"train.py", NULL };
+	struct rundir_spec s = {
+		.run_id = 7,
+		.job = (char *)"j",
+		.argv = argv,
+		.state_dir = (char *)"/var/lib/eph",
+		.source = { .mirror = (char *)"/var/lib/eph/mirrors/k.git",
+		            .commit = (char *)"3f786850e387550fdab836ed7e6dc881de23001b",
+		            .repo = (char *)"https://example.com/r.git",
+		            .branch = (char *)"main",
+		            .keep_worktrees = 3 },
+		.runtime = { .interpreter = (char *)"python3.11",
+		             .requirements = (char *)"requirements.txt" },
+		.workdir = (char *)"jobs/nightly",
+	};
+	struct rundir_spec r;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_spec_write(dir, &s), 0);
+	assert_int_equal(rundir_spec_read(dir, &r, &d), 0);
+	assert_string_equal(r.state_dir, "/var/lib/eph");
+	assert_string_equal(r.source.mirror, s.source.mirror);
+	assert_string_equal(r.source.commit, s.source.commit);
+	assert_string_equal(r.source.repo, s.source.repo);
+	assert_string_equal(r.source.branch, "main");
+	assert_int_equal(r.source.keep_worktrees, 3);
+	assert_string_equal(r.runtime.interpreter, "python3.11");
+	assert_string_equal(r.runtime.requirements, "requirements.txt");
+	assert_string_equal(r.workdir, "jobs/nightly");
+	rundir_spec_free(&r);
+	diag_free(&d);
+}
+
+static void
+spec_without_source_or_runtime_runs_in_place(void **state)
+{
+	const char *text = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\","
+	                   "\"source\":null,\"runtime\":{\"requirements\":\"r.txt\"},"
+	                   "\"state_dir\":\"/s\"}";
+	struct rundir_spec s;
+	struct diag d;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse(text, strlen(text), "spec.json", &s, &d), 0);
+	assert_null(s.source.mirror);
+	assert_null(s.workdir);
+	assert_string_equal(s.runtime.interpreter, "python3"); /* the default */
+	assert_string_equal(s.runtime.requirements, "r.txt");
+	rundir_spec_free(&s);
+	diag_free(&d);
+}
+
+static void
+bad_source_and_runtime_are_reported(void **state)
+{
+	const char *text = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\","
+	                   "\"source\":{\"mirror\":\"rel.git\"},\"runtime\":{},"
+	                   "\"workdir\":\"a/../../b\"}";
+	struct rundir_spec s;
+	struct diag d;
+	bool commit = false, mirror = false, reqs = false, wd = false, state_dir = false;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse(text, strlen(text), "spec.json", &s, &d), -EINVAL);
+	for (size_t i = 0; i < diag_nerrors(&d); i++) {
+		const char *m = d.items[i].msg;
+
+		commit |= strstr(m, "\"commit\": missing") != NULL;
+		mirror |= strstr(m, "\"mirror\" must be an absolute path") != NULL;
+		reqs |= strstr(m, "\"requirements\": missing") != NULL;
+		wd |= strstr(m, "\"workdir\"") != NULL;
+		state_dir |= strstr(m, "\"state_dir\": required") != NULL;
+	}
+	assert_true(commit && mirror && reqs && wd && state_dir);
+	assert_null(s.source.mirror);
+	diag_free(&d);
+}
+
+static void
+result_failure_and_phases_round_trip(void **state)
+{
+	const char *dir = *state;
+	struct rundir_result w = {
+		.outcome = RUNDIR_FAILED,
+		.reason = (char *)"runtime: pip install failed (exit code 1)",
+		.exit_code = -1,
+		.source_seconds = 0.25,
+		.runtime_seconds = 40.5,
+		.exec_seconds = -1,
+		.failure = RUNDIR_FAILURE_RUNTIME,
+	};
+	struct rundir_result r;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_result_write(dir, &w), 0);
+	assert_int_equal(rundir_result_read(dir, &r, &d), 0);
+	assert_int_equal(r.failure, RUNDIR_FAILURE_RUNTIME);
+	assert_true(r.source_seconds == 0.25);
+	assert_true(r.runtime_seconds == 40.5);
+	assert_true(r.exec_seconds < 0);
+	rundir_result_free(&r);
+	/* a phase that did not run is absent, and reads back as < 0 */
+	w.failure = RUNDIR_FAILURE_NONE;
+	w.source_seconds = -1;
+	assert_int_equal(rundir_result_write(dir, &w), 0);
+	assert_int_equal(rundir_result_read(dir, &r, &d), 0);
+	assert_int_equal(r.failure, RUNDIR_FAILURE_NONE);
+	assert_true(r.source_seconds < 0);
+	rundir_result_free(&r);
+	assert_string_equal(rundir_failure_name(RUNDIR_FAILURE_SOURCE), "source");
+	assert_null(rundir_failure_name(RUNDIR_FAILURE_NONE));
+	diag_free(&d);
 }
 
 static void
@@ -282,6 +406,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
 		                                setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(spec_source_and_runtime_round_trip, setup_dir,
+		                                teardown_dir),
+		cmocka_unit_test(spec_without_source_or_runtime_runs_in_place),
+		cmocka_unit_test(bad_source_and_runtime_are_reported),
+		cmocka_unit_test_setup_teardown(result_failure_and_phases_round_trip, setup_dir,
+		                                teardown_dir),
 		cmocka_unit_test(outcome_names_parse_back),
 		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, setup_dir,
 		                                teardown_dir),

@@ -1,0 +1,643 @@
+/* src/agent/venv.c: the runtime phase's venvs (venv.h). */
+#include "agent/venv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "source/source.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/xalloc.h"
+
+#define VENV_MAX_RETRIES 8
+#define VENV_VERSION_MAX 4096 /* bytes of `sys.version` kept */
+#define VENV_READ_BUF    (16u << 10)
+
+static void venv_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
+
+static void
+venv_err(struct diag *d, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	diag_error(d, (struct diag_pos){ NULL, 0, 0 }, "%s", msg != NULL ? msg : fmt);
+	free(msg);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(const struct venv_opts *o, const char *fmt, ...) EPH_PRINTF(2, 3);
+
+static void
+say(const struct venv_opts *o, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	int n;
+
+	if (o->out == NULL)
+		return;
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	o->out(o->arg, 1, msg, (size_t)n);
+	free(msg);
+}
+
+static bool
+is_exec_file(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+int
+venv_find_interpreter(const char *name, const char *path_env, char **out)
+{
+	char *cand = NULL, *abs;
+	const char *p;
+
+	*out = NULL;
+	if (*name == '\0')
+		return -ENOENT;
+	if (strchr(name, '/') != NULL) {
+		if (!is_exec_file(name))
+			return -ENOENT;
+		cand = xstrdup(name);
+	} else {
+		for (p = path_env; p != NULL && cand == NULL;) {
+			size_t n = strcspn(p, ":");
+			char *c = n == 0 ? xasprintf("./%s", name)
+			                 : xasprintf("%.*s/%s", (int)n, p, name);
+
+			if (is_exec_file(c))
+				cand = c;
+			else
+				free(c);
+			p = p[n] == ':' ? p + n + 1 : NULL;
+		}
+		if (cand == NULL)
+			return -ENOENT;
+	}
+	if (cand[0] == '/') {
+		*out = cand;
+		return 0;
+	}
+	/* absolute, but not resolved: a venv made from .../python3 keeps that name */
+	abs = realpath(".", NULL);
+	if (abs == NULL) {
+		int rc = -errno;
+
+		free(cand);
+		return rc;
+	}
+	*out = xasprintf("%s/%s", abs, cand[0] == '.' && cand[1] == '/' ? cand + 2 : cand);
+	free(abs);
+	free(cand);
+	return 0;
+}
+
+void
+venv_key(const char *interp_real, const char *version, const void *reqs, size_t n,
+         char out[VENV_KEY_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, interp_real, strlen(interp_real) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, version, strlen(version) + 1) != 1 ||
+	    (n > 0 && EVP_DigestUpdate(ctx, reqs, n) != 1) ||
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen * 2 < VENV_KEY_LEN)
+		abort(); /* libcrypto out of memory: as xmalloc does */
+	EVP_MD_CTX_free(ctx);
+	for (size_t i = 0; i < VENV_KEY_LEN / 2; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[VENV_KEY_LEN] = '\0';
+}
+
+/* ---- running the interpreter and pip */
+
+struct child_err {
+	int stage; /* 1 chdir, 2 exec, 3 setup */
+	int err;
+};
+
+EPH_NORETURN static void
+child_fail(int fd, int stage, int err)
+{
+	struct child_err ce = { stage, err };
+
+	if (write(fd, &ce, sizeof(ce)) < 0) {
+		/* nothing left to tell it with */
+	}
+	_exit(127);
+}
+
+/* Runs ARGV (ARGV[0] a path) in CWD with O->envp, in its own process group, stdin /dev/null.
+ * Its stdout goes to CAPTURE when not NULL (else to O->out), its stderr to O->out. Returns 0
+ * with *STATUS (waitpid's) once it ended and its output is read; -ECANCELED / -ETIMEDOUT (it
+ * was killed, with its process group) when O->cancel_fd fired or DEADLINE (monotonic ms; 0 =
+ * none) passed; -errno when it could not be started (*WHY: what failed, static). */
+static int
+run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct buf *capture,
+          int64_t deadline, int *status, const char **why)
+{
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, ew[2] = { -1, -1 }, devnull = -1;
+	struct child_err ce;
+	char *rbuf = NULL;
+	int rc = 0, st;
+	bool killed = false;
+	ssize_t n;
+	pid_t pid;
+
+	*why = "cannot start";
+	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(err, O_CLOEXEC) < 0 || pipe2(ew, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				signal(s, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (setpgid(0, 0) < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
+		    dup2(err[1], 2) < 0)
+			child_fail(ew[1], 3, errno);
+		if (cwd != NULL && chdir(cwd) < 0)
+			child_fail(ew[1], 1, errno);
+		execve(argv[0], argv, o->envp);
+		child_fail(ew[1], 2, errno);
+	}
+	(void)setpgid(pid, pid); /* either side may win the race; both say the same */
+	close(out[1]);
+	close(err[1]);
+	close(ew[1]);
+	out[1] = err[1] = ew[1] = -1;
+	while ((n = read(ew[0], &ce, sizeof(ce))) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(ce)) {
+		*why = ce.stage == 1   ? "cannot enter its directory"
+		       : ce.stage == 2 ? "cannot execute it"
+		                       : "cannot set it up";
+		rc = -ce.err;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		goto out;
+	}
+	rbuf = xmalloc(VENV_READ_BUF);
+	for (;;) {
+		struct pollfd pf[3] = { { out[0], POLLIN, 0 },
+			                { err[0], POLLIN, 0 },
+			                { o->cancel_fd, POLLIN, 0 } };
+		int wait_ms = -1;
+
+		if (out[0] < 0 && err[0] < 0)
+			break;
+		if (deadline > 0) {
+			int64_t left = deadline - mono_ms();
+
+			wait_ms = left > 0 ? (int)(left > 60000 ? 60000 : left) : 0;
+		}
+		if (!killed && deadline > 0 && mono_ms() >= deadline) {
+			rc = -ETIMEDOUT;
+			killed = true;
+			kill(-pid, SIGKILL);
+		}
+		if (poll(pf, 3, killed ? 1000 : wait_ms) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			kill(-pid, SIGKILL);
+			killed = true;
+			break;
+		}
+		if (!killed && o->cancel_fd >= 0 && (pf[2].revents & POLLIN)) {
+			rc = -ECANCELED;
+			killed = true;
+			kill(-pid, SIGKILL);
+		}
+		for (int s = 0; s < 2; s++) {
+			int *fd = s == 0 ? &out[0] : &err[0];
+
+			if (*fd < 0 || pf[s].revents == 0)
+				continue;
+			n = read(*fd, rbuf, VENV_READ_BUF);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(*fd);
+				*fd = -1;
+				continue;
+			}
+			if (s == 0 && capture != NULL) {
+				if (buf_append(capture, rbuf, (size_t)n) < 0) {
+					/* capped: the rest is dropped */
+				}
+			} else if (o->out != NULL)
+				o->out(o->arg, s, rbuf, (size_t)n);
+		}
+	}
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			if (rc == 0)
+				rc = -errno;
+			break;
+		}
+	}
+	*status = st;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+		if (ew[i] >= 0)
+			close(ew[i]);
+	}
+	if (devnull >= 0)
+		close(devnull);
+	free(rbuf);
+	return rc;
+}
+
+/* "exit code 1", "killed by signal 9 (SIGKILL)"; caller frees. */
+static char *
+status_text(int st)
+{
+	if (WIFEXITED(st))
+		return xasprintf("exit code %d", WEXITSTATUS(st));
+	if (WIFSIGNALED(st))
+		return xasprintf("killed by signal %d (SIG%s)", WTERMSIG(st),
+		                 sigabbrev_np(WTERMSIG(st)) != NULL ? sigabbrev_np(WTERMSIG(st))
+		                                                    : "?");
+	return xasprintf("status %#x", st);
+}
+
+/* Reports a run_child failure RC of WHAT into D; returns the code venv_prepare returns. */
+static int
+child_error(struct diag *d, const char *what, int rc, const char *why, const struct venv_opts *o)
+{
+	if (rc == -ECANCELED) {
+		venv_err(d, "cancelled during %s", what);
+		return rc;
+	}
+	if (rc == -ETIMEDOUT) {
+		venv_err(d, "%s took longer than the run's timeout (%lld s)", what,
+		         (long long)(o->timeout_ms / 1000));
+		return rc;
+	}
+	venv_err(d, "%s: %s: %s", what, why, strerror(-rc));
+	return -EIO;
+}
+
+static int
+interpreter_version(const struct venv_opts *o, const char *interp, char **version, struct diag *d)
+{
+	char *argv[] = { (char *)interp, (char *)"-c", (char *)"import sys; print(sys.version)",
+		         NULL };
+	const char *why;
+	struct buf b;
+	int rc, st = 0;
+	char *what = xasprintf("python interpreter \"%s\" (%s)", o->interpreter, interp);
+	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+
+	*version = NULL;
+	buf_init(&b, VENV_VERSION_MAX);
+	/* its stderr (a broken interpreter's complaint) goes to the run's output.log */
+	rc = run_child(o, argv, NULL, &b, deadline, &st, &why);
+	if (rc < 0) {
+		rc = child_error(d, what, rc, why, o);
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || b.len == 0) {
+		char *s = status_text(st);
+
+		venv_err(d, "%s does not tell its version (%s)", what, s);
+		free(s);
+		rc = -EIO;
+	} else {
+		while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+			b.len--;
+		*version = xstrndup(buf_cstr(&b), b.len);
+	}
+	buf_free(&b);
+	free(what);
+	return rc;
+}
+
+static int
+read_requirements(const char *path, struct buf *b)
+{
+	char chunk[8192];
+	int fd, rc = 0;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0 || (rc = buf_append(b, chunk, (size_t)n)) < 0)
+			break;
+	}
+	close(fd);
+	return rc;
+}
+
+static bool
+venv_ready(const char *path)
+{
+	char *m = xasprintf("%s/%s", path, VENV_READY);
+	struct stat st;
+	bool ok = stat(m, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(m);
+	return ok;
+}
+
+static int
+mkdir_p(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			rc = -errno;
+			break;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+static int
+write_marker(const char *path, const char *interp, const char *version, const char *reqs)
+{
+	char *m = xasprintf("%s/%s", path, VENV_READY);
+	char *text =
+	        xasprintf("interpreter %s\nversion %s\nrequirements %s\n", interp, version, reqs);
+	size_t len = strlen(text), off = 0;
+	int fd, rc = 0;
+
+	fd = open(m, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	/* the venv's files first, then the marker that says they are complete */
+	if (rc == 0 && (syncfs(fd) < 0 || fsync(fd) < 0))
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+out:
+	free(m);
+	free(text);
+	return rc;
+}
+
+/* Builds the venv at PATH (under LOCK_EX). On failure nothing of it is left. */
+static int
+build(const struct venv_opts *o, const char *interp, const char *version, const char *reqs,
+      const char *path, int64_t deadline, struct diag *d)
+{
+	char *py = xasprintf("%s/bin/python", path);
+	char *argv1[] = { (char *)interp, (char *)"-m", (char *)"venv", (char *)path, NULL };
+	char *argv2[] = { py,
+		          (char *)"-m",
+		          (char *)"pip",
+		          (char *)"install",
+		          (char *)"--disable-pip-version-check",
+		          (char *)"-r",
+		          (char *)reqs,
+		          NULL };
+	const char *why;
+	int rc, st = 0, step;
+	int64_t t0 = mono_ms();
+
+	if ((rc = source_rmtree(path)) < 0) {
+		venv_err(d, "cannot remove the unfinished venv %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	say(o, "eph: building venv %s: %s -m venv, then pip install -r %s\n", path, interp, reqs);
+	for (step = 0; step < 2; step++) {
+		const char *what = step == 0 ? "python -m venv" : "pip install";
+
+		rc = run_child(o, step == 0 ? argv1 : argv2, o->root, NULL, deadline, &st, &why);
+		if (rc < 0) {
+			rc = child_error(d, what, rc, why, o);
+			break;
+		}
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			char *s = status_text(st);
+
+			venv_err(d, "%s failed (%s); its output is in the run's output.log", what,
+			         s);
+			free(s);
+			rc = -EIO;
+			break;
+		}
+	}
+	if (rc == 0 && (rc = write_marker(path, interp, version, reqs)) < 0)
+		venv_err(d, "cannot complete the venv %s: %s", path, strerror(-rc));
+	if (rc < 0) {
+		int r2 = source_rmtree(path);
+
+		say(o, "eph: venv build failed; %s\n",
+		    r2 == 0 ? "removed what it made" : "could not remove what it made");
+	} else {
+		say(o, "eph: venv built in %.1f s\n", (double)(mono_ms() - t0) / 1000.0);
+	}
+out:
+	free(py);
+	return rc;
+}
+
+int
+venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
+{
+	char *interp = NULL, *real = NULL, *version = NULL, *reqs = NULL, *dir = NULL;
+	char *path = NULL, *lockp = NULL, key[VENV_KEY_LEN + 1];
+	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	struct buf rb;
+	int fd = -1, rc;
+
+	memset(v, 0, sizeof(*v));
+	v->hold_fd = -1;
+	buf_init(&rb, BUF_MAX_CONF);
+	if ((rc = venv_find_interpreter(o->interpreter, o->path_env, &interp)) < 0) {
+		if (strchr(o->interpreter, '/') != NULL)
+			venv_err(d, "python interpreter \"%s\" not found (or not executable)",
+			         o->interpreter);
+		else
+			venv_err(d, "python interpreter \"%s\" not found on PATH", o->interpreter);
+		goto out;
+	}
+	if ((real = realpath(interp, NULL)) == NULL) {
+		rc = -errno;
+		venv_err(d, "python interpreter \"%s\": %s", interp, strerror(-rc));
+		goto out;
+	}
+	if ((rc = interpreter_version(o, interp, &version, d)) < 0)
+		goto out;
+	reqs = o->requirements[0] == '/' || o->root == NULL
+	               ? xstrdup(o->requirements)
+	               : xasprintf("%s/%s", o->root, o->requirements);
+	if ((rc = read_requirements(reqs, &rb)) < 0) {
+		if (rc == -E2BIG)
+			venv_err(d, "requirements file %s is larger than %u bytes", reqs,
+			         BUF_MAX_CONF);
+		else
+			venv_err(d, "cannot read the requirements file %s: %s", reqs,
+			         strerror(-rc));
+		goto out;
+	}
+	venv_key(real, version, rb.data != NULL ? rb.data : "", rb.len, key);
+	dir = xasprintf("%s/venvs", o->state_dir);
+	path = xasprintf("%s/%s", dir, key);
+	lockp = xasprintf("%s.lock", path);
+	if ((rc = mkdir_p(dir)) < 0) {
+		venv_err(d, "cannot create %s: %s", dir, strerror(-rc));
+		goto out;
+	}
+	for (int i = 0;; i++) {
+		struct stat a, b;
+
+		if (i == VENV_MAX_RETRIES) {
+			rc = -EAGAIN;
+			venv_err(d, "cannot hold %s: it keeps being removed", path);
+			goto out;
+		}
+		/* fast path: there already; a shared lock keeps it there */
+		if ((fd = source_cache_lock(lockp, true)) < 0) {
+			rc = fd;
+			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		if (venv_ready(path))
+			break;
+		/* build it under LOCK_EX; a concurrent builder has it, and we wait */
+		if (flock(fd, LOCK_EX) < 0) {
+			rc = -errno;
+			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		if (!venv_ready(path)) {
+			v->build_attempted = true;
+			if ((rc = build(o, interp, version, reqs, path, deadline, d)) < 0)
+				goto out;
+			v->built = true;
+		}
+		if (flock(fd, LOCK_SH) < 0) {
+			rc = -errno;
+			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+			goto out;
+		}
+		/* the conversion is not atomic: gc may have removed it in between */
+		if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino &&
+		    venv_ready(path))
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (source_cache_touch(fd) < 0) {
+		/* only gc's idea of its last use suffers */
+	}
+	v->path = path;
+	v->key = xstrdup(key);
+	v->interpreter = interp;
+	v->hold_fd = fd;
+	path = interp = NULL;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_free(&rb);
+	free(interp);
+	free(real);
+	free(version);
+	free(reqs);
+	free(dir);
+	free(path);
+	free(lockp);
+	return rc;
+}
+
+void
+venv_release(struct venv *v)
+{
+	if (v == NULL)
+		return;
+	if (v->hold_fd >= 0)
+		close(v->hold_fd);
+	free(v->path);
+	free(v->key);
+	free(v->interpreter);
+	memset(v, 0, sizeof(*v));
+	v->hold_fd = -1;
+}

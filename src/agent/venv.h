@@ -1,0 +1,76 @@
+/* src/agent/venv.h: the agent's `runtime` phase: one Python venv per (interpreter, its version,
+ * requirements file content), built once under STATE/venvs/<key> and shared by every run that
+ * needs the same one (docs/rundir.md, "The runtime phase").
+ *
+ * Cache convention: the one of src/source/source.h (STATE/venvs/<key>.lock: LOCK_EX to build or
+ * remove, LOCK_SH held by each live run, mtime = last use). One difference: a venv cannot be
+ * built aside and renamed, because pip writes the venv's absolute path into the shebang of
+ * every script it installs (bin/pip, console scripts) and into bin/activate; so it is built in
+ * place under LOCK_EX and counts as present only once its marker file VENV_READY is written,
+ * last. A failed build is removed at once; a crash's leftover (no marker) is removed by the
+ * next build (or by `eph gc`). Readers never see a half-built venv: they need LOCK_SH and the
+ * marker. */
+#ifndef EPH_AGENT_VENV_H
+#define EPH_AGENT_VENV_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/attr.h"
+
+struct diag;
+
+#define VENV_READY   ".eph-ready" /* inside the venv: written last, says it is complete */
+#define VENV_KEY_LEN 32           /* hex characters of SHA-256 kept in the key */
+
+/* Receives the build's output (stream 0 = stdout, 1 = stderr), as it comes. */
+typedef void (*venv_output_fn)(void *arg, int stream, const void *p, size_t n);
+
+struct venv_opts {
+	const char *state_dir;    /* absolute; the venvs live in STATE_DIR/venvs */
+	const char *interpreter;  /* a name looked up on PATH_ENV, or a path */
+	const char *requirements; /* the requirements file (absolute, or relative to ROOT) */
+	const char *root;         /* the source root: pip's working directory */
+	char *const *envp;        /* the environment of the interpreter and pip */
+	const char *path_env;     /* the PATH the interpreter is looked up on (NULL: none) */
+	venv_output_fn out;       /* the build's output (NULL: discarded) */
+	void *arg;
+	int cancel_fd;      /* -1, or an fd that becomes readable when the run is cancelled */
+	int64_t timeout_ms; /* for the whole build (venv + pip); 0 = none */
+};
+
+/* A venv held for a run. */
+struct venv {
+	char *path;           /* STATE/venvs/<key>, owned */
+	char *key;            /* VENV_KEY_LEN hex, owned */
+	char *interpreter;    /* the interpreter's absolute path, owned */
+	int hold_fd;          /* LOCK_SH on PATH.lock, O_CLOEXEC: keep it for the run's life */
+	bool built;           /* this call built it; false: it was in the cache */
+	bool build_attempted; /* a build was started (its output went to OUT) */
+};
+
+/* Looks NAME up: a name with a '/' is taken as it is (relative to the current directory);
+ * otherwise the first executable regular file NAME in the ':'-separated PATH_ENV (an empty
+ * entry is the current directory). Returns 0 and *OUT (absolute, caller frees), -ENOENT if
+ * there is none. */
+EPH_MUST_CHECK int venv_find_interpreter(const char *name, const char *path_env, char **out);
+
+/* The venv key: the first VENV_KEY_LEN hex digits of SHA-256 over INTERP_REAL, a NUL, VERSION,
+ * a NUL and the N bytes of REQS. OUT gets VENV_KEY_LEN + 1 bytes. */
+void venv_key(const char *interp_real, const char *version, const void *reqs, size_t n,
+              char out[VENV_KEY_LEN + 1]);
+
+/* Finds the interpreter, asks it its version (`-c 'import sys; print(sys.version)'`), reads the
+ * requirements file, and then holds STATE_DIR/venvs/<key>, building it first if it is not there
+ * (INTERPRETER -m venv, then VENV/bin/python -m pip install --disable-pip-version-check -r
+ * REQUIREMENTS, with O->envp and ROOT as the working directory; its output to O->out, preceded
+ * by an "eph: building venv ..." line). Concurrent callers for one key build it once: the
+ * others wait for the lock and use it. Returns 0 and fills V (venv_release), or a negative
+ * value with one message in D: -ENOENT the interpreter is not found, -EIO the interpreter does
+ * not run or the build failed (nothing of it is left), -ECANCELED O->cancel_fd fired,
+ * -ETIMEDOUT the build outlasted O->timeout_ms, other -errno from the file system. */
+EPH_MUST_CHECK int venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d);
+/* Closes the hold and frees V's members; NULL is fine. */
+void venv_release(struct venv *v);
+
+#endif
