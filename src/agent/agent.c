@@ -35,6 +35,7 @@
 #include "agent/cgroup.h"
 #include "agent/outlog.h"
 #include "agent/proctree.h"
+#include "agent/spawn.h"
 #include "agent/venv.h"
 #include "rundir/rundir.h"
 #include "source/source.h"
@@ -573,148 +574,80 @@ free_strv(char **v)
 	free(v);
 }
 
-struct child_err {
-	int stage; /* 1 chdir, 2 exec, 3 setup */
-	int err;
-};
-
-EPH_NORETURN static void
-child_fail(int fd, int stage, int err)
+/* spawn_start's hold: in the parent, before the command may exec. */
+static void
+hold_child(pid_t pid, void *arg)
 {
-	struct child_err ce = { stage, err };
+	struct agent *a = arg;
+	int rc;
 
-	if (write(fd, &ce, sizeof(ce)) < 0) {
-		/* nothing left to tell it with */
-	}
-	_exit(127);
-}
-
-/* In the child, between fork and exec: only async-signal-safe calls. */
-EPH_NORETURN static void
-child_main(struct agent *a, int devnull, const int out[2], const int err[2], int go, int errw,
-           char **argv, char **envp, const char *resolved)
-{
-	sigset_t none;
-	char c;
-
-	sigemptyset(&none);
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			signal(s, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (setsid() < 0)
-		child_fail(errw, 3, errno);
-	if (dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
-		child_fail(errw, 3, errno);
-	/* wait until the parent has put us in the cgroup */
-	while (read(go, &c, 1) < 0 && errno == EINTR)
-		;
-	if (a->cmd_cwd != NULL && chdir(a->cmd_cwd) < 0)
-		child_fail(errw, 1, errno);
-	if (a->spec.shell != NULL)
-		execve("/bin/sh", argv, envp);
-	else if (resolved != NULL)
-		execve(resolved, argv, envp);
-	else
-		execvpe(argv[0], argv, envp);
-	child_fail(errw, 2, errno);
-}
-
-static int
-start_command(struct agent *a)
-{
-	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, go[2] = { -1, -1 }, ew[2] = { -1, -1 };
-	int devnull = -1, rc = 0;
-	char **envp = build_env(a), **argv, *shargv[4], *resolved = NULL;
-	struct child_err ce;
-	ssize_t n;
-	pid_t pid;
-
-	if (a->spec.shell != NULL) {
-		shargv[0] = (char *)"sh";
-		shargv[1] = (char *)"-c";
-		shargv[2] = a->spec.shell;
-		shargv[3] = NULL;
-		argv = shargv;
-	} else {
-		argv = a->spec.argv;
-		resolved = resolve_command(argv[0], envp);
-	}
-	(void)getrusage(RUSAGE_CHILDREN, &a->pre_ru);
-	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
-	    pipe2(err, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(ew, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (pid == 0)
-		child_main(a, devnull, out, err, go[0], ew[1], argv, envp, resolved);
 	a->child = pid;
 	a->exec_mono = mono_ms();
 	a->exec_real = rundir_now();
-	close(ew[1]);
-	ew[1] = -1;
 	if (a->have_cg && (rc = cgroup_attach(&a->cg, pid)) < 0) {
 		ev_warn(a, "cannot join %s (%s): falling back to sampling", a->cg.path,
 		        strerror(-rc));
 		(void)cgroup_destroy(&a->cg);
 		a->have_cg = false;
 		a->enforced = ENF_SAMPLED;
-		rc = 0;
 	}
-	/* release the child */
-	if (write(go[1], "g", 1) != 1) {
-		rc = -errno;
-		kill(pid, SIGKILL);
+}
+
+static int
+start_command(struct agent *a)
+{
+	char **envp = build_env(a), *shargv[4], *resolved = NULL;
+	struct spawn_opts o = {
+		.envp = envp, .cwd = a->cmd_cwd, .setsid = true, .hold = hold_child, .arg = a
+	};
+	struct spawn sp;
+	int rc;
+
+	if (a->spec.shell != NULL) {
+		shargv[0] = (char *)"sh";
+		shargv[1] = (char *)"-c";
+		shargv[2] = a->spec.shell;
+		shargv[3] = NULL;
+		o.argv = shargv;
+		o.path = "/bin/sh";
+	} else {
+		o.argv = a->spec.argv;
+		o.path = resolved = resolve_command(a->spec.argv[0], envp);
+	}
+	(void)getrusage(RUSAGE_CHILDREN, &a->pre_ru);
+	/* the child waits until hold_child has put it in the cgroup */
+	if ((rc = spawn_start(&o, &sp)) < 0)
 		goto out;
-	}
-	/* EOF: exec happened (the pipe is close-on-exec); else why it failed */
-	while ((n = read(ew[0], &ce, sizeof(ce))) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(ce)) {
+	if (sp.stage != SPAWN_OK) {
 		const char *what = a->spec.shell != NULL ? "/bin/sh" : a->spec.argv[0];
 
 		a->exec_error =
-		        ce.stage == 1
-		                ? xasprintf("cannot enter %s: %s", a->cmd_cwd, strerror(ce.err))
-		        : ce.stage == 2
-		                ? xasprintf("cannot execute %s: %s", what, strerror(ce.err))
-		                : xasprintf("cannot set up the command: %s", strerror(ce.err));
+		        sp.stage == SPAWN_CHDIR ? xasprintf("cannot enter %s: %s", a->cmd_cwd,
+		                                            strerror(sp.stage_err))
+		        : sp.stage == SPAWN_EXEC
+		                ? xasprintf("cannot execute %s: %s", what, strerror(sp.stage_err))
+		                : xasprintf("cannot set up the command: %s",
+		                            strerror(sp.stage_err));
 	}
 	uv_pipe_init(&a->loop, &a->pipe[0], 0);
 	uv_pipe_init(&a->loop, &a->pipe[1], 0);
 	for (int s = 0; s < 2; s++) {
-		int fd = s == 0 ? out[0] : err[0];
+		int *fd = s == 0 ? &sp.out : &sp.err;
 
 		a->pipe[s].data = a;
-		if ((rc = uv_pipe_open(&a->pipe[s], fd)) < 0) {
+		if ((rc = uv_pipe_open(&a->pipe[s], *fd)) < 0) {
 			uv_close((uv_handle_t *)&a->pipe[s], NULL);
 			goto out;
 		}
-		if (s == 0)
-			out[0] = -1;
-		else
-			err[0] = -1;
+		*fd = -1;
 		a->pipe_open[s] = true;
 		uv_read_start((uv_stream_t *)&a->pipe[s], alloc_cb, read_cb);
 	}
 out:
-	for (int i = 0; i < 2; i++) {
-		if (out[i] >= 0)
-			close(out[i]);
-		if (err[i] >= 0)
-			close(err[i]);
-		if (go[i] >= 0)
-			close(go[i]);
-		if (ew[i] >= 0)
-			close(ew[i]);
-	}
-	if (devnull >= 0)
-		close(devnull);
+	if (sp.out >= 0)
+		close(sp.out);
+	if (sp.err >= 0)
+		close(sp.err);
 	free_strv(envp);
 	free(resolved);
 	return rc;

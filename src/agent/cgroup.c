@@ -17,6 +17,7 @@
 
 #define CGROUP2_MAGIC 0x63677270
 #define CGROUP1_MAGIC 0x27e0eb
+#define CG_NUM        32 /* a decimal uint64_t */
 
 /* ---- small file helpers */
 
@@ -212,6 +213,48 @@ whyf(struct buf *why, const char *what, const char *path, int rc)
 	free(s);
 }
 
+/* Removes a half-made run cgroup (cg->path, if any). */
+static void
+abandon(struct cgroup *cg)
+{
+	if (cg->path == NULL)
+		return;
+	rmdir(cg->path);
+	free(cg->path);
+	cg->path = NULL;
+}
+
+/* Makes the run's cgroup NAME in PARENT (cg->path) and, when LIMIT > 0, writes LIMIT (in NUM,
+ * decimal) to its FILE, which it must have. The caller removes cg->path on failure. */
+static int
+make_limited(struct cgroup *cg, const char *parent, const char *name, const char *file,
+             uint64_t limit, char num[static CG_NUM], struct buf *why)
+{
+	char *what;
+	int rc;
+
+	cg->path = make_run_dir(parent, name, &rc);
+	if (cg->path == NULL) {
+		whyf(why, "creating a cgroup in", parent, rc);
+		return rc;
+	}
+	if (!cg_exists(cg->path, file)) {
+		what = xasprintf("no %s in", file);
+		whyf(why, what, cg->path, -ENOENT);
+		free(what);
+		return -ENOENT;
+	}
+	if (limit == 0)
+		return 0;
+	snprintf(num, CG_NUM, "%" PRIu64, limit);
+	if ((rc = cg_write(cg->path, file, num)) < 0) {
+		what = xasprintf("setting %s of", file);
+		whyf(why, what, cg->path, rc);
+		free(what);
+	}
+	return rc;
+}
+
 /* ---- v2 */
 
 /* Enables +memory in subtree_control from MOUNT down to PARENT (inclusive). */
@@ -245,7 +288,7 @@ v2_enable(const char *mount, const char *parent, struct buf *why)
 static int
 v2_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit, struct buf *why)
 {
-	char *mount = find_mount(2, NULL), *parent, ctl[4096], num[32];
+	char *mount = find_mount(2, NULL), *parent, ctl[4096], num[CG_NUM];
 	int rc;
 
 	if (mount == NULL) {
@@ -270,23 +313,8 @@ v2_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit,
 	}
 	if ((rc = v2_enable(mount, parent, why)) < 0)
 		goto out;
-	cg->path = make_run_dir(parent, name, &rc);
-	if (cg->path == NULL) {
-		whyf(why, "creating a cgroup in", parent, rc);
+	if ((rc = make_limited(cg, parent, name, "memory.max", limit, num, why)) < 0)
 		goto out;
-	}
-	if (!cg_exists(cg->path, "memory.max")) {
-		whyf(why, "no memory.max in", cg->path, -ENOENT);
-		rc = -ENOENT;
-		goto out;
-	}
-	if (limit > 0) {
-		snprintf(num, sizeof(num), "%" PRIu64, limit);
-		if ((rc = cg_write(cg->path, "memory.max", num)) < 0) {
-			whyf(why, "setting memory.max of", cg->path, rc);
-			goto out;
-		}
-	}
 	if (cg_exists(cg->path, "memory.swap.max") &&
 	    (rc = cg_write(cg->path, "memory.swap.max", "0")) < 0) {
 		whyf(why, "setting memory.swap.max of", cg->path, rc);
@@ -301,11 +329,8 @@ v2_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit,
 	cg->oom_before = cg_read_key(cg->path, "memory.events", "oom_kill");
 	rc = 0;
 out:
-	if (rc < 0 && cg->path != NULL) {
-		rmdir(cg->path);
-		free(cg->path);
-		cg->path = NULL;
-	}
+	if (rc < 0)
+		abandon(cg);
 	free(parent);
 	free(mount);
 	return rc;
@@ -316,7 +341,7 @@ out:
 static int
 v1_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit, struct buf *why)
 {
-	char *mount = NULL, *parent, num[32], *fmount;
+	char *mount = NULL, *parent, num[CG_NUM], *fmount;
 	int rc;
 
 	if (root != NULL) {
@@ -332,22 +357,9 @@ v1_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit,
 		whyf(why, "creating", parent, rc);
 		goto out;
 	}
-	cg->path = make_run_dir(parent, name, &rc);
-	if (cg->path == NULL) {
-		whyf(why, "creating a cgroup in", parent, rc);
+	if ((rc = make_limited(cg, parent, name, "memory.limit_in_bytes", limit, num, why)) < 0)
 		goto out;
-	}
-	if (!cg_exists(cg->path, "memory.limit_in_bytes")) {
-		whyf(why, "no memory.limit_in_bytes in", cg->path, -ENOENT);
-		rc = -ENOENT;
-		goto out;
-	}
 	if (limit > 0) {
-		snprintf(num, sizeof(num), "%" PRIu64, limit);
-		if ((rc = cg_write(cg->path, "memory.limit_in_bytes", num)) < 0) {
-			whyf(why, "setting memory.limit_in_bytes of", cg->path, rc);
-			goto out;
-		}
 		/* memory+swap = memory: swap is no headroom */
 		if (cg_exists(cg->path, "memory.memsw.limit_in_bytes") &&
 		    (rc = cg_write(cg->path, "memory.memsw.limit_in_bytes", num)) < 0) {
@@ -370,11 +382,8 @@ v1_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit,
 	}
 	rc = 0;
 out:
-	if (rc < 0 && cg->path != NULL) {
-		rmdir(cg->path);
-		free(cg->path);
-		cg->path = NULL;
-	}
+	if (rc < 0)
+		abandon(cg);
 	free(parent);
 	free(mount);
 	return rc;

@@ -16,9 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/spawn.h"
 #include "source/source.h"
 #include "util/buf.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 #define VENV_MAX_RETRIES 8
@@ -149,22 +151,6 @@ venv_key(const char *interp_real, const char *version, const void *reqs, size_t 
 
 /* ---- running the interpreter and pip */
 
-struct child_err {
-	int stage; /* 1 chdir, 2 exec, 3 setup */
-	int err;
-};
-
-EPH_NORETURN static void
-child_fail(int fd, int stage, int err)
-{
-	struct child_err ce = { stage, err };
-
-	if (write(fd, &ce, sizeof(ce)) < 0) {
-		/* nothing left to tell it with */
-	}
-	_exit(127);
-}
-
 /* Runs ARGV (ARGV[0] a path) in CWD with O->envp, in its own process group, stdin /dev/null.
  * Its stdout goes to CAPTURE when not NULL (else to O->out), its stderr to O->out. Returns 0
  * with *STATUS (waitpid's) once it ended and its output is read; -ECANCELED / -ETIMEDOUT (it
@@ -174,65 +160,39 @@ static int
 run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct buf *capture,
           int64_t deadline, int *status, const char **why)
 {
-	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, ew[2] = { -1, -1 }, devnull = -1;
-	struct child_err ce;
+	struct spawn_opts so = {
+		.argv = argv, .envp = o->envp, .path = argv[0], .cwd = cwd, .setsid = false
+	};
+	struct spawn sp;
+	int fds[2], rc, st; /* its stdout, its stderr */
 	char *rbuf = NULL;
-	int rc = 0, st;
 	bool killed = false;
 	ssize_t n;
 	pid_t pid;
 
 	*why = "cannot start";
-	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
-	    pipe2(err, O_CLOEXEC) < 0 || pipe2(ew, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (pid == 0) {
-		sigset_t none;
-
-		sigemptyset(&none);
-		for (int s = 1; s < NSIG; s++)
-			if (s != SIGKILL && s != SIGSTOP)
-				signal(s, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (setpgid(0, 0) < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
-		    dup2(err[1], 2) < 0)
-			child_fail(ew[1], 3, errno);
-		if (cwd != NULL && chdir(cwd) < 0)
-			child_fail(ew[1], 1, errno);
-		execve(argv[0], argv, o->envp);
-		child_fail(ew[1], 2, errno);
-	}
-	(void)setpgid(pid, pid); /* either side may win the race; both say the same */
-	close(out[1]);
-	close(err[1]);
-	close(ew[1]);
-	out[1] = err[1] = ew[1] = -1;
-	while ((n = read(ew[0], &ce, sizeof(ce))) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(ce)) {
-		*why = ce.stage == 1   ? "cannot enter its directory"
-		       : ce.stage == 2 ? "cannot execute it"
-		                       : "cannot set it up";
-		rc = -ce.err;
+	if ((rc = spawn_start(&so, &sp)) < 0)
+		return rc;
+	pid = sp.pid;
+	fds[0] = sp.out;
+	fds[1] = sp.err;
+	if (sp.stage != SPAWN_OK) {
+		*why = sp.stage == SPAWN_CHDIR  ? "cannot enter its directory"
+		       : sp.stage == SPAWN_EXEC ? "cannot execute it"
+		                                : "cannot set it up";
+		rc = -sp.stage_err;
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
 		goto out;
 	}
 	rbuf = xmalloc(VENV_READ_BUF);
 	for (;;) {
-		struct pollfd pf[3] = { { out[0], POLLIN, 0 },
-			                { err[0], POLLIN, 0 },
+		struct pollfd pf[3] = { { fds[0], POLLIN, 0 },
+			                { fds[1], POLLIN, 0 },
 			                { o->cancel_fd, POLLIN, 0 } };
 		int wait_ms = -1;
 
-		if (out[0] < 0 && err[0] < 0)
+		if (fds[0] < 0 && fds[1] < 0)
 			break;
 		if (deadline > 0) {
 			int64_t left = deadline - mono_ms();
@@ -258,7 +218,7 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 			kill(-pid, SIGKILL);
 		}
 		for (int s = 0; s < 2; s++) {
-			int *fd = s == 0 ? &out[0] : &err[0];
+			int *fd = &fds[s];
 
 			if (*fd < 0 || pf[s].revents == 0)
 				continue;
@@ -287,16 +247,9 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 	}
 	*status = st;
 out:
-	for (int i = 0; i < 2; i++) {
-		if (out[i] >= 0)
-			close(out[i]);
-		if (err[i] >= 0)
-			close(err[i]);
-		if (ew[i] >= 0)
-			close(ew[i]);
-	}
-	if (devnull >= 0)
-		close(devnull);
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	free(rbuf);
 	return rc;
 }
@@ -364,31 +317,6 @@ interpreter_version(const struct venv_opts *o, const char *interp, char **versio
 	return rc;
 }
 
-static int
-read_requirements(const char *path, struct buf *b)
-{
-	char chunk[8192];
-	int fd, rc = 0;
-	ssize_t n;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		if (n == 0 || (rc = buf_append(b, chunk, (size_t)n)) < 0)
-			break;
-	}
-	close(fd);
-	return rc;
-}
-
 static bool
 venv_ready(const char *path)
 {
@@ -401,54 +329,19 @@ venv_ready(const char *path)
 }
 
 static int
-mkdir_p(const char *dir)
-{
-	char *p = xstrdup(dir);
-	int rc = 0;
-
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			break;
-		}
-		*s = c;
-		if (c == '\0')
-			break;
-	}
-	free(p);
-	return rc;
-}
-
-static int
 write_marker(const char *path, const char *interp, const char *version, const char *reqs)
 {
 	char *m = xasprintf("%s/%s", path, VENV_READY);
 	char *text =
 	        xasprintf("interpreter %s\nversion %s\nrequirements %s\n", interp, version, reqs);
-	size_t len = strlen(text), off = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
 	fd = open(m, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
 	}
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
+	rc = fsio_write_all(fd, text, strlen(text));
 	/* the venv's files first, then the marker that says they are complete */
 	if (rc == 0 && (syncfs(fd) < 0 || fsync(fd) < 0))
 		rc = -errno;
@@ -547,7 +440,7 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 	reqs = o->requirements[0] == '/' || o->root == NULL
 	               ? xstrdup(o->requirements)
 	               : xasprintf("%s/%s", o->root, o->requirements);
-	if ((rc = read_requirements(reqs, &rb)) < 0) {
+	if ((rc = fsio_read_file(reqs, &rb)) < 0) {
 		if (rc == -E2BIG)
 			venv_err(d, "requirements file %s is larger than %u bytes", reqs,
 			         BUF_MAX_CONF);
@@ -560,7 +453,7 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 	dir = xasprintf("%s/venvs", o->state_dir);
 	path = xasprintf("%s/%s", dir, key);
 	lockp = xasprintf("%s.lock", path);
-	if ((rc = mkdir_p(dir)) < 0) {
+	if ((rc = fsio_mkdirs(dir, 0755)) < 0) {
 		venv_err(d, "cannot create %s: %s", dir, strerror(-rc));
 		goto out;
 	}

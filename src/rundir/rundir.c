@@ -14,6 +14,7 @@
 
 #include "util/buf.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 /* Reals are written with 13 significant digits: ms precision for epoch times, and no
@@ -81,51 +82,26 @@ rundir_iso8601(int64_t t, char *out, size_t n)
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Reads DIR/NAME whole (at most BUF_MAX_JSON bytes) into B. */
+/* Reads DIR/FILE (a JSON file, at most BUF_MAX_JSON bytes) into B, which it initialises;
+ * *NAME is its path (caller frees both). A file too large is reported into D as -EINVAL;
+ * another failure is returned as -errno, and reported only with REPORT. */
 static int
-read_file(const char *dir, const char *name, struct buf *b)
+read_json(const char *dir, const char *file, bool report, struct buf *b, char **name,
+          struct diag *d)
 {
-	char *path = xasprintf("%s/%s", dir, name);
-	char chunk[8192];
-	int fd, rc = 0;
-	ssize_t n;
+	int rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		if ((rc = buf_append(b, chunk, (size_t)n)) < 0)
-			break;
+	*name = xasprintf("%s/%s", dir, file);
+	buf_init(b, BUF_MAX_JSON);
+	rc = fsio_read_file(*name, b);
+	if (rc == -E2BIG) {
+		diag_error(d, (struct diag_pos){ *name, 0, 0 }, "larger than %u bytes",
+		           BUF_MAX_JSON);
+		rc = -EINVAL;
+	} else if (rc < 0 && report) {
+		diag_error(d, (struct diag_pos){ *name, 0, 0 }, "%s", strerror(-rc));
 	}
-	close(fd);
 	return rc;
-}
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /* Writes TEXT to DIR/NAME atomically: NAME.tmp, fsync, rename, fsync DIR. Without DURABLE,
@@ -142,7 +118,7 @@ write_atomic(const char *dir, const char *name, const char *text, bool durable)
 		rc = -errno;
 		goto out;
 	}
-	rc = write_all(fd, text, strlen(text));
+	rc = fsio_write_all(fd, text, strlen(text));
 	if (rc == 0 && durable && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
@@ -475,22 +451,14 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 int
 rundir_spec_read(const char *dir, struct rundir_spec *s, struct diag *d)
 {
-	char *name = xasprintf("%s/%s", dir, RUNDIR_SPEC);
 	struct buf b;
+	char *name;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	buf_init(&b, BUF_MAX_JSON);
-	rc = read_file(dir, RUNDIR_SPEC, &b);
-	if (rc == -E2BIG) {
-		diag_error(d, (struct diag_pos){ name, 0, 0 }, "larger than %u bytes",
-		           BUF_MAX_JSON);
-		rc = -EINVAL;
-	} else if (rc < 0) {
-		diag_error(d, (struct diag_pos){ name, 0, 0 }, "%s", strerror(-rc));
-	} else {
+	rc = read_json(dir, RUNDIR_SPEC, true, &b, &name, d);
+	if (rc == 0)
 		rc = rundir_spec_parse(b.data != NULL ? b.data : "", b.len, name, s, d);
-	}
 	buf_free(&b);
 	free(name);
 	return rc;
@@ -686,20 +654,14 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 int
 rundir_result_read(const char *dir, struct rundir_result *r, struct diag *d)
 {
-	char *name = xasprintf("%s/%s", dir, RUNDIR_RESULT);
 	struct buf b;
+	char *name;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
-	buf_init(&b, BUF_MAX_JSON);
-	rc = read_file(dir, RUNDIR_RESULT, &b);
-	if (rc == -E2BIG) {
-		diag_error(d, (struct diag_pos){ name, 0, 0 }, "larger than %u bytes",
-		           BUF_MAX_JSON);
-		rc = -EINVAL;
-	} else if (rc == 0) {
+	rc = read_json(dir, RUNDIR_RESULT, false, &b, &name, d);
+	if (rc == 0)
 		rc = rundir_result_parse(b.data != NULL ? b.data : "", b.len, name, r, d);
-	}
 	buf_free(&b);
 	free(name);
 	return rc;
@@ -765,13 +727,15 @@ rundir_pid_write(const char *dir, pid_t pid)
 int
 rundir_pid_read(const char *dir, pid_t *pid, uint64_t *starttime)
 {
+	char *path = xasprintf("%s/%s", dir, RUNDIR_PID);
 	struct buf b;
 	int rc, p;
 	unsigned long long st;
 	char nl;
 
 	buf_init(&b, 256);
-	rc = read_file(dir, RUNDIR_PID, &b);
+	rc = fsio_read_file(path, &b);
+	free(path);
 	if (rc == 0) {
 		if (b.len == 0 || sscanf(buf_cstr(&b), "%d %llu%c", &p, &st, &nl) != 3 ||
 		    nl != '\n' || p <= 0) {
@@ -821,7 +785,7 @@ rundir_event_append(int fd, const char *ev, double t, const json_t *fields)
 	line[n + 1] = '\0';
 	/* one write(2) of a whole line with O_APPEND: a reader never sees half a line from us
 	 * except while it is being written, and then without its newline */
-	rc = write_all(fd, line, n + 1);
+	rc = fsio_write_all(fd, line, n + 1);
 	free(line);
 	return rc;
 }

@@ -2,10 +2,14 @@
 #include "util/fsio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/xalloc.h"
+
+#define FSIO_CHUNK 8192
 
 int
 fsio_mkdirs(const char *dir, mode_t mode)
@@ -27,4 +31,48 @@ fsio_mkdirs(const char *dir, mode_t mode)
 	}
 	free(p);
 	return rc;
+}
+
+int
+fsio_read_file(const char *path, struct buf *b)
+{
+	char chunk[FSIO_CHUNK];
+	int fd, rc = 0;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0 || (rc = buf_append(b, chunk, (size_t)n)) < 0)
+			break;
+	}
+	close(fd);
+	return rc;
+}
+
+int
+fsio_write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }

@@ -1,5 +1,6 @@
 /* tests/unit/test_fsio.c: file-system helpers on a real temporary directory. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "util/buf.h"
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
@@ -52,11 +54,101 @@ mkdirs_makes_every_missing_parent_with_the_mode(void **state)
 	free(under);
 }
 
+/* A file of N bytes 'a'..'z' repeated, at a fresh path; caller unlinks and frees. */
+static char *
+file_of(size_t n)
+{
+	char *path = xstrdup("/tmp/eph-fsio-file-XXXXXX");
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < n; i++) {
+		char c = (char)('a' + i % 26);
+
+		assert_int_equal(write(fd, &c, 1), 1);
+	}
+	assert_int_equal(close(fd), 0);
+	return path;
+}
+
+static void
+read_file_reads_a_file_larger_than_one_chunk_whole(void **state)
+{
+	size_t n = 20000;
+	char *path = file_of(n);
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, n);
+	assert_int_equal(fsio_read_file(path, &b), 0);
+	assert_int_equal(b.len, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(b.data[i], 'a' + (int)(i % 26));
+	buf_free(&b);
+	unlink(path);
+	free(path);
+}
+
+static void
+read_file_says_e2big_past_the_limit_and_enoent_when_missing(void **state)
+{
+	char *path = file_of(100);
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 99);
+	assert_int_equal(fsio_read_file(path, &b), -E2BIG);
+	assert_true(b.len <= 99);
+	buf_free(&b);
+	buf_init(&b, 100);
+	assert_int_equal(fsio_read_file(path, &b), 0);
+	assert_int_equal(b.len, 100);
+	buf_free(&b);
+	unlink(path);
+	buf_init(&b, 100);
+	assert_int_equal(fsio_read_file(path, &b), -ENOENT);
+	assert_int_equal(b.len, 0);
+	buf_free(&b);
+	free(path);
+}
+
+static void
+write_all_writes_every_byte_and_reports_a_bad_fd(void **state)
+{
+	size_t n = 200000; /* many chunks of a regular file */
+	char *text = xmalloc(n), *path = file_of(0);
+	struct buf b;
+	int fd;
+
+	(void)state;
+	for (size_t i = 0; i < n; i++)
+		text[i] = (char)('0' + i % 10);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsio_write_all(fd, text, n), 0);
+	assert_int_equal(close(fd), 0);
+	buf_init(&b, n);
+	assert_int_equal(fsio_read_file(path, &b), 0);
+	assert_int_equal(b.len, n);
+	assert_memory_equal(b.data, text, n);
+	buf_free(&b);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsio_write_all(fd, text, 1), -EBADF);
+	close(fd);
+	unlink(path);
+	free(path);
+	free(text);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(mkdirs_makes_every_missing_parent_with_the_mode),
+		cmocka_unit_test(read_file_reads_a_file_larger_than_one_chunk_whole),
+		cmocka_unit_test(read_file_says_e2big_past_the_limit_and_enoent_when_missing),
+		cmocka_unit_test(write_all_writes_every_byte_and_reports_a_bad_fd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
