@@ -411,18 +411,15 @@ out:
 }
 
 int
-venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
+venv_identify(const struct venv_opts *o, struct venv_id *id, struct diag *d)
 {
-	char *interp = NULL, *real = NULL, *version = NULL, *reqs = NULL, *dir = NULL;
-	char *path = NULL, *lockp = NULL, key[VENV_KEY_LEN + 1];
-	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	char *real = NULL;
 	struct buf rb;
-	int fd = -1, rc;
+	int rc;
 
-	memset(v, 0, sizeof(*v));
-	v->hold_fd = -1;
+	memset(id, 0, sizeof(*id));
 	buf_init(&rb, BUF_MAX_CONF);
-	if ((rc = venv_find_interpreter(o->interpreter, o->path_env, &interp)) < 0) {
+	if ((rc = venv_find_interpreter(o->interpreter, o->path_env, &id->interp)) < 0) {
 		if (strchr(o->interpreter, '/') != NULL)
 			venv_err(d, "python interpreter \"%s\" not found (or not executable)",
 			         o->interpreter);
@@ -430,26 +427,58 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 			venv_err(d, "python interpreter \"%s\" not found on PATH", o->interpreter);
 		goto out;
 	}
-	if ((real = realpath(interp, NULL)) == NULL) {
+	if ((real = realpath(id->interp, NULL)) == NULL) {
 		rc = -errno;
-		venv_err(d, "python interpreter \"%s\": %s", interp, strerror(-rc));
+		venv_err(d, "python interpreter \"%s\": %s", id->interp, strerror(-rc));
 		goto out;
 	}
-	if ((rc = interpreter_version(o, interp, &version, d)) < 0)
+	if ((rc = interpreter_version(o, id->interp, &id->version, d)) < 0)
 		goto out;
-	reqs = o->requirements[0] == '/' || o->root == NULL
-	               ? xstrdup(o->requirements)
-	               : xasprintf("%s/%s", o->root, o->requirements);
-	if ((rc = fsio_read_file(reqs, &rb)) < 0) {
+	id->reqs = o->requirements[0] == '/' || o->root == NULL
+	                   ? xstrdup(o->requirements)
+	                   : xasprintf("%s/%s", o->root, o->requirements);
+	if ((rc = fsio_read_file(id->reqs, &rb)) < 0) {
 		if (rc == -E2BIG)
-			venv_err(d, "requirements file %s is larger than %u bytes", reqs,
+			venv_err(d, "requirements file %s is larger than %u bytes", id->reqs,
 			         BUF_MAX_CONF);
 		else
-			venv_err(d, "cannot read the requirements file %s: %s", reqs,
+			venv_err(d, "cannot read the requirements file %s: %s", id->reqs,
 			         strerror(-rc));
 		goto out;
 	}
-	venv_key(real, version, rb.data != NULL ? rb.data : "", rb.len, key);
+	venv_key(real, id->version, rb.data != NULL ? rb.data : "", rb.len, id->key);
+out:
+	if (rc < 0)
+		venv_id_clear(id);
+	buf_free(&rb);
+	free(real);
+	return rc;
+}
+
+void
+venv_id_clear(struct venv_id *id)
+{
+	if (id == NULL)
+		return;
+	free(id->interp);
+	free(id->version);
+	free(id->reqs);
+	memset(id, 0, sizeof(*id));
+}
+
+int
+venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
+{
+	char *dir = NULL, *path = NULL, *lockp = NULL;
+	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	struct venv_id id;
+	int fd = -1, rc;
+
+	memset(v, 0, sizeof(*v));
+	v->hold_fd = -1;
+	if ((rc = venv_identify(o, &id, d)) < 0)
+		return rc;
+	const char *key = id.key;
 	dir = xasprintf("%s/venvs", o->state_dir);
 	path = xasprintf("%s/%s", dir, key);
 	lockp = xasprintf("%s.lock", path);
@@ -481,7 +510,7 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 		}
 		if (!venv_ready(path)) {
 			v->build_attempted = true;
-			if ((rc = build(o, interp, version, reqs, path, deadline, d)) < 0)
+			if ((rc = build(o, id.interp, id.version, id.reqs, path, deadline, d)) < 0)
 				goto out;
 			v->built = true;
 		}
@@ -502,19 +531,16 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 	}
 	v->path = path;
 	v->key = xstrdup(key);
-	v->interpreter = interp;
+	v->interpreter = id.interp;
 	v->hold_fd = fd;
-	path = interp = NULL;
+	id.interp = NULL;
+	path = NULL;
 	fd = -1;
 	rc = 0;
 out:
 	if (fd >= 0)
 		close(fd);
-	buf_free(&rb);
-	free(interp);
-	free(real);
-	free(version);
-	free(reqs);
+	venv_id_clear(&id);
 	free(dir);
 	free(path);
 	free(lockp);

@@ -60,6 +60,20 @@ EPH_MUST_CHECK int venv_find_interpreter(const char *name, const char *path_env,
 void venv_key(const char *interp_real, const char *version, const void *reqs, size_t n,
               char out[VENV_KEY_LEN + 1]);
 
+/* What a venv is made of, and so its key. Owned strings (venv_id_clear). */
+struct venv_id {
+	char *interp;  /* the interpreter as found on the PATH (absolute) */
+	char *version; /* its sys.version */
+	char *reqs;    /* the requirements file's path */
+	char key[VENV_KEY_LEN + 1];
+};
+
+/* Finds O->interpreter, asks it its version and reads O->requirements, to know the key of the
+ * venv they make, without building or holding anything (`eph gc` uses it to know which venvs
+ * the jobs can use). 0, or a negative value with one message in D, as venv_prepare. */
+EPH_MUST_CHECK int venv_identify(const struct venv_opts *o, struct venv_id *id, struct diag *d);
+void venv_id_clear(struct venv_id *id); /* NULL is fine */
+
 /* Finds the interpreter, asks it its version (`-c 'import sys; print(sys.version)'`), reads the
  * requirements file, and then holds STATE_DIR/venvs/<key>, building it first if it is not there
  * (INTERPRETER -m venv, then VENV/bin/python -m pip install --disable-pip-version-check -r

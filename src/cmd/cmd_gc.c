@@ -10,10 +10,12 @@
 
 #include <jansson.h>
 
+#include "agent/venv.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
 #include "source/gitrun.h"
 #include "source/source.h"
+#include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -30,14 +32,18 @@ const struct cmd cmd_gc = {
 	        "  worktrees (STATE/src/COMMIT)  every commit but the current tip of the\n"
 	        "                                configured branch (as last fetched; gc does not\n"
 	        "                                fetch)\n"
-	        "  venvs (STATE/venvs/KEY)       those not used for --venv-days days\n"
+	        "  venvs (STATE/venvs/KEY)       those no job's interpreter and requirements\n"
+	        "                                file make (when that cannot be known for\n"
+	        "                                every job, only those unused --venv-days days)\n"
 	        "  mirrors (STATE/mirrors/K.git) those of repositories no longer configured\n"
 	        "Anything a live run holds is kept and listed as busy. The state directory is\n"
 	        "meant for one jobs file: mirrors of another jobs file's repository are removed.\n\n"
 	        "Options:\n"
 	        "  --dry-run      say what would be removed, remove nothing\n"
 	        "  --json         print what was removed and kept as JSON\n"
-	        "  --venv-days N  keep venvs used within the last N days (default 7)\n",
+	        "  --venv-days N  when a job's venv cannot be identified (its interpreter or\n"
+	        "                 requirements file is missing here), keep the venvs used within\n"
+	        "                 the last N days (default 7)\n",
 	.exec = cmd_gc_exec,
 };
 
@@ -157,6 +163,68 @@ gc_last_use(const char *dir, const char *key)
 	return t;
 }
 
+/* The keys of the venvs that the jobs' current configuration makes (json array of strings);
+ * *UNKNOWN tells whether some job's venv could not be identified. ROOT is the source root
+ * the requirements files are read from, NULL when it is not checked out here. */
+static json_t *
+gc_venv_keys(struct cmd_ctx *ctx, const char *state, const char *root, bool *unknown)
+{
+	json_t *keys = json_array();
+	extern char **environ;
+
+	*unknown = false;
+	for (size_t i = 0; i < ctx->conf->njobs; i++) {
+		const struct conf_job *j = &ctx->conf->jobs[i];
+		const char *path_env = getenv("PATH");
+		struct venv_id id;
+		struct diag d;
+
+		if (j->requirements == NULL)
+			continue;
+		if (root == NULL) {
+			*unknown = true;
+			continue;
+		}
+		for (size_t e = 0; e < j->env.n; e++)
+			if (strncmp(j->env.v[e], "PATH=", 5) == 0)
+				path_env = j->env.v[e] + 5;
+		diag_init(&d);
+		struct venv_opts o = {
+			.state_dir = state,
+			.interpreter = j->interpreter != NULL ? j->interpreter : "python3",
+			.requirements = j->requirements,
+			.root = root,
+			.envp = environ,
+			.path_env = path_env,
+			.cancel_fd = -1,
+			.timeout_ms = 30000,
+		};
+		if (venv_identify(&o, &id, &d) == 0) {
+			json_array_append_new(keys, json_string(id.key));
+			venv_id_clear(&id);
+		} else {
+			char *why = d.n > 0 ? diag_format(&d, 0) : xstrdup("eph: unknown");
+
+			fprintf(stderr, "eph gc: the venv of job %s cannot be identified: %s\n",
+			        j->name, strncmp(why, "eph: ", 5) == 0 ? why + 5 : why);
+			free(why);
+			*unknown = true;
+		}
+		diag_free(&d);
+	}
+	return keys;
+}
+
+static bool
+gc_key_in(const json_t *keys, const char *key)
+{
+	size_t i;
+	json_t *k;
+
+	json_array_foreach(keys, i, k) if (strcmp(json_string_value(k), key) == 0) return true;
+	return false;
+}
+
 static int
 cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -170,7 +238,9 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	const struct conf_source *src;
 	char *url = NULL, *key = NULL, *keep_commit = NULL, *keep_mirror = NULL;
 	char *dir, **v, size[32];
-	bool mirrors_known = true;
+	bool mirrors_known = true, venvs_unknown;
+	char *root = NULL;
+	json_t *venv_keys;
 	long venv_days = GC_VENV_DAYS;
 	size_t n;
 	int opt, rc;
@@ -211,7 +281,9 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	/* What the configuration uses: the mirror of source.repo and its branch's tip. */
 	if (src->repo != NULL) {
 		rc = source_repo_url(src->repo, ctx->conf->dir, &url);
-		if (rc == 0) {
+		if (rc == 1) {
+			root = xstrdup(url); /* a plain directory: in place */
+		} else if (rc == 0) {
 			key = source_mirror_key(url);
 			keep_mirror = xasprintf("%s.git", key);
 			char *mirror = xasprintf("%s/mirrors/%s", g.state, keep_mirror);
@@ -246,10 +318,28 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	gc_free_entries(v, n);
 	free(dir);
 
+	if (src->repo == NULL) {
+		root = xstrdup(ctx->conf->dir);
+	} else if (keep_commit != NULL) {
+		char *wt = xasprintf("%s/src/%s", g.state, keep_commit);
+		struct stat st;
+
+		if (stat(wt, &st) == 0)
+			root = wt;
+		else
+			free(wt);
+	}
+	venv_keys = gc_venv_keys(ctx, g.state, root, &venvs_unknown);
 	dir = xasprintf("%s/venvs", g.state);
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (gc_last_use(dir, v[i]) >= time(NULL) - venv_days * 86400) {
+		if (gc_key_in(venv_keys, v[i])) {
+			char *p = xasprintf("%s/%s", dir, v[i]);
+
+			gc_kept(&g, "venv", p, "a job's current interpreter and requirements");
+			free(p);
+		} else if (venvs_unknown &&
+		           gc_last_use(dir, v[i]) >= time(NULL) - venv_days * 86400) {
 			char *p = xasprintf("%s/%s", dir, v[i]);
 			char *why = xasprintf("used within the last %ld days", venv_days);
 
@@ -262,6 +352,8 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	gc_free_entries(v, n);
 	free(dir);
+	json_decref(venv_keys);
+	free(root);
 
 	dir = xasprintf("%s/mirrors", g.state);
 	v = gc_entries(dir, ".git", &n);

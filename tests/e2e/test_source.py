@@ -107,7 +107,8 @@ def test_gc_frees_what_no_job_uses_and_keeps_what_a_live_run_holds(tmp_path, sta
         dry = gc_json(jobs, "--dry-run")
         assert dry["dry_run"] is True
         removed = {os.path.basename(r["path"]) for r in dry["removed"]}
-        assert removed == {old, "stale", f"{mirror_key('file:///elsewhere.git')}.git"}
+        # no job has requirements: no venv can be used
+        assert removed == {old, "stale", "fresh", f"{mirror_key('file:///elsewhere.git')}.git"}
         assert (src / old).exists(), "a dry run removes nothing"
         assert dry["freed_bytes"] >= 150_000
 
@@ -119,7 +120,7 @@ def test_gc_frees_what_no_job_uses_and_keeps_what_a_live_run_holds(tmp_path, sta
         assert not (src / old).exists() and not (src / f"{old}.tmp").exists()
         assert (src / tip).exists(), "the branch's current commit is kept"
         assert (src / held_commit).exists(), "a held worktree is kept"
-        assert not (venvs / "stale").exists() and (venvs / "fresh").exists()
+        assert not (venvs / "stale").exists() and not (venvs / "fresh").exists()
         assert (mirrors / f"{mirror_key(origin.url)}.git").exists()
         assert not (mirrors / f"{mirror_key('file:///elsewhere.git')}.git").exists()
 
@@ -127,6 +128,45 @@ def test_gc_frees_what_no_job_uses_and_keeps_what_a_live_run_holds(tmp_path, sta
     again = gc_json(jobs)
     assert [os.path.basename(r["path"]) for r in again["removed"]] == [held_commit]
     assert not (src / held_commit).exists()
+
+
+def venv_key(interp, reqs: bytes):
+    """The key as docs/rundir.md defines it, computed here independently."""
+    real = os.path.realpath(interp)
+    version = subprocess.run([interp, "-c", "import sys; print(sys.version)"],
+                             capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    h = hashlib.sha256(real.encode() + b"\0" + version.encode() + b"\0" + reqs)
+    return h.hexdigest()[:32]
+
+
+def test_gc_keeps_the_venvs_the_jobs_make_and_only_those(tmp_path, state_dir):
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(textwrap.dedent("""\
+        python:
+          requirements: requirements.txt
+          interpreter: /usr/bin/python3
+        jobs:
+          hello:
+            schedule: "@hourly"
+            run: python -c 'print(1)'
+        """))
+    current = venv_key("/usr/bin/python3", b"# nothing to install\n")
+    venvs = state_dir / "venvs"
+    fill(venvs / current, 10_000)
+    fill(venvs / ("0" * 32), 10_000)  # a venv of an older requirements file, used just now
+    out = gc_json(f)
+    assert [os.path.basename(r["path"]) for r in out["removed"]] == ["0" * 32]
+    assert [(os.path.basename(k["path"]), k["reason"]) for k in out["kept"]] == [
+        (current, "a job's current interpreter and requirements")]
+
+    # an interpreter missing here: what the job needs cannot be known, so recent venvs stay
+    f.write_text(f.read_text().replace("/usr/bin/python3", "/nonexistent/python3"))
+    fill(venvs / ("1" * 32), 10_000)
+    p = run_eph(["-f", f, "gc"])
+    assert p.returncode == 0, p.stderr
+    assert "the venv of job hello cannot be identified" in p.stderr
+    assert (venvs / ("1" * 32)).exists() and (venvs / current).exists()
 
 
 def test_gc_without_source_keeps_nothing_in_the_cache(tmp_path, state_dir):
