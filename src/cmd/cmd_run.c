@@ -15,6 +15,7 @@
 #include "rundir/rundir.h"
 #include "store/store.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -128,6 +129,16 @@ run_summary(const struct run_ctx *rc, const struct store_run *r)
 }
 
 static void
+run_json(const struct store_run *r)
+{
+	json_t *o = cmd_run_json(r);
+
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+	json_decref(o);
+}
+
+static void
 run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *arg)
 {
 	struct run_ctx *rc = arg;
@@ -139,11 +150,7 @@ run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *a
 		rc->exit = EPH_EXIT_FAIL;
 	} else {
 		if (rc->json) {
-			json_t *o = cmd_run_json(final);
-
-			json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-			fputc('\n', stdout);
-			json_decref(o);
+			run_json(final);
 		} else {
 			run_summary(rc, final);
 		}
@@ -166,75 +173,6 @@ run_signal_cb(uv_signal_t *h, int signum)
 		rc->exit = EPH_EXIT_FAIL;
 }
 
-static char *
-run_cwd(const struct conf *c, const struct conf_job *j)
-{
-	if (j->workdir == NULL)
-		return xstrdup(c->dir);
-	if (j->workdir[0] == '/')
-		return xstrdup(j->workdir);
-	return xasprintf("%s/%s", c->dir, j->workdir);
-}
-
-/* Fills SPEC for run ID of job J. The members are owned by SPEC (rundir_spec_free). */
-static void
-run_spec(const struct conf *c, const struct conf_job *j, int64_t id, int64_t now,
-         struct rundir_spec *spec)
-{
-	memset(spec, 0, sizeof(*spec));
-	spec->version = RUNDIR_VERSION;
-	spec->run_id = id;
-	spec->job = xstrdup(j->name);
-	spec->attempt = 1;
-	spec->trigger = xstrdup("manual");
-	spec->scheduled_at = now;
-	if (j->run != NULL) {
-		spec->shell = xstrdup(j->run);
-	} else {
-		spec->argv = xcalloc(j->command.n + 1, sizeof(char *));
-		for (size_t i = 0; i < j->command.n; i++)
-			spec->argv[i] = xstrdup(j->command.v[i]);
-	}
-	spec->env = xcalloc(j->env.n ? j->env.n : 1, sizeof(*spec->env));
-	for (size_t i = 0; i < j->env.n; i++) {
-		const char *eq = strchr(j->env.v[i], '=');
-
-		if (eq == NULL)
-			continue;
-		spec->env[spec->nenv].name = xstrndup(j->env.v[i], (size_t)(eq - j->env.v[i]));
-		spec->env[spec->nenv].value = xstrdup(eq + 1);
-		spec->nenv++;
-	}
-	spec->cwd = run_cwd(c, j);
-	spec->memory = j->memory;
-	spec->timeout = j->timeout;
-	spec->kill_grace = j->kill_grace;
-	spec->enforce = RUNDIR_ENFORCE_AUTO;
-}
-
-/* Makes DIR (and its parents) with mode 0700 where missing. 0 or -errno. */
-static int
-run_mkdirs(const char *dir)
-{
-	char *p = xstrdup(dir);
-	int rc = 0;
-
-	for (char *s = p + 1; rc == 0; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*s = c;
-		if (c == '\0')
-			break;
-	}
-	free(p);
-	return rc;
-}
-
 /* Opens the store for writing, creating the state directory; prints problems. */
 static int
 run_store_open(struct cmd_ctx *ctx, struct store **out)
@@ -245,7 +183,7 @@ run_store_open(struct cmd_ctx *ctx, struct store **out)
 	int rc;
 
 	diag_init(&d);
-	rc = run_mkdirs(runs);
+	rc = fsio_mkdirs(runs, 0700);
 	if (rc < 0)
 		fprintf(stderr, "eph run: cannot create %s: %s\n", runs, strerror(-rc));
 	else if ((rc = store_open(db, out, &d)) < 0)
@@ -275,9 +213,8 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct run_ctx rc = { .print_output = true, .exit = EPH_EXIT_FAIL };
 	struct exec_hooks hooks = { run_output_cb, run_done_cb, run_closed_cb, &rc };
 	const struct exec_ops *ops;
-	struct rundir_spec spec;
 	struct store *st = NULL;
-	struct store_run row;
+	struct diag d;
 	uv_loop_t loop;
 	int64_t id = 0;
 	char *dir = NULL;
@@ -318,30 +255,28 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return EPH_EXIT_FAIL;
 	(void)exec_reconcile(st, NULL); /* record what earlier runs left unrecorded */
 
-	store_run_init(&row);
-	row.job = xstrdup(rc.job->name);
-	row.trigger = STORE_MANUAL;
-	row.executor = xstrdup(ops->name);
-	row.memory_limit = (int64_t)rc.job->memory;
-	err = store_run_create(st, &row, &id);
+	diag_init(&d);
+	err = exec_create(st, cmd_state_dir(ctx), ctx->conf, rc.job,
+	                  &(struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0 }, &id, &dir,
+	                  &d);
 	if (err < 0) {
-		fprintf(stderr, "eph run: cannot record the run: %s\n", store_errmsg(st));
+		diag_print(&d, stderr);
+		diag_free(&d);
 		goto out;
 	}
-	dir = xasprintf("%s/runs/%lld", cmd_state_dir(ctx), (long long)id);
-	run_spec(ctx->conf, rc.job, id, (int64_t)time(NULL), &spec);
-	if ((err = run_mkdirs(dir)) < 0 || (err = rundir_spec_write(dir, &spec)) < 0) {
-		rundir_spec_free(&spec);
-		fprintf(stderr, "eph run: cannot write %s/spec.json: %s\n", dir, strerror(-err));
-		goto out;
-	}
-	rundir_spec_free(&spec);
-	row.id = id;
-	row.state = STORE_PROVISIONING;
-	row.run_dir = xstrdup(dir);
-	row.log_path = xasprintf("%s/%s", dir, RUNDIR_OUTPUT);
-	if ((err = store_run_update(st, id, &row)) < 0) {
-		fprintf(stderr, "eph run: cannot record the run: %s\n", store_errmsg(st));
+	diag_free(&d);
+	if (err == 1) {
+		/* it ended before it could start: the code could not be had */
+		struct store_run final;
+
+		store_run_init(&final);
+		if (store_run_get(st, id, &final) == 0) {
+			if (rc.json)
+				run_json(&final);
+			else
+				run_summary(&rc, &final);
+		}
+		store_run_clear(&final);
 		goto out;
 	}
 
@@ -359,7 +294,6 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (uv_loop_close(&loop) != 0)
 		fprintf(stderr, "eph run: internal error: handles left open\n");
 out:
-	store_run_clear(&row);
 	free(dir);
 	store_close(st);
 	return rc.exit;
