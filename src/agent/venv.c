@@ -23,9 +23,9 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-#define VENV_MAX_RETRIES 8
 #define VENV_VERSION_MAX 4096 /* bytes of `sys.version` kept */
 #define VENV_READ_BUF    (16u << 10)
+#define VENV_KILL_GRACE  2000 /* ms its output is still read after the kill */
 
 static void venv_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
 
@@ -155,7 +155,9 @@ venv_key(const char *interp_real, const char *version, const void *reqs, size_t 
  * Its stdout goes to CAPTURE when not NULL (else to O->out), its stderr to O->out. Returns 0
  * with *STATUS (waitpid's) once it ended and its output is read; -ECANCELED / -ETIMEDOUT (it
  * was killed, with its process group) when O->cancel_fd fired or DEADLINE (monotonic ms; 0 =
- * none) passed; -errno when it could not be started (*WHY: what failed, static). */
+ * none) passed; -errno when it could not be started (*WHY: what failed, static). After the
+ * kill, its output is read for VENV_KILL_GRACE ms at most: a descendant that left the process
+ * group may keep the pipes open for ever. */
 static int
 run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct buf *capture,
           int64_t deadline, int *status, const char **why)
@@ -167,6 +169,7 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 	int fds[2], rc, st; /* its stdout, its stderr */
 	char *rbuf = NULL;
 	bool killed = false;
+	int64_t killed_at = 0;
 	ssize_t n;
 	pid_t pid;
 
@@ -187,24 +190,31 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 	}
 	rbuf = xmalloc(VENV_READ_BUF);
 	for (;;) {
+		/* once killed, the cancel fd (a signalfd stays readable) is no longer watched */
 		struct pollfd pf[3] = { { fds[0], POLLIN, 0 },
 			                { fds[1], POLLIN, 0 },
-			                { o->cancel_fd, POLLIN, 0 } };
+			                { killed ? -1 : o->cancel_fd, POLLIN, 0 } };
 		int wait_ms = -1;
+		int64_t now = mono_ms();
 
 		if (fds[0] < 0 && fds[1] < 0)
 			break;
-		if (deadline > 0) {
-			int64_t left = deadline - mono_ms();
-
-			wait_ms = left > 0 ? (int)(left > 60000 ? 60000 : left) : 0;
-		}
-		if (!killed && deadline > 0 && mono_ms() >= deadline) {
+		if (!killed && deadline > 0 && now >= deadline) {
 			rc = -ETIMEDOUT;
-			killed = true;
 			kill(-pid, SIGKILL);
+			killed = true;
+			killed_at = now;
 		}
-		if (poll(pf, 3, killed ? 1000 : wait_ms) < 0) {
+		if (killed) {
+			if (now - killed_at >= VENV_KILL_GRACE)
+				break; /* what still holds the pipes is not ours to wait for */
+			wait_ms = (int)(killed_at + VENV_KILL_GRACE - now);
+		} else if (deadline > 0) {
+			int64_t left = deadline - now;
+
+			wait_ms = (int)(left > 60000 ? 60000 : left);
+		}
+		if (poll(pf, 3, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
@@ -212,10 +222,11 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 			killed = true;
 			break;
 		}
-		if (!killed && o->cancel_fd >= 0 && (pf[2].revents & POLLIN)) {
+		if (!killed && (pf[2].revents & POLLIN) != 0) {
 			rc = -ECANCELED;
-			killed = true;
 			kill(-pid, SIGKILL);
+			killed = true;
+			killed_at = mono_ms();
 		}
 		for (int s = 0; s < 2; s++) {
 			int *fd = &fds[s];
@@ -469,10 +480,10 @@ venv_id_clear(struct venv_id *id)
 int
 venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 {
-	char *dir = NULL, *path = NULL, *lockp = NULL;
+	char *dir = NULL, *path = NULL, *lockp = NULL, *buildp = NULL;
 	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
 	struct venv_id id;
-	int fd = -1, rc;
+	int fd = -1, bfd = -1, rc;
 
 	memset(v, 0, sizeof(*v));
 	v->hold_fd = -1;
@@ -482,30 +493,34 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 	dir = xasprintf("%s/venvs", o->state_dir);
 	path = xasprintf("%s/%s", dir, key);
 	lockp = xasprintf("%s.lock", path);
+	buildp = xasprintf("%s.build", path);
 	if ((rc = fsio_mkdirs(dir, 0755)) < 0) {
 		venv_err(d, "cannot create %s: %s", dir, strerror(-rc));
 		goto out;
 	}
-	for (int i = 0;; i++) {
-		struct stat a, b;
-
-		if (i == VENV_MAX_RETRIES) {
-			rc = -EAGAIN;
-			venv_err(d, "cannot hold %s: it keeps being removed", path);
-			goto out;
-		}
-		/* fast path: there already; a shared lock keeps it there */
-		if ((fd = source_cache_lock(lockp, true)) < 0) {
-			rc = fd;
-			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-			goto out;
-		}
-		if (venv_ready(path))
-			break;
-		/* build it under LOCK_EX; a concurrent builder has it, and we wait */
-		if (flock(fd, LOCK_EX) < 0) {
-			rc = -errno;
-			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+	/* The hold: LOCK_SH, kept from here on, so no one removes the venv meanwhile. */
+	if ((fd = source_cache_lock(lockp, true)) < 0) {
+		rc = fd;
+		venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+		goto out;
+	}
+	if (!venv_ready(path)) {
+		/* Missing: build it under the build lock, after looking again (a concurrent
+		 * caller may have built it while we waited, as long as its build, not its run). */
+		if ((bfd = source_cache_build_lock(buildp, o->cancel_fd, deadline)) < 0) {
+			rc = bfd;
+			if (rc == -ECANCELED)
+				venv_err(
+				        d,
+				        "cancelled while waiting for another run to build the venv");
+			else if (rc == -ETIMEDOUT)
+				venv_err(
+				        d,
+				        "waiting for another run to build the venv took longer than the "
+				        "run's timeout (%lld s)",
+				        (long long)(o->timeout_ms / 1000));
+			else
+				venv_err(d, "cannot lock %s: %s", buildp, strerror(-rc));
 			goto out;
 		}
 		if (!venv_ready(path)) {
@@ -514,21 +529,10 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 				goto out;
 			v->built = true;
 		}
-		if (flock(fd, LOCK_SH) < 0) {
-			rc = -errno;
-			venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-			goto out;
-		}
-		/* the conversion is not atomic: gc may have removed it in between */
-		if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino &&
-		    venv_ready(path))
-			break;
-		close(fd);
-		fd = -1;
+		close(bfd);
+		bfd = -1;
 	}
-	if (source_cache_touch(fd) < 0) {
-		/* only gc's idea of its last use suffers */
-	}
+	source_cache_touch(fd);
 	v->path = path;
 	v->key = xstrdup(key);
 	v->interpreter = id.interp;
@@ -538,12 +542,15 @@ venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 	fd = -1;
 	rc = 0;
 out:
+	if (bfd >= 0)
+		close(bfd);
 	if (fd >= 0)
 		close(fd);
 	venv_id_clear(&id);
 	free(dir);
 	free(path);
 	free(lockp);
+	free(buildp);
 	return rc;
 }
 

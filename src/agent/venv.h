@@ -2,14 +2,14 @@
  * requirements file content), built once under STATE/venvs/<key> and shared by every run that
  * needs the same one (docs/rundir.md, "The runtime phase").
  *
- * Cache convention: the one of src/source/source.h (STATE/venvs/<key>.lock: LOCK_EX to build or
- * remove, LOCK_SH held by each live run, mtime = last use). One difference: a venv cannot be
- * built aside and renamed, because pip writes the venv's absolute path into the shebang of
- * every script it installs (bin/pip, console scripts) and into bin/activate; so it is built in
- * place under LOCK_EX and counts as present only once its marker file VENV_READY is written,
+ * Cache convention: the one of src/source/source.h (STATE/venvs/<key>.lock: LOCK_SH held by
+ * each live run, and by a builder while it builds, LOCK_EX|LOCK_NB to remove, mtime = last
+ * use; STATE/venvs/<key>.build: LOCK_EX to build). One difference: a venv cannot be built
+ * aside and renamed, because pip writes the venv's absolute path into the shebang of every
+ * script it installs (bin/pip, console scripts) and into bin/activate; so it is built in place
+ * under the build lock and counts as present only once its marker file VENV_READY is written,
  * last. A failed build is removed at once; a crash's leftover (no marker) is removed by the
- * next build (or by `eph gc`). Readers never see a half-built venv: they need LOCK_SH and the
- * marker. */
+ * next build (or by `eph gc`). Readers never use a half-built venv: they need the marker. */
 #ifndef EPH_AGENT_VENV_H
 #define EPH_AGENT_VENV_H
 #include <stdbool.h>
@@ -79,10 +79,11 @@ void venv_id_clear(struct venv_id *id); /* NULL is fine */
  * (INTERPRETER -m venv, then VENV/bin/python -m pip install --disable-pip-version-check -r
  * REQUIREMENTS, with O->envp and ROOT as the working directory; its output to O->out, preceded
  * by an "eph: building venv ..." line). Concurrent callers for one key build it once: the
- * others wait for the lock and use it. Returns 0 and fills V (venv_release), or a negative
- * value with one message in D: -ENOENT the interpreter is not found, -EIO the interpreter does
- * not run or the build failed (nothing of it is left), -ECANCELED O->cancel_fd fired,
- * -ETIMEDOUT the build outlasted O->timeout_ms, other -errno from the file system. */
+ * others wait for the build (not for the builder's run), cancellably, and use it. Returns 0 and
+ * fills V (venv_release), or a negative value with one message in D: -ENOENT the interpreter is not
+ * found, -EIO the interpreter does not run or the build failed (nothing of it is left), -ECANCELED
+ * O->cancel_fd fired, -ETIMEDOUT the build outlasted O->timeout_ms, other -errno from the file
+ * system. */
 EPH_MUST_CHECK int venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d);
 /* Closes the hold and frees V's members; NULL is fine. */
 void venv_release(struct venv *v);

@@ -35,7 +35,8 @@ const struct cmd cmd_gc = {
 	        "  venvs (STATE/venvs/KEY)       those no job's interpreter and requirements\n"
 	        "                                file make (when that cannot be known for\n"
 	        "                                every job, only those unused --venv-days days)\n"
-	        "  mirrors (STATE/mirrors/K.git) those of repositories no longer configured\n"
+	        "  mirrors (STATE/mirrors/K.git) those of repositories no longer configured (kept\n"
+	        "                                while a held worktree borrows their objects)\n"
 	        "Anything a live run holds is kept and listed as busy. The state directory is\n"
 	        "meant for one jobs file: mirrors of another jobs file's repository are removed.\n\n"
 	        "Options:\n"
@@ -65,13 +66,16 @@ gc_kept(struct gc *g, const char *kind, const char *path, const char *reason)
 		printf("kept %s %s: %s\n", kind, path, reason);
 }
 
-/* Removes DIR/KEY (an entry of the cache convention, source.h) unless held. */
+/* Removes DIR/KEY (an entry of the cache convention, source.h) unless held; a mirror also
+ * unless a worktree borrows its objects. */
 static void
 gc_remove(struct gc *g, const char *kind, const char *dir, const char *key)
 {
 	char *path = xasprintf("%s/%s", dir, key);
 	uint64_t bytes = 0;
-	int rc = source_cache_remove(dir, key, g->dry_run, &bytes);
+	int rc = strcmp(kind, "mirror") == 0
+	                 ? source_mirror_remove(g->state, key, g->dry_run, &bytes)
+	                 : source_cache_remove(dir, key, g->dry_run, &bytes);
 	char size[32];
 
 	if (rc == 0) {
@@ -84,6 +88,8 @@ gc_remove(struct gc *g, const char *kind, const char *dir, const char *key)
 			       path, size);
 	} else if (rc == -EBUSY) {
 		gc_kept(g, kind, path, "in use by a live run");
+	} else if (rc == -ENOTEMPTY) {
+		gc_kept(g, kind, path, "a worktree a live run holds borrows its objects");
 	} else if (rc != -ENOENT) {
 		fprintf(stderr, "eph gc: cannot remove %s: %s\n", path, strerror(-rc));
 		g->errors++;
@@ -92,7 +98,7 @@ gc_remove(struct gc *g, const char *kind, const char *dir, const char *key)
 }
 
 /* The entries of DIR: names with SUFFIX (".git", or "" for any directory), with ".tmp"
- * leftovers folded into their entry, without lock files. Sorted; caller frees. */
+ * leftovers folded into their entry, without lock files (.lock, .build). Sorted; caller frees. */
 static char **
 gc_entries(const char *dir, const char *suffix, size_t *n)
 {
@@ -112,7 +118,8 @@ gc_entries(const char *dir, const char *suffix, size_t *n)
 			continue;
 		if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0)
 			len -= 4;
-		else if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0)
+		else if ((len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0) ||
+		         (len > 6 && strcmp(e->d_name + len - 6, ".build") == 0))
 			continue;
 		name = xstrndup(e->d_name, len);
 		if (len <= sl || strcmp(name + len - sl, suffix) != 0 ||

@@ -23,12 +23,13 @@
 #include "sched/tz.h"
 #include "util/buf.h"
 #include "util/diag.h"
+#include "util/redact.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
 #define CONF_JOB_NAME_MAX 64
-#define CONF_MAX_JOBS     1000
-#define CONF_MAX_ENV      256 /* variables of one job */
+#define CONF_MAX_JOBS     20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
+#define CONF_MAX_ENV      256   /* variables of one job */
 /* Bytes of strings the file may expand to once aliases are followed: a guard against
  * "billion laughs" (an alias to a big env mapping, used by every one of many jobs). */
 #define CONF_EXPAND_MAX   (64u << 20)
@@ -129,10 +130,15 @@ quote(const char *s, size_t len)
 	return buf_steal(&b);
 }
 
+/* S quoted for a message, without the userinfo of any URL in it (a value echoed in an error
+ * must not show a password). Caller frees. */
 static char *
 quote0(const char *s)
 {
-	return quote(s, strlen(s));
+	char *clean = redact_url(s), *q = quote(clean, strlen(clean));
+
+	free(clean);
+	return q;
 }
 
 /* ---- values ---- */
@@ -1195,6 +1201,16 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 			free(s);
 			return;
 		}
+		q = strstr(s, "://") + 3;
+		if (memchr(q, '@', strcspn(q, "/?#")) != NULL) {
+			/* the value is not echoed: it holds a password or a user name */
+			diag_error(
+			        p->d, conf_pos(p, v),
+			        "\"smtp\" must not hold a user name or password (USER[:PASSWORD]@): "
+			        "set mail.username and mail.password_file instead");
+			free(s);
+			return;
+		}
 		free(m->smtp);
 		m->smtp = s;
 		return;
@@ -1336,7 +1352,7 @@ job_cmp(const void *a, const void *b)
 static void
 conf_init_defaults(struct conf *c)
 {
-	c->source.refresh = 60;
+	c->source.refresh = 30;
 	c->source.on_fetch_error = CONF_FETCH_USE_LAST;
 	c->source.fetch_timeout = 120;
 	c->source.keep_worktrees = 5;

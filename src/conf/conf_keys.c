@@ -45,7 +45,7 @@ static const struct conf_key source_keys[] = {
 	  "git URL or local path of the repository" },
 	{ "branch", CK_STR, K_OTHER, offsetof(struct conf_source, branch), 0, 0, NULL,
 	  "the remote's default branch", "branch each run is pinned from" },
-	{ "refresh", CK_DUR, K_OTHER, offsetof(struct conf_source, refresh), 1, DUR_MAX, NULL, "1m",
+	{ "refresh", CK_DUR, K_OTHER, offsetof(struct conf_source, refresh), 1, DUR_MAX, NULL, "30s",
 	  "how often the mirror is fetched" },
 	{ "on_fetch_error", CK_ENUM, K_OTHER, offsetof(struct conf_source, on_fetch_error), 0, 0,
 	  fetch_error_values, "use_last",

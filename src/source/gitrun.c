@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 extern char **environ;
@@ -258,29 +259,5 @@ gitrun_why(const struct gitrun_result *r, int64_t timeout_ms)
 char *
 gitrun_redact(const char *text)
 {
-	struct buf b;
-	const char *p;
-
-	if (text == NULL)
-		return NULL;
-	buf_init(&b, BUF_MAX_UNLIMITED);
-	p = text;
-	for (;;) {
-		const char *sep = strstr(p, "://"), *auth, *end, *at = NULL;
-
-		if (sep == NULL) {
-			if (buf_puts(&b, p) < 0)
-				abort(); /* no limit */
-			break;
-		}
-		auth = sep + 3;
-		end = auth + strcspn(auth, "/ \t\r\n'\"<>`?#");
-		for (const char *q = auth; q < end; q++)
-			if (*q == '@')
-				at = q;
-		if (buf_append(&b, p, (size_t)(auth - p)) < 0)
-			abort(); /* no limit */
-		p = at != NULL ? at + 1 : auth;
-	}
-	return buf_steal(&b);
+	return redact_url(text);
 }

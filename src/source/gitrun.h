@@ -33,8 +33,7 @@ void gitrun_result_free(struct gitrun_result *r); /* frees the members; NULL is 
  * "make sure you have the correct access rights" boilerplate left out; at most 1 KiB), or
  * "git timed out after Ns", or the exit status / signal when stderr is empty. Caller frees. */
 char *gitrun_why(const struct gitrun_result *r, int64_t timeout_ms);
-/* Returns a copy of TEXT in which every "SCHEME://USERINFO@" has lost its USERINFO@, so that
- * "https://user:token@host/x" reads "https://host/x". Caller frees. NULL gives NULL. */
+/* redact_url() (util/redact.h): TEXT without the userinfo of any URL in it. Caller frees. */
 char *gitrun_redact(const char *text);
 
 #endif

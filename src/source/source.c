@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,11 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-#define SOURCE_STATE_FILE  "eph-state.json"
-#define SOURCE_LOCAL_MS    (10 * 60 * 1000) /* local git commands: far beyond need */
-#define SOURCE_SUBMOD_MS   (30 * 60 * 1000) /* submodules are fetched from their remotes */
-#define SOURCE_MAX_RETRIES 8
+#define SOURCE_STATE_FILE    "eph-state.json"
+#define SOURCE_LOCAL_MS      (10 * 60 * 1000) /* local git commands: far beyond need */
+#define SOURCE_SUBMOD_MS     (30 * 60 * 1000) /* submodules are fetched from their remotes */
+#define SOURCE_MAX_RETRIES   8
+#define SOURCE_BUILD_POLL_MS 20 /* waiting for a build lock with a cancel fd or a deadline */
 
 static void source_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
 
@@ -52,8 +54,6 @@ source_err(struct diag *d, const char *fmt, ...)
 	free(msg);
 }
 
-static void source_rmtree_quiet(const char *path);
-
 static bool
 source_is_dir(const char *path)
 {
@@ -68,6 +68,15 @@ source_exists(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0;
+}
+
+static int64_t
+source_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static double
@@ -305,7 +314,10 @@ source_format_time(double t, char *out, size_t n)
 		strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Clones URL into MIRROR (aside, then renamed) or fetches it. 0, or -EIO with *WHY. */
+/* Clones URL into MIRROR (aside, then renamed) or fetches it. 0, or -EIO with *WHY.
+ * Worktrees borrow the mirror's objects (clone --shared), so git must never delete objects in
+ * a mirror by itself: the clone sets gc.auto=0 and maintenance.auto=false in the mirror's
+ * config, and the fetch says so again on its command line (for mirrors made before). */
 static int
 source_fetch(const char *url, const char *mirror, bool exists, int64_t timeout_ms, char **why)
 {
@@ -313,15 +325,23 @@ source_fetch(const char *url, const char *mirror, bool exists, int64_t timeout_m
 	int rc;
 
 	if (exists) {
-		const char *a[] = { "--git-dir", mirror,   "fetch", "--prune",
-			            "--quiet",   "origin", NULL };
+		const char *a[] = { "-c",        "gc.auto=0", "-c",    "maintenance.auto=false",
+			            "--git-dir", mirror,      "fetch", "--prune",
+			            "--quiet",   "origin",    NULL };
 
 		return source_git(a, timeout_ms, NULL, why);
 	}
 	tmp = xasprintf("%s.tmp", mirror);
-	source_rmtree_quiet(tmp);
+	if ((rc = source_rmtree(tmp)) < 0) {
+		*why = xasprintf("cannot remove the leftover %s: %s", tmp, strerror(-rc));
+		free(tmp);
+		return -EIO;
+	}
 	{
-		const char *a[] = { "clone", "--mirror", "--quiet", "--", url, tmp, NULL };
+		const char *a[] = { "clone",     "--mirror", "--config",
+			            "gc.auto=0", "--config", "maintenance.auto=false",
+			            "--quiet",   "--",       url,
+			            tmp,         NULL };
 
 		rc = source_git(a, timeout_ms, NULL, why);
 	}
@@ -329,8 +349,9 @@ source_fetch(const char *url, const char *mirror, bool exists, int64_t timeout_m
 		rc = -errno;
 		*why = xasprintf("cannot rename %s: %s", tmp, strerror(errno));
 	}
-	if (rc < 0)
-		source_rmtree_quiet(tmp);
+	/* a leftover the removal cannot take is met again (and reported) by the next clone */
+	if (rc < 0 && source_rmtree(tmp) < 0)
+		rc = -EIO;
 	free(tmp);
 	return rc < 0 ? -EIO : 0;
 }
@@ -565,14 +586,6 @@ source_pin_clear(struct source_pin *pin)
 
 /* ---- cache entries ---- */
 
-/* Removes a leftover PATH whose failure only leaves it for the next attempt or `eph gc`. */
-static void
-source_rmtree_quiet(const char *path)
-{
-	if (source_rmtree(path) < 0)
-		return;
-}
-
 int
 source_cache_lock(const char *lock_path, bool shared)
 {
@@ -600,10 +613,62 @@ source_cache_lock(const char *lock_path, bool shared)
 	return -EAGAIN;
 }
 
-int
+void
 source_cache_touch(int fd)
 {
-	return futimens(fd, NULL) < 0 ? -errno : 0;
+	/* best effort: when it fails, only the LRU order (prune, gc --venv-days) suffers */
+	(void)futimens(fd, NULL);
+}
+
+int
+source_cache_build_lock(const char *build_path, int cancel_fd, int64_t deadline_ms)
+{
+	int fd = open(build_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (cancel_fd < 0 && deadline_ms <= 0) {
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				rc = -errno;
+				close(fd);
+				return rc;
+			}
+		}
+		return fd;
+	}
+	/* flock cannot be interrupted by an fd: try, then wait a little on CANCEL_FD */
+	for (;;) {
+		struct pollfd pf = { cancel_fd, POLLIN, 0 };
+		int wait_ms = SOURCE_BUILD_POLL_MS;
+
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		if (deadline_ms > 0) {
+			int64_t left = deadline_ms - source_mono_ms();
+
+			if (left <= 0) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			if (left < wait_ms)
+				wait_ms = (int)left;
+		}
+		if (poll(&pf, cancel_fd >= 0 ? 1 : 0, wait_ms) < 0 && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+		if (cancel_fd >= 0 && (pf.revents & POLLIN) != 0) {
+			rc = -ECANCELED;
+			break;
+		}
+	}
+	close(fd);
+	return rc;
 }
 
 static uint64_t source_du_total;
@@ -622,8 +687,8 @@ uint64_t
 source_du(const char *path)
 {
 	source_du_total = 0;
-	if (nftw(path, source_du_cb, 32, FTW_PHYS) != 0)
-		return source_du_total;
+	/* what cannot be read counts as nothing: a missing PATH is 0 bytes */
+	(void)nftw(path, source_du_cb, 32, FTW_PHYS);
 	return source_du_total;
 }
 
@@ -672,11 +737,16 @@ source_rmtree(const char *path)
 	return source_rm_at(AT_FDCWD, path);
 }
 
-int
-source_cache_remove(const char *dir, const char *key, bool dry_run, uint64_t *freed)
+/* Tells, under the entry's LOCK_EX, whether something outside the lock still needs it: a
+ * negative value refuses the removal with that value. */
+typedef int (*source_refuse_fn)(const char *path, void *arg);
+
+static int
+source_cache_remove_unless(const char *dir, const char *key, bool dry_run, uint64_t *freed,
+                           source_refuse_fn refuse, void *arg)
 {
 	char *path = xasprintf("%s/%s", dir, key), *tmp = xasprintf("%s.tmp", path);
-	char *lockp = xasprintf("%s.lock", path);
+	char *lockp = xasprintf("%s.lock", path), *buildp = xasprintf("%s.build", path);
 	struct stat a, b;
 	int fd = -1, rc = 0;
 
@@ -699,11 +769,16 @@ source_cache_remove(const char *dir, const char *key, bool dry_run, uint64_t *fr
 			goto out;
 		}
 	}
+	if (refuse != NULL && (rc = refuse(path, arg)) < 0)
+		goto out;
 	if (freed != NULL)
 		*freed += source_du(path) + source_du(tmp);
 	if (!dry_run) {
 		if ((rc = source_rmtree(tmp)) < 0 || (rc = source_rmtree(path)) < 0)
 			goto out;
+		/* No one holds LOCK_SH on the hold lock, and the build lock is only taken under
+		 * it: no one is building either. An unlink that fails leaves an empty file. */
+		(void)unlink(buildp);
 		(void)unlink(lockp);
 	}
 out:
@@ -712,6 +787,113 @@ out:
 	free(path);
 	free(tmp);
 	free(lockp);
+	free(buildp);
+	return rc;
+}
+
+int
+source_cache_remove(const char *dir, const char *key, bool dry_run, uint64_t *freed)
+{
+	return source_cache_remove_unless(dir, key, dry_run, freed, NULL, NULL);
+}
+
+/* true when the worktree (or unfinished worktree) WT borrows objects from the directory of
+ * OBJ (a stat of MIRROR/objects): a line of WT/.git/objects/info/alternates names it. */
+static bool
+source_borrows(const char *wt, const struct stat *obj)
+{
+	char *p = xasprintf("%s/.git/objects/info/alternates", wt);
+	FILE *f = fopen(p, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	bool yes = false;
+
+	free(p);
+	if (f == NULL)
+		return false;
+	while (!yes && (n = getline(&line, &cap, f)) > 0) {
+		struct stat st;
+
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		yes = stat(line, &st) == 0 && st.st_dev == obj->st_dev && st.st_ino == obj->st_ino;
+	}
+	free(line);
+	fclose(f);
+	return yes;
+}
+
+struct source_mirror_check {
+	const char *srcdir;
+	bool dry_run; /* count only the worktrees a live run holds: gc removes the others first */
+};
+
+/* true when someone holds LOCK_PATH (LOCK_SH or LOCK_EX). */
+static bool
+source_is_held(const char *lock_path)
+{
+	int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+	bool held;
+
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_EX | LOCK_NB) < 0;
+	close(fd);
+	return held;
+}
+
+/* source_refuse_fn for a mirror: -ENOTEMPTY while a worktree of STATE/src borrows from it. */
+static int
+source_mirror_refuse(const char *mirror, void *arg)
+{
+	const struct source_mirror_check *c = arg;
+	const char *srcdir = c->srcdir;
+	char *objects = xasprintf("%s/objects", mirror);
+	struct stat obj;
+	DIR *dir;
+	struct dirent *e;
+	int rc = 0;
+
+	if (stat(objects, &obj) < 0) {
+		free(objects);
+		return 0; /* nothing to borrow from */
+	}
+	free(objects);
+	if ((dir = opendir(srcdir)) == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while (rc == 0 && (e = readdir(dir)) != NULL) {
+		char *wt;
+
+		if (e->d_name[0] == '.' || strstr(e->d_name, ".lock") != NULL ||
+		    strstr(e->d_name, ".build") != NULL)
+			continue;
+		wt = xasprintf("%s/%s", srcdir, e->d_name);
+		if (source_borrows(wt, &obj)) {
+			size_t len = strlen(wt);
+			char *lockp = len > 4 && strcmp(wt + len - 4, ".tmp") == 0
+			                      ? xasprintf("%.*s.lock", (int)(len - 4), wt)
+			                      : xasprintf("%s.lock", wt);
+
+			if (!c->dry_run || source_is_held(lockp))
+				rc = -ENOTEMPTY;
+			free(lockp);
+		}
+		free(wt);
+	}
+	closedir(dir);
+	return rc;
+}
+
+int
+source_mirror_remove(const char *state_dir, const char *name, bool dry_run, uint64_t *freed)
+{
+	char *mdir = xasprintf("%s/mirrors", state_dir), *srcdir = xasprintf("%s/src", state_dir);
+	struct source_mirror_check c = { srcdir, dry_run };
+	int rc = source_cache_remove_unless(mdir, name, dry_run, freed, source_mirror_refuse, &c);
+
+	free(mdir);
+	free(srcdir);
 	return rc;
 }
 
@@ -777,22 +959,34 @@ source_prune(const char *srcdir, int keep)
 	if (n > 0)
 		qsort(v, n, sizeof(*v), source_lru_cmp);
 	for (size_t i = 0; i < n; i++) {
-		if (i >= (size_t)keep && source_cache_remove(srcdir, v[i].name, false, NULL) < 0) {
-			/* held by a live run (-EBUSY), or gone: skipped */
-		}
+		int rc =
+		        i >= (size_t)keep ? source_cache_remove(srcdir, v[i].name, false, NULL) : 0;
+
+		/* One held by a live run (-EBUSY) or gone (-ENOENT) is skipped; another error
+		 * (the file system refuses) would meet the rest too: they wait for `eph gc`. */
+		if (rc < 0 && rc != -EBUSY && rc != -ENOENT)
+			keep = INT_MAX;
 		free(v[i].name);
 	}
 	free(v);
 }
 
-/* Builds the checkout of COMMIT at PATH (aside in PATH.tmp). 0, or -errno with D. */
+/* Builds the checkout of COMMIT at PATH (aside in PATH.tmp). 0, or -errno with D. The mirror
+ * is held (LOCK_SH on its lock) meanwhile, so that `eph gc` cannot remove it during the clone;
+ * once built, the worktree's alternates name the mirror, and gc keeps a mirror that a
+ * worktree borrows from (source_mirror_remove). */
 static int
 source_build(const char *mirror, const char *commit, const char *path, struct diag *d)
 {
 	char *tmp = xasprintf("%s.tmp", path), *gm = xasprintf("%s/.gitmodules", tmp);
-	char *why = NULL, *origin = NULL;
-	int rc;
+	char *why = NULL, *origin = NULL, *mlock = xasprintf("%s.lock", mirror);
+	int rc, mfd;
 
+	if ((mfd = source_cache_lock(mlock, true)) < 0) {
+		rc = mfd;
+		source_err(d, "cannot lock %s: %s", mlock, strerror(-rc));
+		goto out;
+	}
 	if ((rc = source_rmtree(tmp)) < 0) {
 		source_err(d, "cannot remove %s: %s", tmp, strerror(-rc));
 		goto out;
@@ -864,12 +1058,16 @@ source_build(const char *mirror, const char *commit, const char *path, struct di
 		goto out;
 	}
 out:
-	if (rc < 0)
-		source_rmtree_quiet(tmp);
+	/* a leftover the removal cannot take is met again (and reported) by the next build */
+	if (rc < 0 && mfd >= 0 && source_rmtree(tmp) < 0)
+		source_err(d, "cannot remove %s either", tmp);
+	if (mfd >= 0)
+		close(mfd);
 	free(tmp);
 	free(gm);
 	free(why);
 	free(origin);
+	free(mlock);
 	return rc;
 }
 
@@ -877,8 +1075,8 @@ int
 source_checkout(const char *state_dir, const char *mirror, const char *commit, int keep,
                 struct source_worktree *wt, struct diag *d)
 {
-	char *srcdir = NULL, *path = NULL, *lockp = NULL;
-	int fd = -1, rc;
+	char *srcdir = NULL, *path = NULL, *lockp = NULL, *buildp = NULL;
+	int fd = -1, bfd = -1, rc;
 
 	memset(wt, 0, sizeof(*wt));
 	wt->hold_fd = -1;
@@ -889,32 +1087,23 @@ source_checkout(const char *state_dir, const char *mirror, const char *commit, i
 	srcdir = xasprintf("%s/src", state_dir);
 	path = xasprintf("%s/%s", srcdir, commit);
 	lockp = xasprintf("%s.lock", path);
+	buildp = xasprintf("%s.build", path);
 	if ((rc = fsio_mkdirs(srcdir, 0700)) < 0) {
 		source_err(d, "cannot create %s: %s", srcdir, strerror(-rc));
 		goto out;
 	}
-	for (int i = 0;; i++) {
-		struct stat a, b;
-
-		if (i == SOURCE_MAX_RETRIES) {
-			rc = -EAGAIN;
-			source_err(d, "cannot hold %s: it keeps being removed", path);
-			goto out;
-		}
-		/* Fast path: already there; a shared lock, then check it stayed. */
-		fd = source_cache_lock(lockp, true);
-		if (fd < 0) {
-			rc = fd;
-			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-			goto out;
-		}
-		if (source_is_dir(path))
-			break;
-		/* Build it under LOCK_EX (turning the lock over is not atomic, which the
-		 * inode check below covers). */
-		if (flock(fd, LOCK_EX) < 0) {
-			rc = -errno;
-			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+	/* The hold: LOCK_SH, kept from here on, so no one removes the entry meanwhile. */
+	if ((fd = source_cache_lock(lockp, true)) < 0) {
+		rc = fd;
+		source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+		goto out;
+	}
+	if (!source_is_dir(path)) {
+		/* Missing: build it under the build lock, after looking again (a concurrent
+		 * caller may have built it while we waited for the lock). */
+		if ((bfd = source_cache_build_lock(buildp, -1, 0)) < 0) {
+			rc = bfd;
+			source_err(d, "cannot lock %s: %s", buildp, strerror(-rc));
 			goto out;
 		}
 		if (!source_is_dir(path)) {
@@ -922,20 +1111,10 @@ source_checkout(const char *state_dir, const char *mirror, const char *commit, i
 				goto out;
 			wt->built = true;
 		}
-		if (flock(fd, LOCK_SH) < 0) {
-			rc = -errno;
-			source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-			goto out;
-		}
-		if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino &&
-		    source_is_dir(path))
-			break;
-		close(fd);
-		fd = -1;
+		close(bfd);
+		bfd = -1;
 	}
-	if (source_cache_touch(fd) < 0) {
-		/* only the LRU order suffers */
-	}
+	source_cache_touch(fd);
 	if (keep > 0)
 		source_prune(srcdir, keep);
 	wt->path = path;
@@ -944,11 +1123,14 @@ source_checkout(const char *state_dir, const char *mirror, const char *commit, i
 	fd = -1;
 	rc = 0;
 out:
+	if (bfd >= 0)
+		close(bfd);
 	if (fd >= 0)
 		close(fd);
 	free(srcdir);
 	free(path);
 	free(lockp);
+	free(buildp);
 	return rc;
 }
 

@@ -5,14 +5,22 @@
  * tells the whole story; this header is the contract.
  *
  * Cache entries (worktrees here, venvs in the agent) share one locking convention, so that
- * `eph gc` and the pruning after a checkout never remove what a live run uses:
+ * `eph gc` and the pruning after a checkout never remove what a live run uses, and a run
+ * waits for another's build, never for another's whole run:
  *   DIR/<key>        the entry, made aside and renamed into place, never modified after;
- *   DIR/<key>.lock   its lock file: LOCK_EX while building it or removing it, LOCK_SH held by
- *                    every live run that uses it (for the run's whole life), and its mtime is
+ *   DIR/<key>.lock   its hold lock: LOCK_SH held by every user, from before it looks for the
+ *                    entry to the end of its run (so also while it builds it); a remover
+ *                    takes LOCK_EX|LOCK_NB, and gives up when anyone holds it. Its mtime is
  *                    the entry's last use (LRU order).
- * Lock files are removed only by whoever removes the entry, while holding LOCK_EX; a holder
- * therefore checks, once it has its lock, that the path still names the inode it locked, and
- * starts again if not (source_cache_lock does). */
+ *   DIR/<key>.build  its build lock: LOCK_EX, taken under the hold lock by whoever finds the
+ *                    entry missing, who looks again once it has it (the previous holder may
+ *                    have built it) and builds only if it is still missing.
+ * Lock files are removed only by whoever removes the entry, while holding LOCK_EX on the hold
+ * lock; a holder therefore checks, once it has the hold lock, that the path still names the
+ * inode it locked, and starts again if not (source_cache_lock does). Since no one holds the
+ * build lock without the hold lock, the remover never races a build.
+ * Mirrors (STATE/mirrors/<key>.git) follow it too, with one difference: a fetch modifies the
+ * mirror in place under LOCK_EX on its lock; a checkout holds LOCK_SH while it clones. */
 #ifndef EPH_SOURCE_SOURCE_H
 #define EPH_SOURCE_SOURCE_H
 #include <stdbool.h>
@@ -91,14 +99,15 @@ struct source_worktree {
 /* Agent side: makes sure STATE_DIR/src/COMMIT holds a checkout of COMMIT from MIRROR (with its
  * submodules, recursively, when it has a .gitmodules; they are fetched from the URLs the
  * repository names, relative ones against the mirror's own remote), then holds it for the
- * caller. The checkout is made once: under LOCK_EX on STATE/src/COMMIT.lock, built aside in
- * STATE/src/COMMIT.tmp (a leftover of a crash is removed first), made read-only (no write bit
- * on any file or directory, so a run cannot modify what other runs share; it writes in its
- * run directory or elsewhere), then renamed into place; a concurrent caller waits, then finds
- * it. The worktree is a `git clone --shared` of the mirror at a detached HEAD = COMMIT, so
- * `git rev-parse HEAD` works in it. The lock is then turned into LOCK_SH (WT->hold_fd) and its
- * mtime set to now (last use). Finally, when KEEP > 0, worktrees past the KEEP most recently
- * used are removed, least recently used first, skipping any a live run holds.
+ * caller. It takes LOCK_SH on STATE/src/COMMIT.lock (WT->hold_fd) first; the checkout is made
+ * once, under LOCK_EX on STATE/src/COMMIT.build (with LOCK_SH on the mirror's lock): built
+ * aside in STATE/src/COMMIT.tmp (a leftover of a crash is removed first), made read-only (no
+ * write bit on any file or directory, so a run cannot modify what other runs share; it writes
+ * in its run directory or elsewhere), then renamed into place; a concurrent caller waits for
+ * the build only, then finds it. The worktree is a `git clone --shared` of the mirror at a
+ * detached HEAD = COMMIT, so `git rev-parse HEAD` works in it. The hold lock's mtime is set to
+ * now (last use). Finally, when KEEP > 0, worktrees past the KEEP most recently used are
+ * removed, least recently used first, skipping any a live run holds.
  * Returns 0 and fills WT (source_worktree_release), or -errno with one message in D: -EINVAL
  * when COMMIT is not a hex commit id, -EIO when git failed (the commit is not in the mirror,
  * a submodule cannot be fetched: the message says why), other -errno from the file system. */
@@ -112,14 +121,32 @@ void source_worktree_release(struct source_worktree *wt);
  * and checks it still names the file locked (else retries). Returns the fd (O_CLOEXEC) or
  * -errno. */
 EPH_MUST_CHECK int source_cache_lock(const char *lock_path, bool shared);
-/* Sets the entry's last use (LOCK_PATH's mtime) to now through the held FD. 0 or -errno. */
-EPH_MUST_CHECK int source_cache_touch(int fd);
-/* Removes DIR/KEY and DIR/KEY.lock if no one holds the lock (LOCK_EX|LOCK_NB). Adds the bytes
+/* Sets the entry's last use (LOCK_PATH's mtime) to now through the held FD; best effort (a
+ * failure only spoils the LRU order). */
+void source_cache_touch(int fd);
+/* Opens (creating, mode 0600) BUILD_PATH, DIR/<key>.build, and takes LOCK_EX on it, waiting
+ * for a concurrent builder; call it while holding LOCK_SH on DIR/<key>.lock, then look for the
+ * entry again. With CANCEL_FD (-1: none) or DEADLINE_MS (CLOCK_MONOTONIC ms; 0: none), the
+ * wait polls the lock every few ms and gives up with -ECANCELED once CANCEL_FD is readable,
+ * -ETIMEDOUT once DEADLINE_MS passed. Returns the fd (O_CLOEXEC; close it once built) or
+ * -errno. */
+EPH_MUST_CHECK int source_cache_build_lock(const char *build_path, int cancel_fd,
+                                           int64_t deadline_ms);
+/* Removes DIR/KEY (and DIR/KEY.tmp, DIR/KEY.build, DIR/KEY.lock) if no one holds the lock
+ * (LOCK_EX|LOCK_NB). Adds the bytes
  * freed (du-style: allocated blocks) to *FREED when not NULL. With DRY_RUN, removes nothing
  * but still checks the lock and counts the bytes. Returns 0 when removed (or would be),
  * -EBUSY when held, -ENOENT when DIR/KEY does not exist, or -errno. */
 EPH_MUST_CHECK int source_cache_remove(const char *dir, const char *key, bool dry_run,
                                        uint64_t *freed);
+/* Removes the mirror STATE_DIR/mirrors/NAME (NAME = <key>.git) as source_cache_remove does,
+ * but also refuses, with -ENOTEMPTY, while a worktree of STATE_DIR/src borrows its objects
+ * (its .git/objects/info/alternates names the mirror's objects): removing the mirror would
+ * break it. The check is made under the mirror's LOCK_EX, which a checkout's clone holds
+ * shared, so no worktree starts borrowing meanwhile. With DRY_RUN, only the worktrees a live
+ * run holds count (`eph gc` removes the others before it comes to the mirrors). */
+EPH_MUST_CHECK int source_mirror_remove(const char *state_dir, const char *name, bool dry_run,
+                                        uint64_t *freed);
 /* Bytes allocated under PATH (du -s, in bytes); 0 if it does not exist. */
 uint64_t source_du(const char *path);
 /* Removes PATH recursively, giving back the write bits a read-only tree lacks. 0 (also when

@@ -30,6 +30,8 @@ def make_db(state):
     db = sqlite3.connect(state / "eph.db")
     db.execute("PRAGMA journal_mode = WAL")
     db.executescript(SCHEMA)
+    for v in range(2, SCHEMA_VERSION + 1):  # the forward migrations, as store_open runs them
+        db.executescript((ROOT / f"src/store/migrate_{v}.sql").read_text())
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.commit()
     return db

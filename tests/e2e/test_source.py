@@ -177,14 +177,31 @@ def test_gc_without_source_keeps_nothing_in_the_cache(tmp_path, state_dir):
     assert out["freed_bytes"] > 0
 
 
-def test_gc_never_prints_credentials(tmp_path, state_dir):
+def test_gc_run_runs_and_show_never_print_credentials(tmp_path, state_dir):
+    # a run whose clone fails: its reason names the URL, in `eph run`, `runs` and `show`
     jobs = jobs_file(tmp_path, "https://alice:s3cret@127.0.0.1:1/x.git")
+    p, r = run_json(jobs)
+    assert p.returncode == 1 and r["state"] == "failed", p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    for args in (["runs"], ["runs", "--json"], ["show", r["id"]], ["show", "--json", r["id"]]):
+        q = run_eph(["-f", jobs, *args])
+        assert q.returncode == 0, q.stderr
+        out += q.stdout + q.stderr
+    assert "cannot clone https://127.0.0.1:1/x.git" in out  # the URL is shown...
+    assert "s3cret" not in out and "alice" not in out  # ...without its userinfo
+    with sqlite3.connect(state_dir / "eph.db") as db:
+        rows = db.execute("SELECT * FROM runs").fetchall()
+    assert rows and "s3cret" not in repr(rows)
+
+    # gc: a source.repo it cannot read is named in its warning
+    jobs = jobs_file(tmp_path, "./https://alice:s3cret@example.com/x.git")
     p = run_eph(["-f", jobs, "gc"])
     assert p.returncode == 0, p.stderr
+    assert "source.repo ./https://example.com/x.git: No such file or directory" in p.stderr
     assert "s3cret" not in p.stdout + p.stderr
 
 
-# ---- eph run with a source: needs `eph run` to call source_resolve (the lead wires it) ----
+# ---- eph run with a source: each run is pinned to a commit ----
 
 def run_commit(state_dir, run_id):
     with sqlite3.connect(state_dir / "eph.db") as db:
@@ -198,8 +215,9 @@ def run_json(jobs, job="hello"):
 
 
 def require_pinning(state_dir, run):
-    if run is None or run_commit(state_dir, run["id"])[0] is None:
-        pytest.skip("eph run does not pin runs to a commit yet (source_resolve not wired)")
+    """`eph run` pins a run with a source.repo to a commit: a regression fails here."""
+    assert run is not None, "eph run --json printed no run"
+    assert run_commit(state_dir, run["id"])[0] is not None, "the run is not pinned to a commit"
 
 
 def test_push_between_two_runs_each_records_its_own_commit(tmp_path, state_dir, origin):

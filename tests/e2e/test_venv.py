@@ -231,3 +231,81 @@ def test_requirements_are_read_from_the_pinned_worktree(tmp_path, wheels):
     assert f"out 2.0 {tmp_path}/state/src/{commit}/jobs" in log(a)
     assert set(result(a)["phases"]) == {"source", "runtime", "exec"}
     assert [p for p, s in phase_events(a) if s == "start"] == ["source", "runtime", "exec"]
+
+
+def fake_python(path, pip_step):
+    """A stand-in interpreter (a shell script): tells a version, makes a venv with a copy of
+    itself as bin/python, and runs PIP_STEP (shell) for `-m pip install`."""
+    path.write_text("#!/bin/sh\n"
+                    "case \"$1 $2\" in\n"
+                    "'-c '*) echo '3.99.0 (fake)'; exit 0;;\n"
+                    "'-m venv') mkdir -p \"$3/bin\" && cp \"$0\" \"$3/bin/python\"; exit $?;;\n"
+                    f"'-m pip') {pip_step}; exit 0;;\n"
+                    "esac\nexit 1\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_loser_of_a_build_race_waits_for_the_build_not_for_the_winners_run(tmp_path):
+    (tmp_path / "requirements.txt").write_text("anything\n")
+    rt = {"interpreter": fake_python(tmp_path / "python", "sleep 1.5"),
+          "requirements": "requirements.txt"}
+    # both start together and both find the venv missing (its build takes 1.5 s); the winner
+    # then holds its venv for 5 s, the loser's command is quick
+    a = make_run(tmp_path, "a", shell="sleep 5", runtime=rt)
+    b = make_run(tmp_path, "b", shell="true", runtime=rt)
+    t0 = time.monotonic()
+    procs = [start_agent(a), start_agent(b)]
+    ends = {}
+    while len(ends) < 2:
+        for i, p in enumerate(procs):
+            if i not in ends and p.poll() is not None:
+                ends[i] = time.monotonic() - t0
+        assert time.monotonic() - t0 < 60
+        time.sleep(0.02)
+    for p in procs:
+        _, err = p.communicate()
+        assert p.returncode == 0, err.decode()
+    assert sum(log(d).count("eph: building venv") for d in (a, b)) == 1
+    # b needed the build (1.5 s) and a little more, not a's whole run (6.5 s)
+    assert ends[1] < 3.5, ends
+    assert ends[0] >= 6.0, ends
+
+
+def test_cancel_ends_the_build_even_if_a_descendant_keeps_its_output_open(tmp_path):
+    (tmp_path / "requirements.txt").write_text("anything\n")
+    pidfile = tmp_path / "grandchild.pid"
+    # pip's stand-in leaves its process group (setsid) with our pipes as its stdout/stderr
+    rt = {"interpreter": fake_python(tmp_path / "python",
+                                     f"setsid sleep 30 & echo $! > {pidfile}; sleep 30"),
+          "requirements": "requirements.txt"}
+    a = make_run(tmp_path, "a", shell="echo should-not-run", runtime=rt)
+    p = start_agent(a)
+    try:
+        deadline = time.time() + 30
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.time() < deadline and p.poll() is None
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _, _, ru = os.wait4(p.pid, 0)
+        took = time.monotonic() - t0
+        # the kill, then at most a 2 s grace for the output: not the 30 s of the grandchild
+        assert took < 6, took
+        # and no busy loop on the cancel fd meanwhile
+        assert ru.ru_utime + ru.ru_stime < 1.0, (ru.ru_utime, ru.ru_stime)
+        p.returncode = 0  # reaped above
+        r = result(a)
+        assert r["outcome"] == "cancelled", r
+        assert "should-not-run" not in log(a)
+    finally:
+        if pidfile.exists() and pidfile.read_text().strip():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if p.returncode is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()

@@ -250,7 +250,7 @@ unset_keys_take_the_documented_defaults(void **state)
 	assert_string_equal(c->jobs[0].name, "a"); /* sorted by name */
 	assert_string_equal(c->jobs[1].name, "b");
 	assert_null(c->source.repo);
-	assert_int_equal(c->source.refresh, 60);
+	assert_int_equal(c->source.refresh, 30);
 	assert_int_equal(c->source.on_fetch_error, CONF_FETCH_USE_LAST);
 	assert_int_equal(c->source.fetch_timeout, 120);
 	assert_int_equal(c->source.keep_worktrees, 5);

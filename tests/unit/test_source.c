@@ -25,6 +25,7 @@
 #include "source/gitrun.h"
 #include "source/source.h"
 #include "util/diag.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 struct fx {
@@ -196,6 +197,11 @@ redact_strips_userinfo_from_every_url(void **state)
 	r = gitrun_redact("git@github.com:acme/x.git /srv/repo file:///srv/repo.git");
 	assert_string_equal(r, "git@github.com:acme/x.git /srv/repo file:///srv/repo.git");
 	free(r);
+	/* the same function serves conf's messages */
+	r = redact_url("not \"https://bob:hunter2@smtp.example.com\" (smtps://x@y:465?a=b@c)");
+	assert_string_equal(r, "not \"https://smtp.example.com\" (smtps://y:465?a=b@c)");
+	free(r);
+	assert_null(redact_url(NULL));
 }
 
 static void
@@ -737,6 +743,163 @@ prune_removes_least_recently_used_but_never_held(void **state)
 	free(mirror);
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Two checkouts of a missing commit start together; `git clone` takes a second longer (a
+ * wrapper first on PATH), so both find it missing. The winner holds its worktree for 4 s after
+ * its build: the loser must get it as soon as the build is done, not when the winner's run
+ * ends. */
+static void
+checkout_race_loser_waits_for_the_build_not_the_winners_run(void **state)
+{
+	struct fx *f = *state;
+	char *a = commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
+	char *bin = xasprintf("%s/bin", f->root), *git = sh_out("command -v git");
+	int go[2], done[2], built = 0;
+	int64_t t[2];
+	pid_t pids[2];
+
+	sh("mkdir '%s' && printf '#!/bin/sh\\ncase \"$1\" in clone) sleep 1;; esac\\nexec %s "
+	   "\"$@\"\\n' > '%s/git' && chmod +x '%s/git'",
+	   bin, git, bin, bin);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	for (int i = 0; i < 2; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			struct source_worktree wt;
+			struct diag d;
+			char *path = xasprintf("%s:%s", bin, getenv("PATH"));
+			int64_t when;
+			char c;
+
+			setenv("PATH", path, 1);
+			close(go[1]);
+			close(done[0]);
+			if (read(go[0], &c, 1) != 0)
+				_exit(3);
+			diag_init(&d);
+			if (source_checkout(f->state, mirror, commit, 5, &wt, &d) != 0)
+				_exit(2);
+			when = now_ms();
+			if (write(done[1], &when, sizeof(when)) != (ssize_t)sizeof(when))
+				_exit(4);
+			if (wt.built)
+				sleep(4); /* the winner's run */
+			source_worktree_release(&wt);
+			_exit(wt.built ? 1 : 0);
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	close(done[1]);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(read(done[0], &t[i], sizeof(t[i])), (ssize_t)sizeof(t[i]));
+	close(done[0]);
+	for (int i = 0; i < 2; i++) {
+		int st;
+
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) <= 1);
+		built += WEXITSTATUS(st);
+	}
+	assert_int_equal(built, 1);
+	/* both got it within a second of each other, not 4 s apart */
+	assert_true(t[1] - t[0] < 1000);
+	free(a);
+	free(commit);
+	free(mirror);
+	free(bin);
+	free(git);
+}
+
+/* Waiting for another's build gives up when the cancel fd fires or the deadline passes. */
+static void
+build_lock_wait_gives_up_on_cancel_and_on_deadline(void **state)
+{
+	struct fx *f = *state;
+	char *p = xasprintf("%s/x.build", f->state);
+	int held = source_cache_build_lock(p, -1, 0), cancel[2], fd;
+	int64_t t0;
+
+	assert_true(held >= 0);
+	t0 = now_ms();
+	assert_int_equal(source_cache_build_lock(p, -1, t0 + 200), -ETIMEDOUT);
+	assert_true(now_ms() - t0 >= 200 && now_ms() - t0 < 1000);
+	assert_int_equal(pipe(cancel), 0);
+	assert_int_equal(write(cancel[1], "x", 1), 1);
+	t0 = now_ms();
+	assert_int_equal(source_cache_build_lock(p, cancel[0], 0), -ECANCELED);
+	assert_true(now_ms() - t0 < 500);
+	close(held);
+	fd = source_cache_build_lock(p, cancel[0] /* readable, but the lock is free */, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	close(cancel[0]);
+	close(cancel[1]);
+	free(p);
+}
+
+/* A mirror is not removed while a clone from it runs (its lock held shared) nor while a
+ * worktree borrows its objects; git never gc's a mirror by itself. */
+static void
+mirror_is_kept_while_a_clone_or_a_worktree_needs_it(void **state)
+{
+	struct fx *f = *state;
+	char *a = commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
+	char *name = xstrdup(strrchr(mirror, '/') + 1), *lockp = xasprintf("%s.lock", mirror);
+	char *srcdir = xasprintf("%s/src", f->state), *gcauto, *build;
+	struct source_worktree wt;
+	struct diag d;
+	struct stat st;
+	uint64_t freed = 0;
+	int fd;
+
+	gcauto = sh_out("git --git-dir '%s' config --get gc.auto", mirror);
+	assert_string_equal(gcauto, "0");
+	/* a clone in progress holds the mirror's lock shared */
+	fd = source_cache_lock(lockp, true);
+	assert_true(fd >= 0);
+	assert_int_equal(source_mirror_remove(f->state, name, false, NULL), -EBUSY);
+	close(fd);
+	diag_init(&d);
+	assert_int_equal(source_checkout(f->state, mirror, commit, 5, &wt, &d), 0);
+	build = xasprintf("%s.build", wt.path);
+	assert_int_equal(stat(build, &st), 0);
+	/* a held worktree borrows its objects: kept, also in a dry run */
+	assert_int_equal(source_mirror_remove(f->state, name, true, &freed), -ENOTEMPTY);
+	assert_int_equal(source_mirror_remove(f->state, name, false, NULL), -ENOTEMPTY);
+	assert_int_equal(stat(mirror, &st), 0);
+	source_worktree_release(&wt);
+	/* not held any more: a dry run would remove it (gc removes the worktree first), a real
+	 * one still refuses while the worktree is there */
+	assert_int_equal(source_mirror_remove(f->state, name, true, &freed), 0);
+	assert_true(freed > 0);
+	assert_int_equal(source_mirror_remove(f->state, name, false, NULL), -ENOTEMPTY);
+	assert_int_equal(source_cache_remove(srcdir, commit, false, NULL), 0);
+	assert_int_not_equal(stat(build, &st), 0); /* the build lock goes with the entry */
+	assert_int_equal(source_mirror_remove(f->state, name, false, NULL), 0);
+	assert_int_not_equal(stat(mirror, &st), 0);
+	assert_int_not_equal(stat(lockp, &st), 0);
+	diag_free(&d);
+	free(a);
+	free(commit);
+	free(mirror);
+	free(name);
+	free(lockp);
+	free(srcdir);
+	free(gcauto);
+	free(build);
+}
+
 int
 main(void)
 {
@@ -771,6 +934,13 @@ main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(submodules_are_checked_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(prune_removes_least_recently_used_but_never_held,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		        checkout_race_loser_waits_for_the_build_not_the_winners_run, setup,
+		        teardown),
+		cmocka_unit_test_setup_teardown(build_lock_wait_gives_up_on_cancel_and_on_deadline,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(mirror_is_kept_while_a_clone_or_a_worktree_needs_it,
 		                                setup, teardown),
 	};
 

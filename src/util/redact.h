@@ -1,0 +1,10 @@
+/* src/util/redact.h: credentials out of text meant for people (messages, logs, records). */
+#ifndef EPH_UTIL_REDACT_H
+#define EPH_UTIL_REDACT_H
+
+/* Returns a copy of TEXT in which every "SCHEME://USERINFO@" has lost its USERINFO@, so that
+ * "https://user:token@host/x" reads "https://host/x", wherever it occurs in TEXT (a message
+ * may quote several URLs). Caller frees. NULL gives NULL. */
+char *redact_url(const char *text);
+
+#endif
