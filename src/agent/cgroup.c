@@ -27,13 +27,17 @@ cg_write(const char *dir, const char *file, const char *val)
 	char *path = xasprintf("%s/%s", dir, file);
 	int fd, rc = 0;
 	size_t n = strlen(val);
+	ssize_t w;
 
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	free(path);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, val, n) != (ssize_t)n)
+	/* a control file takes a value in one write(2) or not at all */
+	if ((w = write(fd, val, n)) < 0)
 		rc = -errno;
+	else if ((size_t)w != n)
+		rc = -EIO;
 	close(fd);
 	return rc;
 }
@@ -169,29 +173,28 @@ mkdir_ok(const char *path)
 	return 0;
 }
 
-/* Makes DIR/NAME; a stale one from a crashed agent is removed first if empty. */
+#define CG_TRIES 100 /* names tried after NAME: NAME.1 ... NAME.99 */
+
+/* Makes PARENT/NAME, or PARENT/NAME.N when that exists: a directory this agent did not make
+ * may be another live run's (even an empty one: an agent creates its cgroup a moment before
+ * its command joins it), so it is never removed or reused. Caller frees; NULL with *RC. */
 static char *
 make_run_dir(const char *parent, const char *name, int *rc)
 {
-	char *path = xasprintf("%s/%s", parent, name);
+	for (int i = 0; i < CG_TRIES; i++) {
+		char *path = i == 0 ? xasprintf("%s/%s", parent, name)
+		                    : xasprintf("%s/%s.%d", parent, name, i);
 
-	if (mkdir(path, 0755) == 0) {
-		*rc = 0;
-		return path;
-	}
-	if (errno == EEXIST && rmdir(path) == 0 && mkdir(path, 0755) == 0) {
-		*rc = 0;
-		return path;
-	}
-	free(path);
-	/* still busy: a live cgroup of the same name; take a distinct one */
-	path = xasprintf("%s/%s.%d", parent, name, (int)getpid());
-	*rc = mkdir(path, 0755) < 0 ? -errno : 0;
-	if (*rc < 0) {
+		if (mkdir(path, 0755) == 0) {
+			*rc = 0;
+			return path;
+		}
+		*rc = -errno;
 		free(path);
-		return NULL;
+		if (*rc != -EEXIST)
+			return NULL;
 	}
-	return path;
+	return NULL;
 }
 
 /* Appends to WHY; past its cap the rest is dropped. */
@@ -375,8 +378,9 @@ v1_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit,
 		char *fparent = xasprintf("%s/ephemeron", fmount);
 		int frc;
 
+		/* named as the memory cgroup turned out to be, where it can */
 		if (mkdir_ok(fparent) == 0)
-			cg->freezer = make_run_dir(fparent, name, &frc);
+			cg->freezer = make_run_dir(fparent, strrchr(cg->path, '/') + 1, &frc);
 		free(fparent);
 		free(fmount);
 	}
@@ -461,8 +465,8 @@ cgroup_peak(struct cgroup *cg, uint64_t *bytes, const char **method)
 		*method = "cgroup2 memory.peak";
 		return;
 	}
-	if (cgroup_usage(cg, &v) < 0)
-		v = 0;
+	/* no peak file: the largest sample (the command has ended, so a reading now would be
+	 * what it left charged, not its peak) */
 	*bytes = cg->max_seen;
 	*method = cg->kind == CGROUP_V2 ? "cgroup2 max of memory.current samples"
 	                                : "cgroup1 max of memory.usage_in_bytes samples";

@@ -21,9 +21,11 @@ struct cgroup {
 	uint64_t max_seen;   /* the largest usage cgroup_usage() has read */
 };
 
-/* Creates the cgroup NAME (e.g. "run-42") with memory limit LIMIT bytes (0 = none; swap is
- * never headroom), trying v2 then v1 (or only what $EPH_CGROUP_ROOT names). Returns 0, or
- * -errno with why (for the log) appended to WHY. On failure nothing is left behind. */
+/* Creates the cgroup NAME (e.g. "run-42-812": unique to one agent) with memory limit LIMIT
+ * bytes (0 = none; swap is never headroom), trying v2 then v1 (or only what $EPH_CGROUP_ROOT
+ * names). Where NAME exists, NAME.1, NAME.2, ... is made instead: a cgroup this agent did not
+ * make is never removed or joined. Returns 0, or -errno with why (for the log) appended to
+ * WHY. On failure nothing is left behind. */
 EPH_MUST_CHECK int cgroup_create(struct cgroup *cg, const char *name, uint64_t limit,
                                  struct buf *why);
 /* Moves PID into the cgroup (and the v1 freezer cgroup). 0 or -errno. */

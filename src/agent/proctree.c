@@ -54,13 +54,21 @@ read_stat(pid_t pid, struct pinfo *pi)
 	return 0;
 }
 
+static int
+by_pid(const void *x, const void *y)
+{
+	const struct pinfo *a = x, *b = y;
+
+	return (a->pid > b->pid) - (a->pid < b->pid);
+}
+
+/* V is sorted by pid. */
 static struct pinfo *
 find(struct pinfo *v, size_t n, pid_t pid)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i].pid == pid)
-			return &v[i];
-	return NULL;
+	struct pinfo key = { .pid = pid };
+
+	return bsearch(&key, v, n, sizeof(*v), by_pid);
 }
 
 static int
@@ -77,12 +85,41 @@ mark(struct pinfo *v, size_t n, struct pinfo *p, pid_t root, int depth)
 	return p->mark = mark(v, n, par, root, depth + 1);
 }
 
+/* The "Pss:" of /proc/PID/smaps_rollup in bytes; -errno if it cannot be read (no such file
+ * before Linux 4.14, the process gone, no permission). */
+static int
+read_pss(pid_t pid, uint64_t *bytes)
+{
+	char path[64], data[4096];
+	const char *p;
+	unsigned long long kib;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, data, sizeof(data) - 1);
+	if (n < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	data[n] = '\0';
+	if ((p = strstr(data, "\nPss:")) == NULL || sscanf(p + 5, "%llu kB", &kib) != 1)
+		return -ENODATA;
+	*bytes = (uint64_t)kib * 1024;
+	return 0;
+}
+
 int
-proctree_scan(pid_t root, struct proctree *t)
+proctree_scan(pid_t root, bool pss, struct proctree *t)
 {
 	DIR *d = opendir("/proc");
 	struct pinfo *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, tcap = 0;
 	struct dirent *de;
 	long page = sysconf(_SC_PAGESIZE);
 
@@ -103,12 +140,20 @@ proctree_scan(pid_t root, struct proctree *t)
 			n++;
 	}
 	closedir(d);
+	qsort(v, n, sizeof(*v), by_pid);
 	for (size_t i = 0; i < n; i++) {
+		uint64_t rss = v[i].rss_pages * (uint64_t)page, p;
+
 		if (mark(v, n, &v[i], root, 0) != 1 || v[i].state == 'Z' || v[i].state == 'X')
 			continue;
-		t->pids = xreallocarray(t->pids, t->n + 1, sizeof(pid_t));
+		if (t->n == tcap) {
+			tcap = tcap ? tcap * 2 : 16;
+			t->pids = xreallocarray(t->pids, tcap, sizeof(pid_t));
+		}
 		t->pids[t->n++] = v[i].pid;
-		t->rss += v[i].rss_pages * (uint64_t)page;
+		t->rss += rss;
+		if (pss)
+			t->pss += read_pss(v[i].pid, &p) == 0 ? p : rss;
 	}
 	free(v);
 	return 0;
@@ -131,7 +176,7 @@ proctree_signal(pid_t root, pid_t pgid, int sig)
 
 	if (pgid > 0)
 		kill(-pgid, sig);
-	if (proctree_scan(root, &t) < 0)
+	if (proctree_scan(root, false, &t) < 0)
 		return 0;
 	for (size_t i = 0; i < t.n; i++)
 		kill(t.pids[i], sig);

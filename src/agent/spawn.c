@@ -22,26 +22,38 @@ child_fail(int fd, enum spawn_stage stage, int err)
 	_exit(127);
 }
 
-/* In the child, between fork and exec: only async-signal-safe calls. */
+/* In the child, between fork and exec: only async-signal-safe calls. Every signal is blocked
+ * on entry (spawn_start), so no handler of the parent's runs here. GO is the read end of the
+ * release pipe (-1 without a hold), GOW its write end, which the child must not keep: if the
+ * parent dies before releasing it, the child then reads EOF and exits instead of waiting
+ * forever or running outside its cgroup. */
 EPH_NORETURN static void
-child_main(const struct spawn_opts *o, int devnull, int out, int err, int go, int errw)
+child_main(const struct spawn_opts *o, int devnull, int out, int err, int go, int gow, int errw)
 {
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
+	ssize_t n;
 	char c;
 
-	sigemptyset(&none);
 	for (int s = 1; s < NSIG; s++)
 		if (s != SIGKILL && s != SIGSTOP)
-			signal(s, SIG_DFL);
+			(void)sigaction(s, &dfl, NULL); /* EINVAL for the numbers glibc reserves */
+	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (gow >= 0)
+		close(gow);
 	if ((o->setsid ? setsid() : setpgid(0, 0)) < 0)
 		child_fail(errw, SPAWN_SETUP, errno);
 	if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		child_fail(errw, SPAWN_SETUP, errno);
-	/* wait until the parent is done with O->hold */
-	if (go >= 0)
-		while (read(go, &c, 1) < 0 && errno == EINTR)
+	/* wait until the parent is done with O->hold; anything but its "g" (EOF: it died; an
+	 * error) means the child was never set up, and must not run */
+	if (go >= 0) {
+		while ((n = read(go, &c, 1)) < 0 && errno == EINTR)
 			;
+		if (n != 1 || c != 'g')
+			_exit(127);
+	}
 	if (o->cwd != NULL && chdir(o->cwd) < 0)
 		child_fail(errw, SPAWN_CHDIR, errno);
 	if (o->path != NULL)
@@ -57,6 +69,7 @@ spawn_start(const struct spawn_opts *o, struct spawn *s)
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, go[2] = { -1, -1 }, ew[2] = { -1, -1 };
 	int devnull = -1, rc = 0;
 	struct child_err ce;
+	sigset_t all, old;
 	ssize_t n;
 
 	*s = (struct spawn){ .pid = 0, .out = -1, .err = -1, .stage = SPAWN_OK };
@@ -66,14 +79,22 @@ spawn_start(const struct spawn_opts *o, struct spawn *s)
 		rc = -errno;
 		goto out;
 	}
+	/* as uv_spawn does: no signal handler may run in the child before it resets them */
+	sigfillset(&all);
+	if ((rc = pthread_sigmask(SIG_SETMASK, &all, &old)) != 0) {
+		rc = -rc;
+		goto out;
+	}
 	s->pid = fork();
+	if (s->pid == 0)
+		child_main(o, devnull, out[1], err[1], go[0], go[1], ew[1]);
 	if (s->pid < 0) {
 		rc = -errno;
 		s->pid = 0;
-		goto out;
 	}
-	if (s->pid == 0)
-		child_main(o, devnull, out[1], err[1], go[0], ew[1]);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		goto out;
 	if (!o->setsid)
 		(void)setpgid(s->pid, s->pid); /* either side may win the race; both say the same */
 	close(out[1]);

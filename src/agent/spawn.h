@@ -23,7 +23,8 @@ struct spawn_opts {
 	const char *cwd;  /* NULL: ours */
 	bool setsid;      /* its own session; else its own process group */
 	/* When not NULL: called in the parent with the child's pid before the child may go on
-	 * to chdir and exec (it waits on a pipe until this returned). */
+	 * to chdir and exec (it waits on a pipe until this returned). A child that is never
+	 * released (the parent died first) exits 127 without exec. */
 	void (*hold)(pid_t pid, void *arg);
 	void *arg;
 };

@@ -1,18 +1,31 @@
-/* tests/unit/test_outlog.c: output.log records: escaping, splitting, partial lines. */
+/* tests/unit/test_outlog.c: the agent's unit tests: output.log records (escaping, splitting,
+ * partial lines), the command's fork/exec handshake (spawn.h) and the process tree's memory
+ * (proctree.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agent/outlog.h"
+#include "agent/proctree.h"
+#include "agent/spawn.h"
 #include "util/buf.h"
+#include "util/xalloc.h"
+
+extern char **environ;
 
 #define T0 INT64_C(1795604885123) /* 2026-11-25T11:08:05.123Z */
 
@@ -237,6 +250,242 @@ split_never_cuts_a_utf8_sequence(void **state)
 	sink_close(&s);
 }
 
+/* ---- spawn: the release handshake */
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Waits up to MS for PID (our child) to end; -1 if it did not (it is then SIGKILLed). */
+static int
+wait_ms(pid_t pid, long ms)
+{
+	int st;
+
+	for (long t = 0; t < ms; t += 10) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return st;
+		assert_int_equal(r, 0);
+		sleep_ms(10);
+	}
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* A hold that dies as an agent killed before releasing its child would: it tells the test
+ * the child's pid on the pipe ARG, then exits. */
+static void
+die_in_hold(pid_t pid, void *arg)
+{
+	int fd = *(int *)arg;
+
+	if (write(fd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		_exit(3);
+	_exit(0);
+}
+
+static void
+child_exits_without_exec_when_its_parent_dies_before_releasing_it(void **state)
+{
+	char dir[] = "/tmp/eph-spawn-XXXXXX", *marker;
+	pid_t helper, child = 0;
+	int pp[2], st;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	marker = xasprintf("%s/ran", dir);
+	/* the orphaned child comes to us, so that we can see it end */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+	assert_int_equal(pipe(pp), 0);
+	helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)"echo ran > \"$0\"",
+			         marker, NULL };
+		struct spawn_opts o = { .argv = argv,
+			                .envp = environ,
+			                .path = "/bin/sh",
+			                .setsid = true,
+			                .hold = die_in_hold,
+			                .arg = &pp[1] };
+		struct spawn sp;
+
+		close(pp[0]);
+		if (spawn_start(&o, &sp) < 0)
+			_exit(4);
+		_exit(5); /* die_in_hold exits first */
+	}
+	close(pp[1]);
+	assert_int_equal(read(pp[0], &child, sizeof(child)), sizeof(child));
+	close(pp[0]);
+	assert_int_equal(waitpid(helper, &st, 0), helper);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = wait_ms(child, 5000);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+	assert_int_not_equal(st, -1); /* it did not wait forever */
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 127);
+	assert_int_equal(access(marker, F_OK), -1); /* and never ran */
+	rmdir(dir);
+	free(marker);
+}
+
+static void
+record_hold(pid_t pid, void *arg)
+{
+	*(pid_t *)arg = pid;
+}
+
+/* Reads FD to EOF into a NUL-terminated string; caller frees. */
+static char *
+slurp(int fd)
+{
+	size_t len = 0, cap = 4096;
+	char *b = malloc(cap);
+	ssize_t n;
+
+	assert_non_null(b);
+	while ((n = read(fd, b + len, cap - len - 1)) > 0)
+		len += (size_t)n;
+	b[len] = '\0';
+	return b;
+}
+
+static void
+released_child_execs_with_signals_default_and_unblocked(void **state)
+{
+	char *argv[] = { (char *)"/bin/grep", (char *)"-E",
+		         (char *)"^Sig(Blk|Ign):", (char *)"/proc/self/status", NULL };
+	struct spawn_opts o = { .argv = argv, .envp = environ, .path = "/bin/grep" };
+	sigset_t usr1, before, after;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	pid_t held = 0;
+	struct spawn sp;
+	char *text;
+	int st;
+
+	(void)state;
+	o.hold = record_hold;
+	o.arg = &held;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	assert_int_equal(sigprocmask(SIG_BLOCK, &usr1, &before), 0);
+	assert_int_equal(sigaction(SIGUSR2, &ign, &old), 0);
+	assert_int_equal(spawn_start(&o, &sp), 0);
+	assert_int_equal(sigprocmask(SIG_SETMASK, NULL, &after), 0);
+	assert_int_equal(sigaction(SIGUSR2, &old, NULL), 0);
+	assert_int_equal(sigprocmask(SIG_SETMASK, &before, NULL), 0);
+	assert_true(sigismember(&after, SIGUSR1)); /* the parent's mask is back as it was */
+	assert_false(sigismember(&after, SIGTERM));
+	assert_int_equal(sp.stage, SPAWN_OK);
+	assert_int_equal(held, sp.pid);
+	text = slurp(sp.out);
+	close(sp.out);
+	close(sp.err);
+	assert_int_equal(waitpid(sp.pid, &st, 0), sp.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_string_equal(text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+	free(text);
+}
+
+/* ---- proctree */
+
+#define SHARED_MIB 64
+
+static void
+pss_counts_pages_shared_after_fork_once(void **state)
+{
+	size_t n = (size_t)SHARED_MIB << 20;
+	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pid_t kids[3];
+	struct proctree t;
+	int hold[2];
+
+	(void)state;
+	assert_true(p != MAP_FAILED);
+	memset(p, 1, n);
+	assert_int_equal(pipe(hold), 0);
+	for (int i = 0; i < 3; i++) {
+		char c;
+
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0) {
+			close(hold[1]);
+			_exit(read(hold[0], &c, 1) == 0 ? 0 : 1); /* until the test is done */
+		}
+	}
+	close(hold[0]);
+	assert_int_equal(proctree_scan(getpid(), true, &t), 0);
+	close(hold[1]);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(waitpid(kids[i], NULL, 0), kids[i]);
+	munmap(p, n);
+	assert_int_equal(t.n, 3);
+	/* each child maps the region: RSS counts it 3 times; PSS a quarter of it per child (the
+	 * test process shares it too) */
+	assert_true(t.rss >= 3 * n);
+	assert_true(t.pss >= 3 * n / 4 - (n >> 4));
+	assert_true(t.pss < t.rss / 2);
+	proctree_free(&t);
+}
+
+#define CHAIN 40
+
+static void
+descendants_are_found_at_any_depth(void **state)
+{
+	struct proctree t;
+	int hold[2], ready[2], st;
+	pid_t top;
+	char c;
+
+	(void)state;
+	assert_int_equal(pipe(hold), 0);
+	assert_int_equal(pipe(ready), 0);
+	top = fork();
+	assert_true(top >= 0);
+	if (top == 0) {
+		/* a chain: each process forks the next, the last says it is there */
+		close(hold[1]);
+		close(ready[0]);
+		for (int i = 1; i < CHAIN; i++) {
+			pid_t k = fork();
+
+			if (k < 0)
+				_exit(1);
+			if (k > 0) {
+				close(ready[1]);
+				_exit(read(hold[0], &c, 1) == 0 && waitpid(k, NULL, 0) == k ? 0
+				                                                            : 1);
+			}
+		}
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		_exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
+	}
+	close(hold[0]);
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	assert_int_equal(proctree_scan(getpid(), false, &t), 0);
+	close(hold[1]);
+	assert_int_equal(waitpid(top, &st, 0), top);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(t.n, CHAIN);
+	assert_int_equal(t.pss, 0); /* not asked for */
+	assert_true(t.rss > 0);
+	proctree_free(&t);
+}
+
 int
 main(void)
 {
@@ -249,6 +498,10 @@ main(void)
 		cmocka_unit_test(partial_flush_keeps_an_incomplete_utf8_sequence_for_later),
 		cmocka_unit_test(long_line_is_split_at_the_cap_and_stays_reconstructible),
 		cmocka_unit_test(split_never_cuts_a_utf8_sequence),
+		cmocka_unit_test(child_exits_without_exec_when_its_parent_dies_before_releasing_it),
+		cmocka_unit_test(released_child_execs_with_signals_default_and_unblocked),
+		cmocka_unit_test(pss_counts_pages_shared_after_fork_once),
+		cmocka_unit_test(descendants_are_found_at_any_depth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
