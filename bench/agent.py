@@ -16,6 +16,9 @@ import tempfile
 import time
 
 EPH = os.path.abspath(os.environ.get("EPH_BIN", "build-agent/eph"))
+# What executors start: the slim eph-agent next to eph (src/eph_agent.c), else `eph agent`.
+_SLIM = os.path.join(os.path.dirname(os.path.abspath(EPH)), "eph-agent")
+AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [EPH, "agent"]
 BASE = os.environ.get("BENCH_DIR", "/var/tmp")
 QUICK = "--quick" in sys.argv
 SLEEP = int(os.environ.get("BENCH_SLEEP", "5" if QUICK else "30"))
@@ -46,13 +49,13 @@ def overhead():
     for _ in range(N):
         d = run_dir(argv=["/bin/date", "+%s.%N"], memory=256 << 20)
         t0 = time.time()
-        p = subprocess.run([EPH, "agent", d])
+        p = subprocess.run([*AGENT, d])
         t_exit = time.time()
         assert p.returncode == 0, p
         with open(os.path.join(d, "output.log")) as f:
             t_cmd = float(f.read().split()[2])
-        with open(os.path.join(d, "events.jsonl")) as f:
-            enforced = json.loads(f.readline())["enforced"]
+        with open(os.path.join(d, "result.json")) as f:
+            enforced = json.load(f)["enforced"]
         to_exec.append((t_cmd - t0) * 1000)
         to_exit.append((t_exit - t_cmd) * 1000)
         cleanup(d)
@@ -77,7 +80,7 @@ def streaming():
             "os.write(1, b'y' * (10 << 20))\n")
     d = run_dir(argv=["/usr/bin/python3", "-c", prog])
     t0 = time.monotonic()
-    p = subprocess.Popen([EPH, "agent", d])
+    p = subprocess.Popen([*AGENT, d])
     hwm = 0
     while p.poll() is None:
         hwm = max(hwm, vm_hwm_kib(p.pid))
@@ -92,7 +95,7 @@ def idle_cpu():
     d = run_dir(argv=["sleep", str(SLEEP)])
     pid = os.fork()
     if pid == 0:
-        os.execv(EPH, [EPH, "agent", d])
+        os.execv(AGENT[0], [*AGENT, d])
     _, status, ru = os.wait4(pid, 0)
     # wait4 counts the agent and the children it reaped (sleep: ~0)
     cpu = ru.ru_utime + ru.ru_stime

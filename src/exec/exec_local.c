@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "exec/exec.h"
@@ -41,7 +42,7 @@ local_start(struct exec_run *r)
 {
 	char exe[4096];
 	size_t exelen = sizeof(exe);
-	char *args[4], *logpath;
+	char *args[4], *logpath, *slim, *slash;
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t o = { 0 };
 	int logfd, rc;
@@ -54,16 +55,26 @@ local_start(struct exec_run *r)
 	free(logpath);
 	if (logfd < 0)
 		return -errno;
-	args[0] = exe;
-	args[1] = (char *)"agent";
-	args[2] = r->dir;
-	args[3] = NULL;
+	/* the slim eph-agent next to eph (src/eph_agent.c), else `eph agent` */
+	slash = strrchr(exe, '/');
+	slim = xasprintf("%.*s/eph-agent", slash != NULL ? (int)(slash - exe) : 1,
+	                 slash != NULL ? exe : ".");
+	if (access(slim, X_OK) == 0) {
+		args[0] = slim;
+		args[1] = r->dir;
+		args[2] = NULL;
+	} else {
+		args[0] = exe;
+		args[1] = (char *)"agent";
+		args[2] = r->dir;
+		args[3] = NULL;
+	}
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = logfd;
 	stdio[2].flags = UV_INHERIT_FD;
 	stdio[2].data.fd = logfd;
-	o.file = exe;
+	o.file = args[0];
 	o.args = args;
 	o.exit_cb = local_exit_cb;
 	o.flags = UV_PROCESS_DETACHED; /* setsid(): no signal of our terminal reaches it */
@@ -72,6 +83,7 @@ local_start(struct exec_run *r)
 	r->proc.data = r;
 	rc = uv_spawn(r->loop, &r->proc, &o);
 	close(logfd);
+	free(slim);
 	r->handles_open++; /* uv_spawn initialises the handle even when it fails */
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&r->proc, local_proc_closed);

@@ -10,6 +10,9 @@ import uuid
 import pytest
 
 EPH = os.environ.get("EPH_BIN", "build/eph")
+# What executors start: the slim eph-agent next to eph (src/eph_agent.c), else `eph agent`.
+_SLIM = os.path.join(os.path.dirname(os.path.abspath(EPH)), "eph-agent")
+AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [EPH, "agent"]
 PY = "/usr/bin/python3"
 SAN_CODES = (86, 87)  # ASan leak / UBSan report (see meson.build's sanitize setup)
 MiB = 1 << 20
@@ -35,13 +38,17 @@ def cgroup_parents():
 _made = []  # run ids of this test: other agents may run on the machine at the same time
 
 
+def ours(name, ids):
+    """Whether cgroup NAME is a run's of IDS: run-<id>-<agent pid>[.<n>]."""
+    return any(name.startswith(f"run-{i}-") for i in ids)
+
+
 def leftover_cgroups(ids):
-    names = {f"run-{i}" for i in ids}
     left = []
     for p in cgroup_parents():
         if os.path.isdir(p):
             left += [os.path.join(p, d) for d in os.listdir(p)
-                     if d.split(".")[0] in names and os.path.isdir(os.path.join(p, d))]
+                     if ours(d, ids) and os.path.isdir(os.path.join(p, d))]
     return left
 
 
@@ -52,10 +59,10 @@ def no_cgroup_left():
     assert leftover_cgroups(_made) == [], "cgroups left behind"
 
 
-def make_run(tmp_path, **spec):
-    d = tmp_path / "run"
+def make_run(tmp_path, name="run", **spec):
+    d = tmp_path / name
     d.mkdir()
-    s = {"version": 1, "run_id": next(_run_ids), "job": "t", "attempt": 1,
+    s = {"version": 1, "run_id": spec.pop("run_id", None) or next(_run_ids), "job": "t", "attempt": 1,
          "scheduled_at": 1764007200, "argv": None, "shell": None, "env": {},
          "cwd": str(tmp_path), "memory": 0, "timeout": 0, "kill_grace": 1,
          "commit": None, "enforce": "auto"}
@@ -68,7 +75,7 @@ def make_run(tmp_path, **spec):
 def run_agent(d, env=None, timeout=120):
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run([EPH, "agent", str(d)], env=e, timeout=timeout,
+    p = subprocess.run([*AGENT, str(d)], env=e, timeout=timeout,
                        capture_output=True)
     assert p.returncode not in SAN_CODES, p.stderr.decode()
     return p
@@ -80,6 +87,11 @@ def result(d):
 
 def events(d):
     return [json.loads(l) for l in (d / "events.jsonl").read_text().splitlines()]
+
+
+def exec_start(d):
+    return next(e for e in events(d) if e["ev"] == "phase" and e["phase"] == "exec"
+                and e["state"] == "start")
 
 
 def output(d):
@@ -156,7 +168,8 @@ def test_sampled_fallback_enforces_the_limit(tmp_path):
     assert r["enforced"] == "sampled"
     assert r["signal"] == 9
     assert r["peak_bytes"] > 200 * MiB
-    assert events(d)[0]["enforced"] == "sampled"
+    assert "sampled PSS" in r["reason"], r["reason"]
+    assert exec_start(d)["enforced"] == "sampled" and exec_start(d)["cgroup"] is None
 
 
 def test_sampled_run_succeeds_under_its_limit(tmp_path):
@@ -167,6 +180,36 @@ def test_sampled_run_succeeds_under_its_limit(tmp_path):
     assert r["outcome"] == "succeeded", r
     assert r["enforced"] == "sampled"
     assert 60 * MiB <= r["peak_bytes"] <= 120 * MiB
+
+
+FORKED = ("import os, time\n"
+          "n = 150 << 20\n"
+          "b = bytearray(n)\n"
+          "for i in range(0, n, 4096): b[i] = 1\n"
+          "kids = []\n"
+          "for _ in range(3):\n"
+          "    k = os.fork()\n"
+          "    if k == 0:\n"
+          "        time.sleep(3)\n"
+          "        os._exit(0)\n"
+          "    kids.append(k)\n"
+          "print('forked', len(kids), flush=True)\n"
+          "for k in kids: os.waitpid(k, 0)\n")
+
+
+def test_sampled_counts_pages_shared_after_fork_once(tmp_path):
+    # 150 MiB in a process and 3 forked children: 600 MiB of RSS summed, ~150 MiB of PSS
+    (tmp_path / "forked.py").write_text(FORKED)
+    d = make_run(tmp_path, argv=[PY, "forked.py"], memory=400 * MiB)
+    p = run_agent(d, env={"EPH_ENFORCE": "sampled"})
+    r = result(d)
+    assert r["outcome"] == "succeeded", r
+    assert p.returncode == 0
+    assert r["enforced"] == "sampled"
+    assert "forked 3" in output(d)
+    mems = [e["bytes"] for e in events(d) if e["ev"] == "mem"]
+    assert mems and 150 * MiB <= max(mems) < 300 * MiB, mems
+    assert 150 * MiB <= r["peak_bytes"] < 300 * MiB, r
 
 
 GRANDCHILD = ("import os, signal, sys, time\n"
@@ -297,7 +340,7 @@ def test_ten_megabyte_line_without_newline(tmp_path):
 
 def test_partial_line_is_flushed_within_a_second(tmp_path):
     d = make_run(tmp_path, argv=[PY, "-c", "import sys, time; sys.stdout.write('waiting'); sys.stdout.flush(); time.sleep(3); print('done')"])
-    p = subprocess.Popen([EPH, "agent", str(d)])
+    p = subprocess.Popen([*AGENT, str(d)])
     try:
         deadline = time.monotonic() + 2.5
         seen = None
@@ -327,7 +370,7 @@ def test_one_gigabyte_of_output_keeps_the_agent_small(tmp_path):
             "for _ in range((1 << 30) // len(block)): os.write(1, block)\n"
             "os.write(1, b'y' * (10 << 20))\n")
     d = make_run(tmp_path, argv=[PY, "-c", prog])
-    p = subprocess.Popen([EPH, "agent", str(d)])
+    p = subprocess.Popen([*AGENT, str(d)])
     hwm = 0
     while p.poll() is None:
         v = vm_hwm_kib(p.pid) if os.path.exists(f"/proc/{p.pid}/status") else None
@@ -344,7 +387,7 @@ def test_cancel_with_sigterm(tmp_path):
     marker = "eph-marker-" + uuid.uuid4().hex
     (tmp_path / "gc.py").write_text(GRANDCHILD)
     d = make_run(tmp_path, argv=[PY, "gc.py", marker], kill_grace=1)
-    p = subprocess.Popen([EPH, "agent", str(d)])
+    p = subprocess.Popen([*AGENT, str(d)])
     deadline = time.monotonic() + 10
     while b"started" not in ((d / "output.log").read_bytes() if (d / "output.log").exists() else b""):
         assert time.monotonic() < deadline
@@ -361,7 +404,7 @@ def test_agent_survives_the_death_of_its_starter(tmp_path):
     # a starter that starts the agent in its own session, then is SIGKILLed
     starter = subprocess.Popen([PY, "-c",
         "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([{EPH!r}, 'agent', {str(d)!r}], start_new_session=True,"
+        f"p = subprocess.Popen([*{AGENT!r}, {str(d)!r}], start_new_session=True,"
         " stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(100)\n"], stdout=subprocess.PIPE)
@@ -455,3 +498,74 @@ def test_source_without_state_dir_is_a_bad_spec(tmp_path, mirror):
     d = make_run(tmp_path, shell="true", source={"mirror": str(m), "commit": commit})
     assert run_agent(d).returncode == 2
     assert "state_dir" in result(d)["reason"]
+
+
+# ---- agents that share a run id (run ids restart at 1 in every state directory)
+
+def wait_until(cond, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_agents_of_two_state_dirs_with_the_same_run_id_keep_their_own_cgroup(tmp_path, mirror):
+    """A's source phase is held on its worktree's lock while B, with A's run id and another
+    limit, starts and allocates; then A runs. Each run must get its own limit, and A's end
+    must not kill B."""
+    import fcntl
+    m, commit = mirror
+    state = tmp_path / "state"
+    (tmp_path / "alloc.py").write_text(ALLOC + "import time; time.sleep(float(sys.argv[2]))\n")
+    rid = next(_run_ids)
+    a = make_run(tmp_path, "run-a", run_id=rid, argv=[PY, str(tmp_path / "alloc.py"), "300", "0"],
+                 memory=200 * MiB, cwd=None, state_dir=str(state),
+                 source={"mirror": str(m), "commit": commit})
+    b = make_run(tmp_path, "run-b", run_id=rid, argv=[PY, "alloc.py", "300", "4"],
+                 memory=1024 * MiB, state_dir=str(tmp_path / "state-b"))
+    (state / "src").mkdir()
+    lock = open(state / "src" / f"{commit}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    pa = pb = None
+    try:
+        pa = subprocess.Popen([*AGENT, str(a)])
+        wait_until(lambda: (a / "events.jsonl").exists() and
+                   any(e.get("phase") == "source" for e in events(a)), "A's source phase")
+        time.sleep(0.2)
+        pb = subprocess.Popen([*AGENT, str(b)])
+        wait_until(lambda: (b / "output.log").exists() and "allocated 300" in output(b),
+                   "B's allocation")
+        lock.close()  # A goes on: checkout, then its command, while B's still runs
+        assert pa.wait(timeout=60) == 1
+        assert pb.poll() is None, "B ended with A"
+        assert pb.wait(timeout=60) == 0, result(b)
+    finally:
+        lock.close()
+        for p in (pa, pb):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    ra, rb = result(a), result(b)
+    assert ra["outcome"] == "oom", ra
+    assert ra["memory_limit"] == 200 * MiB and ra["peak_bytes"] <= 201 * MiB
+    assert rb["outcome"] == "succeeded", rb
+    assert rb["peak_bytes"] >= 300 * MiB
+    if ra["enforced"] != "sampled":
+        ca, cb = exec_start(a)["cgroup"], exec_start(b)["cgroup"]
+        assert ca != cb
+        assert os.path.basename(ca).startswith(f"run-{rid}-")
+
+
+def test_eph_agent_subcommand_runs_a_spec_as_eph_agent_does(tmp_path):
+    """`eph agent RUN_DIR` (the same code as eph-agent) runs a run to its result."""
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "spec.json").write_text(json.dumps({
+        "version": 1, "run_id": 1, "job": "sub", "attempt": 1, "scheduled_at": 0,
+        "argv": ["/bin/echo", "via eph agent"], "shell": None, "env": {}, "cwd": str(tmp_path),
+        "memory": 0, "timeout": 0, "kill_grace": 1, "commit": None, "enforce": "sampled"}))
+    p = subprocess.run([EPH, "agent", str(d)], timeout=30, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((d / "result.json").read_text())
+    assert res["outcome"] == "succeeded"
+    assert " out via eph agent\n" in (d / "output.log").read_text()

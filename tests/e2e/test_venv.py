@@ -15,6 +15,9 @@ import time
 import pytest
 
 EPH = os.environ.get("EPH_BIN", "build/eph")
+# What executors start: the slim eph-agent next to eph (src/eph_agent.c), else `eph agent`.
+_SLIM = os.path.join(os.path.dirname(os.path.abspath(EPH)), "eph-agent")
+AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [EPH, "agent"]
 PY = "/usr/bin/python3"
 SAN_CODES = (86, 87)  # ASan leak / UBSan report (see meson.build's sanitize setup)
 _run_ids = iter(range(810000 + os.getpid() % 1000 * 100, 10**9))
@@ -58,12 +61,12 @@ def make_run(tmp_path, name="run", **spec):
 
 
 def start_agent(d):
-    return subprocess.Popen([EPH, "agent", str(d)], stdout=subprocess.PIPE,
+    return subprocess.Popen([*AGENT, str(d)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
 
 def run_agent(d, timeout=300):
-    p = subprocess.run([EPH, "agent", str(d)], timeout=timeout, capture_output=True)
+    p = subprocess.run([*AGENT, str(d)], timeout=timeout, capture_output=True)
     assert p.returncode not in SAN_CODES, p.stderr.decode()
     return p
 
