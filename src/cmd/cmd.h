@@ -34,6 +34,10 @@ extern const struct cmd cmd_show;
 extern const struct cmd cmd_logs;
 extern const struct cmd cmd_agent;
 extern const struct cmd cmd_gc;
+extern const struct cmd cmd_daemon;
+extern const struct cmd cmd_status;
+extern const struct cmd cmd_cancel;
+extern const struct cmd cmd_mail;
 
 /* Prints "usage: eph ..." for CMD (and its help text when FULL) to F. */
 void cmd_usage(const struct cmd *c, FILE *f, bool full);

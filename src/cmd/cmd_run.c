@@ -1,16 +1,21 @@
 /* src/cmd/cmd_run.c: `eph run JOB`, a run now, here in the foreground, with its output live. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_mail.h"
 #include "cmd/cmd_runs.h"
 #include "conf/conf.h"
+#include "daemon/ctl.h"
 #include "exec/exec.h"
 #include "rundir/rundir.h"
 #include "store/store.h"
@@ -24,15 +29,20 @@ static int cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv);
 const struct cmd cmd_run = {
 	.name = "run",
 	.usage = "run JOB [--follow] [--quiet] [--json]",
-	.summary = "run a job now, in the foreground, with its output live",
-	.help = "Creates a run of JOB (trigger \"manual\"), runs it under its memory limit with the\n"
+	.summary = "run a job now (through the daemon if one is running, else here)",
+	.help = "When a daemon is running for the state directory, asks it to start a run of JOB\n"
+	        "(trigger \"manual\") and prints the run's id; with --follow, prints the run's\n"
+	        "output as it comes and waits for its end (Ctrl-C stops following; the run goes\n"
+	        "on). With no daemon, runs JOB here in the foreground, as follows.\n\n"
+	        "Creates a run of JOB (trigger \"manual\"), runs it under its memory limit with the\n"
 	        "job's executor, prints its output as it comes (the command's stdout on stdout,\n"
 	        "its stderr on stderr), then a one-line summary on stderr. Ctrl-C cancels the run,\n"
 	        "which is then recorded as \"cancelled\". The run goes on if eph itself is killed;\n"
 	        "the next eph run, runs or show records its result.\n\n"
 	        "Exit status: 0 if the run succeeded, 1 if it did not, 2 for bad input.\n\n"
 	        "Options:\n"
-	        "  --follow  print the output as it comes (the default, here in the foreground)\n"
+	        "  --follow  print the output as it comes and wait for the end (always so in the\n"
+	        "            foreground; through the daemon, only with --follow)\n"
 	        "  --quiet   print only the summary\n"
 	        "  --json    print the finished run as JSON on stdout instead of the summary\n"
 	        "            (the output is not printed)\n",
@@ -100,13 +110,13 @@ run_output_cb(struct exec_run *er, const char *data, size_t len, void *arg)
 }
 
 static void
-run_summary(const struct run_ctx *rc, const struct store_run *r)
+run_summary(const char *job, const struct store_run *r)
 {
 	char dur[32], peak[32], lim[32], sig[32];
 	double d = r->ended_at > 0 && r->started_at > 0 ? r->ended_at - r->started_at : 0;
 
 	units_format_duration(d, dur, sizeof(dur));
-	fprintf(stderr, "%s: %s after %s", rc->job->name, store_state_name(r->state), dur);
+	fprintf(stderr, "%s: %s after %s", job, store_state_name(r->state), dur);
 	if (r->state == STORE_FAILED && r->exit_code >= 0)
 		fprintf(stderr, " (exit %d)", r->exit_code);
 	else if (r->signal > 0 && r->state != STORE_OOM) {
@@ -125,7 +135,7 @@ run_summary(const struct run_ctx *rc, const struct store_run *r)
 	}
 	fprintf(stderr, " \u2014 run %lld\n", (long long)r->id);
 	if (r->state != STORE_SUCCEEDED && r->reason != NULL)
-		fprintf(stderr, "%s: %s\n", rc->job->name, r->reason);
+		fprintf(stderr, "%s: %s\n", job, r->reason);
 }
 
 static void
@@ -152,7 +162,7 @@ run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *a
 		if (rc->json) {
 			run_json(final);
 		} else {
-			run_summary(rc, final);
+			run_summary(rc->job->name, final);
 		}
 		rc->exit = final->state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
 	}
@@ -201,6 +211,137 @@ run_closed_cb(struct exec_run *er, void *arg)
 	exec_run_release(er);
 }
 
+/* Through the daemon: prints run ID's output (when PRINT) from its output.log until the store
+ * records it terminal, then its summary (or JSON). Returns the exit status. */
+static volatile sig_atomic_t run_follow_stop;
+
+static void
+run_follow_sig(int sig)
+{
+	(void)sig;
+	run_follow_stop = 1;
+}
+
+static int
+run_follow_daemon(struct cmd_ctx *ctx, const char *job, int64_t id, bool print, bool json)
+{
+	char *path = xasprintf("%s/runs/%lld/%s", cmd_state_dir(ctx), (long long)id, RUNDIR_OUTPUT);
+	struct store *st = NULL;
+	struct store_run r;
+	struct buf pend;
+	char chunk[65536];
+	int fd = -1, exit = EPH_EXIT_FAIL, rc;
+	bool done = false;
+
+	buf_init(&pend, BUF_MAX_LINE * 16);
+	store_run_init(&r);
+	signal(SIGINT, run_follow_sig);
+	signal(SIGTERM, run_follow_sig);
+	rc = cmd_store_open(ctx, &st);
+	if (rc < 0) {
+		fprintf(stderr, "eph run: cannot read the store: %s\n", strerror(-rc));
+		goto out;
+	}
+	while (!run_follow_stop) {
+		ssize_t got;
+
+		store_run_clear(&r);
+		if ((rc = store_run_get(st, id, &r)) < 0) {
+			fprintf(stderr, "eph run: cannot read run %lld: %s\n", (long long)id,
+			        strerror(-rc));
+			goto out;
+		}
+		done = store_state_terminal(r.state);
+		if (fd < 0)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		while (fd >= 0 && (got = read(fd, chunk, sizeof(chunk))) > 0) {
+			const char *nl;
+
+			if (buf_append(&pend, chunk, (size_t)got) < 0) {
+				if (print)
+					run_print_records(pend.data, pend.len);
+				buf_reset(&pend);
+				if (buf_append(&pend, chunk, (size_t)got) < 0)
+					abort(); /* chunk < the cap */
+			}
+			nl = memrchr(pend.data, '\n', pend.len);
+			if (nl != NULL) {
+				size_t k = (size_t)(nl - pend.data) + 1;
+
+				if (print)
+					run_print_records(pend.data, k);
+				memmove(pend.data, pend.data + k, pend.len - k);
+				pend.len -= k;
+			}
+		}
+		if (done)
+			break;
+		nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
+	}
+	if (!done) {
+		fprintf(stderr, "\neph run: stopped following run %lld; it goes on in the daemon\n",
+		        (long long)id);
+		exit = EPH_EXIT_OK;
+		goto out;
+	}
+	if (pend.len > 0 && print)
+		run_print_records(pend.data, pend.len);
+	fflush(stdout);
+	if (json)
+		run_json(&r);
+	else
+		run_summary(job, &r);
+	exit = r.state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_free(&pend);
+	store_run_clear(&r);
+	store_close(st);
+	free(path);
+	return exit;
+}
+
+/* Asks a running daemon for a run of JOB. Returns -ENOENT when no daemon is running (then the
+ * run happens here), else the exit status. */
+static int
+run_through_daemon(struct cmd_ctx *ctx, const char *job, bool follow, bool print, bool json)
+{
+	json_t *req = json_pack("{s:s, s:s}", "cmd", "run", "job", job), *resp = NULL;
+	int64_t id;
+	int rc;
+
+	rc = ctl_request(cmd_state_dir(ctx), req, &resp);
+	json_decref(req);
+	if (rc == -ENOENT || rc == -ECONNREFUSED)
+		return -ENOENT;
+	if (rc < 0) {
+		fprintf(stderr, "eph run: the daemon did not answer: %s\n", strerror(-rc));
+		return EPH_EXIT_FAIL;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		fprintf(stderr, "eph run: %s\n", json_string_value(json_object_get(resp, "error")));
+		json_decref(resp);
+		return EPH_EXIT_FAIL;
+	}
+	id = json_integer_value(json_object_get(resp, "run"));
+	json_decref(resp);
+	if (follow)
+		return run_follow_daemon(ctx, job, id, print, json);
+	if (json) {
+		json_t *o = json_pack("{s:I, s:s, s:b}", "run", (json_int_t)id, "job", job,
+		                      "daemon", 1);
+
+		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(o);
+		return EPH_EXIT_OK;
+	}
+	printf("run %lld of %s started by the daemon (eph logs %lld -f to follow)\n", (long long)id,
+	       job, (long long)id);
+	return EPH_EXIT_OK;
+}
+
 static int
 cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -218,12 +359,14 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	uv_loop_t loop;
 	int64_t id = 0;
 	char *dir = NULL;
+	bool follow = false;
 	int opt, err;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "q", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'F':
+			follow = true;
 			break;
 		case 'q':
 			rc.print_output = false;
@@ -239,6 +382,9 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (argc - optind != 1)
 		return cmd_usage_error(&cmd_run,
 		                       argc - optind == 0 ? "which JOB?" : "too many arguments");
+	err = run_through_daemon(ctx, argv[optind], follow, rc.print_output, rc.json);
+	if (err != -ENOENT)
+		return err;
 	if ((err = cmd_load_conf(ctx)) != EPH_EXIT_OK)
 		return err;
 	rc.job = conf_job_find(ctx->conf, argv[optind]);
@@ -274,7 +420,7 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			if (rc.json)
 				run_json(&final);
 			else
-				run_summary(&rc, &final);
+				run_summary(rc.job->name, &final);
 		}
 		store_run_clear(&final);
 		goto out;
@@ -294,6 +440,7 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (uv_loop_close(&loop) != 0)
 		fprintf(stderr, "eph run: internal error: handles left open\n");
 out:
+	cmd_mail_after_run(ctx, st, id); /* the run's mail, if its job asks for one */
 	free(dir);
 	store_close(st);
 	return rc.exit;

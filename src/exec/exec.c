@@ -426,3 +426,12 @@ exec_run_cancel(struct exec_run *r)
 		return -ESRCH;
 	return r->ops->cancel(r);
 }
+
+void
+exec_run_detach(struct exec_run *r)
+{
+	if (r->finished)
+		return;
+	r->finished = true;
+	exec_close(r);
+}

@@ -99,6 +99,10 @@ EPH_MUST_CHECK int exec_run_start(struct exec_run *r);
 EPH_MUST_CHECK int exec_run_reattach(struct exec_run *r);
 /* Asks the run's agent to cancel. */
 EPH_MUST_CHECK int exec_run_cancel(struct exec_run *r);
+/* Stops following R without recording anything and without touching its agent (a daemon
+ * that stops leaves running agents to finish on their own; the next start collects them).
+ * Closes R's handles; hooks.closed follows, hooks.done does not. */
+void exec_run_detach(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);

@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 
+#include "store/migrate_2_sql.h"
 #include "store/schema_sql.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
@@ -23,6 +24,7 @@ struct store {
 /* Migration step I takes a database from user_version I to I + 1. */
 static const char *const migrations[] = {
 	store_schema_v1,
+	store_schema_v2,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -174,6 +176,12 @@ sql_errno(int rc)
 	default:
 		return -EIO;
 	}
+}
+
+struct sqlite3 *
+store_sqlite(struct store *s)
+{
+	return s->db;
 }
 
 const char *
@@ -797,4 +805,28 @@ store_job_state_set(struct store *s, const char *job, int64_t scheduled_until)
 	bind_text(st, 1, job);
 	sqlite3_bind_int64(st, 2, scheduled_until);
 	return step_done(st);
+}
+
+int
+store_run_delete(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = prepare(s,
+	             "DELETE FROM runs WHERE id = ?1 AND state IN ('succeeded', 'failed', 'oom', "
+	             "'timeout', 'killed', 'cancelled', 'lost', 'skipped')",
+	             &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	rc = step_done(st);
+	if (rc == 0 && sqlite3_changes(s->db) == 0) {
+		struct store_run r;
+
+		store_run_init(&r);
+		rc = store_run_get(s, id, &r) == 0 ? -EBUSY : -ENOENT;
+		store_run_clear(&r);
+	}
+	return rc;
 }

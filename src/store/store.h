@@ -14,7 +14,7 @@ struct diag;
 struct store; /* opaque: one connection */
 
 /* The schema version this eph writes and understands. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum store_state {
 	STORE_QUEUED,
@@ -101,6 +101,8 @@ EPH_MUST_CHECK int store_open_readonly(const char *path, struct store **out, str
 void store_close(struct store *s); /* NULL is fine */
 /* The last SQLite error message of S, for logs; borrowed until the next call on S. */
 const char *store_errmsg(struct store *s);
+/* S's SQLite connection, for the store's other files (store_outbox.c) only. */
+struct sqlite3 *store_sqlite(struct store *s);
 
 /* All functions below return 0 or a negative errno: -ENOENT (no such run), -EBUSY (the
  * database stayed locked past the busy timeout), -ENOSPC, -EROFS (a read-only connection),
@@ -122,6 +124,10 @@ EPH_MUST_CHECK int store_run_update(struct store *s, int64_t id, const struct st
  * changed) when it was already terminal. */
 EPH_MUST_CHECK int store_run_finish(struct store *s, int64_t id, const struct store_run *final,
                                     const struct store_sample *samples, size_t n);
+
+/* Deletes run ID and its memory samples if it is terminal (retention): 0, -ENOENT when there
+ * is no such run, -EBUSY when it is not terminal. */
+EPH_MUST_CHECK int store_run_delete(struct store *s, int64_t id);
 
 /* Reads run ID into *OUT (initialised by this call; store_run_clear it). */
 EPH_MUST_CHECK int store_run_get(struct store *s, int64_t id, struct store_run *out);

@@ -775,27 +775,41 @@ checkout_race_loser_waits_for_the_build_not_the_winners_run(void **state)
 		pids[i] = fork();
 		assert_true(pids[i] >= 0);
 		if (pids[i] == 0) {
-			struct source_worktree wt;
+			struct source_worktree wt = { 0 };
 			struct diag d;
 			char *path = xasprintf("%s:%s", bin, getenv("PATH"));
 			int64_t when;
+			int code = 0;
 			char c;
 
 			setenv("PATH", path, 1);
 			close(go[1]);
 			close(done[0]);
-			if (read(go[0], &c, 1) != 0)
-				_exit(3);
 			diag_init(&d);
-			if (source_checkout(f->state, mirror, commit, 5, &wt, &d) != 0)
-				_exit(2);
-			when = now_ms();
-			if (write(done[1], &when, sizeof(when)) != (ssize_t)sizeof(when))
-				_exit(4);
-			if (wt.built)
-				sleep(4); /* the winner's run */
-			source_worktree_release(&wt);
-			_exit(wt.built ? 1 : 0);
+			if (read(go[0], &c, 1) != 0) {
+				code = 3;
+			} else if (source_checkout(f->state, mirror, commit, 5, &wt, &d) != 0) {
+				code = 2;
+			} else {
+				when = now_ms();
+				if (write(done[1], &when, sizeof(when)) != (ssize_t)sizeof(when))
+					code = 4;
+				else if (wt.built)
+					sleep(4); /* the winner's run */
+				if (code == 0)
+					code = wt.built ? 1 : 0;
+				source_worktree_release(&wt);
+			}
+			/* free all before _exit: under valgrind a forked child's leaks fail the
+			 * test */
+			diag_free(&d);
+			free(path);
+			free(a);
+			free(commit);
+			free(mirror);
+			free(bin);
+			free(git);
+			_exit(code);
 		}
 	}
 	close(go[0]);

@@ -1,0 +1,1569 @@
+/* src/daemon/daemon.c: the scheduler's loop, its policies, its control socket and reload. */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "conf/conf.h"
+#include "daemon/ctl.h"
+#include "daemon/dlog.h"
+#include "daemon/evheap.h"
+#include "daemon/plan.h"
+#include "exec/exec.h"
+#include "notify/notify.h"
+#include "notify/sender.h"
+#include "rundir/rundir.h"
+#include "sched/cronexpr.h"
+#include "sched/tz.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/fsio.h"
+#include "util/units.h"
+#include "util/xalloc.h"
+
+#define DM_LATE_S         5       /* a fire this late is still on time; older ones are missed */
+#define DM_MAX_SLEEP_MS   3600000 /* re-check the wall clock at least hourly (clock jumps) */
+#define DM_RELOAD_WAIT_MS 200     /* coalesce the events of one save of the jobs file */
+#define DM_MANUAL_GRACE_S 60      /* a foreground `eph run` may be starting its agent */
+#define DM_PREP_MS        150     /* a fire's run is prepared this long before its instant */
+#define DM_RETENTION_STEP 5       /* runs deleted after a run ends, at most */
+
+enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
+
+struct daemon;
+
+/* A job of the current configuration and its schedule. */
+struct djob {
+	struct evheap_node ev; /* DM_EV_FIRE, DM_PREP_MS before the next fire */
+	const struct conf_job *cj;
+	int64_t next;  /* the next fire (UTC s) while ev is in the heap */
+	int64_t until; /* every fire at or before this instant (UTC s) is handled */
+};
+
+enum dr_phase { DR_DELAYED, DR_READY, DR_STARTED };
+
+/* A live run: created, not yet recorded terminal. */
+struct drun {
+	struct exec_run er; /* valid once started */
+	struct daemon *dm;
+	struct evheap_node ev;    /* DM_EV_START at the end of its jitter */
+	struct drun *prev, *next; /* every live run */
+	struct drun *qnext;       /* the queue of runs ready to start, in fire order */
+	const struct exec_ops *ops;
+	char *job;
+	char *dir;
+	int64_t id;
+	uint64_t memory;
+	enum store_trigger trigger;
+	int64_t scheduled_at;
+	int attempt;
+	enum dr_phase phase;
+	bool marked_waiting;
+	bool logged_wait;
+	bool check_conc; /* prepared ahead: apply the concurrency policy at its instant */
+	bool ended;
+};
+
+/* A retry due later. */
+struct dretry {
+	struct evheap_node ev; /* DM_EV_RETRY */
+	struct dretry *prev, *next;
+	char *job;
+	int64_t run_id; /* the attempt that failed: mailed if the retry is dropped */
+	int64_t scheduled_at;
+	int attempt;
+};
+
+struct dclient {
+	uv_pipe_t pipe;
+	struct daemon *dm;
+	struct buf in;
+	struct dclient *prev, *next;
+};
+
+struct dwrite {
+	uv_write_t req;
+	char *data;
+};
+
+struct daemon {
+	uv_loop_t loop;
+	const struct daemon_opts *o;
+	char *conf_path;
+	char *conf_base; /* the jobs file's name in its directory */
+	struct conf *conf;
+	struct store *store;
+	struct djob *jobs;
+	size_t njobs;
+	struct evheap heap;
+	uv_timer_t timer;
+	uv_signal_t sigterm, sigint, sighup;
+	uv_pipe_t ctl;
+	uv_fs_event_t confwatch;
+	uv_timer_t reload_timer;
+	bool ctl_open, watch_open;
+	struct dclient *clients;
+	struct drun *runs;
+	struct drun *qhead, *qtail;
+	struct dretry *retries;
+	uint64_t local_mem;
+	int nstarted;
+	bool stopping;
+	char *retention_job;        /* whose old runs to delete at the next turn of the loop */
+	struct notify_sender *mail; /* NULL while the configuration has no mail section */
+	char *sock_path;
+	int lockfd;
+};
+
+static void dm_arm(struct daemon *dm);
+static void dm_kick(struct daemon *dm);
+
+static int64_t
+dm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+dm_hms(int64_t t, char *out, size_t n)
+{
+	struct tz_tm tm;
+
+	tz_to_local(NULL, t, &tm);
+	snprintf(out, n, "%02d:%02d:%02d", tm.hour, tm.min, tm.sec);
+}
+
+/* --- the store's view of a job ------------------------------------------------------- */
+
+/* The instant up to which JOB's fires are handled: the durable job state, or the latest
+ * scheduled or caught-up run if it is later (a crash between creating a run and recording the
+ * job state must not fire it twice). -ENOENT for a job never scheduled. */
+static int
+dm_until_get(struct daemon *dm, const char *job, int64_t *until)
+{
+	struct store_run *runs = NULL;
+	size_t n = 0;
+	int rc = store_job_state_get(dm->store, job, until);
+
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (store_runs_list(dm->store, job, 20, &runs, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (runs[i].trigger != STORE_SCHEDULE && runs[i].trigger != STORE_CATCHUP)
+				continue;
+			if (rc == -ENOENT || runs[i].scheduled_at > *until)
+				*until = runs[i].scheduled_at;
+			rc = 0;
+			break;
+		}
+		store_runs_free(runs, n);
+	}
+	return rc;
+}
+
+static void
+dm_until_set(struct daemon *dm, struct djob *j, int64_t until)
+{
+	int rc;
+
+	j->until = until;
+	rc = store_job_state_set(dm->store, j->cj->name, until);
+	if (rc < 0)
+		dlog(DLOG_ERROR, 0, j->cj->name, "cannot record the schedule state: %s",
+		     store_errmsg(dm->store));
+}
+
+/* --- live runs ----------------------------------------------------------------------- */
+
+static void
+drun_free(struct drun *dr)
+{
+	free(dr->job);
+	free(dr->dir);
+	free(dr);
+}
+
+static void
+dm_unlink_run(struct daemon *dm, struct drun *dr)
+{
+	if (dr->prev != NULL)
+		dr->prev->next = dr->next;
+	else if (dm->runs == dr)
+		dm->runs = dr->next;
+	if (dr->next != NULL)
+		dr->next->prev = dr->prev;
+	dr->prev = dr->next = NULL;
+}
+
+static void
+dm_dequeue(struct daemon *dm, struct drun *dr)
+{
+	struct drun **pp = &dm->qhead, *last = NULL;
+
+	while (*pp != NULL && *pp != dr) {
+		last = *pp;
+		pp = &(*pp)->qnext;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = dr->qnext;
+	if (dm->qtail == dr)
+		dm->qtail = last;
+	dr->qnext = NULL;
+}
+
+static void
+dm_enqueue(struct daemon *dm, struct drun *dr)
+{
+	dr->phase = DR_READY;
+	dr->qnext = NULL;
+	if (dm->qtail != NULL)
+		dm->qtail->qnext = dr;
+	else
+		dm->qhead = dr;
+	dm->qtail = dr;
+}
+
+static void
+dm_set_waiting(struct daemon *dm, struct drun *dr)
+{
+	struct store_run row;
+
+	if (dr->marked_waiting)
+		return;
+	dr->marked_waiting = true;
+	store_run_init(&row);
+	if (store_run_get(dm->store, dr->id, &row) == 0) {
+		row.state = STORE_WAITING;
+		if (store_run_update(dm->store, dr->id, &row) < 0)
+			dlog(DLOG_WARN, dr->id, dr->job, "cannot record the run as waiting: %s",
+			     store_errmsg(dm->store));
+	}
+	store_run_clear(&row);
+}
+
+static bool
+dm_retryable(enum store_state st)
+{
+	return st == STORE_FAILED || st == STORE_OOM || st == STORE_TIMEOUT || st == STORE_LOST;
+}
+
+/* Run RUN_ID was recorded terminal: queues the mail its job's notify policy asks for (once per
+ * run, however often called) and has the sender look at the outbox. WILL_RETRY: the daemon
+ * scheduled a further attempt of the same run. */
+static void
+dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
+{
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = notify_run_finished(dm->store, dm->conf, dm->o->state_dir, run_id, will_retry, &d);
+	if (rc == 1) {
+		notify_sender_kick(dm->mail);
+	} else if (rc < 0) {
+		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+
+		dlog(DLOG_ERROR, run_id, job, "mail: %s", msg);
+		free(msg);
+	}
+	diag_free(&d);
+}
+
+/* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
+ * its job has retries left. Returns true when one is scheduled. */
+static bool
+dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
+                  int64_t run_id)
+{
+	const struct conf_job *cj = conf_job_find(dm->conf, job);
+	struct dretry *rt;
+	int64_t delay;
+
+	if (cj == NULL || attempt > cj->retries)
+		return false;
+	delay = plan_backoff(cj->retry_backoff, attempt);
+	rt = xcalloc(1, sizeof(*rt));
+	evheap_node_init(&rt->ev, DM_EV_RETRY);
+	rt->job = xstrdup(job);
+	rt->run_id = run_id;
+	rt->scheduled_at = scheduled_at;
+	rt->attempt = attempt + 1;
+	rt->next = dm->retries;
+	if (dm->retries != NULL)
+		dm->retries->prev = rt;
+	dm->retries = rt;
+	evheap_push(&dm->heap, &rt->ev, dm_now_ms() + delay * 1000);
+	dlog(DLOG_INFO, run_id, job, "retry %d of %d in %llds", attempt, cj->retries,
+	     (long long)delay);
+	dm_arm(dm);
+	return true;
+}
+
+static void
+dm_retry_free(struct daemon *dm, struct dretry *rt)
+{
+	if (rt->prev != NULL)
+		rt->prev->next = rt->next;
+	else
+		dm->retries = rt->next;
+	if (rt->next != NULL)
+		rt->next->prev = rt->prev;
+	evheap_remove(&dm->heap, &rt->ev);
+	free(rt->job);
+	free(rt);
+}
+
+static void
+dm_log_outcome(struct drun *dr, const struct store_run *f)
+{
+	char dur[32];
+	double d = f->ended_at > 0 && f->started_at > 0 ? f->ended_at - f->started_at : 0;
+	enum dlog_level lvl = f->state == STORE_SUCCEEDED   ? DLOG_INFO
+	                      : f->state == STORE_CANCELLED ? DLOG_INFO
+	                                                    : DLOG_WARN;
+
+	units_format_duration(d, dur, sizeof(dur));
+	if (f->state == STORE_SUCCEEDED || f->reason == NULL)
+		dlog(lvl, dr->id, dr->job, "%s after %s", store_state_name(f->state), dur);
+	else
+		dlog(lvl, dr->id, dr->job, "%s after %s: %s", store_state_name(f->state), dur,
+		     f->reason);
+}
+
+static int
+dm_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Deletes a few runs of JOB past the retention limits (oldest first), rows and directories;
+ * called after one of its runs ended, off the hot path. */
+static void
+dm_retention(struct daemon *dm, const char *job)
+{
+	const struct conf_retention *rt = &dm->conf->retention;
+	char *runs_dir = xasprintf("%s/runs/", dm->o->state_dir);
+	struct store_run *runs = NULL;
+	size_t n = 0, deleted = 0;
+	double cutoff = (double)time(NULL) - (double)rt->days * 86400;
+
+	if (store_runs_list(dm->store, job, 0, &runs, &n) < 0) {
+		free(runs_dir);
+		return;
+	}
+	/* newest first: the oldest are at the end */
+	for (size_t i = n; i-- > 0 && deleted < DM_RETENTION_STEP;) {
+		const struct store_run *r = &runs[i];
+		bool old = rt->days > 0 && r->created_at < cutoff;
+		bool many = rt->runs_per_job > 0 && i >= (size_t)rt->runs_per_job;
+		int rc;
+
+		if (!store_state_terminal(r->state) || (!old && !many))
+			continue;
+		rc = store_run_delete(dm->store, r->id);
+		if (rc < 0) {
+			dlog(DLOG_WARN, r->id, job, "retention: cannot delete the run: %s",
+			     strerror(-rc));
+			break;
+		}
+		/* only ever a directory of ours */
+		if (r->run_dir != NULL && strncmp(r->run_dir, runs_dir, strlen(runs_dir)) == 0 &&
+		    nftw(r->run_dir, dm_rm_cb, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+			dlog(DLOG_WARN, r->id, job, "retention: cannot remove %s: %s", r->run_dir,
+			     strerror(errno));
+		deleted++;
+	}
+	if (deleted > 0)
+		dlog(DLOG_INFO, 0, job, "retention: deleted the %zu oldest runs", deleted);
+	store_runs_free(runs, n);
+	free(runs_dir);
+}
+
+static void
+dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg)
+{
+	struct drun *dr = arg;
+	struct daemon *dm = dr->dm;
+	bool retry;
+
+	(void)er;
+	dr->ended = true;
+	if (dr->phase == DR_STARTED) {
+		dm->nstarted--;
+		dm->local_mem -= dr->memory;
+	}
+	dm_unlink_run(dm, dr);
+	if (final == NULL) {
+		dlog(DLOG_ERROR, dr->id, dr->job, "cannot record the run's end: %s", strerror(-rc));
+		return;
+	}
+	dm_log_outcome(dr, final);
+	if (dm->stopping) {
+		dm_notify(dm, dr->id, dr->job, false);
+		return;
+	}
+	retry = dm_retryable(final->state) &&
+	        dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id);
+	dm_notify(dm, dr->id, dr->job, retry);
+	free(dm->retention_job);
+	dm->retention_job = xstrdup(dr->job);
+	dm_kick(dm);
+}
+
+static void
+dm_closed_cb(struct exec_run *er, void *arg)
+{
+	struct drun *dr = arg;
+
+	exec_run_release(er);
+	drun_free(dr);
+}
+
+static void
+dm_start(struct daemon *dm, struct drun *dr)
+{
+	struct exec_hooks hooks = { NULL, dm_done_cb, dm_closed_cb, dr };
+	char when[16];
+	int rc;
+
+	dr->phase = DR_STARTED;
+	dm->nstarted++;
+	dm->local_mem += dr->memory;
+	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, dr->id, dr->dir, &hooks);
+	dm_hms(dr->scheduled_at, when, sizeof(when));
+	rc = exec_run_start(&dr->er);
+	if (rc < 0) /* already recorded failed; done and closed follow */
+		dlog(DLOG_ERROR, dr->id, dr->job, "cannot start: %s", strerror(-rc));
+	else
+		dlog(DLOG_INFO, dr->id, dr->job, "started (%s %s, pid %d)",
+		     store_trigger_name(dr->trigger), when, (int)dr->er.agent_pid);
+}
+
+/* Starts the runs at the head of the queue while they fit: max_parallel, and the local memory
+ * budget (in fire order: a big run at the head is not overtaken by smaller ones). */
+static void
+dm_admit(struct daemon *dm)
+{
+	uint64_t budget = dm->conf->local.memory_budget;
+
+	while (dm->qhead != NULL && !dm->stopping) {
+		struct drun *dr = dm->qhead;
+		bool slot = dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel;
+		bool fits = budget == 0 || dm->local_mem + dr->memory <= budget;
+
+		if (!slot || !fits) {
+			for (struct drun *w = dm->qhead; w != NULL; w = w->qnext) {
+				if (!w->logged_wait) {
+					w->logged_wait = true;
+					dlog(DLOG_INFO, w->id, w->job, "waiting for %s",
+					     !slot ? "a slot (max_parallel)" : "memory");
+					dm_set_waiting(dm, w);
+				}
+			}
+			return;
+		}
+		dm_dequeue(dm, dr);
+		dm_start(dm, dr);
+	}
+}
+
+/* Settles a run that never started in terminal state ST. */
+static void
+dm_end_unstarted(struct daemon *dm, struct drun *dr, enum store_state st, const char *reason)
+{
+	struct store_run f;
+	int rc;
+
+	evheap_remove(&dm->heap, &dr->ev);
+	dm_dequeue(dm, dr);
+	dm_unlink_run(dm, dr);
+	store_run_init(&f);
+	f.state = st;
+	f.reason = xstrdup(reason);
+	f.ended_at = rundir_now();
+	rc = store_run_finish(dm->store, dr->id, &f, NULL, 0);
+	if (rc < 0 && rc != -EALREADY)
+		dlog(DLOG_ERROR, dr->id, dr->job, "cannot record the run's end: %s",
+		     store_errmsg(dm->store));
+	else
+		dlog(DLOG_INFO, dr->id, dr->job, "%s: %s", store_state_name(f.state), reason);
+	if (rc == 0)
+		dm_notify(dm, dr->id, dr->job, false);
+	store_run_clear(&f);
+	drun_free(dr);
+}
+
+static int
+dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why)
+{
+	int rc;
+
+	if (dr->phase != DR_STARTED) {
+		dm_end_unstarted(dm, dr, STORE_CANCELLED, why);
+		return 0;
+	}
+	rc = exec_run_cancel(&dr->er);
+	if (rc == 0)
+		dlog(DLOG_INFO, dr->id, dr->job, "cancelling: %s", why);
+	return rc;
+}
+
+static void dm_prepared_due(struct daemon *dm, struct drun *dr);
+
+/* Creates a run of CJ and queues it to start at START_MS (UTC ms; now if past) plus its
+ * jitter; with CHECK_CONC, the job's concurrency policy is applied then. Returns its id, 0
+ * when it could not even be recorded. */
+static int64_t
+dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
+          int attempt, int64_t start_ms, bool check_conc)
+{
+	const struct exec_ops *ops = exec_find(cj->executor != NULL ? cj->executor : "local");
+	struct exec_new how = { trig, at, attempt, 0 };
+	struct drun *dr;
+	struct diag d;
+	int64_t id = 0;
+	char *dir = NULL;
+	int rc;
+
+	if (ops == NULL) {
+		dlog(DLOG_ERROR, 0, cj->name, "executor \"%s\" is not available", cj->executor);
+		return 0;
+	}
+	if (cj->jitter > 0 && trig != STORE_MANUAL)
+		how.jitter = (int64_t)((uint64_t)random() % (uint64_t)(cj->jitter + 1));
+	diag_init(&d);
+	rc = exec_create(dm->store, dm->o->state_dir, dm->conf, cj, &how, &id, &dir, &d);
+	if (rc < 0) {
+		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+
+		dlog(DLOG_ERROR, id, cj->name, "cannot create a run: %s", msg);
+		free(msg);
+		diag_free(&d);
+		return id;
+	}
+	diag_free(&d);
+	if (rc == 1) {
+		struct store_run f;
+
+		store_run_init(&f);
+		if (store_run_get(dm->store, id, &f) == 0)
+			dlog(DLOG_WARN, id, cj->name, "failed before it started: %s",
+			     f.reason != NULL ? f.reason : "?");
+		store_run_clear(&f);
+		dm_notify(dm, id, cj->name, dm_schedule_retry(dm, cj->name, at, attempt, id));
+		return id;
+	}
+	dr = xcalloc(1, sizeof(*dr));
+	dr->dm = dm;
+	evheap_node_init(&dr->ev, DM_EV_START);
+	dr->ops = ops;
+	dr->job = xstrdup(cj->name);
+	dr->dir = dir;
+	dr->id = id;
+	dr->memory = ops == &exec_local_ops ? cj->memory : 0;
+	dr->trigger = trig;
+	dr->scheduled_at = at;
+	dr->attempt = attempt;
+	dr->check_conc = check_conc;
+	dr->next = dm->runs;
+	if (dm->runs != NULL)
+		dm->runs->prev = dr;
+	dm->runs = dr;
+	if (start_ms < dm_now_ms())
+		start_ms = dm_now_ms();
+	if (how.jitter > 0 || start_ms > dm_now_ms()) {
+		dr->phase = DR_DELAYED;
+		if (how.jitter > 0) {
+			dlog(DLOG_INFO, id, cj->name, "jitter: starts in %llds",
+			     (long long)how.jitter);
+			dm_set_waiting(dm, dr);
+		}
+		evheap_push(&dm->heap, &dr->ev, start_ms + how.jitter * 1000);
+	} else if (check_conc) {
+		dm_prepared_due(dm, dr); /* its instant came while it was being prepared */
+	} else {
+		dm_enqueue(dm, dr);
+	}
+	return id;
+}
+
+/* Records a forbidden fire as a skipped run. */
+static void
+dm_skip(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
+        const struct drun *live)
+{
+	struct store_run r;
+	int64_t id = 0;
+
+	store_run_init(&r);
+	r.job = xstrdup(cj->name);
+	r.trigger = trig;
+	r.scheduled_at = at;
+	r.state = STORE_SKIPPED;
+	r.reason = xasprintf("previous run %lld still running", (long long)live->id);
+	r.executor = xstrdup(cj->executor != NULL ? cj->executor : "local");
+	r.memory_limit = (int64_t)cj->memory;
+	if (store_run_create(dm->store, &r, &id) < 0)
+		dlog(DLOG_ERROR, 0, cj->name, "cannot record a skipped run: %s",
+		     store_errmsg(dm->store));
+	else
+		dlog(DLOG_INFO, id, cj->name, "skipped (%s)", r.reason);
+	if (id != 0)
+		dm_notify(dm, id, cj->name, false); /* notify_decide: a skipped run sends nothing */
+	store_run_clear(&r);
+}
+
+/* A live run of JOB other than SELF, or NULL. */
+static struct drun *
+dm_live_of(struct daemon *dm, const char *job, const struct drun *self)
+{
+	for (struct drun *dr = dm->runs; dr != NULL; dr = dr->next)
+		if (dr != self && !dr->check_conc && strcmp(dr->job, job) == 0)
+			return dr;
+	return NULL;
+}
+
+static void
+dm_replace(struct daemon *dm, const char *job, const struct drun *self)
+{
+	struct drun *dr = dm->runs, *nx;
+
+	for (; dr != NULL; dr = nx) {
+		nx = dr->next;
+		if (dr != self && !dr->check_conc && strcmp(dr->job, job) == 0)
+			(void)dm_cancel_run(dm, dr, "replaced by a newer run");
+	}
+}
+
+/* One fire of job J at AT: the concurrency policy, then a new run. A fire still ahead (its run
+ * prepared DM_PREP_MS early, so that the agent starts at the instant itself) gets the policy
+ * at its instant (dm_prepared_due). */
+static void
+dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_trigger trig,
+        int attempt)
+{
+	struct drun *live;
+
+	if (at * 1000 > dm_now_ms()) {
+		(void)dm_create(dm, cj, trig, at, attempt, at * 1000, true);
+		return;
+	}
+	live = dm_live_of(dm, cj->name, NULL);
+	if (live != NULL && cj->concurrency == CONF_CONC_FORBID) {
+		dm_skip(dm, cj, trig, at, live);
+		return;
+	}
+	if (live != NULL && cj->concurrency == CONF_CONC_REPLACE)
+		dm_replace(dm, cj->name, NULL);
+	(void)dm_create(dm, cj, trig, at, attempt, 0, false);
+}
+
+/* The instant of a prepared run: the concurrency policy of its job (from the current
+ * configuration), then the queue. */
+static void
+dm_prepared_due(struct daemon *dm, struct drun *dr)
+{
+	const struct conf_job *cj = conf_job_find(dm->conf, dr->job);
+	struct drun *live;
+
+	dr->check_conc = false;
+	live = dm_live_of(dm, dr->job, dr);
+	if (cj != NULL && live != NULL && cj->concurrency == CONF_CONC_FORBID) {
+		char *why = xasprintf("previous run %lld still running", (long long)live->id);
+
+		dm_end_unstarted(dm, dr, STORE_SKIPPED, why);
+		free(why);
+		return;
+	}
+	if (cj != NULL && live != NULL && cj->concurrency == CONF_CONC_REPLACE)
+		dm_replace(dm, dr->job, dr);
+	dm_enqueue(dm, dr);
+}
+
+/* Runs what is due of job J at NOW (UTC s) and pushes its next fire. */
+static void
+dm_job_due(struct daemon *dm, struct djob *j, int64_t now, int64_t late)
+{
+	const struct conf_job *cj = j->cj;
+	struct plan_fire *fires = NULL;
+	size_t n = 0;
+	int64_t next;
+	int rc;
+
+	rc = plan_due(cj->cron, cj->tz, j->until, now, late, cj->catchup, cj->starting_deadline,
+	              &fires, &n);
+	if (rc < 0)
+		dlog(DLOG_ERROR, 0, cj->name, "cannot compute its fires: %s", strerror(-rc));
+	for (size_t i = 0; i < n; i++)
+		dm_fire(dm, cj, fires[i].at, fires[i].trigger, 1);
+	free(fires);
+	if (n > 0)
+		dm_admit(dm); /* start first: the job state below is recoverable from the runs */
+	if (now > j->until)
+		dm_until_set(dm, j, now);
+	rc = cronexpr_next(cj->cron, cj->tz, j->until, &next);
+	if (rc == 0) {
+		j->next = next;
+		evheap_push(&dm->heap, &j->ev, next * 1000 - DM_PREP_MS);
+	} else if (rc != -ENOENT)
+		dlog(DLOG_ERROR, 0, cj->name, "cannot compute its next fire: %s", strerror(-rc));
+}
+
+/* --- the timer ----------------------------------------------------------------------- */
+
+static void
+dm_timer_cb(uv_timer_t *t)
+{
+	struct daemon *dm = t->data;
+	struct evheap_node *top;
+	int64_t now = dm_now_ms();
+
+	while ((top = evheap_top(&dm->heap)) != NULL && top->at <= now && !dm->stopping) {
+		evheap_pop(&dm->heap);
+		if (top->kind == DM_EV_FIRE) {
+			struct djob *j = container_of(top, struct djob, ev);
+
+			/* early by DM_PREP_MS: prepare the run of the coming instant */
+			dm_job_due(dm, j, j->next * 1000 > now ? j->next : now / 1000, DM_LATE_S);
+		} else if (top->kind == DM_EV_START) {
+			struct drun *dr = container_of(top, struct drun, ev);
+
+			if (dr->check_conc)
+				dm_prepared_due(dm, dr);
+			else
+				dm_enqueue(dm, dr);
+		} else {
+			struct dretry *rt = container_of(top, struct dretry, ev);
+			const struct conf_job *cj = conf_job_find(dm->conf, rt->job);
+
+			if (cj != NULL)
+				dm_fire(dm, cj, rt->scheduled_at, STORE_RETRY, rt->attempt);
+			dm_retry_free(dm, rt);
+		}
+	}
+	dm_admit(dm);
+	if (dm->retention_job != NULL && !dm->stopping) {
+		dm_retention(dm, dm->retention_job);
+		free(dm->retention_job);
+		dm->retention_job = NULL;
+	}
+	dm_arm(dm);
+}
+
+static void
+dm_arm(struct daemon *dm)
+{
+	struct evheap_node *top = evheap_top(&dm->heap);
+	int64_t delay;
+
+	if (dm->stopping)
+		return;
+	if (top == NULL) {
+		uv_timer_stop(&dm->timer);
+		return;
+	}
+	delay = top->at - dm_now_ms();
+	if (delay < 0)
+		delay = 0;
+	if (delay > DM_MAX_SLEEP_MS)
+		delay = DM_MAX_SLEEP_MS;
+	uv_timer_start(&dm->timer, dm_timer_cb, (uint64_t)delay, 0);
+}
+
+/* Handles what is queued at the next turn of the loop (not from inside exec's callbacks). */
+static void
+dm_kick(struct daemon *dm)
+{
+	if (!dm->stopping)
+		uv_timer_start(&dm->timer, dm_timer_cb, 0, 0);
+}
+
+/* --- jobs from the configuration ----------------------------------------------------- */
+
+/* Builds dm->jobs from dm->conf, keeping each job's `until` from OLD (N of them) by name;
+ * a job new to the store starts now, without catch-up. */
+static void
+dm_build_jobs(struct daemon *dm, struct djob *old, size_t nold, const struct conf *oldconf,
+              bool startup)
+{
+	int64_t now = dm_now_ms() / 1000;
+
+	dm->njobs = dm->conf->njobs;
+	dm->jobs = xcalloc(dm->njobs > 0 ? dm->njobs : 1, sizeof(*dm->jobs));
+	for (size_t i = 0; i < dm->njobs; i++) {
+		struct djob *j = &dm->jobs[i];
+		const char *name = dm->conf->jobs[i].name;
+		bool found = false;
+
+		evheap_node_init(&j->ev, DM_EV_FIRE);
+		j->cj = &dm->conf->jobs[i];
+		for (size_t k = 0; k < nold && oldconf != NULL; k++) {
+			if (strcmp(old[k].cj->name, name) == 0) {
+				j->until = old[k].until;
+				found = true;
+				break;
+			}
+		}
+		if (!found && dm_until_get(dm, name, &j->until) < 0)
+			dm_until_set(dm, j, now);
+		if (startup)
+			dm_job_due(dm, j, now, 0); /* catch up what was missed while down */
+		else
+			dm_job_due(dm, j, now, DM_LATE_S);
+	}
+}
+
+static void
+dm_clear_jobs(struct daemon *dm)
+{
+	for (size_t i = 0; i < dm->njobs; i++)
+		evheap_remove(&dm->heap, &dm->jobs[i].ev);
+	free(dm->jobs);
+	dm->jobs = NULL;
+	dm->njobs = 0;
+}
+
+static void
+dm_mail_log_cb(void *arg, bool warn, int64_t run_id, const char *msg)
+{
+	(void)arg;
+	dlog(warn ? DLOG_WARN : DLOG_INFO, run_id, NULL, "%s", msg);
+}
+
+/* The sender follows the configuration: started when it has mail.smtp (at start, or when a
+ * reload adds it), given the new settings otherwise (without mail.smtp it sends nothing and
+ * what is queued waits in the outbox). */
+static void
+dm_mail_conf(struct daemon *dm)
+{
+	int rc;
+
+	if (dm->mail != NULL) {
+		notify_sender_set_conf(dm->mail, &dm->conf->mail);
+		return;
+	}
+	if (dm->conf->mail.smtp == NULL)
+		return;
+	rc = notify_sender_start(&dm->loop, dm->store, &dm->conf->mail, dm_mail_log_cb, NULL,
+	                         &dm->mail);
+	if (rc < 0)
+		dlog(DLOG_ERROR, 0, NULL, "mail: cannot start the sender: %s", strerror(-rc));
+}
+
+/* A configuration that failed to reload (ERRORS, its FILE:LINE:COL errors) is mailed to
+ * mail.admin once per distinct set of errors: the key is their hash. */
+static void
+dm_mail_reload_failure(struct daemon *dm, const char *errors)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	char key[40];
+	struct diag d;
+	char *text;
+	int rc;
+
+	for (const unsigned char *p = (const unsigned char *)errors; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	snprintf(key, sizeof(key), "reload:%016llx", (unsigned long long)h);
+	text = xasprintf("The configuration %s failed to reload; the daemon keeps the last good "
+	                 "one (%zu jobs).\n\n%s",
+	                 dm->conf_path, dm->njobs, errors);
+	diag_init(&d);
+	rc = notify_admin(dm->store, dm->conf, key, "configuration failed to reload", text, &d);
+	if (rc == 1) {
+		notify_sender_kick(dm->mail);
+	} else if (rc < 0) {
+		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+
+		dlog(DLOG_ERROR, 0, NULL, "mail: %s", msg);
+		free(msg);
+	}
+	diag_free(&d);
+	free(text);
+}
+
+static void
+dm_reload(struct daemon *dm, const char *why)
+{
+	struct conf *nc = NULL, *oc;
+	struct djob *oj;
+	size_t noj;
+	struct diag d;
+
+	diag_init(&d);
+	if (conf_load(dm->conf_path, &nc, &d) < 0) {
+		struct buf text;
+
+		buf_init(&text, BUF_MAX_MSG);
+		diag_sort(&d);
+		for (size_t i = 0; i < diag_nerrors(&d); i++) {
+			char *msg = diag_format(&d, i);
+
+			dlog(DLOG_ERROR, 0, NULL, "reload (%s): %s", why, msg);
+			if (buf_printf(&text, "%s\n", msg) < 0) /* past the cap: the first ones */
+				dlog(DLOG_WARN, 0, NULL,
+				     "reload: too many errors to mail them all");
+			free(msg);
+		}
+		dlog(DLOG_ERROR, 0, NULL,
+		     "reload (%s) failed: kept the last good configuration (%zu jobs)", why,
+		     dm->njobs);
+		dm_mail_reload_failure(dm, buf_cstr(&text));
+		buf_free(&text);
+		diag_free(&d);
+		return;
+	}
+	diag_free(&d);
+	oc = dm->conf;
+	oj = dm->jobs;
+	noj = dm->njobs;
+	for (size_t i = 0; i < noj; i++)
+		evheap_remove(&dm->heap, &oj[i].ev);
+	dm->jobs = NULL;
+	dm->conf = nc;
+	dm_build_jobs(dm, oj, noj, oc, false);
+	free(oj);
+	conf_free(oc);
+	dm_mail_conf(dm);
+	dlog(DLOG_INFO, 0, NULL, "reloaded %s (%s): %zu jobs", dm->conf_path, why, dm->njobs);
+	(void)malloc_trim(0); /* what parsing used goes back: the daemon stays small */
+	dm_admit(dm);
+	dm_arm(dm);
+}
+
+static void
+dm_reload_timer_cb(uv_timer_t *t)
+{
+	dm_reload(t->data, "the file changed");
+}
+
+static void
+dm_confwatch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+	struct daemon *dm = h->data;
+
+	(void)events;
+	if (status < 0 || dm->stopping)
+		return;
+	if (filename != NULL && strcmp(filename, dm->conf_base) != 0)
+		return;
+	uv_timer_start(&dm->reload_timer, dm_reload_timer_cb, DM_RELOAD_WAIT_MS, 0);
+}
+
+/* --- restart safety ------------------------------------------------------------------ */
+
+/* Every run a previous process left unfinished: re-attached (agent alive), recorded (its
+ * result is there) or marked lost — exactly once each (store_run_finish refuses a second). */
+static void
+dm_reconcile(struct daemon *dm)
+{
+	struct store_run *runs = NULL;
+	size_t n = 0;
+	double now = rundir_now();
+	int rc = store_runs_unfinished(dm->store, &runs, &n);
+
+	if (rc < 0) {
+		dlog(DLOG_ERROR, 0, NULL, "cannot read unfinished runs: %s",
+		     store_errmsg(dm->store));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_run *r = &runs[i];
+		bool manual = r->trigger == STORE_MANUAL;
+		pid_t pid = (pid_t)r->agent_pid;
+		uint64_t start = (uint64_t)r->agent_start;
+		struct store_run f;
+		char *why = NULL;
+
+		if (r->run_dir == NULL) {
+			if (manual && r->created_at > now - DM_MANUAL_GRACE_S)
+				continue; /* a foreground eph run is preparing it */
+			why = xstrdup("the run was never prepared (the scheduler stopped)");
+			goto record;
+		}
+		if (pid == 0 && rundir_pid_read(r->run_dir, &pid, &start) < 0)
+			pid = 0;
+		if (pid != 0 && rundir_pid_alive(pid, start)) {
+			struct drun *dr = xcalloc(1, sizeof(*dr));
+			struct exec_hooks hooks = { NULL, dm_done_cb, dm_closed_cb, dr };
+
+			dr->dm = dm;
+			evheap_node_init(&dr->ev, DM_EV_START);
+			dr->ops = exec_find(r->executor != NULL ? r->executor : "local");
+			if (dr->ops == NULL)
+				dr->ops = &exec_local_ops;
+			dr->job = xstrdup(r->job);
+			dr->dir = xstrdup(r->run_dir);
+			dr->id = r->id;
+			dr->memory = r->memory_limit > 0 ? (uint64_t)r->memory_limit : 0;
+			dr->trigger = r->trigger;
+			dr->scheduled_at = r->scheduled_at;
+			dr->attempt = r->attempt;
+			dr->phase = DR_STARTED;
+			dr->next = dm->runs;
+			if (dm->runs != NULL)
+				dm->runs->prev = dr;
+			dm->runs = dr;
+			dm->nstarted++;
+			dm->local_mem += dr->memory;
+			exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, r->id, r->run_dir,
+			              &hooks);
+			dr->er.agent_pid = pid;
+			dr->er.agent_start = start;
+			dlog(DLOG_INFO, r->id, r->job, "re-attached (agent pid %d)", (int)pid);
+			if (exec_run_reattach(&dr->er) < 0)
+				dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
+			continue;
+		}
+		if (pid == 0 && manual && r->state != STORE_WAITING) {
+			struct stat st;
+			char *spec = xasprintf("%s/%s", r->run_dir, RUNDIR_SPEC);
+			bool young = stat(spec, &st) == 0 && st.st_mtime > now - DM_MANUAL_GRACE_S;
+
+			free(spec);
+			if (young)
+				continue; /* a foreground eph run is starting its agent */
+		}
+		if (r->state == STORE_WAITING && pid == 0)
+			why = xstrdup("the scheduler stopped before the run could start");
+		else if (pid == 0)
+			why = xstrdup("the agent never started");
+		else
+			why = xasprintf("the agent (pid %d) ended without writing a result",
+			                (int)pid);
+	record:
+		store_run_init(&f);
+		rc = exec_record(dm->store, r->id, r->run_dir, why, &f);
+		if (rc == 0) {
+			dlog(f.state == STORE_SUCCEEDED ? DLOG_INFO : DLOG_WARN, r->id, r->job,
+			     "%s (recorded at restart)%s%s", store_state_name(f.state),
+			     f.reason != NULL ? ": " : "", f.reason != NULL ? f.reason : "");
+			dm_notify(dm, r->id, r->job, false);
+		} else if (rc != -EALREADY)
+			dlog(DLOG_ERROR, r->id, r->job, "cannot record the run: %s", strerror(-rc));
+		store_run_clear(&f);
+		free(why);
+	}
+	store_runs_free(runs, n);
+}
+
+/* --- the control socket --------------------------------------------------------------- */
+
+static void
+dm_write_cb(uv_write_t *req, int status)
+{
+	struct dwrite *w = container_of(req, struct dwrite, req);
+
+	(void)status;
+	free(w->data);
+	free(w);
+}
+
+static void
+dm_client_closed(uv_handle_t *h)
+{
+	struct dclient *c = h->data;
+
+	buf_free(&c->in);
+	free(c);
+}
+
+static void
+dm_client_close(struct dclient *c)
+{
+	struct daemon *dm = c->dm;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		dm->clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	uv_close((uv_handle_t *)&c->pipe, dm_client_closed);
+}
+
+static void
+dm_reply(struct dclient *c, json_t *o)
+{
+	struct dwrite *w;
+	char *text = json_dumps(o, JSON_COMPACT);
+	uv_buf_t b;
+
+	json_decref(o);
+	if (text == NULL)
+		return;
+	w = xcalloc(1, sizeof(*w));
+	w->data = xasprintf("%s\n", text);
+	free(text);
+	b = uv_buf_init(w->data, (unsigned)strlen(w->data));
+	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, dm_write_cb) < 0) {
+		free(w->data);
+		free(w);
+	}
+}
+
+static json_t *dm_error(const char *fmt, ...) EPH_PRINTF(1, 2);
+
+static json_t *
+dm_error(const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+	json_t *o;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	o = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	free(msg);
+	return o;
+}
+
+static json_t *
+dm_status_job(struct daemon *dm, const struct djob *j)
+{
+	const struct conf_job *cj = j->cj;
+	json_t *o = json_object(), *live = json_array();
+	struct store_run *runs = NULL;
+	size_t n = 0;
+	const char *state = "idle";
+	char iso[TZ_ISO8601_MAX];
+
+	json_object_set_new(o, "job", json_string(cj->name));
+	json_object_set_new(o, "schedule", json_string(cj->schedule));
+	json_object_set_new(o, "timezone", json_string(tz_name(cj->tz)));
+	if (evheap_contains(&j->ev)) {
+		tz_format_iso8601(cj->tz, j->next, iso, sizeof(iso));
+		json_object_set_new(o, "next", json_string(iso));
+	} else {
+		json_object_set_new(o, "next", json_null());
+	}
+	for (struct drun *dr = dm->runs; dr != NULL; dr = dr->next) {
+		if (strcmp(dr->job, cj->name) != 0)
+			continue;
+		json_array_append_new(live,
+		                      json_pack("{s:I, s:s}", "run", (json_int_t)dr->id, "state",
+		                                dr->phase == DR_STARTED ? "running" : "waiting"));
+		if (dr->phase == DR_STARTED)
+			state = "running";
+		else if (strcmp(state, "idle") == 0)
+			state = "waiting";
+	}
+	json_object_set_new(o, "state", json_string(state));
+	json_object_set_new(o, "live", live);
+	json_object_set_new(o, "last", json_null());
+	if (store_runs_list(dm->store, cj->name, 20, &runs, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			const struct store_run *r = &runs[i];
+
+			if (!store_state_terminal(r->state))
+				continue;
+			json_object_set_new(o, "last",
+			                    json_pack("{s:I, s:s, s:f, s:f, s:I, s:s?}", "run",
+			                              (json_int_t)r->id, "state",
+			                              store_state_name(r->state), "started_at",
+			                              r->started_at, "ended_at", r->ended_at,
+			                              "peak_bytes", (json_int_t)r->peak_bytes,
+			                              "reason", r->reason));
+			break;
+		}
+		store_runs_free(runs, n);
+	}
+	return o;
+}
+
+static json_t *
+dm_handle(struct daemon *dm, json_t *req)
+{
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+
+	if (cmd == NULL)
+		return dm_error("%s", "no \"cmd\" in the request");
+	if (strcmp(cmd, "run") == 0) {
+		const char *name = json_string_value(json_object_get(req, "job"));
+		const struct conf_job *cj = name != NULL ? conf_job_find(dm->conf, name) : NULL;
+		int64_t id;
+
+		if (name == NULL)
+			return dm_error("%s", "which job?");
+		if (cj == NULL)
+			return dm_error("no job \"%s\" in the daemon's configuration", name);
+		id = dm_create(dm, cj, STORE_MANUAL, dm_now_ms() / 1000, 1, 0, false);
+		if (id == 0)
+			return dm_error("could not create a run of %s (see the daemon's log)",
+			                name);
+		dlog(DLOG_INFO, id, name, "manual run requested");
+		dm_kick(dm);
+		return json_pack("{s:b, s:I}", "ok", 1, "run", (json_int_t)id);
+	}
+	if (strcmp(cmd, "cancel") == 0) {
+		json_t *jid = json_object_get(req, "run");
+		int64_t id = json_is_integer(jid) ? json_integer_value(jid) : 0;
+		char idtext[32];
+
+		snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
+		for (struct drun *dr = dm->runs; dr != NULL; dr = dr->next) {
+			if (dr->id != id)
+				continue;
+			if (dm_cancel_run(dm, dr, "cancelled by eph cancel") < 0)
+				return dm_error("run %s could not be cancelled", idtext);
+			return json_pack("{s:b, s:I}", "ok", 1, "run", (json_int_t)id);
+		}
+		return dm_error("run %s is not live in this daemon", idtext);
+	}
+	if (strcmp(cmd, "status") == 0) {
+		json_t *jobs = json_array();
+
+		for (size_t i = 0; i < dm->njobs; i++)
+			json_array_append_new(jobs, dm_status_job(dm, &dm->jobs[i]));
+		return json_pack("{s:b, s:i, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "conf",
+		                 dm->conf_path, "jobs", jobs);
+	}
+	return dm_error("unknown command \"%s\"", cmd);
+}
+
+static void
+dm_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)h;
+	b->base = xmalloc(suggested);
+	b->len = suggested;
+}
+
+static void
+dm_client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct dclient *c = s->data;
+	char *nl;
+
+	if (nread < 0) {
+		free(b->base);
+		dm_client_close(c);
+		return;
+	}
+	if (nread > 0 && buf_append(&c->in, b->base, (size_t)nread) < 0) {
+		free(b->base);
+		dm_reply(c, dm_error("%s", "request too long"));
+		dm_client_close(c);
+		return;
+	}
+	free(b->base);
+	while (c->in.len > 0 && (nl = memchr(c->in.data, '\n', c->in.len)) != NULL) {
+		size_t k = (size_t)(nl - c->in.data);
+		json_error_t jerr;
+		json_t *req = json_loadb(c->in.data, k, 0, &jerr);
+
+		if (req == NULL || !json_is_object(req))
+			dm_reply(c, dm_error("%s", "not a JSON object"));
+		else
+			dm_reply(c, dm_handle(c->dm, req));
+		json_decref(req);
+		memmove(c->in.data, c->in.data + k + 1, c->in.len - k - 1);
+		c->in.len -= k + 1;
+	}
+}
+
+static void
+dm_connection_cb(uv_stream_t *srv, int status)
+{
+	struct daemon *dm = srv->data;
+	struct dclient *c;
+
+	if (status < 0)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->dm = dm;
+	buf_init(&c->in, BUF_MAX_JSON);
+	uv_pipe_init(&dm->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	c->next = dm->clients;
+	if (dm->clients != NULL)
+		dm->clients->prev = c;
+	dm->clients = c;
+	if (uv_accept(srv, (uv_stream_t *)&c->pipe) < 0 ||
+	    uv_read_start((uv_stream_t *)&c->pipe, dm_alloc_cb, dm_client_read_cb) < 0)
+		dm_client_close(c);
+}
+
+static int
+dm_listen(struct daemon *dm)
+{
+	mode_t old;
+	int rc;
+
+	dm->sock_path = ctl_socket_path(dm->o->state_dir);
+	if (dm->sock_path == NULL) {
+		fprintf(stderr,
+		        "eph daemon: the state directory's path %s is too long for a socket\n",
+		        dm->o->state_dir);
+		return -ENAMETOOLONG;
+	}
+	if (unlink(dm->sock_path) < 0 && errno != ENOENT) {
+		rc = -errno;
+		fprintf(stderr, "eph daemon: cannot remove %s: %s\n", dm->sock_path, strerror(-rc));
+		return rc;
+	}
+	uv_pipe_init(&dm->loop, &dm->ctl, 0);
+	dm->ctl.data = dm;
+	dm->ctl_open = true;
+	old = umask(0077);
+	rc = uv_pipe_bind(&dm->ctl, dm->sock_path);
+	umask(old);
+	if (rc == 0 && chmod(dm->sock_path, 0600) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&dm->ctl, 16, dm_connection_cb);
+	if (rc < 0)
+		fprintf(stderr, "eph daemon: cannot listen on %s: %s\n", dm->sock_path,
+		        uv_strerror(rc));
+	return rc;
+}
+
+/* --- start and stop ------------------------------------------------------------------- */
+
+/* A run prepared for an instant that has not come when the daemon stops: withdrawn (row and
+ * directory deleted, the job's state set back before the instant), so that the next start
+ * sees the fire as not handled and applies the job's catch-up policy to it. */
+static void
+dm_unprepare(struct daemon *dm, struct drun *dr)
+{
+	char *runs_dir = xasprintf("%s/runs/", dm->o->state_dir);
+	struct store_run f;
+	int rc;
+
+	for (size_t i = 0; i < dm->njobs; i++)
+		if (strcmp(dm->jobs[i].cj->name, dr->job) == 0 &&
+		    dm->jobs[i].until >= dr->scheduled_at)
+			dm_until_set(dm, &dm->jobs[i], dr->scheduled_at - 1);
+	evheap_remove(&dm->heap, &dr->ev);
+	dm_dequeue(dm, dr);
+	dm_unlink_run(dm, dr);
+	store_run_init(&f);
+	f.state = STORE_CANCELLED;
+	f.reason = xstrdup("the scheduler stopped before the run's instant");
+	f.ended_at = rundir_now();
+	rc = store_run_finish(dm->store, dr->id, &f, NULL, 0);
+	if (rc == 0)
+		rc = store_run_delete(dm->store, dr->id);
+	if (rc == 0 && strncmp(dr->dir, runs_dir, strlen(runs_dir)) == 0)
+		(void)nftw(dr->dir, dm_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	if (rc < 0)
+		dlog(DLOG_WARN, dr->id, dr->job,
+		     "cannot withdraw the run prepared for its instant: %s", strerror(-rc));
+	else
+		dlog(DLOG_INFO, dr->id, dr->job,
+		     "withdrawn: the scheduler stopped before its instant (the next start decides)");
+	store_run_clear(&f);
+	free(runs_dir);
+	drun_free(dr);
+}
+
+static void
+dm_stop(struct daemon *dm, const char *why)
+{
+	struct drun *dr, *nx;
+
+	if (dm->stopping)
+		return;
+	dm->stopping = true;
+	dlog(DLOG_INFO, 0, NULL,
+	     "stopping (%s); running agents go on and are collected at the next start", why);
+	uv_timer_stop(&dm->timer);
+	uv_close((uv_handle_t *)&dm->timer, NULL);
+	uv_close((uv_handle_t *)&dm->reload_timer, NULL);
+	uv_close((uv_handle_t *)&dm->sigterm, NULL);
+	uv_close((uv_handle_t *)&dm->sigint, NULL);
+	uv_close((uv_handle_t *)&dm->sighup, NULL);
+	if (dm->watch_open)
+		uv_close((uv_handle_t *)&dm->confwatch, NULL);
+	if (dm->ctl_open)
+		uv_close((uv_handle_t *)&dm->ctl, NULL);
+	while (dm->clients != NULL)
+		dm_client_close(dm->clients);
+	while (dm->retries != NULL) {
+		dlog(DLOG_WARN, 0, dm->retries->job,
+		     "pending retry dropped (the scheduler stopped)");
+		/* the failed attempt's mail was held back for the retry: it is the last one now */
+		dm_notify(dm, dm->retries->run_id, dm->retries->job, false);
+		dm_retry_free(dm, dm->retries);
+	}
+	for (dr = dm->runs; dr != NULL; dr = nx) {
+		nx = dr->next;
+		if (dr->phase != DR_STARTED && dr->check_conc)
+			dm_unprepare(dm, dr);
+		else if (dr->phase != DR_STARTED)
+			dm_end_unstarted(dm, dr, STORE_LOST,
+			                 "the scheduler stopped before the run could start");
+		else
+			exec_run_detach(&dr->er);
+	}
+	/* what is still queued stays in the outbox: the next start sends it */
+	notify_sender_stop(dm->mail, NULL, NULL);
+	dm->mail = NULL;
+}
+
+static void
+dm_signal_cb(uv_signal_t *h, int signum)
+{
+	struct daemon *dm = h->data;
+
+	if (signum == SIGHUP)
+		dm_reload(dm, "SIGHUP");
+	else
+		dm_stop(dm, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int
+dm_lock(struct daemon *dm)
+{
+	char *path = xasprintf("%s/%s", dm->o->state_dir, CTL_LOCK), text[32];
+	int n;
+
+	dm->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (dm->lockfd < 0) {
+		fprintf(stderr, "eph daemon: cannot open %s: %s\n", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(dm->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t got =
+		        errno == EWOULDBLOCK ? pread(dm->lockfd, text, sizeof(text) - 1, 0) : -1;
+
+		if (got > 0) {
+			text[got] = '\0';
+			text[strcspn(text, "\n")] = '\0';
+			fprintf(stderr, "eph daemon: already running (pid %s)\n", text);
+		} else {
+			fprintf(stderr, "eph daemon: cannot lock %s: %s\n", path,
+			        errno == EWOULDBLOCK ? "held by another process" : strerror(errno));
+		}
+		free(path);
+		return -1;
+	}
+	n = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+	if (ftruncate(dm->lockfd, 0) < 0 || pwrite(dm->lockfd, text, (size_t)n, 0) != n)
+		fprintf(stderr, "eph daemon: cannot write the pid into %s: %s\n", path,
+		        strerror(errno));
+	free(path);
+	return 0;
+}
+
+static int
+dm_open(struct daemon *dm)
+{
+	char *runs = xasprintf("%s/runs", dm->o->state_dir);
+	char *db = xasprintf("%s/eph.db", dm->o->state_dir);
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = fsio_mkdirs(runs, 0700);
+	if (rc < 0)
+		fprintf(stderr, "eph daemon: cannot create %s: %s\n", runs, strerror(-rc));
+	else if (dm_lock(dm) < 0)
+		rc = -EBUSY;
+	else if ((rc = conf_load(dm->conf_path, &dm->conf, &d)) < 0)
+		diag_print(&d, stderr);
+	else if ((rc = store_open(db, &dm->store, &d)) < 0)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	free(runs);
+	free(db);
+	return rc;
+}
+
+int
+daemon_run(const struct daemon_opts *o)
+{
+	struct daemon *dm = xcalloc(1, sizeof(*dm));
+	char *copy;
+	int rc, exit = 1;
+
+	dm->o = o;
+	dm->lockfd = -1;
+	dm->conf_path = xstrdup(o->conf_path);
+	copy = xstrdup(o->conf_path);
+	dm->conf_base = xstrdup(basename(copy));
+	free(copy);
+	dlog_setup(stderr, o->log_json);
+	evheap_init(&dm->heap);
+	srandom((unsigned)(getpid() ^ dm_now_ms()));
+	if (dm_open(dm) < 0)
+		goto out;
+	uv_loop_init(&dm->loop);
+	if (dm_listen(dm) < 0) {
+		if (dm->ctl_open)
+			uv_close((uv_handle_t *)&dm->ctl, NULL);
+		uv_run(&dm->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&dm->loop);
+		goto out;
+	}
+	uv_timer_init(&dm->loop, &dm->timer);
+	uv_timer_init(&dm->loop, &dm->reload_timer);
+	dm->timer.data = dm->reload_timer.data = dm;
+	uv_signal_init(&dm->loop, &dm->sigterm);
+	uv_signal_init(&dm->loop, &dm->sigint);
+	uv_signal_init(&dm->loop, &dm->sighup);
+	dm->sigterm.data = dm->sigint.data = dm->sighup.data = dm;
+	uv_signal_start(&dm->sigterm, dm_signal_cb, SIGTERM);
+	uv_signal_start(&dm->sigint, dm_signal_cb, SIGINT);
+	uv_signal_start(&dm->sighup, dm_signal_cb, SIGHUP);
+	uv_fs_event_init(&dm->loop, &dm->confwatch);
+	dm->confwatch.data = dm;
+	dm->watch_open = true;
+	rc = uv_fs_event_start(&dm->confwatch, dm_confwatch_cb, dm->conf->dir, 0);
+	if (rc < 0)
+		dlog(DLOG_WARN, 0, NULL, "cannot watch %s (%s): reload with SIGHUP", dm->conf->dir,
+		     uv_strerror(rc));
+	dlog(DLOG_INFO, 0, NULL, "started: pid %d, %zu jobs from %s, state in %s", (int)getpid(),
+	     dm->conf->njobs, dm->conf_path, o->state_dir);
+	dm_mail_conf(dm); /* at once: what the outbox holds (a previous process's) is sent */
+	dm_reconcile(dm);
+	dm_build_jobs(dm, NULL, 0, NULL, true);
+	dm_admit(dm);
+	dm_arm(dm);
+	(void)malloc_trim(0); /* what parsing and start-up used goes back: the daemon stays small */
+	uv_run(&dm->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&dm->loop) != 0)
+		dlog(DLOG_ERROR, 0, NULL, "internal error: handles left open at exit");
+	dlog(DLOG_INFO, 0, NULL, "stopped");
+	exit = 0;
+out:
+	if (dm->sock_path != NULL && dm->ctl_open)
+		(void)unlink(dm->sock_path);
+	dm_clear_jobs(dm);
+	evheap_free(&dm->heap);
+	store_close(dm->store);
+	conf_free(dm->conf);
+	if (dm->lockfd >= 0)
+		close(dm->lockfd);
+	free(dm->sock_path);
+	free(dm->retention_job);
+	free(dm->conf_path);
+	free(dm->conf_base);
+	free(dm);
+	return exit;
+}

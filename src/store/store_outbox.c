@@ -1,0 +1,388 @@
+/* src/store/store_outbox.c: the mail outbox table (bound parameters only). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "store/outbox.h"
+#include "util/xalloc.h"
+
+#define OUTBOX_COLUMNS                                                                             \
+	"id, dedup, run_id, mail_from, rcpt, subject, state, created_at, attempts, next_at, "      \
+	"last_error, done_at"
+
+static const char *const outbox_state_names[] = {
+	[OUTBOX_QUEUED] = "queued",
+	[OUTBOX_SENT] = "sent",
+	[OUTBOX_FAILED] = "failed",
+};
+
+const char *
+outbox_state_name(enum outbox_state st)
+{
+	if ((size_t)st >= EPH_ARRAY_LEN(outbox_state_names))
+		return "unknown";
+	return outbox_state_names[st];
+}
+
+void
+outbox_msg_init(struct outbox_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void
+outbox_msg_clear(struct outbox_msg *m)
+{
+	free(m->dedup);
+	free(m->from);
+	free(m->rcpt);
+	free(m->subject);
+	free(m->data);
+	free(m->last_error);
+	outbox_msg_init(m);
+}
+
+void
+outbox_msgs_free(struct outbox_msg *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		outbox_msg_clear(&v[i]);
+	free(v);
+}
+
+/* Maps an SQLite result code to -errno, as store.c does. */
+static int
+ob_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+static int
+ob_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+	return ob_errno(sqlite3_prepare_v2(store_sqlite(s), sql, -1, st, NULL));
+}
+
+/* Runs a statement that returns no row and finalizes it; 0, or -EALREADY when it changed no
+ * row and MUST_CHANGE. */
+static int
+ob_step_done(struct store *s, sqlite3_stmt *st, bool must_change)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ob_errno(rc);
+	if (must_change && sqlite3_changes(store_sqlite(s)) == 0)
+		return -EALREADY;
+	return 0;
+}
+
+static void
+ob_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static char *
+ob_col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static double
+ob_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
+int
+store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
+{
+	sqlite3_stmt *st;
+	double created = m->created_at > 0 ? m->created_at : ob_now();
+	int rc;
+
+	if (m->from == NULL || m->rcpt == NULL || m->data == NULL || m->subject == NULL)
+		return -EINVAL;
+	rc = ob_prepare(s,
+	                "INSERT INTO outbox (dedup, run_id, mail_from, rcpt, subject, message, "
+	                "state, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, "
+	                "?8)",
+	                &st);
+	if (rc < 0)
+		return rc;
+	ob_bind_text(st, 1, m->dedup);
+	if (m->run_id > 0)
+		sqlite3_bind_int64(st, 2, m->run_id);
+	else
+		sqlite3_bind_null(st, 2);
+	ob_bind_text(st, 3, m->from);
+	ob_bind_text(st, 4, m->rcpt);
+	ob_bind_text(st, 5, m->subject);
+	sqlite3_bind_blob64(st, 6, m->data, m->len, SQLITE_TRANSIENT);
+	sqlite3_bind_double(st, 7, created);
+	sqlite3_bind_double(st, 8, m->next_at > 0 ? m->next_at : created);
+	rc = ob_step_done(s, st, false);
+	if (rc == 0 && id != NULL)
+		*id = sqlite3_last_insert_rowid(store_sqlite(s));
+	return rc;
+}
+
+/* Reads the OUTBOX_COLUMNS of the current row (and the message, column 12, when WITH_DATA). */
+static void
+ob_read_row(sqlite3_stmt *st, struct outbox_msg *m, bool with_data)
+{
+	const char *state = (const char *)sqlite3_column_text(st, 6);
+
+	outbox_msg_init(m);
+	m->id = sqlite3_column_int64(st, 0);
+	m->dedup = ob_col_text(st, 1);
+	m->run_id = sqlite3_column_int64(st, 2);
+	m->from = ob_col_text(st, 3);
+	m->rcpt = ob_col_text(st, 4);
+	m->subject = ob_col_text(st, 5);
+	for (size_t i = 0; i < EPH_ARRAY_LEN(outbox_state_names); i++)
+		if (state != NULL && strcmp(state, outbox_state_names[i]) == 0)
+			m->state = (enum outbox_state)i;
+	m->created_at = sqlite3_column_double(st, 7);
+	m->attempts = sqlite3_column_int(st, 8);
+	m->next_at = sqlite3_column_double(st, 9);
+	m->last_error = ob_col_text(st, 10);
+	m->done_at = sqlite3_column_double(st, 11);
+	if (with_data) {
+		const void *p = sqlite3_column_blob(st, 12);
+		size_t n = (size_t)sqlite3_column_bytes(st, 12);
+
+		m->data = xmalloc(n + 1);
+		if (n > 0)
+			memcpy(m->data, p, n);
+		m->data[n] = '\0';
+		m->len = n;
+	}
+}
+
+/* Steps ST to the end, collecting its rows into *OUT / *N; finalizes ST. */
+static int
+ob_collect(sqlite3_stmt *st, bool with_data, struct outbox_msg **out, size_t *n)
+{
+	struct outbox_msg *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap != 0 ? cap * 2 : 8;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		ob_read_row(st, &v[len++], with_data);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		outbox_msgs_free(v, len);
+		return ob_errno(rc);
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int
+store_outbox_due(struct store *s, double now, double due_by, size_t limit, struct outbox_msg **out,
+                 size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = ob_prepare(s,
+	                "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE state = 'queued' "
+	                "AND next_at <= ?2 AND lease_until <= ?1 ORDER BY next_at, id LIMIT ?3",
+	                &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_double(st, 1, now);
+	sqlite3_bind_double(st, 2, due_by);
+	sqlite3_bind_int64(st, 3, limit > 0 ? (int64_t)limit : -1);
+	return ob_collect(st, true, out, n);
+}
+
+int
+store_outbox_next_due(struct store *s, double *at)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = ob_prepare(
+	        s, "SELECT min(max(next_at, lease_until)) FROM outbox WHERE state = 'queued'", &st);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+			rc = -ENOENT;
+		} else {
+			*at = sqlite3_column_double(st, 0);
+			rc = 0;
+		}
+	} else {
+		rc = ob_errno(rc);
+		if (rc == 0)
+			rc = -EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+store_outbox_claim(struct store *s, int64_t id, double now, double due_by, double until)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = ob_prepare(s,
+	                "UPDATE outbox SET lease_until = ?4 WHERE id = ?1 AND state = 'queued' AND "
+	                "next_at <= ?3 AND lease_until <= ?2",
+	                &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, now);
+	sqlite3_bind_double(st, 3, due_by);
+	sqlite3_bind_double(st, 4, until);
+	return ob_step_done(s, st, true);
+}
+
+int
+store_outbox_sent(struct store *s, int64_t id, double at)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = ob_prepare(s,
+	                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, "
+	                "last_error = NULL, lease_until = 0 WHERE id = ?1",
+	                &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, at);
+	rc = ob_step_done(s, st, true);
+	return rc == -EALREADY ? -ENOENT : rc;
+}
+
+int
+store_outbox_retry(struct store *s, int64_t id, double next_at, const char *error)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = ob_prepare(s,
+	                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, "
+	                "lease_until = 0 "
+	                "WHERE id = ?1 AND state = 'queued'",
+	                &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, next_at);
+	ob_bind_text(st, 3, error);
+	rc = ob_step_done(s, st, true);
+	return rc == -EALREADY ? -ENOENT : rc;
+}
+
+int
+store_outbox_fail(struct store *s, int64_t id, double at, const char *error)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = ob_prepare(
+	        s,
+	        "UPDATE outbox SET state = 'failed', attempts = attempts + 1, done_at = ?2, "
+	        "last_error = ?3, lease_until = 0 WHERE id = ?1 AND state = 'queued'",
+	        &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, at);
+	ob_bind_text(st, 3, error);
+	rc = ob_step_done(s, st, true);
+	return rc == -EALREADY ? -ENOENT : rc;
+}
+
+int
+store_outbox_get(struct store *s, int64_t id, struct outbox_msg *out)
+{
+	struct outbox_msg *v;
+	sqlite3_stmt *st;
+	size_t n;
+	int rc;
+
+	outbox_msg_init(out);
+	rc = ob_prepare(s, "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE id = ?1", &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	if ((rc = ob_collect(st, true, &v, &n)) < 0)
+		return rc;
+	if (n == 0)
+		return -ENOENT;
+	*out = v[0];
+	free(v);
+	return 0;
+}
+
+int
+store_outbox_list(struct store *s, enum outbox_state state, size_t limit, struct outbox_msg **out,
+                  size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = ob_prepare(s,
+	                "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE state = ?1 ORDER BY id DESC "
+	                "LIMIT ?2",
+	                &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, outbox_state_name(state), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, limit > 0 ? (int64_t)limit : -1);
+	return ob_collect(st, false, out, n);
+}
