@@ -688,15 +688,22 @@ dm_prepared_due(struct daemon *dm, struct drun *dr)
 	struct drun *live;
 
 	dr->check_conc = false;
+	if (cj == NULL) {
+		/* a reload removed the job between its run's preparation and its instant: the
+		 * run has not started, and no policy of the job is left to start it under */
+		dm_end_unstarted(dm, dr, STORE_CANCELLED,
+		                 "the job was removed from the jobs file before the run started");
+		return;
+	}
 	live = dm_live_of(dm, dr->job, dr);
-	if (cj != NULL && live != NULL && cj->concurrency == CONF_CONC_FORBID) {
+	if (live != NULL && cj->concurrency == CONF_CONC_FORBID) {
 		char *why = xasprintf("previous run %lld still running", (long long)live->id);
 
 		dm_end_unstarted(dm, dr, STORE_SKIPPED, why);
 		free(why);
 		return;
 	}
-	if (cj != NULL && live != NULL && cj->concurrency == CONF_CONC_REPLACE)
+	if (live != NULL && cj->concurrency == CONF_CONC_REPLACE)
 		dm_replace(dm, dr->job, dr);
 	dm_enqueue(dm, dr);
 }
