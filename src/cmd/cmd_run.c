@@ -355,6 +355,7 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct exec_hooks hooks = { run_output_cb, run_done_cb, run_closed_cb, &rc };
 	const struct exec_ops *ops;
 	struct store *st = NULL;
+	sigset_t stop, old;
 	struct diag d;
 	uv_loop_t loop;
 	int64_t id = 0;
@@ -401,6 +402,13 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return EPH_EXIT_FAIL;
 	(void)exec_reconcile(st, NULL); /* record what earlier runs left unrecorded */
 
+	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
+	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,
+	 * until the run has started; then they reach run_signal_cb, which cancels it. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stop, &old);
 	diag_init(&d);
 	err = exec_create(st, cmd_state_dir(ctx), ctx->conf, rc.job,
 	                  &(struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0 }, &id, &dir,
@@ -434,6 +442,7 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	uv_signal_start(&rc.sigterm, run_signal_cb, SIGTERM);
 	exec_run_init(&rc.er, &loop, ops, st, id, dir, &hooks);
 	err = exec_run_start(&rc.er);
+	sigprocmask(SIG_SETMASK, &old, NULL); /* a Ctrl-C that came meanwhile cancels the run now */
 	if (err < 0)
 		fprintf(stderr, "eph run: cannot start the run: %s\n", strerror(-err));
 	uv_run(&loop, UV_RUN_DEFAULT);

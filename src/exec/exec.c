@@ -82,9 +82,11 @@ exec_sample_cb(const struct rundir_event *e, void *arg)
 	return 0;
 }
 
-int
-exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reason,
-            struct store_run *final)
+/* exec_record, where a run without a result is recorded in state NORESULT (lost, or
+ * cancelled when it was cancelled before its agent could record it). */
+static int
+exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_reason,
+               enum store_state noresult, struct store_run *final)
 {
 	struct exec_samples samples = { .peak = -1 };
 	struct rundir_result res;
@@ -120,7 +122,7 @@ exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reaso
 	} else {
 		if (rc != -ENOENT && d.n > 0)
 			why = diag_format(&d, 0);
-		r.state = STORE_LOST;
+		r.state = noresult;
 		r.reason =
 		        why != NULL ? xasprintf("%s (%s)", lost_reason, why) : xstrdup(lost_reason);
 		r.ended_at = rundir_now();
@@ -139,6 +141,13 @@ out:
 	store_run_clear(&r);
 	diag_free(&d);
 	return rc;
+}
+
+int
+exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reason,
+            struct store_run *final)
+{
+	return exec_record_as(s, id, dir, lost_reason, STORE_LOST, final);
 }
 
 int
@@ -273,7 +282,9 @@ exec_finish(struct exec_run *r, const char *lost_reason)
 		r->hooks.output(r, r->out_pending.data, r->out_pending.len, r->hooks.arg);
 	buf_reset(&r->out_pending);
 	store_run_init(&final);
-	rc = exec_record(r->store, r->id, r->dir, lost_reason, &final);
+	/* an agent killed by our own cancel before it could write its result was cancelled */
+	rc = exec_record_as(r->store, r->id, r->dir, lost_reason,
+	                    r->cancel_sent ? STORE_CANCELLED : STORE_LOST, &final);
 	if (rc == -EALREADY)
 		rc = store_run_get(r->store, r->id, &final);
 	if (r->hooks.done != NULL)
@@ -424,6 +435,7 @@ exec_run_cancel(struct exec_run *r)
 {
 	if (r->agent_gone || r->finished)
 		return -ESRCH;
+	r->cancel_sent = true;
 	return r->ops->cancel(r);
 }
 

@@ -70,7 +70,8 @@ struct exec_run {
 	uint64_t agent_start;
 	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
 	bool agent_gone;
-	bool finished; /* recorded terminal (or failed to) */
+	bool finished;    /* recorded terminal (or failed to) */
+	bool cancel_sent; /* exec_run_cancel asked the agent to stop */
 	/* following output.log */
 	uv_fs_event_t watch;
 	uv_timer_t tick; /* a slow poll, for reattached agents and filesystems without inotify */

@@ -223,3 +223,42 @@ def test_run_json_and_bad_usage(run, jobs, state_dir):
     assert run(["-f", jobs, "run", "nope"]).returncode == 2
     assert run(["-f", jobs, "run"]).returncode == 2
     assert run(["-f", jobs, "run", "a", "b"]).returncode == 2
+
+
+def test_ctrl_c_while_the_code_is_fetched_cancels_the_run(tmp_path, state_dir):
+    """The run's row exists while its code is fetched: a Ctrl-C then must not leave it queued
+    forever (the git here is a wrapper that takes 2 s to clone)."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=env)
+    (work / "job.sh").write_text("sleep 30\n")
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=work, check=True, env=env)
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "git").write_text(
+        f'#!/bin/sh\ncase "$1" in clone) sleep 2;; esac\nexec {real_git} "$@"\n')
+    (bindir / "git").chmod(0o755)
+    jobs = tmp_path / "ephemeron.yaml"
+    jobs.write_text(textwrap.dedent(f"""\
+        source:
+          repo: file://{work}
+          branch: main
+        jobs:
+          slow-code:
+            schedule: "@hourly"
+            run: sh job.sh
+        """))
+    p = subprocess.Popen([eph_bin(), "-f", str(jobs), "run", "slow-code"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    wait_for(lambda: os.path.exists(f"{state_dir}/eph.db") and db_rows(state_dir),
+             what="the run's row")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, err
+    (row,) = db_rows(state_dir)
+    assert row["state"] == "cancelled", (row, err)
