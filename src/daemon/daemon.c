@@ -1545,14 +1545,15 @@ daemon_run(const struct daemon_opts *o)
 	if (rc < 0)
 		dlog(DLOG_WARN, 0, NULL, "cannot watch %s (%s): reload with SIGHUP", dm->conf->dir,
 		     uv_strerror(rc));
-	dlog(DLOG_INFO, 0, NULL, "started: pid %d, %zu jobs from %s, state in %s", (int)getpid(),
-	     dm->conf->njobs, dm->conf_path, o->state_dir);
 	dm_mail_conf(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);
 	dm_arm(dm);
 	(void)malloc_trim(0); /* what parsing and start-up used goes back: the daemon stays small */
+	/* said once everything is in place: "started" means the jobs are armed */
+	dlog(DLOG_INFO, 0, NULL, "started: pid %d, %zu jobs from %s, state in %s", (int)getpid(),
+	     dm->conf->njobs, dm->conf_path, o->state_dir);
 	uv_run(&dm->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&dm->loop) != 0)
 		dlog(DLOG_ERROR, 0, NULL, "internal error: handles left open at exit");
