@@ -11,6 +11,7 @@
 
 #include "store/migrate_2_sql.h"
 #include "store/schema_sql.h"
+#include "store/store_sql.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
@@ -147,8 +148,8 @@ store_runs_free(struct store_run *runs, size_t n)
 }
 
 /* Maps an SQLite result code to -errno. */
-static int
-sql_errno(int rc)
+int
+store_sql_errno(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -178,7 +179,7 @@ sql_errno(int rc)
 	}
 }
 
-struct sqlite3 *
+sqlite3 *
 store_sqlite(struct store *s)
 {
 	return s->db;
@@ -190,8 +191,8 @@ store_errmsg(struct store *s)
 	return sqlite3_errmsg(s->db);
 }
 
-static double
-now_real(void)
+double
+store_sql_now(void)
 {
 	struct timespec ts;
 
@@ -202,13 +203,13 @@ now_real(void)
 static int
 exec_sql(struct store *s, const char *sql)
 {
-	return sql_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+	return store_sql_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
-static int
-prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+int
+store_sql_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
 {
-	return sql_errno(sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
+	return store_sql_errno(sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
 }
 
 /* Runs a statement that returns no row; finalizes it. */
@@ -218,11 +219,11 @@ step_done(sqlite3_stmt *st)
 	int rc = sqlite3_step(st);
 
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sql_errno(rc);
+	return rc == SQLITE_DONE ? 0 : store_sql_errno(rc);
 }
 
-static void
-bind_text(sqlite3_stmt *st, int i, const char *v)
+void
+store_sql_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	if (v == NULL)
 		sqlite3_bind_null(st, i);
@@ -256,13 +257,13 @@ user_version(struct store *s, int *v)
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = prepare(s, "PRAGMA user_version", &st)) < 0)
+	if ((rc = store_sql_prepare(s, "PRAGMA user_version", &st)) < 0)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*v = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : sql_errno(rc);
+	return rc == SQLITE_ROW ? 0 : store_sql_errno(rc);
 }
 
 static int
@@ -329,7 +330,7 @@ open_common(const char *path, bool readonly, struct store **out, struct diag *d)
 	s->readonly = readonly;
 	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		rc = sql_errno(rc);
+		rc = store_sql_errno(rc);
 		if (!(readonly && rc == -ENOENT))
 			diag_error(d, (struct diag_pos){ 0 }, "%s: %s", path,
 			           s->db != NULL ? sqlite3_errmsg(s->db) : "cannot open");
@@ -400,23 +401,24 @@ store_run_create(struct store *s, const struct store_run *r, int64_t *id)
 
 	if ((r->state != STORE_QUEUED && r->state != STORE_SKIPPED) || r->job == NULL)
 		return -EINVAL;
-	rc = prepare(s,
-	             "INSERT INTO runs (job, trigger, scheduled_at, attempt, state, reason, "
-	             "executor, memory_limit, created_at, ended_at, commit_id, run_dir, log_path, "
-	             "warning, jitter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-	             "?13, ?14, ?15)",
-	             &st);
+	rc = store_sql_prepare(
+	        s,
+	        "INSERT INTO runs (job, trigger, scheduled_at, attempt, state, reason, "
+	        "executor, memory_limit, created_at, ended_at, commit_id, run_dir, log_path, "
+	        "warning, jitter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+	        "?13, ?14, ?15)",
+	        &st);
 	if (rc < 0)
 		return rc;
-	double created = r->created_at > 0 ? r->created_at : now_real();
+	double created = r->created_at > 0 ? r->created_at : store_sql_now();
 
-	bind_text(st, 1, r->job);
-	bind_text(st, 2, store_trigger_name(r->trigger));
+	store_sql_bind_text(st, 1, r->job);
+	store_sql_bind_text(st, 2, store_trigger_name(r->trigger));
 	bind_int(st, 3, r->scheduled_at, 0);
 	sqlite3_bind_int(st, 4, r->attempt);
-	bind_text(st, 5, store_state_name(r->state));
-	bind_text(st, 6, r->reason);
-	bind_text(st, 7, r->executor);
+	store_sql_bind_text(st, 5, store_state_name(r->state));
+	store_sql_bind_text(st, 6, r->reason);
+	store_sql_bind_text(st, 7, r->executor);
 	sqlite3_bind_int64(st, 8, r->memory_limit);
 	sqlite3_bind_double(st, 9, created);
 	/* A skipped run is terminal the moment it is recorded. */
@@ -424,10 +426,10 @@ store_run_create(struct store *s, const struct store_run *r, int64_t *id)
 		sqlite3_bind_double(st, 10, r->ended_at > 0 ? r->ended_at : created);
 	else
 		sqlite3_bind_null(st, 10);
-	bind_text(st, 11, r->commit_id);
-	bind_text(st, 12, r->run_dir);
-	bind_text(st, 13, r->log_path);
-	bind_text(st, 14, r->warning);
+	store_sql_bind_text(st, 11, r->commit_id);
+	store_sql_bind_text(st, 12, r->run_dir);
+	store_sql_bind_text(st, 13, r->log_path);
+	store_sql_bind_text(st, 14, r->warning);
 	sqlite3_bind_int64(st, 15, r->jitter);
 	if ((rc = step_done(st)) < 0)
 		return rc;
@@ -442,14 +444,14 @@ run_exists(struct store *s, int64_t id)
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = prepare(s, "SELECT 1 FROM runs WHERE id = ?1", &st)) < 0)
+	if ((rc = store_sql_prepare(s, "SELECT 1 FROM runs WHERE id = ?1", &st)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	return rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
 }
 
 int
@@ -460,26 +462,27 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 
 	if (store_state_terminal(r->state))
 		return -EINVAL;
-	rc = prepare(s,
-	             "UPDATE runs SET state = ?2, executor = ?3, memory_limit = ?4, enforced = ?5, "
-	             "started_at = ?6, commit_id = ?7, run_dir = ?8, log_path = ?9, "
-	             "agent_pid = ?10, agent_start = ?11, warning = ?12 "
-	             "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
-	             &st);
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE runs SET state = ?2, executor = ?3, memory_limit = ?4, enforced = ?5, "
+	        "started_at = ?6, commit_id = ?7, run_dir = ?8, log_path = ?9, "
+	        "agent_pid = ?10, agent_start = ?11, warning = ?12 "
+	        "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
-	bind_text(st, 2, store_state_name(r->state));
-	bind_text(st, 3, r->executor);
+	store_sql_bind_text(st, 2, store_state_name(r->state));
+	store_sql_bind_text(st, 3, r->executor);
 	sqlite3_bind_int64(st, 4, r->memory_limit);
-	bind_text(st, 5, r->enforced);
+	store_sql_bind_text(st, 5, r->enforced);
 	bind_real(st, 6, r->started_at, 1e-9);
-	bind_text(st, 7, r->commit_id);
-	bind_text(st, 8, r->run_dir);
-	bind_text(st, 9, r->log_path);
+	store_sql_bind_text(st, 7, r->commit_id);
+	store_sql_bind_text(st, 8, r->run_dir);
+	store_sql_bind_text(st, 9, r->log_path);
 	bind_int(st, 10, r->agent_pid, 0);
 	bind_int(st, 11, r->agent_start, 0);
-	bind_text(st, 12, r->warning);
+	store_sql_bind_text(st, 12, r->warning);
 	if ((rc = step_done(st)) < 0)
 		return rc;
 	if (sqlite3_changes(s->db) == 1)
@@ -496,8 +499,8 @@ insert_samples(struct store *s, int64_t id, const struct store_sample *samples, 
 
 	if (n == 0)
 		return 0;
-	if ((rc = prepare(s, "INSERT INTO samples (run_id, t, bytes) VALUES (?1, ?2, ?3)", &st)) <
-	    0)
+	if ((rc = store_sql_prepare(s, "INSERT INTO samples (run_id, t, bytes) VALUES (?1, ?2, ?3)",
+	                            &st)) < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int64(st, 1, id);
@@ -506,7 +509,7 @@ insert_samples(struct store *s, int64_t id, const struct store_sample *samples, 
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_DONE) {
 			sqlite3_finalize(st);
-			return sql_errno(rc);
+			return store_sql_errno(rc);
 		}
 		sqlite3_reset(st);
 	}
@@ -525,26 +528,27 @@ store_run_finish(struct store *s, int64_t id, const struct store_run *f,
 		return -EINVAL;
 	if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) < 0)
 		return rc;
-	rc = prepare(s,
-	             "UPDATE runs SET state = ?2, reason = ?3, exit_code = ?4, signal = ?5, "
-	             "peak_bytes = ?6, peak_method = ?7, enforced = COALESCE(?8, enforced), "
-	             "ended_at = ?9, phase_source = ?10, phase_runtime = ?11, phase_exec = ?12, "
-	             "cpu_user = ?13, cpu_system = ?14, started_at = COALESCE(?15, started_at), "
-	             "memory_limit = COALESCE(?16, memory_limit), "
-	             "warning = COALESCE(?17, warning), commit_id = COALESCE(?18, commit_id) "
-	             "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
-	             &st);
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE runs SET state = ?2, reason = ?3, exit_code = ?4, signal = ?5, "
+	        "peak_bytes = ?6, peak_method = ?7, enforced = COALESCE(?8, enforced), "
+	        "ended_at = ?9, phase_source = ?10, phase_runtime = ?11, phase_exec = ?12, "
+	        "cpu_user = ?13, cpu_system = ?14, started_at = COALESCE(?15, started_at), "
+	        "memory_limit = COALESCE(?16, memory_limit), "
+	        "warning = COALESCE(?17, warning), commit_id = COALESCE(?18, commit_id) "
+	        "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
+	        &st);
 	if (rc < 0)
 		goto rollback;
 	sqlite3_bind_int64(st, 1, id);
-	bind_text(st, 2, store_state_name(f->state));
-	bind_text(st, 3, f->reason);
+	store_sql_bind_text(st, 2, store_state_name(f->state));
+	store_sql_bind_text(st, 3, f->reason);
 	bind_int(st, 4, f->exit_code, -1);
 	bind_int(st, 5, f->signal, 0);
 	bind_int(st, 6, f->peak_bytes, -1);
-	bind_text(st, 7, f->peak_method);
-	bind_text(st, 8, f->enforced);
-	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : now_real());
+	store_sql_bind_text(st, 7, f->peak_method);
+	store_sql_bind_text(st, 8, f->enforced);
+	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : store_sql_now());
 	bind_real(st, 10, f->phase_source, 0);
 	bind_real(st, 11, f->phase_runtime, 0);
 	bind_real(st, 12, f->phase_exec, 0);
@@ -552,8 +556,8 @@ store_run_finish(struct store *s, int64_t id, const struct store_run *f,
 	bind_real(st, 14, f->cpu_system, 0);
 	bind_real(st, 15, f->started_at, 1e-9);
 	bind_int(st, 16, f->memory_limit, 0);
-	bind_text(st, 17, f->warning);
-	bind_text(st, 18, f->commit_id);
+	store_sql_bind_text(st, 17, f->warning);
+	store_sql_bind_text(st, 18, f->commit_id);
 	if ((rc = step_done(st)) < 0)
 		goto rollback;
 	if (sqlite3_changes(s->db) != 1) {
@@ -572,8 +576,8 @@ rollback:
 	return rc;
 }
 
-static char *
-col_text(sqlite3_stmt *st, int i)
+char *
+store_sql_col_text(sqlite3_stmt *st, int i)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
 
@@ -600,19 +604,19 @@ row_to_run(sqlite3_stmt *st, struct store_run *r)
 
 	store_run_init(r);
 	r->id = sqlite3_column_int64(st, 0);
-	r->job = col_text(st, 1);
+	r->job = store_sql_col_text(st, 1);
 	if ((t = sqlite3_column_text(st, 2)) != NULL)
 		(void)store_trigger_parse((const char *)t, &r->trigger);
 	r->scheduled_at = col_int(st, 3, 0);
 	r->attempt = (int)col_int(st, 4, 1);
 	if ((t = sqlite3_column_text(st, 5)) != NULL)
 		(void)store_state_parse((const char *)t, &r->state);
-	r->reason = col_text(st, 6);
-	r->executor = col_text(st, 7);
+	r->reason = store_sql_col_text(st, 6);
+	r->executor = store_sql_col_text(st, 7);
 	r->memory_limit = col_int(st, 8, 0);
 	r->peak_bytes = col_int(st, 9, -1);
-	r->peak_method = col_text(st, 10);
-	r->enforced = col_text(st, 11);
+	r->peak_method = store_sql_col_text(st, 10);
+	r->enforced = store_sql_col_text(st, 11);
 	r->exit_code = (int)col_int(st, 12, -1);
 	r->signal = (int)col_int(st, 13, 0);
 	r->created_at = col_real(st, 14, 0);
@@ -623,12 +627,12 @@ row_to_run(sqlite3_stmt *st, struct store_run *r)
 	r->phase_exec = col_real(st, 19, -1);
 	r->cpu_user = col_real(st, 20, -1);
 	r->cpu_system = col_real(st, 21, -1);
-	r->commit_id = col_text(st, 22);
-	r->run_dir = col_text(st, 23);
-	r->log_path = col_text(st, 24);
+	r->commit_id = store_sql_col_text(st, 22);
+	r->run_dir = store_sql_col_text(st, 23);
+	r->log_path = store_sql_col_text(st, 24);
 	r->agent_pid = col_int(st, 25, 0);
 	r->agent_start = col_int(st, 26, 0);
-	r->warning = col_text(st, 27);
+	r->warning = store_sql_col_text(st, 27);
 	r->jitter = col_int(st, 28, 0);
 }
 
@@ -643,7 +647,7 @@ query_one(sqlite3_stmt *st, struct store_run *out)
 		row_to_run(st, out);
 		rc = 0;
 	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+		rc = rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -656,7 +660,7 @@ store_run_get(struct store *s, int64_t id, struct store_run *out)
 	int rc;
 
 	store_run_init(out);
-	if ((rc = prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", &st)) < 0)
+	if ((rc = store_sql_prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", &st)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	return query_one(st, out);
@@ -669,11 +673,11 @@ store_run_latest(struct store *s, const char *job, struct store_run *out)
 	int rc;
 
 	store_run_init(out);
-	rc = prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
-	             &st);
+	rc = store_sql_prepare(
+	        s, "SELECT " RUN_COLUMNS " FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1", &st);
 	if (rc < 0)
 		return rc;
-	bind_text(st, 1, job);
+	store_sql_bind_text(st, 1, job);
 	return query_one(st, out);
 }
 
@@ -697,7 +701,7 @@ query_many(sqlite3_stmt *st, struct store_run **out, size_t *n)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		store_runs_free(v, len);
-		return sql_errno(rc);
+		return store_sql_errno(rc);
 	}
 	*out = v;
 	*n = len;
@@ -712,13 +716,13 @@ store_runs_list(struct store *s, const char *job, size_t limit, struct store_run
 
 	*out = NULL;
 	*n = 0;
-	rc = prepare(s,
-	             "SELECT " RUN_COLUMNS " FROM runs WHERE ?1 IS NULL OR job = ?1 "
-	             "ORDER BY id DESC LIMIT ?2",
-	             &st);
+	rc = store_sql_prepare(s,
+	                       "SELECT " RUN_COLUMNS " FROM runs WHERE ?1 IS NULL OR job = ?1 "
+	                       "ORDER BY id DESC LIMIT ?2",
+	                       &st);
 	if (rc < 0)
 		return rc;
-	bind_text(st, 1, job);
+	store_sql_bind_text(st, 1, job);
 	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
 	return query_many(st, out, n);
 }
@@ -731,10 +735,11 @@ store_runs_unfinished(struct store *s, struct store_run **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	rc = prepare(s,
-	             "SELECT " RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'waiting', "
-	             "'provisioning', 'running') ORDER BY id",
-	             &st);
+	rc = store_sql_prepare(s,
+	                       "SELECT " RUN_COLUMNS
+	                       " FROM runs WHERE state IN ('queued', 'waiting', "
+	                       "'provisioning', 'running') ORDER BY id",
+	                       &st);
 	if (rc < 0)
 		return rc;
 	return query_many(st, out, n);
@@ -750,7 +755,8 @@ store_samples_get(struct store *s, int64_t id, struct store_sample **out, size_t
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = prepare(s, "SELECT t, bytes FROM samples WHERE run_id = ?1 ORDER BY t", &st)) < 0)
+	if ((rc = store_sql_prepare(s, "SELECT t, bytes FROM samples WHERE run_id = ?1 ORDER BY t",
+	                            &st)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -765,7 +771,7 @@ store_samples_get(struct store *s, int64_t id, struct store_sample **out, size_t
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		free(v);
-		return sql_errno(rc);
+		return store_sql_errno(rc);
 	}
 	*out = v;
 	*n = len;
@@ -778,16 +784,17 @@ store_job_state_get(struct store *s, const char *job, int64_t *scheduled_until)
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = prepare(s, "SELECT scheduled_until FROM job_state WHERE job = ?1", &st)) < 0)
+	if ((rc = store_sql_prepare(s, "SELECT scheduled_until FROM job_state WHERE job = ?1",
+	                            &st)) < 0)
 		return rc;
-	bind_text(st, 1, job);
+	store_sql_bind_text(st, 1, job);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*scheduled_until = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : sql_errno(rc);
+	return rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
 }
 
 int
@@ -796,13 +803,14 @@ store_job_state_set(struct store *s, const char *job, int64_t scheduled_until)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = prepare(s,
-	             "INSERT INTO job_state (job, scheduled_until) VALUES (?1, ?2) "
-	             "ON CONFLICT (job) DO UPDATE SET scheduled_until = excluded.scheduled_until",
-	             &st);
+	rc = store_sql_prepare(
+	        s,
+	        "INSERT INTO job_state (job, scheduled_until) VALUES (?1, ?2) "
+	        "ON CONFLICT (job) DO UPDATE SET scheduled_until = excluded.scheduled_until",
+	        &st);
 	if (rc < 0)
 		return rc;
-	bind_text(st, 1, job);
+	store_sql_bind_text(st, 1, job);
 	sqlite3_bind_int64(st, 2, scheduled_until);
 	return step_done(st);
 }
@@ -813,10 +821,11 @@ store_run_delete(struct store *s, int64_t id)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = prepare(s,
-	             "DELETE FROM runs WHERE id = ?1 AND state IN ('succeeded', 'failed', 'oom', "
-	             "'timeout', 'killed', 'cancelled', 'lost', 'skipped')",
-	             &st);
+	rc = store_sql_prepare(
+	        s,
+	        "DELETE FROM runs WHERE id = ?1 AND state IN ('succeeded', 'failed', 'oom', "
+	        "'timeout', 'killed', 'cancelled', 'lost', 'skipped')",
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);

@@ -101,8 +101,6 @@ EPH_MUST_CHECK int store_open_readonly(const char *path, struct store **out, str
 void store_close(struct store *s); /* NULL is fine */
 /* The last SQLite error message of S, for logs; borrowed until the next call on S. */
 const char *store_errmsg(struct store *s);
-/* S's SQLite connection, for the store's other files (store_outbox.c) only. */
-struct sqlite3 *store_sqlite(struct store *s);
 
 /* All functions below return 0 or a negative errno: -ENOENT (no such run), -EBUSY (the
  * database stayed locked past the busy timeout), -ENOSPC, -EROFS (a read-only connection),

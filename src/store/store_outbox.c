@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "store/outbox.h"
+#include "store/store_sql.h"
 #include "util/xalloc.h"
 
 #define OUTBOX_COLUMNS                                                                             \
@@ -55,37 +56,6 @@ outbox_msgs_free(struct outbox_msg *v, size_t n)
 	free(v);
 }
 
-/* Maps an SQLite result code to -errno, as store.c does. */
-static int
-ob_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	default:
-		return -EIO;
-	}
-}
-
-static int
-ob_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
-{
-	return ob_errno(sqlite3_prepare_v2(store_sqlite(s), sql, -1, st, NULL));
-}
-
 /* Runs a statement that returns no row and finalizes it; 0, or -EALREADY when it changed no
  * row and MUST_CHANGE. */
 static int
@@ -94,63 +64,40 @@ ob_step_done(struct store *s, sqlite3_stmt *st, bool must_change)
 	int rc = sqlite3_step(st);
 
 	sqlite3_finalize(st);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return -EEXIST; /* the unique dedup key: that message is queued already */
 	if (rc != SQLITE_DONE)
-		return ob_errno(rc);
+		return store_sql_errno(rc);
 	if (must_change && sqlite3_changes(store_sqlite(s)) == 0)
 		return -EALREADY;
 	return 0;
-}
-
-static void
-ob_bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v == NULL)
-		sqlite3_bind_null(st, i);
-	else
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-}
-
-static char *
-ob_col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return t != NULL ? xstrdup((const char *)t) : NULL;
-}
-
-static double
-ob_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
 }
 
 int
 store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
 {
 	sqlite3_stmt *st;
-	double created = m->created_at > 0 ? m->created_at : ob_now();
+	double created = m->created_at > 0 ? m->created_at : store_sql_now();
 	int rc;
 
 	if (m->from == NULL || m->rcpt == NULL || m->data == NULL || m->subject == NULL)
 		return -EINVAL;
-	rc = ob_prepare(s,
-	                "INSERT INTO outbox (dedup, run_id, mail_from, rcpt, subject, message, "
-	                "state, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, "
-	                "?8)",
-	                &st);
+	rc = store_sql_prepare(
+	        s,
+	        "INSERT INTO outbox (dedup, run_id, mail_from, rcpt, subject, message, "
+	        "state, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, "
+	        "?8)",
+	        &st);
 	if (rc < 0)
 		return rc;
-	ob_bind_text(st, 1, m->dedup);
+	store_sql_bind_text(st, 1, m->dedup);
 	if (m->run_id > 0)
 		sqlite3_bind_int64(st, 2, m->run_id);
 	else
 		sqlite3_bind_null(st, 2);
-	ob_bind_text(st, 3, m->from);
-	ob_bind_text(st, 4, m->rcpt);
-	ob_bind_text(st, 5, m->subject);
+	store_sql_bind_text(st, 3, m->from);
+	store_sql_bind_text(st, 4, m->rcpt);
+	store_sql_bind_text(st, 5, m->subject);
 	sqlite3_bind_blob64(st, 6, m->data, m->len, SQLITE_TRANSIENT);
 	sqlite3_bind_double(st, 7, created);
 	sqlite3_bind_double(st, 8, m->next_at > 0 ? m->next_at : created);
@@ -168,18 +115,18 @@ ob_read_row(sqlite3_stmt *st, struct outbox_msg *m, bool with_data)
 
 	outbox_msg_init(m);
 	m->id = sqlite3_column_int64(st, 0);
-	m->dedup = ob_col_text(st, 1);
+	m->dedup = store_sql_col_text(st, 1);
 	m->run_id = sqlite3_column_int64(st, 2);
-	m->from = ob_col_text(st, 3);
-	m->rcpt = ob_col_text(st, 4);
-	m->subject = ob_col_text(st, 5);
+	m->from = store_sql_col_text(st, 3);
+	m->rcpt = store_sql_col_text(st, 4);
+	m->subject = store_sql_col_text(st, 5);
 	for (size_t i = 0; i < EPH_ARRAY_LEN(outbox_state_names); i++)
 		if (state != NULL && strcmp(state, outbox_state_names[i]) == 0)
 			m->state = (enum outbox_state)i;
 	m->created_at = sqlite3_column_double(st, 7);
 	m->attempts = sqlite3_column_int(st, 8);
 	m->next_at = sqlite3_column_double(st, 9);
-	m->last_error = ob_col_text(st, 10);
+	m->last_error = store_sql_col_text(st, 10);
 	m->done_at = sqlite3_column_double(st, 11);
 	if (with_data) {
 		const void *p = sqlite3_column_blob(st, 12);
@@ -213,7 +160,7 @@ ob_collect(sqlite3_stmt *st, bool with_data, struct outbox_msg **out, size_t *n)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		outbox_msgs_free(v, len);
-		return ob_errno(rc);
+		return store_sql_errno(rc);
 	}
 	*out = v;
 	*n = len;
@@ -229,10 +176,11 @@ store_outbox_due(struct store *s, double now, double due_by, size_t limit, struc
 
 	*out = NULL;
 	*n = 0;
-	rc = ob_prepare(s,
-	                "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE state = 'queued' "
-	                "AND next_at <= ?2 AND lease_until <= ?1 ORDER BY next_at, id LIMIT ?3",
-	                &st);
+	rc = store_sql_prepare(
+	        s,
+	        "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE state = 'queued' "
+	        "AND next_at <= ?2 AND lease_until <= ?1 ORDER BY next_at, id LIMIT ?3",
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_double(st, 1, now);
@@ -247,7 +195,7 @@ store_outbox_next_due(struct store *s, double *at)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = ob_prepare(
+	rc = store_sql_prepare(
 	        s, "SELECT min(max(next_at, lease_until)) FROM outbox WHERE state = 'queued'", &st);
 	if (rc < 0)
 		return rc;
@@ -260,7 +208,7 @@ store_outbox_next_due(struct store *s, double *at)
 			rc = 0;
 		}
 	} else {
-		rc = ob_errno(rc);
+		rc = store_sql_errno(rc);
 		if (rc == 0)
 			rc = -EIO;
 	}
@@ -274,10 +222,11 @@ store_outbox_claim(struct store *s, int64_t id, double now, double due_by, doubl
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = ob_prepare(s,
-	                "UPDATE outbox SET lease_until = ?4 WHERE id = ?1 AND state = 'queued' AND "
-	                "next_at <= ?3 AND lease_until <= ?2",
-	                &st);
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE outbox SET lease_until = ?4 WHERE id = ?1 AND state = 'queued' AND "
+	        "next_at <= ?3 AND lease_until <= ?2",
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -293,10 +242,11 @@ store_outbox_sent(struct store *s, int64_t id, double at)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = ob_prepare(s,
-	                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, "
-	                "last_error = NULL, lease_until = 0 WHERE id = ?1",
-	                &st);
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, "
+	        "last_error = NULL, lease_until = 0 WHERE id = ?1",
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -311,16 +261,17 @@ store_outbox_retry(struct store *s, int64_t id, double next_at, const char *erro
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = ob_prepare(s,
-	                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, "
-	                "lease_until = 0 "
-	                "WHERE id = ?1 AND state = 'queued'",
-	                &st);
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, "
+	        "lease_until = 0 "
+	        "WHERE id = ?1 AND state = 'queued'",
+	        &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, next_at);
-	ob_bind_text(st, 3, error);
+	store_sql_bind_text(st, 3, error);
 	rc = ob_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
@@ -331,7 +282,7 @@ store_outbox_fail(struct store *s, int64_t id, double at, const char *error)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = ob_prepare(
+	rc = store_sql_prepare(
 	        s,
 	        "UPDATE outbox SET state = 'failed', attempts = attempts + 1, done_at = ?2, "
 	        "last_error = ?3, lease_until = 0 WHERE id = ?1 AND state = 'queued'",
@@ -340,7 +291,7 @@ store_outbox_fail(struct store *s, int64_t id, double at, const char *error)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, at);
-	ob_bind_text(st, 3, error);
+	store_sql_bind_text(st, 3, error);
 	rc = ob_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
@@ -354,7 +305,8 @@ store_outbox_get(struct store *s, int64_t id, struct outbox_msg *out)
 	int rc;
 
 	outbox_msg_init(out);
-	rc = ob_prepare(s, "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE id = ?1", &st);
+	rc = store_sql_prepare(s, "SELECT " OUTBOX_COLUMNS ", message FROM outbox WHERE id = ?1",
+	                       &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -376,10 +328,11 @@ store_outbox_list(struct store *s, enum outbox_state state, size_t limit, struct
 
 	*out = NULL;
 	*n = 0;
-	rc = ob_prepare(s,
-	                "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE state = ?1 ORDER BY id DESC "
-	                "LIMIT ?2",
-	                &st);
+	rc = store_sql_prepare(s,
+	                       "SELECT " OUTBOX_COLUMNS
+	                       " FROM outbox WHERE state = ?1 ORDER BY id DESC "
+	                       "LIMIT ?2",
+	                       &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, outbox_state_name(state), -1, SQLITE_STATIC);

@@ -1,0 +1,23 @@
+/* src/store/store_sql.h: what the store's own files share (store.c, store_outbox.c); not for
+ * the rest of the program, which goes through store.h and outbox.h. */
+#ifndef EPH_STORE_STORE_SQL_H
+#define EPH_STORE_STORE_SQL_H
+#include <sqlite3.h>
+
+struct store;
+
+/* The connection of S. */
+sqlite3 *store_sqlite(struct store *s);
+/* An SQLite result code as 0 or -errno: -EBUSY, -ENOSPC, -EROFS, -EEXIST (a constraint),
+ * -ENOMEM, else -EIO. */
+int store_sql_errno(int rc);
+/* Prepares SQL on S's connection; 0 or -errno. */
+int store_sql_prepare(struct store *s, const char *sql, sqlite3_stmt **st);
+/* Binds V, or NULL when V is NULL. */
+void store_sql_bind_text(sqlite3_stmt *st, int i, const char *v);
+/* Column I as a new string (caller frees), NULL for SQL NULL. */
+char *store_sql_col_text(sqlite3_stmt *st, int i);
+/* UTC now in seconds, with milliseconds. */
+double store_sql_now(void);
+
+#endif
