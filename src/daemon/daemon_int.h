@@ -1,0 +1,112 @@
+/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c and control.c): the
+ * scheduler's state and the few functions the control socket and the scheduler share. */
+#ifndef EPH_DAEMON_DAEMON_INT_H
+#define EPH_DAEMON_DAEMON_INT_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "daemon/daemon.h"
+#include "daemon/evheap.h"
+#include "exec/exec.h"
+#include "store/store.h"
+#include "util/buf.h"
+
+struct conf;
+struct conf_job;
+struct dretry;
+struct notify_sender;
+
+/* A job of the current configuration and its schedule. */
+struct djob {
+	struct evheap_node ev; /* DM_EV_FIRE, DM_PREP_MS before the next fire */
+	const struct conf_job *cj;
+	int64_t next;  /* the next fire (UTC s) while ev is in the heap */
+	int64_t until; /* every fire at or before this instant (UTC s) is handled */
+};
+
+enum dr_phase { DR_DELAYED, DR_READY, DR_STARTED };
+
+/* A live run: created, not yet recorded terminal. */
+struct drun {
+	struct exec_run er; /* valid once started */
+	struct daemon *dm;
+	struct evheap_node ev;    /* DM_EV_START at the end of its jitter */
+	struct drun *prev, *next; /* every live run */
+	struct drun *qnext;       /* the queue of runs ready to start, in fire order */
+	const struct exec_ops *ops;
+	char *job;
+	char *dir;
+	int64_t id;
+	uint64_t memory;
+	enum store_trigger trigger;
+	int64_t scheduled_at;
+	int attempt;
+	enum dr_phase phase;
+	bool marked_waiting;
+	bool logged_wait;
+	bool check_conc; /* prepared ahead: apply the concurrency policy at its instant */
+	bool ended;
+};
+
+struct dclient {
+	uv_pipe_t pipe;
+	struct daemon *dm;
+	struct buf in;
+	struct dclient *prev, *next;
+};
+
+struct daemon {
+	uv_loop_t loop;
+	const struct daemon_opts *o;
+	char *conf_path;
+	char *conf_base; /* the jobs file's name in its directory */
+	struct conf *conf;
+	struct store *store;
+	struct djob *jobs;
+	size_t njobs;
+	struct evheap heap;
+	uv_timer_t timer;
+	uv_signal_t sigterm, sigint, sighup;
+	uv_pipe_t ctl;
+	uv_fs_event_t confwatch;
+	uv_timer_t reload_timer;
+	bool ctl_open, watch_open;
+	struct dclient *clients;
+	struct drun *runs;
+	struct drun *qhead, *qtail;
+	struct dretry *retries;
+	uint64_t local_mem;
+	int nstarted;
+	bool stopping;
+	char *retention_job;        /* whose old runs to delete at the next turn of the loop */
+	struct notify_sender *mail; /* NULL while the configuration has no mail section */
+	char *sock_path;
+	int lockfd;
+};
+
+/* daemon.c */
+
+/* The wall clock in UTC ms. */
+int64_t dm_now_ms(void);
+
+/* Handles what is queued at the next turn of the loop. */
+void dm_kick(struct daemon *dm);
+
+/* Creates a run of CJ (see daemon.c). Returns its id, 0 when it could not be recorded. */
+int64_t dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
+                  int attempt, int64_t start_ms, bool check_conc);
+
+/* Cancels the live run DR: 0 or -errno. */
+int dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why);
+
+/* control.c */
+
+/* Binds and listens on STATE/eph.sock (said on stderr on failure): 0 or a negative errno. */
+int dm_listen(struct daemon *dm);
+
+/* Unlinks C from the daemon's clients and closes it. */
+void dm_client_close(struct dclient *c);
+
+#endif
