@@ -477,80 +477,62 @@ venv_id_clear(struct venv_id *id)
 	memset(id, 0, sizeof(*id));
 }
 
+static bool
+venv_ready_cb(const char *path, void *arg)
+{
+	(void)arg;
+	return venv_ready(path);
+}
+
+struct venv_build_arg {
+	const struct venv_opts *o;
+	const struct venv_id *id;
+	int64_t deadline;
+	struct venv *v;
+};
+
+static int
+venv_build_cb(const char *path, void *arg, struct diag *d)
+{
+	struct venv_build_arg *a = arg;
+
+	a->v->build_attempted = true;
+	return build(a->o, a->id->interp, a->id->version, a->id->reqs, path, a->deadline, d);
+}
+
 int
 venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 {
-	char *dir = NULL, *path = NULL, *lockp = NULL, *buildp = NULL;
 	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	struct venv_build_arg a = { o, NULL, deadline, v };
 	struct venv_id id;
-	int fd = -1, bfd = -1, rc;
+	char *dir;
+	int rc;
 
 	memset(v, 0, sizeof(*v));
 	v->hold_fd = -1;
 	if ((rc = venv_identify(o, &id, d)) < 0)
 		return rc;
-	const char *key = id.key;
+	a.id = &id;
 	dir = xasprintf("%s/venvs", o->state_dir);
-	path = xasprintf("%s/%s", dir, key);
-	lockp = xasprintf("%s.lock", path);
-	buildp = xasprintf("%s.build", path);
-	if ((rc = fsio_mkdirs(dir, 0755)) < 0) {
-		venv_err(d, "cannot create %s: %s", dir, strerror(-rc));
-		goto out;
+	rc = source_cache_get(dir, id.key, 0755, venv_ready_cb, venv_build_cb, &a, o->cancel_fd,
+	                      deadline, &v->hold_fd, &v->built, d);
+	/* given up while waiting for another run's build (ours reports its own) */
+	if (rc == -ECANCELED && !v->build_attempted)
+		venv_err(d, "cancelled while waiting for another run to build the venv");
+	else if (rc == -ETIMEDOUT && !v->build_attempted)
+		venv_err(d,
+		         "waiting for another run to build the venv took longer than the run's "
+		         "timeout (%lld s)",
+		         (long long)(o->timeout_ms / 1000));
+	if (rc == 0) {
+		v->path = xasprintf("%s/%s", dir, id.key);
+		v->key = xstrdup(id.key);
+		v->interpreter = id.interp;
+		id.interp = NULL;
 	}
-	/* The hold: LOCK_SH, kept from here on, so no one removes the venv meanwhile. */
-	if ((fd = source_cache_lock(lockp, true)) < 0) {
-		rc = fd;
-		venv_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-		goto out;
-	}
-	if (!venv_ready(path)) {
-		/* Missing: build it under the build lock, after looking again (a concurrent
-		 * caller may have built it while we waited, as long as its build, not its run). */
-		if ((bfd = source_cache_build_lock(buildp, o->cancel_fd, deadline)) < 0) {
-			rc = bfd;
-			if (rc == -ECANCELED)
-				venv_err(
-				        d,
-				        "cancelled while waiting for another run to build the venv");
-			else if (rc == -ETIMEDOUT)
-				venv_err(
-				        d,
-				        "waiting for another run to build the venv took longer than the "
-				        "run's timeout (%lld s)",
-				        (long long)(o->timeout_ms / 1000));
-			else
-				venv_err(d, "cannot lock %s: %s", buildp, strerror(-rc));
-			goto out;
-		}
-		if (!venv_ready(path)) {
-			v->build_attempted = true;
-			if ((rc = build(o, id.interp, id.version, id.reqs, path, deadline, d)) < 0)
-				goto out;
-			v->built = true;
-		}
-		close(bfd);
-		bfd = -1;
-	}
-	source_cache_touch(fd);
-	v->path = path;
-	v->key = xstrdup(key);
-	v->interpreter = id.interp;
-	v->hold_fd = fd;
-	id.interp = NULL;
-	path = NULL;
-	fd = -1;
-	rc = 0;
-out:
-	if (bfd >= 0)
-		close(bfd);
-	if (fd >= 0)
-		close(fd);
 	venv_id_clear(&id);
 	free(dir);
-	free(path);
-	free(lockp);
-	free(buildp);
 	return rc;
 }
 

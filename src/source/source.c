@@ -671,6 +671,61 @@ source_cache_build_lock(const char *build_path, int cancel_fd, int64_t deadline_
 	return rc;
 }
 
+int
+source_cache_get(const char *dir, const char *key, mode_t dir_mode,
+                 bool (*ready)(const char *path, void *arg),
+                 int (*build)(const char *path, void *arg, struct diag *d), void *arg,
+                 int cancel_fd, int64_t deadline_ms, int *hold_fd, bool *built, struct diag *d)
+{
+	char *path = xasprintf("%s/%s", dir, key);
+	char *lockp = xasprintf("%s.lock", path);
+	char *buildp = xasprintf("%s.build", path);
+	int fd = -1, bfd = -1, rc;
+
+	*hold_fd = -1;
+	*built = false;
+	if ((rc = fsio_mkdirs(dir, dir_mode)) < 0) {
+		source_err(d, "cannot create %s: %s", dir, strerror(-rc));
+		goto out;
+	}
+	/* The hold: LOCK_SH, kept from here on, so no one removes the entry meanwhile. */
+	if ((fd = source_cache_lock(lockp, true)) < 0) {
+		rc = fd;
+		source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
+		goto out;
+	}
+	if (!ready(path, arg)) {
+		/* Missing: build it under the build lock, after looking again (a concurrent
+		 * caller may have built it while we waited for its build, never its run). */
+		if ((bfd = source_cache_build_lock(buildp, cancel_fd, deadline_ms)) < 0) {
+			rc = bfd;
+			if (rc != -ECANCELED && rc != -ETIMEDOUT)
+				source_err(d, "cannot lock %s: %s", buildp, strerror(-rc));
+			goto out;
+		}
+		if (!ready(path, arg)) {
+			if ((rc = build(path, arg, d)) < 0)
+				goto out;
+			*built = true;
+		}
+		close(bfd);
+		bfd = -1;
+	}
+	source_cache_touch(fd);
+	*hold_fd = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (bfd >= 0)
+		close(bfd);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	free(lockp);
+	free(buildp);
+	return rc;
+}
+
 static uint64_t source_du_total;
 
 static int
@@ -1071,12 +1126,32 @@ out:
 	return rc;
 }
 
+static bool
+source_checkout_ready(const char *path, void *arg)
+{
+	(void)arg;
+	return source_is_dir(path);
+}
+
+struct source_checkout_arg {
+	const char *mirror, *commit;
+};
+
+static int
+source_checkout_build(const char *path, void *arg, struct diag *d)
+{
+	const struct source_checkout_arg *a = arg;
+
+	return source_build(a->mirror, a->commit, path, d);
+}
+
 int
 source_checkout(const char *state_dir, const char *mirror, const char *commit, int keep,
                 struct source_worktree *wt, struct diag *d)
 {
-	char *srcdir = NULL, *path = NULL, *lockp = NULL, *buildp = NULL;
-	int fd = -1, bfd = -1, rc;
+	struct source_checkout_arg a = { mirror, commit };
+	char *srcdir;
+	int rc;
 
 	memset(wt, 0, sizeof(*wt));
 	wt->hold_fd = -1;
@@ -1085,52 +1160,14 @@ source_checkout(const char *state_dir, const char *mirror, const char *commit, i
 		return -EINVAL;
 	}
 	srcdir = xasprintf("%s/src", state_dir);
-	path = xasprintf("%s/%s", srcdir, commit);
-	lockp = xasprintf("%s.lock", path);
-	buildp = xasprintf("%s.build", path);
-	if ((rc = fsio_mkdirs(srcdir, 0700)) < 0) {
-		source_err(d, "cannot create %s: %s", srcdir, strerror(-rc));
-		goto out;
+	rc = source_cache_get(srcdir, commit, 0700, source_checkout_ready, source_checkout_build,
+	                      &a, -1, 0, &wt->hold_fd, &wt->built, d);
+	if (rc == 0) {
+		if (keep > 0)
+			source_prune(srcdir, keep);
+		wt->path = xasprintf("%s/%s", srcdir, commit);
 	}
-	/* The hold: LOCK_SH, kept from here on, so no one removes the entry meanwhile. */
-	if ((fd = source_cache_lock(lockp, true)) < 0) {
-		rc = fd;
-		source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-		goto out;
-	}
-	if (!source_is_dir(path)) {
-		/* Missing: build it under the build lock, after looking again (a concurrent
-		 * caller may have built it while we waited for the lock). */
-		if ((bfd = source_cache_build_lock(buildp, -1, 0)) < 0) {
-			rc = bfd;
-			source_err(d, "cannot lock %s: %s", buildp, strerror(-rc));
-			goto out;
-		}
-		if (!source_is_dir(path)) {
-			if ((rc = source_build(mirror, commit, path, d)) < 0)
-				goto out;
-			wt->built = true;
-		}
-		close(bfd);
-		bfd = -1;
-	}
-	source_cache_touch(fd);
-	if (keep > 0)
-		source_prune(srcdir, keep);
-	wt->path = path;
-	path = NULL;
-	wt->hold_fd = fd;
-	fd = -1;
-	rc = 0;
-out:
-	if (bfd >= 0)
-		close(bfd);
-	if (fd >= 0)
-		close(fd);
 	free(srcdir);
-	free(path);
-	free(lockp);
-	free(buildp);
 	return rc;
 }
 

@@ -25,6 +25,7 @@
 #define EPH_SOURCE_SOURCE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/attr.h"
 
@@ -132,6 +133,25 @@ void source_cache_touch(int fd);
  * -errno. */
 EPH_MUST_CHECK int source_cache_build_lock(const char *build_path, int cancel_fd,
                                            int64_t deadline_ms);
+/* Gets the cache entry DIR/KEY, building it if missing, by the convention at the top of this
+ * file: makes DIR (and its parents, mode DIR_MODE), takes the hold lock DIR/KEY.lock shared
+ * (source_cache_lock); if READY(DIR/KEY, ARG) is false, takes the build lock DIR/KEY.build
+ * (source_cache_build_lock with CANCEL_FD and DEADLINE_MS: -1 and 0 wait without limit), asks
+ * READY again and, if still false, calls BUILD(DIR/KEY, ARG, D), which must leave either a
+ * complete entry (READY true) and return 0, or return -errno with its message in D; then
+ * releases the build lock and sets the entry's last use (source_cache_touch).
+ * Returns 0 with *HOLD_FD the hold lock's fd (O_CLOEXEC; the caller closes it once the entry
+ * is no longer used) and *BUILT true when this call built the entry, false when it was there.
+ * On failure returns -errno with *HOLD_FD -1, *BUILT false and no lock held: BUILD's own
+ * return code (its message in D), or from the locks and DIR with one message in D ("cannot
+ * create DIR: ...", "cannot lock PATH: ..."), except when the wait for the build lock was
+ * given up (-ECANCELED, -ETIMEDOUT): then D gets nothing, the caller words it (BUILD was not
+ * called). */
+EPH_MUST_CHECK int source_cache_get(const char *dir, const char *key, mode_t dir_mode,
+                                    bool (*ready)(const char *path, void *arg),
+                                    int (*build)(const char *path, void *arg, struct diag *d),
+                                    void *arg, int cancel_fd, int64_t deadline_ms, int *hold_fd,
+                                    bool *built, struct diag *d);
 /* Removes DIR/KEY (and DIR/KEY.tmp, DIR/KEY.build, DIR/KEY.lock) if no one holds the lock
  * (LOCK_EX|LOCK_NB). Adds the bytes
  * freed (du-style: allocated blocks) to *FREED when not NULL. With DRY_RUN, removes nothing
