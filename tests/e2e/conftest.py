@@ -6,6 +6,7 @@ sanitizer finding fails the test that provoked it."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,28 @@ def run_eph(args, *, cwd=None, env=None, timeout=60, input=None, check_sanitizer
 def run():
     """The run_eph helper as a fixture."""
     return run_eph
+
+
+def wait_for(pred, timeout=20.0, what="condition"):
+    """Polls PRED until it is true; fails the test after TIMEOUT seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def marker_pids(marker):
+    """Processes (but this one) whose environment holds MARKER."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids

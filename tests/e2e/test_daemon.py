@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZER_EXIT, eph_bin
+from conftest import SANITIZER_EXIT, eph_bin, marker_pids, wait_for
 
 # a jobs file whose only job does not fire for months: "no more fires" without an empty file
 IDLE_JOBS = 'jobs:\n  idle:\n    schedule: "0 0 1 1 *"\n    command: ["true"]\n'
@@ -66,15 +66,6 @@ def daemons():
         d.stop(signal.SIGKILL if d.p.poll() is None else signal.SIGTERM)
 
 
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def rows(state_dir, where="1", args=()):
     con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
     con.row_factory = sqlite3.Row
@@ -88,21 +79,6 @@ def write_jobs(path, text):
     tmp.write_text(textwrap.dedent(text))
     os.replace(tmp, path)
     return path
-
-
-def marker_pids(marker):
-    """Processes whose environment holds MARKER (our state directory: agents and commands)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    pids.append(int(d))
-        except OSError:
-            pass
-    return pids
 
 
 def wait_all_terminal(state_dir, timeout=20.0):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import eph_bin, run_eph
+from conftest import eph_bin, marker_pids, run_eph, wait_for
 
 PY = "/usr/bin/python3"
 HOG = """\
@@ -156,32 +156,9 @@ def test_runs_show_logs_on_real_runs(run, jobs, state_dir):
     assert log.stdout.endswith(" out bye\n")
 
 
-def wait_for(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def start_run(jobs, job):
     return subprocess.Popen([eph_bin(), "-f", str(jobs), "run", job], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def marker_pids(marker):
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    pids.append(int(d))
-        except OSError:
-            pass
-    return pids
 
 
 def test_ctrl_c_cancels_and_records_cancelled(jobs, state_dir):
