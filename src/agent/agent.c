@@ -40,6 +40,7 @@
 #include "rundir/rundir.h"
 #include "source/source.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
@@ -128,22 +129,10 @@ ev_warn(struct agent *a, const char *fmt, ...)
 	free(msg);
 }
 
-static int64_t
-real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t
 mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)clock_mono_ms(); /* unsigned, as the agent's deadlines are */
 }
 
 /* ---- the process tree */
@@ -244,8 +233,8 @@ close_pipe(struct agent *a, int s)
 	a->pipe_open[s] = false;
 	uv_read_stop((uv_stream_t *)&a->pipe[s]);
 	uv_close((uv_handle_t *)&a->pipe[s], NULL);
-	(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(), (int64_t)mono_ms(),
-	                           0);
+	(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, clock_real_ms(),
+	                           (int64_t)mono_ms(), 0);
 }
 
 static void
@@ -328,7 +317,7 @@ static void
 partial_cb(uv_timer_t *t)
 {
 	struct agent *a = container_of(t, struct agent, t_partial);
-	int64_t next = -1, now = (int64_t)mono_ms(), rm = real_ms();
+	int64_t next = -1, now = (int64_t)mono_ms(), rm = clock_real_ms();
 
 	for (int s = 0; s < 2; s++) {
 		int64_t d =
@@ -371,8 +360,8 @@ read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n > 0) {
 		/* a write error stays in a->log.err (later output is dropped) and is reported
 		 * once, at the end (outlog_sync) */
-		(void)outlog_feed(&a->log, (enum outlog_stream)s, b->base, (size_t)n, real_ms(),
-		                  (int64_t)mono_ms());
+		(void)outlog_feed(&a->log, (enum outlog_stream)s, b->base, (size_t)n,
+		                  clock_real_ms(), (int64_t)mono_ms());
 		if (s == OUTLOG_ERR)
 			keep_errtail(a, b->base, (size_t)n);
 		if ((a->log.pend[s].len > 0) && !uv_is_active((uv_handle_t *)&a->t_partial))
@@ -884,7 +873,7 @@ build_output(void *arg, int stream, const void *p, size_t n)
 {
 	struct agent *a = arg;
 
-	(void)outlog_feed(&a->log, stream == 0 ? OUTLOG_OUT : OUTLOG_ERR, p, n, real_ms(),
+	(void)outlog_feed(&a->log, stream == 0 ? OUTLOG_OUT : OUTLOG_ERR, p, n, clock_real_ms(),
 	                  (int64_t)mono_ms());
 }
 
@@ -983,7 +972,7 @@ phase_runtime(struct agent *a)
 	diag_init(&d);
 	rc = venv_prepare(&o, &a->venv, &d);
 	for (int s = 0; s < 2; s++)
-		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(),
+		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, clock_real_ms(),
 		                           (int64_t)mono_ms(), 0);
 	(void)outlog_sync(&a->log);
 	a->runtime_s = (double)(mono_ms() - t0) / 1000.0;
@@ -1167,7 +1156,7 @@ agent_main(const char *dir)
 		tree_kill(a);
 	reap(a);
 	for (int s = 0; s < 2; s++)
-		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, real_ms(),
+		(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, clock_real_ms(),
 		                           (int64_t)mono_ms(), 0);
 	if (outlog_sync(&a->log) < 0)
 		ev_warn(a, "writing %s: %s", RUNDIR_OUTPUT, strerror(-a->log.err));

@@ -19,6 +19,7 @@
 #include "agent/spawn.h"
 #include "source/source.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/fsio.h"
 #include "util/xalloc.h"
@@ -41,15 +42,6 @@ venv_err(struct diag *d, const char *fmt, ...)
 	va_end(ap);
 	diag_error(d, (struct diag_pos){ NULL, 0, 0 }, "%s", msg != NULL ? msg : fmt);
 	free(msg);
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void say(const struct venv_opts *o, const char *fmt, ...) EPH_PRINTF(2, 3);
@@ -195,7 +187,7 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 			                { fds[1], POLLIN, 0 },
 			                { killed ? -1 : o->cancel_fd, POLLIN, 0 } };
 		int wait_ms = -1;
-		int64_t now = mono_ms();
+		int64_t now = clock_mono_ms();
 
 		if (fds[0] < 0 && fds[1] < 0)
 			break;
@@ -226,7 +218,7 @@ run_child(const struct venv_opts *o, char *const argv[], const char *cwd, struct
 			rc = -ECANCELED;
 			kill(-pid, SIGKILL);
 			killed = true;
-			killed_at = mono_ms();
+			killed_at = clock_mono_ms();
 		}
 		for (int s = 0; s < 2; s++) {
 			int *fd = &fds[s];
@@ -304,7 +296,7 @@ interpreter_version(const struct venv_opts *o, const char *interp, char **versio
 	struct buf b;
 	int rc, st = 0;
 	char *what = xasprintf("python interpreter \"%s\" (%s)", o->interpreter, interp);
-	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	int64_t deadline = o->timeout_ms > 0 ? clock_mono_ms() + o->timeout_ms : 0;
 
 	*version = NULL;
 	buf_init(&b, VENV_VERSION_MAX);
@@ -381,7 +373,7 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 		          NULL };
 	const char *why;
 	int rc, st = 0, step;
-	int64_t t0 = mono_ms();
+	int64_t t0 = clock_mono_ms();
 
 	if ((rc = source_rmtree(path)) < 0) {
 		venv_err(d, "cannot remove the unfinished venv %s: %s", path, strerror(-rc));
@@ -414,7 +406,7 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 		say(o, "eph: venv build failed; %s\n",
 		    r2 == 0 ? "removed what it made" : "could not remove what it made");
 	} else {
-		say(o, "eph: venv built in %.1f s\n", (double)(mono_ms() - t0) / 1000.0);
+		say(o, "eph: venv built in %.1f s\n", (double)(clock_mono_ms() - t0) / 1000.0);
 	}
 out:
 	free(py);
@@ -503,7 +495,7 @@ venv_build_cb(const char *path, void *arg, struct diag *d)
 int
 venv_prepare(const struct venv_opts *o, struct venv *v, struct diag *d)
 {
-	int64_t deadline = o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
+	int64_t deadline = o->timeout_ms > 0 ? clock_mono_ms() + o->timeout_ms : 0;
 	struct venv_build_arg a = { o, NULL, deadline, v };
 	struct venv_id id;
 	char *dir;

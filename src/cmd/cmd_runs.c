@@ -15,6 +15,7 @@
 
 #include "cmd/cmd.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
@@ -118,7 +119,6 @@ cmd_local_time(double t, int seconds, char *out, size_t n)
 double
 cmd_run_duration(const struct store_run *r)
 {
-	struct timespec ts;
 
 	if (r->started_at <= 0)
 		return -1;
@@ -126,8 +126,7 @@ cmd_run_duration(const struct store_run *r)
 		return r->ended_at - r->started_at;
 	if (store_state_terminal(r->state))
 		return -1;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - r->started_at;
+	return clock_real() - r->started_at;
 }
 
 int

@@ -20,6 +20,7 @@
 #include "store/store.h"
 #include "util/attr.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/xalloc.h"
 
 struct dwrite {
@@ -171,7 +172,7 @@ dm_handle(struct daemon *dm, json_t *req)
 			return dm_error("%s", "which job?");
 		if (cj == NULL)
 			return dm_error("no job \"%s\" in the daemon's configuration", name);
-		id = dm_create(dm, cj, STORE_MANUAL, dm_now_ms() / 1000, 1, 0, false);
+		id = dm_create(dm, cj, STORE_MANUAL, clock_real_ms() / 1000, 1, 0, false);
 		if (id == 0)
 			return dm_error("could not create a run of %s (see the daemon's log)",
 			                name);

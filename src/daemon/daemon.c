@@ -32,6 +32,7 @@
 #include "sched/tz.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/fsio.h"
 #include "util/units.h"
@@ -57,15 +58,6 @@ struct dretry {
 };
 
 static void dm_arm(struct daemon *dm);
-
-int64_t
-dm_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 dm_hms(int64_t t, char *out, size_t n)
@@ -236,7 +228,7 @@ dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int 
 	if (dm->retries != NULL)
 		dm->retries->prev = rt;
 	dm->retries = rt;
-	evheap_push(&dm->heap, &rt->ev, dm_now_ms() + delay * 1000);
+	evheap_push(&dm->heap, &rt->ev, clock_real_ms() + delay * 1000);
 	dlog(DLOG_INFO, run_id, job, "retry %d of %d in %llds", attempt, cj->retries,
 	     (long long)delay);
 	dm_arm(dm);
@@ -515,9 +507,9 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	if (dm->runs != NULL)
 		dm->runs->prev = dr;
 	dm->runs = dr;
-	if (start_ms < dm_now_ms())
-		start_ms = dm_now_ms();
-	if (how.jitter > 0 || start_ms > dm_now_ms()) {
+	if (start_ms < clock_real_ms())
+		start_ms = clock_real_ms();
+	if (how.jitter > 0 || start_ms > clock_real_ms()) {
 		dr->phase = DR_DELAYED;
 		if (how.jitter > 0) {
 			dlog(DLOG_INFO, id, cj->name, "jitter: starts in %llds",
@@ -590,7 +582,7 @@ dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_tri
 {
 	struct drun *live;
 
-	if (at * 1000 > dm_now_ms()) {
+	if (at * 1000 > clock_real_ms()) {
 		(void)dm_create(dm, cj, trig, at, attempt, at * 1000, true);
 		return;
 	}
@@ -669,7 +661,7 @@ dm_timer_cb(uv_timer_t *t)
 {
 	struct daemon *dm = t->data;
 	struct evheap_node *top;
-	int64_t now = dm_now_ms();
+	int64_t now = clock_real_ms();
 
 	while ((top = evheap_top(&dm->heap)) != NULL && top->at <= now && !dm->stopping) {
 		evheap_pop(&dm->heap);
@@ -715,7 +707,7 @@ dm_arm(struct daemon *dm)
 		uv_timer_stop(&dm->timer);
 		return;
 	}
-	delay = top->at - dm_now_ms();
+	delay = top->at - clock_real_ms();
 	if (delay < 0)
 		delay = 0;
 	if (delay > DM_MAX_SLEEP_MS)
@@ -739,7 +731,7 @@ static void
 dm_build_jobs(struct daemon *dm, struct djob *old, size_t nold, const struct conf *oldconf,
               bool startup)
 {
-	int64_t now = dm_now_ms() / 1000;
+	int64_t now = clock_real_ms() / 1000;
 
 	dm->njobs = dm->conf->njobs;
 	dm->jobs = xcalloc(dm->njobs > 0 ? dm->njobs : 1, sizeof(*dm->jobs));
@@ -1167,7 +1159,7 @@ daemon_run(const struct daemon_opts *o)
 	free(copy);
 	dlog_setup(stderr, o->log_json);
 	evheap_init(&dm->heap);
-	srandom((unsigned)(getpid() ^ dm_now_ms()));
+	srandom((unsigned)(getpid() ^ clock_real_ms()));
 	if (dm_open(dm) < 0)
 		goto out;
 	uv_loop_init(&dm->loop);

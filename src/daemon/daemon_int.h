@@ -88,9 +88,6 @@ struct daemon {
 
 /* daemon.c */
 
-/* The wall clock in UTC ms. */
-int64_t dm_now_ms(void);
-
 /* Handles what is queued at the next turn of the loop. */
 void dm_kick(struct daemon *dm);
 

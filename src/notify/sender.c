@@ -13,21 +13,13 @@
 #include "conf/conf.h"
 #include "notify/smtp.h"
 #include "store/outbox.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
 #define SENDER_MAX_XFERS 4  /* transfers at once */
 #define SENDER_LEASE_PAD 10 /* seconds a lease outlasts mail.timeout */
 #define SENDER_IDLE_MAX  3600.0
-
-static double
-now_real(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double
 lease_len(const struct conf_mail *m)
@@ -86,7 +78,7 @@ notify_send_pending(struct store *s, const struct conf_mail *cm, double deadline
 {
 	struct outbox_msg *v = NULL;
 	size_t n = 0;
-	double now = now_real();
+	double now = clock_real();
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -104,7 +96,7 @@ notify_send_pending(struct store *s, const struct conf_mail *cm, double deadline
 		char *password = NULL, *error = NULL;
 		CURLcode cres;
 
-		now = now_real();
+		now = clock_real();
 		if (now >= deadline)
 			break;
 		rc = store_outbox_claim(s, v[i].id, now, all ? INFINITY : now, now + lease_len(cm));
@@ -130,7 +122,7 @@ notify_send_pending(struct store *s, const struct conf_mail *cm, double deadline
 			explicit_bzero(password, strlen(password));
 			free(password);
 		}
-		rc = record_outcome(s, cm, &v[i], error, now_real());
+		rc = record_outcome(s, cm, &v[i], error, clock_real());
 		if (rc == 0)
 			res->sent++;
 		else if (rc == 1)
@@ -257,7 +249,7 @@ static void schedule(struct notify_sender *ns);
 static void
 xfer_finish(struct notify_sender *ns, struct sender_xfer *sx, const char *error)
 {
-	int rc = record_outcome(ns->store, &sx->conf->m, &sx->msg, error, now_real());
+	int rc = record_outcome(ns->store, &sx->conf->m, &sx->msg, error, clock_real());
 
 	if (rc == 0)
 		slog(ns, false, sx->msg.run_id, "mail \"%s\" sent", sx->msg.subject);
@@ -474,7 +466,7 @@ schedule(struct notify_sender *ns)
 {
 	struct outbox_msg *v = NULL;
 	size_t n = 0;
-	double now = now_real(), at, due_by = ns->fresh ? INFINITY : now;
+	double now = clock_real(), at, due_by = ns->fresh ? INFINITY : now;
 	int rc;
 
 	if (ns->stopping || ns->conf->m.smtp == NULL)

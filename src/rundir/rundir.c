@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/fsio.h"
 #include "util/xalloc.h"
@@ -66,10 +67,7 @@ rundir_outcome_parse(const char *name, enum rundir_outcome *o)
 double
 rundir_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+	return clock_real();
 }
 
 void

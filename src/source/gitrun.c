@@ -14,19 +14,11 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/redact.h"
 #include "util/xalloc.h"
 
 extern char **environ;
-
-static int64_t
-gitrun_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The environment git runs with: ours, without the variables we set, then those. Caller frees
  * the array (not the borrowed strings); *OWNED lists what to free too. */
@@ -130,7 +122,7 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 
 	buf_init(&bo, GITRUN_MAX_OUT);
 	buf_init(&be, GITRUN_MAX_ERR);
-	deadline = timeout_ms > 0 ? gitrun_now_ms() + timeout_ms : 0;
+	deadline = timeout_ms > 0 ? clock_mono_ms() + timeout_ms : 0;
 	for (;;) {
 		struct pollfd p[2] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 } };
 		int wait_ms = -1, np;
@@ -138,7 +130,7 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 		if (out[0] < 0 && err[0] < 0)
 			break;
 		if (deadline > 0) {
-			int64_t left = deadline - gitrun_now_ms();
+			int64_t left = deadline - clock_mono_ms();
 
 			if (left <= 0) {
 				/* The group: ssh and the remote helpers die with git. Their pipes

@@ -21,6 +21,7 @@
 #include "conf/conf.h"
 #include "source/gitrun.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/fsio.h"
 #include "util/xalloc.h"
@@ -68,24 +69,6 @@ source_exists(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0;
-}
-
-static int64_t
-source_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double
-source_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Runs git with ARGS; on success (exit 0) returns 0 and, when OUT is not NULL, *OUT = its
@@ -419,7 +402,7 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 		free(head);
 	}
 	state = exists ? source_state_read(mirror) : json_object();
-	now = source_now();
+	now = clock_real();
 	{
 		double last = source_json_num(state, "attempt_at");
 
@@ -649,7 +632,7 @@ source_cache_build_lock(const char *build_path, int cancel_fd, int64_t deadline_
 			break;
 		}
 		if (deadline_ms > 0) {
-			int64_t left = deadline_ms - source_mono_ms();
+			int64_t left = deadline_ms - clock_mono_ms();
 
 			if (left <= 0) {
 				rc = -ETIMEDOUT;

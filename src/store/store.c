@@ -12,6 +12,7 @@
 #include "store/migrate_2_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
@@ -189,15 +190,6 @@ const char *
 store_errmsg(struct store *s)
 {
 	return sqlite3_errmsg(s->db);
-}
-
-double
-store_sql_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
 }
 
 static int
@@ -410,7 +402,7 @@ store_run_create(struct store *s, const struct store_run *r, int64_t *id)
 	        &st);
 	if (rc < 0)
 		return rc;
-	double created = r->created_at > 0 ? r->created_at : store_sql_now();
+	double created = r->created_at > 0 ? r->created_at : clock_real();
 
 	store_sql_bind_text(st, 1, r->job);
 	store_sql_bind_text(st, 2, store_trigger_name(r->trigger));
@@ -548,7 +540,7 @@ store_run_finish(struct store *s, int64_t id, const struct store_run *f,
 	bind_int(st, 6, f->peak_bytes, -1);
 	store_sql_bind_text(st, 7, f->peak_method);
 	store_sql_bind_text(st, 8, f->enforced);
-	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : store_sql_now());
+	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : clock_real());
 	bind_real(st, 10, f->phase_source, 0);
 	bind_real(st, 11, f->phase_runtime, 0);
 	bind_real(st, 12, f->phase_exec, 0);

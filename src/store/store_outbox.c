@@ -8,6 +8,7 @@
 
 #include "store/outbox.h"
 #include "store/store_sql.h"
+#include "util/clock.h"
 #include "util/xalloc.h"
 
 #define OUTBOX_COLUMNS                                                                             \
@@ -77,7 +78,7 @@ int
 store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
 {
 	sqlite3_stmt *st;
-	double created = m->created_at > 0 ? m->created_at : store_sql_now();
+	double created = m->created_at > 0 ? m->created_at : clock_real();
 	int rc;
 
 	if (m->from == NULL || m->rcpt == NULL || m->data == NULL || m->subject == NULL)

@@ -17,7 +17,5 @@ int store_sql_prepare(struct store *s, const char *sql, sqlite3_stmt **st);
 void store_sql_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Column I as a new string (caller frees), NULL for SQL NULL. */
 char *store_sql_col_text(sqlite3_stmt *st, int i);
-/* UTC now in seconds, with milliseconds. */
-double store_sql_now(void);
 
 #endif
