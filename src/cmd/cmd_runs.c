@@ -119,7 +119,6 @@ cmd_local_time(double t, int seconds, char *out, size_t n)
 double
 cmd_run_duration(const struct store_run *r)
 {
-
 	if (r->started_at <= 0)
 		return -1;
 	if (r->ended_at > 0)
