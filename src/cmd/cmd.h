@@ -38,6 +38,7 @@ extern const struct cmd cmd_daemon;
 extern const struct cmd cmd_status;
 extern const struct cmd cmd_cancel;
 extern const struct cmd cmd_mail;
+extern const struct cmd cmd_fetch;
 
 /* Prints "usage: eph ..." for CMD (and its help text when FULL) to F. */
 void cmd_usage(const struct cmd *c, FILE *f, bool full);

@@ -1349,13 +1349,20 @@ job_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+void
+conf_source_defaults(struct conf_source *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->refresh = 30;
+	s->on_fetch_error = CONF_FETCH_USE_LAST;
+	s->fetch_timeout = 120;
+	s->keep_worktrees = 5;
+}
+
 static void
 conf_init_defaults(struct conf *c)
 {
-	c->source.refresh = 30;
-	c->source.on_fetch_error = CONF_FETCH_USE_LAST;
-	c->source.fetch_timeout = 120;
-	c->source.keep_worktrees = 5;
+	conf_source_defaults(&c->source);
 	c->mail.starttls = true;
 	c->mail.max_age = 24 * 3600;
 	c->mail.source_alarm = 3600;
@@ -1833,6 +1840,7 @@ conf_free(struct conf *c)
 	free(c->dir);
 	free(c->source.repo);
 	free(c->source.branch);
+	free(c->source.commit);
 	free(c->mail.smtp);
 	free(c->mail.from);
 	free(c->mail.username);

@@ -75,6 +75,9 @@ struct conf_source {
 	enum conf_fetch_error on_fetch_error;
 	int64_t fetch_timeout;
 	int keep_worktrees;
+	char *commit; /* not a key: set by `eph daemon --from-repo` to the commit the jobs file
+	               * was read from, which runs are then pinned to (no fetch when a run is
+	               * created: the daemon fetches); NULL otherwise */
 };
 
 struct conf_mail {
@@ -124,6 +127,8 @@ EPH_MUST_CHECK int conf_load(const char *path, struct conf **out, struct diag *d
 EPH_MUST_CHECK int conf_load_mem(const char *name, const char *dir, const char *text, size_t len,
                                  struct conf **out, struct diag *d);
 void conf_free(struct conf *c); /* NULL is fine */
+/* Sets S to the defaults of the source section (docs/jobs-file.md), with no repository. */
+void conf_source_defaults(struct conf_source *s);
 /* The job called NAME, or NULL. */
 const struct conf_job *conf_job_find(const struct conf *c, const char *name);
 

@@ -30,6 +30,7 @@
 #include "rundir/rundir.h"
 #include "sched/cronexpr.h"
 #include "sched/tz.h"
+#include "source/source.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -471,6 +472,7 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 		how.jitter = (int64_t)((uint64_t)random() % (uint64_t)(cj->jitter + 1));
 	diag_init(&d);
 	rc = exec_create(dm->store, dm->o->state_dir, dm->conf, cj, &how, &id, &dir, &d);
+	dm_source_alarm(dm); /* the run may have fetched, or failed to */
 	if (rc < 0) {
 		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
 
@@ -795,6 +797,48 @@ dm_mail_conf(struct daemon *dm)
 		dlog(DLOG_ERROR, 0, NULL, "mail: cannot start the sender: %s", strerror(-rc));
 }
 
+/* Mails mail.admin when the source's fetches have failed for mail.source_alarm, once per
+ * outage (notify_source_alarm). It reads the mirror's state file only (no git, no lock), so
+ * it may be called at any time: after each run is created (when runs fetch) and after the
+ * daemon's own fetches. */
+void
+dm_source_alarm(struct daemon *dm)
+{
+	dm_source_alarm_of(dm, &dm->conf->source, dm->conf->dir);
+}
+
+void
+dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char *base_dir)
+{
+	struct source_health h;
+	struct diag d;
+	double now = clock_real();
+	int rc;
+
+	if (dm->conf->mail.smtp == NULL || dm->conf->mail.admin.n == 0)
+		return;
+	if (source_health(dm->o->state_dir, src, base_dir, &h) < 0)
+		return; /* source.repo is a missing path: each run fails and says so */
+	diag_init(&d);
+	rc = notify_source_alarm(dm->store, dm->conf, &h, now, &d);
+	if (rc == 1) {
+		char dur[32];
+
+		units_format_duration(now - h.failing_since, dur, sizeof(dur));
+		dlog(DLOG_WARN, 0, NULL,
+		     "source %s: every fetch failed for %s (mailed mail.admin): %s", h.repo, dur,
+		     h.error);
+		notify_sender_kick(dm->mail);
+	} else if (rc < 0) {
+		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+
+		dlog(DLOG_ERROR, 0, NULL, "mail: %s", msg);
+		free(msg);
+	}
+	diag_free(&d);
+	source_health_clear(&h);
+}
+
 /* A configuration that failed to reload (ERRORS, its FILE:LINE:COL errors) is mailed to
  * mail.admin once per distinct set of errors: the key is their hash. */
 static void
@@ -809,8 +853,8 @@ dm_mail_reload_failure(struct daemon *dm, const char *errors)
 	for (const unsigned char *p = (const unsigned char *)errors; *p != '\0'; p++)
 		h = (h ^ *p) * 1099511628211ULL;
 	snprintf(key, sizeof(key), "reload:%016llx", (unsigned long long)h);
-	text = xasprintf("The configuration %s failed to reload; the daemon keeps the last good "
-	                 "one (%zu jobs).\n\n%s",
+	text = xasprintf("The jobs file failed to reload; the daemon keeps the last good "
+	                 "configuration, %s (%zu jobs).\n\n%s",
 	                 dm->conf_path, dm->njobs, errors);
 	diag_init(&d);
 	rc = notify_admin(dm->store, dm->conf, key, "configuration failed to reload", text, &d);
@@ -826,41 +870,34 @@ dm_mail_reload_failure(struct daemon *dm, const char *errors)
 	free(text);
 }
 
-static void
-dm_reload(struct daemon *dm, const char *why)
+void
+dm_reload_failed(struct daemon *dm, const char *why, struct diag *d)
 {
-	struct conf *nc = NULL, *oc;
-	struct djob *oj;
-	size_t noj;
-	struct diag d;
+	struct buf text;
 
-	diag_init(&d);
-	if (conf_load(dm->conf_path, &nc, &d) < 0) {
-		struct buf text;
+	buf_init(&text, BUF_MAX_MSG);
+	diag_sort(d);
+	for (size_t i = 0; i < diag_nerrors(d); i++) {
+		char *msg = diag_format(d, i);
 
-		buf_init(&text, BUF_MAX_MSG);
-		diag_sort(&d);
-		for (size_t i = 0; i < diag_nerrors(&d); i++) {
-			char *msg = diag_format(&d, i);
-
-			dlog(DLOG_ERROR, 0, NULL, "reload (%s): %s", why, msg);
-			if (buf_printf(&text, "%s\n", msg) < 0) /* past the cap: the first ones */
-				dlog(DLOG_WARN, 0, NULL,
-				     "reload: too many errors to mail them all");
-			free(msg);
-		}
-		dlog(DLOG_ERROR, 0, NULL,
-		     "reload (%s) failed: kept the last good configuration (%zu jobs)", why,
-		     dm->njobs);
-		dm_mail_reload_failure(dm, buf_cstr(&text));
-		buf_free(&text);
-		diag_free(&d);
-		return;
+		dlog(DLOG_ERROR, 0, NULL, "reload (%s): %s", why, msg);
+		if (buf_printf(&text, "%s\n", msg) < 0) /* past the cap: the first ones */
+			dlog(DLOG_WARN, 0, NULL, "reload: too many errors to mail them all");
+		free(msg);
 	}
-	diag_free(&d);
-	oc = dm->conf;
-	oj = dm->jobs;
-	noj = dm->njobs;
+	dlog(DLOG_ERROR, 0, NULL, "reload (%s) failed: kept the last good configuration (%zu jobs)",
+	     why, dm->njobs);
+	dm_mail_reload_failure(dm, buf_cstr(&text));
+	buf_free(&text);
+}
+
+void
+dm_apply_conf(struct daemon *dm, struct conf *nc, const char *why)
+{
+	struct conf *oc = dm->conf;
+	struct djob *oj = dm->jobs;
+	size_t noj = dm->njobs;
+
 	for (size_t i = 0; i < noj; i++)
 		evheap_remove(&dm->heap, &oj[i].ev);
 	dm->jobs = NULL;
@@ -873,6 +910,24 @@ dm_reload(struct daemon *dm, const char *why)
 	(void)malloc_trim(0); /* what parsing used goes back: the daemon stays small */
 	dm_admit(dm);
 	dm_arm(dm);
+}
+
+static void
+dm_reload(struct daemon *dm, const char *why)
+{
+	struct conf *nc = NULL;
+	struct diag d;
+
+	if (dm->repo != NULL) { /* --from-repo: the file is the repository's */
+		dm_repo_fetch(dm, true);
+		return;
+	}
+	diag_init(&d);
+	if (conf_load(dm->conf_path, &nc, &d) < 0)
+		dm_reload_failed(dm, why, &d);
+	else
+		dm_apply_conf(dm, nc, why);
+	diag_free(&d);
 }
 
 static void
@@ -1048,6 +1103,7 @@ dm_stop(struct daemon *dm, const char *why)
 	uv_close((uv_handle_t *)&dm->sighup, NULL);
 	if (dm->watch_open)
 		uv_close((uv_handle_t *)&dm->confwatch, NULL);
+	dm_repo_stop(dm);
 	if (dm->ctl_open)
 		uv_close((uv_handle_t *)&dm->ctl, NULL);
 	while (dm->clients != NULL)
@@ -1134,7 +1190,9 @@ dm_open(struct daemon *dm)
 		fprintf(stderr, "eph daemon: cannot create %s: %s\n", runs, strerror(-rc));
 	else if (dm_lock(dm) < 0)
 		rc = -EBUSY;
-	else if ((rc = conf_load(dm->conf_path, &dm->conf, &d)) < 0)
+	else if (dm->o->from_repo != NULL && (rc = dm_repo_open(dm)) < 0)
+		; /* said on stderr */
+	else if (dm->o->from_repo == NULL && (rc = conf_load(dm->conf_path, &dm->conf, &d)) < 0)
 		diag_print(&d, stderr);
 	else if ((rc = store_open(db, &dm->store, &d)) < 0)
 		diag_print(&d, stderr);
@@ -1158,6 +1216,11 @@ daemon_run(const struct daemon_opts *o)
 	dm->conf_base = xstrdup(basename(copy));
 	free(copy);
 	dlog_setup(stderr, o->log_json);
+	/* what it starts (eph fetch, agents, commands calling eph) finds the same state */
+	if (setenv("EPH_STATE", o->state_dir, 1) < 0) {
+		fprintf(stderr, "eph daemon: cannot set EPH_STATE: %s\n", strerror(errno));
+		goto out;
+	}
 	evheap_init(&dm->heap);
 	srandom((unsigned)(getpid() ^ clock_real_ms()));
 	if (dm_open(dm) < 0)
@@ -1180,13 +1243,16 @@ daemon_run(const struct daemon_opts *o)
 	uv_signal_start(&dm->sigterm, dm_signal_cb, SIGTERM);
 	uv_signal_start(&dm->sigint, dm_signal_cb, SIGINT);
 	uv_signal_start(&dm->sighup, dm_signal_cb, SIGHUP);
-	uv_fs_event_init(&dm->loop, &dm->confwatch);
-	dm->confwatch.data = dm;
-	dm->watch_open = true;
-	rc = uv_fs_event_start(&dm->confwatch, dm_confwatch_cb, dm->conf->dir, 0);
-	if (rc < 0)
-		dlog(DLOG_WARN, 0, NULL, "cannot watch %s (%s): reload with SIGHUP", dm->conf->dir,
-		     uv_strerror(rc));
+	if (dm->repo == NULL) {
+		uv_fs_event_init(&dm->loop, &dm->confwatch);
+		dm->confwatch.data = dm;
+		dm->watch_open = true;
+		rc = uv_fs_event_start(&dm->confwatch, dm_confwatch_cb, dm->conf->dir, 0);
+		if (rc < 0)
+			dlog(DLOG_WARN, 0, NULL, "cannot watch %s (%s): reload with SIGHUP",
+			     dm->conf->dir, uv_strerror(rc));
+	}
+	dm_repo_arm(dm);
 	dm_mail_conf(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
@@ -1194,6 +1260,10 @@ daemon_run(const struct daemon_opts *o)
 	dm_arm(dm);
 	(void)malloc_trim(0); /* what parsing and start-up used goes back: the daemon stays small */
 	/* said once everything is in place: "started" means the jobs are armed */
+	if (dm->repo != NULL)
+		dlog(DLOG_INFO, 0, NULL, "following %s%s%s: fetched every %llds", dm_repo_shown(dm),
+		     o->branch != NULL ? ", branch " : "", o->branch != NULL ? o->branch : "",
+		     (long long)dm->conf->source.refresh);
 	dlog(DLOG_INFO, 0, NULL, "started: pid %d, %zu jobs from %s, state in %s", (int)getpid(),
 	     dm->conf->njobs, dm->conf_path, o->state_dir);
 	uv_run(&dm->loop, UV_RUN_DEFAULT);
@@ -1205,6 +1275,7 @@ out:
 	if (dm->sock_path != NULL && dm->ctl_open)
 		(void)unlink(dm->sock_path);
 	dm_clear_jobs(dm);
+	dm_repo_free(dm);
 	evheap_free(&dm->heap);
 	store_close(dm->store);
 	conf_free(dm->conf);

@@ -7,7 +7,9 @@
 #include <stdbool.h>
 
 struct daemon_opts {
-	const char *conf_path; /* the jobs file */
+	const char *conf_path; /* the jobs file; with from_repo, its path in the repository */
+	const char *from_repo; /* NULL, or the repository to read the jobs file from */
+	const char *branch;    /* with from_repo: its branch, NULL = the remote's default */
 	const char *state_dir; /* created if missing */
 	bool log_json;         /* JSON lines on stderr instead of text */
 };
@@ -16,5 +18,7 @@ struct daemon_opts {
  * start (another daemon holds the state directory, the jobs file is invalid, the store cannot
  * be opened: said on stderr). */
 int daemon_run(const struct daemon_opts *o);
+/* true when PATH can name a jobs file inside a repository: relative, no "." or ".." part. */
+bool daemon_repo_path_ok(const char *path);
 
 #endif

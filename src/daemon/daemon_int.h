@@ -15,6 +15,9 @@
 
 struct conf;
 struct conf_job;
+struct conf_source;
+struct diag;
+struct drepo;
 struct dretry;
 struct notify_sender;
 
@@ -82,6 +85,7 @@ struct daemon {
 	bool stopping;
 	char *retention_job;        /* whose old runs to delete at the next turn of the loop */
 	struct notify_sender *mail; /* NULL while the configuration has no mail section */
+	struct drepo *repo; /* --from-repo: the repository followed (repoconf.c); else NULL */
 	char *sock_path;
 	int lockfd;
 };
@@ -97,6 +101,34 @@ int64_t dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigg
 
 /* Cancels the live run DR: 0 or -errno. */
 int dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why);
+
+/* Replaces the configuration with NC (taken over), keeping every job's state and live run;
+ * WHY says what caused it, for the log. */
+void dm_apply_conf(struct daemon *dm, struct conf *nc, const char *why);
+/* A configuration that failed to load (its errors in D, WHY the cause): logged, mailed to the
+ * admin, and the last good one kept. */
+void dm_reload_failed(struct daemon *dm, const char *why, struct diag *d);
+
+/* Mails mail.admin when the fetches of the configuration's source (or of SRC, relative to
+ * BASE_DIR) have failed for mail.source_alarm, once per outage. */
+void dm_source_alarm(struct daemon *dm);
+void dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char *base_dir);
+
+/* repoconf.c: --from-repo */
+
+/* Fetches the repository, checks its branch out and loads the jobs file from it into dm->conf
+ * (or from the last good commit when the branch's file has errors), before the loop runs.
+ * 0, or -errno after saying why on stderr. */
+int dm_repo_open(struct daemon *dm);
+/* Starts following the repository: a fetch every source.refresh (again after a reload). */
+void dm_repo_arm(struct daemon *dm);
+/* Fetches now; with FORCE the jobs file is reloaded even when the commit is the same. */
+void dm_repo_fetch(struct daemon *dm, bool force);
+/* Stops following (a fetch in progress is killed). */
+void dm_repo_stop(struct daemon *dm);
+void dm_repo_free(struct daemon *dm);
+/* The repository followed, without credentials. */
+const char *dm_repo_shown(const struct daemon *dm);
 
 /* control.c */
 

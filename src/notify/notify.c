@@ -811,3 +811,73 @@ out:
 	free(subj);
 	return rc;
 }
+
+int
+notify_source_alarm(struct store *s, const struct conf *c, const struct source_health *h,
+                    double now, struct diag *d)
+{
+	char key[160], dur[32], since[40], last[40], fetched[40], *subject, *text, *repo;
+	const char *branch = h->branch != NULL ? h->branch : "(the remote's default branch)";
+	const char *used = c->source.commit != NULL ? c->source.commit : h->commit;
+	struct buf b;
+	int rc;
+
+	if (!h->fetched || !h->failing || h->failing_since <= 0 || h->key == NULL ||
+	    c->mail.source_alarm <= 0 || now - h->failing_since < (double)c->mail.source_alarm)
+		return 0;
+	if (c->mail.smtp == NULL || c->mail.admin.n == 0)
+		return 0;
+	snprintf(key, sizeof(key), "source:%.32s:%.3f", h->key, h->failing_since);
+	units_format_duration(now - h->failing_since, dur, sizeof(dur));
+	fmt_time(h->failing_since, since, sizeof(since));
+	fmt_time(h->attempt_at, last, sizeof(last));
+	fmt_time(h->fetched_at, fetched, sizeof(fetched));
+	repo = xstrdup(h->repo != NULL ? h->repo : "?");
+	flatten(repo);
+	subject = xasprintf("source unreachable for %s: %s", dur, repo);
+	buf_init(&b, BUF_MAX_MSG);
+	rc = buf_printf(&b,
+	                "Every fetch of the source repository of %s has failed for %s "
+	                "(mail.source_alarm is %llds).\n\n"
+	                "Repository:    %s\n"
+	                "Branch:        %s\n"
+	                "Failing since: %s\n"
+	                "Last attempt:  %s\n"
+	                "Last fetched:  %s\n"
+	                "Runs now use:  %s\n\n"
+	                "The last error (git's words):\n\n%s\n\n",
+	                c->path != NULL ? c->path : "the jobs file", dur,
+	                (long long)c->mail.source_alarm, repo, branch, since, last,
+	                h->fetched_at > 0 ? fetched : "never",
+	                used != NULL ? used : "(no commit known)",
+	                h->error != NULL ? h->error : "unknown error");
+	if (rc == 0 && c->source.on_fetch_error == CONF_FETCH_FAIL)
+		rc = buf_printf(&b, "What it means: source.on_fetch_error is fail, so every run "
+		                    "fails (reason source) until a fetch succeeds.\n");
+	else if (rc == 0)
+		rc = buf_printf(&b,
+		                "What it means: source.on_fetch_error is use_last, so runs go "
+		                "on with %s, the last fetched commit, and each records the "
+		                "failed fetch as its warning; what was pushed since is not run "
+		                "until a fetch succeeds.\n",
+		                used != NULL ? used : "the last fetched commit");
+	if (rc == 0)
+		rc = buf_printf(&b,
+		                "\nThis is the only message about this outage: a fetch that "
+		                "succeeds ends it, and a later outage is mailed again. To see "
+		                "what git sees, run `git ls-remote %s` as the user the daemon "
+		                "runs as.\n",
+		                repo);
+	if (rc < 0) { /* past BUF_MAX_MSG: git's error is capped well below, but say it */
+		buf_reset(&b);
+		if (buf_printf(&b, "The source %s has not been fetched for %s.\n", repo, dur) < 0)
+			buf_reset(&b);
+	}
+	text = buf_steal(&b);
+	buf_free(&b);
+	rc = notify_admin(s, c, key, subject, text != NULL ? text : "", d);
+	free(text);
+	free(subject);
+	free(repo);
+	return rc;
+}

@@ -16,6 +16,7 @@
 struct conf;
 struct conf_notify;
 struct diag;
+struct source_health;
 
 #define NOTIFY_LOG_LINES 50           /* log lines quoted in a message */
 #define NOTIFY_LOG_READ  (256u << 10) /* bytes read from the end of output.log for them */
@@ -112,5 +113,18 @@ EPH_MUST_CHECK int notify_run_finished(struct store *s, const struct conf *c, co
  * no mail.admin or KEY was queued before, -errno on failure (a message in D). */
 EPH_MUST_CHECK int notify_admin(struct store *s, const struct conf *c, const char *key,
                                 const char *subject, const char *text, struct diag *d);
+
+/* The admin's alarm about a source that cannot be fetched: H is the fetch health of C's
+ * source (source_health, read at NOW, UTC seconds). When H's fetches have failed since
+ * H->failing_since for at least mail.source_alarm, queues ONE message per outage to
+ * mail.admin through notify_admin, keyed "source:<mirror key>:<failing_since>": a second call
+ * (a later run, a restarted daemon) queues nothing, a new outage (failing_since moved) queues
+ * a new one. Subject "[eph] source unreachable for 1h02m: REPO"; the body has the repository
+ * (no credentials), the branch, the last successful fetch and the commit runs use, the last
+ * error and what source.on_fetch_error makes of it. Returns 1 when queued, 0 when none is due
+ * (in place, not failing, failing_since unknown, not for long enough), there is no mail.admin
+ * or mail.smtp, or it was queued before; -errno on failure (a message in D). Never sends. */
+EPH_MUST_CHECK int notify_source_alarm(struct store *s, const struct conf *c,
+                                       const struct source_health *h, double now, struct diag *d);
 
 #endif

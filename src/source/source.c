@@ -297,6 +297,32 @@ source_format_time(double t, char *out, size_t n)
 		strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Records in STATE a fetch attempt made at NOW: attempt_at and ok; on success fetched_at,
+ * with error null and failing_since removed; on failure error (WHY without credentials) and
+ * failing_since, the first failed attempt of the outage: set by a failure that follows a
+ * success (or none), kept by the failures after it. Every writer of an attempt goes through
+ * here, so that source_health's failing_since (the admin's alarm key) holds. */
+static void
+source_state_attempt(json_t *state, double now, bool ok, const char *why)
+{
+	bool was_ok = json_is_true(json_object_get(state, "ok"));
+	char *clean;
+
+	json_object_set_new(state, "attempt_at", json_real(now));
+	json_object_set_new(state, "ok", json_boolean(ok));
+	if (ok) {
+		json_object_set_new(state, "fetched_at", json_real(now));
+		json_object_set_new(state, "error", json_null());
+		(void)json_object_del(state, "failing_since"); /* -1 when absent: fine */
+		return;
+	}
+	clean = gitrun_redact(why != NULL ? why : "unknown error");
+	json_object_set_new(state, "error", json_string(clean));
+	free(clean);
+	if (was_ok || source_json_num(state, "failing_since") <= 0)
+		json_object_set_new(state, "failing_since", json_real(now));
+}
+
 /* Clones URL into MIRROR (aside, then renamed) or fetches it. 0, or -EIO with *WHY.
  * Worktrees borrow the mirror's objects (clone --shared), so git must never delete objects in
  * a mirror by itself: the clone sets gc.auto=0 and maintenance.auto=false in the mirror's
@@ -406,7 +432,14 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 	{
 		double last = source_json_num(state, "attempt_at");
 
-		if (!exists || last <= 0 || now < last || now - last >= (double)src->refresh) {
+		/* a pinned commit (src->commit) is used as it is: its daemon fetches */
+		if (src->commit != NULL && !exists) {
+			source_err(d, "no mirror of %s in %s", shown, mdir);
+			rc = -ENOENT;
+			goto out;
+		}
+		if (src->commit == NULL &&
+		    (!exists || last <= 0 || now < last || now - last >= (double)src->refresh)) {
 			int64_t ms = src->fetch_timeout > 0 ? src->fetch_timeout * 1000 : 0;
 
 			rc = source_fetch(url, mirror, exists, ms, &why);
@@ -419,17 +452,7 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 				state = source_state_read(mirror);
 				exists = true;
 			}
-			json_object_set_new(state, "attempt_at", json_real(now));
-			json_object_set_new(state, "ok", json_boolean(rc == 0));
-			if (rc == 0) {
-				json_object_set_new(state, "fetched_at", json_real(now));
-				json_object_set_new(state, "error", json_null());
-			} else {
-				char *clean = gitrun_redact(why);
-
-				json_object_set_new(state, "error", json_string(clean));
-				free(clean);
-			}
+			source_state_attempt(state, now, rc == 0, why);
 			dirty = true;
 		}
 	}
@@ -458,8 +481,14 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 		}
 	}
 	branches = json_object_get(state, "branches");
-	rc = source_mirror_commit(mirror, branch, &commit);
-	if (rc == -ENOENT) {
+	if (src->commit != NULL) {
+		commit = xstrdup(src->commit);
+		if (fetch_error != NULL)
+			pin->warning = xasprintf("cannot fetch %s: %s; ran %s, the commit the jobs "
+			                         "file was read from",
+			                         shown, fetch_error, commit);
+		rc = 0;
+	} else if ((rc = source_mirror_commit(mirror, branch, &commit)) == -ENOENT) {
 		const char *last = json_string_value(json_object_get(branches, branch));
 		bool have = false;
 
@@ -565,6 +594,94 @@ source_pin_clear(struct source_pin *pin)
 	free(pin->warning);
 	free(pin->note);
 	memset(pin, 0, sizeof(*pin));
+}
+
+/* The branch a bare repository's HEAD names ("ref: refs/heads/B"), read from the file, or
+ * NULL (a detached or unreadable HEAD). Caller frees. */
+static char *
+source_head_branch(const char *mirror)
+{
+	static const char pfx[] = "ref: refs/heads/";
+	char *path = xasprintf("%s/HEAD", mirror), *res = NULL;
+	struct buf b;
+
+	buf_init(&b, BUF_MAX_LINE);
+	if (fsio_read_file(path, &b) == 0) {
+		const char *t = buf_cstr(&b);
+		size_t n;
+
+		if (strncmp(t, pfx, sizeof(pfx) - 1) == 0) {
+			t += sizeof(pfx) - 1;
+			n = strcspn(t, "\r\n");
+			if (n > 0)
+				res = xstrndup(t, n);
+		}
+	}
+	buf_free(&b);
+	free(path);
+	return res;
+}
+
+int
+source_health(const char *state_dir, const struct conf_source *src, const char *base_dir,
+              struct source_health *out)
+{
+	char *url = NULL, *mirror, *head;
+	json_t *state;
+	const char *s;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (src->repo == NULL)
+		return 0;
+	rc = source_repo_url(src->repo, base_dir, &url);
+	if (rc != 0) { /* 1: a plain directory, run in place */
+		free(url);
+		return rc < 0 ? rc : 0;
+	}
+	out->fetched = true;
+	out->repo = gitrun_redact(url);
+	out->key = source_mirror_key(url);
+	mirror = xasprintf("%s/mirrors/%s.git", state_dir, out->key);
+	head = xasprintf("%s/HEAD", mirror);
+	out->mirrored = source_exists(head);
+	free(head);
+	if (src->branch != NULL)
+		out->branch = xstrdup(src->branch);
+	else if (out->mirrored)
+		out->branch = source_head_branch(mirror);
+	state = out->mirrored ? source_state_read(mirror) : json_object();
+	out->attempt_at = source_json_num(state, "attempt_at");
+	out->fetched_at = source_json_num(state, "fetched_at");
+	out->failing = out->attempt_at > 0 && !json_is_true(json_object_get(state, "ok"));
+	if (out->failing) {
+		out->failing_since = source_json_num(state, "failing_since");
+		s = json_string_value(json_object_get(state, "error"));
+		out->error = xstrdup(s != NULL ? s : "unknown error");
+	}
+	if (out->branch != NULL) {
+		s = json_string_value(
+		        json_object_get(json_object_get(state, "branches"), out->branch));
+		if (s != NULL)
+			out->commit = xstrdup(s);
+	}
+	json_decref(state);
+	free(mirror);
+	free(url);
+	return 0;
+}
+
+void
+source_health_clear(struct source_health *h)
+{
+	if (h == NULL)
+		return;
+	free(h->repo);
+	free(h->key);
+	free(h->branch);
+	free(h->commit);
+	free(h->error);
+	memset(h, 0, sizeof(*h));
 }
 
 /* ---- cache entries ---- */

@@ -59,7 +59,10 @@ struct source_pin {
  *   SRC->refresh seconds; concurrent callers serialize on an flock of <key>.lock, and the
  *   second uses the first's fetch. A failed attempt counts as an attempt: within refresh, the
  *   next runs reuse its error instead of waiting for another timeout. Then the branch is
- *   resolved to a commit.
+ *   resolved to a commit;
+ * - with SRC->commit set (`eph daemon --from-repo`), as for a URL but without any fetch: the
+ *   run is pinned to that commit (the mirror must exist), with a warning when the mirror's last
+ *   fetch failed.
  * Returns 0 with PIN filled (PIN->warning set when the fetch failed and on_fetch_error is
  * use_last, or when a deleted branch runs its last known commit). Returns a negative value
  * with one message in D (credentials stripped) when the run must fail with reason `source`:
@@ -87,6 +90,39 @@ char *source_mirror_key(const char *url);
  * (no fetch). Returns 0 and *commit_out (caller frees), -ENOENT if there is no such branch,
  * or -errno if git cannot be run. */
 EPH_MUST_CHECK int source_mirror_commit(const char *mirror, const char *branch, char **commit_out);
+
+/* How the fetches of a repository source are going, read from its mirror's eph-state.json
+ * (source_health). Owned strings (source_health_clear); times are UTC seconds, 0 = never. */
+struct source_health {
+	bool fetched;         /* source.repo is a repository that is fetched into a mirror (a URL
+	                       * or a git repository's path); false: no source.repo, or a plain
+	                       * directory run in place (nothing is fetched: no alarm), and then
+	                       * every other member is 0 / NULL */
+	bool mirrored;        /* its mirror exists (it was cloned once) */
+	char *repo;           /* source.repo for people: URL without userinfo, or absolute path */
+	char *key;            /* the mirror's key (source_mirror_key) */
+	char *branch;         /* source.branch, else the mirror's HEAD branch; NULL if unknown */
+	char *commit;         /* the last commit resolved for BRANCH: what runs use; NULL if none */
+	double attempt_at;    /* the last fetch attempt */
+	bool failing;         /* the last attempt failed */
+	double fetched_at;    /* the last successful fetch (or the clone) */
+	double failing_since; /* when FAILING: the first failed attempt of this outage (0 when
+	                       * unknown: a state written by an eph that did not record it; the next
+	                       * failed attempt records it); 0 otherwise */
+	char *error;          /* when FAILING: why the last attempt failed (git's words, free of
+	                       * credentials); NULL otherwise */
+};
+
+/* Reads the fetch health of SRC (as source_resolve classifies it; BASE_DIR the jobs file's
+ * directory) from STATE_DIR's mirror, without fetching, without running git and without
+ * waiting for the mirror's lock (the state file is replaced atomically), so it may be called
+ * at any time, from the daemon's loop too. Returns 0 with OUT filled (source_health_clear;
+ * OUT->fetched false for a source run in place), or -ENOENT / -ENOTDIR when source.repo is a
+ * missing or non-directory local path (OUT zeroed). A missing or unreadable state file reads
+ * as no attempt yet. */
+EPH_MUST_CHECK int source_health(const char *state_dir, const struct conf_source *src,
+                                 const char *base_dir, struct source_health *out);
+void source_health_clear(struct source_health *h); /* frees the members and zeroes; NULL ok */
 
 /* A worktree held for a run. */
 struct source_worktree {
