@@ -207,18 +207,22 @@ dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 }
 
 /* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
- * its job has retries left. Returns true when one is scheduled. */
+ * its job has retries left: its backoff after ENDED_MS (UTC ms), or now if that is past.
+ * Returns true when one is scheduled. */
 static bool
-dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
-                  int64_t run_id)
+dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
+                        int64_t run_id, int64_t ended_ms)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, job);
 	struct dretry *rt;
-	int64_t delay;
+	int64_t delay, now = clock_real_ms();
 
 	if (cj == NULL || attempt > cj->retries)
 		return false;
 	delay = plan_backoff(cj->retry_backoff, attempt);
+	delay = (ended_ms + delay * 1000 - now + 999) / 1000;
+	if (delay < 0)
+		delay = 0;
 	rt = xcalloc(1, sizeof(*rt));
 	evheap_node_init(&rt->ev, DM_EV_RETRY);
 	rt->job = xstrdup(job);
@@ -229,11 +233,82 @@ dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int 
 	if (dm->retries != NULL)
 		dm->retries->prev = rt;
 	dm->retries = rt;
-	evheap_push(&dm->heap, &rt->ev, clock_real_ms() + delay * 1000);
+	evheap_push(&dm->heap, &rt->ev, now + delay * 1000);
 	dlog(DLOG_INFO, run_id, job, "retry %d of %d in %llds", attempt, cj->retries,
 	     (long long)delay);
 	dm_arm(dm);
 	return true;
+}
+
+static bool
+dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
+                  int64_t run_id)
+{
+	return dm_schedule_retry_after(dm, job, scheduled_at, attempt, run_id, clock_real_ms());
+}
+
+/* Whether run R, left by a previous process, still gets the retry that process scheduled or
+ * would have: it is its job's latest run, ended unsuccessfully with attempts left, and the
+ * retry's time is not more than starting_deadline past. Sets *ENDED_MS to its end. */
+static bool
+dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
+{
+	const struct conf_job *cj = conf_job_find(dm->conf, r->job);
+	struct store_run latest;
+	bool owed = false;
+	int64_t due;
+
+	if (cj == NULL || !dm_retryable(r->state) || r->attempt > cj->retries)
+		return false;
+	*ended_ms = (int64_t)((r->ended_at > 0 ? r->ended_at : r->created_at) * 1000);
+	due = *ended_ms + plan_backoff(cj->retry_backoff, r->attempt) * 1000;
+	if (cj->starting_deadline > 0 && clock_real_ms() - due > cj->starting_deadline * 1000)
+		return false;
+	store_run_init(&latest);
+	if (store_run_latest(dm->store, r->job, &latest) == 0)
+		owed = latest.id == r->id;
+	store_run_clear(&latest);
+	return owed;
+}
+
+#define DM_RESUME_LOOKBACK 10 /* a job's latest runs looked at for a held-back mail */
+
+/* The retries a previous process owed (dm_retry_owed) are scheduled again. A job's recent
+ * unsuccessful run that was neither retried nor is owed a retry has its mail sent, in case it
+ * was held back for a retry that will not come (notify sends once per run, so a mail already
+ * sent is not sent again). */
+static void
+dm_resume_retries(struct daemon *dm)
+{
+	for (size_t i = 0; i < dm->conf->njobs; i++) {
+		const struct conf_job *cj = &dm->conf->jobs[i];
+		struct store_run *runs = NULL;
+		size_t n = 0;
+
+		if (cj->retries == 0 ||
+		    store_runs_list(dm->store, cj->name, DM_RESUME_LOOKBACK, &runs, &n) < 0)
+			continue;
+		for (size_t k = 0; k < n; k++) {
+			const struct store_run *r = &runs[k];
+			int64_t ended_ms = 0;
+			bool retried = false;
+
+			if (!dm_retryable(r->state))
+				continue;
+			for (size_t q = 0; q < k && !retried; q++) /* newer runs come first */
+				retried = runs[q].trigger == STORE_RETRY &&
+				          runs[q].scheduled_at == r->scheduled_at &&
+				          runs[q].attempt == r->attempt + 1;
+			if (retried)
+				continue;
+			if (k == 0 && dm_retry_owed(dm, r, &ended_ms) &&
+			    dm_schedule_retry_after(dm, cj->name, r->scheduled_at, r->attempt,
+			                            r->id, ended_ms))
+				continue;
+			dm_notify(dm, r->id, cj->name, false);
+		}
+		store_runs_free(runs, n);
+	}
 }
 
 static void
@@ -1034,10 +1109,14 @@ dm_reconcile(struct daemon *dm)
 		store_run_init(&f);
 		rc = exec_record(dm->store, r->id, r->run_dir, why, &f);
 		if (rc == 0) {
+			int64_t ended_ms;
+
 			dlog(f.state == STORE_SUCCEEDED ? DLOG_INFO : DLOG_WARN, r->id, r->job,
 			     "%s (recorded at restart)%s%s", store_state_name(f.state),
 			     f.reason != NULL ? ": " : "", f.reason != NULL ? f.reason : "");
-			dm_notify(dm, r->id, r->job, false);
+			/* a retry owed is scheduled by dm_resume_retries, which mails otherwise */
+			if (!dm_retry_owed(dm, &f, &ended_ms))
+				dm_notify(dm, r->id, r->job, false);
 		} else if (rc != -EALREADY)
 			dlog(DLOG_ERROR, r->id, r->job, "cannot record the run: %s", strerror(-rc));
 		store_run_clear(&f);
@@ -1109,10 +1188,9 @@ dm_stop(struct daemon *dm, const char *why)
 	while (dm->clients != NULL)
 		dm_client_close(dm->clients);
 	while (dm->retries != NULL) {
-		dlog(DLOG_WARN, 0, dm->retries->job,
-		     "pending retry dropped (the scheduler stopped)");
-		/* the failed attempt's mail was held back for the retry: it is the last one now */
-		dm_notify(dm, dm->retries->run_id, dm->retries->job, false);
+		/* owed: the next start schedules it again (dm_resume_retries), from the store */
+		dlog(DLOG_INFO, dm->retries->run_id, dm->retries->job,
+		     "retry %d pending: the next start schedules it", dm->retries->attempt - 1);
 		dm_retry_free(dm, dm->retries);
 	}
 	for (dr = dm->runs; dr != NULL; dr = nx) {
@@ -1255,6 +1333,7 @@ daemon_run(const struct daemon_opts *o)
 	dm_repo_arm(dm);
 	dm_mail_conf(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
+	dm_resume_retries(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);
 	dm_arm(dm);

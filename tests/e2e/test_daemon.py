@@ -105,8 +105,10 @@ def test_fires_on_its_grid_without_missing_or_doubling(tmp_path, state_dir, daem
     assert p.returncode == 1
     assert p.stderr.strip() == f"eph daemon: already running (pid {d.p.pid})"
     time.sleep(11.5)
-    assert d.stop() == 0
+    write_jobs(jobs, IDLE_JOBS)  # no more fires: the live run (if any) ends under this daemon
+    wait_for(lambda: "reloaded" in d.text(), what="the reload")
     wait_all_terminal(state_dir)
+    assert d.stop() == 0
     for job, step, least in (("every1", 1, 11), ("every2", 2, 5)):
         got = rows(state_dir, "job = ?", (job,))
         sched = [r["scheduled_at"] for r in got if r["trigger"] == "schedule"]
