@@ -9,6 +9,7 @@
 
 #include "util/attr.h"
 
+struct conf_pool;
 struct cronexpr;
 struct diag;
 struct tz;
@@ -42,11 +43,13 @@ struct conf_notify {
 	bool on_each_attempt;
 };
 
+/* A job. Its strings, vectors and cron belong to the struct conf, and equal ones are shared
+ * between jobs: read them, never free or change them. */
 struct conf_job {
 	char *name;
 	int line, col;            /* where the job's name stands in the file */
 	char *schedule;           /* as written */
-	struct cronexpr *cron;    /* owned */
+	struct cronexpr *cron;    /* shared by the jobs with the same schedule */
 	char *timezone;           /* zone name, NULL = the machine's */
 	const struct tz *tz;      /* borrowed from struct conf's zone list */
 	char *run;                /* shell string, or NULL */
@@ -116,6 +119,11 @@ struct conf {
 	struct tz **zones; /* every zone the jobs use, owned */
 	size_t nzones;
 	const struct tz *local_tz; /* the machine's zone, one of zones */
+	/* conf.c's own: the jobs' strings and string vectors, one copy of each, and the
+	 * compiled schedules, one for each distinct text (jobs share them) */
+	struct conf_pool *pool;
+	struct cronexpr **crons;
+	size_t ncrons;
 };
 
 /* Reads and validates the jobs file PATH. On success returns 0 and *out owns the result

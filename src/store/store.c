@@ -348,8 +348,12 @@ open_common(const char *path, bool readonly, struct store **out, struct diag *d)
 	} else {
 		/* WAL: readers never block the writer, nor see a half-written transaction.
 		 * FULL: each commit is fsynced, so a recorded transition survives a power cut. */
+		/* 128 KiB of page cache, not SQLite's 2 MiB: the writer is the daemon, which must
+		 * stay small and touches a few pages per transition; a miss is a pread from the
+		 * kernel's page cache (bench/daemon.sh: the idle daemon's RSS). */
 		if ((rc = exec_sql(s, "PRAGMA journal_mode = WAL")) < 0 ||
-		    (rc = exec_sql(s, "PRAGMA synchronous = FULL")) < 0)
+		    (rc = exec_sql(s, "PRAGMA synchronous = FULL")) < 0 ||
+		    (rc = exec_sql(s, "PRAGMA cache_size = -128")) < 0)
 			goto fail_msg;
 		if ((rc = migrate(s, path, d)) < 0)
 			goto fail;

@@ -592,11 +592,65 @@ conf_load_sets_the_absolute_directory(void **state)
 	free(path);
 }
 
+static void
+equal_values_are_shared_between_jobs(void **state)
+{
+	struct conf *c = load_ok("defaults: {env: {LANG: C}}\n"
+	                         "jobs:\n"
+	                         "  a: {schedule: '0 6 * * *', command: [true], executor: local}\n"
+	                         "  b: {schedule: '0 6 * * *', command: [true]}\n"
+	                         "  c: {schedule: '0 7 * * *', command: ['true', x]}\n");
+
+	(void)state;
+	assert_int_equal(c->njobs, 3);
+	assert_ptr_equal(c->jobs[0].cron, c->jobs[1].cron);
+	assert_ptr_not_equal(c->jobs[0].cron, c->jobs[2].cron);
+	assert_ptr_equal(c->jobs[0].command.v, c->jobs[1].command.v);
+	assert_ptr_equal(c->jobs[0].command.v[0], c->jobs[2].command.v[0]);
+	assert_string_equal(c->jobs[2].command.v[1], "x");
+	assert_null(c->jobs[2].command.v[2]);
+	assert_ptr_equal(c->jobs[0].env.v, c->jobs[2].env.v);
+	assert_string_equal(c->jobs[1].env.v[0], "LANG=C");
+	assert_ptr_equal(c->jobs[0].executor, c->jobs[1].executor);
+	assert_string_equal(c->jobs[1].executor, "local");
+	conf_free(c);
+}
+
+/* Every duplicate key is found, at any depth, among thousands of keys (sorted, not compared
+ * pairwise): each one after the first, at its own position. */
+static void
+duplicate_keys_are_found_among_many(void **state)
+{
+	struct buf b;
+	char *err, *want;
+
+	(void)state;
+	buf_init(&b, BUF_MAX_CONF);
+	assert_int_equal(buf_append(&b, "jobs:\n", 6), 0);
+	for (int i = 0; i < 3000; i++) {
+		char *s = xasprintf("  job-%04d: {schedule: '@daily', run: x, env: {A: 1, B: 2}}\n",
+		                    i % 2999);
+
+		assert_int_equal(buf_append(&b, s, strlen(s)), 0);
+		free(s);
+	}
+	assert_int_equal(buf_append(&b, "  z: {run: x, run: y}\n", 22), 0);
+	err = load_err(buf_cstr(&b));
+	want = xasprintf("3001:3: duplicate key \"job-0000\"\n"
+	                 "3002:15: duplicate key \"run\"\n");
+	assert_string_equal(err, want);
+	free(want);
+	free(err);
+	buf_free(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_example_sets_every_key),
+		cmocka_unit_test(equal_values_are_shared_between_jobs),
+		cmocka_unit_test(duplicate_keys_are_found_among_many),
 		cmocka_unit_test(defaults_merge_into_jobs_and_the_job_wins),
 		cmocka_unit_test(unset_keys_take_the_documented_defaults),
 		cmocka_unit_test(memory_budget_defaults_to_80_percent_of_memtotal),

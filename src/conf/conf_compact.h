@@ -1,0 +1,17 @@
+/* src/conf/conf_compact.h: internal to the conf component: compaction of a loaded
+ * configuration (conf_compact.c). */
+#ifndef EPH_CONF_CONF_COMPACT_H
+#define EPH_CONF_CONF_COMPACT_H
+
+struct conf;
+struct conf_pool;
+
+/* Moves the jobs' strings and string vectors of C into C's pool (c->pool), one copy of each
+ * distinct value, and shares each schedule's compiled expression between the jobs with the
+ * same schedule text (C then owns the expressions, in c->crons). The jobs' fields are then
+ * borrowed from C: conf_free frees the pool, not the jobs' members. */
+void conf_compact(struct conf *c);
+/* Frees a pool and its blocks; NULL is fine. */
+void conf_pool_free(struct conf_pool *b);
+
+#endif
