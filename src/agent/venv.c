@@ -1,9 +1,10 @@
 /* src/agent/venv.c: the runtime phase's venvs (venv.h). */
 #include "agent/venv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -123,17 +124,16 @@ venv_key(const char *interp_real, const char *version, const void *reqs, size_t 
          char out[VENV_KEY_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t md[SHA256_DIGEST_SIZE];
+	struct sha256_ctx ctx;
 
-	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, interp_real, strlen(interp_real) + 1) != 1 ||
-	    EVP_DigestUpdate(ctx, version, strlen(version) + 1) != 1 ||
-	    (n > 0 && EVP_DigestUpdate(ctx, reqs, n) != 1) ||
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen * 2 < VENV_KEY_LEN)
-		abort(); /* libcrypto out of memory: as xmalloc does */
-	EVP_MD_CTX_free(ctx);
+	static_assert(SHA256_DIGEST_SIZE * 2 >= VENV_KEY_LEN, "the key is part of a SHA-256");
+	sha256_init(&ctx);
+	sha256_update(&ctx, strlen(interp_real) + 1, (const uint8_t *)interp_real);
+	sha256_update(&ctx, strlen(version) + 1, (const uint8_t *)version);
+	if (n > 0)
+		sha256_update(&ctx, n, reqs);
+	sha256_digest(&ctx, sizeof(md), md);
 	for (size_t i = 0; i < VENV_KEY_LEN / 2; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];

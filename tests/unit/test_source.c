@@ -914,10 +914,27 @@ mirror_is_kept_while_a_clone_or_a_worktree_needs_it(void **state)
 	free(build);
 }
 
+/* The mirror's key is the first 16 bytes of SHA-256 of the URL, in hex: a state directory
+ * made by an earlier version (or another SHA-256 library) finds its mirrors again. */
+static void
+mirror_key_is_the_sha256_of_the_url(void **state)
+{
+	char *key = source_mirror_key("/tmp/fr/repo");
+
+	(void)state;
+	/* printf %s /tmp/fr/repo | sha256sum */
+	assert_string_equal(key, "6734f4535d923b62b127e10a8d5bf545");
+	free(key);
+	key = source_mirror_key("");
+	assert_string_equal(key, "e3b0c44298fc1c149afbf4c8996fb924");
+	free(key);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(mirror_key_is_the_sha256_of_the_url),
 		cmocka_unit_test(redact_strips_userinfo_from_every_url),
 		cmocka_unit_test(git_runs_without_prompt_and_with_batch_ssh),
 		cmocka_unit_test(timeout_kills_git_and_its_children),
