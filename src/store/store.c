@@ -204,6 +204,38 @@ store_sql_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
 	return store_sql_errno(sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
 }
 
+/* Switches S to SQLite's write-ahead log and checks that it took: a file system without the
+ * shared memory WAL needs (some network file systems) leaves the old journal mode, and the
+ * pragma says so only in the mode it returns. 0, -ENOTSUP (said in D), or -errno. */
+static int
+journal_wal(struct store *s, const char *path, struct diag *d)
+{
+	sqlite3_stmt *st = NULL;
+	char *mode = NULL;
+	int rc = store_sql_prepare(s, "PRAGMA journal_mode = WAL", &st);
+
+	if (rc == 0) {
+		int step = sqlite3_step(st);
+
+		if (step == SQLITE_ROW)
+			mode = store_sql_col_text(st, 0);
+		else
+			rc = store_sql_errno(step);
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		diag_error(d, (struct diag_pos){ 0 }, "%s: %s", path, sqlite3_errmsg(s->db));
+	} else if (mode == NULL || strcmp(mode, "wal") != 0) {
+		diag_error(d, (struct diag_pos){ 0 },
+		           "%s: SQLite cannot use its write-ahead log there (journal mode %s): put "
+		           "the state directory ($EPH_STATE) on a local file system",
+		           path, mode != NULL ? mode : "unknown");
+		rc = -ENOTSUP;
+	}
+	free(mode);
+	return rc;
+}
+
 /* Runs a statement that returns no row; finalizes it. */
 static int
 step_done(sqlite3_stmt *st)
@@ -351,8 +383,9 @@ open_common(const char *path, bool readonly, struct store **out, struct diag *d)
 		/* 128 KiB of page cache, not SQLite's 2 MiB: the writer is the daemon, which must
 		 * stay small and touches a few pages per transition; a miss is a pread from the
 		 * kernel's page cache (bench/daemon.sh: the idle daemon's RSS). */
-		if ((rc = exec_sql(s, "PRAGMA journal_mode = WAL")) < 0 ||
-		    (rc = exec_sql(s, "PRAGMA synchronous = FULL")) < 0 ||
+		if ((rc = journal_wal(s, path, d)) < 0)
+			goto fail;
+		if ((rc = exec_sql(s, "PRAGMA synchronous = FULL")) < 0 ||
 		    (rc = exec_sql(s, "PRAGMA cache_size = -128")) < 0)
 			goto fail_msg;
 		if ((rc = migrate(s, path, d)) < 0)

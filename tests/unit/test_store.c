@@ -514,6 +514,26 @@ state_and_trigger_names_round_trip(void **state)
 	assert_string_equal(store_state_name(STORE_OOM), "oom");
 }
 
+/* A database where SQLite cannot keep a write-ahead log is refused, not silently used with
+ * another journal: an in-memory database is one (its journal mode stays "memory"). */
+static void
+refuses_a_database_without_a_write_ahead_log(void **state)
+{
+	struct store *s = NULL;
+	struct diag d;
+	char *msg;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(store_open(":memory:", &s, &d), -ENOTSUP);
+	assert_null(s);
+	assert_int_equal(diag_nerrors(&d), 1);
+	msg = diag_format(&d, 0);
+	assert_non_null(strstr(msg, "cannot use its write-ahead log there (journal mode memory)"));
+	free(msg);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -535,6 +555,7 @@ main(void)
 		T(strings_with_quotes_and_utf8_round_trip),
 		T(job_state_is_upserted),
 		cmocka_unit_test(state_and_trigger_names_round_trip),
+		cmocka_unit_test(refuses_a_database_without_a_write_ahead_log),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
