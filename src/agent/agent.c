@@ -11,12 +11,16 @@
  * timers for sampling, the timeout, the kill grace, partial-line flushes and the final drain.
  * The command is started with our own fork/exec (uv_spawn runs nothing between fork and exec,
  * and the child must be in its cgroup before exec): the parent writes the child's pid into
- * the cgroup, then releases it through a pipe. */
+ * the cgroup, waits for spec.not_before if it is still ahead (a run started ahead of its
+ * instant; the signalfd stays open meanwhile, so a cancel ends the run before the command),
+ * then releases it through a pipe. The parent waits rather than the child, so that the cancel
+ * is handled where the run's state is, and the exec phase starts when the wait ended. */
 #include "agent/agent.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +91,8 @@ struct agent {
 	int status;
 	double started_at, exec_real;
 	uint64_t exec_mono, end_mono;
+	double waited;       /* seconds the prepared command waited for spec.not_before */
+	bool wait_cancelled; /* a SIGTERM/SIGINT came during that wait: the command never ran */
 
 	enum stop stop;
 	bool killing; /* SIGTERM sent; SIGKILL at the end of the grace */
@@ -594,16 +600,52 @@ free_strv(char **v)
 	free(v);
 }
 
-/* spawn_start's hold: in the parent, before the command may exec. */
-static void
+static bool cancel_pending(struct agent *a);
+
+/* Waits until spec.not_before (UTC seconds) on the real-time clock, the command being ready
+ * to exec: 0 once it has come (at once when it is past), -ECANCELED when a SIGTERM or SIGINT
+ * came first (read from the signalfd, which stays open until the command is released). */
+static int
+wait_not_before(struct agent *a)
+{
+	double nb = a->spec.not_before, now = clock_real(), t0 = now;
+	json_t *f;
+
+	if (now >= nb)
+		return 0;
+	f = json_object();
+	json_object_set_new(f, "until", json_real(nb));
+	(void)rundir_event_append(a->ev_fd, "wait", now, f);
+	json_decref(f);
+	for (; now < nb; now = clock_real()) {
+		double left = nb - now;
+		struct timespec ts = { (time_t)left, (long)((left - (double)(time_t)left) * 1e9) };
+		struct pollfd p = { .fd = a->sfd, .events = POLLIN };
+
+		/* ppoll's timeout is relative: the loop re-reads the clock, so the command never
+		 * starts early, whatever the clock did meanwhile */
+		if (a->sfd < 0) {
+			(void)nanosleep(&ts, NULL);
+			continue;
+		}
+		if (ppoll(&p, 1, &ts, NULL) > 0 && cancel_pending(a)) {
+			a->waited = clock_real() - t0;
+			return -ECANCELED;
+		}
+	}
+	a->waited = now - t0;
+	return 0;
+}
+
+/* spawn_start's hold: in the parent, before the command may exec: the child joins the
+ * cgroup, then waits for spec.not_before (the exec phase starts when that wait ends). */
+static int
 hold_child(pid_t pid, void *arg)
 {
 	struct agent *a = arg;
 	int rc;
 
 	a->child = pid;
-	a->exec_mono = mono_ms();
-	a->exec_real = rundir_now();
 	if (a->have_cg && (rc = cgroup_attach(&a->cg, pid)) < 0) {
 		ev_warn(a, "cannot join %s (%s): falling back to sampling", a->cg.path,
 		        strerror(-rc));
@@ -611,6 +653,13 @@ hold_child(pid_t pid, void *arg)
 		a->have_cg = false;
 		a->enforced = ENF_SAMPLED;
 	}
+	if (wait_not_before(a) < 0) {
+		a->wait_cancelled = a->prep_cancelled = true;
+		return -ECANCELED;
+	}
+	a->exec_mono = mono_ms();
+	a->exec_real = rundir_now();
+	return 0;
 }
 
 static int
@@ -858,6 +907,8 @@ event_phase(struct agent *a, const char *state, double t)
 		json_object_set_new(f, "enforced", json_string(enforced_names[a->enforced]));
 		json_object_set_new(f, "cgroup",
 		                    a->have_cg ? json_string(a->cg.path) : json_null());
+		if (a->spec.not_before > 0)
+			json_object_set_new(f, "waited", json_real(a->waited));
 	} else {
 		json_object_set_new(f, "seconds",
 		                    json_real((double)(a->end_mono - a->exec_mono) / 1000.0));
@@ -1015,7 +1066,11 @@ fill_prep_result(struct agent *a, struct rundir_result *r)
 	r->exit_code = -1;
 	r->exec_seconds = -1;
 	r->failure = a->failure;
-	if (a->prep_cancelled && a->prep_error == NULL) {
+	if (a->wait_cancelled) {
+		r->outcome = RUNDIR_CANCELLED;
+		r->reason = xstrdup("cancelled: the agent was asked to stop while the command "
+		                    "waited for its instant");
+	} else if (a->prep_cancelled && a->prep_error == NULL) {
 		r->outcome = RUNDIR_CANCELLED;
 		r->reason =
 		        a->runtime_s >= 0 || a->source_s >= 0
@@ -1038,7 +1093,7 @@ agent_main(const char *dir)
 	sigset_t stops;
 	struct diag d;
 	int rc, ret = 1;
-	bool ready;
+	bool ready, late_cancel = false;
 
 	a->dir = dir;
 	a->out_fd = a->ev_fd = a->sfd = -1;
@@ -1121,13 +1176,23 @@ agent_main(const char *dir)
 		 * the signalfd is closed stays pending until uv's handlers see it */
 		ready = !cancel_pending(a);
 	}
+	/* the signalfd stays open while the command is started: hold_child waits on it for
+	 * spec.not_before, so a cancel during that wait ends the run before the command */
+	rc = ready ? start_command(a) : 0;
+	if (rc == -ECANCELED) {
+		ready = false; /* SIGKILLed before exec by spawn_start; reaped below */
+	} else if (ready && rc == 0 && cancel_pending(a)) {
+		/* the command was released just before a SIGTERM/SIGINT came: it is cancelled
+		 * like any running command, once the loop runs */
+		late_cancel = true;
+	}
 	if (a->sfd >= 0)
 		close(a->sfd);
 	a->sfd = -1;
 	sigprocmask(SIG_UNBLOCK, &stops, NULL); /* from now on libuv's handlers see them */
 	if (!ready) {
 		a->child_done = true;
-	} else if ((rc = start_command(a)) < 0) {
+	} else if (rc < 0) {
 		a->exec_error = xasprintf("cannot start the command: %s", strerror(-rc));
 		if (a->child > 0)
 			tree_kill(a);
@@ -1136,12 +1201,19 @@ agent_main(const char *dir)
 	} else {
 		event_phase(a, "start", a->exec_real);
 		a->last_event_ms = a->exec_mono;
+		/* the loop's clock was read at uv_loop_init, before the phases and the wait:
+		 * the timeout counts from the command's start */
+		uv_update_time(&a->loop);
 		uv_timer_start(&a->t_sample, sample_cb,
 		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS,
 		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS);
 		if (a->spec.timeout > 0)
 			uv_timer_start(&a->t_timeout, timeout_cb, (uint64_t)a->spec.timeout * 1000,
 			               0);
+		if (late_cancel) {
+			ev_warn(a, "cancelled as the command started");
+			terminate(a, STOP_CANCEL);
+		}
 		/* a child that died before the loop started */
 		sigchld_cb(&a->sig_chld, SIGCHLD);
 		uv_run(&a->loop, UV_RUN_DEFAULT);
@@ -1170,7 +1242,9 @@ agent_main(const char *dir)
 	r.runtime_seconds = a->runtime_s;
 	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
 		ev_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
-	r.started_at = a->started_at;
+	/* a command that waited for its instant started when the wait ended (the phases before
+	 * it were done ahead, in phases.source and phases.runtime) */
+	r.started_at = ready && a->waited > 0 ? a->exec_real : a->started_at;
 	r.ended_at = rundir_now();
 	r.wall_seconds = r.ended_at - r.started_at;
 	if ((rc = rundir_result_write(dir, &r)) < 0) {

@@ -102,7 +102,10 @@ spawn_start(const struct spawn_opts *o, struct spawn *s)
 	close(ew[1]);
 	out[1] = err[1] = ew[1] = -1;
 	if (o->hold != NULL) {
-		o->hold(s->pid, o->arg);
+		if ((rc = o->hold(s->pid, o->arg)) != 0) {
+			kill(s->pid, SIGKILL);
+			goto out;
+		}
 		/* release the child */
 		if (write(go[1], "g", 1) != 1) {
 			rc = -errno;

@@ -23,9 +23,11 @@ struct spawn_opts {
 	const char *cwd;  /* NULL: ours */
 	bool setsid;      /* its own session; else its own process group */
 	/* When not NULL: called in the parent with the child's pid before the child may go on
-	 * to chdir and exec (it waits on a pipe until this returned). A child that is never
-	 * released (the parent died first) exits 127 without exec. */
-	void (*hold)(pid_t pid, void *arg);
+	 * to chdir and exec (it waits on a pipe until this returned 0). A nonzero return (a
+	 * -errno) keeps it from ever exec'ing: it is SIGKILLed and spawn_start returns that
+	 * value. A child that is never released (the parent died first) exits 127 without
+	 * exec. */
+	int (*hold)(pid_t pid, void *arg);
 	void *arg;
 };
 
@@ -38,7 +40,8 @@ struct spawn {
 
 /* Starts O->argv with stdin /dev/null, every signal at its default and unblocked. 0 with S
  * filled: S->stage tells whether it exec'd. -errno when it could not be started (S->pid is
- * 0), or when the release after O->hold failed (S->pid is then SIGKILLed, not reaped). */
+ * 0), or when O->hold refused the release or the release failed (S->pid is then SIGKILLed,
+ * not reaped). */
 EPH_MUST_CHECK int spawn_start(const struct spawn_opts *o, struct spawn *s);
 
 #endif

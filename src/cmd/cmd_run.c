@@ -411,8 +411,8 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &stop, &old);
 	diag_init(&d);
 	err = exec_create(st, cmd_state_dir(ctx), ctx->conf, rc.job,
-	                  &(struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0 }, &id, &dir,
-	                  &d);
+	                  &(struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0, 0 }, &id,
+	                  &dir, &d);
 	if (err < 0) {
 		diag_print(&d, stderr);
 		diag_free(&d);

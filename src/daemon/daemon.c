@@ -437,6 +437,7 @@ static void
 dm_start(struct daemon *dm, struct drun *dr)
 {
 	struct exec_hooks hooks = { NULL, dm_done_cb, dm_closed_cb, dr };
+	bool ahead = dr->not_before * 1000 > (double)clock_real_ms();
 	char when[16];
 	int rc;
 
@@ -444,13 +445,15 @@ dm_start(struct daemon *dm, struct drun *dr)
 	dm->nstarted++;
 	dm->local_mem += dr->memory;
 	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, dr->id, dr->dir, &hooks);
+	dr->er.not_before = dr->not_before;
 	dm_hms(dr->scheduled_at, when, sizeof(when));
 	rc = exec_run_start(&dr->er);
 	if (rc < 0) /* already recorded failed; done and closed follow */
 		dlog(DLOG_ERROR, dr->id, dr->job, "cannot start: %s", strerror(-rc));
 	else
-		dlog(DLOG_INFO, dr->id, dr->job, "started (%s %s, pid %d)",
-		     store_trigger_name(dr->trigger), when, (int)dr->er.agent_pid);
+		dlog(DLOG_INFO, dr->id, dr->job, "started (%s %s, pid %d%s)",
+		     store_trigger_name(dr->trigger), when, (int)dr->er.agent_pid,
+		     ahead ? "; ahead: the command waits for its instant" : "");
 }
 
 /* Starts the runs at the head of the queue while they fit: max_parallel, and the local memory
@@ -525,18 +528,22 @@ dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why)
 static void dm_prepared_due(struct daemon *dm, struct drun *dr);
 
 /* Creates a run of CJ and queues it to start at START_MS (UTC ms; now if past) plus its
- * jitter; with CHECK_CONC, the job's concurrency policy is applied then. Returns its id, 0
- * when it could not even be recorded. */
+ * jitter; with CHECK_CONC, the job's concurrency policy is applied then. A run prepared ahead
+ * of its instant whose outcome there is already certain is started at once instead ("started
+ * ahead"): its agent prepares everything and holds the command until the instant (spec.json
+ * not_before). Returns its id, 0 when it could not even be recorded. */
 int64_t
 dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
           int attempt, int64_t start_ms, bool check_conc)
 {
 	const struct exec_ops *ops = exec_find(cj->executor != NULL ? cj->executor : "local");
-	struct exec_new how = { trig, at, attempt, 0 };
+	struct exec_new how = { trig, at, attempt, 0, 0 };
+	uint64_t budget = dm->conf->local.memory_budget, mem;
 	struct drun *dr;
 	struct diag d;
 	int64_t id = 0;
 	char *dir = NULL;
+	bool ahead;
 	int rc;
 
 	if (ops == NULL) {
@@ -545,6 +552,9 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	}
 	if (cj->jitter > 0 && trig != STORE_MANUAL)
 		how.jitter = (int64_t)((uint64_t)random() % (uint64_t)(cj->jitter + 1));
+	/* prepared ahead: whenever its agent starts, the command waits for its instant */
+	if (check_conc && start_ms > clock_real_ms())
+		how.not_before = (double)start_ms / 1000.0 + (double)how.jitter;
 	diag_init(&d);
 	rc = exec_create(dm->store, dm->o->state_dir, dm->conf, cj, &how, &id, &dir, &d);
 	dm_source_alarm(dm); /* the run may have fetched, or failed to */
@@ -568,6 +578,22 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 		dm_notify(dm, id, cj->name, dm_schedule_retry(dm, cj->name, at, attempt, id));
 		return id;
 	}
+	/* Started ahead only when what its instant would decide is certain now: no jitter; no
+	 * run of the job that forbid or replace would act on (allow starts it regardless);
+	 * nothing queued and no run or retry due before it (fire order); and it is admitted now
+	 * (a max_parallel slot, the local memory budget), which dm_start reserves from now. */
+	mem = ops == &exec_local_ops ? cj->memory : 0;
+	ahead = check_conc && how.jitter == 0 && start_ms > clock_real_ms() && !dm->stopping &&
+	        dm->qhead == NULL &&
+	        (dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel) &&
+	        (budget == 0 || dm->local_mem + mem <= budget);
+	for (struct drun *o = dm->runs; o != NULL && ahead; o = o->next)
+		if ((strcmp(o->job, cj->name) == 0 && cj->concurrency != CONF_CONC_ALLOW) ||
+		    (o->phase == DR_DELAYED && o->ev.at <= start_ms))
+			ahead = false;
+	for (struct dretry *rt = dm->retries; rt != NULL && ahead; rt = rt->next)
+		if (rt->ev.at <= start_ms)
+			ahead = false;
 	dr = xcalloc(1, sizeof(*dr));
 	dr->dm = dm;
 	evheap_node_init(&dr->ev, DM_EV_START);
@@ -575,18 +601,21 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	dr->job = xstrdup(cj->name);
 	dr->dir = dir;
 	dr->id = id;
-	dr->memory = ops == &exec_local_ops ? cj->memory : 0;
+	dr->memory = mem;
 	dr->trigger = trig;
 	dr->scheduled_at = at;
 	dr->attempt = attempt;
-	dr->check_conc = check_conc;
+	dr->not_before = how.not_before;
+	dr->check_conc = check_conc && !ahead;
 	dr->next = dm->runs;
 	if (dm->runs != NULL)
 		dm->runs->prev = dr;
 	dm->runs = dr;
 	if (start_ms < clock_real_ms())
 		start_ms = clock_real_ms();
-	if (how.jitter > 0 || start_ms > clock_real_ms()) {
+	if (ahead) {
+		dm_start(dm, dr);
+	} else if (how.jitter > 0 || start_ms > clock_real_ms()) {
 		dr->phase = DR_DELAYED;
 		if (how.jitter > 0) {
 			dlog(DLOG_INFO, id, cj->name, "jitter: starts in %llds",
@@ -1129,14 +1158,45 @@ dm_reconcile(struct daemon *dm)
 
 /* A run prepared for an instant that has not come when the daemon stops: withdrawn (row and
  * directory deleted, the job's state set back before the instant), so that the next start
- * sees the fire as not handled and applies the job's catch-up policy to it. */
+ * sees the fire as not handled and applies the job's catch-up policy to it. A run started
+ * ahead is withdrawn the same way once its agent, cancelled while it holds the command for
+ * the instant, has ended without running it (it does so at once: a few ms); if it ran the
+ * command after all, or does not end within 2 s, it is left to its agent like any running
+ * run, and the next start collects it. */
 static void
 dm_unprepare(struct daemon *dm, struct drun *dr)
 {
 	char *runs_dir = xasprintf("%s/runs/", dm->o->state_dir);
+	bool started = dr->phase == DR_STARTED;
 	struct store_run f;
 	int rc;
 
+	if (started) {
+		struct timespec ts = { 0, 5 * 1000000L };
+		struct rundir_result res;
+		struct diag rd;
+		bool held = exec_run_cancel(&dr->er) == 0;
+
+		for (int i = 0;
+		     held && i < 400 && rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start); i++)
+			(void)nanosleep(&ts, NULL);
+		diag_init(&rd);
+		if (held && rundir_result_read(dr->dir, &res, &rd) == 0) {
+			held = res.outcome == RUNDIR_CANCELLED && res.exec_seconds < 0;
+			rundir_result_free(&res);
+		} else {
+			held = false;
+		}
+		diag_free(&rd);
+		exec_run_detach(&dr->er); /* its handles close; dm_closed_cb frees DR */
+		if (!held) {
+			dlog(DLOG_WARN, dr->id, dr->job,
+			     "started ahead and not withdrawn: left to its agent (the next start "
+			     "collects it)");
+			free(runs_dir);
+			return;
+		}
+	}
 	for (size_t i = 0; i < dm->njobs; i++)
 		if (strcmp(dm->jobs[i].cj->name, dr->job) == 0 &&
 		    dm->jobs[i].until >= dr->scheduled_at)
@@ -1161,7 +1221,8 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 		     "withdrawn: the scheduler stopped before its instant (the next start decides)");
 	store_run_clear(&f);
 	free(runs_dir);
-	drun_free(dr);
+	if (!started)
+		drun_free(dr);
 }
 
 static void
@@ -1200,6 +1261,8 @@ dm_stop(struct daemon *dm, const char *why)
 		else if (dr->phase != DR_STARTED)
 			dm_end_unstarted(dm, dr, STORE_LOST,
 			                 "the scheduler stopped before the run could start");
+		else if (dr->not_before * 1000 > (double)clock_real_ms())
+			dm_unprepare(dm, dr); /* started ahead: its command waits for the instant */
 		else
 			exec_run_detach(&dr->er);
 	}

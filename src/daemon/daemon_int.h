@@ -45,6 +45,7 @@ struct drun {
 	uint64_t memory;
 	enum store_trigger trigger;
 	int64_t scheduled_at;
+	double not_before; /* spec.json not_before (UTC s; 0 = none): the earliest exec */
 	int attempt;
 	enum dr_phase phase;
 	bool marked_waiting;

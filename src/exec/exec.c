@@ -386,7 +386,10 @@ exec_mark_running(struct exec_run *r)
 	rc = store_run_get(r->store, r->id, &row);
 	if (rc == 0) {
 		row.state = STORE_RUNNING;
+		/* an agent started ahead starts its command at not_before, not before */
 		row.started_at = rundir_now();
+		if (row.started_at < r->not_before)
+			row.started_at = r->not_before;
 		row.agent_pid = r->agent_pid;
 		row.agent_start = (int64_t)r->agent_start;
 		rc = store_run_update(r->store, r->id, &row);

@@ -65,8 +65,9 @@ struct exec_run {
 	struct store *store;
 	struct exec_hooks hooks;
 	int64_t id;
-	char *dir;       /* owned */
-	pid_t agent_pid; /* 0 until started */
+	char *dir;         /* owned */
+	double not_before; /* spec.json's not_before (UTC s; 0 = none): the command's earliest */
+	pid_t agent_pid;   /* 0 until started */
 	uint64_t agent_start;
 	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
 	bool agent_gone;
@@ -114,6 +115,9 @@ struct exec_new {
 	int64_t scheduled_at; /* UTC seconds */
 	int attempt;          /* 1 for the first try */
 	int64_t jitter;       /* seconds of jitter applied, recorded */
+	/* UTC seconds before which the command must not start (spec.json not_before), for a run
+	 * whose agent may be started ahead of its instant; 0 = none */
+	double not_before;
 };
 
 /* Creates a run of job J of configuration C: writes its row (queued), resolves its code to a

@@ -35,6 +35,7 @@ create_spec(const char *state_dir, const struct conf *c, const struct conf_job *
 	spec->attempt = how->attempt;
 	spec->trigger = xstrdup(store_trigger_name(how->trigger));
 	spec->scheduled_at = how->scheduled_at;
+	spec->not_before = how->not_before;
 	if (j->run != NULL) {
 		spec->shell = xstrdup(j->run);
 	} else {

@@ -381,6 +381,9 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	s->attempt = (int)jint(&r, "attempt", false, 0, INT32_MAX, 1);
 	s->trigger = jstr(&r, "trigger", false);
 	s->scheduled_at = jint(&r, "scheduled_at", false, 0, INT64_MAX, 0);
+	s->not_before = jreal(&r, "not_before", 0);
+	if (!(s->not_before >= 0 && s->not_before < 1e12))
+		jerr(&r, "not_before", "out of range");
 	s->shell = jstr(&r, "shell", false);
 	v = json_object_get(root, "argv");
 	if (v != NULL && !json_is_null(v)) {
@@ -468,6 +471,8 @@ jstr_or_null(const char *s)
 	return s != NULL ? json_string(s) : json_null();
 }
 
+static double ms(double x);
+
 int
 rundir_spec_write(const char *dir, const struct rundir_spec *s)
 {
@@ -480,6 +485,8 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 	json_object_set_new(o, "attempt", json_integer(s->attempt));
 	json_object_set_new(o, "trigger", jstr_or_null(s->trigger));
 	json_object_set_new(o, "scheduled_at", json_integer(s->scheduled_at));
+	if (s->not_before > 0)
+		json_object_set_new(o, "not_before", json_real(ms(s->not_before)));
 	if (s->argv != NULL) {
 		json_t *a = json_array();
 

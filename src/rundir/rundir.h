@@ -54,8 +54,11 @@ struct rundir_spec {
 	int attempt;
 	char *trigger;        /* NULL if absent */
 	int64_t scheduled_at; /* UTC seconds */
-	char **argv;          /* NULL-terminated, or NULL when shell is set */
-	char *shell;          /* "/bin/sh -c SHELL", or NULL when argv is set */
+	/* UTC seconds: the command must not start before it (a run whose agent was started
+	 * ahead of its instant waits for it, prepared, right before exec); 0 = none */
+	double not_before;
+	char **argv; /* NULL-terminated, or NULL when shell is set */
+	char *shell; /* "/bin/sh -c SHELL", or NULL when argv is set */
 	struct rundir_env *env;
 	size_t nenv;
 	char *cwd;          /* NULL: the agent's own cwd */

@@ -282,7 +282,7 @@ wait_ms(pid_t pid, long ms)
 
 /* A hold that dies as an agent killed before releasing its child would: it tells the test
  * the child's pid on the pipe ARG, then exits. */
-static void
+static int
 die_in_hold(pid_t pid, void *arg)
 {
 	int fd = *(int *)arg;
@@ -338,10 +338,11 @@ child_exits_without_exec_when_its_parent_dies_before_releasing_it(void **state)
 	free(marker);
 }
 
-static void
+static int
 record_hold(pid_t pid, void *arg)
 {
 	*(pid_t *)arg = pid;
+	return 0;
 }
 
 /* Reads FD to EOF into a NUL-terminated string; caller frees. */

@@ -50,6 +50,7 @@ spec_round_trips(void **state)
 		.attempt = 2,
 		.trigger = (char *)"manual",
 		.scheduled_at = 1764007200,
+		.not_before = 1764007200.25,
 		.argv = argv,
 		.env = env,
 		.nenv = 1,
@@ -72,6 +73,7 @@ spec_round_trips(void **state)
 	assert_int_equal(r.attempt, 2);
 	assert_string_equal(r.trigger, "manual");
 	assert_int_equal(r.scheduled_at, 1764007200);
+	assert_true(r.not_before == 1764007200.25);
 	assert_string_equal(r.argv[0], "python");
 	assert_string_equal(r.argv[1], "train.py");
 	assert_null(r.argv[2]);
@@ -108,6 +110,36 @@ bad_spec_reports_every_problem(void **state)
 	assert_int_equal(rundir_spec_parse("{\"version\": 1,", 14, "spec.json", &s, &d), -EINVAL);
 	assert_int_equal(diag_nerrors(&d), 1);
 	assert_int_equal(d.items[0].line, 1);
+	diag_free(&d);
+}
+
+static void
+not_before_is_optional_and_checked(void **state)
+{
+	const char *none = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"argv\":[\"true\"]}";
+	const char *neg = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"argv\":[\"true\"],"
+	                  "\"not_before\":-1}";
+	const char *str = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"argv\":[\"true\"],"
+	                  "\"not_before\":\"soon\"}";
+	const char *num = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"argv\":[\"true\"],"
+	                  "\"not_before\":1764007200}";
+	struct rundir_spec s;
+	struct diag d;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse(none, strlen(none), "spec.json", &s, &d), 0);
+	assert_true(s.not_before == 0);
+	rundir_spec_free(&s);
+	/* an integer is a number of seconds too */
+	assert_int_equal(rundir_spec_parse(num, strlen(num), "spec.json", &s, &d), 0);
+	assert_true(s.not_before == 1764007200.0);
+	rundir_spec_free(&s);
+	assert_int_equal(diag_nerrors(&d), 0);
+	assert_int_equal(rundir_spec_parse(neg, strlen(neg), "spec.json", &s, &d), -EINVAL);
+	assert_int_equal(diag_nerrors(&d), 1);
+	assert_int_equal(rundir_spec_parse(str, strlen(str), "spec.json", &s, &d), -EINVAL);
+	assert_int_equal(diag_nerrors(&d), 2);
 	diag_free(&d);
 }
 
@@ -403,6 +435,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(spec_round_trips, setup_dir, teardown_dir),
 		cmocka_unit_test(bad_spec_reports_every_problem),
+		cmocka_unit_test(not_before_is_optional_and_checked),
 		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
 		                                setup_dir, teardown_dir),

@@ -1,0 +1,235 @@
+"""Runs started ahead of their instant (docs/daemon.md "Fires"): the daemon starts a fire's
+agent before its instant when the outcome there is certain; the agent prepares everything and
+holds the command until spec.json's not_before. The command must never start early, the
+recorded start and the timeout count from the end of that wait, and a cancel during the wait
+ends the run with no command run."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import SANITIZER_EXIT, eph_bin, wait_for
+
+_SLIM = os.path.join(os.path.dirname(eph_bin()), "eph-agent")
+AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [eph_bin(), "agent"]
+_run_ids = iter(range(900000 + os.getpid() % 1000 * 100, 10**9))
+_made = []
+
+
+def cgroup_parents():
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ")
+            mnt = pre.split()[4]
+            fstype, _, opts = post.split()[:3]
+            if fstype == "cgroup2" or (fstype == "cgroup" and (
+                    "memory" in opts.split(",") or "freezer" in opts.split(","))):
+                out.append(os.path.join(mnt, "ephemeron"))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_cgroup_left():
+    _made.clear()
+    yield
+    left = [os.path.join(p, d) for p in cgroup_parents() if os.path.isdir(p)
+            for d in os.listdir(p) if any(d.startswith(f"run-{i}-") for i in _made)]
+    assert left == [], "cgroups left behind"
+
+
+def make_run(tmp_path, **spec):
+    d = tmp_path / "run"
+    d.mkdir()
+    s = {"version": 1, "run_id": next(_run_ids), "job": "t", "attempt": 1,
+         "scheduled_at": int(time.time()), "argv": None, "shell": None, "env": {},
+         "cwd": str(tmp_path), "memory": 64 << 20, "timeout": 0, "kill_grace": 1,
+         "commit": None, "enforce": "auto"}
+    s.update(spec)
+    _made.append(s["run_id"])
+    (d / "spec.json").write_text(json.dumps(s))
+    return d
+
+
+def events(d):
+    p = d / "events.jsonl"
+    return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
+
+
+def agent_done(p):
+    assert p.returncode not in SANITIZER_EXIT, p.stderr.read().decode()
+
+
+def test_the_command_waits_for_not_before_and_its_timeout_counts_from_then(tmp_path):
+    # not_before 2.5 s away, a 2 s timeout, a command of 0.5 s: had the timeout counted from
+    # the agent's start it would have expired during the wait
+    nb = time.time() + 2.5
+    d = make_run(tmp_path, not_before=nb, timeout=2,
+                 shell='date +%s.%N; sleep 0.5; echo done')
+    p = subprocess.Popen([*AGENT, str(d)], stderr=subprocess.PIPE)
+    assert p.wait(timeout=60) == 0
+    agent_done(p)
+    res = json.loads((d / "result.json").read_text())
+    assert res["outcome"] == "succeeded", res
+    out = [l.split(" ", 2) for l in (d / "output.log").read_text().splitlines()]
+    started = float(out[0][2])
+    assert started >= nb
+    assert out[-1][2] == "done"
+    evs = events(d)
+    wait = [e for e in evs if e["ev"] == "wait"]
+    assert len(wait) == 1 and wait[0]["until"] == pytest.approx(nb, abs=1e-3)
+    assert wait[0]["t"] < nb
+    ex = next(e for e in evs if e["ev"] == "phase" and e["phase"] == "exec"
+              and e["state"] == "start")
+    # the exec phase (and the run's recorded start) begin when the wait ended, not at fork
+    assert ex["t"] >= round(nb, 3) - 0.001 and ex["waited"] > 0
+    assert res["started_at"] == ex["t"]
+    assert res["started_at"] <= started
+    assert res["phases"]["exec"] < 2
+
+
+def test_a_not_before_in_the_past_does_not_wait(tmp_path):
+    d = make_run(tmp_path, not_before=time.time() - 60, argv=["true"])
+    p = subprocess.Popen([*AGENT, str(d)], stderr=subprocess.PIPE)
+    assert p.wait(timeout=60) == 0
+    agent_done(p)
+    evs = events(d)
+    assert not [e for e in evs if e["ev"] == "wait"]
+    ex = next(e for e in evs if e["ev"] == "phase" and e["phase"] == "exec"
+              and e["state"] == "start")
+    assert ex["waited"] == 0
+
+
+def test_a_cancel_during_the_wait_ends_the_run_with_no_command_run(tmp_path):
+    marker = tmp_path / f"ran-{uuid.uuid4().hex}"
+    d = make_run(tmp_path, not_before=time.time() + 60, argv=["touch", str(marker)])
+    p = subprocess.Popen([*AGENT, str(d)], stderr=subprocess.PIPE)
+    wait_for(lambda: any(e["ev"] == "wait" for e in events(d)), what="the agent to wait")
+    p.send_signal(signal.SIGTERM)
+    # well before not_before: the wait ended with the cancel
+    assert p.wait(timeout=30) == 1
+    agent_done(p)
+    res = json.loads((d / "result.json").read_text())
+    assert res["outcome"] == "cancelled", res
+    assert "waited for its instant" in res["reason"]
+    assert "exec" not in res["phases"]
+    assert not marker.exists()
+    assert not [e for e in events(d) if e["ev"] == "phase" and e["phase"] == "exec"]
+    assert res["enforced"] is None
+
+
+class Daemon:
+    def __init__(self, jobs_file, state_dir, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        env = dict(os.environ, EPH_STATE=str(state_dir))
+        self.p = subprocess.Popen([eph_bin(), "daemon", str(jobs_file)],
+                                  stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        wait_for(lambda: "info started" in self.text() or self.p.poll() is not None,
+                 what="the daemon to start")
+
+    def text(self):
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            self.p.wait(timeout=20)
+        self.log.close()
+        if self.p.returncode in SANITIZER_EXIT:
+            pytest.fail(f"{SANITIZER_EXIT[self.p.returncode]} in the daemon:\n"
+                        + self.text()[-4000:])
+        return self.p.returncode
+
+
+@pytest.fixture
+def daemon(tmp_path, state_dir):
+    started = []
+
+    def start(jobs_file):
+        d = Daemon(jobs_file, state_dir, tmp_path / f"daemon{len(started)}.log")
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.p.poll() is None:
+            d.stop(signal.SIGKILL)
+
+
+def test_scheduled_commands_never_start_before_their_instant(tmp_path, state_dir, daemon, run):
+    jobs = tmp_path / "ephemeron.yaml"
+    jobs.write_text('jobs:\n  tick:\n    schedule: "@every 1s"\n'
+                    '    command: ["date", "+%s.%N"]\n    memory: 32MiB\n')
+    d = daemon(jobs)
+
+    def done():
+        p = run(["runs", "tick", "--json", "--limit", "100"])
+        return len([r for r in json.loads(p.stdout) if r["state"] == "succeeded"]) >= 6
+
+    wait_for(done, timeout=40, what="six runs")
+    assert d.stop() == 0
+    wait_for(lambda: all(r["state"] not in ("running", "provisioning", "queued", "waiting")
+                         for r in json.loads(run(["runs", "tick", "--json"]).stdout)),
+             what="every run to end")
+    p = run(["runs", "tick", "--json", "--limit", "100"])
+    assert p.returncode == 0, p.stderr
+    runs = [r for r in json.loads(p.stdout) if r["trigger"] == "schedule"]
+    assert len(runs) >= 6
+    ahead = 0
+    for r in runs:
+        assert r["state"] == "succeeded", r
+        with open(r["log_path"]) as f:
+            started = float(f.readline().split()[2])
+        # the command's own clock: never before its instant
+        assert started >= r["scheduled_at"], r
+        assert r["started_at"] >= r["scheduled_at"], r
+        with open(os.path.join(r["run_dir"], "events.jsonl")) as f:
+            evs = [json.loads(l) for l in f]
+        agent = next(e for e in evs if e["ev"] == "start")
+        if agent["t"] < r["scheduled_at"]:
+            ahead += 1
+            assert any(e["ev"] == "wait" for e in evs), evs
+    # the path under test was taken: agents started before their instant, and waited
+    assert ahead >= 1, runs
+    assert "ahead: the command waits for its instant" in d.text()
+
+
+def test_a_stop_before_the_instant_withdraws_a_run_started_ahead(tmp_path, state_dir, daemon,
+                                                                 run):
+    # the daemon is stopped while a run's agent waits for its instant (a window of about
+    # 150 ms a second): the run is withdrawn as a prepared one is, and its command never runs
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = tmp_path / "ephemeron.yaml"
+    jobs.write_text('jobs:\n  tick:\n    schedule: "@every 1s"\n'
+                    f'    run: touch {marks}/$EPH_RUN_ID\n    memory: 32MiB\n')
+    for attempt in range(5):
+        d = daemon(jobs)
+
+        def ahead():
+            m = re.search(r"run (\d+) tick started \(.*; ahead:", d.text())
+            return m.group(1) if m else None
+
+        wait_for(lambda: ahead() is not None, timeout=30, what="a run started ahead")
+        rid = ahead()
+        d.stop()
+        if f"run {rid} tick withdrawn" in d.text():
+            break
+    else:
+        pytest.fail("never stopped in time to withdraw a run started ahead")
+    time.sleep(1.5)
+    assert not (marks / rid).exists()
+    assert not (state_dir / "runs" / rid).exists()
+    p = run(["runs", "tick", "--json", "--limit", "1000"])
+    got = json.loads(p.stdout)
+    assert all(str(r["id"]) != rid for r in got)
+    # nothing is left running without a daemon
+    assert all(r["state"] in ("succeeded", "cancelled") for r in got), got
