@@ -379,23 +379,11 @@ exec_follow(struct exec_run *r)
 static int
 exec_mark_running(struct exec_run *r)
 {
-	struct store_run row;
-	int rc;
+	/* an agent started ahead starts its command at not_before, not before */
+	double started_at = rundir_now() < r->not_before ? r->not_before : rundir_now();
 
-	store_run_init(&row);
-	rc = store_run_get(r->store, r->id, &row);
-	if (rc == 0) {
-		row.state = STORE_RUNNING;
-		/* an agent started ahead starts its command at not_before, not before */
-		row.started_at = rundir_now();
-		if (row.started_at < r->not_before)
-			row.started_at = r->not_before;
-		row.agent_pid = r->agent_pid;
-		row.agent_start = (int64_t)r->agent_start;
-		rc = store_run_update(r->store, r->id, &row);
-	}
-	store_run_clear(&row);
-	return rc;
+	return store_run_started(r->store, r->id, started_at, r->agent_pid,
+	                         (int64_t)r->agent_start);
 }
 
 int

@@ -520,6 +520,32 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 	return rc == 0 ? -EALREADY : rc;
 }
 
+int
+store_run_started(struct store *s, int64_t id, double started_at, int64_t agent_pid,
+                  int64_t agent_start)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_sql_prepare(
+	        s,
+	        "UPDATE runs SET state = 'running', started_at = ?2, agent_pid = ?3, "
+	        "agent_start = ?4 WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
+	        &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	bind_real(st, 2, started_at, 1e-9);
+	bind_int(st, 3, agent_pid, 0);
+	bind_int(st, 4, agent_start, 0);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	rc = run_exists(s, id);
+	return rc == 0 ? -EALREADY : rc;
+}
+
 static int
 insert_samples(struct store *s, int64_t id, const struct store_sample *samples, size_t n)
 {

@@ -114,6 +114,12 @@ EPH_MUST_CHECK int store_run_create(struct store *s, const struct store_run *r, 
  * agent_pid, agent_start and warning — keep R as read with store_run_get, change it, pass it.
  * -EALREADY (and nothing written) when the run is already terminal. */
 EPH_MUST_CHECK int store_run_update(struct store *s, int64_t id, const struct store_run *r);
+/* Records that run ID's agent started: state running, STARTED_AT (UTC s), AGENT_PID and
+ * AGENT_START, and nothing else of the row (a targeted update: no read, so nothing written
+ * meanwhile by another process is overwritten with what was read). -EALREADY (nothing
+ * written) when the run is already terminal, -ENOENT when there is no such run. */
+EPH_MUST_CHECK int store_run_started(struct store *s, int64_t id, double started_at,
+                                     int64_t agent_pid, int64_t agent_start);
 /* Moves run ID to its terminal state FINAL->state, exactly once, in one transaction with its
  * N memory SAMPLES: writes state, reason, exit_code, signal, peak_bytes, peak_method,
  * enforced, ended_at, the phases, cpu_user, cpu_system, and started_at / memory_limit /

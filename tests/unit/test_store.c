@@ -250,6 +250,43 @@ finish_twice_is_ealready_and_changes_nothing(void **state)
 	store_run_clear(&r);
 }
 
+/* store_run_started writes the state, the start and the agent, and leaves every other field
+ * as the row holds it, whatever was read before (a warning written meanwhile stays). */
+static void
+started_changes_only_the_start_and_not_a_terminal_run(void **state)
+{
+	struct fx *f = *state;
+	int64_t id = create_run(f->s, "j");
+	struct store_run r, fin;
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	r.state = STORE_PROVISIONING;
+	r.warning = xstrdup("cannot fetch: host down");
+	r.commit_id = xstrdup("0123456789abcdef0123456789abcdef01234567");
+	assert_int_equal(store_run_update(f->s, id, &r), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_run_started(f->s, id, 1764007201.5, 4242, 987654), 0);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_RUNNING);
+	assert_true(r.started_at == 1764007201.5);
+	assert_int_equal(r.agent_pid, 4242);
+	assert_int_equal(r.agent_start, 987654);
+	assert_string_equal(r.warning, "cannot fetch: host down");
+	assert_string_equal(r.commit_id, "0123456789abcdef0123456789abcdef01234567");
+	assert_int_equal(r.memory_limit, 200 << 20);
+	store_run_clear(&r);
+
+	store_run_init(&fin);
+	fin.state = STORE_SUCCEEDED;
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), 0);
+	assert_int_equal(store_run_started(f->s, id, 1764007300.0, 1, 1), -EALREADY);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_int_equal(r.state, STORE_SUCCEEDED);
+	assert_int_equal(r.agent_pid, 4242);
+	store_run_clear(&r);
+	assert_int_equal(store_run_started(f->s, id + 1000, 1764007300.0, 1, 1), -ENOENT);
+}
+
 static void
 finish_rejects_non_terminal_and_unknown_runs(void **state)
 {
@@ -545,6 +582,7 @@ main(void)
 		T(update_then_finish_records_the_outcome_and_samples),
 		T(finish_twice_is_ealready_and_changes_nothing),
 		T(finish_rejects_non_terminal_and_unknown_runs),
+		T(started_changes_only_the_start_and_not_a_terminal_run),
 		T(migrates_an_empty_database_to_the_current_version),
 		T(refuses_a_database_from_a_newer_eph),
 		T(readonly_open_of_a_missing_file_is_enoent_and_creates_nothing),
