@@ -483,6 +483,21 @@ run_exists(struct store *s, int64_t id)
 	return rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
 }
 
+/* Runs ST, an UPDATE of live run ID ("... AND state NOT IN " TERMINAL_SQL); finalizes it.
+ * 0 when it changed the row, -EALREADY when the run is terminal, -ENOENT when there is none. */
+static int
+step_one_live(struct store *s, sqlite3_stmt *st, int64_t id)
+{
+	int rc = step_done(st);
+
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	rc = run_exists(s, id);
+	return rc == 0 ? -EALREADY : rc;
+}
+
 int
 store_run_update(struct store *s, int64_t id, const struct store_run *r)
 {
@@ -512,12 +527,7 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 	bind_int(st, 10, r->agent_pid, 0);
 	bind_int(st, 11, r->agent_start, 0);
 	store_sql_bind_text(st, 12, r->warning);
-	if ((rc = step_done(st)) < 0)
-		return rc;
-	if (sqlite3_changes(s->db) == 1)
-		return 0;
-	rc = run_exists(s, id);
-	return rc == 0 ? -EALREADY : rc;
+	return step_one_live(s, st, id);
 }
 
 int
@@ -538,12 +548,7 @@ store_run_started(struct store *s, int64_t id, double started_at, int64_t agent_
 	bind_real(st, 2, started_at, 1e-9);
 	bind_int(st, 3, agent_pid, 0);
 	bind_int(st, 4, agent_start, 0);
-	if ((rc = step_done(st)) < 0)
-		return rc;
-	if (sqlite3_changes(s->db) == 1)
-		return 0;
-	rc = run_exists(s, id);
-	return rc == 0 ? -EALREADY : rc;
+	return step_one_live(s, st, id);
 }
 
 static int
