@@ -14,25 +14,12 @@ import uuid
 
 import pytest
 
-from conftest import SANITIZER_EXIT, eph_bin, wait_for
+from conftest import SANITIZER_EXIT, wait_for
+from test_agent import AGENT, cgroup_parents
+from test_daemon import daemons  # noqa: F401 (a fixture)
 
-_SLIM = os.path.join(os.path.dirname(eph_bin()), "eph-agent")
-AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [eph_bin(), "agent"]
 _run_ids = iter(range(900000 + os.getpid() % 1000 * 100, 10**9))
 _made = []
-
-
-def cgroup_parents():
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, post = line.split(" - ")
-            mnt = pre.split()[4]
-            fstype, _, opts = post.split()[:3]
-            if fstype == "cgroup2" or (fstype == "cgroup" and (
-                    "memory" in opts.split(",") or "freezer" in opts.split(","))):
-                out.append(os.path.join(mnt, "ephemeron"))
-    return out
 
 
 @pytest.fixture(autouse=True)
@@ -124,51 +111,11 @@ def test_a_cancel_during_the_wait_ends_the_run_with_no_command_run(tmp_path):
     assert res["enforced"] is None
 
 
-class Daemon:
-    def __init__(self, jobs_file, state_dir, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        env = dict(os.environ, EPH_STATE=str(state_dir))
-        self.p = subprocess.Popen([eph_bin(), "daemon", str(jobs_file)],
-                                  stdout=subprocess.DEVNULL, stderr=self.log, env=env)
-        wait_for(lambda: "info started" in self.text() or self.p.poll() is not None,
-                 what="the daemon to start")
-
-    def text(self):
-        with open(self.log_path, "r", errors="replace") as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            self.p.wait(timeout=20)
-        self.log.close()
-        if self.p.returncode in SANITIZER_EXIT:
-            pytest.fail(f"{SANITIZER_EXIT[self.p.returncode]} in the daemon:\n"
-                        + self.text()[-4000:])
-        return self.p.returncode
-
-
-@pytest.fixture
-def daemon(tmp_path, state_dir):
-    started = []
-
-    def start(jobs_file):
-        d = Daemon(jobs_file, state_dir, tmp_path / f"daemon{len(started)}.log")
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        if d.p.poll() is None:
-            d.stop(signal.SIGKILL)
-
-
-def test_scheduled_commands_never_start_before_their_instant(tmp_path, state_dir, daemon, run):
+def test_scheduled_commands_never_start_before_their_instant(tmp_path, state_dir, daemons, run):
     jobs = tmp_path / "ephemeron.yaml"
     jobs.write_text('jobs:\n  tick:\n    schedule: "@every 1s"\n'
                     '    command: ["date", "+%s.%N"]\n    memory: 32MiB\n')
-    d = daemon(jobs)
+    d = daemons(jobs, state_dir)
 
     def done():
         p = run(["runs", "tick", "--json", "--limit", "100"])
@@ -202,7 +149,7 @@ def test_scheduled_commands_never_start_before_their_instant(tmp_path, state_dir
     assert "ahead: the command waits for its instant" in d.text()
 
 
-def test_a_stop_before_the_instant_withdraws_a_run_started_ahead(tmp_path, state_dir, daemon,
+def test_a_stop_before_the_instant_withdraws_a_run_started_ahead(tmp_path, state_dir, daemons,
                                                                  run):
     # the daemon is stopped while a run's agent waits for its instant (a window of about
     # 150 ms a second): the run is withdrawn as a prepared one is, and its command never runs
@@ -212,7 +159,7 @@ def test_a_stop_before_the_instant_withdraws_a_run_started_ahead(tmp_path, state
     jobs.write_text('jobs:\n  tick:\n    schedule: "@every 1s"\n'
                     f'    run: touch {marks}/$EPH_RUN_ID\n    memory: 32MiB\n')
     for attempt in range(5):
-        d = daemon(jobs)
+        d = daemons(jobs, state_dir, f"daemon{attempt}.log")
 
         def ahead():
             m = re.search(r"run (\d+) tick started \(.*; ahead:", d.text())
