@@ -369,16 +369,8 @@ source_fetch(const char *url, const char *mirror, bool exists, int64_t timeout_m
 static int
 source_in_place(const char *dir, struct source_pin *pin)
 {
-	const char *a[] = { "-C", dir, "rev-parse", "--verify", "--quiet", "HEAD", NULL };
-	char *head = NULL;
-
 	pin->in_place = true;
 	pin->dir = xstrdup(dir);
-	/* Information only; a directory that is no work tree, or no git at all, is fine. */
-	if (source_git(a, SOURCE_LOCAL_MS, &head, NULL) == 0 && source_is_commit_id(head))
-		pin->head = head;
-	else
-		free(head);
 	return 0;
 }
 
@@ -587,7 +579,6 @@ source_pin_clear(struct source_pin *pin)
 	if (pin == NULL)
 		return;
 	free(pin->dir);
-	free(pin->head);
 	free(pin->repo);
 	free(pin->mirror);
 	free(pin->branch);

@@ -37,8 +37,6 @@ struct diag;
 struct source_pin {
 	bool in_place;
 	char *dir;     /* in place: the absolute directory the run runs in; else NULL */
-	char *head;    /* in place: HEAD of DIR when it is a git work tree (information only, not
-	                * a pin: the files may differ from it), else NULL */
 	char *repo;    /* pinned: source.repo for people: URL without userinfo, or absolute path */
 	char *mirror;  /* pinned: absolute path of the bare mirror, STATE/mirrors/<key>.git */
 	char *branch;  /* pinned: the branch resolved (source.branch, else the mirror's HEAD) */
@@ -51,7 +49,7 @@ struct source_pin {
 
 /* Resolves SRC (the jobs file's source section; BASE_DIR = the jobs file's directory, where a
  * relative source.repo and the in-place default start from) for a run created now:
- * - no source.repo: in place in BASE_DIR (pin->head = its HEAD if it is a git work tree);
+ * - no source.repo: in place in BASE_DIR;
  * - a local path that is not a git repository: in place there;
  * - a URL (ssh://, git@host:path, https://, http://, git://, file://) or the path of a git
  *   repository: the mirror STATE_DIR/mirrors/<key>.git is cloned (first time) or fetched with
