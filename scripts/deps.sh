@@ -2,7 +2,7 @@
 # are missing (apt-get as root, else sudo), or prints the exact command and stops.
 
 # What building and running eph needs.
-EPH_RUN_PKGS="build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev nettle-dev
+EPH_RUN_PKGS="build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev nettle-dev
 libsqlite3-dev libjansson-dev libfyaml-dev git python3 python3-venv tzdata ca-certificates"
 # What the test suite needs on top.
 EPH_TEST_PKGS="libcmocka-dev python3-pytest python3-aiosmtpd clang libclang-rt-14-dev

@@ -1,19 +1,21 @@
-/* src/cmd/cmd_mail.c: `eph mail test|send|list`, and the mail of a foreground run. */
+/* src/cmd/cmd_mail.c: `eph mail test|send|list`, and the mail of a foreground run. Sending is
+ * eph-mail's (src/eph_mail.c), next to eph: these commands run it and wait for it, so that eph
+ * itself is not linked with libcurl. */
 #include "cmd/cmd_mail.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
-
-#include <curl/curl.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "notify/mailproc.h"
 #include "notify/notify.h"
-#include "notify/sender.h"
-#include "notify/smtp.h"
 #include "store/outbox.h"
 #include "store/store.h"
 #include "util/diag.h"
@@ -41,27 +43,146 @@ const struct cmd cmd_mail = {
 	.exec = cmd_mail_exec,
 };
 
+/* Runs `eph-mail ARGS[1]...` (ARGS[0] is set here to its path, next to eph) with the settings
+ * M as JSON on its stdin, and waits for it. With OUT, its stdout is read into OUT; else it
+ * writes to eph's own. Its stderr is eph's. Returns its exit status, or -1 after saying why on
+ * stderr (WHO: ...) when it could not be run or died of a signal. */
 static int
-mail_store_open(struct cmd_ctx *ctx, struct store **st)
+mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *out)
 {
-	const char *state = cmd_state_dir(ctx);
-	char *db = xasprintf("%s/eph.db", state);
-	struct diag d;
-	int rc;
+	char *path = mailproc_path(), *input = NULL, chunk[4096];
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	int in[2] = { -1, -1 }, op[2] = { -1, -1 }, status = 0, rc, ret = -1;
+	pid_t pid = -1, w;
+	ssize_t n;
 
-	diag_init(&d);
-	rc = fsio_mkdirs(state, 0700);
-	if (rc < 0)
-		fprintf(stderr, "eph mail: cannot create %s: %s\n", state, strerror(-rc));
-	else if ((rc = store_open(db, st, &d)) < 0)
-		diag_print(&d, stderr);
-	diag_free(&d);
-	free(db);
-	return rc;
+	if (path == NULL || access(path, X_OK) != 0) {
+		fprintf(stderr, "%s: cannot send: %s: %s (eph-mail belongs next to eph)\n", who,
+		        path != NULL ? path : MAILPROC_NAME,
+		        path != NULL ? strerror(errno) : "cannot find eph's own path");
+		free(path);
+		return -1;
+	}
+	if (pipe2(in, O_CLOEXEC) < 0 || (out != NULL && pipe2(op, O_CLOEXEC) < 0)) {
+		fprintf(stderr, "%s: cannot run %s: %s\n", who, path, strerror(errno));
+		goto out;
+	}
+	args[0] = path;
+	input = mailproc_conf_json(m);
+	fflush(stdout); /* what eph printed comes before what eph-mail prints */
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "%s: cannot run %s: %s\n", who, path, strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		if (dup2(in[0], STDIN_FILENO) < 0 ||
+		    (out != NULL && dup2(op[1], STDOUT_FILENO) < 0))
+			_exit(127);
+		execv(path, args);
+		_exit(127);
+	}
+	close(in[0]);
+	in[0] = -1;
+	if (out != NULL) {
+		close(op[1]);
+		op[1] = -1;
+	}
+	/* eph-mail may die before reading: a failed write, not SIGPIPE */
+	sigaction(SIGPIPE, &ign, &old);
+	rc = fsio_write_all(in[1], input, strlen(input));
+	sigaction(SIGPIPE, &old, NULL);
+	close(in[1]);
+	in[1] = -1;
+	(void)rc; /* eph-mail says why it could not read its settings */
+	while (out != NULL) {
+		n = read(op[0], chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (buf_append(out, chunk, (size_t)n) < 0)
+			continue; /* past the cap: the rest is dropped (its counts with it) */
+	}
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0) {
+		fprintf(stderr, "%s: waiting for %s: %s\n", who, path, strerror(errno));
+	} else if (WIFSIGNALED(status)) {
+		fprintf(stderr, "%s: %s was killed by signal %d\n", who, path, WTERMSIG(status));
+	} else if (WEXITSTATUS(status) == 127) {
+		fprintf(stderr, "%s: cannot run %s\n", who, path);
+	} else {
+		ret = WEXITSTATUS(status);
+	}
+out:
+	for (int k = 0; k < 2; k++) {
+		if (in[k] >= 0)
+			close(in[k]);
+		if (op[k] >= 0)
+			close(op[k]);
+	}
+	free(input);
+	free(path);
+	return ret;
+}
+
+struct send_outcome {
+	bool done; /* the counts came */
+	size_t sent, retried, given_up;
+	char *last_error;
+};
+
+/* `eph-mail send --all`, no attempt started after DEADLINE seconds; its errors printed with
+ * WHO. Returns its exit status or -1 (mail_proc). */
+static int
+mail_send_all(const char *who, struct cmd_ctx *ctx, double deadline, struct send_outcome *so)
+{
+	char secs[32], *args[] = { NULL,
+		                   (char *)"send",
+		                   (char *)"--all",
+		                   (char *)"--state",
+		                   (char *)cmd_state_dir(ctx),
+		                   (char *)"--deadline",
+		                   secs,
+		                   NULL };
+	struct buf out;
+	const char *p, *end;
+	int st;
+
+	memset(so, 0, sizeof(*so));
+	snprintf(secs, sizeof(secs), "%.0f", deadline);
+	buf_init(&out, BUF_MAX_JSON);
+	st = mail_proc(who, &ctx->conf->mail, args, &out);
+	p = buf_cstr(&out);
+	end = p + out.len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+		struct mailproc_line l;
+
+		if (n > 0 && mailproc_parse_line(p, n, &l) == 0) {
+			if (l.kind == MAILPROC_ERROR) {
+				fprintf(stderr, "eph: %s\n", l.msg);
+			} else if (l.kind == MAILPROC_RESULT) {
+				so->done = true;
+				so->sent = l.sent;
+				so->retried = l.retried;
+				so->given_up = l.given_up;
+				free(so->last_error);
+				so->last_error = l.msg;
+				l.msg = NULL;
+			}
+			mailproc_line_clear(&l);
+		}
+		p += n + (nl != NULL);
+	}
+	buf_free(&out);
+	return st;
 }
 
 static void
-print_result(const char *who, const struct notify_send_result *r)
+print_result(const char *who, const struct send_outcome *r)
 {
 	if (r->retried > 0 || r->given_up > 0)
 		fprintf(stderr,
@@ -74,7 +195,7 @@ void
 cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
 {
 	const struct conf *c = ctx->conf;
-	struct notify_send_result res = { 0 };
+	struct send_outcome so;
 	struct diag d;
 	int rc;
 
@@ -85,118 +206,57 @@ cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
 	if (rc < 0)
 		diag_print(&d, stderr);
 	diag_free(&d);
-	diag_init(&d);
-	rc = notify_send_pending(st, &c->mail, (double)time(NULL) + (double)c->mail.timeout, true,
-	                         &res, &d);
-	if (rc < 0)
-		diag_print(&d, stderr);
-	else
-		print_result("eph: mail", &res);
-	diag_free(&d);
-	notify_send_result_clear(&res);
+	if (mail_send_all("eph: mail", ctx, (double)c->mail.timeout, &so) >= 0 && so.done)
+		print_result("eph: mail", &so);
+	free(so.last_error);
 }
 
 static int
 mail_test(struct cmd_ctx *ctx, const char *addr)
 {
 	const struct conf_mail *m = &ctx->conf->mail;
-	char *host = notify_hostname(), *msgid = NULL, *subject = NULL, *body = NULL;
-	char *password = NULL, *to[1];
-	struct smtp_xfer x = { 0 };
-	struct buf msg;
-	struct diag d;
-	int rc, ret = EPH_EXIT_FAIL;
-	time_t now = time(NULL);
-	CURLcode cres;
+	char *args[] = { NULL, (char *)"test", NULL, NULL };
+	int st;
 
 	if (m->smtp == NULL) {
 		fprintf(stderr, "eph mail test: %s has no mail section\n", ctx->conf_path);
-		free(host);
 		return EPH_EXIT_USAGE;
 	}
 	if (addr == NULL)
 		addr = m->admin.n > 0 ? m->admin.v[0] : m->from;
-	if (strpbrk(addr, "\r\n<>,") != NULL || strchr(addr, '@') == NULL) {
+	if (strpbrk(addr, "\r\n<>,") != NULL || strchr(addr, '@') == NULL || addr[0] == '-') {
 		fprintf(stderr, "eph mail test: %s is not an email address\n", addr);
-		free(host);
 		return EPH_EXIT_USAGE;
 	}
-	to[0] = (char *)addr;
-	buf_init(&msg, BUF_MAX_MSG);
-	diag_init(&d);
-	msgid = notify_msgid(host, now);
-	subject = xasprintf("[eph] test message from %s", host);
-	body = xasprintf("This is a test message from ephemeron (eph mail test) on %s.\n\n"
-	                 "Server: %s\nFrom:   %s\n\n"
-	                 "If you read this, mail about runs will reach you.\n",
-	                 host, m->smtp, m->from);
-	rc = notify_message(&(struct notify_hdr){ m->from, to, 1, subject, now, msgid }, body,
-	                    &msg);
-	if (rc < 0) {
-		fprintf(stderr, "eph mail test: cannot build the message: %s\n", strerror(-rc));
-		goto out;
-	}
-	if (smtp_password(m, &password, &d) < 0 ||
-	    smtp_xfer_init(&x, m, password, m->from, addr, msg.data, msg.len, &d) < 0) {
-		diag_print(&d, stderr);
-		ret = EPH_EXIT_USAGE;
-		goto out;
-	}
-	cres = curl_easy_perform(x.easy);
-	if (cres == CURLE_OK) {
-		printf("sent a test message to %s through %s\n", addr, m->smtp);
-		ret = EPH_EXIT_OK;
-	} else {
-		char *why = smtp_xfer_error(&x, cres);
-
-		fprintf(stderr, "eph mail test: not sent to %s through %s: %s\n", addr, m->smtp,
-		        why);
-		free(why);
-	}
-out:
-	smtp_xfer_cleanup(&x);
-	if (password != NULL) {
-		explicit_bzero(password, strlen(password));
-		free(password);
-	}
-	diag_free(&d);
-	buf_free(&msg);
-	free(host);
-	free(msgid);
-	free(subject);
-	free(body);
-	return ret;
+	args[2] = (char *)addr;
+	/* eph-mail prints what `eph mail test` says, and exits as it does (0, 1, 2) */
+	st = mail_proc("eph mail test", m, args, NULL);
+	return st < 0 ? EPH_EXIT_FAIL : st;
 }
 
 static int
 mail_send(struct cmd_ctx *ctx)
 {
 	const struct conf_mail *m = &ctx->conf->mail;
-	struct notify_send_result res = { 0 };
-	struct store *st = NULL;
-	struct diag d;
-	int rc, ret;
+	struct send_outcome so;
+	int st, ret;
 
 	if (m->smtp == NULL) {
 		fprintf(stderr, "eph mail send: %s has no mail section\n", ctx->conf_path);
 		return EPH_EXIT_USAGE;
 	}
-	if (mail_store_open(ctx, &st) < 0)
-		return EPH_EXIT_FAIL;
-	diag_init(&d);
 	/* each message is bounded by mail.timeout; a long queue may take a while */
-	rc = notify_send_pending(st, m, (double)time(NULL) + 3600.0, true, &res, &d);
-	if (rc < 0) {
-		diag_print(&d, stderr);
-		ret = EPH_EXIT_FAIL;
+	st = mail_send_all("eph mail send", ctx, 3600.0, &so);
+	if (st == 0 && so.done) {
+		printf("%zu message(s) sent\n", so.sent);
+		print_result("eph mail send", &so);
+		ret = so.retried + so.given_up > 0 ? EPH_EXIT_FAIL : EPH_EXIT_OK;
+	} else if (st < 0 || st == EPH_EXIT_FAIL || st == EPH_EXIT_USAGE || st == 0) {
+		ret = EPH_EXIT_FAIL; /* it said why (or mail_proc did) */
 	} else {
-		printf("%zu message(s) sent\n", res.sent);
-		print_result("eph mail send", &res);
-		ret = res.retried + res.given_up > 0 ? EPH_EXIT_FAIL : EPH_EXIT_OK;
+		ret = st; /* a status of its own (a sanitizer's): passed on */
 	}
-	diag_free(&d);
-	notify_send_result_clear(&res);
-	store_close(st);
+	free(so.last_error);
 	return ret;
 }
 

@@ -26,7 +26,6 @@
 #include "daemon/plan.h"
 #include "exec/exec.h"
 #include "notify/notify.h"
-#include "notify/sender.h"
 #include "rundir/rundir.h"
 #include "sched/cronexpr.h"
 #include "sched/tz.h"
@@ -196,7 +195,7 @@ dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 	diag_init(&d);
 	rc = notify_run_finished(dm->store, dm->conf, dm->o->state_dir, run_id, will_retry, &d);
 	if (rc == 1) {
-		notify_sender_kick(dm->mail);
+		dm_mail_kick(dm);
 	} else if (rc < 0) {
 		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
 
@@ -874,31 +873,13 @@ dm_clear_jobs(struct daemon *dm)
 	dm->njobs = 0;
 }
 
-static void
-dm_mail_log_cb(void *arg, bool warn, int64_t run_id, const char *msg)
-{
-	(void)arg;
-	dlog(warn ? DLOG_WARN : DLOG_INFO, run_id, NULL, "%s", msg);
-}
-
-/* The sender follows the configuration: started when it has mail.smtp (at start, or when a
- * reload adds it), given the new settings otherwise (without mail.smtp it sends nothing and
- * what is queued waits in the outbox). */
+/* The mailer follows the configuration: started when it has mail.smtp (at start, or when a
+ * reload adds it); each pass of eph-mail gets the settings of its time (without mail.smtp
+ * nothing is sent and what is queued waits in the outbox). */
 static void
 dm_mail_conf(struct daemon *dm)
 {
-	int rc;
-
-	if (dm->mail != NULL) {
-		notify_sender_set_conf(dm->mail, &dm->conf->mail);
-		return;
-	}
-	if (dm->conf->mail.smtp == NULL)
-		return;
-	rc = notify_sender_start(&dm->loop, dm->store, &dm->conf->mail, dm_mail_log_cb, NULL,
-	                         &dm->mail);
-	if (rc < 0)
-		dlog(DLOG_ERROR, 0, NULL, "mail: cannot start the sender: %s", strerror(-rc));
+	dm_mail_kick(dm);
 }
 
 /* Mails mail.admin when the source's fetches have failed for mail.source_alarm, once per
@@ -932,7 +913,7 @@ dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char 
 		dlog(DLOG_WARN, 0, NULL,
 		     "source %s: every fetch failed for %s (mailed mail.admin): %s", h.repo, dur,
 		     h.error);
-		notify_sender_kick(dm->mail);
+		dm_mail_kick(dm);
 	} else if (rc < 0) {
 		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
 
@@ -963,7 +944,7 @@ dm_mail_reload_failure(struct daemon *dm, const char *errors)
 	diag_init(&d);
 	rc = notify_admin(dm->store, dm->conf, key, "configuration failed to reload", text, &d);
 	if (rc == 1) {
-		notify_sender_kick(dm->mail);
+		dm_mail_kick(dm);
 	} else if (rc < 0) {
 		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
 
@@ -1267,8 +1248,7 @@ dm_stop(struct daemon *dm, const char *why)
 			exec_run_detach(&dr->er);
 	}
 	/* what is still queued stays in the outbox: the next start sends it */
-	notify_sender_stop(dm->mail, NULL, NULL);
-	dm->mail = NULL;
+	dm_mail_stop(dm);
 }
 
 static void

@@ -19,7 +19,7 @@ struct conf_source;
 struct diag;
 struct drepo;
 struct dretry;
-struct notify_sender;
+struct dmailer;
 
 /* A job of the current configuration and its schedule. */
 struct djob {
@@ -84,9 +84,9 @@ struct daemon {
 	uint64_t local_mem;
 	int nstarted;
 	bool stopping;
-	char *retention_job;        /* whose old runs to delete at the next turn of the loop */
-	struct notify_sender *mail; /* NULL while the configuration has no mail section */
-	struct drepo *repo; /* --from-repo: the repository followed (repoconf.c); else NULL */
+	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
+	struct dmailer *mail; /* mailer.c's; NULL until the configuration has mail.smtp */
+	struct drepo *repo;   /* --from-repo: the repository followed (repoconf.c); else NULL */
 	char *sock_path;
 	int lockfd;
 };
@@ -114,6 +114,18 @@ void dm_reload_failed(struct daemon *dm, const char *why, struct diag *d);
  * BASE_DIR) have failed for mail.source_alarm, once per outage. */
 void dm_source_alarm(struct daemon *dm);
 void dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char *base_dir);
+
+/* mailer.c: the mail is sent by eph-mail, a process of its own (no libcurl in the daemon) */
+
+/* A message was queued, or the mail settings changed: a pass of eph-mail now if a message is
+ * due (the first pass after the start tries every queued message), or after the one running;
+ * else a timer for the first message that will be due. Starts the mailer the first time the
+ * configuration has mail.smtp. If eph-mail is missing next to eph, says so once; the mail
+ * stays queued. */
+void dm_mail_kick(struct daemon *dm);
+/* Stops the mailer: a running eph-mail gets SIGTERM (its messages stay leased and are retried
+ * after their lease); the mailer frees itself once its handles are closed. */
+void dm_mail_stop(struct daemon *dm);
 
 /* repoconf.c: --from-repo */
 

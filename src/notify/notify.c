@@ -3,7 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <nettle/base64.h> /* not libcrypto: 1.4 MiB of RSS in eph and its daemon */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,13 +392,14 @@ put_encoded_subject(struct buf *b, const char *s)
 	while (i < len) {
 		/* 45 bytes of text make 60 base64 characters: "=?UTF-8?B?" + 60 + "?=" = 72 */
 		size_t n = len - i > 45 ? 45 : len - i;
-		unsigned char enc[64];
+		char enc[BASE64_ENCODE_RAW_LENGTH(45) + 1];
 
 		while (i + n < len && n > 0 && ((unsigned char)s[i + n] & 0xc0) == 0x80)
 			n--; /* do not end inside a sequence */
 		if (n == 0)
 			n = len - i > 45 ? 45 : len - i;
-		EVP_EncodeBlock(enc, (const unsigned char *)s + i, (int)n);
+		base64_encode_raw(enc, n, (const uint8_t *)s + i);
+		enc[BASE64_ENCODE_RAW_LENGTH(n)] = '\0';
 		if ((rc = buf_printf(b, "%s=?UTF-8?B?%s?=", first ? "" : "\r\n ", enc)) < 0)
 			return rc;
 		first = false;

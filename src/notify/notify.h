@@ -1,7 +1,7 @@
 /* src/notify/notify.h: mail about runs — who is told about which outcome (the job's notify
  * policy), the message itself (RFC 5322, MIME UTF-8, no header any output can inject), and
- * queueing it in the store's outbox, from which smtp.h sends it (blocking, for a foreground
- * `eph run`) or sender.h does (on the daemon's loop). */
+ * queueing it in the store's outbox. No curl here: the outbox is sent by eph-mail (sender.h,
+ * smtp.h: lib_mailer), which eph and the daemon run (mailproc.h). */
 #ifndef EPH_NOTIFY_NOTIFY_H
 #define EPH_NOTIFY_NOTIFY_H
 #include <stdbool.h>
@@ -101,7 +101,7 @@ char *notify_hostname(void);
  * subject, the end of its output.log) and queues it in the outbox, once per run whatever the
  * number of calls. Returns 1 when a message was queued, 0 when none is due (or it was queued
  * before), -errno on failure (with a message in D). WILL_RETRY as notify_decide. Never sends:
- * then call notify_send_pending (foreground) or notify_sender_kick (daemon). */
+ * then run eph-mail (cmd_mail.c in the foreground, dm_mail_kick in the daemon). */
 EPH_MUST_CHECK int notify_run_finished(struct store *s, const struct conf *c, const char *state_dir,
                                        int64_t run_id, bool will_retry, struct diag *d);
 

@@ -1,5 +1,6 @@
 /* tests/unit/test_notify.c: the notify policy, the message about a run (headers, encoding, no
- * header injection, the log tail), and the outbox on a real SQLite file. */
+ * header injection, the log tail), the outbox on a real SQLite file, and what eph and eph-mail
+ * exchange (notify/mailproc.h). Sending itself is tests/unit/test_mailer.c. */
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -11,18 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <uv.h>
 
 #include "conf/conf.h"
+#include "notify/mailproc.h"
 #include "notify/notify.h"
-#include "notify/sender.h"
-#include "notify/smtp.h"
 #include "store/outbox.h"
 #include "store/store.h"
 #include "util/diag.h"
@@ -381,45 +379,6 @@ message_ids_are_unique(void **state)
 }
 
 static void
-backoff_doubles_up_to_an_hour(void **state)
-{
-	(void)state;
-	assert_true(smtp_backoff(1) == 30);
-	assert_true(smtp_backoff(2) == 60);
-	assert_true(smtp_backoff(3) == 120);
-	assert_true(smtp_backoff(40) == 3600);
-}
-
-static void
-password_file_readable_by_others_is_refused(void **state)
-{
-	char path[] = "/tmp/eph-test-pw-XXXXXX";
-	int fd = mkstemp(path);
-	struct conf_mail m = { .username = (char *)"u", .password_file = path };
-	struct diag d;
-	char *pw = NULL;
-
-	(void)state;
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "s3cret\n", 7), 7);
-	close(fd);
-	diag_init(&d);
-	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(smtp_password(&m, &pw, &d), 0);
-	assert_string_equal(pw, "s3cret");
-	free(pw);
-	pw = NULL;
-	assert_int_equal(chmod(path, 0644), 0);
-	assert_int_equal(smtp_password(&m, &pw, &d), -EPERM);
-	assert_null(pw);
-	char *msg = diag_format(&d, 0);
-	assert_non_null(strstr(msg, "can be read by group or others (mode 0644)"));
-	free(msg);
-	diag_free(&d);
-	unlink(path);
-}
-
-static void
 outbox_queues_once_claims_and_backs_off(void **state)
 {
 	char dir[] = "/tmp/eph-test-outbox-XXXXXX";
@@ -527,250 +486,97 @@ admin_mail_is_queued_once_per_key(void **state)
 	free(path);
 }
 
-/* The daemon's sender on a real loop. */
-
-struct sender_fx {
-	char dir[64];
-	struct store *s;
-	int64_t id;
-	uv_loop_t loop;
-	uv_timer_t poll;
-	struct notify_sender *ns;
-	enum outbox_state want;
-	int want_attempts;
-	int ticks;
-	bool stopped;
-	int logged;
-	uint64_t stop_asked, stop_done; /* uv_hrtime() */
-};
-
-static int
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
+/* What eph writes on eph-mail's stdin, and what eph-mail prints, read back as written. */
 static void
-sender_fx_open(struct sender_fx *f)
+mail_settings_and_lines_survive_the_json_round_trip(void **state)
 {
-	struct outbox_msg m;
+	static char a1[] = "root@example.com", a2[] = "ops@example.com";
+	static char *admins[] = { a1, a2 };
+	struct conf_mail m = { .smtp = (char *)"smtps://smtp.example.com:465",
+		               .from = (char *)"eph@example.com",
+		               .username = (char *)"eph \"quoted\" \xc3\xa9",
+		               .password_file = (char *)"/etc/eph/pw",
+		               .ca_file = (char *)"/etc/eph/ca.pem",
+		               .starttls = true,
+		               .admin = { admins, 2 },
+		               .max_age = 86400,
+		               .source_alarm = 3600,
+		               .timeout = 60 };
+	struct conf_mail back;
+	struct mailproc_line l;
 	struct diag d;
-	char *path;
+	char *json, *line;
 
-	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/eph-test-sender-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	path = xasprintf("%s/eph.db", f->dir);
+	(void)state;
 	diag_init(&d);
-	assert_int_equal(store_open(path, &f->s, &d), 0);
+	json = mailproc_conf_json(&m);
+	assert_null(strchr(json, '\n')); /* one line */
+	assert_int_equal(mailproc_conf_parse(json, strlen(json), &back, &d), 0);
+	assert_string_equal(back.smtp, m.smtp);
+	assert_string_equal(back.from, m.from);
+	assert_string_equal(back.username, m.username);
+	assert_string_equal(back.password_file, m.password_file);
+	assert_null(back.password_env);
+	assert_string_equal(back.ca_file, m.ca_file);
+	assert_true(back.starttls);
+	assert_int_equal(back.admin.n, 2);
+	assert_string_equal(back.admin.v[0], a1);
+	assert_string_equal(back.admin.v[1], a2);
+	assert_int_equal(back.max_age, 86400);
+	assert_int_equal(back.source_alarm, 3600);
+	assert_int_equal(back.timeout, 60);
+	mailproc_conf_clear(&back);
+	free(json);
+	/* the other way: no section (nothing but the defaults) */
+	m = (struct conf_mail){ 0 };
+	json = mailproc_conf_json(&m);
+	assert_int_equal(mailproc_conf_parse(json, strlen(json), &back, &d), 0);
+	assert_null(back.smtp);
+	assert_false(back.starttls);
+	assert_int_equal(back.admin.n, 0);
+	assert_null(back.admin.v);
+	mailproc_conf_clear(&back);
+	free(json);
+	assert_int_equal(diag_nerrors(&d), 0);
+	/* bad input is refused with a reason */
+	assert_int_equal(mailproc_conf_parse("{\"smtp\": 3}", 11, &back, &d), -EINVAL);
+	assert_int_equal(mailproc_conf_parse("[]", 2, &back, &d), -EINVAL);
+	assert_int_equal(mailproc_conf_parse("{\"admin\": [1]}", 14, &back, &d), -EINVAL);
+	assert_int_equal(diag_nerrors(&d), 3);
+	assert_null(back.smtp);
 	diag_free(&d);
-	free(path);
-	outbox_msg_init(&m);
-	m.from = (char *)"eph@example.com";
-	m.rcpt = (char *)"ops@example.com\n";
-	m.subject = (char *)"[eph] j: failed";
-	m.data =
-	        (char *)"From: eph@example.com\r\nTo: ops@example.com\r\nSubject: q\r\n\r\nbody\r\n";
-	m.len = strlen(m.data);
-	assert_int_equal(store_outbox_add(f->s, &m, &f->id), 0);
-	assert_int_equal(uv_loop_init(&f->loop), 0);
-}
-
-static void
-sender_fx_close(struct sender_fx *f)
-{
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-
-	assert_int_equal(uv_loop_close(&f->loop), 0); /* the sender left no handle behind */
-	store_close(f->s);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-}
-
-static void
-sender_log(void *arg, bool warn, int64_t run, const char *msg)
-{
-	struct sender_fx *f = arg;
-
-	(void)warn;
-	(void)run;
-	(void)msg;
-	f->logged++;
-}
-
-static void
-sender_stopped(void *arg)
-{
-	struct sender_fx *f = arg;
-
-	f->stopped = true;
-	f->stop_done = uv_hrtime();
-}
-
-/* Every 20 ms: is the message where the test wants it? Then stop the sender. */
-static void
-sender_poll(uv_timer_t *t)
-{
-	struct sender_fx *f = t->data;
-	struct outbox_msg m;
-
-	assert_int_equal(store_outbox_get(f->s, f->id, &m), 0);
-	if ((m.state == f->want && m.attempts == f->want_attempts) || ++f->ticks > 1000) {
-		notify_sender_stop(f->ns, sender_stopped, f);
-		uv_close((uv_handle_t *)t, NULL);
-	}
-	outbox_msg_clear(&m);
-}
-
-static void
-sender_run(struct sender_fx *f, int port)
-{
-	char *url = xasprintf("smtp://127.0.0.1:%d", port);
-	struct conf_mail cm = { .smtp = url,
-		                .from = (char *)"eph@example.com",
-		                .starttls = false,
-		                .max_age = 3600,
-		                .timeout = 10 };
-
-	assert_int_equal(notify_sender_start(&f->loop, f->s, &cm, sender_log, f, &f->ns), 0);
-	free(url); /* the sender keeps its own copy */
-	uv_timer_init(&f->loop, &f->poll);
-	f->poll.data = f;
-	uv_timer_start(&f->poll, sender_poll, 20, 20);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_true(f->stopped);
-}
-
-static void
-sender_retries_with_backoff_when_the_server_is_down(void **state)
-{
-	struct sender_fx f;
-	struct outbox_msg m;
-	double at;
-
-	(void)state;
-	sender_fx_open(&f);
-	f.want = OUTBOX_QUEUED;
-	f.want_attempts = 1;
-	sender_run(&f, free_port());
-	assert_int_equal(store_outbox_get(f.s, f.id, &m), 0);
-	assert_int_equal(m.state, OUTBOX_QUEUED);
-	assert_int_equal(m.attempts, 1);
-	assert_non_null(strstr(m.last_error, "onnect"));
-	assert_int_equal(store_outbox_next_due(f.s, &at), 0);
-	assert_true(at >= m.created_at + 29); /* the first backoff is 30 s */
-	assert_int_equal(f.logged, 1);
-	outbox_msg_clear(&m);
-	sender_fx_close(&f);
-}
-
-static void
-sender_sends_what_was_queued_before_it_started(void **state)
-{
-	const char *data = getenv("EPH_TEST_DATA");
-	char *script, *maildir, *ready, *port_s;
-	struct sender_fx f;
-	struct outbox_msg m;
-	int port = free_port();
-	pid_t pid;
-
-	(void)state;
-	if (data == NULL || access("/usr/bin/python3", X_OK) != 0) {
-		skip();
-		return;
-	}
-	sender_fx_open(&f);
-	script = xasprintf("%s/../e2e/smtpd_server.py", data);
-	maildir = xasprintf("%s/maildir", f.dir);
-	ready = xasprintf("%s/ready", f.dir);
-	port_s = xasprintf("%d", port);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/usr/bin/python3", "python3", script, "--port", port_s, "--maildir", maildir,
-		      "--ready", ready, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300 && access(ready, F_OK) != 0; i++)
-		usleep(50000);
-	assert_int_equal(access(ready, F_OK), 0);
-	f.want = OUTBOX_SENT;
-	f.want_attempts = 1;
-	sender_run(&f, port);
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
-	assert_int_equal(store_outbox_get(f.s, f.id, &m), 0);
-	assert_int_equal(m.state, OUTBOX_SENT);
-	assert_int_equal(m.attempts, 1);
-	outbox_msg_clear(&m);
-	{
-		char *cmd = xasprintf("test $(ls '%s/new' | wc -l) -eq 1", maildir);
-
-		assert_int_equal(system(cmd), 0); /* exactly one message arrived */
-		free(cmd);
-	}
-	free(script);
-	free(maildir);
-	free(ready);
-	free(port_s);
-	sender_fx_close(&f);
-}
-
-static void
-stop_after(uv_timer_t *t)
-{
-	struct sender_fx *f = t->data;
-
-	assert_int_equal(notify_sender_busy(f->ns), 1); /* connected, waiting for a greeting */
-	f->stop_asked = uv_hrtime();
-	notify_sender_stop(f->ns, sender_stopped, f);
-	uv_close((uv_handle_t *)t, NULL);
-}
-
-static void
-stopping_aborts_a_transfer_and_keeps_the_message_queued(void **state)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	struct conf_mail cm = { .from = (char *)"eph@example.com", .max_age = 3600, .timeout = 10 };
-	struct sender_fx f;
-	struct outbox_msg m;
-	int lfd;
-
-	(void)state;
-	/* a server that accepts connections (the kernel's backlog) but never says a word */
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(lfd >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(lfd, 4), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-	sender_fx_open(&f);
-	cm.smtp = xasprintf("smtp://127.0.0.1:%d", ntohs(a.sin_port));
-	assert_int_equal(notify_sender_start(&f.loop, f.s, &cm, sender_log, &f, &f.ns), 0);
-	free(cm.smtp);
-	uv_timer_init(&f.loop, &f.poll);
-	f.poll.data = &f;
-	uv_timer_start(&f.poll, stop_after, 300, 0);
-	uv_run(&f.loop, UV_RUN_DEFAULT);
-	assert_true(f.stopped);
-	/* stopping never waits for the silent server (libcurl's QUIT would, up to the timeout) */
-	assert_true(f.stop_done - f.stop_asked < 1000000000u);
-	assert_int_equal(f.logged, 0);
-	assert_int_equal(store_outbox_get(f.s, f.id, &m), 0);
-	assert_int_equal(m.state, OUTBOX_QUEUED);
-	assert_int_equal(m.attempts, 0); /* not an attempt: the next start tries it again */
-	outbox_msg_clear(&m);
-	close(lfd);
-	sender_fx_close(&f);
+	/* eph-mail's lines: an event, the counts, an error; bytes that are not UTF-8 survive as ?
+	 */
+	line = mailproc_event_line(true, 42, "mail \"x\" not sent: 550 \xff\xfe no");
+	assert_int_equal(mailproc_parse_line(line, strlen(line), &l), 0);
+	assert_int_equal(l.kind, MAILPROC_EVENT);
+	assert_true(l.warn);
+	assert_int_equal(l.run, 42);
+	assert_string_equal(l.msg, "mail \"x\" not sent: 550 ?? no");
+	mailproc_line_clear(&l);
+	free(line);
+	line = mailproc_result_line(3, 1, 2, "421 later");
+	assert_int_equal(mailproc_parse_line(line, strlen(line), &l), 0);
+	assert_int_equal(l.kind, MAILPROC_RESULT);
+	assert_int_equal(l.sent, 3);
+	assert_int_equal(l.retried, 1);
+	assert_int_equal(l.given_up, 2);
+	assert_string_equal(l.msg, "421 later");
+	mailproc_line_clear(&l);
+	free(line);
+	line = mailproc_result_line(0, 0, 0, NULL);
+	assert_int_equal(mailproc_parse_line(line, strlen(line), &l), 0);
+	assert_int_equal(l.kind, MAILPROC_RESULT);
+	assert_null(l.msg);
+	free(line);
+	line = mailproc_error_line("mail: cannot read the outbox: busy");
+	assert_int_equal(mailproc_parse_line(line, strlen(line), &l), 0);
+	assert_int_equal(l.kind, MAILPROC_ERROR);
+	assert_string_equal(l.msg, "mail: cannot read the outbox: busy");
+	mailproc_line_clear(&l);
+	free(line);
+	assert_int_equal(mailproc_parse_line("not json", 8, &l), -EINVAL);
+	assert_int_equal(mailproc_parse_line("{\"sent\":-1}", 11, &l), -EINVAL);
 }
 
 int
@@ -792,13 +598,9 @@ main(void)
 		cmocka_unit_test(non_ascii_subject_is_rfc2047_encoded),
 		cmocka_unit_test(long_lines_switch_to_quoted_printable),
 		cmocka_unit_test(message_ids_are_unique),
-		cmocka_unit_test(backoff_doubles_up_to_an_hour),
-		cmocka_unit_test(password_file_readable_by_others_is_refused),
 		cmocka_unit_test(outbox_queues_once_claims_and_backs_off),
 		cmocka_unit_test(admin_mail_is_queued_once_per_key),
-		cmocka_unit_test(sender_retries_with_backoff_when_the_server_is_down),
-		cmocka_unit_test(sender_sends_what_was_queued_before_it_started),
-		cmocka_unit_test(stopping_aborts_a_transfer_and_keeps_the_message_queued),
+		cmocka_unit_test(mail_settings_and_lines_survive_the_json_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
