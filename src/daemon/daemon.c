@@ -183,6 +183,21 @@ dm_retryable(enum store_state st)
 	return st == STORE_FAILED || st == STORE_OOM || st == STORE_TIMEOUT || st == STORE_LOST;
 }
 
+/* What queuing a message returned (RC: 1 queued, 0 nothing to send, -errno with why in D):
+ * eph-mail is started for a queued one; a failure is logged (about RUN_ID of JOB, if any). */
+static void
+dm_mail_queued(struct daemon *dm, int rc, const struct diag *d, int64_t run_id, const char *job)
+{
+	if (rc == 1) {
+		dm_mail_kick(dm);
+	} else if (rc < 0) {
+		char *msg = d->n > 0 ? diag_format(d, 0) : xstrdup(strerror(-rc));
+
+		dlog(DLOG_ERROR, run_id, job, "mail: %s", msg);
+		free(msg);
+	}
+}
+
 /* Run RUN_ID was recorded terminal: queues the mail its job's notify policy asks for (once per
  * run, however often called) and has the sender look at the outbox. WILL_RETRY: the daemon
  * scheduled a further attempt of the same run. */
@@ -194,14 +209,7 @@ dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 
 	diag_init(&d);
 	rc = notify_run_finished(dm->store, dm->conf, dm->o->state_dir, run_id, will_retry, &d);
-	if (rc == 1) {
-		dm_mail_kick(dm);
-	} else if (rc < 0) {
-		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
-
-		dlog(DLOG_ERROR, run_id, job, "mail: %s", msg);
-		free(msg);
-	}
+	dm_mail_queued(dm, rc, &d, run_id, job);
 	diag_free(&d);
 }
 
@@ -913,13 +921,8 @@ dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char 
 		dlog(DLOG_WARN, 0, NULL,
 		     "source %s: every fetch failed for %s (mailed mail.admin): %s", h.repo, dur,
 		     h.error);
-		dm_mail_kick(dm);
-	} else if (rc < 0) {
-		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
-
-		dlog(DLOG_ERROR, 0, NULL, "mail: %s", msg);
-		free(msg);
 	}
+	dm_mail_queued(dm, rc, &d, 0, NULL);
 	diag_free(&d);
 	source_health_clear(&h);
 }
@@ -943,14 +946,7 @@ dm_mail_reload_failure(struct daemon *dm, const char *errors)
 	                 dm->conf_path, dm->njobs, errors);
 	diag_init(&d);
 	rc = notify_admin(dm->store, dm->conf, key, "configuration failed to reload", text, &d);
-	if (rc == 1) {
-		dm_mail_kick(dm);
-	} else if (rc < 0) {
-		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
-
-		dlog(DLOG_ERROR, 0, NULL, "mail: %s", msg);
-		free(msg);
-	}
+	dm_mail_queued(dm, rc, &d, 0, NULL);
 	diag_free(&d);
 	free(text);
 }
