@@ -22,105 +22,24 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "gitfx.h"
 #include "source/gitrun.h"
 #include "source/source.h"
 #include "util/diag.h"
 #include "util/redact.h"
 #include "util/xalloc.h"
 
-struct fx {
-	char *root;   /* temporary directory */
-	char *state;  /* ROOT/state */
-	char *work;   /* ROOT/work: where commits are made and pushed from */
-	char *origin; /* ROOT/origin.git: the "remote" */
-	char *url;    /* file://ROOT/origin.git */
-};
-
-static void sh(const char *fmt, ...) EPH_PRINTF(1, 2);
-
-static void
-sh(const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vasprintf(&cmd, fmt, ap);
-	va_end(ap);
-	assert_true(rc > 0);
-	rc = system(cmd);
-	if (rc != 0)
-		fail_msg("command failed (%d): %s", rc, cmd);
-	free(cmd);
-}
-
-/* The first line of a command's output; caller frees. */
-static char *sh_out(const char *fmt, ...) EPH_PRINTF(1, 2);
-
-static char *
-sh_out(const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd, line[256] = "";
-	FILE *f;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vasprintf(&cmd, fmt, ap);
-	va_end(ap);
-	assert_true(rc > 0);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	if (fgets(line, sizeof(line), f) == NULL)
-		line[0] = '\0';
-	assert_int_equal(pclose(f), 0);
-	free(cmd);
-	line[strcspn(line, "\n")] = '\0';
-	return xstrdup(line);
-}
-
-/* Commits a change to FILE in the work tree, pushes the current branch, returns the commit. */
-static char *
-commit_push(const struct fx *f, const char *file, const char *text)
-{
-	sh("cd '%s' && printf '%%s\\n' '%s' > '%s' && git add -A && git commit -qm '%s' && "
-	   "git push -q origin HEAD 2>/dev/null",
-	   f->work, text, file, text);
-	return sh_out("git -C '%s' rev-parse HEAD", f->work);
-}
-
 static int
 setup(void **state)
 {
-	char tmpl[] = "/tmp/eph-test-source-XXXXXX";
-	struct fx *f = xcalloc(1, sizeof(*f));
-
-	assert_non_null(mkdtemp(tmpl));
-	f->root = xstrdup(tmpl);
-	f->state = xasprintf("%s/state", f->root);
-	f->work = xasprintf("%s/work", f->root);
-	f->origin = xasprintf("%s/origin.git", f->root);
-	f->url = xasprintf("file://%s", f->origin);
-	sh("mkdir '%s' && git init -q --bare -b main '%s' && git init -q -b main '%s' && "
-	   "git -C '%s' remote add origin '%s'",
-	   f->state, f->origin, f->work, f->work, f->origin);
-	*state = f;
+	*state = gitfx_new("source");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	sh("chmod -R u+w '%s' && rm -rf '%s'", f->root, f->root);
-	free(f->root);
-	free(f->state);
-	free(f->work);
-	free(f->origin);
-	free(f->url);
-	free(f);
+	gitfx_free(*state);
 	return 0;
 }
 
@@ -141,7 +60,7 @@ src_of(const char *repo, const char *branch, int64_t refresh, enum conf_fetch_er
 
 /* Resolves and expects success; returns the commit (caller frees) and the warning/note. */
 static char *
-resolve_ok(const struct fx *f, const struct conf_source *s, char **warning, char **note)
+resolve_ok(const struct gitfx *f, const struct conf_source *s, char **warning, char **note)
 {
 	struct source_pin pin;
 	struct diag d;
@@ -168,7 +87,7 @@ resolve_ok(const struct fx *f, const struct conf_source *s, char **warning, char
 
 /* Resolves and expects failure; returns the message (caller frees). */
 static char *
-resolve_fails(const struct fx *f, const struct conf_source *s)
+resolve_fails(const struct gitfx *f, const struct conf_source *s)
 {
 	struct source_pin pin;
 	struct diag d;
@@ -251,13 +170,13 @@ timeout_kills_git_and_its_children(void **state)
 static void
 no_repo_runs_in_place_in_the_jobs_file_directory(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(NULL, NULL, 60, CONF_FETCH_USE_LAST);
 	struct source_pin pin;
 	struct diag d;
 
 	diag_init(&d);
-	free(commit_push(f, "a.txt", "one"));
+	free(gitfx_commit_push(f, "a.txt", "one"));
 	assert_int_equal(source_resolve(f->state, &s, f->work, &pin, &d), 0);
 	assert_true(pin.in_place);
 	assert_string_equal(pin.dir, f->work);
@@ -270,13 +189,13 @@ no_repo_runs_in_place_in_the_jobs_file_directory(void **state)
 static void
 local_path_that_is_not_git_runs_in_place(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of("plain", NULL, 60, CONF_FETCH_USE_LAST);
 	struct source_pin pin;
 	struct diag d;
 	char *want = xasprintf("%s/plain", f->root);
 
-	sh("mkdir '%s'", want);
+	gitfx_sh("mkdir '%s'", want);
 	diag_init(&d);
 	assert_int_equal(source_resolve(f->state, &s, f->root, &pin, &d), 0);
 	assert_true(pin.in_place);
@@ -290,7 +209,7 @@ local_path_that_is_not_git_runs_in_place(void **state)
 static void
 missing_local_path_is_an_error(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of("nowhere", NULL, 60, CONF_FETCH_USE_LAST);
 	char *msg = resolve_fails(f, &s);
 
@@ -301,14 +220,14 @@ missing_local_path_is_an_error(void **state)
 static void
 push_between_two_resolves_gives_the_new_commit(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, NULL, 0, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *b, *got;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *b, *got;
 
 	got = resolve_ok(f, &s, NULL, NULL);
 	assert_string_equal(got, a);
 	free(got);
-	b = commit_push(f, "a.txt", "two");
+	b = gitfx_commit_push(f, "a.txt", "two");
 	got = resolve_ok(f, &s, NULL, NULL);
 	assert_string_equal(got, b);
 	free(got);
@@ -319,9 +238,9 @@ push_between_two_resolves_gives_the_new_commit(void **state)
 static void
 local_git_path_is_mirrored_and_pinned(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of("work", "main", 0, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *got = resolve_ok(f, &s, NULL, NULL);
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *got = resolve_ok(f, &s, NULL, NULL);
 
 	assert_string_equal(got, a);
 	free(got);
@@ -331,9 +250,9 @@ local_git_path_is_mirrored_and_pinned(void **state)
 static void
 refresh_interval_is_honoured(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, "main", 3600, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *b, *got, *key, *stamp;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *b, *got, *key, *stamp;
 	struct stat st1, st2;
 
 	got = resolve_ok(f, &s, NULL, NULL);
@@ -342,7 +261,7 @@ refresh_interval_is_honoured(void **state)
 	key = source_mirror_key(f->url);
 	stamp = xasprintf("%s/mirrors/%s.git/eph-state.json", f->state, key);
 	assert_int_equal(stat(stamp, &st1), 0);
-	b = commit_push(f, "a.txt", "two");
+	b = gitfx_commit_push(f, "a.txt", "two");
 	got = resolve_ok(f, &s, NULL, NULL);
 	assert_string_equal(got, a); /* not fetched again within an hour */
 	free(got);
@@ -362,14 +281,14 @@ refresh_interval_is_honoured(void **state)
 static void
 failed_fetch_uses_last_commit_with_a_warning_or_fails(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, NULL, 0, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *got, *warning = NULL, *msg;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *got, *warning = NULL, *msg;
 
 	got = resolve_ok(f, &s, &warning, NULL);
 	assert_null(warning);
 	free(got);
-	sh("mv '%s' '%s.gone'", f->origin, f->origin);
+	gitfx_sh("mv '%s' '%s.gone'", f->origin, f->origin);
 	got = resolve_ok(f, &s, &warning, NULL);
 	assert_string_equal(got, a);
 	assert_non_null(warning);
@@ -388,7 +307,7 @@ failed_fetch_uses_last_commit_with_a_warning_or_fails(void **state)
 static void
 first_clone_failure_is_an_error_either_way(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	char *url = xasprintf("file://%s/none.git", f->root), *msg;
 	struct conf_source s = src_of(url, NULL, 0, CONF_FETCH_USE_LAST);
 
@@ -401,7 +320,7 @@ first_clone_failure_is_an_error_either_way(void **state)
 static void
 credentials_never_appear_in_messages(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s =
 	        src_of("http://alice:s3cret@127.0.0.1:1/x.git", NULL, 0, CONF_FETCH_USE_LAST);
 	char *msg = resolve_fails(f, &s);
@@ -415,19 +334,21 @@ credentials_never_appear_in_messages(void **state)
 static void
 force_push_is_followed_and_noted(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, "main", 0, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *b = commit_push(f, "a.txt", "two"), *c, *got;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *b = gitfx_commit_push(f, "a.txt", "two"),
+	     *c, *got;
 	char *note = NULL;
 
 	got = resolve_ok(f, &s, NULL, &note);
 	assert_string_equal(got, b);
 	assert_null(note);
 	free(got);
-	sh("cd '%s' && git reset -q --hard '%s' && echo three > a.txt && git commit -qam three && "
-	   "git push -q --force origin main 2>/dev/null",
-	   f->work, a);
-	c = sh_out("git -C '%s' rev-parse HEAD", f->work);
+	gitfx_sh(
+	        "cd '%s' && git reset -q --hard '%s' && echo three > a.txt && git commit -qam three && "
+	        "git push -q --force origin main 2>/dev/null",
+	        f->work, a);
+	c = gitfx_sh_out("git -C '%s' rev-parse HEAD", f->work);
 	got = resolve_ok(f, &s, NULL, &note);
 	assert_string_equal(got, c);
 	assert_non_null(note);
@@ -442,16 +363,16 @@ force_push_is_followed_and_noted(void **state)
 static void
 deleted_branch_runs_last_commit_or_fails_clearly(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, "feature", 0, CONF_FETCH_USE_LAST);
-	char *a = commit_push(f, "a.txt", "one"), *got, *warning = NULL, *msg;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *got, *warning = NULL, *msg;
 
-	sh("git -C '%s' push -q origin main:feature 2>/dev/null", f->work);
+	gitfx_sh("git -C '%s' push -q origin main:feature 2>/dev/null", f->work);
 	got = resolve_ok(f, &s, &warning, NULL);
 	assert_string_equal(got, a);
 	assert_null(warning);
 	free(got);
-	sh("git -C '%s' push -q origin :feature 2>/dev/null", f->work);
+	gitfx_sh("git -C '%s' push -q origin :feature 2>/dev/null", f->work);
 	got = resolve_ok(f, &s, &warning, NULL);
 	assert_string_equal(got, a);
 	assert_non_null(warning);
@@ -505,14 +426,14 @@ port_open(int port)
 static void
 git_daemon_stopped_gives_last_commit_and_warning(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	int port = free_port(), status;
 	char *portarg = xasprintf("--port=%d", port), *base = xasprintf("--base-path=%s", f->root);
 	char *url = xasprintf("git://127.0.0.1:%d/origin.git", port), *a, *b, *got, *warning;
 	struct conf_source s = src_of(url, NULL, 0, CONF_FETCH_USE_LAST);
 	pid_t pid;
 
-	a = commit_push(f, "a.txt", "one");
+	a = gitfx_commit_push(f, "a.txt", "one");
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -532,7 +453,7 @@ git_daemon_stopped_gives_last_commit_and_warning(void **state)
 	free(got);
 	kill(pid, SIGTERM);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	b = commit_push(f, "a.txt", "two");
+	b = gitfx_commit_push(f, "a.txt", "two");
 	got = resolve_ok(f, &s, &warning, NULL);
 	assert_string_equal(got, a);
 	assert_non_null(warning);
@@ -548,7 +469,7 @@ git_daemon_stopped_gives_last_commit_and_warning(void **state)
 
 /* Resolves the current tip and returns the mirror (caller frees) and commit. */
 static char *
-mirror_of(const struct fx *f, char **commit)
+mirror_of(const struct gitfx *f, char **commit)
 {
 	struct conf_source s = src_of(f->url, NULL, 0, CONF_FETCH_USE_LAST);
 	struct source_pin pin;
@@ -567,8 +488,9 @@ mirror_of(const struct fx *f, char **commit)
 static void
 checkout_is_read_only_and_made_once(void **state)
 {
-	struct fx *f = *state;
-	char *a = commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit), *head;
+	struct gitfx *f = *state;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit),
+	     *head;
 	char *file;
 	struct source_worktree wt, wt2;
 	struct diag d;
@@ -583,7 +505,7 @@ checkout_is_read_only_and_made_once(void **state)
 	assert_int_equal(st.st_mode & 0222, 0);
 	assert_int_equal(stat(wt.path, &st), 0);
 	assert_int_equal(st.st_mode & 0222, 0);
-	head = sh_out("git -C '%s' rev-parse HEAD", wt.path);
+	head = gitfx_sh_out("git -C '%s' rev-parse HEAD", wt.path);
 	assert_string_equal(head, a);
 	assert_int_equal(source_checkout(f->state, mirror, commit, 5, &wt2, &d), 0);
 	assert_false(wt2.built);
@@ -619,14 +541,14 @@ checkout_is_read_only_and_made_once(void **state)
 static void
 two_concurrent_checkouts_build_once(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	char *a, *commit, *mirror;
 	int go[2], built = 0;
 	pid_t pids[2];
 
 	/* A few hundred files, so that the checkout takes long enough to overlap. */
-	sh("cd '%s' && for i in $(seq 1 300); do echo $i > f$i.txt; done", f->work);
-	a = commit_push(f, "a.txt", "one");
+	gitfx_sh("cd '%s' && for i in $(seq 1 300); do echo $i > f$i.txt; done", f->work);
+	a = gitfx_commit_push(f, "a.txt", "one");
 	mirror = mirror_of(f, &commit);
 	assert_int_equal(pipe(go), 0);
 	for (int i = 0; i < 2; i++) {
@@ -665,20 +587,21 @@ two_concurrent_checkouts_build_once(void **state)
 static void
 submodules_are_checked_out(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	char *sub = xasprintf("%s/sub.git", f->root), *subwork = xasprintf("%s/subwork", f->root);
 	char *a, *commit, *mirror, *file;
 	struct source_worktree wt;
 	struct diag d;
 	struct stat st;
 
-	sh("git init -q --bare -b main '%s' && git init -q -b main '%s' && cd '%s' && "
-	   "echo lib > lib.txt && git add lib.txt && git commit -qm lib && "
-	   "git push -q '%s' main 2>/dev/null",
-	   sub, subwork, subwork, sub);
-	sh("cd '%s' && git -c protocol.file.allow=always submodule add -q '%s' lib >/dev/null 2>&1",
-	   f->work, sub);
-	a = commit_push(f, "a.txt", "one");
+	gitfx_sh("git init -q --bare -b main '%s' && git init -q -b main '%s' && cd '%s' && "
+	         "echo lib > lib.txt && git add lib.txt && git commit -qm lib && "
+	         "git push -q '%s' main 2>/dev/null",
+	         sub, subwork, subwork, sub);
+	gitfx_sh(
+	        "cd '%s' && git -c protocol.file.allow=always submodule add -q '%s' lib >/dev/null 2>&1",
+	        f->work, sub);
+	a = gitfx_commit_push(f, "a.txt", "one");
 	mirror = mirror_of(f, &commit);
 	diag_init(&d);
 	if (source_checkout(f->state, mirror, commit, 5, &wt, &d) < 0) {
@@ -700,7 +623,7 @@ submodules_are_checked_out(void **state)
 static void
 prune_removes_least_recently_used_but_never_held(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	char *c[4], *mirror = NULL, *path;
 	struct source_worktree held, wt;
 	struct diag d;
@@ -711,7 +634,7 @@ prune_removes_least_recently_used_but_never_held(void **state)
 		char text[8];
 
 		snprintf(text, sizeof(text), "v%d", i);
-		free(commit_push(f, "a.txt", text));
+		free(gitfx_commit_push(f, "a.txt", text));
 		free(mirror);
 		mirror = mirror_of(f, &c[i]);
 	}
@@ -754,16 +677,16 @@ now_ms(void)
 static void
 checkout_race_loser_waits_for_the_build_not_the_winners_run(void **state)
 {
-	struct fx *f = *state;
-	char *a = commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
-	char *bin = xasprintf("%s/bin", f->root), *git = sh_out("command -v git");
+	struct gitfx *f = *state;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
+	char *bin = xasprintf("%s/bin", f->root), *git = gitfx_sh_out("command -v git");
 	int go[2], done[2], built = 0;
 	int64_t t[2];
 	pid_t pids[2];
 
-	sh("mkdir '%s' && printf '#!/bin/sh\\ncase \"$1\" in clone) sleep 1;; esac\\nexec %s "
-	   "\"$@\"\\n' > '%s/git' && chmod +x '%s/git'",
-	   bin, git, bin, bin);
+	gitfx_sh("mkdir '%s' && printf '#!/bin/sh\\ncase \"$1\" in clone) sleep 1;; esac\\nexec %s "
+	         "\"$@\"\\n' > '%s/git' && chmod +x '%s/git'",
+	         bin, git, bin, bin);
 	assert_int_equal(pipe(go), 0);
 	assert_int_equal(pipe(done), 0);
 	for (int i = 0; i < 2; i++) {
@@ -834,7 +757,7 @@ checkout_race_loser_waits_for_the_build_not_the_winners_run(void **state)
 static void
 build_lock_wait_gives_up_on_cancel_and_on_deadline(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	char *p = xasprintf("%s/x.build", f->state);
 	int held = source_cache_build_lock(p, -1, 0), cancel[2], fd;
 	int64_t t0;
@@ -862,8 +785,8 @@ build_lock_wait_gives_up_on_cancel_and_on_deadline(void **state)
 static void
 mirror_is_kept_while_a_clone_or_a_worktree_needs_it(void **state)
 {
-	struct fx *f = *state;
-	char *a = commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
+	struct gitfx *f = *state;
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *commit, *mirror = mirror_of(f, &commit);
 	char *name = xstrdup(strrchr(mirror, '/') + 1), *lockp = xasprintf("%s.lock", mirror);
 	char *srcdir = xasprintf("%s/src", f->state), *gcauto, *build;
 	struct source_worktree wt;
@@ -872,7 +795,7 @@ mirror_is_kept_while_a_clone_or_a_worktree_needs_it(void **state)
 	uint64_t freed = 0;
 	int fd;
 
-	gcauto = sh_out("git --git-dir '%s' config --get gc.auto", mirror);
+	gcauto = gitfx_sh_out("git --git-dir '%s' config --get gc.auto", mirror);
 	assert_string_equal(gcauto, "0");
 	/* a clone in progress holds the mirror's lock shared */
 	fd = source_cache_lock(lockp, true);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "gitfx.h"
 #include "notify/notify.h"
 #include "source/source.h"
 #include "store/outbox.h"
@@ -22,85 +23,17 @@
 #include "util/diag.h"
 #include "util/xalloc.h"
 
-struct fx {
-	char *root;   /* temporary directory */
-	char *state;  /* ROOT/state */
-	char *work;   /* ROOT/work: where commits are made and pushed from */
-	char *origin; /* ROOT/origin.git: the "remote" */
-	char *url;    /* file://ROOT/origin.git */
-};
-
-static void sh(const char *fmt, ...) EPH_PRINTF(1, 2);
-
-static void
-sh(const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vasprintf(&cmd, fmt, ap);
-	va_end(ap);
-	assert_true(rc > 0);
-	rc = system(cmd);
-	if (rc != 0)
-		fail_msg("command failed (%d): %s", rc, cmd);
-	free(cmd);
-}
-
-/* Commits FILE to the work tree and pushes it; returns the commit (caller frees). */
-static char *
-commit_push(const struct fx *f, const char *file)
-{
-	char *cmd, line[256] = "";
-	FILE *p;
-
-	sh("cd '%s' && echo x >> '%s' && git add -A && git commit -qm 'change %s' && "
-	   "git push -q origin HEAD 2>/dev/null",
-	   f->work, file, file);
-	cmd = xasprintf("git -C '%s' rev-parse HEAD", f->work);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_non_null(fgets(line, sizeof(line), p));
-	assert_int_equal(pclose(p), 0);
-	free(cmd);
-	line[strcspn(line, "\n")] = '\0';
-	return xstrdup(line);
-}
-
 static int
 setup(void **state)
 {
-	char tmpl[] = "/tmp/eph-test-source-health-XXXXXX";
-	struct fx *f = xcalloc(1, sizeof(*f));
-
-	assert_non_null(mkdtemp(tmpl));
-	f->root = xstrdup(tmpl);
-	f->state = xasprintf("%s/state", f->root);
-	f->work = xasprintf("%s/work", f->root);
-	f->origin = xasprintf("%s/origin.git", f->root);
-	f->url = xasprintf("file://%s", f->origin);
-	sh("mkdir '%s' && git init -q --bare -b main '%s' && git init -q -b main '%s' && "
-	   "git -C '%s' config user.email t@example.com && git -C '%s' config user.name t && "
-	   "git -C '%s' remote add origin '%s'",
-	   f->state, f->origin, f->work, f->work, f->work, f->work, f->origin);
-	*state = f;
+	*state = gitfx_new("source-health");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	sh("chmod -R u+w '%s' && rm -rf '%s'", f->root, f->root);
-	free(f->root);
-	free(f->state);
-	free(f->work);
-	free(f->origin);
-	free(f->url);
-	free(f);
+	gitfx_free(*state);
 	return 0;
 }
 
@@ -119,7 +52,7 @@ src_of(const char *repo, const char *branch)
 
 /* A run is created: resolves SRC (use_last), which must succeed. */
 static void
-resolve(const struct fx *f, const struct conf_source *s)
+resolve(const struct gitfx *f, const struct conf_source *s)
 {
 	struct source_pin pin;
 	struct diag d;
@@ -134,7 +67,7 @@ resolve(const struct fx *f, const struct conf_source *s)
 }
 
 static void
-health(const struct fx *f, const struct conf_source *s, struct source_health *h)
+health(const struct gitfx *f, const struct conf_source *s, struct source_health *h)
 {
 	assert_int_equal(source_health(f->state, s, f->root, h), 0);
 }
@@ -142,12 +75,12 @@ health(const struct fx *f, const struct conf_source *s, struct source_health *h)
 static void
 sources_run_in_place_have_no_health(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source none = src_of(NULL, NULL), plain, missing;
 	struct source_health h;
 	char *dir = xasprintf("%s/plain", f->root);
 
-	sh("mkdir '%s'", dir);
+	gitfx_sh("mkdir '%s'", dir);
 	plain = src_of(dir, NULL);
 	missing = src_of("does/not/exist", NULL);
 	health(f, &none, &h);
@@ -167,7 +100,7 @@ sources_run_in_place_have_no_health(void **state)
 static void
 a_repository_never_fetched_is_not_failing_and_shows_no_credentials(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of("https://alice:s3cret@127.0.0.1:1/acme/data.git", "main");
 	struct source_health h;
 
@@ -191,10 +124,10 @@ a_repository_never_fetched_is_not_failing_and_shows_no_credentials(void **state)
 static void
 an_outage_is_recorded_from_its_first_failure_until_a_success(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf_source s = src_of(f->url, NULL); /* the branch: the mirror's HEAD */
 	struct source_health h;
-	char *a = commit_push(f, "a.txt"), *gone = xasprintf("%s.gone", f->origin);
+	char *a = gitfx_commit_push(f, "a.txt", "one"), *gone = xasprintf("%s.gone", f->origin);
 	double fetched, since;
 
 	resolve(f, &s);
@@ -211,7 +144,7 @@ an_outage_is_recorded_from_its_first_failure_until_a_success(void **state)
 	fetched = h.fetched_at;
 	source_health_clear(&h);
 
-	sh("mv '%s' '%s'", f->origin, gone);
+	gitfx_sh("mv '%s' '%s'", f->origin, gone);
 	resolve(f, &s); /* use_last: the run goes on with A */
 	health(f, &s, &h);
 	assert_true(h.failing);
@@ -231,7 +164,7 @@ an_outage_is_recorded_from_its_first_failure_until_a_success(void **state)
 	assert_true(h.attempt_at > since);
 	source_health_clear(&h);
 
-	sh("mv '%s' '%s'", gone, f->origin);
+	gitfx_sh("mv '%s' '%s'", gone, f->origin);
 	resolve(f, &s);
 	health(f, &s, &h);
 	assert_false(h.failing);
@@ -240,7 +173,7 @@ an_outage_is_recorded_from_its_first_failure_until_a_success(void **state)
 	assert_true(h.fetched_at > since);
 	source_health_clear(&h);
 
-	sh("mv '%s' '%s'", f->origin, gone);
+	gitfx_sh("mv '%s' '%s'", f->origin, gone);
 	resolve(f, &s);
 	health(f, &s, &h);
 	assert_true(h.failing);
@@ -284,7 +217,7 @@ conf_with_mail(const char *dir, const char *admin_line, const char *on_fetch_err
 static void
 the_alarm_is_queued_once_per_outage_after_source_alarm(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf *c = conf_with_mail(f->root, "  admin: [root@example.com]\n", "use_last");
 	char *db = xasprintf("%s/eph.db", f->state), *body;
 	struct source_health h = {
@@ -363,7 +296,7 @@ the_alarm_is_queued_once_per_outage_after_source_alarm(void **state)
 static void
 without_an_admin_nothing_is_queued_and_fail_says_runs_fail(void **state)
 {
-	struct fx *f = *state;
+	struct gitfx *f = *state;
 	struct conf *none = conf_with_mail(f->root, "", "use_last");
 	struct conf *c = conf_with_mail(f->root, "  admin: [root@example.com]\n", "fail");
 	char *db = xasprintf("%s/eph.db", f->state);
