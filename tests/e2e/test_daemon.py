@@ -104,12 +104,12 @@ def test_fires_on_its_grid_without_missing_or_doubling(tmp_path, state_dir, daem
     p = run(["daemon", jobs])
     assert p.returncode == 1
     assert p.stderr.strip() == f"eph daemon: already running (pid {d.p.pid})"
-    time.sleep(11.5)
+    time.sleep(59.0)  # a minute on the grid, as the issue asks
     write_jobs(jobs, IDLE_JOBS)  # no more fires: the live run (if any) ends under this daemon
     wait_for(lambda: "reloaded" in d.text(), what="the reload")
     wait_all_terminal(state_dir)
     assert d.stop() == 0
-    for job, step, least in (("every1", 1, 11), ("every2", 2, 5)):
+    for job, step, least in (("every1", 1, 58), ("every2", 2, 29)):
         got = rows(state_dir, "job = ?", (job,))
         sched = [r["scheduled_at"] for r in got if r["trigger"] == "schedule"]
         assert len(sched) >= least, got
@@ -117,8 +117,8 @@ def test_fires_on_its_grid_without_missing_or_doubling(tmp_path, state_dir, daem
         assert sched == list(range(sched[0], sched[0] + step * len(sched), step)), sched
         for r in got:
             assert r["state"] == "succeeded", r
-            # dispatched within a second of its instant
-            assert r["started_at"] - r["scheduled_at"] < 1.0, r
+            # never before its instant, and within a second of it
+            assert 0 <= r["started_at"] - r["scheduled_at"] < 1.0, r
     log = d.text()
     assert "info run 1 " in log and " started (schedule " in log
     assert "stopping (SIGTERM)" in log
