@@ -114,3 +114,28 @@ def test_eph_mail_reads_its_settings_on_stdin_and_reports_json_lines(tmp_path, s
     p = eph_mail(["test", "me@example.com"], json.dumps(settings))
     assert p.returncode == 1
     assert "not sent to me@example.com" in p.stderr and time.monotonic() - t0 < 15
+
+
+def test_a_foreground_run_without_eph_mail_says_so_and_keeps_the_mail(tmp_path, smtpd,
+                                                                      state_dir):
+    s = smtpd().start()
+    jobs = write_jobs(tmp_path / "jobs.yaml", jobs_yaml(s.port, FAILING_JOB))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    eph = bindir / "eph"
+    shutil.copy2(eph_bin(), eph)  # eph alone: no eph-mail next to it
+    p = subprocess.run([str(eph), "-f", str(jobs), "run", "broken"], capture_output=True,
+                       text=True, env=dict(os.environ, EPH_STATE=str(state_dir)), timeout=60)
+    assert p.returncode == 1, p.stderr  # the run failed, as it should
+    assert p.returncode not in SANITIZER_EXIT
+    assert f"cannot send: {bindir / 'eph-mail'}" in p.stderr, p.stderr
+    assert "eph-mail belongs next to eph" in p.stderr
+    [row] = outbox(state_dir)
+    assert row["state"] == "queued" and row["attempts"] == 0, row
+    assert s.messages() == []
+    # with eph-mail there, `eph mail send` delivers what was kept
+    p = subprocess.run([eph_bin(), "-f", str(jobs), "mail", "send"], capture_output=True,
+                       text=True, env=dict(os.environ, EPH_STATE=str(state_dir)), timeout=60)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: len(s.messages()) == 1, 20, "the kept message")
+    assert outbox(state_dir)[0]["state"] == "sent"
