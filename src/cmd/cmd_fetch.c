@@ -2,6 +2,7 @@
  * use; what `eph daemon --from-repo` runs, off its loop, to follow the repository. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "source/gitrun.h"
 #include "source/source.h"
 #include "util/diag.h"
 #include "util/units.h"
@@ -21,8 +23,8 @@ static int cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv);
 const struct cmd cmd_fetch = {
 	.name = "fetch",
 	.usage = "fetch [--checkout] [--json]\n"
-	         "fetch --repo REPO [--branch BRANCH] [--timeout DURATION] [--checkout] [--keep N] "
-	         "[--json]",
+	         "fetch (--repo REPO | --repo-env VAR) [--branch BRANCH] [--timeout DURATION] "
+	         "[--checkout] [--keep N] [--json]",
 	.summary = "fetch the jobs' repository now and show the commit runs would use",
 	.help = "Fetches the jobs file's source.repo into its mirror in the state directory now,\n"
 	        "whatever source.refresh says, resolves source.branch and prints the commit a run\n"
@@ -32,6 +34,8 @@ const struct cmd cmd_fetch = {
 	        "from an earlier fetch, that commit is printed with a warning on stderr (as runs\n"
 	        "would use it, with source.on_fetch_error: use_last).\n\n"
 	        "Options:\n"
+	        "  --repo-env VAR      the repository is $VAR (a URL with a password in it stays\n"
+	        "                      out of the command line, which every user can see)\n"
 	        "  --checkout          also check the commit out into STATE/src/<commit>, as a run's\n"
 	        "                      agent would, and print its path\n"
 	        "  --keep N            then keep the N worktrees used last (default:\n"
@@ -71,6 +75,27 @@ fetch_print(const struct source_pin *pin, const struct source_worktree *wt, bool
 		printf("checked out in %s\n", wt->path);
 }
 
+static void
+fetch_stop(int sig)
+{
+	(void)sig;
+	gitrun_abort();
+}
+
+/* SIGTERM, SIGINT: the git in progress is killed and the command fails at once (nothing half
+ * written: a fetch updates the mirror's refs atomically, and its state is written after). */
+static void
+fetch_on_stop(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fetch_stop;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+}
+
 static int
 fetch_fail(struct diag *d, bool json)
 {
@@ -97,6 +122,7 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
+		{ "repo-env", required_argument, NULL, 'e' },
 		{ "branch", required_argument, NULL, 'b' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "checkout", no_argument, NULL, 'c' },
@@ -118,6 +144,12 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		switch (opt) {
 		case 'r':
 			repo = optarg;
+			break;
+		case 'e':
+			/* a URL with a password stays out of argv, which `ps` shows everyone */
+			if ((repo = getenv(optarg)) == NULL || *repo == '\0')
+				return cmd_usage_error(&cmd_fetch, "--repo-env: $%s is not set",
+				                       optarg);
 			break;
 		case 'b':
 			branch = optarg;
@@ -167,6 +199,7 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		src.keep_worktrees = (int)k;
 	}
 	src.refresh = 0; /* now, whatever the last attempt */
+	fetch_on_stop(); /* a stop ends the git it runs too (it has its own process group) */
 	src.commit = NULL;
 	diag_init(&d);
 	if (base == NULL && (base = getcwd(NULL, 0)) == NULL) {

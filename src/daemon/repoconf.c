@@ -47,12 +47,13 @@ struct drepo {
 	int hold_fd;      /* LOCK_SH on STATE/src/<commit>.lock: the worktree stays */
 	int64_t period_ms;
 	uv_timer_t timer;
+	uv_timer_t watchdog; /* a fetch that outlives its timeout is stopped */
 	uv_process_t proc;
 	uv_pipe_t out;
 	struct buf buf;
 	int64_t exit_status;
 	int nopen; /* handles of the fetch in progress still open */
-	bool busy, force, timer_open;
+	bool busy, force, timer_open, watchdog_open;
 };
 
 /* The state directory's remembered last good commit, or NULL. Caller frees. */
@@ -225,8 +226,11 @@ dm_repo_open(struct daemon *dm)
 	}
 	rc = source_repo_url(dm->o->from_repo, cwd, &rp->url);
 	if (rc != 0) {
-		fprintf(stderr, "eph daemon: --from-repo %s: %s\n", dm->o->from_repo,
+		char *shown = gitrun_redact(dm->o->from_repo);
+
+		fprintf(stderr, "eph daemon: --from-repo %s: %s\n", shown,
 		        rc == 1 ? "not a git repository" : strerror(-rc));
+		free(shown);
 		rc = rc == 1 ? -EINVAL : rc;
 		goto out;
 	}
@@ -316,7 +320,42 @@ repo_exit(uv_process_t *p, int64_t status, int sig)
 	struct drepo *rp = p->data;
 
 	rp->exit_status = sig != 0 ? -sig : status;
+	uv_timer_stop(&rp->watchdog);
 	uv_close((uv_handle_t *)p, repo_closed);
+}
+
+static void
+repo_watchdog(uv_timer_t *t)
+{
+	struct drepo *rp = t->data;
+
+	dlog(DLOG_WARN, 0, NULL, "eph fetch of %s did not end in time: stopping it", rp->shown);
+	(void)uv_process_kill(&rp->proc, SIGTERM); /* it kills its git, then exits */
+}
+
+/* The daemon's environment plus EPH_FETCH_REPO=URL, for eph fetch (repo_env_free). */
+static char **
+repo_env(const char *url)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	env = xcalloc(n + 2, sizeof(*env));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "EPH_FETCH_REPO=", 15) != 0)
+			env[k++] = xstrdup(environ[i]);
+	env[k] = xasprintf("EPH_FETCH_REPO=%s", url);
+	return env;
+}
+
+static void
+repo_env_free(char **env)
+{
+	for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
 }
 
 static void
@@ -331,7 +370,7 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	struct drepo *rp = dm->repo;
 	char exe[4096], timeout[32];
 	size_t exelen = sizeof(exe);
-	char *args[14], keep[24];
+	char *args[14], keep[24], **env = NULL;
 	size_t n = 0;
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t o = { 0 };
@@ -349,8 +388,8 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	snprintf(timeout, sizeof(timeout), "%llds", (long long)dm->conf->source.fetch_timeout);
 	args[n++] = exe;
 	args[n++] = (char *)"fetch";
-	args[n++] = (char *)"--repo";
-	args[n++] = rp->url;
+	args[n++] = (char *)"--repo-env"; /* a password in the URL stays out of `ps` */
+	args[n++] = (char *)"EPH_FETCH_REPO";
 	if (dm->o->branch != NULL) {
 		args[n++] = (char *)"--branch";
 		args[n++] = (char *)dm->o->branch;
@@ -371,8 +410,10 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	stdio[1].data.stream = (uv_stream_t *)&rp->out;
 	stdio[2].flags = UV_INHERIT_FD; /* it says nothing there unless something is very wrong */
 	stdio[2].data.fd = 2;
+	env = repo_env(rp->url);
 	o.file = exe;
 	o.args = args;
+	o.env = env;
 	o.exit_cb = repo_exit;
 	o.stdio = stdio;
 	o.stdio_count = 3;
@@ -381,6 +422,7 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	rp->nopen = 2;
 	rp->exit_status = 0;
 	rc = uv_spawn(&dm->loop, &rp->proc, &o);
+	repo_env_free(env);
 	if (rc < 0) {
 		dlog(DLOG_ERROR, 0, NULL, "cannot run eph fetch: %s", uv_strerror(rc));
 		rp->exit_status = -1;
@@ -391,6 +433,17 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	rc = uv_read_start((uv_stream_t *)&rp->out, repo_alloc, repo_read);
 	if (rc < 0)
 		uv_close((uv_handle_t *)&rp->out, repo_closed);
+	if (!rp->watchdog_open) {
+		uv_timer_init(&dm->loop, &rp->watchdog);
+		rp->watchdog.data = rp;
+		rp->watchdog_open = true;
+	}
+	/* its own timeout, plus a minute for the checkout; an hour without one */
+	uv_timer_start(&rp->watchdog, repo_watchdog,
+	               dm->conf->source.fetch_timeout > 0
+	                       ? (uint64_t)(dm->conf->source.fetch_timeout + 60) * 1000
+	                       : 3600 * 1000,
+	               0);
 }
 
 /* Logs a fetch problem MSG (NULL: none) when it is news. */
@@ -436,9 +489,13 @@ repo_fetched(struct daemon *dm)
 	dm_source_alarm(dm);
 	if (commit == NULL) {
 		char *msg = err != NULL ? xasprintf("cannot fetch the jobs file: %s", err)
-		                        : xasprintf("cannot fetch the jobs file: eph fetch ended "
-		                                    "with status %lld",
-		                                    (long long)rp->exit_status);
+		            : rp->exit_status < 0
+		                    ? xasprintf("cannot fetch the jobs file: eph fetch was killed "
+		                                "by signal %lld",
+		                                (long long)-rp->exit_status)
+		                    : xasprintf("cannot fetch the jobs file: eph fetch ended with "
+		                                "status %lld",
+		                                (long long)rp->exit_status);
 
 		repo_warn(rp, msg);
 		free(msg);
@@ -501,6 +558,9 @@ dm_repo_stop(struct daemon *dm)
 	if (rp->timer_open)
 		uv_close((uv_handle_t *)&rp->timer, NULL);
 	rp->timer_open = false;
+	if (rp->watchdog_open)
+		uv_close((uv_handle_t *)&rp->watchdog, NULL);
+	rp->watchdog_open = false;
 	/* a fetch in progress is not waited for: the next start fetches again */
 	if (rp->busy && uv_is_active((uv_handle_t *)&rp->proc))
 		(void)uv_process_kill(&rp->proc, SIGTERM);

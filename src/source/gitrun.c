@@ -63,6 +63,14 @@ gitrun_drain(int fd, struct buf *b)
 	return 0;
 }
 
+static volatile sig_atomic_t gitrun_aborted;
+
+void
+gitrun_abort(void)
+{
+	gitrun_aborted = 1;
+}
+
 int
 gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 {
@@ -78,6 +86,8 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 	bool killed = false;
 
 	memset(r, 0, sizeof(*r));
+	if (gitrun_aborted)
+		return -ECANCELED;
 	while (args[nargs] != NULL)
 		nargs++;
 	argv = xcalloc(nargs + 2, sizeof(char *));
@@ -125,10 +135,16 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 	deadline = timeout_ms > 0 ? clock_mono_ms() + timeout_ms : 0;
 	for (;;) {
 		struct pollfd p[2] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 } };
-		int wait_ms = -1, np;
+		int wait_ms = 1000,
+		    np; /* at most a second: a gitrun_abort() between the check and poll */
 
 		if (out[0] < 0 && err[0] < 0)
 			break;
+		if (gitrun_aborted) { /* a signal handler asked: as at the timeout */
+			kill(-pid, SIGKILL);
+			killed = true;
+			break;
+		}
 		if (deadline > 0) {
 			int64_t left = deadline - clock_mono_ms();
 

@@ -26,6 +26,11 @@ struct gitrun_result {
  * see R, which then owns out and err: gitrun_result_free) or -errno when it could not be
  * started (R holds nothing then). */
 EPH_MUST_CHECK int gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r);
+/* Makes the gitrun() in progress, and every later one, kill its git's process group and
+ * return as if timed out (later ones: -ECANCELED). Async-signal-safe: what a SIGTERM handler
+ * of a process that runs git calls, so that no git outlives it (git is in a process group of
+ * its own, which a signal to its parent does not reach). */
+void gitrun_abort(void);
 /* true when R says git exited with status 0. */
 bool gitrun_ok(const struct gitrun_result *r);
 void gitrun_result_free(struct gitrun_result *r); /* frees the members; NULL is fine */

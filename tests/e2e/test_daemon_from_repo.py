@@ -174,10 +174,24 @@ def test_a_stop_does_not_wait_for_a_hanging_fetch(tmp_path, state_dir, daemons):
         d = daemons("ephemeron.yaml", state_dir, extra=("--from-repo", f"file://{repo}"))
         marker.touch()
         wait_for(lambda: pids.exists(), what="the daemon's fetch to hang")
+        # the repository (a URL may hold a password) is not on eph fetch's command line,
+        # which every user can read, but in its environment, which only its owner can
+        hung = int(pids.read_text().split()[0])
+        ppid = next(int(l.split()[1]) for l in open(f"/proc/{hung}/status")
+                    if l.startswith("PPid:"))
+        argv = open(f"/proc/{ppid}/cmdline").read().split("\0")
+        assert "fetch" in argv and "--repo-env" in argv, argv
+        assert not any(str(repo) in a for a in argv), argv
+        assert f"EPH_FETCH_REPO=file://{repo}" in open(f"/proc/{ppid}/environ").read()
         t0 = time.monotonic()
         assert d.stop(signal.SIGTERM) == 0
         assert time.monotonic() - t0 < 5
         assert "stopped" in d.text()
+        # and the hung git does not outlive it: eph fetch kills its process group
+        hung = [int(x) for x in pids.read_text().split()]
+        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and
+                                 open(f"/proc/{p}/stat").read().split()[2] != "Z"
+                                 for p in hung), 5, "the hung git to be killed")
     finally:
         os.environ["PATH"] = old
         # the hung "git" runs in its own process group and outlives the fetch: end it
