@@ -1136,9 +1136,8 @@ dm_reconcile(struct daemon *dm)
 /* A run prepared for an instant that has not come when the daemon stops: withdrawn (row and
  * directory deleted, the job's state set back before the instant), so that the next start
  * sees the fire as not handled and applies the job's catch-up policy to it. A run started
- * ahead is withdrawn the same way once its agent, cancelled while it holds the command for
- * the instant, has ended without running it (it does so at once: a few ms); if it ran the
- * command after all, or does not end within 2 s, it is left to its agent like any running
+ * ahead is withdrawn the same way only when its agent, cancelled by dm_stop while it held the
+ * command, has ended without running it; otherwise it is left to its agent like any running
  * run, and the next start collects it. */
 static void
 dm_unprepare(struct daemon *dm, struct drun *dr)
@@ -1149,20 +1148,15 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 	int rc;
 
 	if (started) {
-		struct timespec ts = { 0, 5 * 1000000L };
 		struct rundir_result res;
 		struct diag rd;
-		bool held = exec_run_cancel(&dr->er) == 0;
+		bool held = false;
 
-		for (int i = 0;
-		     held && i < 400 && rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start); i++)
-			(void)nanosleep(&ts, NULL);
 		diag_init(&rd);
-		if (held && rundir_result_read(dr->dir, &res, &rd) == 0) {
+		if (!rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start) &&
+		    rundir_result_read(dr->dir, &res, &rd) == 0) {
 			held = res.outcome == RUNDIR_CANCELLED && res.exec_seconds < 0;
 			rundir_result_free(&res);
-		} else {
-			held = false;
 		}
 		diag_free(&rd);
 		exec_run_detach(&dr->er); /* its handles close; dm_closed_cb frees DR */
@@ -1202,6 +1196,67 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 		drun_free(dr);
 }
 
+static int
+dm_wait_event_cb(const struct rundir_event *e, void *arg)
+{
+	(void)arg;
+	return strcmp(e->ev, "wait") == 0;
+}
+
+/* Whether the agent of DR, started ahead, holds its command for the instant (its "wait"
+ * event is written): then a cancel ends the run at once, before the command. An agent still
+ * preparing (checkout, venv) is not cancelled: it may take long, and its fire would be lost
+ * if it recorded the cancel; it runs at its instant and the next start collects it. */
+static bool
+dm_holding(const struct drun *dr)
+{
+	return dr->not_before * 1000 > (double)clock_real_ms() &&
+	       rundir_events_foreach(dr->dir, 0, dm_wait_event_cb, NULL, NULL, NULL) == 1;
+}
+
+#define DM_WITHDRAW_WAIT_MS 1000 /* how long a stop waits for held agents to end, in all */
+
+/* At a stop, the runs started ahead whose agents hold their commands are cancelled, all at
+ * once, then waited for together (a few ms: the agent is in ppoll on its signals), at most
+ * DM_WITHDRAW_WAIT_MS; each is then withdrawn (dm_unprepare) or, if it ran the command after
+ * all, left to its agent. Every other started run is left to its agent. */
+static void
+dm_stop_started(struct daemon *dm)
+{
+	struct timespec ts = { 0, 5 * 1000000L };
+	int64_t until = clock_mono_ms() + DM_WITHDRAW_WAIT_MS;
+	struct drun *dr, *nx;
+	bool any = false;
+
+	for (dr = dm->runs; dr != NULL; dr = dr->next) {
+		dr->withdraw = dr->phase == DR_STARTED && !dr->ended && dm_holding(dr) &&
+		               exec_run_cancel(&dr->er) == 0;
+		any = any || dr->withdraw;
+	}
+	while (any && clock_mono_ms() < until) {
+		any = false;
+		for (dr = dm->runs; dr != NULL && !any; dr = dr->next)
+			any = dr->withdraw &&
+			      rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start);
+		if (any)
+			(void)nanosleep(&ts, NULL);
+	}
+	for (dr = dm->runs; dr != NULL; dr = nx) {
+		nx = dr->next;
+		if (dr->phase != DR_STARTED)
+			continue;
+		if (dr->withdraw) {
+			dm_unprepare(dm, dr);
+			continue;
+		}
+		if (dr->not_before * 1000 > (double)clock_real_ms())
+			dlog(DLOG_INFO, dr->id, dr->job,
+			     "started ahead, still preparing: left to its agent, which starts the "
+			     "command at its instant (the next start collects it)");
+		exec_run_detach(&dr->er);
+	}
+}
+
 static void
 dm_stop(struct daemon *dm, const char *why)
 {
@@ -1238,11 +1293,8 @@ dm_stop(struct daemon *dm, const char *why)
 		else if (dr->phase != DR_STARTED)
 			dm_end_unstarted(dm, dr, STORE_LOST,
 			                 "the scheduler stopped before the run could start");
-		else if (dr->not_before * 1000 > (double)clock_real_ms())
-			dm_unprepare(dm, dr); /* started ahead: its command waits for the instant */
-		else
-			exec_run_detach(&dr->er);
 	}
+	dm_stop_started(dm);
 	/* what is still queued stays in the outbox: the next start sends it */
 	dm_mail_stop(dm);
 }

@@ -52,6 +52,7 @@ struct drun {
 	bool logged_wait;
 	bool check_conc; /* prepared ahead: apply the concurrency policy at its instant */
 	bool ended;
+	bool withdraw; /* at a stop: started ahead, cancelled while it held the command */
 };
 
 struct dclient {
