@@ -278,43 +278,30 @@ dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
 	return owed;
 }
 
-#define DM_RESUME_LOOKBACK 10 /* a job's latest runs looked at for a held-back mail */
-
-/* The retries a previous process owed (dm_retry_owed) are scheduled again. A job's recent
- * unsuccessful run that was neither retried nor is owed a retry has its mail sent, in case it
- * was held back for a retry that will not come (notify sends once per run, so a mail already
- * sent is not sent again). */
+/* At start, the retries a previous process owed (dm_retry_owed) are scheduled again. The
+ * latest run of a job that ended unsuccessfully and is owed none has its mail sent, in case it
+ * was held back for a retry that will not come (the job's retries were lowered meanwhile,
+ * its deadline passed): notify sends once per run, so a mail already sent is not sent again,
+ * and a run that ended longer ago than mail.max_age is left alone (its mail would be given up
+ * anyway; and a failure from before mail was set up is not mailed now). */
 static void
 dm_resume_retries(struct daemon *dm)
 {
+	double now = rundir_now();
+
 	for (size_t i = 0; i < dm->conf->njobs; i++) {
 		const struct conf_job *cj = &dm->conf->jobs[i];
-		struct store_run *runs = NULL;
-		size_t n = 0;
+		struct store_run r;
+		int64_t ended_ms = 0;
 
-		if (cj->retries == 0 ||
-		    store_runs_list(dm->store, cj->name, DM_RESUME_LOOKBACK, &runs, &n) < 0)
-			continue;
-		for (size_t k = 0; k < n; k++) {
-			const struct store_run *r = &runs[k];
-			int64_t ended_ms = 0;
-			bool retried = false;
-
-			if (!dm_retryable(r->state))
-				continue;
-			for (size_t q = 0; q < k && !retried; q++) /* newer runs come first */
-				retried = runs[q].trigger == STORE_RETRY &&
-				          runs[q].scheduled_at == r->scheduled_at &&
-				          runs[q].attempt == r->attempt + 1;
-			if (retried)
-				continue;
-			if (k == 0 && dm_retry_owed(dm, r, &ended_ms) &&
-			    dm_schedule_retry_after(dm, cj->name, r->scheduled_at, r->attempt,
-			                            r->id, ended_ms))
-				continue;
-			dm_notify(dm, r->id, cj->name, false);
-		}
-		store_runs_free(runs, n);
+		store_run_init(&r);
+		if (store_run_latest(dm->store, cj->name, &r) == 0 && dm_retryable(r.state) &&
+		    !(dm_retry_owed(dm, &r, &ended_ms) &&
+		      dm_schedule_retry_after(dm, cj->name, r.scheduled_at, r.attempt, r.id,
+		                              ended_ms)) &&
+		    now - r.ended_at <= (double)dm->conf->mail.max_age)
+			dm_notify(dm, r.id, cj->name, false);
+		store_run_clear(&r);
 	}
 }
 
@@ -419,8 +406,10 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 		return;
 	}
 	dm_log_outcome(dr, final);
-	if (dm->stopping) {
-		dm_notify(dm, dr->id, dr->job, false);
+	if (dm->stopping) { /* the next start makes a retry owed (dm_resume_retries) */
+		int64_t ended_ms;
+
+		dm_notify(dm, dr->id, dr->job, dm_retry_owed(dm, final, &ended_ms));
 		return;
 	}
 	retry = dm_retryable(final->state) &&
@@ -511,8 +500,18 @@ dm_end_unstarted(struct daemon *dm, struct drun *dr, enum store_state st, const 
 		     store_errmsg(dm->store));
 	else
 		dlog(DLOG_INFO, dr->id, dr->job, "%s: %s", store_state_name(f.state), reason);
-	if (rc == 0)
-		dm_notify(dm, dr->id, dr->job, false);
+	if (rc == 0) {
+		struct store_run row;
+		int64_t ended_ms;
+		bool owed = false;
+
+		/* at a stop, a retry owed is made by the next start: its mail waits for it */
+		store_run_init(&row);
+		if (dm->stopping && store_run_get(dm->store, dr->id, &row) == 0)
+			owed = dm_retry_owed(dm, &row, &ended_ms);
+		store_run_clear(&row);
+		dm_notify(dm, dr->id, dr->job, owed);
+	}
 	store_run_clear(&f);
 	drun_free(dr);
 }

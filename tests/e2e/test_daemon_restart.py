@@ -9,6 +9,8 @@ import time
 
 from conftest import eph_bin, marker_pids, wait_for
 from test_daemon import TERMINAL, daemons, rows, write_jobs  # noqa: F401 (a fixture)
+from test_daemon_mail import jobs_yaml, outbox
+from test_mail import smtpd  # noqa: F401 (a fixture)
 
 
 def flaky(state_dir):
@@ -88,3 +90,29 @@ def test_a_run_lost_while_the_daemon_was_down_is_retried(tmp_path, state_dir, da
                    env=dict(os.environ, EPH_STATE=str(state_dir)))
     wait_for(lambda: flaky(state_dir)[1]["state"] in TERMINAL, what="the cancel")
     assert d.stop() == 0
+
+
+def test_a_failure_whose_retry_succeeds_after_a_restart_sends_no_mail(tmp_path, state_dir,
+                                                                      daemons, smtpd):
+    s = smtpd().start()
+    mark = tmp_path / "failed-once"
+    jobs = write_jobs(tmp_path / "ephemeron.yaml", jobs_yaml(s.port, f"""\
+          flaky:
+            schedule: "@every 1h"
+            run: test -e {mark} || {{ touch {mark}; exit 3; }}
+            retries: 1
+            retry_backoff: 3s
+            notify: {{ on: [failure] }}
+        """))
+    d = daemons(jobs, state_dir)
+    manual_run(jobs, state_dir)
+    wait_for(lambda: "retry 1 of 1 in 3s" in d.text(), what="the retry to be scheduled")
+    assert d.stop() == 0
+    d = daemons(jobs, state_dir, "daemon2.log")
+    wait_for(lambda: len(flaky(state_dir)) == 2 and flaky(state_dir)[1]["state"] in TERMINAL,
+             15, "the retry after the restart")
+    assert [r["state"] for r in flaky(state_dir)] == ["failed", "succeeded"]
+    time.sleep(1.5)  # time for a message, if one were queued
+    assert d.stop() == 0
+    assert s.messages() == []  # the failed attempt was retried: nothing to say
+    assert outbox(state_dir) == []
