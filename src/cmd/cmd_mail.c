@@ -43,6 +43,16 @@ const struct cmd cmd_mail = {
 	.exec = cmd_mail_exec,
 };
 
+/* In the child: FD becomes TO, open across exec. A pipe made while eph's own stdin or stdout
+ * was closed may already be TO, which dup2 leaves close-on-exec. */
+static int
+mail_child_fd(int fd, int to)
+{
+	if (fd == to)
+		return fcntl(fd, F_SETFD, 0);
+	return dup2(fd, to) < 0 ? -1 : 0;
+}
+
 /* Runs `eph-mail ARGS[1]...` (ARGS[0] is set here to its path, next to eph) with the settings
  * M as JSON on its stdin, and waits for it. With OUT, its stdout is read into OUT; else it
  * writes to eph's own. Its stderr is eph's. Returns its exit status, or -1 after saying why on
@@ -76,8 +86,8 @@ mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *o
 		goto out;
 	}
 	if (pid == 0) {
-		if (dup2(in[0], STDIN_FILENO) < 0 ||
-		    (out != NULL && dup2(op[1], STDOUT_FILENO) < 0))
+		if (mail_child_fd(in[0], STDIN_FILENO) < 0 ||
+		    (out != NULL && mail_child_fd(op[1], STDOUT_FILENO) < 0))
 			_exit(127);
 		execv(path, args);
 		_exit(127);

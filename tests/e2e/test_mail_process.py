@@ -133,9 +133,11 @@ def test_a_foreground_run_without_eph_mail_says_so_and_keeps_the_mail(tmp_path, 
     [row] = outbox(state_dir)
     assert row["state"] == "queued" and row["attempts"] == 0, row
     assert s.messages() == []
-    # with eph-mail there, `eph mail send` delivers what was kept
-    p = subprocess.run([eph_bin(), "-f", str(jobs), "mail", "send"], capture_output=True,
-                       text=True, env=dict(os.environ, EPH_STATE=str(state_dir)), timeout=60)
+    # with eph-mail there, `eph mail send` delivers what was kept, even with its stdin
+    # closed (the settings' pipe is then fd 0 itself, which must survive the exec)
+    p = subprocess.run(["sh", "-c", 'exec "$0" -f "$1" mail send <&-', eph_bin(), str(jobs)],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, EPH_STATE=str(state_dir)), timeout=60)
     assert p.returncode == 0, p.stderr
     wait_for(lambda: len(s.messages()) == 1, 20, "the kept message")
     assert outbox(state_dir)[0]["state"] == "sent"
