@@ -267,11 +267,27 @@ out:
 	return ret;
 }
 
+static void
+mail_stop(int sig)
+{
+	(void)sig;
+	notify_send_stop();
+}
+
 int
 main(int argc, char **argv)
 {
+	struct sigaction sa;
+
 	/* whoever reads our stdout may be gone (a daemon killed): writes fail, we go on */
 	signal(SIGPIPE, SIG_IGN);
+	/* a stop (the daemon's) starts no further attempt, but lets those going on end: a
+	 * message the server accepted is recorded sent, not sent again after its lease */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = mail_stop;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		printf("%s\nSends ephemeron's mail; eph and its daemon run it (see docs/mail.md).\n"
 		       "The mail settings come as one JSON object on stdin.\n",

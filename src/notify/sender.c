@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,14 @@ struct slot {
 	const struct outbox_msg *msg; /* NULL: free */
 };
 
+static volatile sig_atomic_t send_stopping;
+
+void
+notify_send_stop(void)
+{
+	send_stopping = 1;
+}
+
 int
 notify_send_pass(struct store *s, const struct conf_mail *cm, double deadline, bool all,
                  notify_log_fn *log, void *arg, struct notify_send_result *res, struct diag *d)
@@ -185,7 +194,7 @@ notify_send_pass(struct store *s, const struct conf_mail *cm, double deadline, b
 			char *error = NULL;
 
 			now = clock_real();
-			if (now >= deadline) {
+			if (now >= deadline || send_stopping) {
 				next = n;
 				break;
 			}

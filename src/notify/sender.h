@@ -39,6 +39,11 @@ typedef void notify_log_fn(void *arg, bool warn, int64_t run_id, const char *msg
  * hears of each attempt; *RES counts them. Returns 0 whatever the server said, or -errno when
  * the store (or libcurl) failed, with a message in D. A password that cannot be read counts
  * as a failed attempt of each message, with the reason in RES->last_error. */
+/* Asks the pass in progress to start no further attempt and to return once the transfers
+ * going on have ended (each bounded by mail.timeout): a message the server accepted is then
+ * recorded sent, never sent again after its lease. Async-signal-safe: for eph-mail's SIGTERM
+ * handler (the daemon's stop). */
+void notify_send_stop(void);
 EPH_MUST_CHECK int notify_send_pass(struct store *s, const struct conf_mail *m, double deadline,
                                     bool all, notify_log_fn *log, void *arg,
                                     struct notify_send_result *res, struct diag *d);

@@ -333,6 +333,75 @@ a_pass_killed_mid_transfer_keeps_the_message_queued(void **state)
 	fx_close(&f);
 }
 
+static void
+stop_on_signal(int sig)
+{
+	(void)sig;
+	notify_send_stop();
+}
+
+/* eph-mail's SIGTERM handler (the daemon's stop) calls notify_send_stop: the pass starts no
+ * further attempt, but the transfers going on end (here at mail.timeout: the server never
+ * answers) and are recorded; the messages never started stay as they were. */
+static void
+a_stopped_pass_finishes_what_is_going_on_and_starts_nothing_more(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	struct outbox_msg *v = NULL;
+	size_t n = 0, tried = 0, untouched = 0;
+	struct fx f;
+	int lfd, status;
+	pid_t pid;
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM, 0); /* accepts (the backlog), never says a word */
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+	fx_open(&f, SENDER_MAX_XFERS + 2);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *url = xasprintf("smtp://127.0.0.1:%d", ntohs(a.sin_port));
+		struct conf_mail cm = settings(url);
+		struct notify_send_result res;
+		struct sigaction sa;
+		struct store *s = NULL;
+		struct diag d;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = stop_on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		cm.timeout = 2;
+		diag_init(&d);
+		if (store_open(f.db, &s, &d) < 0)
+			_exit(3);
+		if (notify_send_pass(s, &cm, (double)time(NULL) + 60, true, NULL, NULL, &res, &d) <
+		    0)
+			_exit(4);
+		_exit(res.retried == SENDER_MAX_XFERS && res.sent == 0 ? 0 : 5);
+	}
+	usleep(500000);
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(store_outbox_list(f.s, OUTBOX_QUEUED, 0, &v, &n), 0);
+	assert_int_equal(n, SENDER_MAX_XFERS + 2);
+	for (size_t i = 0; i < n; i++) {
+		tried += v[i].attempts == 1;
+		untouched += v[i].attempts == 0;
+	}
+	assert_int_equal(tried, SENDER_MAX_XFERS);
+	assert_int_equal(untouched, 2);
+	outbox_msgs_free(v, n);
+	close(lfd);
+	fx_close(&f);
+}
+
 int
 main(void)
 {
@@ -342,6 +411,7 @@ main(void)
 		cmocka_unit_test(a_pass_with_the_server_down_backs_off_and_the_next_respects_it),
 		cmocka_unit_test(a_pass_sends_every_queued_message_once),
 		cmocka_unit_test(a_pass_killed_mid_transfer_keeps_the_message_queued),
+		cmocka_unit_test(a_stopped_pass_finishes_what_is_going_on_and_starts_nothing_more),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
