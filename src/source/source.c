@@ -468,9 +468,14 @@ source_resolve(const char *state_dir, const struct conf_source *src, const char 
 			            "HEAD",      NULL };
 
 		if (source_git(a, SOURCE_LOCAL_MS, &branch, NULL) < 0 || branch[0] == '\0') {
-			source_err(d, "%s has no default branch: set source.branch", shown);
-			rc = -ENOENT;
-			goto out;
+			free(branch);
+			branch = NULL;
+			if (src->commit == NULL) {
+				source_err(d, "%s has no default branch: set source.branch", shown);
+				rc = -ENOENT;
+				goto out;
+			}
+			/* pinned: the commit is known; the branch was for people only */
 		}
 	}
 	branches = json_object_get(state, "branches");
