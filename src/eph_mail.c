@@ -61,22 +61,6 @@ event(void *arg, bool warn, int64_t run, const char *msg)
 	put_line(mailproc_event_line(warn, run, msg));
 }
 
-/* The messages of D joined by "; ". Caller frees. */
-static char *
-diag_joined(const struct diag *d, const char *fallback)
-{
-	struct buf b;
-	char *s;
-
-	buf_init(&b, BUF_MAX_MSG);
-	for (size_t k = 0; k < d->n; k++)
-		if (buf_printf(&b, "%s%s", k > 0 ? "; " : "", d->items[k].msg) < 0)
-			break;
-	s = b.len > 0 ? buf_steal(&b) : xstrdup(fallback);
-	buf_free(&b);
-	return s;
-}
-
 static void
 put_error(const struct diag *d, const char *fallback)
 {

@@ -36,22 +36,6 @@ notify_send_result_clear(struct notify_send_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* The messages of D joined by "; ", or FALLBACK. Caller frees. */
-static char *
-diag_text(const struct diag *d, const char *fallback)
-{
-	struct buf b;
-	char *s;
-
-	buf_init(&b, BUF_MAX_MSG);
-	for (size_t k = 0; k < d->n; k++)
-		if (buf_printf(&b, "%s%s", k > 0 ? "; " : "", d->items[k].msg) < 0)
-			break;
-	s = b.len > 0 ? buf_steal(&b) : xstrdup(fallback);
-	buf_free(&b);
-	return s;
-}
-
 /* Records the outcome of an attempt of M: sent when ERROR is NULL, else retried or, past
  * max_age, given up. Returns what happened: 0 sent, 1 retried, 2 given up, or -errno. */
 static int
@@ -181,7 +165,7 @@ notify_send_pass(struct store *s, const struct conf_mail *cm, double deadline, b
 	}
 	diag_init(&pd);
 	if (smtp_password(cm, &password, &pd) < 0)
-		pw_error = diag_text(&pd, "cannot read the password");
+		pw_error = diag_joined(&pd, "cannot read the password");
 	diag_free(&pd);
 	for (;;) {
 		CURLMsg *cmsg;
@@ -215,7 +199,7 @@ notify_send_pass(struct store *s, const struct conf_mail *cm, double deadline, b
 				error = xstrdup(pw_error);
 			} else if (smtp_xfer_init(&sl->x, cm, password, m->from, m->rcpt, m->data,
 			                          m->len, &pd) < 0) {
-				error = diag_text(&pd, "mail settings refused");
+				error = diag_joined(&pd, "mail settings refused");
 			} else {
 				curl_easy_setopt(sl->x.easy, CURLOPT_PRIVATE, sl);
 				if (curl_multi_add_handle(multi, sl->x.easy) == CURLM_OK) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/xalloc.h"
 
 void
@@ -110,4 +111,19 @@ diag_print(struct diag *d, FILE *f)
 	}
 	if (d->dropped > 0)
 		fprintf(f, "eph: %zu more errors not shown\n", d->dropped);
+}
+
+char *
+diag_joined(const struct diag *d, const char *fallback)
+{
+	struct buf b;
+	char *s;
+
+	buf_init(&b, BUF_MAX_MSG);
+	for (size_t k = 0; k < d->n; k++)
+		if (buf_printf(&b, "%s%s", k > 0 ? "; " : "", d->items[k].msg) < 0)
+			break;
+	s = b.len > 0 ? buf_steal(&b) : xstrdup(fallback);
+	buf_free(&b);
+	return s;
 }

@@ -39,5 +39,8 @@ void diag_sort(struct diag *d);
 void diag_print(struct diag *d, FILE *f);
 /* Formats item I as diag_print would, without a newline; caller frees. */
 char *diag_format(const struct diag *d, size_t i);
+/* The messages of D (without their positions) joined by "; ", or FALLBACK when D has none;
+ * at most BUF_MAX_MSG bytes. Caller frees. */
+char *diag_joined(const struct diag *d, const char *fallback);
 
 #endif

@@ -76,6 +76,26 @@ past_the_cap_errors_are_counted_not_kept(void **state)
 	diag_free(&d);
 }
 
+/* diag_joined: the messages alone, "; " between them, the fallback when there are none. */
+static void
+joined_gives_the_messages_without_positions(void **state)
+{
+	struct diag d;
+	char *s;
+
+	(void)state;
+	diag_init(&d);
+	s = diag_joined(&d, "nothing said");
+	assert_string_equal(s, "nothing said");
+	free(s);
+	diag_error(&d, (struct diag_pos){ "f.yaml", 3, 4 }, "first");
+	diag_error(&d, (struct diag_pos){ 0 }, "second %d", 2);
+	s = diag_joined(&d, "nothing said");
+	assert_string_equal(s, "first; second 2");
+	free(s);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -83,6 +103,7 @@ main(void)
 		cmocka_unit_test(printed_in_file_order_with_positions),
 		cmocka_unit_test(equal_positions_keep_arrival_order),
 		cmocka_unit_test(past_the_cap_errors_are_counted_not_kept),
+		cmocka_unit_test(joined_gives_the_messages_without_positions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
