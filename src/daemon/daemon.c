@@ -880,15 +880,6 @@ dm_clear_jobs(struct daemon *dm)
 	dm->njobs = 0;
 }
 
-/* The mailer follows the configuration: started when it has mail.smtp (at start, or when a
- * reload adds it); each pass of eph-mail gets the settings of its time (without mail.smtp
- * nothing is sent and what is queued waits in the outbox). */
-static void
-dm_mail_conf(struct daemon *dm)
-{
-	dm_mail_kick(dm);
-}
-
 /* Mails mail.admin when the source's fetches have failed for mail.source_alarm, once per
  * outage (notify_source_alarm). It reads the mirror's state file only (no git, no lock), so
  * it may be called at any time: after each run is created (when runs fetch) and after the
@@ -985,7 +976,7 @@ dm_apply_conf(struct daemon *dm, struct conf *nc, const char *why)
 	dm_build_jobs(dm, oj, noj, oc, false);
 	free(oj);
 	conf_free(oc);
-	dm_mail_conf(dm);
+	dm_mail_kick(dm); /* each eph-mail pass gets the settings current then */
 	dlog(DLOG_INFO, 0, NULL, "reloaded %s (%s): %zu jobs", dm->conf_path, why, dm->njobs);
 	(void)malloc_trim(0); /* what parsing used goes back: the daemon stays small */
 	dm_admit(dm);
@@ -1421,7 +1412,7 @@ daemon_run(const struct daemon_opts *o)
 			     dm->conf->dir, uv_strerror(rc));
 	}
 	dm_repo_arm(dm);
-	dm_mail_conf(dm); /* at once: what the outbox holds (a previous process's) is sent */
+	dm_mail_kick(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
 	dm_resume_retries(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);

@@ -881,11 +881,7 @@ store_run_delete(struct store *s, int64_t id)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = store_sql_prepare(
-	        s,
-	        "DELETE FROM runs WHERE id = ?1 AND state IN ('succeeded', 'failed', 'oom', "
-	        "'timeout', 'killed', 'cancelled', 'lost', 'skipped')",
-	        &st);
+	rc = store_sql_prepare(s, "DELETE FROM runs WHERE id = ?1 AND state IN " TERMINAL_SQL, &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
