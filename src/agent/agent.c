@@ -551,7 +551,7 @@ build_env(const struct agent *a)
 		                   ? xasprintf("PATH=%s/bin:%s", a->venv.path, path)
 		                   : xasprintf("PATH=%s/bin", a->venv.path);
 	}
-	rundir_iso8601(a->spec.scheduled_at, iso, sizeof(iso));
+	(void)rundir_iso8601(a->spec.scheduled_at, iso, sizeof(iso)); /* spec: 0..9999 */
 	env[k++] = xasprintf("EPH_RUN_ID=%" PRId64, a->spec.run_id);
 	env[k++] = xasprintf("EPH_JOB=%s", a->spec.job);
 	env[k++] = xasprintf("EPH_ATTEMPT=%d", a->spec.attempt);
@@ -1095,6 +1095,14 @@ agent_main(const char *dir)
 	int rc, ret = 1;
 	bool ready, late_cancel = false;
 
+	if (dir[0] != '/') {
+		/* "" or a relative path would put agent.pid and result.json in whatever the
+		 * current directory is (/ for a root shell): executors always pass an absolute one
+		 */
+		fprintf(stderr, "eph agent: RUN_DIR must be an absolute path, not \"%s\"\n", dir);
+		free(a);
+		return 2;
+	}
 	a->dir = dir;
 	a->out_fd = a->ev_fd = a->sfd = -1;
 	a->wt.hold_fd = -1;

@@ -70,14 +70,22 @@ rundir_now(void)
 	return clock_real();
 }
 
-void
+int
 rundir_iso8601(int64_t t, char *out, size_t n)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	gmtime_r(&tt, &tm);
-	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (n > 0)
+		out[0] = '\0';
+	if (t < 0 || t > RUNDIR_TIME_MAX || gmtime_r(&tt, &tm) == NULL)
+		return -ERANGE;
+	if (strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		if (n > 0)
+			out[0] = '\0';
+		return -ERANGE;
+	}
+	return 0;
 }
 
 /* Reads DIR/FILE (a JSON file, at most BUF_MAX_JSON bytes) into B, which it initialises;
@@ -236,6 +244,27 @@ jreal(struct jrd *r, const char *key, double dflt)
 	return json_number_value(v);
 }
 
+/* Whether X may stand for a time in the run directory's files: an instant (UTC seconds) or a
+ * duration (seconds), finite, within 0..RUNDIR_TIME_MAX. */
+static bool
+time_ok(double x)
+{
+	return isfinite(x) && x >= 0 && x <= (double)RUNDIR_TIME_MAX;
+}
+
+/* A time (time_ok) at KEY, a number; DFLT if absent or null. */
+static double
+jtime(struct jrd *r, const char *key, double dflt)
+{
+	double x = jreal(r, key, dflt);
+
+	if (!time_ok(x)) {
+		jerr(r, key, "out of range (0 to 253402300799, the end of year 9999)");
+		return dflt;
+	}
+	return x;
+}
+
 static json_t *
 parse_root(const char *text, size_t len, const char *name, struct diag *d)
 {
@@ -380,10 +409,8 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	s->job = jstr(&r, "job", true);
 	s->attempt = (int)jint(&r, "attempt", false, 0, INT32_MAX, 1);
 	s->trigger = jstr(&r, "trigger", false);
-	s->scheduled_at = jint(&r, "scheduled_at", false, 0, INT64_MAX, 0);
-	s->not_before = jreal(&r, "not_before", 0);
-	if (!(s->not_before >= 0 && s->not_before < 1e12))
-		jerr(&r, "not_before", "out of range");
+	s->scheduled_at = jint(&r, "scheduled_at", false, 0, RUNDIR_TIME_MAX, 0);
+	s->not_before = jtime(&r, "not_before", 0);
 	s->shell = jstr(&r, "shell", false);
 	v = json_object_get(root, "argv");
 	if (v != NULL && !json_is_null(v)) {
@@ -581,9 +608,10 @@ rundir_result_write(const char *dir, const struct rundir_result *r)
 	json_object_set_new(o, "enforced", jstr_or_null(r->enforced));
 	json_object_set_new(o, "started_at", json_real(ms(r->started_at)));
 	json_object_set_new(o, "ended_at", json_real(ms(r->ended_at)));
-	json_object_set_new(o, "wall_seconds", json_real(ms(r->wall_seconds)));
-	json_object_set_new(o, "cpu_user_seconds", json_real(ms(r->cpu_user_seconds)));
-	json_object_set_new(o, "cpu_system_seconds", json_real(ms(r->cpu_system_seconds)));
+	/* durations are never negative, even when the real-time clock stepped back */
+	json_object_set_new(o, "wall_seconds", json_real(ms(fmax(r->wall_seconds, 0))));
+	json_object_set_new(o, "cpu_user_seconds", json_real(ms(fmax(r->cpu_user_seconds, 0))));
+	json_object_set_new(o, "cpu_system_seconds", json_real(ms(fmax(r->cpu_system_seconds, 0))));
 	if (r->source_seconds >= 0)
 		json_object_set_new(ph, "source", json_real(ms(r->source_seconds)));
 	if (r->runtime_seconds >= 0)
@@ -630,23 +658,23 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 	r->peak_method = jstr(&j, "peak_method", false);
 	r->maxrss_bytes = (uint64_t)jint(&j, "maxrss_bytes", false, 0, INT64_MAX, 0);
 	r->enforced = jstr(&j, "enforced", false);
-	r->started_at = jreal(&j, "started_at", 0);
-	r->ended_at = jreal(&j, "ended_at", 0);
-	r->wall_seconds = jreal(&j, "wall_seconds", 0);
-	r->cpu_user_seconds = jreal(&j, "cpu_user_seconds", 0);
-	r->cpu_system_seconds = jreal(&j, "cpu_system_seconds", 0);
+	r->started_at = jtime(&j, "started_at", 0);
+	r->ended_at = jtime(&j, "ended_at", 0);
+	r->wall_seconds = jtime(&j, "wall_seconds", 0);
+	r->cpu_user_seconds = jtime(&j, "cpu_user_seconds", 0);
+	r->cpu_system_seconds = jtime(&j, "cpu_system_seconds", 0);
 	r->exec_seconds = r->source_seconds = r->runtime_seconds = -1;
 	ph = json_object_get(root, "phases");
 	if (ph != NULL && json_is_object(ph)) {
 		static const char *const names[] = { "source", "runtime", "exec" };
 		double *dst[] = { &r->source_seconds, &r->runtime_seconds, &r->exec_seconds };
 
-		for (size_t i = 0; i < EPH_ARRAY_LEN(names); i++) {
-			json_t *e = json_object_get(ph, names[i]);
+		struct jrd pj = { .name = name, .d = d, .root = ph };
 
-			if (e != NULL && json_is_number(e))
-				*dst[i] = json_number_value(e);
-		}
+		/* a phase that did not run is absent (or, as before, not a number) */
+		for (size_t i = 0; i < EPH_ARRAY_LEN(names); i++)
+			if (json_is_number(json_object_get(ph, names[i])))
+				*dst[i] = jtime(&pj, names[i], -1);
 	}
 	json_decref(root);
 	if (diag_nerrors(d) > before) {

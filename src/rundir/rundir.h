@@ -16,6 +16,11 @@ struct diag;
 
 #define RUNDIR_VERSION 1
 
+/* The last instant the run directory's files may hold, 9999-12-31T23:59:59Z: ISO 8601's four
+ * digit years. The readers refuse instants outside [0, RUNDIR_TIME_MAX] (and durations outside
+ * [0, RUNDIR_TIME_MAX] seconds), so that nothing downstream formats a year it cannot print. */
+#define RUNDIR_TIME_MAX INT64_C(253402300799)
+
 /* File names inside a run directory. */
 #define RUNDIR_SPEC   "spec.json"
 #define RUNDIR_PID    "agent.pid"
@@ -53,7 +58,7 @@ struct rundir_spec {
 	char *job;
 	int attempt;
 	char *trigger;        /* NULL if absent */
-	int64_t scheduled_at; /* UTC seconds */
+	int64_t scheduled_at; /* UTC seconds, 0..RUNDIR_TIME_MAX */
 	/* UTC seconds: the command must not start before it (a run whose agent was started
 	 * ahead of its instant waits for it, prepared, right before exec); 0 = none */
 	double not_before;
@@ -181,7 +186,9 @@ int rundir_event_append(int fd, const char *ev, double t, const json_t *fields);
 
 /* UTC now, in seconds with millisecond precision. */
 double rundir_now(void);
-/* Formats UTC seconds as "2026-11-24T18:00:00Z" into OUT (at least 21 bytes). */
-void rundir_iso8601(int64_t t, char *out, size_t n);
+/* Formats UTC seconds as "2026-11-24T18:00:00Z" into OUT (at least 21 bytes). Returns 0, or
+ * -ERANGE when T is outside [0, RUNDIR_TIME_MAX] (the readers refuse those) and OUT is then
+ * the empty string: never a year of more than four digits. */
+int rundir_iso8601(int64_t t, char *out, size_t n);
 
 #endif

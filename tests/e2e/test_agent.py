@@ -282,6 +282,47 @@ def test_bad_spec_exits_2_and_still_writes_a_result(tmp_path):
     assert r["outcome"] == "failed" and r["reason"].startswith("bad spec")
 
 
+@pytest.mark.parametrize("agent", [[_SLIM], [EPH, "agent"]], ids=["eph-agent", "eph agent"])
+@pytest.mark.parametrize("rundir", ["", "run", "./run"])
+def test_an_empty_or_relative_run_dir_is_refused_before_anything_is_written(tmp_path, agent,
+                                                                              rundir):
+    if not os.access(agent[0], os.X_OK):
+        pytest.skip("no eph-agent next to eph")
+    make_run(tmp_path, argv=["/bin/true"])
+    before = sorted(os.listdir(tmp_path)), sorted(os.listdir(tmp_path / "run"))
+    # from the run's parent, where a relative RUN_DIR would point (and "" would write
+    # agent.pid and result.json into the current directory)
+    p = subprocess.run([*agent, rundir], cwd=tmp_path, timeout=30, capture_output=True)
+    assert p.returncode == 2, p.stderr
+    assert b"RUN_DIR must be an absolute path" in p.stderr
+    assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(tmp_path / "run"))) == before
+
+
+@pytest.mark.parametrize("field,value", [
+    ("scheduled_at", 9223372036854775807),
+    ("scheduled_at", 253402300800),
+    ("not_before", -1),
+    ("not_before", 1e300),
+])
+def test_an_instant_past_year_9999_is_a_bad_spec_and_nothing_runs(tmp_path, field, value):
+    mark = tmp_path / "ran"
+    d = make_run(tmp_path, shell=f'echo "$EPH_SCHEDULED_AT" > {mark}', **{field: value})
+    p = run_agent(d)
+    assert p.returncode == 2, p.stderr
+    r = result(d)
+    assert r["outcome"] == "failed" and r["reason"].startswith("bad spec")
+    assert f'"{field}": out of range' in r["reason"]
+    assert not mark.exists()
+
+
+def test_the_last_second_of_year_9999_is_handed_over_as_iso_8601(tmp_path):
+    mark = tmp_path / "ran"
+    d = make_run(tmp_path, shell=f'echo "$EPH_SCHEDULED_AT" > {mark}', scheduled_at=253402300799)
+    p = run_agent(d)
+    assert p.returncode == 0, p.stderr
+    assert mark.read_text() == "9999-12-31T23:59:59Z\n"
+
+
 def test_spec_with_both_argv_and_shell_is_bad(tmp_path):
     d = make_run(tmp_path, shell="true", argv=["true"])
     p = run_agent(d)

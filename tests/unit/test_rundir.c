@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "rundir/rundir.h"
+#include "util/attr.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
@@ -141,6 +142,146 @@ not_before_is_optional_and_checked(void **state)
 	assert_int_equal(rundir_spec_parse(str, strlen(str), "spec.json", &s, &d), -EINVAL);
 	assert_int_equal(diag_nerrors(&d), 2);
 	diag_free(&d);
+}
+
+/* SPEC's text with FIELD (a JSON member, e.g. "\"scheduled_at\":1") added; parses it and
+ * returns what rundir_spec_parse returned (the spec freed). */
+static int
+spec_with(const char *field)
+{
+	char *text = xasprintf("{\"version\":1,\"run_id\":1,\"job\":\"j\",\"argv\":[\"true\"],%s}",
+	                       field);
+	struct rundir_spec s;
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = rundir_spec_parse(text, strlen(text), "spec.json", &s, &d);
+	assert_int_equal(diag_nerrors(&d) > 0, rc < 0);
+	rundir_spec_free(&s);
+	diag_free(&d);
+	free(text);
+	return rc;
+}
+
+static void
+spec_instants_stop_at_year_9999(void **state)
+{
+	(void)state;
+	assert_int_equal(spec_with("\"scheduled_at\":253402300799"), 0);
+	assert_int_equal(spec_with("\"scheduled_at\":253402300800"), -EINVAL);
+	assert_int_equal(spec_with("\"scheduled_at\":9223372036854775807"), -EINVAL);
+	assert_int_equal(spec_with("\"scheduled_at\":-1"), -EINVAL);
+	assert_int_equal(spec_with("\"scheduled_at\":1.5"), -EINVAL);
+	assert_int_equal(spec_with("\"not_before\":253402300798.5"), 0);
+	assert_int_equal(spec_with("\"not_before\":253402300799.5"), -EINVAL);
+	assert_int_equal(spec_with("\"not_before\":9223372036854775807"), -EINVAL);
+	assert_int_equal(spec_with("\"not_before\":1e300"), -EINVAL);
+	assert_int_equal(spec_with("\"not_before\":-0.001"), -EINVAL);
+	/* a real past the double's range is refused by the JSON parser itself */
+	assert_int_equal(spec_with("\"not_before\":1e400"), -EINVAL);
+}
+
+/* A result.json with FIELD added; returns what rundir_result_parse returned. */
+static int
+result_with(const char *field)
+{
+	char *text = xasprintf("{\"version\":1,\"outcome\":\"succeeded\",%s}", field);
+	struct rundir_result r;
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = rundir_result_parse(text, strlen(text), "result.json", &r, &d);
+	assert_int_equal(diag_nerrors(&d) > 0, rc < 0);
+	rundir_result_free(&r);
+	diag_free(&d);
+	free(text);
+	return rc;
+}
+
+static void
+result_times_are_checked(void **state)
+{
+	static const char *const instants[] = { "started_at", "ended_at" };
+	static const char *const durations[] = { "wall_seconds", "cpu_user_seconds",
+		                                 "cpu_system_seconds" };
+	char *f;
+
+	(void)state;
+	for (size_t i = 0; i < EPH_ARRAY_LEN(instants); i++) {
+		f = xasprintf("\"%s\":1764007200.125", instants[i]);
+		assert_int_equal(result_with(f), 0);
+		free(f);
+		f = xasprintf("\"%s\":-1", instants[i]);
+		assert_int_equal(result_with(f), -EINVAL);
+		free(f);
+		f = xasprintf("\"%s\":9223372036854775807", instants[i]);
+		assert_int_equal(result_with(f), -EINVAL);
+		free(f);
+		f = xasprintf("\"%s\":253402300800", instants[i]);
+		assert_int_equal(result_with(f), -EINVAL);
+		free(f);
+	}
+	for (size_t i = 0; i < EPH_ARRAY_LEN(durations); i++) {
+		f = xasprintf("\"%s\":0.5", durations[i]);
+		assert_int_equal(result_with(f), 0);
+		free(f);
+		f = xasprintf("\"%s\":-0.5", durations[i]);
+		assert_int_equal(result_with(f), -EINVAL);
+		free(f);
+		f = xasprintf("\"%s\":1e300", durations[i]);
+		assert_int_equal(result_with(f), -EINVAL);
+		free(f);
+	}
+	assert_int_equal(result_with("\"phases\":{\"exec\":1.5,\"source\":0}"), 0);
+	assert_int_equal(result_with("\"phases\":{\"exec\":-2}"), -EINVAL);
+	assert_int_equal(result_with("\"phases\":{\"runtime\":1e300}"), -EINVAL);
+}
+
+static void
+result_never_holds_a_negative_duration(void **state)
+{
+	const char *dir = *state;
+	/* the real-time clock stepped back during the run */
+	struct rundir_result w = {
+		.outcome = RUNDIR_SUCCEEDED,
+		.started_at = 1764007200.5,
+		.ended_at = 1764007199.5,
+		.wall_seconds = -1,
+		.exec_seconds = -1,
+		.source_seconds = -1,
+		.runtime_seconds = -1,
+	};
+	struct rundir_result r;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_result_write(dir, &w), 0);
+	assert_int_equal(rundir_result_read(dir, &r, &d), 0);
+	assert_true(r.wall_seconds == 0);
+	rundir_result_free(&r);
+	diag_free(&d);
+}
+
+static void
+iso8601_prints_four_digit_years_or_nothing(void **state)
+{
+	char out[32];
+
+	(void)state;
+	assert_int_equal(rundir_iso8601(1764007200, out, sizeof(out)), 0);
+	assert_string_equal(out, "2025-11-24T18:00:00Z");
+	assert_int_equal(rundir_iso8601(RUNDIR_TIME_MAX, out, sizeof(out)), 0);
+	assert_string_equal(out, "9999-12-31T23:59:59Z");
+	assert_int_equal(rundir_iso8601(0, out, sizeof(out)), 0);
+	assert_string_equal(out, "1970-01-01T00:00:00Z");
+	assert_int_equal(rundir_iso8601(RUNDIR_TIME_MAX + 1, out, sizeof(out)), -ERANGE);
+	assert_string_equal(out, "");
+	assert_int_equal(rundir_iso8601(INT64_MAX, out, sizeof(out)), -ERANGE);
+	assert_string_equal(out, "");
+	assert_int_equal(rundir_iso8601(-1, out, sizeof(out)), -ERANGE);
+	assert_string_equal(out, "");
 }
 
 static void
@@ -436,6 +577,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(spec_round_trips, setup_dir, teardown_dir),
 		cmocka_unit_test(bad_spec_reports_every_problem),
 		cmocka_unit_test(not_before_is_optional_and_checked),
+		cmocka_unit_test(spec_instants_stop_at_year_9999),
+		cmocka_unit_test(result_times_are_checked),
+		cmocka_unit_test_setup_teardown(result_never_holds_a_negative_duration, setup_dir,
+		                                teardown_dir),
+		cmocka_unit_test(iso8601_prints_four_digit_years_or_nothing),
 		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
 		                                setup_dir, teardown_dir),
