@@ -81,5 +81,18 @@ cmd_state_dir(struct cmd_ctx *ctx)
 		ctx->state_dir = xasprintf("%s/.local/state/ephemeron", s);
 	else
 		ctx->state_dir = xstrdup(".ephemeron");
+	if (ctx->state_dir[0] != '/') {
+		/* absolute from here on: run directories, the agent's RUN_DIR and spec.json's
+		 * state_dir must not depend on the directory a process runs in */
+		char *cwd = getcwd(NULL, 0);
+
+		if (cwd != NULL) {
+			char *abs = xasprintf("%s/%s", cwd, ctx->state_dir);
+
+			free(ctx->state_dir);
+			ctx->state_dir = abs;
+		}
+		free(cwd);
+	}
 	return ctx->state_dir;
 }

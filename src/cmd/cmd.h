@@ -49,7 +49,8 @@ int cmd_usage_error(const struct cmd *c, const char *fmt, ...) EPH_PRINTF(2, 3);
  * and returns EPH_EXIT_USAGE on failure, EPH_EXIT_OK on success. */
 EPH_MUST_CHECK int cmd_load_conf(struct cmd_ctx *ctx);
 /* The state directory: $EPH_STATE, else $XDG_STATE_HOME/ephemeron, else
- * ~/.local/state/ephemeron, or /var/lib/ephemeron for root. Borrowed from ctx. */
+ * ~/.local/state/ephemeron, or /var/lib/ephemeron for root; a relative one is taken from the
+ * current directory and made absolute. Borrowed from ctx. */
 const char *cmd_state_dir(struct cmd_ctx *ctx);
 
 #endif

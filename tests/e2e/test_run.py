@@ -239,3 +239,15 @@ def test_ctrl_c_while_the_code_is_fetched_cancels_the_run(tmp_path, state_dir):
     assert p.returncode == 1, err
     (row,) = db_rows(state_dir)
     assert row["state"] == "cancelled", (row, err)
+
+
+def test_a_relative_state_dir_is_taken_from_the_current_directory(tmp_path, jobs):
+    """EPH_STATE=st: the run directory the agent gets, and spec.json's state_dir, are
+    absolute (the agent refuses a relative RUN_DIR)."""
+    p = run_eph(["-f", jobs, "run", "hello"], cwd=tmp_path, env={"EPH_STATE": "st"})
+    assert p.returncode == 0, p.stderr
+    assert "hello from hello run 1" in p.stdout
+    spec = json.loads((tmp_path / "st" / "runs" / "1" / "spec.json").read_text())
+    assert spec["state_dir"] == str(tmp_path / "st")
+    p = run_eph(["runs"], cwd=tmp_path, env={"EPH_STATE": "st"})
+    assert p.returncode == 0 and "succeeded" in p.stdout
