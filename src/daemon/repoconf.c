@@ -77,36 +77,22 @@ repo_good_read(struct daemon *dm)
 	return commit;
 }
 
-/* Remembers COMMIT as the last good one, durably (tmp file, fsync, rename). */
+/* Remembers COMMIT as the last good one, durably (fsio_write_atomic). */
 static void
 repo_good_write(struct daemon *dm, const char *commit)
 {
 	char *path = xasprintf("%s/%s", dm->o->state_dir, REPO_GOOD_FILE);
-	char *tmp = xasprintf("%s.tmp", path);
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "mirror", dm->repo->key, "branch",
 	                      dm->o->branch != NULL ? dm->o->branch : "", "file", dm->o->conf_path,
 	                      "commit", commit);
 	char *text = json_dumps(o, JSON_COMPACT);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), rc = 0;
+	int rc = text != NULL ? fsio_write_atomic(path, text, strlen(text), 0600, 0) : -ENOMEM;
 
-	if (fd < 0 || text == NULL)
-		rc = fd < 0 ? -errno : -ENOMEM;
-	if (rc == 0)
-		rc = fsio_write_all(fd, text, strlen(text));
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (fd >= 0 && close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
+	if (rc < 0)
 		dlog(DLOG_WARN, 0, NULL, "cannot remember the good commit in %s: %s", path,
 		     strerror(-rc));
-		(void)unlink(tmp);
-	}
 	free(text);
 	json_decref(o);
-	free(tmp);
 	free(path);
 }
 

@@ -110,43 +110,14 @@ read_json(const char *dir, const char *file, bool report, struct buf *b, char **
 	return rc;
 }
 
-/* Writes TEXT to DIR/NAME atomically: NAME.tmp, fsync, rename, fsync DIR. Without DURABLE,
- * no fsync: readers never see a partial file, but a machine crash may lose it. */
+/* Writes TEXT to DIR/NAME atomically (fsio_write_atomic); without DURABLE, no fsync: readers
+ * never see a partial file, but a machine crash may lose it. */
 static int
 write_atomic(const char *dir, const char *name, const char *text, bool durable)
 {
-	char *tmp = xasprintf("%s/%s.tmp", dir, name);
 	char *path = xasprintf("%s/%s", dir, name);
-	int fd, dfd, rc;
+	int rc = fsio_write_atomic(path, text, strlen(text), 0644, durable ? 0 : FSIO_NOSYNC);
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	rc = fsio_write_all(fd, text, strlen(text));
-	if (rc == 0 && durable && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		goto out;
-	}
-	if (!durable)
-		goto out;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc = -errno;
-	close(dfd);
-out:
-	free(tmp);
 	free(path);
 	return rc;
 }

@@ -237,43 +237,15 @@ source_state_read(const char *mirror)
 	return j;
 }
 
-/* Writes the state durably: tmp file, fsync, rename. 0 or -errno. */
+/* Writes the state durably (fsio_write_atomic). 0 or -errno. */
 static int
 source_state_write(const char *mirror, json_t *j)
 {
 	char *p = xasprintf("%s/" SOURCE_STATE_FILE, mirror);
-	char *tmp = xasprintf("%s.tmp", p);
 	char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	int fd, rc = 0;
-	size_t len = strlen(text), off = 0;
+	int rc = text != NULL ? fsio_write_atomic(p, text, strlen(text), 0600, 0) : -ENOMEM;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, p) < 0)
-		rc = -errno;
-	if (rc < 0)
-		(void)unlink(tmp);
-out:
 	free(text);
-	free(tmp);
 	free(p);
 	return rc;
 }

@@ -18,4 +18,15 @@ EPH_MUST_CHECK int fsio_read_file(const char *path, struct buf *b);
 /* Writes the N bytes at P to FD, through short writes and EINTR. 0 or -errno of write(2). */
 EPH_MUST_CHECK int fsio_write_all(int fd, const void *p, size_t n);
 
+/* fsio_write_atomic's flags. */
+#define FSIO_NOSYNC 1u /* no fsync: readers still see a whole file, a machine crash may lose it */
+
+/* Replaces the file at PATH with the N bytes at P, atomically: writes PATH.tmp (created with
+ * MODE), fsyncs it, renames it over PATH and fsyncs PATH's directory, so that a reader sees
+ * the old file or the new one whole, even after a machine crash. 0, or -errno of the step that
+ * failed (PATH.tmp is then removed, and PATH left as it was unless the directory's fsync
+ * failed, after the rename). */
+EPH_MUST_CHECK int fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode,
+                                     unsigned flags);
+
 #endif

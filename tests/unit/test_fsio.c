@@ -141,6 +141,82 @@ write_all_writes_every_byte_and_reports_a_bad_fd(void **state)
 	free(text);
 }
 
+static void
+write_atomic_replaces_the_file_whole_and_leaves_no_tmp(void **state)
+{
+	char tmpl[] = "/tmp/eph-fsio-XXXXXX";
+	char *root = mkdtemp(tmpl), *path, *tmp, *sub, *subtmp;
+	char old[16] = { 0 };
+	struct buf b;
+	struct stat st;
+	mode_t um = umask(022);
+	int fd;
+
+	(void)state;
+	assert_non_null(root);
+	path = xasprintf("%s/state.json", root);
+	tmp = xasprintf("%s.tmp", path);
+	assert_int_equal(fsio_write_atomic(path, "first", 5, 0600, 0), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* a reader that opened the old file keeps reading it whole */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsio_write_atomic(path, "second!", 7, 0600, 0), 0);
+	assert_int_equal(read(fd, old, sizeof(old) - 1), 5);
+	assert_string_equal(old, "first");
+	close(fd);
+	buf_init(&b, 64);
+	assert_int_equal(fsio_read_file(path, &b), 0);
+	assert_string_equal(buf_cstr(&b), "second!");
+	buf_free(&b);
+	assert_int_equal(access(tmp, F_OK), -1);
+	/* without fsync: the same file */
+	assert_int_equal(fsio_write_atomic(path, "", 0, 0644, FSIO_NOSYNC), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	/* a directory in the way: the rename's error, and no PATH.tmp left behind */
+	sub = xasprintf("%s/sub", root);
+	subtmp = xasprintf("%s.tmp", sub);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(fsio_write_atomic(sub, "x", 1, 0600, 0), -EISDIR);
+	assert_int_equal(access(subtmp, F_OK), -1);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	rmdir(sub);
+	/* no directory: open's error */
+	free(sub);
+	sub = xasprintf("%s/none/state.json", root);
+	assert_int_equal(fsio_write_atomic(sub, "x", 1, 0600, 0), -ENOENT);
+	unlink(path);
+	rmdir(root);
+	umask(um);
+	free(sub);
+	free(subtmp);
+	free(tmp);
+	free(path);
+}
+
+static void
+write_atomic_takes_a_name_without_a_directory(void **state)
+{
+	char tmpl[] = "/tmp/eph-fsio-XXXXXX";
+	char *root = mkdtemp(tmpl), *here = getcwd(NULL, 0);
+	struct stat st;
+
+	(void)state;
+	assert_non_null(root);
+	assert_int_equal(chdir(root), 0);
+	assert_int_equal(fsio_write_atomic("plain", "abc", 3, 0600, 0), 0);
+	assert_int_equal(stat("plain", &st), 0);
+	assert_int_equal(st.st_size, 3);
+	unlink("plain");
+	assert_int_equal(chdir(here), 0);
+	rmdir(root);
+	free(here);
+}
+
 int
 main(void)
 {
@@ -149,6 +225,8 @@ main(void)
 		cmocka_unit_test(read_file_reads_a_file_larger_than_one_chunk_whole),
 		cmocka_unit_test(read_file_says_e2big_past_the_limit_and_enoent_when_missing),
 		cmocka_unit_test(write_all_writes_every_byte_and_reports_a_bad_fd),
+		cmocka_unit_test(write_atomic_replaces_the_file_whole_and_leaves_no_tmp),
+		cmocka_unit_test(write_atomic_takes_a_name_without_a_directory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
