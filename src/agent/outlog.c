@@ -8,50 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 static const char *const stream_tag[2][2] = {
 	{ " out ", " out+ " },
 	{ " err ", " err+ " },
 };
-
-/* The length of the UTF-8 sequence starting at P[0] (N > 0 bytes available): L > 0 if valid,
- * 0 if invalid, -K if the K bytes up to the end are a valid but incomplete prefix. */
-static int
-utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	int len;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	for (int i = 1; i < len; i++) {
-		if ((size_t)i >= n)
-			return -i;
-		if (p[i] < lo || p[i] > hi)
-			return 0;
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	return len;
-}
 
 size_t
 outlog_utf8_tail(const void *p, size_t n)

@@ -14,6 +14,7 @@
 
 #include "cmd/cmd.h"
 #include "cmd/cmd_runs.h"
+#include "rundir/logrec.h"
 #include "rundir/rundir.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -46,89 +47,45 @@ enum logs_mode { LOGS_AS_IS, LOGS_RAW, LOGS_JSON };
 
 struct logs {
 	enum logs_mode mode;
-	struct buf line; /* an incomplete record, in RAW and JSON modes */
-	int pending;     /* RAW: the stream whose line is unfinished ('o', 'e'), or 0 */
+	struct buf line; /* an incomplete line, in RAW and JSON modes */
+	bool too_long;   /* the line in progress outgrew LINE: no record, skipped */
+	size_t skipped;  /* lines that are not records (rundir/logrec.h), not shown */
+	int pending;     /* RAW: the stream whose line is unfinished (LOGREC_* + 1), or 0 */
 };
 
-/* Decodes output.log's escapes (\\ and \xNN) of TEXT[0..N) to stdout. */
-static void
-put_unescaped(const char *p, size_t n)
+/* One record, in RAW or JSON mode. */
+static int
+put_record(const struct logrec *r, void *arg)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\\' && i + 1 < n && p[i + 1] == '\\') {
-			putchar('\\');
-			i++;
-		} else if (p[i] == '\\' && i + 3 < n && p[i + 1] == 'x') {
-			char hex[3] = { p[i + 2], p[i + 3], 0 }, *end;
-			long v = strtol(hex, &end, 16);
+	struct logs *l = arg;
 
-			if (*end == '\0') {
-				putchar((int)v);
-				i += 3;
-			} else {
-				putchar(p[i]);
-			}
-		} else {
-			putchar(p[i]);
-		}
-	}
-}
-
-/* One complete record P[0..N) (without its newline). */
-static void
-put_record(struct logs *l, const char *p, size_t n)
-{
-	const char *sp1 = memchr(p, ' ', n), *sp2, *text;
-	size_t slen;
-	bool more;
-
-	sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - p)) : NULL;
-	if (sp2 == NULL) {
-		/* not a record (a foreign line): pass it on */
-		if (l->mode == LOGS_RAW) {
-			fwrite(p, 1, n, stdout);
-			putchar('\n');
-		} else {
-			json_t *o = json_pack("{s:n,s:n,s:s%,s:b}", "t", "stream", "text", p, n,
-			                      "more", 0);
-
-			if (o == NULL)
-				o = json_pack("{s:n,s:n,s:s,s:b}", "t", "stream", "text", "",
-				              "more", 0);
-			json_dumpf(o, stdout, JSON_COMPACT);
-			putchar('\n');
-			json_decref(o);
-		}
-		return;
-	}
-	slen = (size_t)(sp2 - sp1 - 1);
-	more = slen > 0 && sp1[slen] == '+';
-	if (more)
-		slen--;
-	text = sp2 + 1;
 	if (l->mode == LOGS_RAW) {
-		int stream = slen > 0 ? sp1[1] : '?';
+		char *bytes = xmalloc(r->len + 1);
+		int stream = (int)r->stream + 1;
 
 		if (l->pending != 0 && l->pending != stream)
 			putchar('\n'); /* another stream interrupts an unfinished line */
-		put_unescaped(text, n - (size_t)(text - p));
-		if (!more)
+		fwrite(bytes, 1, logrec_unescape(r->text, r->len, true, bytes), stdout);
+		if (!r->more)
 			putchar('\n');
-		l->pending = more ? stream : 0;
+		l->pending = r->more ? stream : 0;
+		free(bytes);
 	} else {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "t", json_stringn(p, (size_t)(sp1 - p)));
-		json_object_set_new(o, "stream", json_stringn(sp1 + 1, slen));
-		json_object_set_new(o, "text", json_stringn(text, n - (size_t)(text - p)));
-		json_object_set_new(o, "more", json_boolean(more));
+		json_object_set_new(o, "t", json_stringn(r->ts, LOGREC_TS_LEN));
+		json_object_set_new(o, "stream",
+		                    json_string(r->stream == LOGREC_ERR ? "err" : "out"));
+		json_object_set_new(o, "text", json_stringn(r->text, r->len));
+		json_object_set_new(o, "more", json_boolean(r->more));
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(o);
 	}
+	return 0;
 }
 
-/* Handles N bytes of output.log. */
+/* Handles N bytes of output.log: whole lines go to logrec_foreach, the rest waits in l->line. */
 static void
 put_bytes(struct logs *l, const char *p, size_t n)
 {
@@ -138,23 +95,21 @@ put_bytes(struct logs *l, const char *p, size_t n)
 	}
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
-		size_t take = nl != NULL ? (size_t)(nl - p) : n;
+		size_t take = nl != NULL ? (size_t)(nl - p) + 1 : n;
 
-		if (buf_append(&l->line, p, take) < 0) {
-			/* a record beyond any the agent writes: print what we have as one */
-			put_record(l, l->line.data, l->line.len);
+		if (!l->too_long && buf_append(&l->line, p, take) < 0)
+			l->too_long = true; /* longer than any record the agent writes */
+		if (nl != NULL) {
+			if (l->too_long)
+				l->skipped++;
+			else
+				(void)logrec_foreach(l->line.data, l->line.len, put_record, l, NULL,
+				                     &l->skipped);
 			buf_reset(&l->line);
-			if (buf_append(&l->line, p, take) < 0) {
-				put_record(l, p, take);
-				buf_reset(&l->line);
-			}
+			l->too_long = false;
 		}
-		if (nl == NULL)
-			return;
-		put_record(l, l->line.len > 0 ? l->line.data : "", l->line.len);
-		buf_reset(&l->line);
-		p += take + 1;
-		n -= take + 1;
+		p += take;
+		n -= take;
 	}
 }
 
@@ -344,8 +299,10 @@ cmd_logs_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		free(path);
 		free(dir);
 	}
-	if (l.line.len > 0) /* a last record without its newline (a live run) */
-		put_record(&l, l.line.data, l.line.len);
+	/* what follows the last newline is a record still being written (rundir/logrec.h) */
+	if (l.skipped > 0)
+		fprintf(stderr, "eph logs: %zu line%s of the log %s not a record: not shown\n",
+		        l.skipped, l.skipped == 1 ? "" : "s", l.skipped == 1 ? "is" : "are");
 	buf_free(&l.line);
 	store_run_clear(&r);
 	store_close(s);

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "daemon/ctl.h"
 #include "exec/exec.h"
+#include "rundir/logrec.h"
 #include "rundir/rundir.h"
 #include "store/store.h"
 #include "util/diag.h"
@@ -60,43 +61,30 @@ struct run_ctx {
 	int closing;
 };
 
-/* Prints the records of output.log as the command wrote them: the text of each record, then a
- * newline unless the record is a piece that no newline followed ("out+"); "\\" unescaped,
- * other escapes left as they are, so that no byte of the output can drive the terminal. */
+/* Prints a record of output.log as the command wrote it: its text, then a newline unless the
+ * record is a piece that no newline followed ("out+"); "\\" unescaped, other escapes left as
+ * they are, so that no byte of the output can drive the terminal. */
+static int
+run_print_record(const struct logrec *r, void *arg)
+{
+	FILE *f = r->stream == LOGREC_ERR ? stderr : stdout;
+	char *text = xmalloc(r->len + 1);
+
+	(void)arg;
+	fwrite(text, 1, logrec_unescape(r->text, r->len, false, text), f);
+	if (!r->more)
+		fputc('\n', f);
+	fflush(f);
+	free(text);
+	return 0;
+}
+
+/* Prints the records among the whole lines of DATA[0..LEN); other lines are skipped
+ * (rundir/logrec.h). */
 static void
 run_print_records(const char *data, size_t len)
 {
-	const char *p = data, *end = data + len;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl != NULL ? nl : end;
-		const char *sp1 = memchr(p, ' ', (size_t)(le - p)), *text, *sp2;
-		bool cont = false;
-		int s = 0;
-		FILE *f;
-
-		if (sp1 == NULL)
-			goto next;
-		sp2 = memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1));
-		if (sp2 == NULL)
-			sp2 = le;
-		if (sp2 - sp1 - 1 >= 3 && memcmp(sp1 + 1, "err", 3) == 0)
-			s = 1;
-		cont = sp2 > sp1 + 1 && sp2[-1] == '+';
-		text = sp2 < le ? sp2 + 1 : le;
-		f = s == 1 ? stderr : stdout;
-		for (const char *q = text; q < le; q++) {
-			if (*q == '\\' && q + 1 < le && q[1] == '\\')
-				q++;
-			fputc(*q, f);
-		}
-		if (!cont)
-			fputc('\n', f);
-		fflush(f);
-	next:
-		p = le + 1;
-	}
+	(void)logrec_foreach(data, len, run_print_record, NULL, NULL, NULL);
 }
 
 static void

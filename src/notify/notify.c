@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "rundir/logrec.h"
 #include "rundir/rundir.h"
 #include "source/gitrun.h"
 #include "source/source.h"
@@ -294,70 +295,64 @@ notify_body(const struct notify_info *in, struct buf *b)
 	                  (long long)r->id, (long long)r->id);
 }
 
+/* notify_log_tail's lines so far: their text, joined (a record that no newline followed is
+ * continued by the next one), and where each begins. */
+struct log_tail {
+	struct buf all;
+	size_t *starts, nlines, cap;
+	bool open_line;
+};
+
+static int
+tail_record(const struct logrec *r, void *arg)
+{
+	struct log_tail *t = arg;
+	char *text = xmalloc(r->len + 1);
+
+	if (!t->open_line) {
+		if (t->nlines == t->cap) {
+			t->cap = t->cap != 0 ? t->cap * 2 : 64;
+			t->starts = xreallocarray(t->starts, t->cap, sizeof(*t->starts));
+		}
+		t->starts[t->nlines++] = t->all.len;
+	}
+	/* "\\" decoded, other escapes kept: no byte of the output reaches the mail raw */
+	if (buf_append(&t->all, text, logrec_unescape(r->text, r->len, false, text)) < 0 ||
+	    (!r->more && buf_putc(&t->all, '\n') < 0))
+		abort(); /* BUF_MAX_UNLIMITED */
+	free(text);
+	t->open_line = r->more;
+	return 0;
+}
+
 char *
 notify_log_tail(const char *log, size_t len, size_t max_lines, bool from_middle)
 {
 	const char *p = log, *end = log + len;
-	struct buf all, out;
-	size_t *starts = NULL, nlines = 0, cap = 0;
-	bool open_line = false;
+	struct log_tail t = { 0 };
+	struct buf out;
 	char *res;
 
-	buf_init(&all, BUF_MAX_UNLIMITED);
+	buf_init(&t.all, BUF_MAX_UNLIMITED);
 	if (from_middle) {
 		const char *nl = memchr(p, '\n', len);
 
 		p = nl != NULL ? nl + 1 : end;
 	}
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl != NULL ? nl : end;
-		const char *sp1 = memchr(p, ' ', (size_t)(le - p)), *sp2, *text;
-		bool more;
-
-		if (sp1 == NULL)
-			goto next;
-		sp2 = memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1));
-		if (sp2 == NULL)
-			goto next;
-		more = sp2[-1] == '+';
-		text = sp2 + 1;
-		if (!open_line) {
-			if (nlines == cap) {
-				cap = cap != 0 ? cap * 2 : 64;
-				starts = xreallocarray(starts, cap, sizeof(*starts));
-			}
-			starts[nlines++] = all.len;
-		}
-		for (const char *q = text; q < le; q++) {
-			char c = *q;
-
-			if (c == '\\' && q + 1 < le && q[1] == '\\')
-				q++;
-			else if ((unsigned char)c < 0x20 && c != '\t')
-				c = ' '; /* never in a well-formed record; kept out of the mail */
-			if (buf_putc(&all, c) < 0)
-				abort(); /* BUF_MAX_UNLIMITED */
-		}
-		if (!more && buf_putc(&all, '\n') < 0)
-			abort();
-		open_line = more;
-	next:
-		p = le + 1;
-	}
+	(void)logrec_foreach(p, (size_t)(end - p), tail_record, &t, NULL, NULL);
 	buf_init(&out, BUF_MAX_UNLIMITED);
-	if (nlines > 0) {
-		size_t first = nlines > max_lines ? nlines - max_lines : 0;
+	if (t.nlines > 0) {
+		size_t first = t.nlines > max_lines ? t.nlines - max_lines : 0;
 
-		if (buf_append(&out, all.data + starts[first], all.len - starts[first]) < 0)
+		if (buf_append(&out, t.all.data + t.starts[first], t.all.len - t.starts[first]) < 0)
 			abort();
-		if (open_line && buf_putc(&out, '\n') < 0)
+		if (t.open_line && buf_putc(&out, '\n') < 0)
 			abort();
 	}
 	res = out.len > 0 ? buf_steal(&out) : xstrdup("");
 	buf_free(&out);
-	buf_free(&all);
-	free(starts);
+	buf_free(&t.all);
+	free(t.starts);
 	return res;
 }
 

@@ -232,6 +232,30 @@ def test_logs_prints_output_log_as_is_raw_or_as_json(store, state_dir):
     assert run_eph(["logs", "1", "--raw", "--json"]).returncode == 2
 
 
+BAD_LOG = (b"2025-11-24T18:00:01.000Z out hello\n"
+           b"garbage a person added\n"
+           b"2025-11-24T18:00:01.100Z out \x1b[2J raw escape: a torn or foreign line\n"
+           b"2025-11-24T18:00:01.200Z bogus tag\n"
+           b"2025-11-24T18:00:02.000Z err world\n"
+           b"2025-11-24T18:00:02.500Z out half a rec")
+
+
+def test_logs_skips_lines_that_are_not_records_and_says_how_many(store, state_dir):
+    """One rule for every reader of output.log (src/rundir/logrec.h): a line that is not a
+    record is skipped, counted and never shown; the end after the last newline is a record
+    still being written."""
+    rid, _ = add_run(store, state_dir, "j", output=BAD_LOG)
+    p = subprocess.run([eph_bin(), "logs", str(rid)], capture_output=True)
+    assert p.returncode == 0 and p.stdout == BAD_LOG  # as it is: the file's bytes
+    p = subprocess.run([eph_bin(), "logs", str(rid), "--raw"], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello\nworld\n"
+    assert b"3 lines of the log are not a record: not shown" in p.stderr
+    p = run_eph(["logs", str(rid), "--json"])
+    assert [json.loads(line)["text"] for line in p.stdout.splitlines()] == ["hello", "world"]
+    assert "3 lines" in p.stderr
+
+
 def test_logs_of_a_run_without_output(store, state_dir):
     rid, _ = add_run(store, state_dir, "j", state_name="skipped")
     p = run_eph(["logs", str(rid)])
