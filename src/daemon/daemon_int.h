@@ -1,5 +1,6 @@
-/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c and control.c): the
- * scheduler's state and the few functions the control socket and the scheduler share. */
+/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, control.c, mailer.c
+ * and repoconf.c): the scheduler's state and the few functions the scheduler, the control
+ * socket, the mail process's keeper and the --from-repo reloads share. */
 #ifndef EPH_DAEMON_DAEMON_INT_H
 #define EPH_DAEMON_DAEMON_INT_H
 #include <stdbool.h>

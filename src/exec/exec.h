@@ -37,7 +37,8 @@ struct exec_ops {
 	/* After a restart: re-attaches to R's agent if it is still going (1), or says it is gone
 	 * (0); the executor then reports its end through exec_agent_gone as after start. */
 	EPH_MUST_CHECK int (*reattach)(struct exec_run *r);
-	/* Releases what provision and start made (handles included); R's close_cb follows. */
+	/* Releases what provision and start made (closing its handles); R's hooks.closed follows
+	 * once every handle is closed. */
 	void (*teardown)(struct exec_run *r);
 };
 

@@ -1,8 +1,10 @@
-/* src/notify/smtp.h: one SMTP transaction through libcurl, set up the same way for the
- * blocking sender (curl_easy_perform) and the daemon's (a curl multi handle on the uv loop):
- * smtp:// with STARTTLS required unless mail.starttls is false, smtps://, AUTH, ca_file,
- * timeouts; and what the server said when it fails. No credential is ever logged: the only
- * protocol text kept is what the server sent. */
+/* src/notify/smtp.h: one SMTP transaction through libcurl, set up the same way for `eph mail
+ * test` (curl_easy_perform, src/eph_mail.c) and for the sender's passes (several at once on a
+ * curl multi handle, notify/sender.c); both run in eph-mail only, since neither eph nor the
+ * daemon links curl (the daemon starts eph-mail: daemon/mailer.c): smtp:// with STARTTLS
+ * required unless mail.starttls is false, smtps://, AUTH, ca_file, timeouts; and what the
+ * server said when it fails. No credential is ever logged: the only protocol text kept is
+ * what the server sent. */
 #ifndef EPH_NOTIFY_SMTP_H
 #define EPH_NOTIFY_SMTP_H
 #include <stddef.h>

@@ -1,5 +1,7 @@
 /* src/util/buf.h: a growable byte buffer with a cap, as curl's dynbuf. No fixed-size buffer
- * meets user input; every cap is named here. */
+ * meets user input. The caps several components share are named here; a cap only one module
+ * uses is named in that module (SMTP_MAX_REPLY in notify/smtp.h, GITRUN_MAX_OUT in
+ * source/gitrun.h, EXEC_MAX_PENDING in exec/exec.c, VENV_VERSION_MAX in agent/venv.c, ...). */
 #ifndef EPH_UTIL_BUF_H
 #define EPH_UTIL_BUF_H
 #include <stdarg.h>
