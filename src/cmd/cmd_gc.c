@@ -51,10 +51,17 @@ const struct cmd cmd_gc = {
 struct gc {
 	const char *state;
 	bool dry_run;
+	bool json;
+	long venv_days;
+	/* what the configuration uses (gc_used) */
+	char *keep_commit;  /* the configured branch's tip, as last fetched; NULL if unknown */
+	char *keep_mirror;  /* "KEY.git" of source.repo's mirror; NULL without one */
+	char *in_place;     /* source.repo when it is a plain directory; NULL otherwise */
+	bool mirrors_known; /* false: source.repo cannot be read, every mirror is kept */
+	/* what was done */
 	json_t *removed, *kept; /* arrays of {"kind", "path", "bytes" | "reason"} */
 	uint64_t freed;
 	int errors;
-	bool json;
 };
 
 static void
@@ -232,8 +239,9 @@ gc_key_in(const json_t *keys, const char *key)
 	return false;
 }
 
+/* Parses the options into G. -1 to go on, else the exit status. */
 static int
-cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
+gc_options(struct gc *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
@@ -241,33 +249,25 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		{ "venv-days", required_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct gc g = { 0 };
-	const struct conf_source *src;
-	char *url = NULL, *key = NULL, *keep_commit = NULL, *keep_mirror = NULL;
-	char *dir, **v, size[32];
-	bool mirrors_known = true, venvs_unknown;
-	char *root = NULL;
-	json_t *venv_keys;
-	long venv_days = GC_VENV_DAYS;
-	size_t n;
-	int opt, rc;
+	int opt;
 
+	g->venv_days = GC_VENV_DAYS;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
-			g.dry_run = true;
+			g->dry_run = true;
 			break;
 		case 'j':
-			g.json = true;
+			g->json = true;
 			break;
 		case 'v': {
 			char *end;
 
 			errno = 0;
-			venv_days = strtol(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg || venv_days < 0 ||
-			    venv_days > 36500)
+			g->venv_days = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg || g->venv_days < 0 ||
+			    g->venv_days > 36500)
 				return cmd_usage_error(&cmd_gc,
 				                       "--venv-days needs a number of days");
 			break;
@@ -278,123 +278,190 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (argc - optind != 0)
 		return cmd_usage_error(&cmd_gc, "too many arguments");
-	if ((rc = cmd_load_conf(ctx)) != EPH_EXIT_OK)
-		return rc;
-	g.state = cmd_state_dir(ctx);
-	g.removed = json_array();
-	g.kept = json_array();
-	src = &ctx->conf->source;
+	return -1;
+}
 
-	/* What the configuration uses: the mirror of source.repo and its branch's tip. */
-	if (src->repo != NULL) {
-		rc = source_repo_url(src->repo, ctx->conf->dir, &url);
-		if (rc == 1) {
-			root = xstrdup(url); /* a plain directory: in place */
-		} else if (rc == 0) {
-			key = source_mirror_key(url);
-			keep_mirror = xasprintf("%s.git", key);
-			char *mirror = xasprintf("%s/mirrors/%s", g.state, keep_mirror);
-			struct stat st;
+/* What the configuration uses: the mirror of source.repo and its branch's tip. */
+static void
+gc_used(struct gc *g, const struct conf *c)
+{
+	const struct conf_source *src = &c->source;
+	char *url = NULL, *key, *mirror;
+	struct stat st;
+	int rc;
 
-			if (stat(mirror, &st) == 0 &&
-			    source_mirror_commit(mirror, src->branch, &keep_commit) < 0)
-				keep_commit = NULL;
-			free(mirror);
-		} else if (rc < 0) {
-			char *shown = gitrun_redact(src->repo);
-
-			fprintf(stderr, "eph gc: source.repo %s: %s; keeping every mirror\n", shown,
-			        strerror(-rc));
-			free(shown);
-			mirrors_known = false;
-		}
+	g->mirrors_known = true;
+	if (src->repo == NULL)
+		return;
+	rc = source_repo_url(src->repo, c->dir, &url);
+	if (rc == 1) {
+		g->in_place = url; /* a plain directory: in place */
+		return;
 	}
+	if (rc < 0) {
+		char *shown = gitrun_redact(src->repo);
 
-	dir = xasprintf("%s/src", g.state);
+		fprintf(stderr, "eph gc: source.repo %s: %s; keeping every mirror\n", shown,
+		        strerror(-rc));
+		free(shown);
+		g->mirrors_known = false;
+		free(url);
+		return;
+	}
+	key = source_mirror_key(url);
+	g->keep_mirror = xasprintf("%s.git", key);
+	mirror = xasprintf("%s/mirrors/%s", g->state, g->keep_mirror);
+	if (stat(mirror, &st) == 0 &&
+	    source_mirror_commit(mirror, src->branch, &g->keep_commit) < 0)
+		g->keep_commit = NULL;
+	free(mirror);
+	free(key);
+	free(url);
+}
+
+/* STATE/src: every worktree but the configured branch's tip. */
+static void
+gc_worktrees(struct gc *g)
+{
+	char *dir = xasprintf("%s/src", g->state), **v;
+	size_t n;
+
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (keep_commit != NULL && strcmp(v[i], keep_commit) == 0) {
+		if (g->keep_commit != NULL && strcmp(v[i], g->keep_commit) == 0) {
 			char *p = xasprintf("%s/%s", dir, v[i]);
 
-			gc_kept(&g, "worktree", p, "the configured branch's current commit");
+			gc_kept(g, "worktree", p, "the configured branch's current commit");
 			free(p);
 		} else {
-			gc_remove(&g, "worktree", dir, v[i]);
+			gc_remove(g, "worktree", dir, v[i]);
 		}
 	}
 	gc_free_entries(v, n);
 	free(dir);
+}
 
-	if (src->repo == NULL) {
-		root = xstrdup(ctx->conf->dir);
-	} else if (keep_commit != NULL) {
-		char *wt = xasprintf("%s/src/%s", g.state, keep_commit);
-		struct stat st;
+/* The source root the requirements files are read from; NULL when it is not here. Caller
+ * frees. */
+static char *
+gc_source_root(const struct gc *g, const struct conf *c)
+{
+	char *wt;
+	struct stat st;
 
-		if (stat(wt, &st) == 0)
-			root = wt;
-		else
-			free(wt);
-	}
-	venv_keys = gc_venv_keys(ctx, g.state, root, &venvs_unknown);
-	dir = xasprintf("%s/venvs", g.state);
+	if (c->source.repo == NULL)
+		return xstrdup(c->dir);
+	if (g->in_place != NULL)
+		return xstrdup(g->in_place);
+	if (g->keep_commit == NULL)
+		return NULL;
+	wt = xasprintf("%s/src/%s", g->state, g->keep_commit);
+	if (stat(wt, &st) == 0)
+		return wt;
+	free(wt);
+	return NULL;
+}
+
+/* STATE/venvs: those no job's interpreter and requirements make (when some job's cannot be
+ * known, only those unused for --venv-days). */
+static void
+gc_venvs(struct gc *g, struct cmd_ctx *ctx)
+{
+	char *root = gc_source_root(g, ctx->conf), *dir, **v;
+	bool unknown;
+	json_t *keys = gc_venv_keys(ctx, g->state, root, &unknown);
+	size_t n;
+
+	dir = xasprintf("%s/venvs", g->state);
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (gc_key_in(venv_keys, v[i])) {
+		if (gc_key_in(keys, v[i])) {
 			char *p = xasprintf("%s/%s", dir, v[i]);
 
-			gc_kept(&g, "venv", p, "a job's current interpreter and requirements");
+			gc_kept(g, "venv", p, "a job's current interpreter and requirements");
 			free(p);
-		} else if (venvs_unknown &&
-		           gc_last_use(dir, v[i]) >= time(NULL) - venv_days * 86400) {
+		} else if (unknown && gc_last_use(dir, v[i]) >= time(NULL) - g->venv_days * 86400) {
 			char *p = xasprintf("%s/%s", dir, v[i]);
-			char *why = xasprintf("used within the last %ld days", venv_days);
+			char *why = xasprintf("used within the last %ld days", g->venv_days);
 
-			gc_kept(&g, "venv", p, why);
+			gc_kept(g, "venv", p, why);
 			free(why);
 			free(p);
 		} else {
-			gc_remove(&g, "venv", dir, v[i]);
+			gc_remove(g, "venv", dir, v[i]);
 		}
 	}
 	gc_free_entries(v, n);
 	free(dir);
-	json_decref(venv_keys);
+	json_decref(keys);
 	free(root);
+}
 
-	dir = xasprintf("%s/mirrors", g.state);
+/* STATE/mirrors: those of repositories no longer configured. */
+static void
+gc_mirrors(struct gc *g)
+{
+	char *dir = xasprintf("%s/mirrors", g->state), **v;
+	size_t n;
+
 	v = gc_entries(dir, ".git", &n);
 	for (size_t i = 0; i < n; i++) {
 		char *p = xasprintf("%s/%s", dir, v[i]);
 
-		if (!mirrors_known)
-			gc_kept(&g, "mirror", p, "source.repo cannot be read");
-		else if (keep_mirror != NULL && strcmp(v[i], keep_mirror) == 0)
-			gc_kept(&g, "mirror", p, "the configured repository");
+		if (!g->mirrors_known)
+			gc_kept(g, "mirror", p, "source.repo cannot be read");
+		else if (g->keep_mirror != NULL && strcmp(v[i], g->keep_mirror) == 0)
+			gc_kept(g, "mirror", p, "the configured repository");
 		else
-			gc_remove(&g, "mirror", dir, v[i]);
+			gc_remove(g, "mirror", dir, v[i]);
 		free(p);
 	}
 	gc_free_entries(v, n);
 	free(dir);
+}
 
-	units_format_size(g.freed, size, sizeof(size));
-	if (g.json) {
-		json_t *o = json_pack("{s:b, s:I, s:s, s:o, s:o}", "dry_run", g.dry_run,
-		                      "freed_bytes", (json_int_t)g.freed, "freed", size, "removed",
-		                      g.removed, "kept", g.kept);
+/* Prints what was freed (and, with --json, everything removed and kept). */
+static void
+gc_report(struct gc *g)
+{
+	char size[32];
+
+	units_format_size(g->freed, size, sizeof(size));
+	if (g->json) {
+		json_t *o = json_pack("{s:b, s:I, s:s, s:O, s:O}", "dry_run", g->dry_run,
+		                      "freed_bytes", (json_int_t)g->freed, "freed", size, "removed",
+		                      g->removed, "kept", g->kept);
 
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 		json_decref(o);
 	} else {
-		printf("%s %s\n", g.dry_run ? "would free" : "freed", size);
-		json_decref(g.removed);
-		json_decref(g.kept);
+		printf("%s %s\n", g->dry_run ? "would free" : "freed", size);
 	}
-	free(url);
-	free(key);
-	free(keep_commit);
-	free(keep_mirror);
+}
+
+static int
+cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct gc g = { 0 };
+	int rc;
+
+	if ((rc = gc_options(&g, argc, argv)) >= 0)
+		return rc;
+	if ((rc = cmd_load_conf(ctx)) != EPH_EXIT_OK)
+		return rc;
+	g.state = cmd_state_dir(ctx);
+	g.removed = json_array();
+	g.kept = json_array();
+	gc_used(&g, ctx->conf);
+	gc_worktrees(&g);
+	gc_venvs(&g, ctx);
+	gc_mirrors(&g);
+	gc_report(&g);
+	json_decref(g.removed);
+	json_decref(g.kept);
+	free(g.keep_commit);
+	free(g.keep_mirror);
+	free(g.in_place);
 	return g.errors > 0 ? EPH_EXIT_FAIL : EPH_EXIT_OK;
 }
