@@ -114,6 +114,8 @@ struct agent {
 	enum rundir_failure failure;
 	char *prep_error;    /* why a phase failed (the reason, "source: ..."); NULL if none */
 	bool prep_cancelled; /* a SIGTERM/SIGINT came during the phases */
+	sigset_t stops;      /* SIGTERM and SIGINT, blocked until the command starts */
+	bool ready;          /* the phases went well, the command was (to be) started */
 };
 
 static void ev_warn(struct agent *a, const char *fmt, ...) EPH_PRINTF(2, 3);
@@ -1085,24 +1087,13 @@ fill_prep_result(struct agent *a, struct rundir_result *r)
 	}
 }
 
-int
-agent_main(const char *dir)
+/* The agent before anything is written: its fields, and SIGTERM and SIGINT blocked (see the
+ * top). */
+static struct agent *
+agent_new(const char *dir)
 {
 	struct agent *a = xcalloc(1, sizeof(*a));
-	struct rundir_result r = { 0 };
-	sigset_t stops;
-	struct diag d;
-	int rc, ret = 1;
-	bool ready, late_cancel = false;
 
-	if (dir[0] != '/') {
-		/* "" or a relative path would put agent.pid and result.json in whatever the
-		 * current directory is (/ for a root shell): executors always pass an absolute one
-		 */
-		fprintf(stderr, "eph agent: RUN_DIR must be an absolute path, not \"%s\"\n", dir);
-		free(a);
-		return 2;
-	}
 	a->dir = dir;
 	a->out_fd = a->ev_fd = a->sfd = -1;
 	a->wt.hold_fd = -1;
@@ -1110,24 +1101,32 @@ agent_main(const char *dir)
 	a->source_s = a->runtime_s = -1;
 	a->started_at = rundir_now();
 	/* until the command starts, a SIGTERM/SIGINT is read from a signalfd (see the top) */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGINT);
-	sigprocmask(SIG_BLOCK, &stops, NULL);
-	a->sfd = signalfd(-1, &stops, SFD_NONBLOCK | SFD_CLOEXEC);
+	sigemptyset(&a->stops);
+	sigaddset(&a->stops, SIGTERM);
+	sigaddset(&a->stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &a->stops, NULL);
+	a->sfd = signalfd(-1, &a->stops, SFD_NONBLOCK | SFD_CLOEXEC);
 	/* independent of whoever started us */
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	return a;
+}
+
+/* Writes agent.pid, reads spec.json, opens events.jsonl and output.log. 0, or -1 when the run
+ * cannot go on: said on stderr, and in a result.json if one can be written. */
+static int
+agent_open(struct agent *a)
+{
+	const char *dir = a->dir;
+	struct diag d;
+	int rc;
 
 	if ((rc = rundir_pid_write(dir, getpid())) < 0) {
 		fprintf(stderr, "eph agent: cannot write %s/%s: %s\n", dir, RUNDIR_PID,
 		        strerror(-rc));
 		(void)write_failure(dir, a->started_at, "the run directory is not writable");
-		if (a->sfd >= 0)
-			close(a->sfd);
-		free(a);
-		return 2;
+		return -1;
 	}
 	diag_init(&d);
 	if (rundir_spec_read(dir, &a->spec, &d) < 0) {
@@ -1141,10 +1140,7 @@ agent_main(const char *dir)
 		free(reason);
 		free(msg);
 		diag_free(&d);
-		if (a->sfd >= 0)
-			close(a->sfd);
-		free(a);
-		return 2;
+		return -1;
 	}
 	diag_free(&d);
 	if ((rc = open_append(dir, RUNDIR_EVENTS, &a->ev_fd)) < 0 ||
@@ -1154,13 +1150,17 @@ agent_main(const char *dir)
 		fprintf(stderr, "eph agent: %s\n", reason);
 		(void)write_failure(dir, a->started_at, reason);
 		free(reason);
-		ret = 2;
-		goto out;
+		return -1;
 	}
 	outlog_init(&a->log, a->out_fd);
 	a->rbuf = xmalloc(READ_BUF);
 	event_start(a);
+	return 0;
+}
 
+static void
+loop_init(struct agent *a)
+{
 	uv_loop_init(&a->loop);
 	uv_signal_init(&a->loop, &a->sig_chld);
 	uv_signal_init(&a->loop, &a->sig_term);
@@ -1174,22 +1174,53 @@ agent_main(const char *dir)
 	uv_timer_init(&a->loop, &a->t_grace);
 	uv_timer_init(&a->loop, &a->t_partial);
 	uv_timer_init(&a->loop, &a->t_drain);
+}
 
-	ready = prepare(a);
-	if (ready) {
+/* The command is running (started by start_command): the loop runs until it has ended and its
+ * output is read. LATE_CANCEL: a SIGTERM/SIGINT came as it was released. */
+static void
+run_command(struct agent *a, bool late_cancel)
+{
+	event_phase(a, "start", a->exec_real);
+	a->last_event_ms = a->exec_mono;
+	/* the loop's clock was read at uv_loop_init, before the phases and the wait:
+	 * the timeout counts from the command's start */
+	uv_update_time(&a->loop);
+	uv_timer_start(&a->t_sample, sample_cb, a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS,
+	               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS);
+	if (a->spec.timeout > 0)
+		uv_timer_start(&a->t_timeout, timeout_cb, (uint64_t)a->spec.timeout * 1000, 0);
+	if (late_cancel) {
+		ev_warn(a, "cancelled as the command started");
+		terminate(a, STOP_CANCEL);
+	}
+	/* a child that died before the loop started */
+	sigchld_cb(&a->sig_chld, SIGCHLD);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+}
+
+/* After the phases (a->ready: they went well): the cgroup, the command, the loop until it has
+ * ended; then nothing of the run is left and its output is written. */
+static void
+agent_run(struct agent *a)
+{
+	bool late_cancel = false;
+	int rc;
+
+	if (a->ready) {
 		/* the cgroup only now, right before the command joins it: no long-lived empty
 		 * cgroup (see choose_enforcement) */
 		choose_enforcement(a);
 		/* a SIGTERM/SIGINT read here is a cancel, never dropped; one that comes after
 		 * the signalfd is closed stays pending until uv's handlers see it */
-		ready = !cancel_pending(a);
+		a->ready = !cancel_pending(a);
 	}
 	/* the signalfd stays open while the command is started: hold_child waits on it for
 	 * spec.not_before, so a cancel during that wait ends the run before the command */
-	rc = ready ? start_command(a) : 0;
+	rc = a->ready ? start_command(a) : 0;
 	if (rc == -ECANCELED) {
-		ready = false; /* SIGKILLed before exec by spawn_start; reaped below */
-	} else if (ready && rc == 0 && cancel_pending(a)) {
+		a->ready = false; /* SIGKILLed before exec by spawn_start; reaped below */
+	} else if (a->ready && rc == 0 && cancel_pending(a)) {
 		/* the command was released just before a SIGTERM/SIGINT came: it is cancelled
 		 * like any running command, once the loop runs */
 		late_cancel = true;
@@ -1197,8 +1228,8 @@ agent_main(const char *dir)
 	if (a->sfd >= 0)
 		close(a->sfd);
 	a->sfd = -1;
-	sigprocmask(SIG_UNBLOCK, &stops, NULL); /* from now on libuv's handlers see them */
-	if (!ready) {
+	sigprocmask(SIG_UNBLOCK, &a->stops, NULL); /* from now on libuv's handlers see them */
+	if (!a->ready) {
 		a->child_done = true;
 	} else if (rc < 0) {
 		a->exec_error = xasprintf("cannot start the command: %s", strerror(-rc));
@@ -1207,24 +1238,7 @@ agent_main(const char *dir)
 		a->child_done = true;
 		a->end_mono = mono_ms();
 	} else {
-		event_phase(a, "start", a->exec_real);
-		a->last_event_ms = a->exec_mono;
-		/* the loop's clock was read at uv_loop_init, before the phases and the wait:
-		 * the timeout counts from the command's start */
-		uv_update_time(&a->loop);
-		uv_timer_start(&a->t_sample, sample_cb,
-		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS,
-		               a->have_cg ? SAMPLE_EVENT_MS : SAMPLE_ENFORCE_MS);
-		if (a->spec.timeout > 0)
-			uv_timer_start(&a->t_timeout, timeout_cb, (uint64_t)a->spec.timeout * 1000,
-			               0);
-		if (late_cancel) {
-			ev_warn(a, "cancelled as the command started");
-			terminate(a, STOP_CANCEL);
-		}
-		/* a child that died before the loop started */
-		sigchld_cb(&a->sig_chld, SIGCHLD);
-		uv_run(&a->loop, UV_RUN_DEFAULT);
+		run_command(a, late_cancel);
 	}
 	uv_walk(&a->loop, close_all, NULL);
 	uv_run(&a->loop, UV_RUN_DEFAULT);
@@ -1240,6 +1254,17 @@ agent_main(const char *dir)
 		                           (int64_t)mono_ms(), 0);
 	if (outlog_sync(&a->log) < 0)
 		ev_warn(a, "writing %s: %s", RUNDIR_OUTPUT, strerror(-a->log.err));
+}
+
+/* Writes result.json; returns the agent's exit status. */
+static int
+agent_finish(struct agent *a)
+{
+	const char *dir = a->dir;
+	struct rundir_result r = { 0 };
+	bool ready = a->ready;
+	int rc, ret;
+
 	if (ready) {
 		event_phase(a, "end", rundir_now());
 		fill_result(a, &r);
@@ -1263,7 +1288,13 @@ agent_main(const char *dir)
 		ret = r.outcome == RUNDIR_SUCCEEDED ? 0 : 1;
 	}
 	rundir_result_free(&r);
-out:
+	return ret;
+}
+
+/* Frees A, whatever step it reached. */
+static void
+agent_free(struct agent *a)
+{
 	outlog_free(&a->log);
 	free(a->rbuf);
 	if (a->out_fd >= 0)
@@ -1279,5 +1310,28 @@ out:
 		close(a->sfd);
 	rundir_spec_free(&a->spec);
 	free(a);
+}
+
+int
+agent_main(const char *dir)
+{
+	struct agent *a;
+	int ret = 2;
+
+	if (dir[0] != '/') {
+		/* "" or a relative path would put agent.pid and result.json in whatever the
+		 * current directory is (/ for a root shell): executors always pass an absolute one
+		 */
+		fprintf(stderr, "eph agent: RUN_DIR must be an absolute path, not \"%s\"\n", dir);
+		return 2;
+	}
+	a = agent_new(dir);
+	if (agent_open(a) == 0) {
+		loop_init(a);
+		a->ready = prepare(a);
+		agent_run(a);
+		ret = agent_finish(a);
+	}
+	agent_free(a);
 	return ret;
 }
