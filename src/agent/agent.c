@@ -29,6 +29,7 @@
 #include "agent/outlog.h"
 #include "agent/venv.h"
 #include "rundir/rundir.h"
+#include "rundir/runlock.h"
 #include "source/source.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -254,7 +255,7 @@ agent_new(const char *dir)
 	struct agent *a = xcalloc(1, sizeof(*a));
 
 	a->dir = dir;
-	a->out_fd = a->ev_fd = a->sfd = -1;
+	a->out_fd = a->ev_fd = a->sfd = a->lock_fd = -1;
 	a->wt.hold_fd = -1;
 	a->venv.hold_fd = -1;
 	a->source_s = a->runtime_s = -1;
@@ -270,6 +271,22 @@ agent_new(const char *dir)
 	signal(SIGPIPE, SIG_IGN);
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	return a;
+}
+
+/* Holds the run's lock for the agent's life, before anything of the run is written: the one
+ * its starter handed over, else taken now. false (said on stderr) when another agent holds it
+ * or the command already started: then this agent does nothing. */
+static bool
+agent_lock(struct agent *a)
+{
+	int rc = runlock_adopt(a->dir, RUNLOCK_FD, &a->lock_fd);
+
+	if (rc < 0)
+		fprintf(stderr, "eph agent: %s: %s\n", a->dir,
+		        rc == -EBUSY      ? "another agent holds the run"
+		        : rc == -EALREADY ? "the run's command has already started: nothing to do"
+		                          : strerror(-rc));
+	return rc == 0;
 }
 
 /* Writes agent.pid, reads spec.json, opens events.jsonl and output.log. 0, or -1 when the run
@@ -362,6 +379,8 @@ agent_free(struct agent *a)
 		close(a->out_fd);
 	if (a->ev_fd >= 0)
 		close(a->ev_fd);
+	if (a->lock_fd >= 0)
+		close(a->lock_fd); /* the run's lock is free from here: its result is written */
 	free(a->exec_error);
 	free(a->prep_error);
 	free(a->cmd_cwd);
@@ -387,7 +406,7 @@ agent_main(const char *dir)
 		return 2;
 	}
 	a = agent_new(dir);
-	if (agent_open(a) == 0) {
+	if (agent_lock(a) && agent_open(a) == 0) {
 		agent_loop_init(a);
 		a->ready = agent_prepare(a);
 		agent_run(a);

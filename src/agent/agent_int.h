@@ -76,6 +76,7 @@ struct agent {
 	bool prep_cancelled; /* a SIGTERM/SIGINT came during the phases */
 	sigset_t stops;      /* SIGTERM and SIGINT, blocked until the command starts */
 	bool ready;          /* the phases went well, the command was (to be) started */
+	int lock_fd;         /* the run's lock (rundir/runlock.h), held until we exit */
 };
 
 /* agent.c */

@@ -31,6 +31,7 @@
 #include "agent/proctree.h"
 #include "agent/spawn.h"
 #include "rundir/rundir.h"
+#include "rundir/runlock.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/xalloc.h"
@@ -453,6 +454,9 @@ hold_child(pid_t pid, void *arg)
 		a->wait_cancelled = a->prep_cancelled = true;
 		return -ECANCELED;
 	}
+	/* from here on the command may have run: a restart must not run it again */
+	if ((rc = runlock_mark_exec(a->lock_fd)) < 0)
+		return rc;
 	a->exec_mono = agent_mono_ms();
 	a->exec_real = rundir_now();
 	return 0;

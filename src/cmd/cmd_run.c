@@ -388,7 +388,7 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (run_store_open(ctx, &st) < 0)
 		return EPH_EXIT_FAIL;
-	(void)exec_reconcile(st, NULL); /* record what earlier runs left unrecorded */
+	(void)exec_reconcile(st); /* record what earlier runs left unrecorded */
 
 	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
 	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rundir/rundir.h"
+#include "rundir/runlock.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/diag.h"
@@ -150,53 +151,63 @@ exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reaso
 	return exec_record_as(s, id, dir, lost_reason, STORE_LOST, final);
 }
 
+enum exec_found
+exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why)
+{
+	enum runlock_state ls;
+	char *res;
+	bool done;
+
+	*pid = (pid_t)r->agent_pid;
+	*start = (uint64_t)r->agent_start;
+	*why = NULL;
+	if (r->run_dir == NULL)
+		return EXEC_UNPREPARED;
+	if (*pid == 0 && rundir_pid_read(r->run_dir, pid, start) < 0) {
+		*pid = 0;
+		*start = 0;
+	}
+	if (*pid != 0 && rundir_pid_alive(*pid, *start))
+		return EXEC_ALIVE;
+	/* the lock first: a free lock means no agent, so what it left is final */
+	if (runlock_inspect(r->run_dir, &ls) < 0 || ls == RUNLOCK_HELD)
+		return EXEC_ALIVE; /* or cannot tell: left alone */
+	res = xasprintf("%s/%s", r->run_dir, RUNDIR_RESULT);
+	done = access(res, F_OK) == 0;
+	free(res);
+	if (done)
+		return EXEC_FINISHED;
+	if (ls == RUNLOCK_PREPARED || (ls == RUNLOCK_NONE && *pid == 0))
+		return EXEC_UNSTARTED;
+	*why = *pid != 0 ? xasprintf("the agent (pid %d) ended without writing a result", (int)*pid)
+	                 : xstrdup("the agent ended without writing a result");
+	return EXEC_LOST;
+}
+
 int
-exec_reconcile(struct store *s, size_t *alive)
+exec_reconcile(struct store *s)
 {
 	struct store_run *runs = NULL;
-	size_t n = 0, nalive = 0;
+	size_t n = 0;
 	int settled = 0, rc;
 
 	rc = store_runs_unfinished(s, &runs, &n);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		const struct store_run *r = &runs[i];
-		pid_t pid = (pid_t)r->agent_pid;
-		uint64_t start = (uint64_t)r->agent_start;
-		const char *lost = NULL;
-		char *reason = NULL;
+		pid_t pid;
+		uint64_t start;
+		char *why = NULL;
+		enum exec_found f = exec_inspect(&runs[i], &pid, &start, &why);
 
-		if (r->run_dir == NULL)
-			continue; /* not started yet: its creator (or the daemon) decides */
-		if (pid == 0 && rundir_pid_read(r->run_dir, &pid, &start) < 0)
-			pid = 0;
-		if (pid != 0 && rundir_pid_alive(pid, start)) {
-			nalive++;
-			continue;
+		if (f == EXEC_FINISHED || f == EXEC_LOST) {
+			rc = exec_record(s, runs[i].id, runs[i].run_dir, why, NULL);
+			if (rc == 0)
+				settled++;
 		}
-		if (pid == 0) {
-			struct stat st;
-			char *spec = xasprintf("%s/%s", r->run_dir, RUNDIR_SPEC);
-			bool old = stat(spec, &st) == 0 && st.st_mtime < time(NULL) - 60;
-
-			free(spec);
-			if (!old)
-				continue; /* its agent may be starting this very moment */
-			lost = "the agent never started";
-		} else {
-			reason = xasprintf("the agent (pid %d) ended without writing a result",
-			                   (int)pid);
-			lost = reason;
-		}
-		rc = exec_record(s, r->id, r->run_dir, lost, NULL);
-		free(reason);
-		if (rc == 0)
-			settled++;
+		free(why);
 	}
 	store_runs_free(runs, n);
-	if (alive != NULL)
-		*alive = nalive;
 	return settled;
 }
 
@@ -324,14 +335,28 @@ exec_watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 	exec_read_output(r);
 }
 
+bool
+exec_agent_alive(struct exec_run *r)
+{
+	enum runlock_state ls;
+
+	if (r->agent_pid != 0 && rundir_pid_alive(r->agent_pid, r->agent_start))
+		return true;
+	if (runlock_inspect(r->dir, &ls) < 0 || ls != RUNLOCK_HELD)
+		return false;
+	/* held by an agent whose pid we do not know yet (agent.pid is written right after) */
+	if (rundir_pid_read(r->dir, &r->agent_pid, &r->agent_start) < 0)
+		r->agent_pid = 0;
+	return true;
+}
+
 static void
 exec_tick_cb(uv_timer_t *h)
 {
 	struct exec_run *r = h->data;
 
 	exec_read_output(r);
-	if (r->agent_status == -1 && r->agent_pid != 0 && !r->proc_active &&
-	    !rundir_pid_alive(r->agent_pid, r->agent_start))
+	if (r->agent_status == -1 && !r->proc_active && !r->proc_open && !exec_agent_alive(r))
 		exec_agent_gone(r, -1);
 }
 

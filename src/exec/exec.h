@@ -109,6 +109,10 @@ void exec_run_detach(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);
+/* For executors: whether R's agent, started by an earlier process, is still there: its pid
+ * (R->agent_pid, with its start time) is alive, or the run's lock is held (then R->agent_pid
+ * is read again from agent.pid, which the agent writes right after taking the lock). */
+bool exec_agent_alive(struct exec_run *r);
 
 /* How a new run came to be. */
 struct exec_new {
@@ -139,10 +143,28 @@ EPH_MUST_CHECK int exec_create(struct store *s, const char *state_dir, const str
 EPH_MUST_CHECK int exec_record(struct store *s, int64_t id, const char *dir,
                                const char *lost_reason, struct store_run *final);
 
-/* Settles every run that a crashed or killed process left unfinished in the store: a result
- * there is recorded, a run whose agent is gone without one is marked `lost`, and a run whose
- * agent is alive is left to it (counted in *ALIVE, may be NULL). Returns how many were settled,
- * or -errno. */
-int exec_reconcile(struct store *s, size_t *alive);
+/* What a run that the store has as unfinished is, when no process follows it (after a crash,
+ * or while no daemon runs): exec_inspect's answer. */
+enum exec_found {
+	EXEC_UNPREPARED, /* no run directory: it was never prepared, so never started */
+	EXEC_ALIVE,      /* its agent is alive, or being started (the run's lock is held) */
+	EXEC_FINISHED,   /* its agent is gone and left result.json: record it */
+	EXEC_LOST,       /* its agent is gone without a result, and the command may have run */
+	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
+};
+
+/* Tells what run R (as read from the store) is, from its run directory: the agent's pid (the
+ * row's, else agent.pid) and the run's lock (rundir/runlock.h). Sets *PID and *START to its
+ * agent's when known (else 0), and *WHY (caller frees) to the reason to record for
+ * EXEC_LOST, NULL otherwise. A run started before the run's lock existed (no agent.lock, but
+ * an agent.pid) is told by its pid alone: lost when it is gone without a result. */
+enum exec_found exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why);
+
+/* For a process that is not the daemon, while no daemon runs (eph run, runs, show, status):
+ * records every unfinished run whose agent is gone — its result.json, or `lost` when its
+ * command may have run — exactly once (a daemon or another command recording it meanwhile
+ * makes it -EALREADY, skipped). Runs that are alive, or were never started, are left to their
+ * agent or to the daemon's next start. Returns how many were recorded, or -errno. */
+int exec_reconcile(struct store *s);
 
 #endif

@@ -9,6 +9,8 @@
 
 #include "exec/exec.h"
 #include "rundir/rundir.h"
+#include "rundir/runlock.h"
+#include "store/store.h"
 #include "util/xalloc.h"
 
 static int
@@ -43,18 +45,35 @@ local_start(struct exec_run *r)
 	char exe[4096];
 	size_t exelen = sizeof(exe);
 	char *args[4], *logpath, *slim, *slash;
-	uv_stdio_container_t stdio[3];
+	uv_stdio_container_t stdio[RUNLOCK_FD + 1];
 	uv_process_options_t o = { 0 };
-	int logfd, rc;
+	struct store_run row;
+	int logfd, lockfd, rc;
 
 	rc = uv_exepath(exe, &exelen);
 	if (rc < 0)
 		return rc;
+	/* the run's lock, handed over to the agent: held from now until the agent is gone */
+	if ((rc = runlock_take(r->dir, &lockfd)) < 0)
+		return rc;
+	/* under the lock: a restarted daemon may have settled the run meanwhile (docs/daemon.md) */
+	store_run_init(&row);
+	rc = store_run_get(r->store, r->id, &row);
+	if (rc == 0 && store_state_terminal(row.state))
+		rc = -ECANCELED;
+	store_run_clear(&row);
+	if (rc < 0) {
+		close(lockfd);
+		return rc;
+	}
 	logpath = xasprintf("%s/agent.log", r->dir);
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	free(logpath);
-	if (logfd < 0)
-		return -errno;
+	if (logfd < 0) {
+		rc = -errno;
+		close(lockfd);
+		return rc;
+	}
 	/* the slim eph-agent next to eph (src/eph_agent.c), else `eph agent` */
 	slash = strrchr(exe, '/');
 	slim = xasprintf("%.*s/eph-agent", slash != NULL ? (int)(slash - exe) : 1,
@@ -74,15 +93,18 @@ local_start(struct exec_run *r)
 	stdio[1].data.fd = logfd;
 	stdio[2].flags = UV_INHERIT_FD;
 	stdio[2].data.fd = logfd;
+	stdio[RUNLOCK_FD].flags = UV_INHERIT_FD;
+	stdio[RUNLOCK_FD].data.fd = lockfd;
 	o.file = args[0];
 	o.args = args;
 	o.exit_cb = local_exit_cb;
 	o.flags = UV_PROCESS_DETACHED; /* setsid(): no signal of our terminal reaches it */
 	o.stdio = stdio;
-	o.stdio_count = 3;
+	o.stdio_count = RUNLOCK_FD + 1;
 	r->proc.data = r;
 	rc = uv_spawn(r->loop, &r->proc, &o);
 	close(logfd);
+	close(lockfd); /* the agent's copy holds it now */
 	free(slim);
 	r->handles_open++; /* uv_spawn initialises the handle even when it fails */
 	if (rc < 0) {
@@ -110,10 +132,8 @@ local_cancel(struct exec_run *r)
 static int
 local_reattach(struct exec_run *r)
 {
-	if (r->agent_pid == 0 && rundir_pid_read(r->dir, &r->agent_pid, &r->agent_start) < 0)
-		return 0;
-	/* not our child: exec.c's tick watches the pid (with its start time) instead */
-	return rundir_pid_alive(r->agent_pid, r->agent_start) ? 1 : 0;
+	/* not our child: exec.c's tick watches its pid (with its start time) and the run's lock */
+	return exec_agent_alive(r) ? 1 : 0;
 }
 
 static void
