@@ -8,12 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "daemon/ctl.h"
+#include "exec/exec.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -52,6 +56,46 @@ cmd_store_open(struct cmd_ctx *ctx, struct store **out)
 	diag_free(&d);
 	free(path);
 	return rc;
+}
+
+/* Whether a daemon listens on STATE/eph.sock (a daemon still starting may not yet: it records
+ * the same runs then, and the store keeps whichever comes first). */
+static bool
+cmd_daemon_listening(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *path = ctl_socket_path(state);
+	bool up = true; /* a path too long to reach: cannot tell, so do nothing */
+	int fd;
+
+	if (path == NULL)
+		return true;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	free(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+		     (errno != ENOENT && errno != ECONNREFUSED);
+		close(fd);
+	}
+	return up;
+}
+
+void
+cmd_settle(struct cmd_ctx *ctx)
+{
+	const char *state = cmd_state_dir(ctx);
+	char *path = xasprintf("%s/eph.db", state);
+	struct store *s = NULL;
+	struct diag d;
+
+	diag_init(&d);
+	if (access(path, F_OK) == 0 && !cmd_daemon_listening(state) &&
+	    store_open(path, &s, &d) == 0)
+		(void)exec_reconcile(s);
+	store_close(s);
+	diag_free(&d);
+	free(path);
 }
 
 static bool
@@ -395,6 +439,7 @@ cmd_runs_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (argc - optind == 1)
 		job = argv[optind];
 
+	cmd_settle(ctx);
 	rc = cmd_store_open(ctx, &s);
 	if (rc == -ENOENT) {
 		if (json)

@@ -17,6 +17,12 @@ struct store_run;
  * (nothing printed: "no runs yet" is the caller's to say); another -errno after printing the
  * problem on stderr. */
 EPH_MUST_CHECK int cmd_store_open(struct cmd_ctx *ctx, struct store **out);
+/* When no daemon is running (nothing listens on STATE/eph.sock), records what runs left
+ * unrecorded: a run whose agent finished after the daemon stopped (its result.json), or is gone
+ * without a result after its command started (`lost`), exactly once (exec_reconcile), so that
+ * the commands that show runs never show a finished one as running. Runs never started are
+ * left to the daemon's next start. Says nothing: a store it cannot write is shown as it is. */
+void cmd_settle(struct cmd_ctx *ctx);
 /* Finds the run ARG names: a run id (all digits), else a job name meaning its latest run.
  * Returns 0, -ENOENT (no such run), or another -errno. */
 EPH_MUST_CHECK int cmd_run_find(struct store *s, const char *arg, struct store_run *out);

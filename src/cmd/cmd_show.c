@@ -330,6 +330,7 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (argc - optind != 1)
 		return cmd_usage_error(&cmd_show,
 		                       argc - optind == 0 ? "which run?" : "too many arguments");
+	cmd_settle(ctx);
 	rc = cmd_store_open(ctx, &st);
 	if (rc == -ENOENT)
 		return cmd_run_not_found("show", argv[optind], NULL);

@@ -203,6 +203,7 @@ cmd_status_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	} else {
 		if ((rc = cmd_load_conf(ctx)) != EPH_EXIT_OK)
 			return rc;
+		cmd_settle(ctx);
 		rc = cmd_store_open(ctx, &st);
 		if (rc < 0 && rc != -ENOENT)
 			return EPH_EXIT_FAIL;
