@@ -30,6 +30,7 @@
 #include "sched/cronexpr.h"
 #include "sched/tz.h"
 #include "source/source.h"
+#include "store/outbox.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -1187,6 +1188,39 @@ dm_refire(struct daemon *dm, const struct store_run *r)
 	free(runs_dir);
 }
 
+/* The mail owed by runs that a command recorded while no daemon ran (exec_reconcile): decided
+ * now, as for a run this start recorded (none while a retry is owed: that one decides; none
+ * for a run that ended longer ago than mail.max_age), then forgotten. After
+ * dm_resume_retries, whose retries are not runs yet: a run owed one is still its job's
+ * latest. */
+static void
+dm_owed_mail(struct daemon *dm)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+	double now = rundir_now();
+
+	if (store_mail_owed(dm->store, &ids, &n) < 0) {
+		dlog(DLOG_ERROR, 0, NULL, "cannot read the mail owed: %s", store_errmsg(dm->store));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_run r;
+		int64_t ended_ms;
+
+		store_run_init(&r);
+		if (store_run_get(dm->store, ids[i], &r) == 0 && store_state_terminal(r.state) &&
+		    now - r.ended_at <= (double)dm->conf->mail.max_age &&
+		    !dm_retry_owed(dm, &r, &ended_ms))
+			dm_notify(dm, r.id, r.job, false);
+		store_run_clear(&r);
+		if (store_mail_owed_clear(dm->store, ids[i]) < 0)
+			dlog(DLOG_ERROR, ids[i], NULL, "cannot record its mail as decided: %s",
+			     store_errmsg(dm->store));
+	}
+	free(ids);
+}
+
 /* Every run a previous process left unfinished (exec_inspect tells what each is), exactly once
  * each (store_run_finish refuses a second): re-attached (agent alive), recorded (its result is
  * there, or lost: its command may have run), or — its command never started — run now or
@@ -1536,6 +1570,7 @@ daemon_run(const struct daemon_opts *o)
 	dm_mail_kick(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
 	dm_resume_retries(dm);
+	dm_owed_mail(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);
 	dm_arm(dm);

@@ -13,6 +13,7 @@
 
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
+#include "store/outbox.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/diag.h"
@@ -200,7 +201,9 @@ exec_reconcile(struct store *s)
 		char *why = NULL;
 		enum exec_found f = exec_inspect(&runs[i], &pid, &start, &why);
 
-		if (f == EXEC_FINISHED || f == EXEC_LOST) {
+		/* its mail is the daemon's to decide: owed first, so that no mail is lost if
+		 * we stop between the two (a second decision sends nothing twice) */
+		if ((f == EXEC_FINISHED || f == EXEC_LOST) && store_mail_owe(s, runs[i].id) == 0) {
 			rc = exec_record(s, runs[i].id, runs[i].run_dir, why, NULL);
 			if (rc == 0)
 				settled++;

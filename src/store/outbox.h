@@ -1,7 +1,8 @@
-/* src/store/outbox.h: the mail outbox table of the store (schema version 2, migrate_2.sql).
- * A message is written here, whole, before anything tries to send it; senders claim a due
- * message, try it, and record the outcome, so an SMTP outage or a restart delays mail and
- * never loses it, and two senders never send the same message. */
+/* src/store/outbox.h: the mail outbox table of the store (schema version 2, migrate_2.sql),
+ * and the mail owed by runs recorded without a daemon (version 3, migrate_3.sql). A message is
+ * written here, whole, before anything tries to send it; senders claim a due message, try it,
+ * and record the outcome, so an SMTP outage or a restart delays mail and never loses it, and
+ * two senders never send the same message. */
 #ifndef EPH_STORE_OUTBOX_H
 #define EPH_STORE_OUTBOX_H
 #include <stddef.h>
@@ -69,5 +70,14 @@ EPH_MUST_CHECK int store_outbox_get(struct store *s, int64_t id, struct outbox_m
  * len 0): for eph status. *OUT as store_outbox_due. */
 EPH_MUST_CHECK int store_outbox_list(struct store *s, enum outbox_state st, size_t limit,
                                      struct outbox_msg **out, size_t *n);
+
+/* Mail owed (migrate_3.sql): run ID, about to be recorded terminal by a process that cannot
+ * decide its mail (a command with no daemon running), is listed for the daemon's next start.
+ * Listing it twice is fine. 0 or -errno. */
+EPH_MUST_CHECK int store_mail_owe(struct store *s, int64_t id);
+/* The runs listed, oldest first: *IDS is a new array of *N (free(); NULL when none). */
+EPH_MUST_CHECK int store_mail_owed(struct store *s, int64_t **ids, size_t *n);
+/* Removes run ID from the list (its mail was decided); 0 or -errno. */
+EPH_MUST_CHECK int store_mail_owed_clear(struct store *s, int64_t id);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "store/migrate_2_sql.h"
+#include "store/migrate_3_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
 #include "util/clock.h"
@@ -27,6 +28,7 @@ struct store {
 static const char *const migrations[] = {
 	store_schema_v1,
 	store_schema_v2,
+	store_schema_v3,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,

@@ -340,3 +340,57 @@ store_outbox_list(struct store *s, enum outbox_state state, size_t limit, struct
 	sqlite3_bind_int64(st, 2, limit > 0 ? (int64_t)limit : -1);
 	return ob_collect(st, false, out, n);
 }
+
+/* ---- mail owed */
+
+int
+store_mail_owe(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int rc = store_sql_prepare(s, "INSERT OR IGNORE INTO mail_owed (run_id) VALUES (?)", &st);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	return ob_step_done(s, st, false);
+}
+
+int
+store_mail_owed(struct store *s, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc = store_sql_prepare(s, "SELECT run_id FROM mail_owed ORDER BY run_id", &st);
+
+	*ids = NULL;
+	*n = 0;
+	if (rc < 0)
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			*ids = xreallocarray(*ids, cap, sizeof(**ids));
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+		return store_sql_errno(rc);
+	}
+	return 0;
+}
+
+int
+store_mail_owed_clear(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int rc = store_sql_prepare(s, "DELETE FROM mail_owed WHERE run_id = ?", &st);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	return ob_step_done(s, st, false);
+}

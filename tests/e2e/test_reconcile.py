@@ -14,6 +14,8 @@ import time
 
 from conftest import eph_bin, marker_pids, run_eph, wait_for
 from test_daemon import TERMINAL, daemons, rows, write_jobs  # noqa: F401 (a fixture)
+from test_daemon_mail import jobs_yaml, outbox
+from test_mail import smtpd  # noqa: F401 (a fixture)
 
 
 def jobs_with_a_blocker(tmp_path, marker, deadline="1h"):
@@ -198,3 +200,34 @@ def test_a_run_that_finished_after_the_daemon_stopped_is_shown_finished(tmp_path
     assert d.text().count(f"run {b['id']} slow succeeded") <= 1
     assert f"run {a['id']} " not in d.text()  # recorded before: nothing to do
     assert [r["state"] for r in rows(state_dir)] == ["succeeded", "succeeded"]
+
+
+def test_a_run_recorded_without_a_daemon_gets_its_mail_at_the_next_start(tmp_path, state_dir,
+                                                                        daemons, smtpd):
+    s = smtpd().start()
+    go = tmp_path / "go"
+    jobs = write_jobs(tmp_path / "ephemeron.yaml", jobs_yaml(s.port, f"""\
+          slow:
+            schedule: "@every 1h"
+            run: while [ ! -e {go} ]; do sleep 0.05; done; echo done
+            notify: {{ on: [success] }}
+        """))
+    d = daemons(jobs, state_dir)
+    assert run_eph(["-f", jobs, "run", "slow"]).returncode == 0
+    wait_for(lambda: rows(state_dir) and rows(state_dir)[0]["state"] == "running",
+             what="the run to start")
+    assert d.stop() == 0
+    run = rows(state_dir)[0]
+    go.touch()
+    wait_for(lambda: os.path.exists(f"{run['run_dir']}/result.json"), what="the run to end")
+    p = run_eph(["runs", "--json"])  # records it: its mail is the daemon's to decide
+    assert json.loads(p.stdout)[0]["state"] == "succeeded"
+    assert outbox(state_dir) == []
+    d = daemons(jobs, state_dir, "daemon2.log")
+    wait_for(lambda: len(s.messages()) == 1, 20, "the run's mail")
+    assert "slow: succeeded" in s.messages()[0]["Subject"]
+    assert d.stop() == 0
+    d = daemons(jobs, state_dir, "daemon3.log")  # decided once: not again
+    time.sleep(1.0)
+    assert d.stop() == 0
+    assert len(outbox(state_dir)) == 1 and len(s.messages()) == 1
