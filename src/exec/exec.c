@@ -431,6 +431,14 @@ exec_run_start(struct exec_run *r)
 			rc = 0; /* the agent was quicker than us: it is recorded already */
 		return rc;
 	}
+	if (rc == -EBUSY || rc == -EALREADY) {
+		/* the run is in another agent's hands, or its command already started: followed
+		 * (and recorded) as after a restart, never started a second time */
+		rc = r->ops->reattach(r);
+		if (rc == 0)
+			exec_agent_gone(r, -1);
+		return rc < 0 ? rc : 0;
+	}
 	why = xasprintf("could not start the agent: %s", strerror(-rc));
 	exec_finish(r, why);
 	free(why);

@@ -29,8 +29,10 @@ struct exec_ops {
 	const char *name;
 	/* Makes a place for run R; 0 or -errno. */
 	EPH_MUST_CHECK int (*provision)(struct exec_run *r);
-	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno. The
-	 * executor calls exec_agent_gone(R, status) when the agent has ended. */
+	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno: -EBUSY
+	 * when another agent holds the run, -EALREADY when its command already started,
+	 * -ECANCELED when the store has it terminal. The executor calls exec_agent_gone(R, status)
+	 * when the agent has ended. */
 	EPH_MUST_CHECK int (*start)(struct exec_run *r);
 	/* Asks R's agent to cancel the run (it records `cancelled`); 0 or -errno. */
 	EPH_MUST_CHECK int (*cancel)(struct exec_run *r);
@@ -96,7 +98,9 @@ void exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *o
 void exec_run_release(struct exec_run *r);
 /* Provisions, starts the agent and follows the run until it is recorded terminal (hooks.done),
  * then closes everything (hooks.closed). 0, or -errno when it could not start: the run is then
- * already recorded `failed` with the reason, and hooks.done/closed still follow. */
+ * already recorded `failed` with the reason, and hooks.done/closed still follow. A run whose
+ * lock another agent holds, or whose command already started (the executor's start returned
+ * -EBUSY or -EALREADY), is followed as by exec_run_reattach instead: 0. */
 EPH_MUST_CHECK int exec_run_start(struct exec_run *r);
 /* As exec_run_start, for a run whose agent was started by an earlier process. */
 EPH_MUST_CHECK int exec_run_reattach(struct exec_run *r);

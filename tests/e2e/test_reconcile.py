@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -231,3 +232,40 @@ def test_a_run_recorded_without_a_daemon_gets_its_mail_at_the_next_start(tmp_pat
     time.sleep(1.0)
     assert d.stop() == 0
     assert len(outbox(state_dir)) == 1 and len(s.messages()) == 1
+
+
+def test_a_run_never_prepared_is_fired_again_or_skipped_past_its_deadline(tmp_path, state_dir,
+                                                                          daemons):
+    out = tmp_path / "ran"
+    jobs = write_jobs(tmp_path / "ephemeron.yaml", f"""\
+        jobs:
+          tick:
+            schedule: "@every 1h"
+            run: echo $EPH_RUN_ID >> {out}
+            catchup: none
+            starting_deadline: 1h
+        """)
+    assert daemons(jobs, state_dir).stop() == 0  # the store, as the daemon makes it
+    # the rows of two fires that a killed daemon was creating (fetching their code): no
+    # run directory yet; one an instant ago, one 2 h ago
+    now = time.time()
+    recent, old = int(now) - 1, int(now) - 7200
+    con = sqlite3.connect(state_dir / "eph.db")
+    for at in (old, recent):
+        con.execute("INSERT INTO runs (job, trigger, scheduled_at, state, executor, created_at)"
+                    " VALUES ('tick', 'schedule', ?, 'queued', 'local', ?)", (at, at + 0.01))
+    con.commit()
+    con.close()
+    d = daemons(jobs, state_dir, "daemon2.log")
+    wait_for(lambda: all(r["state"] in TERMINAL for r in rows(state_dir)) and
+             any(r["scheduled_at"] == recent and r["state"] == "succeeded"
+                 for r in rows(state_dir)), 20, "the fires to be settled")
+    assert d.stop() == 0
+    got = {r["scheduled_at"]: r for r in rows(state_dir)}
+    assert len(rows(state_dir)) == 2
+    assert got[old]["state"] == "skipped"
+    assert "more than starting_deadline (1h" in got[old]["reason"]
+    assert (got[recent]["state"], got[recent]["trigger"]) == ("succeeded", "schedule")
+    assert ran_ids(out) == [str(got[recent]["id"])]
+    assert "withdrawn: the scheduler stopped before the run was prepared; fired again" \
+        in d.text()
