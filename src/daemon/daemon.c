@@ -42,11 +42,8 @@
 #define DM_LATE_S         5       /* a fire this late is still on time; older ones are missed */
 #define DM_MAX_SLEEP_MS   3600000 /* re-check the wall clock at least hourly (clock jumps) */
 #define DM_RELOAD_WAIT_MS 200     /* coalesce the events of one save of the jobs file */
-#define DM_MANUAL_GRACE_S 60      /* a foreground `eph run` may be starting its agent */
 #define DM_PREP_MS        150     /* a fire's run is prepared this long before its instant */
 #define DM_RETENTION_STEP 5       /* runs deleted after a run ends, at most */
-
-enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
 
 /* A retry due later. */
 struct dretry {
@@ -148,7 +145,7 @@ dm_dequeue(struct daemon *dm, struct drun *dr)
 	dr->qnext = NULL;
 }
 
-static void
+void
 dm_enqueue(struct daemon *dm, struct drun *dr)
 {
 	dr->phase = DR_READY;
@@ -178,7 +175,7 @@ dm_set_waiting(struct daemon *dm, struct drun *dr)
 	store_run_clear(&row);
 }
 
-static bool
+bool
 dm_retryable(enum store_state st)
 {
 	return st == STORE_FAILED || st == STORE_OOM || st == STORE_TIMEOUT || st == STORE_LOST;
@@ -202,7 +199,7 @@ dm_mail_queued(struct daemon *dm, int rc, const struct diag *d, int64_t run_id, 
 /* Run RUN_ID was recorded terminal: queues the mail its job's notify policy asks for (once per
  * run, however often called) and has the sender look at the outbox. WILL_RETRY: the daemon
  * scheduled a further attempt of the same run. */
-static void
+void
 dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 {
 	struct diag d;
@@ -217,7 +214,7 @@ dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 /* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
  * its job has retries left: its backoff after ENDED_MS (UTC ms), or now if that is past.
  * Returns true when one is scheduled. */
-static bool
+bool
 dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
                         int64_t run_id, int64_t ended_ms)
 {
@@ -258,7 +255,7 @@ dm_schedule_retry(struct daemon *dm, const char *job, int64_t scheduled_at, int 
 /* Whether run R, left by a previous process, still gets the retry that process scheduled or
  * would have: it is its job's latest run, ended unsuccessfully with attempts left, and the
  * retry's time is not more than starting_deadline past. Sets *ENDED_MS to its end. */
-static bool
+bool
 dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, r->job);
@@ -277,33 +274,6 @@ dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
 		owed = latest.id == r->id;
 	store_run_clear(&latest);
 	return owed;
-}
-
-/* At start, the retries a previous process owed (dm_retry_owed) are scheduled again. The
- * latest run of a job that ended unsuccessfully and is owed none has its mail sent, in case it
- * was held back for a retry that will not come (the job's retries were lowered meanwhile,
- * its deadline passed): notify sends once per run, so a mail already sent is not sent again,
- * and a run that ended longer ago than mail.max_age is left alone (its mail would be given up
- * anyway; and a failure from before mail was set up is not mailed now). */
-static void
-dm_resume_retries(struct daemon *dm)
-{
-	double now = rundir_now();
-
-	for (size_t i = 0; i < dm->conf->njobs; i++) {
-		const struct conf_job *cj = &dm->conf->jobs[i];
-		struct store_run r;
-		int64_t ended_ms = 0;
-
-		store_run_init(&r);
-		if (store_run_latest(dm->store, cj->name, &r) == 0 && dm_retryable(r.state) &&
-		    !(dm_retry_owed(dm, &r, &ended_ms) &&
-		      dm_schedule_retry_after(dm, cj->name, r.scheduled_at, r.attempt, r.id,
-		                              ended_ms)) &&
-		    now - r.ended_at <= (double)dm->conf->mail.max_age)
-			dm_notify(dm, r.id, cj->name, false);
-		store_run_clear(&r);
-	}
 }
 
 static void
@@ -337,7 +307,7 @@ dm_log_outcome(struct drun *dr, const struct store_run *f)
 		     f->reason);
 }
 
-static int
+int
 dm_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -388,7 +358,7 @@ dm_retention(struct daemon *dm, const char *job)
 	free(runs_dir);
 }
 
-static void
+void
 dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg)
 {
 	struct drun *dr = arg;
@@ -421,7 +391,7 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 	dm_kick(dm);
 }
 
-static void
+void
 dm_closed_cb(struct exec_run *er, void *arg)
 {
 	struct drun *dr = arg;
@@ -482,7 +452,7 @@ dm_admit(struct daemon *dm)
 }
 
 /* Settles a run that never started in terminal state ST. */
-static void
+void
 dm_end_unstarted(struct daemon *dm, struct drun *dr, enum store_state st, const char *reason)
 {
 	struct store_run f;
@@ -531,8 +501,6 @@ dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why)
 		dlog(DLOG_INFO, dr->id, dr->job, "cancelling: %s", why);
 	return rc;
 }
-
-static void dm_prepared_due(struct daemon *dm, struct drun *dr);
 
 /* Creates a run of CJ and queues it to start at START_MS (UTC ms; now if past) plus its
  * jitter; with CHECK_CONC, the job's concurrency policy is applied then. A run prepared ahead
@@ -689,7 +657,7 @@ dm_replace(struct daemon *dm, const char *job, const struct drun *self)
 /* One fire of job J at AT: the concurrency policy, then a new run. A fire still ahead (its run
  * prepared DM_PREP_MS early, so that the agent starts at the instant itself) gets the policy
  * at its instant (dm_prepared_due). */
-static void
+void
 dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_trigger trig,
         int attempt)
 {
@@ -711,7 +679,7 @@ dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_tri
 
 /* The instant of a prepared run: the concurrency policy of its job (from the current
  * configuration), then the queue. */
-static void
+void
 dm_prepared_due(struct daemon *dm, struct drun *dr)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, dr->job);
@@ -1021,261 +989,6 @@ dm_confwatch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 	uv_timer_start(&dm->reload_timer, dm_reload_timer_cb, DM_RELOAD_WAIT_MS, 0);
 }
 
-/* --- restart safety ------------------------------------------------------------------ */
-
-/* A live run for R, left unfinished by a previous process, linked among the live runs. */
-static struct drun *
-dm_adopt(struct daemon *dm, const struct store_run *r)
-{
-	struct drun *dr = xcalloc(1, sizeof(*dr));
-
-	dr->dm = dm;
-	evheap_node_init(&dr->ev, DM_EV_START);
-	dr->ops = exec_find(r->executor != NULL ? r->executor : "local");
-	if (dr->ops == NULL)
-		dr->ops = &exec_local_ops;
-	dr->job = xstrdup(r->job);
-	dr->dir = r->run_dir != NULL ? xstrdup(r->run_dir) : NULL;
-	dr->id = r->id;
-	dr->memory = r->memory_limit > 0 ? (uint64_t)r->memory_limit : 0;
-	dr->trigger = r->trigger;
-	dr->scheduled_at = r->scheduled_at;
-	dr->attempt = r->attempt;
-	dr->next = dm->runs;
-	if (dm->runs != NULL)
-		dm->runs->prev = dr;
-	dm->runs = dr;
-	return dr;
-}
-
-/* Run R's agent is alive: followed to its end, and recorded by this daemon. */
-static void
-dm_reattach(struct daemon *dm, const struct store_run *r, pid_t pid, uint64_t start)
-{
-	struct drun *dr = dm_adopt(dm, r);
-	struct exec_hooks hooks = { NULL, dm_done_cb, dm_closed_cb, dr };
-
-	dr->phase = DR_STARTED;
-	dm->nstarted++;
-	dm->local_mem += dr->memory;
-	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, r->id, r->run_dir, &hooks);
-	dr->er.agent_pid = pid;
-	dr->er.agent_start = start;
-	if (pid != 0)
-		dlog(DLOG_INFO, r->id, r->job, "re-attached (agent pid %d)", (int)pid);
-	else
-		dlog(DLOG_INFO, r->id, r->job, "re-attached (its agent is starting)");
-	if (exec_run_reattach(&dr->er) < 0)
-		dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
-}
-
-/* Records run R, whose agent is gone, from its result.json, or in its absence as lost with
- * reason WHY; then its mail, unless a retry is owed for it. */
-static void
-dm_record_found(struct daemon *dm, const struct store_run *r, const char *why)
-{
-	struct store_run f;
-	int rc;
-
-	store_run_init(&f);
-	rc = exec_record(dm->store, r->id, r->run_dir, why, &f);
-	if (rc == 0) {
-		int64_t ended_ms;
-
-		dlog(f.state == STORE_SUCCEEDED ? DLOG_INFO : DLOG_WARN, r->id, r->job,
-		     "%s (recorded at restart)%s%s", store_state_name(f.state),
-		     f.reason != NULL ? ": " : "", f.reason != NULL ? f.reason : "");
-		/* a retry owed is scheduled by dm_resume_retries, which mails otherwise */
-		if (!dm_retry_owed(dm, &f, &ended_ms))
-			dm_notify(dm, r->id, r->job, false);
-	} else if (rc != -EALREADY) {
-		dlog(DLOG_ERROR, r->id, r->job, "cannot record the run: %s", strerror(-rc));
-	}
-	store_run_clear(&f);
-}
-
-/* Whether run R's instant (its fire plus jitter; a retry's or a manual run's creation) is more
- * than its job's starting_deadline past; WHY then says so (caller frees). */
-static bool
-dm_past_deadline(const struct conf_job *cj, const struct store_run *r, char **why)
-{
-	bool fire = r->trigger == STORE_SCHEDULE || r->trigger == STORE_CATCHUP;
-	double instant = fire ? (double)(r->scheduled_at + r->jitter) : r->created_at;
-	char dur[32];
-
-	*why = NULL;
-	if (cj == NULL || cj->starting_deadline <= 0 ||
-	    rundir_now() - instant <= (double)cj->starting_deadline)
-		return false;
-	units_format_duration((double)cj->starting_deadline, dur, sizeof(dur));
-	*why = xasprintf("the scheduler stopped before the run's command started, and its instant "
-	                 "is more than starting_deadline (%s) past",
-	                 dur);
-	return true;
-}
-
-/* Run R was prepared (row and spec.json) but its command never started: nothing forbids
- * running it now. It runs, in its own directory, once its job's concurrency policy allows
- * (dm_prepared_due; a manual run is not subject to it) if its instant is within the job's
- * starting_deadline, and is recorded skipped otherwise. */
-static void
-dm_rerun(struct daemon *dm, const struct store_run *r)
-{
-	const struct conf_job *cj = conf_job_find(dm->conf, r->job);
-	struct drun *dr = dm_adopt(dm, r);
-	struct rundir_spec spec;
-	struct diag d;
-	char *why;
-
-	diag_init(&d);
-	if (rundir_spec_read(r->run_dir, &spec, &d) == 0) {
-		dr->not_before = spec.not_before;
-		rundir_spec_free(&spec);
-	}
-	diag_free(&d);
-	if (dm_past_deadline(cj, r, &why)) {
-		dm_end_unstarted(dm, dr, STORE_SKIPPED, why);
-		free(why);
-		return;
-	}
-	dlog(DLOG_INFO, r->id, r->job,
-	     "prepared before the scheduler stopped, its command never started: it runs now");
-	if (r->trigger == STORE_MANUAL && cj != NULL)
-		dm_enqueue(dm, dr);
-	else
-		dm_prepared_due(dm, dr); /* its job's policy (or cancelled if the job is gone) */
-}
-
-/* Run R was never prepared (its row only: the scheduler stopped while it was created, e.g.
- * during a fetch): withdrawn (row and any directory deleted) and fired again, as a new run,
- * if its instant is within its job's starting_deadline; recorded skipped otherwise. */
-static void
-dm_refire(struct daemon *dm, const struct store_run *r)
-{
-	const struct conf_job *cj = conf_job_find(dm->conf, r->job);
-	char *runs_dir = xasprintf("%s/runs/%lld", dm->o->state_dir, (long long)r->id), *why;
-	bool past = dm_past_deadline(cj, r, &why);
-	struct store_run f;
-	int rc;
-
-	store_run_init(&f);
-	f.state = cj == NULL ? STORE_CANCELLED : past ? STORE_SKIPPED : STORE_CANCELLED;
-	f.reason = cj == NULL ? xstrdup("the job was removed from the jobs file before the run "
-	                                "started")
-	           : past     ? why
-	                      : xstrdup("the scheduler stopped before the run was prepared");
-	f.ended_at = rundir_now();
-	rc = store_run_finish(dm->store, r->id, &f, NULL, 0);
-	if (rc == 0 && f.state == STORE_CANCELLED && cj != NULL) {
-		rc = store_run_delete(dm->store, r->id);
-		(void)nftw(runs_dir, dm_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-		if (rc == 0) {
-			dlog(DLOG_INFO, r->id, r->job,
-			     "withdrawn: the scheduler stopped before the run was prepared; fired "
-			     "again");
-			if (r->trigger == STORE_MANUAL)
-				(void)dm_create(dm, cj, STORE_MANUAL, r->scheduled_at, r->attempt,
-				                0, false);
-			else
-				dm_fire(dm, cj, r->scheduled_at, r->trigger, r->attempt);
-		}
-	} else if (rc == 0) {
-		dlog(DLOG_INFO, r->id, r->job, "%s: %s", store_state_name(f.state), f.reason);
-	}
-	if (rc < 0 && rc != -EALREADY)
-		dlog(DLOG_ERROR, r->id, r->job, "cannot record the run: %s", strerror(-rc));
-	store_run_clear(&f);
-	free(runs_dir);
-}
-
-/* The mail owed by runs that a command recorded while no daemon ran (exec_reconcile): decided
- * now, as for a run this start recorded (none while a retry is owed: that one decides; none
- * for a run that ended longer ago than mail.max_age), then forgotten. After
- * dm_resume_retries, whose retries are not runs yet: a run owed one is still its job's
- * latest. */
-static void
-dm_owed_mail(struct daemon *dm)
-{
-	int64_t *ids = NULL;
-	size_t n = 0;
-	double now = rundir_now();
-
-	if (store_mail_owed(dm->store, &ids, &n) < 0) {
-		dlog(DLOG_ERROR, 0, NULL, "cannot read the mail owed: %s", store_errmsg(dm->store));
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct store_run r;
-		int64_t ended_ms;
-
-		store_run_init(&r);
-		if (store_run_get(dm->store, ids[i], &r) == 0 && store_state_terminal(r.state) &&
-		    now - r.ended_at <= (double)dm->conf->mail.max_age &&
-		    !dm_retry_owed(dm, &r, &ended_ms))
-			dm_notify(dm, r.id, r.job, false);
-		store_run_clear(&r);
-		if (store_mail_owed_clear(dm->store, ids[i]) < 0)
-			dlog(DLOG_ERROR, ids[i], NULL, "cannot record its mail as decided: %s",
-			     store_errmsg(dm->store));
-	}
-	free(ids);
-}
-
-/* Every run a previous process left unfinished (exec_inspect tells what each is), exactly once
- * each (store_run_finish refuses a second): re-attached (agent alive), recorded (its result is
- * there, or lost: its command may have run), or — its command never started — run now or
- * skipped (dm_rerun, dm_refire), after the others, so that their policy sees every live run. */
-static void
-dm_reconcile(struct daemon *dm)
-{
-	struct store_run *runs = NULL;
-	enum exec_found *found;
-	size_t n = 0;
-	double now = rundir_now();
-	int rc = store_runs_unfinished(dm->store, &runs, &n);
-
-	if (rc < 0) {
-		dlog(DLOG_ERROR, 0, NULL, "cannot read unfinished runs: %s",
-		     store_errmsg(dm->store));
-		return;
-	}
-	found = xcalloc(n > 0 ? n : 1, sizeof(*found));
-	for (size_t i = 0; i < n; i++) {
-		const struct store_run *r = &runs[i];
-		pid_t pid;
-		uint64_t start;
-		char *why = NULL;
-
-		found[i] = exec_inspect(r, &pid, &start, &why);
-		if (found[i] == EXEC_ALIVE)
-			dm_reattach(dm, r, pid, start);
-		else if (found[i] == EXEC_FINISHED || found[i] == EXEC_LOST)
-			dm_record_found(dm, r, why);
-		free(why);
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct store_run *r = &runs[i];
-		bool manual = r->trigger == STORE_MANUAL;
-
-		if (found[i] == EXEC_UNPREPARED) {
-			if (manual && r->created_at > now - DM_MANUAL_GRACE_S)
-				continue; /* a foreground eph run is preparing it */
-			dm_refire(dm, r);
-		} else if (found[i] == EXEC_UNSTARTED) {
-			struct stat st;
-			char *spec = xasprintf("%s/%s", r->run_dir, RUNDIR_SPEC);
-			bool young = stat(spec, &st) == 0 && st.st_mtime > now - DM_MANUAL_GRACE_S;
-
-			free(spec);
-			if (manual && young)
-				continue; /* a foreground eph run is starting its agent */
-			dm_rerun(dm, r);
-		}
-	}
-	free(found);
-	store_runs_free(runs, n);
-}
-
 /* --- start and stop ------------------------------------------------------------------- */
 
 /* A run prepared for an instant that has not come when the daemon stops: withdrawn (row and
@@ -1569,8 +1282,6 @@ daemon_run(const struct daemon_opts *o)
 	dm_repo_arm(dm);
 	dm_mail_kick(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
-	dm_resume_retries(dm);
-	dm_owed_mail(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);
 	dm_arm(dm);

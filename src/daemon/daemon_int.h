@@ -1,6 +1,5 @@
-/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, control.c, mailer.c
- * and repoconf.c): the scheduler's state and the few functions the scheduler, the control
- * socket, the mail process's keeper and the --from-repo reloads share. */
+/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, control.c, mailer.c,
+ * reconcile.c, repoconf.c): the scheduler's state and the functions its files share. */
 #ifndef EPH_DAEMON_DAEMON_INT_H
 #define EPH_DAEMON_DAEMON_INT_H
 #include <stdbool.h>
@@ -14,13 +13,18 @@
 #include "store/store.h"
 #include "util/buf.h"
 
+struct FTW;
 struct conf;
 struct conf_job;
+struct stat;
 struct conf_source;
 struct diag;
 struct drepo;
 struct dretry;
 struct dmailer;
+
+/* What an event of the daemon's heap is. */
+enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
 
 /* A job of the current configuration and its schedule. */
 struct djob {
@@ -116,6 +120,29 @@ void dm_reload_failed(struct daemon *dm, const char *why, struct diag *d);
  * BASE_DIR) have failed for mail.source_alarm, once per outage. */
 void dm_source_alarm(struct daemon *dm);
 void dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char *base_dir);
+
+/* What daemon.c's policies share with reconcile.c (each is described where it is defined). */
+bool dm_retryable(enum store_state st);
+void dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry);
+bool dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
+                             int64_t run_id, int64_t ended_ms);
+bool dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms);
+void dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg);
+void dm_closed_cb(struct exec_run *er, void *arg);
+void dm_enqueue(struct daemon *dm, struct drun *dr);
+void dm_end_unstarted(struct daemon *dm, struct drun *dr, enum store_state st, const char *reason);
+void dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_trigger trig,
+             int attempt);
+void dm_prepared_due(struct daemon *dm, struct drun *dr);
+/* nftw's callback removing a run directory. */
+int dm_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
+/* reconcile.c: restart safety */
+
+/* At start, before the jobs are armed: settles every run a previous process left unfinished
+ * (re-attached, recorded, or — its command never started — run or skipped), then schedules
+ * the retries and decides the mail that process owed. */
+void dm_reconcile(struct daemon *dm);
 
 /* mailer.c: the mail is sent by eph-mail, a process of its own (no libcurl in the daemon) */
 
