@@ -13,7 +13,6 @@
 
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
-#include "store/outbox.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/diag.h"
@@ -85,10 +84,11 @@ exec_sample_cb(const struct rundir_event *e, void *arg)
 }
 
 /* exec_record, where a run without a result is recorded in state NORESULT (lost, or
- * cancelled when it was cancelled before its agent could record it). */
+ * cancelled when it was cancelled before its agent could record it); with OWE_MAIL, its mail
+ * is left owed to the daemon (store_run_finish_owing_mail). */
 static int
 exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_reason,
-               enum store_state noresult, struct store_run *final)
+               enum store_state noresult, bool owe_mail, struct store_run *final)
 {
 	struct exec_samples samples = { .peak = -1 };
 	struct rundir_result res;
@@ -134,7 +134,8 @@ exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_re
 			        xstrdup("sampled (largest sample before the agent was lost)");
 		}
 	}
-	rc = store_run_finish(s, id, &r, samples.v, samples.n);
+	rc = owe_mail ? store_run_finish_owing_mail(s, id, &r, samples.v, samples.n)
+	              : store_run_finish(s, id, &r, samples.v, samples.n);
 	if (rc == 0 && final != NULL)
 		rc = store_run_get(s, id, final);
 out:
@@ -149,7 +150,7 @@ int
 exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reason,
             struct store_run *final)
 {
-	return exec_record_as(s, id, dir, lost_reason, STORE_LOST, final);
+	return exec_record_as(s, id, dir, lost_reason, STORE_LOST, false, final);
 }
 
 enum exec_found
@@ -201,10 +202,10 @@ exec_reconcile(struct store *s)
 		char *why = NULL;
 		enum exec_found f = exec_inspect(&runs[i], &pid, &start, &why);
 
-		/* its mail is the daemon's to decide: owed first, so that no mail is lost if
-		 * we stop between the two (a second decision sends nothing twice) */
-		if ((f == EXEC_FINISHED || f == EXEC_LOST) && store_mail_owe(s, runs[i].id) == 0) {
-			rc = exec_record(s, runs[i].id, runs[i].run_dir, why, NULL);
+		/* its mail is the daemon's to decide: owed in the same transaction */
+		if (f == EXEC_FINISHED || f == EXEC_LOST) {
+			rc = exec_record_as(s, runs[i].id, runs[i].run_dir, why, STORE_LOST, true,
+			                    NULL);
 			if (rc == 0)
 				settled++;
 		}
@@ -298,7 +299,7 @@ exec_finish(struct exec_run *r, const char *lost_reason)
 	store_run_init(&final);
 	/* an agent killed by our own cancel before it could write its result was cancelled */
 	rc = exec_record_as(r->store, r->id, r->dir, lost_reason,
-	                    r->cancel_sent ? STORE_CANCELLED : STORE_LOST, &final);
+	                    r->cancel_sent ? STORE_CANCELLED : STORE_LOST, false, &final);
 	if (rc == -EALREADY)
 		rc = store_run_get(r->store, r->id, &final);
 	if (r->hooks.done != NULL)

@@ -167,10 +167,10 @@ enum exec_found exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *st
 /* For a process that is not the daemon, while no daemon runs (eph run, runs, show, status):
  * records every unfinished run whose agent is gone — its result.json, or `lost` when its
  * command may have run — exactly once (a daemon or another command recording it meanwhile
- * makes it -EALREADY, skipped), its mail left owed to the daemon's next start (store_mail_owe:
- * the notify policy is the daemon's configuration's). Runs that are alive, or were never
- * started, are left to their agent or to the daemon's next start. Returns how many were
- * recorded, or -errno. */
+ * makes it -EALREADY, skipped), its mail left owed to the daemon's next start
+ * (store_run_finish_owing_mail: the notify policy is the daemon's configuration's). Runs that are
+ * alive, or were never started, are left to their agent or to the daemon's next start. Returns how
+ * many were recorded, or -errno. */
 int exec_reconcile(struct store *s);
 
 #endif

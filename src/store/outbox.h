@@ -71,10 +71,8 @@ EPH_MUST_CHECK int store_outbox_get(struct store *s, int64_t id, struct outbox_m
 EPH_MUST_CHECK int store_outbox_list(struct store *s, enum outbox_state st, size_t limit,
                                      struct outbox_msg **out, size_t *n);
 
-/* Mail owed (migrate_3.sql): run ID, about to be recorded terminal by a process that cannot
- * decide its mail (a command with no daemon running), is listed for the daemon's next start.
- * Listing it twice is fine. 0 or -errno. */
-EPH_MUST_CHECK int store_mail_owe(struct store *s, int64_t id);
+/* Mail owed (migrate_3.sql): the runs that store_run_finish_owing_mail recorded, whose mail
+ * the daemon's next start decides. */
 /* The runs listed, oldest first: *IDS is a new array of *N (free(); NULL when none). */
 EPH_MUST_CHECK int store_mail_owed(struct store *s, int64_t **ids, size_t *n);
 /* Removes run ID from the list (its mail was decided); 0 or -errno. */

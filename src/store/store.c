@@ -579,9 +579,10 @@ insert_samples(struct store *s, int64_t id, const struct store_sample *samples, 
 	return 0;
 }
 
-int
-store_run_finish(struct store *s, int64_t id, const struct store_run *f,
-                 const struct store_sample *samples, size_t n)
+/* store_run_finish; with OWE_MAIL, the run is listed in mail_owed in the same transaction. */
+static int
+run_finish(struct store *s, int64_t id, const struct store_run *f,
+           const struct store_sample *samples, size_t n, bool owe_mail)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -630,12 +631,34 @@ store_run_finish(struct store *s, int64_t id, const struct store_run *f,
 	}
 	if ((rc = insert_samples(s, id, samples, n)) < 0)
 		goto rollback;
+	if (owe_mail) {
+		if ((rc = store_sql_prepare(
+		             s, "INSERT OR IGNORE INTO mail_owed (run_id) VALUES (?)", &st)) < 0)
+			goto rollback;
+		sqlite3_bind_int64(st, 1, id);
+		if ((rc = step_done(st)) < 0)
+			goto rollback;
+	}
 	if ((rc = exec_sql(s, "COMMIT")) < 0)
 		goto rollback;
 	return 0;
 rollback:
 	exec_sql(s, "ROLLBACK");
 	return rc;
+}
+
+int
+store_run_finish(struct store *s, int64_t id, const struct store_run *f,
+                 const struct store_sample *samples, size_t n)
+{
+	return run_finish(s, id, f, samples, n, false);
+}
+
+int
+store_run_finish_owing_mail(struct store *s, int64_t id, const struct store_run *f,
+                            const struct store_sample *samples, size_t n)
+{
+	return run_finish(s, id, f, samples, n, true);
 }
 
 char *

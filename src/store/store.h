@@ -128,6 +128,12 @@ EPH_MUST_CHECK int store_run_started(struct store *s, int64_t id, double started
  * changed) when it was already terminal. */
 EPH_MUST_CHECK int store_run_finish(struct store *s, int64_t id, const struct store_run *final,
                                     const struct store_sample *samples, size_t n);
+/* store_run_finish for a process that cannot decide the run's mail (a command while no daemon
+ * runs): the run is listed in mail_owed (outbox.h) in the same transaction, for the daemon's
+ * next start to decide. Only the process whose write succeeded owes it. */
+EPH_MUST_CHECK int store_run_finish_owing_mail(struct store *s, int64_t id,
+                                               const struct store_run *final,
+                                               const struct store_sample *samples, size_t n);
 
 /* Deletes run ID and its memory samples if it is terminal (retention): 0, -ENOENT when there
  * is no such run, -EBUSY when it is not terminal. */

@@ -344,18 +344,6 @@ store_outbox_list(struct store *s, enum outbox_state state, size_t limit, struct
 /* ---- mail owed */
 
 int
-store_mail_owe(struct store *s, int64_t id)
-{
-	sqlite3_stmt *st;
-	int rc = store_sql_prepare(s, "INSERT OR IGNORE INTO mail_owed (run_id) VALUES (?)", &st);
-
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	return ob_step_done(s, st, false);
-}
-
-int
 store_mail_owed(struct store *s, int64_t **ids, size_t *n)
 {
 	sqlite3_stmt *st;

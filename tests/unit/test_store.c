@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "store/outbox.h"
 #include "store/store.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
@@ -248,6 +249,33 @@ finish_twice_is_ealready_and_changes_nothing(void **state)
 	r.state = STORE_RUNNING;
 	assert_int_equal(store_run_update(f->s, id, &r), -EALREADY);
 	store_run_clear(&r);
+}
+
+/* A run recorded by a process that cannot decide its mail is owed it, in the same write: only
+ * when that write recorded it; listed once; forgotten when cleared. */
+static void
+finish_owing_mail_lists_the_run_only_when_it_recorded_it(void **state)
+{
+	struct fx *f = *state;
+	struct store_run fin;
+	int64_t a = create_run(f->s, "j"), b = create_run(f->s, "j"), *ids = NULL;
+	size_t n = 0;
+
+	store_run_init(&fin);
+	fin.state = STORE_SUCCEEDED;
+	assert_int_equal(store_run_finish_owing_mail(f->s, a, &fin, NULL, 0), 0);
+	assert_int_equal(store_run_finish_owing_mail(f->s, a, &fin, NULL, 0), -EALREADY);
+	assert_int_equal(store_run_finish(f->s, b, &fin, NULL, 0), 0);
+	assert_int_equal(store_run_finish_owing_mail(f->s, b, &fin, NULL, 0), -EALREADY);
+	assert_int_equal(store_mail_owed(f->s, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], a);
+	free(ids);
+	assert_int_equal(store_mail_owed_clear(f->s, a), 0);
+	assert_int_equal(store_mail_owed(f->s, &ids, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(ids);
+	store_run_clear(&fin);
 }
 
 /* store_run_started writes the state, the start and the agent, and leaves every other field
@@ -582,6 +610,7 @@ main(void)
 		T(update_then_finish_records_the_outcome_and_samples),
 		T(finish_twice_is_ealready_and_changes_nothing),
 		T(finish_rejects_non_terminal_and_unknown_runs),
+		T(finish_owing_mail_lists_the_run_only_when_it_recorded_it),
 		T(started_changes_only_the_start_and_not_a_terminal_run),
 		T(migrates_an_empty_database_to_the_current_version),
 		T(refuses_a_database_from_a_newer_eph),
