@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from conftest import eph_bin, marker_pids, run_eph, wait_for
 from test_daemon import TERMINAL, daemons, rows, write_jobs  # noqa: F401 (a fixture)
 from test_daemon_mail import jobs_yaml, outbox
@@ -71,9 +73,16 @@ def ran_ids(out):
     return out.read_text().split() if out.exists() else []
 
 
-def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state_dir, daemons):
+@pytest.mark.parametrize("left", ["waiting", "provisioning"])
+def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state_dir, daemons,
+                                                                  left):
     out, jobs, waiting, blocker = kill_9_with_a_run_prepared(tmp_path, state_dir, daemons)
     x = waiting["id"]
+    if left == "provisioning":  # as a kill between preparing the run and admitting it leaves it
+        con = sqlite3.connect(state_dir / "eph.db")
+        con.execute("UPDATE runs SET state = 'provisioning' WHERE id = ?", (x,))
+        con.commit()
+        con.close()
 
     # no daemon: eph runs records the blocker (its command ran, its agent is gone) and leaves
     # the run that never started to the daemon
@@ -82,7 +91,7 @@ def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state
     shown = {r["id"]: r for r in json.loads(p.stdout)}
     assert shown[blocker["id"]]["state"] == "lost"
     assert "ended without writing a result" in shown[blocker["id"]]["reason"]
-    assert shown[x]["state"] == "waiting"
+    assert shown[x]["state"] == left
 
     d = daemons(jobs, state_dir, "daemon2.log")
     wait_for(lambda: rows(state_dir, "id = ?", (x,))[0]["state"] in TERMINAL, 20,
