@@ -1038,7 +1038,9 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 	f.reason = xstrdup("the scheduler stopped before the run's instant");
 	f.ended_at = rundir_now();
 	rc = store_run_finish(dm->store, dr->id, &f, NULL, 0);
-	if (rc == 0)
+	/* already terminal: an eph runs that found no daemon listening any more (the socket is
+	 * closed first) recorded the held agent's result, "cancelled"; withdrawn all the same */
+	if (rc == 0 || (rc == -EALREADY && started))
 		rc = store_run_delete(dm->store, dr->id);
 	if (rc == 0 && strncmp(dr->dir, runs_dir, strlen(runs_dir)) == 0)
 		(void)nftw(dr->dir, dm_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
