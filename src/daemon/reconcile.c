@@ -6,7 +6,6 @@
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "conf/conf.h"
 #include "daemon/daemon_int.h"
@@ -19,7 +18,7 @@
 #include "util/units.h"
 #include "util/xalloc.h"
 
-#define DM_MANUAL_GRACE_S 60 /* a foreground `eph run` may be starting its agent */
+#define DM_MANUAL_GRACE_S 60 /* a foreground `eph run` may be preparing its run */
 
 /* At start, the retries a previous process owed (dm_retry_owed) are scheduled again. The
  * latest run of a job that ended unsuccessfully and is owed none has its mail sent, in case it
@@ -287,13 +286,8 @@ dm_reconcile_runs(struct daemon *dm)
 				continue; /* a foreground eph run is preparing it */
 			dm_refire(dm, r);
 		} else if (found[i] == EXEC_UNSTARTED) {
-			struct stat st;
-			char *spec = xasprintf("%s/%s", r->run_dir, RUNDIR_SPEC);
-			bool young = stat(spec, &st) == 0 && st.st_mtime > now - DM_MANUAL_GRACE_S;
-
-			free(spec);
-			if (manual && young)
-				continue; /* a foreground eph run is starting its agent */
+			/* even a manual one that a foreground eph run is about to start: the run's
+			 * lock lets one agent start it, and the other starter follows that one */
 			dm_rerun(dm, r);
 		}
 	}

@@ -21,7 +21,7 @@ from test_daemon_mail import jobs_yaml, outbox
 from test_mail import smtpd  # noqa: F401 (a fixture)
 
 
-def jobs_with_a_blocker(tmp_path, marker, deadline="1h"):
+def jobs_with_a_blocker(tmp_path, marker, deadline="1h", tick="@every 2s"):
     """max_parallel 1: while `blocker` runs, a fire of `tick` is prepared (row and spec.json)
     and waits for the slot; its agent is not started."""
     out = tmp_path / "ran"
@@ -34,24 +34,28 @@ def jobs_with_a_blocker(tmp_path, marker, deadline="1h"):
             env:
               EPH_TEST_MARKER: "{marker}"
           tick:
-            schedule: "@every 2s"
+            schedule: "{tick}"
             run: echo $EPH_RUN_ID >> {out}
             catchup: none
             starting_deadline: {deadline}
         """)
 
 
-def kill_9_with_a_run_prepared(tmp_path, state_dir, daemons, deadline="1h"):
-    """A daemon kill -9'd while a run of `tick` is prepared and not started; its blocker's
-    agent is killed too (its command had started). Returns (out file, jobs, waiting row,
-    blocker row)."""
+def kill_9_with_a_run_prepared(tmp_path, state_dir, daemons, deadline="1h", manual=False):
+    """A daemon kill -9'd while a run of `tick` (a fire, or with MANUAL one asked for with eph
+    run) is prepared and not started; its blocker's agent is killed too (its command had
+    started). Returns (out file, jobs, waiting row, blocker row)."""
     marker = f"eph-rec-{os.getpid()}-{time.monotonic_ns()}"
-    out, jobs = jobs_with_a_blocker(tmp_path, marker, deadline)
+    out, jobs = jobs_with_a_blocker(tmp_path, marker, deadline,
+                                    "@every 1h" if manual else "@every 2s")
     d = daemons(jobs, state_dir)
     p = run_eph(["-f", jobs, "run", "blocker"])
     assert p.returncode == 0, p.stderr
     wait_for(lambda: any(r["state"] == "running" for r in rows(state_dir, "job = 'blocker'")),
              what="the blocker to run")
+    if manual:
+        p = run_eph(["-f", jobs, "run", "tick"])
+        assert p.returncode == 0, p.stderr
     wait_for(lambda: rows(state_dir, "job = 'tick' AND state = 'waiting'"), 15,
              "a fire of tick to wait for the slot")
     d.stop(signal.SIGKILL)
@@ -73,10 +77,11 @@ def ran_ids(out):
     return out.read_text().split() if out.exists() else []
 
 
-@pytest.mark.parametrize("left", ["waiting", "provisioning"])
+@pytest.mark.parametrize("left", ["waiting", "provisioning", "manual"])
 def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state_dir, daemons,
                                                                   left):
-    out, jobs, waiting, blocker = kill_9_with_a_run_prepared(tmp_path, state_dir, daemons)
+    out, jobs, waiting, blocker = kill_9_with_a_run_prepared(tmp_path, state_dir, daemons,
+                                                             manual=left == "manual")
     x = waiting["id"]
     if left == "provisioning":  # as a kill between preparing the run and admitting it leaves it
         con = sqlite3.connect(state_dir / "eph.db")
@@ -91,7 +96,7 @@ def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state
     shown = {r["id"]: r for r in json.loads(p.stdout)}
     assert shown[blocker["id"]]["state"] == "lost"
     assert "ended without writing a result" in shown[blocker["id"]]["reason"]
-    assert shown[x]["state"] == left
+    assert shown[x]["state"] == ("waiting" if left == "manual" else left)
 
     d = daemons(jobs, state_dir, "daemon2.log")
     wait_for(lambda: rows(state_dir, "id = ?", (x,))[0]["state"] in TERMINAL, 20,
@@ -99,7 +104,8 @@ def test_a_run_prepared_before_a_kill_9_runs_once_at_the_restart(tmp_path, state
     time.sleep(0.5)
     assert d.stop() == 0
     row = rows(state_dir, "id = ?", (x,))[0]
-    assert (row["state"], row["trigger"], row["attempt"]) == ("succeeded", "schedule", 1), row
+    trigger = "manual" if left == "manual" else "schedule"
+    assert (row["state"], row["trigger"], row["attempt"]) == ("succeeded", trigger, 1), row
     assert row["started_at"] >= row["scheduled_at"]
     assert ran_ids(out).count(str(x)) == 1
     assert f"run {x} tick prepared before the scheduler stopped, its command never started: " \
