@@ -169,16 +169,18 @@ exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why)
 		*pid = 0;
 		*start = 0;
 	}
-	if (*pid != 0 && rundir_pid_alive(*pid, *start))
-		return EXEC_ALIVE;
-	/* the lock first: a free lock means no agent, so what it left is final */
-	if (runlock_inspect(r->run_dir, &ls) < 0 || ls == RUNLOCK_HELD)
-		return EXEC_ALIVE; /* or cannot tell: left alone */
+	/* result.json is the agent's last write (renamed into place): the run is over even
+	 * while its agent is still exiting */
 	res = xasprintf("%s/%s", r->run_dir, RUNDIR_RESULT);
 	done = access(res, F_OK) == 0;
 	free(res);
 	if (done)
 		return EXEC_FINISHED;
+	if (*pid != 0 && rundir_pid_alive(*pid, *start))
+		return EXEC_ALIVE;
+	/* a free lock means no agent, so what it left is final */
+	if (runlock_inspect(r->run_dir, &ls) < 0 || ls == RUNLOCK_HELD)
+		return EXEC_ALIVE; /* or cannot tell: left alone */
 	if (ls == RUNLOCK_PREPARED || (ls == RUNLOCK_NONE && *pid == 0))
 		return EXEC_UNSTARTED;
 	*why = *pid != 0 ? xasprintf("the agent (pid %d) ended without writing a result", (int)*pid)

@@ -152,7 +152,7 @@ EPH_MUST_CHECK int exec_record(struct store *s, int64_t id, const char *dir,
 enum exec_found {
 	EXEC_UNPREPARED, /* no run directory: it was never prepared, so never started */
 	EXEC_ALIVE,      /* its agent is alive, or being started (the run's lock is held) */
-	EXEC_FINISHED,   /* its agent is gone and left result.json: record it */
+	EXEC_FINISHED,   /* result.json is there (its agent is gone or exiting): record it */
 	EXEC_LOST,       /* its agent is gone without a result, and the command may have run */
 	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
 };
