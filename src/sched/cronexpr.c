@@ -118,6 +118,10 @@ parse_field(const struct field_spec *fs, const char *s, const char *end, uint64_
 				s++;
 				if ((msg = parse_value(fs, &s, end, &b)) != NULL)
 					return msg;
+				/* A day-of-week range that ends in Sunday ends in 7, as in
+				 * cronie: "Sat-Sun" is 6-7, "Mon-Sun/2" 1-7/2 */
+				if (fs->names == dow_names && b == 0 && a > 0)
+					b = 7;
 				if (a > b)
 					return xasprintf(
 					        "range %.*s is reversed (its start is after its end)",

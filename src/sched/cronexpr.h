@@ -18,10 +18,10 @@ struct tz;
  * column of TEXT's first byte: for a quoted scalar, the first byte inside the quote, which is where
  * libfyaml's mark points; AT may be NULL). On success returns 0 and *out owns a new expression
  * (cronexpr_free). Otherwise returns -EINVAL, leaves *out NULL and adds every problem to D, each at
- * the column of the offending field (AT.col + the field's byte offset in TEXT). An expression that
- * can never fire
- * ("0 0 30 2 *") is an error. Accepts 5 fields (Vixie cron: names, ranges, lists, steps,
- * "N/step" = "N-max/step", 0 and 7 both Sunday), @yearly @annually @monthly @weekly @daily
+ * the column of the offending field (AT.col + the field's byte offset in TEXT). An expression
+ * that can never fire ("0 0 30 2 *") is an error. Accepts 5 fields (Vixie cron: names, ranges,
+ * lists, steps, "N/step" = "N-max/step", 0 and 7 both Sunday, a day-of-week range that ends in
+ * Sunday ending in 7 as in cronie: "Sat-Sun" = 6-7), @yearly @annually @monthly @weekly @daily
  * @midnight @hourly (any case), and "@every DURATION" (units_parse_duration, at least 1s). */
 EPH_MUST_CHECK int cronexpr_parse(const char *text, const struct diag_pos *at,
                                   struct cronexpr **out, struct diag *d);

@@ -167,6 +167,46 @@ sunday_is_both_0_and_7(void **state)
 }
 
 static void
+dow_range_ending_in_sunday_ends_in_7(void **state)
+{
+	(void)state;
+	/* as cronie: 2026-01-02 is a Friday, 01-03 Saturday, 01-04 Sunday */
+	expect_fires("0 0 * * Sat-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-03T00:00:00+00:00",
+	             "2026-01-04T00:00:00+00:00", "2026-01-10T00:00:00+00:00", NULL);
+	expect_fires("0 0 * * sat-0", NULL, "2026-01-01T00:00:00Z", "2026-01-03T00:00:00+00:00",
+	             "2026-01-04T00:00:00+00:00", "2026-01-10T00:00:00+00:00", NULL);
+	expect_fires("0 0 * * Fri-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00+00:00",
+	             "2026-01-03T00:00:00+00:00", "2026-01-04T00:00:00+00:00",
+	             "2026-01-09T00:00:00+00:00", NULL);
+	/* every day of the week, Monday first */
+	expect_fires("0 0 * * Mon-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00+00:00",
+	             "2026-01-03T00:00:00+00:00", "2026-01-04T00:00:00+00:00",
+	             "2026-01-05T00:00:00+00:00", NULL);
+	/* 1-7/2: Mon, Wed, Fri, Sun (2026-01-05 is a Monday) */
+	expect_fires("0 0 * * Mon-Sun/2", NULL, "2026-01-04T00:00:00Z", "2026-01-05T00:00:00+00:00",
+	             "2026-01-07T00:00:00+00:00", "2026-01-09T00:00:00+00:00",
+	             "2026-01-11T00:00:00+00:00", "2026-01-12T00:00:00+00:00", NULL);
+	/* a range that starts on Sunday starts at 0 and is unchanged */
+	expect_fires("0 0 * * Sun-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-04T00:00:00+00:00",
+	             "2026-01-11T00:00:00+00:00", NULL);
+	expect_fires("0 0 * * 0-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-04T00:00:00+00:00",
+	             "2026-01-11T00:00:00+00:00", NULL);
+	expect_fires("0 0 * * Sun-Sat", NULL, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00+00:00",
+	             "2026-01-03T00:00:00+00:00", "2026-01-04T00:00:00+00:00", NULL);
+	expect_fires("0 0 * * 7-Sun", NULL, "2026-01-01T00:00:00Z", "2026-01-04T00:00:00+00:00",
+	             "2026-01-11T00:00:00+00:00", NULL);
+	/* only an end of Sunday wraps: other reversed ranges stay errors, in every field */
+	expect_errors(
+	        "0 0 * * Tue-Mon", 10,
+	        "f.yaml:3:18: bad day-of-week field \"Tue-Mon\": range Tue-Mon is reversed (its start is after its end)",
+	        NULL);
+	expect_errors(
+	        "0 5-0 * * *", 10,
+	        "f.yaml:3:12: bad hour field \"5-0\": range 5-0 is reversed (its start is after its end)",
+	        NULL);
+}
+
+static void
 dom_and_dow_are_ored_when_both_restricted(void **state)
 {
 	(void)state;
@@ -589,6 +629,7 @@ main(void)
 		cmocka_unit_test(number_slash_step_runs_to_the_field_max),
 		cmocka_unit_test(names_are_case_insensitive_and_work_in_ranges),
 		cmocka_unit_test(sunday_is_both_0_and_7),
+		cmocka_unit_test(dow_range_ending_in_sunday_ends_in_7),
 		cmocka_unit_test(dom_and_dow_are_ored_when_both_restricted),
 		cmocka_unit_test(star_step_counts_as_unrestricted_so_days_are_anded),
 		cmocka_unit_test(leap_day_is_found_years_ahead),
