@@ -365,6 +365,9 @@ fail:
 
 /* ---- matching ---- */
 
+/* The Gregorian calendar's cycle, 400 years of 146,097 days (whole weeks), and two days. */
+#define CRONEXPR_CYCLE (INT64_C(146097) * 86400 + 2 * 86400)
+
 static int64_t
 floor_div(int64_t a, int64_t b)
 {
@@ -383,16 +386,24 @@ next_bit(uint64_t mask, int from)
 	return mask ? from + __builtin_ctzll(mask) : -1;
 }
 
-static bool
-day_matches(const struct cronexpr *ce, int64_t days, int mday)
+/* The days (bits 1-DIM) of a month whose 1st is day FIRST (days since the epoch) that the
+ * expression matches: the day-of-week bits repeated over the month and shifted to its
+ * weekdays, then ANDed or ORed with the day-of-month bits as cron does. */
+static uint64_t
+month_days(const struct cronexpr *ce, int64_t first, int dim)
 {
-	bool dom = ce->dom >> mday & 1, dow = ce->dow >> tz_weekday(days) & 1;
+	uint64_t dow = ce->dow & 0x7f, rep, w;
 
-	return (ce->flags & (DOM_STAR | DOW_STAR)) ? dom && dow : dom || dow;
+	rep = dow | dow << 7 | dow << 14 | dow << 21 | dow << 28 | dow << 35; /* bit k: k % 7 */
+	w = (rep >> tz_weekday(first)) << 1; /* bit d: day d's weekday */
+	w = (ce->flags & (DOM_STAR | DOW_STAR)) ? ce->dom & w : ce->dom | w;
+	return w & ((UINT64_C(1) << (dim + 1)) - 2);
 }
 
 /* Smallest local time W (seconds on the wall clock, counted as if it were UTC) with FROM <= W
- * <= UNTIL, on a whole minute, that the expression matches. */
+ * <= UNTIL, on a whole minute, that the expression matches. Each step moves to the next
+ * month that can match, the next day of it that does, or the next hour: a few steps a
+ * month at most. */
 static bool
 next_local(const struct cronexpr *ce, int64_t from, int64_t until, int64_t *out)
 {
@@ -401,10 +412,11 @@ next_local(const struct cronexpr *ce, int64_t from, int64_t until, int64_t *out)
 
 	tz_civil_from_days(days, &y, &m, &d);
 	while (days * 86400 <= until) {
-		int nh, nm;
+		int dim = tz_days_in_month(y, m), nd, nh, nm;
 
-		if (!(ce->month >> m & 1)) { /* to the 1st of the next month */
-			days += tz_days_in_month(y, m) - d + 1;
+		if (!(ce->month >> m & 1) ||
+		    (nd = next_bit(month_days(ce, days - d + 1, dim), d)) < 0) {
+			days += dim - d + 1; /* to the 1st of the next month */
 			d = 1;
 			if (++m > 12) {
 				m = 1;
@@ -413,9 +425,15 @@ next_local(const struct cronexpr *ce, int64_t from, int64_t until, int64_t *out)
 			h = mi = 0;
 			continue;
 		}
-		if (!day_matches(ce, days, d) || (nh = next_bit(ce->hour, h)) < 0) {
-			days++;
-			if (++d > tz_days_in_month(y, m)) {
+		if (nd != d) {
+			days += nd - d;
+			d = nd;
+			h = mi = 0;
+		}
+		if ((nh = next_bit(ce->hour, h)) < 0) {
+			days++; /* to the next day; past the month's last, the loop moves on */
+			d++;
+			if (d > dim) {
 				d = 1;
 				if (++m > 12) {
 					m = 1;
@@ -450,19 +468,30 @@ cronexpr_next(const struct cronexpr *ce, const struct tz *z, int64_t after, int6
 	int64_t limit, t, w;
 	struct tz_span sp;
 
-	if (after < TZ_T_MIN + 2 * 86400 || after > TZ_T_MAX - CRONEXPR_HORIZON - 2 * 86400)
+	if (after < TZ_T_MIN + 2 * 86400)
 		return -ERANGE;
+	if (after >= CRONEXPR_T_MAX)
+		return -ENOENT;
 	if (ce->every > 0) {
-		*next = (floor_div(after, ce->every) + 1) * ce->every;
+		w = (floor_div(after, ce->every) + 1) * ce->every;
+		if (w > CRONEXPR_T_MAX)
+			return -ENOENT;
+		*next = w;
 		return 0;
 	}
-	limit = after + CRONEXPR_HORIZON;
+	/* Past the zone's last table change its offsets repeat every 400 years, as the calendar
+	 * does: a search that long from there finds a fire or proves there is none. It takes a
+	 * dozen steps a year (next_local) and two spans at most. */
+	limit = tz_periodic_from(z) > after ? tz_periodic_from(z) : after;
+	limit = limit > CRONEXPR_T_MAX - CRONEXPR_CYCLE ? CRONEXPR_T_MAX : limit + CRONEXPR_CYCLE;
 	t = after + 1;
 	tz_span_at(z, t, &sp);
 	for (;;) {
 		int64_t hi = sp.end == INT64_MAX || sp.end - 1 > limit ? limit : sp.end - 1;
-		int64_t from = t + sp.off;
+		int64_t from = t + sp.off, until = hi + sp.off;
 
+		if (until > CRONEXPR_T_MAX) /* nor past 9999 on the wall clock */
+			until = CRONEXPR_T_MAX;
 		/* A fixed-time job whose times the gap before this span swallowed fires once, at
 		 * the first instant after the gap. */
 		if (fixed && sp.start == t && sp.prev_off < sp.off &&
@@ -474,7 +503,7 @@ cronexpr_next(const struct cronexpr *ce, const struct tz *z, int64_t after, int6
 		if (fixed && sp.start != INT64_MIN && sp.prev_off > sp.off &&
 		    from < sp.start + sp.prev_off)
 			from = sp.start + sp.prev_off;
-		if (next_local(ce, from, hi + sp.off, &w)) {
+		if (from <= until && next_local(ce, from, until, &w)) {
 			*next = w - sp.off;
 			return 0;
 		}

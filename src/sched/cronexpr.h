@@ -11,8 +11,10 @@ struct diag;
 struct diag_pos;
 struct tz;
 
-/* How far cronexpr_next looks ahead: five years (of 366 days). */
-#define CRONEXPR_HORIZON (INT64_C(5) * 366 * 86400)
+/* The last instant cronexpr_next returns, 9999-12-31T23:59:59Z; nor is a fire time's wall
+ * clock past 9999-12-31T23:59:59. (Every calendar expression that parses fires in UTC within
+ * 400 years, over which the Gregorian calendar repeats, weekdays included.) */
+#define CRONEXPR_T_MAX INT64_C(253402300799)
 
 /* Parses TEXT, whose first byte is at AT (file, line, column of the jobs file; AT.col is the
  * column of TEXT's first byte: for a quoted scalar, the first byte inside the quote, which is where
@@ -30,9 +32,11 @@ EPH_MUST_CHECK int cronexpr_parse(const char *text, const struct diag_pos *at,
  * starts with '*') whose time is skipped fires once at the first instant after the gap, and
  * once only, at the first occurrence, when its time repeats; a wall-clock job skips times in
  * a gap and fires in both passes of a repeated hour. "@every D" fires at the multiples of D
- * seconds since the Unix epoch, whatever the zone, and is always found.
- * Returns 0 and *next; -ENOENT if none within CRONEXPR_HORIZON; -ERANGE if AFTER is outside
- * the years the zone code handles (about +-69,000 years). */
+ * seconds since the Unix epoch, whatever the zone.
+ * Returns 0 and *next; -ENOENT if there is none up to CRONEXPR_T_MAX (past the year 9999,
+ * or at all: a wall-clock time that a DST gap always skips, as 2:xx on the second Sunday of
+ * March in America/New_York); -ERANGE if AFTER is before the years the zone code handles
+ * (about -69,000). The search is bounded: it skips months and days whole, never minutes. */
 EPH_MUST_CHECK int cronexpr_next(const struct cronexpr *ce, const struct tz *z, int64_t after,
                                  int64_t *next);
 /* For "@every D": the interval in seconds; 0 for calendar expressions. */

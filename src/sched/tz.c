@@ -301,6 +301,13 @@ tz_offset_at(const struct tz *z, int64_t t)
 	return offset_at(zone(z), clamp_t(t));
 }
 
+int64_t
+tz_periodic_from(const struct tz *z)
+{
+	z = zone(z);
+	return z->has_table ? clamp_t(z->raw_last) : TZ_T_MIN;
+}
+
 void
 tz_span_at(const struct tz *z, int64_t t, struct tz_span *out)
 {

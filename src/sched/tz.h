@@ -73,6 +73,11 @@ struct tz_span {
 /* The span that contains instant T. */
 void tz_span_at(const struct tz *z, int64_t t, struct tz_span *out);
 
+/* The instant from which Z's offsets repeat with the Gregorian calendar's 400-year cycle
+ * (146,097 days, whole weeks): its last transition in the file's table, after which only its
+ * POSIX rule holds; TZ_T_MIN for a zone without a table (UTC, a rule alone). */
+int64_t tz_periodic_from(const struct tz *z);
+
 /* Writes T as "2026-03-08T03:00:00-04:00" in zone Z ("+00:00" for UTC; "+05:53:28" when the
  * offset has seconds, as local mean time does) into OUT, at most N bytes, NUL-terminated. */
 void tz_format_iso8601(const struct tz *z, int64_t t, char *out, size_t n);

@@ -254,9 +254,77 @@ leap_day_is_found_years_ahead(void **state)
 	             "2032-02-29T00:00:00+00:00", NULL);
 	expect_fires("0 0 29 2 *", "Europe/Berlin", "2026-03-01T00:00:00Z",
 	             "2028-02-29T00:00:00+01:00", NULL);
-	/* 2100 is not a leap year: from 2097 the next Feb 29 is 2104, past five years */
-	assert_int_equal(tz_parse_iso8601("2097-03-01T00:00:00Z", NULL, &t), 0);
+	/* 2100 is not a leap year: from 2096 the next Feb 29 is 2104, eight years on */
+	expect_fires("0 0 29 2 *", NULL, "2096-03-01T00:00:00Z", "2104-02-29T00:00:00+00:00",
+	             "2108-02-29T00:00:00+00:00", NULL);
+	expect_fires("0 0 29 2 *", "America/New_York", "2096-03-01T00:00:00Z",
+	             "2104-02-29T00:00:00-05:00", NULL);
+	/* the last ones before the year 10000, then none */
+	expect_fires("0 0 29 2 *", NULL, "9990-01-01T00:00:00Z", "9992-02-29T00:00:00+00:00",
+	             "9996-02-29T00:00:00+00:00", NULL);
+	assert_int_equal(tz_parse_iso8601("9996-02-29T00:00:00Z", NULL, &t), 0);
 	assert_int_equal(cronexpr_next(ce, NULL, t, &nx), -ENOENT);
+	cronexpr_free(ce);
+}
+
+static void
+rare_days_are_found_decades_ahead(void **state)
+{
+	(void)state;
+	/* "*\/7" starts with '*', so the days are ANDed: Feb 29 that is a Sunday. 2004 was
+	 * one, then 2032, 2060, 2088; 2116 is not (2100 is not a leap year), 2128 is */
+	expect_fires("0 0 29 2 */7", NULL, "2004-03-01T00:00:00Z", "2032-02-29T00:00:00+00:00",
+	             "2060-02-29T00:00:00+00:00", "2088-02-29T00:00:00+00:00",
+	             "2128-02-29T00:00:00+00:00", NULL);
+}
+
+static void
+the_year_9999_is_the_limit(void **state)
+{
+	struct cronexpr *ce = parse_ok("0 0 * * *"), *ev = parse_ok("@every 1h");
+	struct tz *z = NULL;
+	int64_t t, nx;
+	char got[TZ_ISO8601_MAX];
+
+	(void)state;
+	assert_int_equal(tz_parse_iso8601("9999-12-30T12:00:00Z", NULL, &t), 0);
+	assert_int_equal(cronexpr_next(ce, NULL, t, &nx), 0);
+	tz_format_iso8601(NULL, nx, got, sizeof(got));
+	assert_string_equal(got, "9999-12-31T00:00:00+00:00");
+	assert_int_equal(cronexpr_next(ce, NULL, nx, &nx), -ENOENT);
+	assert_int_equal(cronexpr_next(ev, NULL, CRONEXPR_T_MAX - 1800, &nx), -ENOENT);
+	assert_int_equal(cronexpr_next(ev, NULL, CRONEXPR_T_MAX - 7200, &nx), 0);
+	assert_true(nx <= CRONEXPR_T_MAX);
+	/* nor past 9999 on the zone's wall clock: midnight of 10000-01-01 in Tokyo is still
+	 * 9999 in UTC */
+	assert_int_equal(tz_load("Asia/Tokyo", &z), 0);
+	assert_int_equal(tz_parse_iso8601("9999-12-31T12:00:00+09:00", NULL, &t), 0);
+	assert_int_equal(cronexpr_next(ce, z, t, &nx), -ENOENT);
+	assert_int_equal(cronexpr_next(ce, NULL, INT64_MAX, &nx), -ENOENT);
+	tz_free(z);
+	cronexpr_free(ev);
+	cronexpr_free(ce);
+}
+
+static void
+times_that_a_dst_gap_always_skips_never_fire(void **state)
+{
+	/* 2:xx on the second Sunday of March (the 8th to the 14th, ANDed with Sundays): New
+	 * York's clocks skip that hour every year since 2007, and wall-clock jobs skip it */
+	struct cronexpr *ce = parse_ok("*/30 2 8-14 3 */7");
+	struct tz *z = NULL;
+	int64_t t, nx;
+
+	(void)state;
+	assert_int_equal(tz_load("America/New_York", &z), 0);
+	/* before 2007 DST began in April: 2006-03-12 was such a Sunday */
+	expect_fires("*/30 2 8-14 3 */7", "America/New_York", "2006-01-01T00:00:00Z",
+	             "2006-03-12T02:00:00-05:00", "2006-03-12T02:30:00-05:00", NULL);
+	assert_int_equal(tz_parse_iso8601("2007-01-01T00:00:00Z", NULL, &t), 0);
+	assert_int_equal(cronexpr_next(ce, z, t, &nx), -ENOENT);
+	/* in UTC it fires */
+	assert_int_equal(cronexpr_next(ce, NULL, t, &nx), 0);
+	tz_free(z);
 	cronexpr_free(ce);
 }
 
@@ -614,8 +682,8 @@ after_out_of_range_is_erange(void **state)
 	int64_t nx;
 
 	(void)state;
-	assert_int_equal(cronexpr_next(ce, NULL, INT64_MAX, &nx), -ERANGE);
 	assert_int_equal(cronexpr_next(ce, NULL, INT64_MIN, &nx), -ERANGE);
+	assert_int_equal(cronexpr_next(ce, NULL, TZ_T_MIN, &nx), -ERANGE);
 	cronexpr_free(ce);
 	cronexpr_free(NULL);
 }
@@ -633,6 +701,9 @@ main(void)
 		cmocka_unit_test(dom_and_dow_are_ored_when_both_restricted),
 		cmocka_unit_test(star_step_counts_as_unrestricted_so_days_are_anded),
 		cmocka_unit_test(leap_day_is_found_years_ahead),
+		cmocka_unit_test(rare_days_are_found_decades_ahead),
+		cmocka_unit_test(the_year_9999_is_the_limit),
+		cmocka_unit_test(times_that_a_dst_gap_always_skips_never_fire),
 		cmocka_unit_test(day_31_skips_short_months),
 		cmocka_unit_test(year_rolls_over),
 		cmocka_unit_test(macros_expand_as_in_cronie),
