@@ -1,5 +1,6 @@
 /* src/cmd/cmd_cancel.c: `eph cancel RUN`, through the daemon. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@
 
 #include "cmd/cmd.h"
 #include "daemon/ctl.h"
+#include "util/units.h"
 
 static int cmd_cancel_exec(struct cmd_ctx *ctx, int argc, char **argv);
 
@@ -27,16 +29,14 @@ static int
 cmd_cancel_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	json_t *req, *resp = NULL;
-	char *end = NULL;
-	long long id;
+	int64_t id;
 	int rc;
 
 	if (argc != 2)
 		return cmd_usage_error(&cmd_cancel, argc < 2 ? "which RUN?" : "too many arguments");
-	errno = 0;
-	id = strtoll(argv[1], &end, 10);
-	if (errno != 0 || end == argv[1] || *end != '\0' || id <= 0)
-		return cmd_usage_error(&cmd_cancel, "RUN must be a run id, not '%s'", argv[1]);
+	if (units_parse_count(argv[1], 1, INT64_MAX, &id) < 0)
+		return cmd_usage_error(&cmd_cancel, "RUN must be a run id (digits only), not '%s'",
+		                       argv[1]);
 	req = json_pack("{s:s, s:I}", "cmd", "cancel", "run", (json_int_t)id);
 	rc = ctl_request(cmd_state_dir(ctx), req, &resp);
 	json_decref(req);
@@ -55,7 +55,7 @@ cmd_cancel_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		json_decref(resp);
 		return EPH_EXIT_FAIL;
 	}
-	printf("cancelling run %lld\n", id);
+	printf("cancelling run %lld\n", (long long)id);
 	json_decref(resp);
 	return EPH_EXIT_OK;
 }

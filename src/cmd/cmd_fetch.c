@@ -188,12 +188,9 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(&cmd_fetch, "--timeout: bad duration '%s': %s", timeout,
 		                       why);
 	if (keep != NULL) {
-		char *end = NULL;
-		long k;
+		int64_t k;
 
-		errno = 0;
-		k = strtol(keep, &end, 10);
-		if (errno != 0 || end == keep || *end != '\0' || k < 1 || k > 1000)
+		if (units_parse_count(keep, 1, 1000, &k) < 0)
 			return cmd_usage_error(&cmd_fetch,
 			                       "--keep: a number from 1 to 1000, not '%s'", keep);
 		src.keep_worktrees = (int)k;

@@ -52,7 +52,7 @@ struct gc {
 	const char *state;
 	bool dry_run;
 	bool json;
-	long venv_days;
+	int64_t venv_days;
 	/* what the configuration uses (gc_used) */
 	char *keep_commit;  /* the configured branch's tip, as last fetched; NULL if unknown */
 	char *keep_mirror;  /* "KEY.git" of source.repo's mirror; NULL without one */
@@ -261,17 +261,11 @@ gc_options(struct gc *g, int argc, char **argv)
 		case 'j':
 			g->json = true;
 			break;
-		case 'v': {
-			char *end;
-
-			errno = 0;
-			g->venv_days = strtol(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg || g->venv_days < 0 ||
-			    g->venv_days > 36500)
+		case 'v':
+			if (units_parse_count(optarg, 0, 36500, &g->venv_days) < 0)
 				return cmd_usage_error(&cmd_gc,
 				                       "--venv-days needs a number of days");
 			break;
-		}
 		default:
 			return cmd_usage_error(&cmd_gc, "unknown option '%s'", argv[optind - 1]);
 		}
@@ -382,7 +376,8 @@ gc_venvs(struct gc *g, struct cmd_ctx *ctx)
 			free(p);
 		} else if (unknown && gc_last_use(dir, v[i]) >= time(NULL) - g->venv_days * 86400) {
 			char *p = xasprintf("%s/%s", dir, v[i]);
-			char *why = xasprintf("used within the last %ld days", g->venv_days);
+			char *why = xasprintf("used within the last %lld days",
+			                      (long long)g->venv_days);
 
 			gc_kept(g, "venv", p, why);
 			free(why);

@@ -112,17 +112,16 @@ all_digits(const char *s)
 int
 cmd_run_find(struct store *s, const char *arg, struct store_run *out)
 {
-	if (all_digits(arg)) {
-		char *end;
-		long long id;
+	int64_t id;
 
-		errno = 0;
-		id = strtoll(arg, &end, 10);
-		if (errno != 0 || *end != '\0')
-			return -ENOENT;
+	switch (units_parse_count(arg, 1, INT64_MAX, &id)) {
+	case 0:
 		return store_run_get(s, id, out);
+	case -ERANGE:
+		return -ENOENT; /* digits, so an id, and no run has it */
+	default:
+		return store_run_latest(s, arg, out);
 	}
-	return store_run_latest(s, arg, out);
 }
 
 int
@@ -411,7 +410,7 @@ cmd_runs_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store_run *runs = NULL;
 	struct store *s = NULL;
 	const char *job = NULL;
-	unsigned long long limit = 20;
+	int64_t limit = 20;
 	bool json = false;
 	size_t n = 0;
 	int opt, rc;
@@ -421,11 +420,7 @@ cmd_runs_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		if (opt == 'j') {
 			json = true;
 		} else if (opt == 'n') {
-			char *end;
-
-			errno = 0;
-			limit = strtoull(optarg, &end, 10);
-			if (!all_digits(optarg) || errno != 0 || *end != '\0')
+			if (units_parse_count(optarg, 0, INT64_MAX, &limit) < 0)
 				return cmd_usage_error(&cmd_runs,
 				                       "--limit needs a number, not '%s'", optarg);
 		} else if (optopt == 'n') {

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -150,6 +151,28 @@ units_parse_duration(const char *s, int64_t *out, const char **why)
 		return -EINVAL;
 	}
 	*out = total;
+	return 0;
+}
+
+int
+units_parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+	int64_t v = 0;
+	bool big = false;
+
+	if (*s == '\0')
+		return -EINVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		if (big || v > (INT64_MAX - (*s - '0')) / 10)
+			big = true;
+		else
+			v = v * 10 + (*s - '0');
+	}
+	if (big || v < lo || v > hi)
+		return -ERANGE;
+	*out = v;
 	return 0;
 }
 

@@ -16,6 +16,10 @@ EPH_MUST_CHECK int units_parse_size(const char *s, uint64_t *out, const char **w
 /* Parses a duration: one or more NUMBER UNIT groups ("1h30m"), units s m h d; a bare 0 is
  * accepted. Result in seconds. Returns 0, -EINVAL or -ERANGE as above. */
 EPH_MUST_CHECK int units_parse_duration(const char *s, int64_t *out, const char **why);
+/* Parses a count or an id from the command line: ASCII digits only (no sign, no space, no
+ * suffix), from LO to HI. Returns 0 and *out, -EINVAL (not digits only) or -ERANGE (outside
+ * LO..HI); *out is untouched on failure. */
+EPH_MUST_CHECK int units_parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* Formats bytes for a person: "512 MiB", "2.00 GiB". Writes at most N bytes into OUT. */
 void units_format_size(uint64_t bytes, char *out, size_t n);
 /* Formats seconds for a person: "41.2s", "3m05s", "2h00m". Writes at most N bytes. */

@@ -194,6 +194,22 @@ def test_show_job_means_its_latest_run_and_unknown_runs_exit_2(store, state_dir)
     assert run_eph(["show"]).returncode == 2
 
 
+@pytest.mark.parametrize("arg", [" 1", "+1", "1 ", "-1", "0x1", "1e0", "01.0", "", "0",
+                                 "99999999999999999999"])
+def test_a_run_id_is_digits_only(store, state_dir, arg):
+    add_run(store, state_dir, "a")  # run 1: none of these may mean it
+    p = run_eph(["cancel", arg])
+    assert p.returncode == 2, p.stderr
+    assert f"RUN must be a run id (digits only), not '{arg}'" in p.stderr
+    for cmd in ("show", "logs"):
+        p = run_eph([cmd, arg])
+        assert p.returncode == 2 and p.stdout == "", (cmd, p.stdout, p.stderr)
+        assert "no run" in p.stderr or "unknown option '-1'" in p.stderr
+    if arg not in ("0", "99999999999999999999"):
+        p = run_eph(["runs", "--limit", arg])
+        assert p.returncode == 2 and "--limit needs a number" in p.stderr
+
+
 def test_show_of_a_live_run_reads_events_jsonl(store, state_dir):
     events = [{"ev": "start", "t": T0, "agent_pid": 1, "enforced": "cgroup1"}]
     events += [{"ev": "mem", "t": t, "bytes": b} for t, b in RAMP[:10]]

@@ -114,6 +114,32 @@ formatting_for_people(void **state)
 	assert_string_equal(s, "2h00m");
 }
 
+static void
+counts_are_digits_only(void **state)
+{
+	static const char *const bad[] = { "",    " 1",  "1 ",  "+1",  "-1", "0x1",
+		                           "1e3", "1.0", "1_0", "\t1", "١" };
+	int64_t v = 42;
+
+	(void)state;
+	assert_int_equal(units_parse_count("1", 1, 10, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(units_parse_count("007", 1, 10, &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(units_parse_count("9223372036854775807", 0, INT64_MAX, &v), 0);
+	assert_true(v == INT64_MAX);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 42;
+		assert_int_equal(units_parse_count(bad[i], 0, INT64_MAX, &v), -EINVAL);
+		assert_int_equal(v, 42);
+	}
+	assert_int_equal(units_parse_count("0", 1, 10, &v), -ERANGE);
+	assert_int_equal(units_parse_count("11", 1, 10, &v), -ERANGE);
+	assert_int_equal(units_parse_count("9223372036854775808", 0, INT64_MAX, &v), -ERANGE);
+	assert_int_equal(units_parse_count("99999999999999999999999", 0, INT64_MAX, &v), -ERANGE);
+	assert_int_equal(v, 42);
+}
+
 int
 main(void)
 {
@@ -123,6 +149,7 @@ main(void)
 		cmocka_unit_test(durations_in_seconds),
 		cmocka_unit_test(bad_durations_say_why),
 		cmocka_unit_test(formatting_for_people),
+		cmocka_unit_test(counts_are_digits_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
