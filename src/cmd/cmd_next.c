@@ -13,6 +13,7 @@
 #include "sched/cronexpr.h"
 #include "sched/tz.h"
 #include "util/diag.h"
+#include "util/units.h"
 #include "util/xalloc.h"
 
 #define NEXT_MAX_N 100000
@@ -34,64 +35,113 @@ const struct cmd cmd_next = {
 	        "  --after ISO8601  start after this instant instead of now; without an offset it\n"
 	        "                   is a local time in the zone (2026-03-08T01:59:00-05:00,\n"
 	        "                   2026-03-08T01:59, 2026-03-08)\n"
-	        "  --json           print JSON\n",
+	        "  --json           print JSON\n\n"
+	        "Fire times are found up to the end of the year 9999. Exit status 0 when N times\n"
+	        "(per job) were printed; 1 when fewer exist, said on stderr; 2 for bad usage.\n",
 	.exec = cmd_next_exec,
 };
 
-struct next_fire {
+/* The output is streamed: each time is printed as soon as it is known, so that memory
+ * follows the jobs, never jobs x N (20,000 jobs, -n 100000). The merge of the jobs' times
+ * is a k-way merge through a binary heap of each job's next time. */
+
+/* One job's next time in the merge. */
+struct next_head {
 	int64_t t;
-	const struct conf_job *job;
-	size_t order; /* to keep jobs in name order at equal times */
+	size_t order; /* the job's index: jobs in name order at equal times */
+	int64_t left; /* times still to print after this one */
 };
 
-static int
-next_fire_cmp(const void *a, const void *b)
+static bool
+head_before(const struct next_head *x, const struct next_head *y)
 {
-	const struct next_fire *x = a, *y = b;
-
-	if (x->t != y->t)
-		return x->t < y->t ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
+	return x->t != y->t ? x->t < y->t : x->order < y->order;
 }
 
-/* Collects up to N fire times of CE in Z after AFTER into *times; returns how many (fewer
- * when the expression stops firing within the engine's horizon). */
-static size_t
-next_times(const struct cronexpr *ce, const struct tz *z, int64_t after, long n, int64_t *times)
+static void
+heap_down(struct next_head *h, size_t n, size_t i)
 {
-	size_t k = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct next_head tmp;
 
-	for (long i = 0; i < n; i++) {
-		if (cronexpr_next(ce, z, after, &after) < 0)
+		if (l < n && head_before(&h[l], &h[m]))
+			m = l;
+		if (l + 1 < n && head_before(&h[l + 1], &h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		tmp = h[i];
+		h[i] = h[m];
+		h[m] = tmp;
+		i = m;
+	}
+}
+
+/* Says on stderr that WHO (a quoted expression, or "job NAME") has no fire time after T in
+ * Z, for cronexpr_next's RC; returns EPH_EXIT_FAIL. */
+static int
+report_none(const char *who, const struct tz *z, int64_t t, int rc)
+{
+	char s[TZ_ISO8601_MAX];
+
+	tz_format_iso8601(z, t, s, sizeof(s));
+	if (rc == -ENOENT)
+		fprintf(stderr,
+		        "eph next: %s has no fire time after %s up to the end of the year 9999\n",
+		        who, s);
+	else
+		fprintf(stderr, "eph next: %s: cannot compute a fire time after %s: %s\n", who, s,
+		        strerror(-rc));
+	return EPH_EXIT_FAIL;
+}
+
+static void
+print_json_str(const char *s)
+{
+	json_t *v = json_string(s);
+
+	json_dumpf(v, stdout, JSON_ENCODE_ANY);
+	json_decref(v);
+}
+
+/* Streams "times": [...] at INDENT spaces (jansson's JSON_INDENT(2) layout), up to N fire
+ * times of CE in Z after *AFTER; leaves in *AFTER the last time printed. Returns
+ * cronexpr_next's last result: 0 when N were printed. */
+static int
+stream_json_times(const struct cronexpr *ce, const struct tz *z, int64_t *after, int64_t n,
+                  int indent)
+{
+	char s[TZ_ISO8601_MAX];
+	int rc = 0;
+	int64_t k;
+
+	printf("%*s\"times\": [", indent, "");
+	for (k = 0; k < n; k++) {
+		int64_t t;
+
+		if ((rc = cronexpr_next(ce, z, *after, &t)) < 0)
 			break;
-		times[k++] = after;
+		*after = t;
+		tz_format_iso8601(z, t, s, sizeof(s));
+		printf("%s\n%*s\"%s\"", k > 0 ? "," : "", indent + 2, "", s);
 	}
-	return k;
-}
-
-static json_t *
-times_json(const struct tz *z, const int64_t *times, size_t k)
-{
-	json_t *a = json_array();
-	char s[64];
-
-	for (size_t i = 0; i < k; i++) {
-		tz_format_iso8601(z, times[i], s, sizeof(s));
-		json_array_append_new(a, json_string(s));
-	}
-	return a;
+	if (k > 0)
+		printf("\n%*s]", indent, "");
+	else
+		putchar(']');
+	return rc;
 }
 
 static int
-next_expr(const char *expr, const char *zone, int64_t after_now, const char *after, long n,
+next_expr(const char *expr, const char *zone, int64_t after_now, const char *after, int64_t n,
           bool json)
 {
 	struct cronexpr *ce = NULL;
 	struct tz *z = NULL;
-	int64_t *times = NULL, start = after_now;
+	int64_t t = after_now;
 	struct diag d;
 	int rc, ret = EPH_EXIT_USAGE;
-	size_t k;
 
 	diag_init(&d);
 	rc = zone != NULL ? tz_load(zone, &z) : tz_load_local(&z);
@@ -100,7 +150,7 @@ next_expr(const char *expr, const char *zone, int64_t after_now, const char *aft
 		        rc == -ENOENT ? "unknown" : "invalid", zone != NULL ? zone : "(local)");
 		goto out;
 	}
-	if (after != NULL && tz_parse_iso8601(after, z, &start) < 0) {
+	if (after != NULL && tz_parse_iso8601(after, z, &t) < 0) {
 		fprintf(stderr,
 		        "eph next: --after: \"%s\" is not an ISO 8601 time (as 2026-03-08T01:59:00-05:00)\n",
 		        after);
@@ -110,28 +160,32 @@ next_expr(const char *expr, const char *zone, int64_t after_now, const char *aft
 		diag_print(&d, stderr);
 		goto out;
 	}
-	times = xcalloc((size_t)n, sizeof(*times));
-	k = next_times(ce, z, start, n, times);
 	if (json) {
-		json_t *o = json_object();
-
-		json_object_set_new(o, "expr", json_string(expr));
-		json_object_set_new(o, "timezone", json_string(tz_name(z)));
-		json_object_set_new(o, "times", times_json(z, times, k));
-		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		fputc('\n', stdout);
-		json_decref(o);
+		printf("{\n  \"expr\": ");
+		print_json_str(expr);
+		printf(",\n  \"timezone\": ");
+		print_json_str(tz_name(z));
+		printf(",\n");
+		rc = stream_json_times(ce, z, &t, n, 2);
+		printf("\n}\n");
 	} else {
-		char s[64];
+		char s[TZ_ISO8601_MAX];
 
-		for (size_t i = 0; i < k; i++) {
-			tz_format_iso8601(z, times[i], s, sizeof(s));
+		rc = 0;
+		for (int64_t k = 0; k < n && (rc = cronexpr_next(ce, z, t, &t)) == 0; k++) {
+			tz_format_iso8601(z, t, s, sizeof(s));
 			printf("%s\n", s);
 		}
 	}
 	ret = EPH_EXIT_OK;
+	if (rc < 0) {
+		char *who = xasprintf("\"%s\"", expr);
+
+		fflush(stdout);
+		ret = report_none(who, z, t, rc);
+		free(who);
+	}
 out:
-	free(times);
 	cronexpr_free(ce);
 	tz_free(z);
 	diag_free(&d);
@@ -144,77 +198,128 @@ job_tz(const struct conf *c, const struct conf_job *j)
 	return j->tz != NULL ? j->tz : c->local_tz;
 }
 
+/* The instant to start after for job J: NOW, or --after read in the job's zone. */
 static int
-next_jobs(struct cmd_ctx *ctx, const char *name, int64_t now, const char *after, long n, bool json)
+job_start(const struct conf *c, const struct conf_job *j, int64_t now, const char *after,
+          int64_t *start)
 {
+	*start = now;
+	if (after != NULL && tz_parse_iso8601(after, job_tz(c, j), start) < 0) {
+		fprintf(stderr,
+		        "eph next: --after: \"%s\" is not an ISO 8601 time (as 2026-03-08T01:59:00-05:00)\n",
+		        after);
+		return EPH_EXIT_USAGE;
+	}
+	return EPH_EXIT_OK;
+}
+
+static int
+report_job_none(const struct conf *c, const struct conf_job *j, int64_t t, int rc)
+{
+	char *who = xasprintf("job %s", j->name);
+
+	fflush(stdout);
+	rc = report_none(who, job_tz(c, j), t, rc);
+	free(who);
+	return rc;
+}
+
+static int
+next_jobs_json(const struct conf *c, const struct conf_job *only, int64_t now, const char *after,
+               int64_t n)
+{
+	int ret = EPH_EXIT_OK;
+	bool first = true;
+
+	for (size_t i = 0; i < c->njobs; i++) {
+		const struct conf_job *j = &c->jobs[i];
+		int64_t t;
+		int rc;
+
+		if (only != NULL && j != only)
+			continue;
+		if (job_start(c, j, now, after, &t) != EPH_EXIT_OK)
+			return EPH_EXIT_USAGE; /* the same --after for every job: the first says so
+			                        */
+		printf("%s  {\n    \"job\": ", first ? "[\n" : ",\n");
+		first = false;
+		print_json_str(j->name);
+		printf(",\n    \"schedule\": ");
+		print_json_str(j->schedule);
+		printf(",\n    \"timezone\": ");
+		print_json_str(tz_name(job_tz(c, j)));
+		printf(",\n");
+		rc = stream_json_times(j->cron, job_tz(c, j), &t, n, 4);
+		printf("\n  }");
+		if (rc < 0)
+			ret = report_job_none(c, j, t, rc);
+	}
+	printf(first ? "[]\n" : "\n]\n");
+	return ret;
+}
+
+static int
+next_jobs(struct cmd_ctx *ctx, const char *name, int64_t now, const char *after, int64_t n,
+          bool json)
+{
+	const struct conf *c;
 	const struct conf_job *only = NULL;
-	struct next_fire *fires = NULL;
-	int64_t *times;
-	size_t nfires = 0;
-	json_t *arr = NULL;
-	int rc;
+	struct next_head *heap;
+	char s[TZ_ISO8601_MAX];
+	size_t nh = 0;
+	int rc, ret = EPH_EXIT_OK;
 
 	rc = cmd_load_conf(ctx);
 	if (rc != EPH_EXIT_OK)
 		return rc;
-	if (name != NULL && (only = conf_job_find(ctx->conf, name)) == NULL) {
+	c = ctx->conf;
+	if (name != NULL && (only = conf_job_find(c, name)) == NULL) {
 		fprintf(stderr, "eph next: no job \"%s\" in %s\n", name, ctx->conf_path);
 		return EPH_EXIT_USAGE;
 	}
-	times = xcalloc((size_t)n, sizeof(*times));
 	if (json)
-		arr = json_array();
-	else
-		fires = xcalloc(ctx->conf->njobs * (size_t)n, sizeof(*fires));
-	for (size_t i = 0; i < ctx->conf->njobs; i++) {
-		const struct conf_job *j = &ctx->conf->jobs[i];
-		const struct tz *z = job_tz(ctx->conf, j);
-		int64_t start = now;
-		size_t k;
+		return next_jobs_json(c, only, now, after, n);
+	heap = xcalloc(c->njobs > 0 ? c->njobs : 1, sizeof(*heap));
+	for (size_t i = 0; i < c->njobs; i++) {
+		const struct conf_job *j = &c->jobs[i];
+		int64_t t;
 
 		if (only != NULL && j != only)
 			continue;
-		if (after != NULL && tz_parse_iso8601(after, z, &start) < 0) {
-			fprintf(stderr,
-			        "eph next: --after: \"%s\" is not an ISO 8601 time (as 2026-03-08T01:59:00-05:00)\n",
-			        after);
-			rc = EPH_EXIT_USAGE;
-			break;
+		if (job_start(c, j, now, after, &t) != EPH_EXIT_OK) {
+			free(heap);
+			return EPH_EXIT_USAGE;
 		}
-		k = next_times(j->cron, z, start, n, times);
-		if (json) {
-			json_t *o = json_object();
-
-			json_object_set_new(o, "job", json_string(j->name));
-			json_object_set_new(o, "schedule", json_string(j->schedule));
-			json_object_set_new(o, "timezone", json_string(tz_name(z)));
-			json_object_set_new(o, "times", times_json(z, times, k));
-			json_array_append_new(arr, o);
+		if ((rc = cronexpr_next(j->cron, job_tz(c, j), t, &heap[nh].t)) < 0) {
+			ret = report_job_none(c, j, t, rc);
 			continue;
 		}
-		for (size_t t = 0; t < k; t++)
-			fires[nfires++] = (struct next_fire){ times[t], j, i };
+		heap[nh].order = i;
+		heap[nh++].left = n - 1;
 	}
-	if (rc == EPH_EXIT_OK && json) {
-		json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		fputc('\n', stdout);
-	} else if (rc == EPH_EXIT_OK) {
-		char s[64];
+	for (size_t i = nh / 2; i-- > 0;)
+		heap_down(heap, nh, i);
+	while (nh > 0) {
+		struct next_head *h = &heap[0];
+		const struct conf_job *j = &c->jobs[h->order];
+		const struct tz *z = job_tz(c, j);
 
-		qsort(fires, nfires, sizeof(*fires), next_fire_cmp);
-		for (size_t i = 0; i < nfires; i++) {
-			tz_format_iso8601(job_tz(ctx->conf, fires[i].job), fires[i].t, s,
-			                  sizeof(s));
-			if (only != NULL)
-				printf("%s\n", s);
-			else
-				printf("%s %s\n", s, fires[i].job->name);
+		tz_format_iso8601(z, h->t, s, sizeof(s));
+		if (only != NULL)
+			printf("%s\n", s);
+		else
+			printf("%s %s\n", s, j->name);
+		if (h->left > 0 && (rc = cronexpr_next(j->cron, z, h->t, &h->t)) == 0) {
+			h->left--;
+		} else {
+			if (h->left > 0)
+				ret = report_job_none(c, j, h->t, rc);
+			*h = heap[--nh];
 		}
+		heap_down(heap, nh, 0);
 	}
-	json_decref(arr);
-	free(fires);
-	free(times);
-	return rc;
+	free(heap);
+	return ret;
 }
 
 static int
@@ -229,19 +334,17 @@ cmd_next_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	};
 	const char *expr = NULL, *zone = NULL, *after = NULL;
 	bool json = false;
-	long n = 5;
-	char *end;
+	int64_t n = 5;
 	int opt;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
-			errno = 0;
-			n = strtol(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' || n < 1 || n > NEXT_MAX_N)
-				return cmd_usage_error(&cmd_next, "-n wants a count from 1 to %d",
-				                       NEXT_MAX_N);
+			if (units_parse_count(optarg, 1, NEXT_MAX_N, &n) < 0)
+				return cmd_usage_error(&cmd_next,
+				                       "-n wants a count from 1 to %d, not '%s'",
+				                       NEXT_MAX_N, optarg);
 			break;
 		case 'e':
 			expr = optarg;

@@ -1,6 +1,7 @@
 """`eph next`: fire times of expressions and of the jobs of a file, through the real binary.
 Expected times are written out by hand (checked against a calendar), not computed."""
 
+import datetime
 import json
 import textwrap
 
@@ -43,6 +44,16 @@ CASES = [
     ("0 9 * JAN-feb mon", "UTC", "2026-01-01T00:00:00Z", 2,
      ["2026-01-05T09:00:00+00:00", "2026-01-12T09:00:00+00:00"]),
     ("0 9 * * 7", "UTC", "2026-01-01T00:00:00Z", 1, ["2026-01-04T09:00:00+00:00"]),
+    # a day-of-week range that ends in Sunday ends in 7, as in cronie: every weekend
+    ("0 9 * * Sat-Sun", "UTC", "2026-01-01T00:00:00Z", 3,
+     ["2026-01-03T09:00:00+00:00", "2026-01-04T09:00:00+00:00", "2026-01-10T09:00:00+00:00"]),
+    ("0 9 * * Mon-Sun/3", "UTC", "2026-01-01T00:00:00Z", 3,  # Mon, Thu, Sun
+     ["2026-01-01T09:00:00+00:00", "2026-01-04T09:00:00+00:00", "2026-01-05T09:00:00+00:00"]),
+    # 2100 is not a leap year: eight years to the next Feb 29
+    ("0 0 29 2 *", "UTC", "2096-03-01T00:00:00Z", 2,
+     ["2104-02-29T00:00:00+00:00", "2108-02-29T00:00:00+00:00"]),
+    # Feb 29 that is a Sunday ("*/7" starts with '*': the days are ANDed)
+    ("0 0 29 2 */7", "UTC", "2089-01-01T00:00:00Z", 1, ["2128-02-29T00:00:00+00:00"]),
     ("@monthly", "UTC", "2026-01-15T00:00:00Z", 1, ["2026-02-01T00:00:00+00:00"]),
     # @every counts from the epoch, so every daemon agrees on the grid
     ("@every 90m", "UTC", "2026-01-01T00:00:00Z", 2,
@@ -87,6 +98,30 @@ def test_expr_json(run):
     }
 
 
+def test_the_times_up_to_year_9999_then_a_plain_no(run):
+    p = run(["next", "--expr", "0 0 29 2 *", "--tz", "UTC", "--after", "9990-01-01T00:00:00Z"])
+    assert p.returncode == 1
+    assert p.stdout.splitlines() == ["9992-02-29T00:00:00+00:00", "9996-02-29T00:00:00+00:00"]
+    assert p.stderr == ('eph next: "0 0 29 2 *" has no fire time after '
+                        "9996-02-29T00:00:00+00:00 up to the end of the year 9999\n")
+
+
+def test_a_time_that_dst_always_skips_never_fires(run):
+    # 2:00 and 2:30 on the second Sunday of March: New York skips that hour since 2007
+    args = ["next", "--expr", "*/30 2 8-14 3 */7", "--tz", "America/New_York",
+            "--after", "2020-01-01"]
+    p = run(args)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert "has no fire time after 2020-01-01T00:00:00-05:00 up to the end of the year 9999" \
+        in p.stderr
+    p = run([*args, "--json"])
+    assert p.returncode == 1
+    assert json.loads(p.stdout) == {
+        "expr": "*/30 2 8-14 3 */7", "timezone": "America/New_York", "times": []}
+    assert "no fire time" in p.stderr
+
+
 def test_default_is_five_times_after_now(run):
     lines = next_expr(run, "* * * * *", "--tz", "UTC")
     assert len(lines) == 5
@@ -124,6 +159,9 @@ def test_every_bad_field_is_reported(run):
     (["--expr", "* * * * *", "--after", "yesterday"], "--after"),
     (["--expr", "* * * * *", "-n", "0"], "-n"),
     (["--expr", "* * * * *", "-n", "x"], "-n"),
+    (["--expr", "* * * * *", "-n", " 5"], "-n"),
+    (["--expr", "* * * * *", "-n", "+5"], "-n"),
+    (["--expr", "* * * * *", "-n", "100001"], "-n"),
     (["--bogus"], "unknown option"),
     (["--expr", "* * * * *", "job"], "takes no JOB"),
 ])
@@ -194,3 +232,81 @@ def test_missing_jobs_file(run, tmp_path):
     p = run(["next"], cwd=tmp_path)
     assert p.returncode == 2
     assert "ephemeron.yaml" in p.stderr
+
+
+def test_a_job_that_runs_out_is_named_and_fails(run, tmp_path):
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(JOBS + textwrap.indent(textwrap.dedent("""\
+        leap:
+          schedule: "0 0 29 2 *"
+          run: "true"
+        """), "  "))
+    p = run(["-f", f, "next", "-n", "2", "--after", "9999-12-31T22:00:00Z"])
+    assert p.returncode == 1
+    assert p.stdout.splitlines() == [
+        "9999-12-31T22:15:00+00:00 quarter",
+        "9999-12-31T22:30:00+00:00 quarter",
+        "9999-12-31T23:00:00+00:00 hourly",
+    ]
+    assert sorted(p.stderr.splitlines()) == [
+        "eph next: job berlin has no fire time after 9999-12-31T23:00:00+01:00 up to the end "
+        "of the year 9999",
+        "eph next: job hourly has no fire time after 9999-12-31T23:00:00+00:00 up to the end "
+        "of the year 9999",
+        "eph next: job leap has no fire time after 9999-12-31T22:00:00+00:00 up to the end of "
+        "the year 9999",
+    ]
+    p = run(["-f", f, "next", "leap", "--json", "--after", "9995-01-01T00:00:00Z"])
+    assert p.returncode == 1
+    assert json.loads(p.stdout) == [{
+        "job": "leap", "schedule": "0 0 29 2 *", "timezone": "UTC",
+        "times": ["9996-02-29T00:00:00+00:00"],
+    }]
+    assert "job leap has no fire time after 9996-02-29T00:00:00+00:00" in p.stderr
+
+
+def many_jobs(tmp_path, n):
+    """N daily jobs jNNNNN in UTC, job i at minute i % 60 of hour i // 60 % 24."""
+    f = tmp_path / "many.yaml"
+    f.write_text("defaults:\n  timezone: UTC\njobs:\n" + "".join(
+        f"  j{i:05d}:\n    schedule: \"{i % 60} {i // 60 % 24} * * *\"\n    run: \"true\"\n"
+        for i in range(n)))
+    return f
+
+
+def test_many_times_of_one_job_among_many_jobs(run, tmp_path):
+    # 20,000 jobs x 100,000 times once took 48 GB and aborted, for one job's 100,000 lines
+    f = many_jobs(tmp_path, 20000)
+    p = run(["-f", f, "next", "j01234", "-n", "100000", "--after", "2026-01-01T00:00:00Z"],
+            timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert len(lines) == 100000
+    # j01234 fires daily at 20:34 (1234 = 20 * 60 + 34); the 100,000th day from 2026-01-01
+    # is 2299-10-16 (datetime agrees, below)
+    assert lines[0] == "2026-01-01T20:34:00+00:00"
+    assert lines[-1] == "2299-10-16T20:34:00+00:00"
+    day0 = datetime.datetime(2026, 1, 1, 20, 34, tzinfo=datetime.timezone.utc)
+    assert lines == [(day0 + datetime.timedelta(days=k)).isoformat() for k in range(100000)]
+
+
+def test_many_jobs_are_merged_in_time_then_name_order(run, tmp_path):
+    f = many_jobs(tmp_path, 20000)
+    p = run(["-f", f, "next", "-n", "3", "--after", "2026-01-01T12:00:00Z"], timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert len(lines) == 60000
+    # 20,000 jobs share the 1,440 minutes of the day: the first after 12:00 is 12:01, held
+    # by j00721, j02161, j03601, ... (every 1,440th job)
+    assert lines[:3] == ["2026-01-01T12:01:00+00:00 j00721", "2026-01-01T12:01:00+00:00 j02161",
+                         "2026-01-01T12:01:00+00:00 j03601"]
+    want = []
+    for i in range(20000):
+        m = i % 1440
+        first = datetime.datetime(2026, 1, 1, m // 60, m % 60, tzinfo=datetime.timezone.utc)
+        if m < 12 * 60 + 1:  # at or before 12:00: tomorrow's is the first
+            first += datetime.timedelta(days=1)
+        for k in range(3):
+            want.append((first + datetime.timedelta(days=k), f"j{i:05d}"))
+    want.sort()
+    assert lines == [f"{t.isoformat()} {name}" for t, name in want]
