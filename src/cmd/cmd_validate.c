@@ -1,10 +1,15 @@
 /* src/cmd/cmd_validate.c: `eph validate [FILE]`, parse and check the jobs file. */
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "sched/cronexpr.h"
+#include "sched/tz.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
@@ -16,21 +21,45 @@ const struct cmd cmd_validate = {
 	.summary = "parse and check the jobs file, reporting every problem as FILE:LINE:COL",
 	.help = "FILE defaults to the global -f FILE, else ./ephemeron.yaml.\n"
 	        "On success prints \"FILE: N jobs OK\" and exits 0; otherwise prints every problem\n"
-	        "and exits 2.\n\n"
+	        "and exits 2. A job whose schedule never fires in its zone (every time it names\n"
+	        "falls in a daylight-saving gap) is a warning, \"FILE:LINE:COL: warning: ...\".\n\n"
 	        "Options:\n"
-	        "  --json  print {\"file\":…, \"ok\":…, \"jobs\":N, \"errors\":[{file,line,col,message}]}\n",
+	        "  --json  print {\"file\":…, \"ok\":…, \"jobs\":N, \"errors\":[{file,line,col,message}],\n"
+	        "          \"warnings\":[...]}\n",
 	.exec = cmd_validate_exec,
 };
 
-static int
-validate_json(const char *path, const struct conf *c, struct diag *d)
+/* Warnings for the jobs of a valid C that never fire from NOW on, in file order. A
+ * calendar expression that parses fires within 400 years in UTC (cronexpr_parse refuses the
+ * others), so one that never fires in its zone does so because DST gaps swallow every time
+ * it names. A warning, not an error: it depends on the tz database, whose update must not
+ * make a daemon refuse its whole file, and cron accepts such a line too. */
+static struct diag *
+never_fires(const struct conf *c, const char *path, int64_t now)
 {
-	json_t *o = json_object(), *errs = json_array();
+	struct diag *w = xcalloc(1, sizeof(*w));
 
-	json_object_set_new(o, "file", json_string(path));
-	json_object_set_new(o, "ok", json_boolean(c != NULL));
-	json_object_set_new(o, "jobs", json_integer(c != NULL ? (json_int_t)c->njobs : 0));
-	diag_sort(d);
+	diag_init(w);
+	for (size_t i = 0; c != NULL && i < c->njobs; i++) {
+		const struct conf_job *j = &c->jobs[i];
+		const struct tz *z = j->tz != NULL ? j->tz : c->local_tz;
+		int64_t t;
+
+		if (cronexpr_next(j->cron, z, now, &t) == -ENOENT)
+			diag_error(
+			        w, (struct diag_pos){ path, j->line, j->col },
+			        "job %s never fires: every time of \"%s\" falls in a daylight-saving gap of %s",
+			        j->name, j->schedule, tz_name(z));
+	}
+	diag_sort(w);
+	return w;
+}
+
+static json_t *
+diag_json(const struct diag *d)
+{
+	json_t *errs = json_array();
+
 	for (size_t i = 0; i < d->n; i++) {
 		json_t *e = json_object();
 
@@ -41,7 +70,20 @@ validate_json(const char *path, const struct conf *c, struct diag *d)
 		json_object_set_new(e, "message", json_string(d->items[i].msg));
 		json_array_append_new(errs, e);
 	}
-	json_object_set_new(o, "errors", errs);
+	return errs;
+}
+
+static int
+validate_json(const char *path, const struct conf *c, struct diag *d, const struct diag *warn)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "file", json_string(path));
+	json_object_set_new(o, "ok", json_boolean(c != NULL));
+	json_object_set_new(o, "jobs", json_integer(c != NULL ? (json_int_t)c->njobs : 0));
+	diag_sort(d);
+	json_object_set_new(o, "errors", diag_json(d));
+	json_object_set_new(o, "warnings", diag_json(warn));
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
 	json_decref(o);
@@ -58,7 +100,7 @@ cmd_validate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	const char *path = ctx->conf_path;
 	struct conf *c = NULL;
 	bool json = false;
-	struct diag d;
+	struct diag d, *warn;
 	int opt, rc;
 
 	opterr = 0;
@@ -75,15 +117,21 @@ cmd_validate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		path = argv[optind];
 	diag_init(&d);
 	rc = conf_load(path, &c, &d);
+	warn = never_fires(c, path, (int64_t)time(NULL));
 	if (json) {
-		rc = validate_json(path, c, &d);
+		rc = validate_json(path, c, &d, warn);
 	} else if (rc < 0) {
 		diag_print(&d, stderr);
 		rc = EPH_EXIT_USAGE;
 	} else {
+		for (size_t i = 0; i < warn->n; i++)
+			fprintf(stderr, "%s:%d:%d: warning: %s\n", warn->items[i].file,
+			        warn->items[i].line, warn->items[i].col, warn->items[i].msg);
 		printf("%s: %zu job%s OK\n", path, c->njobs, c->njobs == 1 ? "" : "s");
 		rc = EPH_EXIT_OK;
 	}
+	diag_free(warn);
+	free(warn);
 	diag_free(&d);
 	conf_free(c);
 	return rc;

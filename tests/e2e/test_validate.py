@@ -103,7 +103,31 @@ def test_success_as_json(tmp_path):
     f.write_text(GOOD)
     p = run_eph(["validate", str(f), "--json"])
     assert p.returncode == 0
-    assert json.loads(p.stdout) == {"file": str(f), "ok": True, "jobs": 2, "errors": []}
+    assert json.loads(p.stdout) == {"file": str(f), "ok": True, "jobs": 2, "errors": [],
+                                    "warnings": []}
+
+
+def test_a_job_that_dst_gaps_always_skip_is_a_warning(tmp_path):
+    # 2:00 and 2:30 on the second Sunday of March ("*/7" starts with '*': the days are
+    # ANDed): New York's clocks skip that hour every year since 2007
+    f = tmp_path / "e.yaml"
+    f.write_text("jobs:\n"
+                 "  ok: {schedule: '@daily', run: x}\n"
+                 "  gap:\n"
+                 "    schedule: '*/30 2 8-14 3 */7'\n"
+                 "    timezone: America/New_York\n"
+                 "    run: x\n"
+                 "  utc: {schedule: '*/30 2 8-14 3 */7', timezone: UTC, run: x}\n")
+    p = run_eph(["validate", str(f)])
+    assert p.returncode == 0
+    assert p.stdout == f"{f}: 3 jobs OK\n"
+    assert p.stderr == (f"{f}:3:3: warning: job gap never fires: every time of "
+                        '"*/30 2 8-14 3 */7" falls in a daylight-saving gap of America/New_York\n')
+    p = run_eph(["validate", str(f), "--json"])
+    doc = json.loads(p.stdout)
+    assert (p.returncode, doc["ok"], doc["errors"]) == (0, True, [])
+    assert [(w["line"], w["col"]) for w in doc["warnings"]] == [(3, 3)]
+    assert "job gap never fires" in doc["warnings"][0]["message"]
 
 
 def test_aliases_merge_keys_and_extension_keys_are_valid(tmp_path):
