@@ -394,22 +394,27 @@ tz_from_local(const struct tz *z, const struct tz_tm *lt, int64_t *first, int64_
 void
 tz_format_iso8601(const struct tz *z, int64_t t, char *out, size_t n)
 {
-	struct tz_tm tm;
-	int off, a;
+	int64_t l, days, sod;
+	int off, a, y, mo, d;
 	char sign;
 
 	if (n == 0)
 		return;
-	tz_to_local(z, t, &tm);
-	off = tm.utoff;
-	sign = off < 0 ? '-' : '+';
+	t = clamp_t(t);
+	off = tz_offset_at(z, t);
+	/* ISO 8601 offsets have no seconds: local mean time's (Berlin's +00:53:28 before 1893)
+	 * is rounded to the nearest minute, half away from zero, and the wall clock shown
+	 * with it, so that the text still names instant T to the second. */
 	a = off < 0 ? -off : off;
-	if (a % 60 != 0)
-		snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d:%02d", tm.year, tm.mon,
-		         tm.mday, tm.hour, tm.min, tm.sec, sign, a / 3600, a % 3600 / 60, a % 60);
-	else
-		snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.year, tm.mon,
-		         tm.mday, tm.hour, tm.min, tm.sec, sign, a / 3600, a % 3600 / 60);
+	a = (a + 30) / 60 * 60;
+	off = off < 0 ? -a : a;
+	sign = off < 0 ? '-' : '+';
+	l = t + off;
+	days = floor_div(l, 86400);
+	sod = l - days * 86400;
+	tz_civil_from_days(days, &y, &mo, &d);
+	snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", y, mo, d, (int)(sod / 3600),
+	         (int)(sod % 3600 / 60), (int)(sod % 60), sign, a / 3600, a % 3600 / 60);
 }
 
 /* Exactly N digits at *P. */

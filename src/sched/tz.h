@@ -78,8 +78,10 @@ void tz_span_at(const struct tz *z, int64_t t, struct tz_span *out);
  * POSIX rule holds; TZ_T_MIN for a zone without a table (UTC, a rule alone). */
 int64_t tz_periodic_from(const struct tz *z);
 
-/* Writes T as "2026-03-08T03:00:00-04:00" in zone Z ("+00:00" for UTC; "+05:53:28" when the
- * offset has seconds, as local mean time does) into OUT, at most N bytes, NUL-terminated. */
+/* Writes T as "2026-03-08T03:00:00-04:00" in zone Z ("+00:00" for UTC) into OUT, at most N
+ * bytes, NUL-terminated. An offset with seconds, as local mean time has (Berlin's +00:53:28
+ * before 1893), is rounded to the minute, half away from zero, and the wall clock shown
+ * with it: "1890-01-01T11:59:32+00:53" is the instant of 12:00:00 LMT, to the second. */
 void tz_format_iso8601(const struct tz *z, int64_t t, char *out, size_t n);
 #define TZ_ISO8601_MAX 40 /* enough for any instant within TZ_T_MIN..TZ_T_MAX */
 

@@ -221,6 +221,35 @@ from_local_normalises_fields(void **state)
 	assert_int_equal(a, 1804118400);
 }
 
+/* Asserts that local time LOCAL in zone NAME prints as WANT, which names the same instant. */
+static void
+assert_lmt(const char *name, const char *local, const char *want)
+{
+	struct tz *z = load(name);
+	int64_t t, back;
+
+	assert_int_equal(tz_parse_iso8601(local, z, &t), 0);
+	assert_iso(z, t, want);
+	assert_int_equal(tz_parse_iso8601(want, NULL, &back), 0);
+	assert_true(back == t);
+	tz_free(z);
+}
+
+static void
+offsets_with_seconds_print_rounded_to_the_minute(void **state)
+{
+	(void)state;
+	/* local mean time: Berlin +0:53:28 until 1893, New York -4:56:02 until 1883, Monrovia
+	 * -0:44:30 until 1972; ISO 8601 offsets have no seconds: the offset is rounded (half
+	 * away from zero) and the wall clock shown with it, the instant kept to the second */
+	assert_lmt("Europe/Berlin", "1890-01-01T12:00:00", "1890-01-01T11:59:32+00:53");
+	assert_lmt("America/New_York", "1800-01-01T12:00:00", "1800-01-01T12:00:02-04:56");
+	assert_lmt("Africa/Monrovia", "1970-01-01T12:00:00", "1970-01-01T11:59:30-00:45");
+	/* whole minutes are untouched */
+	assert_lmt("Europe/Berlin", "1894-01-01T12:00:00", "1894-01-01T12:00:00+01:00");
+	assert_lmt("Asia/Kathmandu", "2026-01-01T12:00:00", "2026-01-01T12:00:00+05:45");
+}
+
 static void
 parse_iso8601_accepts_the_documented_forms(void **state)
 {
@@ -509,6 +538,7 @@ main(void)
 		cmocka_unit_test(local_time_in_gap_maps_to_end_of_gap),
 		cmocka_unit_test(repeated_local_time_has_two_instants),
 		cmocka_unit_test(from_local_normalises_fields),
+		cmocka_unit_test(offsets_with_seconds_print_rounded_to_the_minute),
 		cmocka_unit_test(parse_iso8601_accepts_the_documented_forms),
 		cmocka_unit_test(parse_iso8601_rejects_junk),
 		cmocka_unit_test(bad_names_are_rejected_before_touching_the_disk),
