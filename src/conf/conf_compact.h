@@ -6,10 +6,10 @@
 struct conf;
 struct conf_pool;
 
-/* Moves the jobs' strings and string vectors of C into C's pool (c->pool), one copy of each
- * distinct value, and shares each schedule's compiled expression between the jobs with the
- * same schedule text (C then owns the expressions, in c->crons). The jobs' fields are then
- * borrowed from C: conf_free frees the pool, not the jobs' members. */
+/* Moves the jobs' strings, string vectors and compiled schedules of C into C's pool
+ * (c->pool), one copy of each distinct value (one expression for each distinct schedule
+ * text). The jobs' fields are then borrowed from C: conf_free frees the pool, not the jobs'
+ * members, and c->crons stays empty. */
 void conf_compact(struct conf *c);
 /* Frees a pool and its blocks; NULL is fine. */
 void conf_pool_free(struct conf_pool *b);

@@ -2,6 +2,7 @@
 #ifndef EPH_SCHED_CRONEXPR_H
 #define EPH_SCHED_CRONEXPR_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/attr.h" /* EPH_MUST_CHECK */
@@ -45,5 +46,10 @@ int64_t cronexpr_interval(const struct cronexpr *ce);
  * for a fixed-time job. See cronexpr_next. */
 bool cronexpr_is_wallclock(const struct cronexpr *ce);
 void cronexpr_free(struct cronexpr *ce); /* NULL is fine */
+/* For an owner that packs expressions into memory of its own (conf_compact's pool): the
+ * bytes one takes, and a copy of CE into MEM (cronexpr_size() bytes, aligned for a
+ * uint64_t), which MEM's owner frees, never cronexpr_free. */
+size_t cronexpr_size(void);
+struct cronexpr *cronexpr_copy_into(const struct cronexpr *ce, void *mem);
 
 #endif
