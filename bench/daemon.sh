@@ -6,7 +6,8 @@
 # Prints one table:
 #   - resident memory (VmRSS, and the private dirty part of it from smaps_rollup: RSS also
 #     counts the pages of shared libraries) of the idle daemon with 15 and with 10,000 jobs
-#     (SIZES);
+#     (SIZES) of one schedule, and with 10,000 jobs of distinct schedules (DISTINCT: each
+#     its own "M H D Mon *", in a month half a year away);
 #   - context switches of the idle daemon (15 jobs, none due) over IDLE_SECONDS (default 60),
 #     from /proc/PID/status (voluntary + nonvoluntary): wake-ups between fires;
 #   - dispatch latency, from the scheduled instant to the command's own start (a job whose
@@ -24,6 +25,7 @@ IDLE_SECONDS=${IDLE_SECONDS:-60}
 LATENCY_SAMPLES=${LATENCY_SAMPLES:-30}
 BURST_JOBS=${BURST_JOBS:-1000}
 SIZES=${SIZES:-15 10000}
+DISTINCT=${DISTINCT:-10000}
 WORK=$(mktemp -d /tmp/eph-bench-daemon.XXXXXX)
 PID=
 
@@ -36,19 +38,35 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# jobs FILE N SCHEDULE COMMAND-YAML [MEMORY]: a jobs file of N jobs
+# jobs FILE N SCHEDULE COMMAND-YAML [MEMORY]: a jobs file of N jobs; a SCHEDULE of
+# "distinct" gives job i its own "M H D Mon *" (distinct up to 40,320 jobs), in a month
+# half a year away, so that none fires during the bench
 jobs() {
+	mon=$(( ($(date +%m | sed 's/^0//') + 5) % 12 + 1 ))
 	{
 		printf 'executors:\n  local:\n    memory_budget: 16GiB\n'
 		printf 'retention:\n  runs_per_job: 100000\n'
 		printf 'jobs:\n'
 		i=0
 		while [ "$i" -lt "$2" ]; do
+			sched=$3
+			if [ "$3" = distinct ]; then
+				sched="$((i % 60)) $((i / 60 % 24)) $((i / 1440 % 28 + 1)) $mon *"
+			fi
 			printf '  job-%05d:\n    schedule: "%s"\n    command: %s\n    memory: %s\n' \
-				"$i" "$3" "$4" "${5:-16MiB}"
+				"$i" "$sched" "$4" "${5:-16MiB}"
 			i=$((i + 1))
 		done
 	} >"$1"
+}
+
+# idle_rss KEY FILE: the resident memory of the idle daemon on FILE, as cell KEY
+idle_rss() {
+	start "$2" "$1"
+	sleep 2
+	rss=$(status_field "$PID" VmRSS)
+	priv=$(awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$PID/smaps_rollup")
+	result "$1" "$(awk -v k="$rss" -v p="$priv" 'BEGIN { printf "%.1f MiB (%.1f MiB private)", k / 1024, p / 1024 }')"
 }
 
 # start FILE NAME: starts a daemon on FILE with state WORK/NAME, sets PID
@@ -60,7 +78,7 @@ start() {
 	i=0
 	until grep -q ' info started' "$WORK/$2.log" 2>/dev/null; do
 		i=$((i + 1))
-		if [ "$i" -gt 600 ] || ! kill -0 "$PID" 2>/dev/null; then
+		if [ "$i" -gt 6000 ] || ! kill -0 "$PID" 2>/dev/null; then
 			echo "bench: the daemon did not start:" >&2
 			cat "$WORK/$2.log" >&2
 			exit 1
@@ -90,17 +108,19 @@ cell() { if [ -f "$WORK/res.$1" ]; then cat "$WORK/res.$1"; else echo "-"; fi; }
 
 for n in $SIZES; do
 	jobs "$WORK/idle-$n.yaml" "$n" "$NEVER" '["true"]'
-	start "$WORK/idle-$n.yaml" "idle-$n"
-	sleep 2
-	rss=$(status_field "$PID" VmRSS)
-	priv=$(awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$PID/smaps_rollup")
-	result "rss$n" "$(awk -v k="$rss" -v p="$priv" 'BEGIN { printf "%.1f MiB (%.1f MiB private)", k / 1024, p / 1024 }')"
+	idle_rss "rss$n" "$WORK/idle-$n.yaml"
 	if [ "$n" = 15 ]; then
 		c0=$(ctxt "$PID")
 		sleep "$IDLE_SECONDS"
 		c1=$(ctxt "$PID")
 		result ctxt "$((c1 - c0))"
 	fi
+	stop
+done
+
+for n in $DISTINCT; do
+	jobs "$WORK/distinct-$n.yaml" "$n" distinct '["true"]'
+	idle_rss "drss$n" "$WORK/distinct-$n.yaml"
 	stop
 done
 
@@ -189,6 +209,15 @@ if [ "$(id -u)" = 0 ] && command -v cron >/dev/null && command -v unshare >/dev/
 		fi
 		cron_stop
 	done
+	for n in $DISTINCT; do
+		jobs "$WORK/distinct-cron.yaml" "$n" distinct '["true"]'
+		awk '/schedule:/ { gsub(/"/, ""); sub(/^ *schedule: */, ""); print $0 " root true" }' \
+			"$WORK/distinct-cron.yaml" >"$WORK/crontab"
+		cron_start "$WORK/crontab"
+		priv=$(awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$CRONPID/smaps_rollup")
+		result "cron_drss$n" "$(awk -v k="$(status_field "$CRONPID" VmRSS)" -v p="$priv" 'BEGIN { printf "%.1f MiB (%.1f MiB private)", k / 1024, p / 1024 }')"
+		cron_stop
+	done
 	# latency: 10 entries every minute, each writes its start time; the instant is the minute
 	mkdir -p "$WORK/cronlat"
 	: >"$WORK/crontab"
@@ -212,6 +241,9 @@ printf '%-52s | %-40s | %s\n' "measure ($(uname -sr), $(nproc) cores)" "eph daem
 printf '%-52s | %-40s | %s\n' "---" "---" "---"
 for n in $SIZES; do
 	printf '%-52s | %-40s | %s\n' "idle RSS, $n jobs" "$(cell "rss$n")" "$(cell "cron_rss$n")"
+done
+for n in $DISTINCT; do
+	printf '%-52s | %-40s | %s\n' "idle RSS, $n jobs of distinct schedules" "$(cell "drss$n")" "$(cell "cron_drss$n")"
 done
 printf '%-52s | %-40s | %s\n' "context switches while idle for ${IDLE_SECONDS}s" "$(cell ctxt)" "$(cell cron_ctxt)"
 printf '%-52s | %-40s | %s\n' "dispatch latency (scheduled instant -> command)" "$(cell lat)" "$(cell cron_lat)"
