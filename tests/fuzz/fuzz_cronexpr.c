@@ -37,10 +37,11 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int64_t starts[] = {
-		1774740000, /* 2026-03-29 ~00:20 CET, before Berlin springs forward */
-		1792886400, /* 2026-10-25 00:00 UTC, before Berlin falls back */
-		1775300000, /* 2026-04-04, before Lord Howe falls back */
-		4102444800, /* 2100-01-01, footer rules */
+		1774740000,   /* 2026-03-29 ~00:20 CET, before Berlin springs forward */
+		1792886400,   /* 2026-10-25 00:00 UTC, before Berlin falls back */
+		1775300000,   /* 2026-04-04, before Lord Howe falls back */
+		4102444800,   /* 2100-01-01, footer rules */
+		253402000000, /* 9999-12-28, days before the last instant */
 	};
 	static int loaded;
 	struct cronexpr *ce = NULL;
