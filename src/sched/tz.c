@@ -135,20 +135,17 @@ year_of(int64_t t)
 static int64_t
 rule_day(const struct tz_rule_date *r, int y)
 {
-	int64_t jan1 = tz_days_from_civil(y, 1, 1), first;
-	int wd, dim;
+	int64_t start, first;
 
 	switch (r->kind) {
 	case 'J':
-		return jan1 + r->a - 1 + (is_leap(y) && r->a >= 60);
+		return tz_days_from_civil(y, 1, 1) + r->a - 1 + (is_leap(y) && r->a >= 60);
 	case 'D':
-		return jan1 + r->a;
+		return tz_days_from_civil(y, 1, 1) + r->a;
 	default: /* 'M': month a, week b (5 = last), weekday c */
-		first = tz_days_from_civil(y, r->a, 1);
-		wd = tz_weekday(first);
-		first += (r->c - wd + 7) % 7 + (r->b - 1) * 7;
-		dim = tz_days_in_month(y, r->a);
-		while (first >= tz_days_from_civil(y, r->a, 1) + dim)
+		start = tz_days_from_civil(y, r->a, 1);
+		first = start + (r->c - tz_weekday(start) + 7) % 7 + (r->b - 1) * 7;
+		while (first >= start + tz_days_in_month(y, r->a))
 			first -= 7;
 		return first;
 	}
@@ -308,6 +305,26 @@ tz_periodic_from(const struct tz *z)
 	return z->has_table ? clamp_t(z->raw_last) : TZ_T_MIN;
 }
 
+/* tz_span_at past the table, where the rule alone holds: one rule_changes for both ends
+ * (cronexpr_next walks 800 spans to prove an expression never fires). False when the
+ * changes around T do not give both. */
+static bool
+rule_span_at(const struct tz *z, int64_t t, struct tz_span *out)
+{
+	struct tz_trans ch[10];
+	size_t n = rule_changes(&z->rule, year_of(t), ch), i = 0;
+
+	while (i < n && ch[i].at <= t)
+		i++;
+	if (i == 0 || i == n || (z->has_table && ch[i - 1].at <= z->raw_last))
+		return false;
+	out->off = ch[i - 1].after;
+	out->start = ch[i - 1].at;
+	out->prev_off = ch[i - 1].before;
+	out->end = ch[i].at <= TZ_T_MAX ? ch[i].at : INT64_MAX;
+	return true;
+}
+
 void
 tz_span_at(const struct tz *z, int64_t t, struct tz_span *out)
 {
@@ -315,6 +332,9 @@ tz_span_at(const struct tz *z, int64_t t, struct tz_span *out)
 
 	z = zone(z);
 	t = clamp_t(t);
+	if (z->has_rule && z->rule.has_dst && (!z->has_table || t > z->raw_last) &&
+	    rule_span_at(z, t, out))
+		return;
 	out->off = offset_at(z, t);
 	if (last_change(z, t, &tr)) {
 		out->start = tr.at;
