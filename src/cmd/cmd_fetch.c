@@ -184,15 +184,19 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		src = ctx->conf->source;
 		base = xstrdup(ctx->conf->dir);
 	}
-	if (timeout != NULL && units_parse_duration(timeout, &src.fetch_timeout, &why) < 0)
+	if (timeout != NULL && units_parse_duration(timeout, &src.fetch_timeout, &why) < 0) {
+		free(base);
 		return cmd_usage_error(&cmd_fetch, "--timeout: bad duration '%s': %s", timeout,
 		                       why);
+	}
 	if (keep != NULL) {
 		int64_t k;
 
-		if (units_parse_count(keep, 1, 1000, &k) < 0)
+		if (units_parse_count(keep, 1, 1000, &k) < 0) {
+			free(base);
 			return cmd_usage_error(&cmd_fetch,
 			                       "--keep: a number from 1 to 1000, not '%s'", keep);
+		}
 		src.keep_worktrees = (int)k;
 	}
 	src.refresh = 0; /* now, whatever the last attempt */
