@@ -353,9 +353,11 @@ agent_finish(struct agent *a)
 	r.runtime_seconds = a->runtime_s;
 	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
 		agent_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
-	/* a command that waited for its instant started when the wait ended (the phases before
-	 * it were done ahead, in phases.source and phases.runtime) */
-	r.started_at = ready && a->waited > 0 ? a->exec_real : a->started_at;
+	/* the run started when its command did: after the source and runtime phases (in
+	 * phases.source and phases.runtime) and any wait for not_before, whether or not that
+	 * wait was needed (a preparation that ended past the instant waited for nothing, yet
+	 * the agent started before it). A command never started: when the agent started. */
+	r.started_at = ready && a->exec_real > 0 ? a->exec_real : a->started_at;
 	r.ended_at = rundir_now();
 	r.wall_seconds = r.ended_at - r.started_at;
 	if ((rc = rundir_result_write(dir, &r)) < 0) {

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from conftest import SANITIZER_EXIT, wait_for
-from test_agent import AGENT, cgroup_parents
+from test_agent import AGENT, cgroup_parents, mirror  # noqa: F401 (a fixture)
 from test_daemon import daemons  # noqa: F401 (a fixture)
 
 _run_ids = iter(range(900000 + os.getpid() % 1000 * 100, 10**9))
@@ -91,6 +91,41 @@ def test_a_not_before_in_the_past_does_not_wait(tmp_path):
     ex = next(e for e in evs if e["ev"] == "phase" and e["phase"] == "exec"
               and e["state"] == "start")
     assert ex["waited"] == 0
+
+
+def test_a_preparation_that_ends_past_not_before_starts_the_run_at_its_command(tmp_path,
+                                                                             mirror):
+    # The agent starts before not_before, but its source phase (held here with the
+    # worktree's build lock) ends after it: there is nothing left to wait for, and the run's
+    # started_at is still when its command started, never the agent's own (earlier) start.
+    import fcntl
+    m, commit = mirror
+    state = tmp_path / "state"
+    (state / "src").mkdir(parents=True)
+    nb = time.time() + 1.0
+    d = make_run(tmp_path, not_before=nb, shell="date +%s.%N", cwd=None,
+                 state_dir=str(state), scheduled_at=int(nb),
+                 source={"mirror": str(m), "commit": commit, "repo": "file:///x",
+                         "branch": "main"})
+    with open(state / "src" / f"{commit}.build", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        p = subprocess.Popen([*AGENT, str(d)], stderr=subprocess.PIPE)
+        wait_for(lambda: any(e["ev"] == "phase" and e["phase"] == "source" for e in events(d)),
+                 what="the source phase to start")
+        wait_for(lambda: time.time() > nb + 0.05, what="not_before to pass")
+    assert p.wait(timeout=60) == 0
+    agent_done(p)
+    res = json.loads((d / "result.json").read_text())
+    assert res["outcome"] == "succeeded", res
+    evs = events(d)
+    assert not [e for e in evs if e["ev"] == "wait"]
+    ex = next(e for e in evs if e["ev"] == "phase" and e["phase"] == "exec"
+              and e["state"] == "start")
+    assert ex["waited"] == 0
+    assert res["started_at"] == ex["t"] >= nb, (res, evs)
+    assert res["wall_seconds"] == pytest.approx(res["ended_at"] - res["started_at"], abs=2e-3)
+    started = float((d / "output.log").read_text().split(" ", 2)[2])
+    assert res["started_at"] <= started
 
 
 def test_a_cancel_during_the_wait_ends_the_run_with_no_command_run(tmp_path):
