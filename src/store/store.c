@@ -371,6 +371,12 @@ open_common(const char *path, bool readonly, struct store **out, struct diag *d)
 			goto fail_msg;
 		if ((rc = check_newer(path, v, d)) < 0)
 			goto fail;
+		if (v == 0) {
+			/* created by a writer that has not committed its schema yet (store_open:
+			 * the file first, then migrate): nothing recorded, as with no file */
+			rc = -ENOENT;
+			goto fail;
+		}
 		if (v < STORE_SCHEMA_VERSION) {
 			diag_error(d, (struct diag_pos){ 0 },
 			           "%s has schema version %d; this eph needs %d: the next eph that "

@@ -96,7 +96,8 @@ void store_runs_free(struct store_run *runs, size_t n);
  * from a newer eph), leaves *out NULL and adds a message to D. */
 EPH_MUST_CHECK int store_open(const char *path, struct store **out, struct diag *d);
 /* Opens PATH read-only (for the CLI): never creates nor migrates. -ENOENT (no message) when
- * the file does not exist; -EPROTONOSUPPORT (with a message) for a newer or older schema. */
+ * the file does not exist or has no schema yet (a writer is creating it); -EPROTONOSUPPORT
+ * (with a message) for a newer or older schema. */
 EPH_MUST_CHECK int store_open_readonly(const char *path, struct store **out, struct diag *d);
 void store_close(struct store *s); /* NULL is fine */
 /* The last SQLite error message of S, for logs; borrowed until the next call on S. */

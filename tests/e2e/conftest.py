@@ -83,6 +83,27 @@ def wait_for(pred, timeout=20.0, what="condition"):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def pid_gone(pid):
+    """Whether process PID has ended, as eph judges it (src/rundir/rundir.c): no such
+    process, or a zombie that its parent has not collected yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def agent_gone(run_dir):
+    """Whether the agent of RUN_DIR (its agent.pid) has ended; False before it wrote it."""
+    try:
+        with open(os.path.join(run_dir, "agent.pid")) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return pid_gone(pid)
+
+
 def marker_pids(marker):
     """Processes (but this one) whose environment holds MARKER."""
     pids = []
