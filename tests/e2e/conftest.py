@@ -14,6 +14,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SANITIZER_EXIT = {86: "AddressSanitizer/LeakSanitizer", 87: "UndefinedBehaviorSanitizer"}
 
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timing: depends on timing (schedules, instants, races with the clock or "
+        "between processes); scripts/check runs these once more beside stress-ng --cpu 2")
+
+
+# The load pass of scripts/check (pytest -m timing, both cores busy) records here what it ran
+# and what failed; test_load_pass.py, in the full run that follows, fails if anything did, so
+# that the last summary line, the one CI reads, counts the load pass too.
+LOAD_REPORT = os.environ.get("EPH_LOAD_REPORT")
+
+
+def pytest_runtest_logreport(report):
+    if LOAD_REPORT and os.environ.get("EPH_LOAD_PASS") == "1":
+        if report.when == "call" or report.outcome == "failed":
+            with open(LOAD_REPORT, "a") as f:
+                f.write(f"{report.outcome} {report.nodeid}\n")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if LOAD_REPORT and os.environ.get("EPH_LOAD_PASS") == "1":
+        with open(LOAD_REPORT, "a") as f:
+            f.write(f"exit {int(exitstatus)}\n")
+
+
 os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=86:abort_on_error=0")
 os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
 

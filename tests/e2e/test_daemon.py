@@ -15,6 +15,10 @@ import pytest
 
 from conftest import SANITIZER_EXIT, eph_bin, marker_pids, wait_for
 
+# every test here runs real schedules against the clock: scripts/check runs them again with
+# both cores busy (conftest.py)
+pytestmark = pytest.mark.timing
+
 # a jobs file whose only job does not fire for months: "no more fires" without an empty file
 IDLE_JOBS = 'jobs:\n  idle:\n    schedule: "0 0 1 1 *"\n    command: ["true"]\n'
 TERMINAL = {"succeeded", "failed", "oom", "timeout", "killed", "cancelled", "lost", "skipped"}

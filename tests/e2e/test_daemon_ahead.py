@@ -19,6 +19,10 @@ from conftest import SANITIZER_EXIT, wait_for
 from test_agent import AGENT, cgroup_parents, mirror  # noqa: F401 (a fixture)
 from test_daemon import daemons  # noqa: F401 (a fixture)
 
+# every test here runs real schedules against the clock: scripts/check runs them again with
+# both cores busy (conftest.py)
+pytestmark = pytest.mark.timing
+
 _run_ids = iter(range(900000 + os.getpid() % 1000 * 100, 10**9))
 _made = []
 

@@ -176,6 +176,7 @@ def start_run(jobs, job):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.timing  # races a signal with the run's progress
 def test_ctrl_c_cancels_and_records_cancelled(jobs, state_dir):
     p = start_run(jobs, "forever")
     wait_for(lambda: os.path.exists(f"{state_dir}/runs/1/output.log")
@@ -190,6 +191,7 @@ def test_ctrl_c_cancels_and_records_cancelled(jobs, state_dir):
     assert marker_pids("eph-e2e-forever") == []
 
 
+@pytest.mark.timing  # races a signal with the run's progress
 def test_kill_9_of_eph_run_does_not_stop_the_run(run, jobs, state_dir):
     p = start_run(jobs, "sleeper")
     wait_for(lambda: os.path.exists(f"{state_dir}/runs/1/output.log")
@@ -231,6 +233,7 @@ def test_a_store_being_created_reads_as_no_runs_yet(run, state_dir):
     assert (p.returncode, json.loads(p.stdout)) == (0, [])
 
 
+@pytest.mark.timing  # races a signal with the run's progress
 def test_ctrl_c_while_the_code_is_fetched_cancels_the_run(tmp_path, state_dir):
     """The run's row exists while its code is fetched: a Ctrl-C then must not leave it queued
     forever (the git here is a wrapper that takes 2 s to clone)."""
