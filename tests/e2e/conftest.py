@@ -15,11 +15,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SANITIZER_EXIT = {86: "AddressSanitizer/LeakSanitizer", 87: "UndefinedBehaviorSanitizer"}
 
 
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timing: depends on timing (schedules, instants, races with the clock or "
         "between processes); scripts/check runs these once more beside stress-ng --cpu 2")
+
+
+# Modules each of whose tests runs the daemon against the clock (the daemon's own modules say
+# so with pytestmark = pytest.mark.timing; these, kept with their areas, are marked here).
+TIMING_MODULES = {"test_daemon_restart.py", "test_daemon_from_repo.py", "test_daemon_mail.py",
+                  "test_mail_source_alarm.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in TIMING_MODULES:
+            item.add_marker(pytest.mark.timing)
 
 
 # The load pass of scripts/check (pytest -m timing, both cores busy) records here what it ran
