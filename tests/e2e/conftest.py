@@ -4,6 +4,7 @@ build); ASan and UBSan report with exit codes 86 and 87, which no eph command us
 sanitizer finding fails the test that provoked it."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -156,3 +157,21 @@ def marker_pids(marker):
         except OSError:
             pass
     return pids
+
+
+def store_rows(state_dir, table, where="1", args=()):
+    """Rows of TABLE in STATE_DIR's store, as dicts in id order; [] while the store does not
+    exist yet or is being created (the first eph that opens it makes the file, then its
+    tables in a transaction of their own: a reader in between sees schema version 0)."""
+    path = f"{state_dir}/eph.db"
+    if not os.path.exists(path):
+        return []
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+            return []
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in
+                con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", args)]
+    finally:
+        con.close()

@@ -6,14 +6,13 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import textwrap
 import time
 
 import pytest
 
-from conftest import SANITIZER_EXIT, eph_bin, marker_pids, wait_for
+from conftest import SANITIZER_EXIT, eph_bin, marker_pids, store_rows, wait_for
 
 # every test here runs real schedules against the clock: scripts/check runs them again with
 # both cores busy (conftest.py)
@@ -71,11 +70,7 @@ def daemons():
 
 
 def rows(state_dir, where="1", args=()):
-    con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    out = [dict(r) for r in con.execute(f"SELECT * FROM runs WHERE {where} ORDER BY id", args)]
-    con.close()
-    return out
+    return store_rows(state_dir, "runs", where, args)
 
 
 def write_jobs(path, text):

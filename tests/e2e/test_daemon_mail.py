@@ -4,9 +4,9 @@ configuration that failed to reload."""
 
 import re
 import signal
-import sqlite3
 import time
 
+from conftest import store_rows
 from test_daemon import daemons, wait_for, write_jobs  # noqa: F401 (the fixture)
 from test_mail import Smtpd, free_port, smtpd  # noqa: F401 (the fixture)
 
@@ -24,19 +24,11 @@ def jobs_yaml(port, jobs, admin=True):
 
 
 def outbox(state_dir):
-    con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    out = [dict(r) for r in con.execute("SELECT * FROM outbox ORDER BY id")]
-    con.close()
-    return out
+    return store_rows(state_dir, "outbox")
 
 
 def runs(state_dir):
-    con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    out = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY id")]
-    con.close()
-    return out
+    return store_rows(state_dir, "runs")
 
 
 def test_each_failed_run_sends_one_message_and_a_retried_attempt_none(tmp_path, smtpd,

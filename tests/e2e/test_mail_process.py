@@ -63,8 +63,8 @@ def test_without_eph_mail_the_daemon_says_so_once_and_the_mail_stays_queued(tmp_
                              stderr=log, env=dict(os.environ, EPH_STATE=str(state_dir)))
     try:
         text = lambda: log_path.read_text(errors="replace")  # noqa: E731
-        wait_for(lambda: sum(r["state"] == "queued" for r in outbox(state_dir)) >= 2
-                 if (state_dir / "eph.db").exists() else False, 20, "two queued messages")
+        wait_for(lambda: sum(r["state"] == "queued" for r in outbox(state_dir)) >= 2, 20,
+                 "two queued messages")
         wait_for(lambda: "eph-mail" in text(), 5, "the error about eph-mail")
     finally:
         p.send_signal(signal.SIGTERM)

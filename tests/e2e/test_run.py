@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import agent_gone, eph_bin, marker_pids, run_eph, wait_for
+from conftest import agent_gone, eph_bin, marker_pids, run_eph, store_rows, wait_for
 
 PY = "/usr/bin/python3"
 HOG = """\
@@ -76,26 +76,7 @@ def jobs(tmp_path, state_dir):
 
 
 def db_rows(state_dir):
-    con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY id")]
-    con.close()
-    return rows
-
-
-def db_rows_yet(state_dir):
-    """The runs once the store exists with its schema, else []: the first eph that opens the
-    store creates the file, then its tables in a transaction of their own (a reader in
-    between sees a database of schema version 0)."""
-    if not os.path.exists(f"{state_dir}/eph.db"):
-        return []
-    con = sqlite3.connect(f"file:{state_dir}/eph.db?mode=ro", uri=True)
-    try:
-        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
-            return []
-    finally:
-        con.close()
-    return db_rows(state_dir)
+    return store_rows(state_dir, "runs")
 
 
 def test_success_prints_output_and_summary(run, jobs, state_dir, tmp_path):
@@ -264,7 +245,7 @@ def test_ctrl_c_while_the_code_is_fetched_cancels_the_run(tmp_path, state_dir):
     p = subprocess.Popen([eph_bin(), "-f", str(jobs), "run", "slow-code"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
-    wait_for(lambda: db_rows_yet(state_dir), what="the run's row")
+    wait_for(lambda: db_rows(state_dir), what="the run's row")
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1, err
