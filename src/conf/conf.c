@@ -28,13 +28,22 @@
 #include "util/units.h"
 #include "util/xalloc.h"
 
-#define CONF_JOB_NAME_MAX 64
-#define CONF_MAX_JOBS     20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
-#define CONF_MAX_ENV      256   /* variables of one job */
-/* Bytes of strings the file may expand to once aliases are followed: a guard against
- * "billion laughs" (an alias to a big env mapping, used by every one of many jobs). */
-#define CONF_EXPAND_MAX   (64u << 20)
-#define CONF_QUOTE_MAX    80 /* bytes of user text quoted in a message */
+#define CONF_JOB_NAME_MAX   64
+#define CONF_MAX_JOBS       20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
+#define CONF_MAX_ENV        256   /* variables of one job */
+/* The work the file may take once aliases are followed, in bytes: every string copied
+ * counts its length, every key or list item read CONF_VISIT_COST more. A guard against
+ * "billion laughs" (an alias to a big env mapping, used by every one of many jobs), and
+ * what keeps loading linear in the file's size: the budget is CONF_EXPAND_MAX plus
+ * CONF_VISIT_COST / 2 for each byte of the file, which a file without aliases never
+ * spends (a key or an item takes at least 2 of its bytes). */
+#define CONF_EXPAND_MAX     (64u << 20)
+#define CONF_VISIT_COST     64
+#define CONF_QUOTE_MAX      80   /* bytes of user text quoted in a message */
+#define CONF_MAX_ERRORS     100  /* distinct errors reported before the loader stops */
+#define CONF_MAX_RAISED     1000 /* errors raised, repeats included, before it stops */
+/* Bytes of the canonical forms of keys that are lists or mappings (dup_keys) */
+#define CONF_KEYS_CANON_MAX (16u << 20)
 
 /* A job being built: the job, and where its values came from, for later checks. */
 struct jobb {
@@ -47,8 +56,15 @@ struct pctx {
 	const char *file;
 	struct diag *d;
 	struct conf *c;
-	size_t expand_left; /* CONF_EXPAND_MAX, counted down by every string copied */
-	bool expand_reported;
+	size_t expand_max;  /* the budget of work, in bytes */
+	size_t expand_left; /* counted down by the work done (charge, visit) */
+	size_t canon_left;  /* CONF_KEYS_CANON_MAX, counted down by key_canon */
+	/* Errors go through perr: each distinct one once (an anchor's errors repeat for every
+	 * alias to it), and after too many the walk stops (halted). */
+	size_t nraised;              /* errors raised, repeats included */
+	char *seen[CONF_MAX_ERRORS]; /* the distinct messages, "LINE:COL: msg" */
+	size_t nseen;
+	bool halted;       /* too many errors, or the work budget spent: nothing more is walked */
 	char **zone_names; /* parallel to c->zones, as the jobs name them */
 	/* python section, the first layer of every job's requirements/interpreter */
 	char *py_requirements, *py_interpreter;
@@ -142,7 +158,66 @@ quote0(const char *s)
 	return q;
 }
 
+/* Reports an error at AT: into D the first time, a repeat (same place, same message)
+ * only counted. Past CONF_MAX_ERRORS distinct errors or CONF_MAX_RAISED raised ones it says
+ * so, once, and halts the walk. Loading stays bounded this way: an alias repeats the errors
+ * of what it leads to wherever it is used. */
+static void perr(struct pctx *p, struct diag_pos at, const char *fmt, ...) EPH_PRINTF(3, 4);
+
+static void
+perr(struct pctx *p, struct diag_pos at, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg, *key;
+	size_t i;
+
+	if (p->halted && p->nraised >= CONF_MAX_RAISED)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		abort(); /* only on allocation, as xalloc */
+	va_end(ap);
+	p->nraised++;
+	key = xasprintf("%d:%d: %s", at.line, at.col, msg);
+	for (i = 0; i < p->nseen && strcmp(p->seen[i], key) != 0; i++)
+		;
+	if (i == p->nseen && p->nseen < CONF_MAX_ERRORS) {
+		diag_error(p->d, at, "%s", msg);
+		p->seen[p->nseen++] = key;
+		key = NULL;
+	}
+	free(key);
+	free(msg);
+	if (p->nseen == CONF_MAX_ERRORS || p->nraised == CONF_MAX_RAISED) {
+		/* the file's own line: printed first, before the errors it cuts short */
+		if (p->nseen < CONF_MAX_ERRORS)
+			diag_error(
+			        p->d, (struct diag_pos){ p->file, 0, 0 },
+			        "too many errors, stopping: the same ones again and again, through aliases");
+		else
+			diag_error(p->d, (struct diag_pos){ p->file, 0, 0 },
+			           "too many errors, stopping: these are the first %d",
+			           CONF_MAX_ERRORS);
+		p->halted = true;
+		p->nraised = CONF_MAX_RAISED;
+	}
+}
+
+/* Errors raised so far, repeats included: what tells whether a part of the file failed. */
+static size_t
+nerrors(const struct pctx *p)
+{
+	return p->nraised;
+}
+
 /* ---- values ---- */
+
+/* Whether S holds only whitespace. */
+static bool
+blank(const char *s)
+{
+	return s[strspn(s, " \t\n\r\f\v")] == '\0';
+}
 
 /* N with aliases followed; NULL (reported) for an alias that leads nowhere. */
 static struct fy_node *
@@ -154,8 +229,8 @@ deref(struct pctx *p, struct fy_node *n)
 		return n;
 	t = fy_node_resolve_alias(n);
 	if (t == NULL)
-		diag_error(p->d, conf_pos(p, n),
-		           "alias does not lead to a value (unknown anchor or a cycle)");
+		perr(p, conf_pos(p, n),
+		     "alias does not lead to a value (unknown anchor or a cycle)");
 	return t;
 }
 
@@ -171,7 +246,8 @@ node_kind(struct fy_node *n)
 	return "a scalar";
 }
 
-/* Counts LEN bytes against the expansion budget; false (reported once) when it is spent. */
+/* Counts LEN + 1 bytes of work against the budget; false when it is spent (reported once,
+ * and the walk halts). */
 static bool
 charge(struct pctx *p, size_t len, struct diag_pos at)
 {
@@ -179,13 +255,25 @@ charge(struct pctx *p, size_t len, struct diag_pos at)
 		p->expand_left -= len + 1;
 		return true;
 	}
+	if (p->expand_left > 0 && !p->halted)
+		perr(p, at, "the file expands to more than %zu MiB once aliases are followed",
+		     p->expand_max >> 20);
 	p->expand_left = 0;
-	if (!p->expand_reported)
-		diag_error(p->d, at,
-		           "the file expands to more than %u MiB once aliases are followed",
-		           CONF_EXPAND_MAX >> 20);
-	p->expand_reported = true;
+	p->halted = true;
 	return false;
+}
+
+/* Counts reading node N, a key or a list item; false when the walk must stop. */
+static bool
+visit(struct pctx *p, struct fy_node *n)
+{
+	if (p->halted)
+		return false;
+	if (CONF_VISIT_COST < p->expand_left) {
+		p->expand_left -= CONF_VISIT_COST;
+		return true;
+	}
+	return charge(p, CONF_VISIT_COST, conf_pos(p, n));
 }
 
 /* The text of scalar value V of key NAME: a non-empty string without NUL bytes. Reports and
@@ -197,21 +285,21 @@ scalar(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keya
 	size_t len;
 
 	if (v == NULL) {
-		diag_error(p->d, keyat, "\"%s\" has no value", name);
+		perr(p, keyat, "\"%s\" has no value", name);
 		return NULL;
 	}
 	if (!fy_node_is_scalar(v)) {
-		diag_error(p->d, conf_pos_or(p, v, keyat), "\"%s\" must be a single value, not %s",
-		           name, node_kind(v));
+		perr(p, conf_pos_or(p, v, keyat), "\"%s\" must be a single value, not %s", name,
+		     node_kind(v));
 		return NULL;
 	}
 	s = fy_node_get_scalar(v, &len);
 	if (s == NULL || len == 0) {
-		diag_error(p->d, conf_pos_or(p, v, keyat), "\"%s\" is empty", name);
+		perr(p, conf_pos_or(p, v, keyat), "\"%s\" is empty", name);
 		return NULL;
 	}
 	if (memchr(s, '\0', len) != NULL) {
-		diag_error(p->d, conf_pos_or(p, v, keyat), "\"%s\" contains a NUL character", name);
+		perr(p, conf_pos_or(p, v, keyat), "\"%s\" contains a NUL character", name);
 		return NULL;
 	}
 	*lenp = len;
@@ -305,7 +393,7 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 		if (email && !email_ok(s)) {
 			char *q = quote0(s);
 
-			diag_error(p->d, conf_pos(p, v), "%s is not an email address", q);
+			perr(p, conf_pos(p, v), "%s is not an email address", q);
 			free(q);
 			free(s);
 			return -1;
@@ -314,22 +402,28 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 		return 0;
 	}
 	if (v == NULL || !fy_node_is_sequence(v)) {
-		diag_error(p->d, conf_pos_or(p, v, keyat),
-		           "\"%s\" must be a list of strings, not %s", name, node_kind(v));
+		perr(p, conf_pos_or(p, v, keyat), "\"%s\" must be a list of strings, not %s", name,
+		     node_kind(v));
 		return -1;
 	}
 	while ((item = fy_node_sequence_iterate(v, &it)) != NULL) {
 		struct diag_pos at = conf_pos_or(p, item, keyat);
-		struct fy_node *iv = deref(p, item);
+		struct fy_node *iv;
 		char *s;
+
+		if (!visit(p, item)) {
+			rc = -1;
+			break;
+		}
+		iv = deref(p, item);
 
 		if (iv == NULL) {
 			rc = -1;
 			continue;
 		}
 		if (!fy_node_is_scalar(iv)) {
-			diag_error(p->d, at, "each item of \"%s\" must be a string, not %s", name,
-			           node_kind(iv));
+			perr(p, at, "each item of \"%s\" must be a string, not %s", name,
+			     node_kind(iv));
 			rc = -1;
 			continue;
 		}
@@ -341,7 +435,7 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 		if (email && !email_ok(s)) {
 			char *q = quote0(s);
 
-			diag_error(p->d, at, "%s is not an email address", q);
+			perr(p, at, "%s is not an email address", q);
 			free(q);
 			free(s);
 			rc = -1;
@@ -350,7 +444,7 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 		strv_push(&sv, s);
 	}
 	if (rc == 0 && sv.n == 0) {
-		diag_error(p->d, conf_pos_or(p, v, keyat), "\"%s\" is an empty list", name);
+		perr(p, conf_pos_or(p, v, keyat), "\"%s\" is an empty list", name);
 		rc = -1;
 	}
 	if (rc < 0) {
@@ -409,7 +503,11 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 	switch (ck->type) {
 	case CK_STR:
 		if (s[0] == '-') {
-			diag_error(p->d, at, "\"%s\" must not start with \"-\"", ck->name);
+			perr(p, at, "\"%s\" must not start with \"-\"", ck->name);
+			break;
+		}
+		if (blank(s)) {
+			perr(p, at, "\"%s\" is only whitespace", ck->name);
 			break;
 		}
 		free(*(char **)(void *)dst);
@@ -422,15 +520,15 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 		else if (strcasecmp(s, "false") == 0)
 			*(bool *)(void *)dst = false;
 		else
-			diag_error(p->d, at, "\"%s\" must be true or false, not %s", ck->name, q);
+			perr(p, at, "\"%s\" must be true or false, not %s", ck->name, q);
 		break;
 	case CK_INT:
 	case CK_INT64:
 		if (parse_int(s, &i64) < 0 || i64 < ck->min || i64 > ck->max) {
-			diag_error(p->d, at,
-			           "\"%s\" must be a whole number from %" PRId64 " to %" PRId64
-			           ", not %s",
-			           ck->name, ck->min, ck->max, q);
+			perr(p, at,
+			     "\"%s\" must be a whole number from %" PRId64 " to %" PRId64
+			     ", not %s",
+			     ck->name, ck->min, ck->max, q);
 			break;
 		}
 		if (ck->type == CK_INT)
@@ -442,17 +540,17 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 		char lim[32], got[32];
 
 		if (units_parse_size(s, &u64, &why) < 0) {
-			diag_error(p->d, at, "\"%s\": bad size %s: %s", ck->name, q, why);
+			perr(p, at, "\"%s\": bad size %s: %s", ck->name, q, why);
 			break;
 		}
 		units_format_size(u64, got, sizeof(got));
 		if (u64 < (uint64_t)ck->min) {
 			units_format_size((uint64_t)ck->min, lim, sizeof(lim));
-			diag_error(p->d, at, "\"%s\" is %s (%s), less than the least allowed, %s%s",
-			           ck->name, q, got, lim,
-			           strspn(s, "0123456789") == strlen(s)
-			                   ? " (a bare number is bytes: write 512MiB)"
-			                   : "");
+			perr(p, at, "\"%s\" is %s (%s), less than the least allowed, %s%s",
+			     ck->name, q, got, lim,
+			     strspn(s, "0123456789") == strlen(s)
+			             ? " (a bare number is bytes: write 512MiB)"
+			             : "");
 			break;
 		}
 		*(uint64_t *)(void *)dst = u64;
@@ -460,7 +558,7 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 	}
 	case CK_DUR:
 		if (units_parse_duration(s, &i64, &why) < 0) {
-			diag_error(p->d, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
+			perr(p, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
 			break;
 		}
 		if (i64 < ck->min || i64 > ck->max) {
@@ -468,8 +566,7 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 
 			units_format_duration((double)ck->min, lo, sizeof(lo));
 			units_format_duration((double)ck->max, hi, sizeof(hi));
-			diag_error(p->d, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo,
-			           hi, q);
+			perr(p, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo, hi, q);
 			break;
 		}
 		*(int64_t *)(void *)dst = i64;
@@ -500,12 +597,10 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 			rc |= buf_printf(&b, "%s%s", nv > 0 ? ", " : "", ck->values[nv]);
 		assert(rc == 0);
 		if (best != NULL)
-			diag_error(p->d, at,
-			           "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)",
-			           ck->name, buf_cstr(&b), q, best);
+			perr(p, at, "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)",
+			     ck->name, buf_cstr(&b), q, best);
 		else
-			diag_error(p->d, at, "\"%s\" must be one of %s, not %s", ck->name,
-			           buf_cstr(&b), q);
+			perr(p, at, "\"%s\" must be one of %s, not %s", ck->name, buf_cstr(&b), q);
 		buf_free(&b);
 		break;
 	}
@@ -535,10 +630,8 @@ key_text(struct pctx *p, struct fy_node_pair *pr, struct fy_node *m, size_t *kle
 		return NULL;
 	if (kd == NULL || !fy_node_is_scalar(kd) || (s = fy_node_get_scalar(kd, klen)) == NULL ||
 	    *klen == 0) {
-		diag_error(
-		        p->d,
-		        conf_pos_or(p, k, conf_pos_or(p, fy_node_pair_value(pr), conf_pos(p, m))),
-		        "a key must be a non-empty string");
+		perr(p, conf_pos_or(p, k, conf_pos_or(p, fy_node_pair_value(pr), conf_pos(p, m))),
+		     "a key must be a non-empty string");
 		return NULL;
 	}
 	return s;
@@ -565,13 +658,14 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 	void *it = NULL;
 
 	while ((pr = fy_node_mapping_iterate(m, &it)) != NULL) {
+		if (!visit(p, fy_node_pair_key(pr)))
+			return;
 		if ((k = key_text(p, pr, m, &klen)) == NULL)
 			continue;
 		if (is_merge_key(pr, k, klen)) {
 			merge = fy_node_pair_value(pr);
 			if (merge == NULL)
-				diag_error(p->d, conf_pos(p, fy_node_pair_key(pr)),
-				           "\"<<\" has no value");
+				perr(p, conf_pos(p, fy_node_pair_key(pr)), "\"<<\" has no value");
 			continue;
 		}
 		fn(p, fy_node_pair_key(pr), k, klen, fy_node_pair_value(pr), arg);
@@ -588,26 +682,30 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 			void *sit = NULL;
 
 			while ((item = fy_node_sequence_iterate(mv, &sit)) != NULL) {
-				struct fy_node *iv = deref(p, item);
+				struct fy_node *iv;
+
+				if (!visit(p, item))
+					return;
+				iv = deref(p, item);
 
 				if (iv == NULL)
 					continue;
 				if (!fy_node_is_mapping(iv)) {
-					diag_error(p->d, conf_pos(p, item),
-					           "\"<<\" merges mappings, not %s", node_kind(iv));
+					perr(p, conf_pos(p, item), "\"<<\" merges mappings, not %s",
+					     node_kind(iv));
 				} else if (nsrc == EPH_ARRAY_LEN(srcs)) {
-					diag_error(p->d, conf_pos(p, item),
-					           "\"<<\" merges at most %zu mappings",
-					           EPH_ARRAY_LEN(srcs));
+					perr(p, conf_pos(p, item),
+					     "\"<<\" merges at most %zu mappings",
+					     EPH_ARRAY_LEN(srcs));
 					break;
 				} else {
 					srcs[nsrc++] = iv;
 				}
 			}
 		} else if (mv != NULL) {
-			diag_error(p->d, conf_pos(p, merge),
-			           "\"<<\" merges a mapping or a list of mappings, not %s",
-			           node_kind(mv));
+			perr(p, conf_pos(p, merge),
+			     "\"<<\" merges a mapping or a list of mappings, not %s",
+			     node_kind(mv));
 		}
 	}
 	for (size_t i = 0; i < nsrc; i++) {
@@ -615,11 +713,13 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 		while ((pr = fy_node_mapping_iterate(srcs[i], &it)) != NULL) {
 			bool shadowed;
 
+			if (!visit(p, fy_node_pair_key(pr)))
+				return;
 			if ((k = key_text(p, pr, srcs[i], &klen)) == NULL)
 				continue;
 			if (is_merge_key(pr, k, klen)) {
-				diag_error(p->d, conf_pos(p, fy_node_pair_key(pr)),
-				           "a merged mapping cannot merge again (nested \"<<\")");
+				perr(p, conf_pos(p, fy_node_pair_key(pr)),
+				     "a merged mapping cannot merge again (nested \"<<\")");
 				continue;
 			}
 			shadowed = fy_node_mapping_lookup_pair_by_simple_key(m, k, klen) != NULL;
@@ -641,10 +741,9 @@ unknown_key(struct pctx *p, const struct conf_section *s, struct fy_node *key, c
 	char *q = quote(k, klen);
 
 	if (sug != NULL)
-		diag_error(p->d, conf_pos(p, key), "unknown key %s (did you mean \"%s\"?)", q, sug);
+		perr(p, conf_pos(p, key), "unknown key %s (did you mean \"%s\"?)", q, sug);
 	else
-		diag_error(p->d, conf_pos(p, key), "unknown key %s%s", q,
-		           extra != NULL ? extra : "");
+		perr(p, conf_pos(p, key), "unknown key %s%s", q, extra != NULL ? extra : "");
 	free(q);
 }
 
@@ -657,8 +756,8 @@ want_map(struct pctx *p, const char *name, struct fy_node *key, struct fy_node *
 	if (v != NULL && dv == NULL)
 		return NULL;
 	if (dv == NULL || !fy_node_is_mapping(dv)) {
-		diag_error(p->d, conf_pos_or(p, dv, conf_pos(p, key)),
-		           "\"%s\" must be a mapping, not %s", name, node_kind(dv));
+		perr(p, conf_pos_or(p, dv, conf_pos(p, key)), "\"%s\" must be a mapping, not %s",
+		     name, node_kind(dv));
 		return NULL;
 	}
 	return dv;
@@ -777,31 +876,63 @@ env_name_ok(const char *k, size_t n)
 	return true;
 }
 
+/* The variables the agent sets for the command (src/agent/agent.c): a job's own would be
+ * silently replaced. */
+static const char *const env_reserved[] = {
+	"EPH_RUN_ID", "EPH_JOB", "EPH_ATTEMPT", "EPH_SCHEDULED_AT", "EPH_COMMIT",
+};
+
+static bool
+env_name_reserved(const char *k, size_t n)
+{
+	for (size_t i = 0; i < EPH_ARRAY_LEN(env_reserved); i++)
+		if (strlen(env_reserved[i]) == n && memcmp(env_reserved[i], k, n) == 0)
+			return true;
+	return false;
+}
+
+/* One env mapping being read: its variables in order, merged into the inherited ones once
+ * it is read (env_merge). A mapping has no two equal keys (dup_keys) and merged keys are
+ * shadowed (map_walk), so these are distinct. */
+struct env_arg {
+	struct conf_strv vars;                /* "KEY=VALUE" */
+	struct diag_pos at[CONF_MAX_ENV + 1]; /* where each stands */
+	bool too_many;
+};
+
 static void
 env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
          void *arg)
 {
-	struct conf_strv *env = arg;
+	struct env_arg *ea = arg;
 	struct diag_pos at = conf_pos(p, key);
 	const char *s;
 	size_t len;
 	char *kv, *q;
 
+	if (ea->too_many)
+		return;
 	if (!env_name_ok(k, klen)) {
 		q = quote(k, klen);
-		diag_error(
-		        p->d, at,
-		        "%s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
-		        q);
+		perr(p, at,
+		     "%s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
+		     q);
+		free(q);
+		return;
+	}
+	if (env_name_reserved(k, klen)) {
+		q = quote(k, klen);
+		perr(p, at,
+		     "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run",
+		     q);
 		free(q);
 		return;
 	}
 	v = deref(p, v);
 	if (v == NULL || !fy_node_is_scalar(v)) {
 		q = quote(k, klen);
-		diag_error(p->d, conf_pos_or(p, v, at),
-		           "environment variable %s must be a single value, not %s", q,
-		           node_kind(v));
+		perr(p, conf_pos_or(p, v, at),
+		     "environment variable %s must be a single value, not %s", q, node_kind(v));
 		free(q);
 		return;
 	}
@@ -810,9 +941,14 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		s = "";
 	if (memchr(s, '\0', len) != NULL) {
 		q = quote(k, klen);
-		diag_error(p->d, conf_pos_or(p, v, at),
-		           "environment variable %s contains a NUL character", q);
+		perr(p, conf_pos_or(p, v, at), "environment variable %s contains a NUL character",
+		     q);
 		free(q);
+		return;
+	}
+	if (ea->vars.n == CONF_MAX_ENV) {
+		perr(p, at, "more than %d environment variables", CONF_MAX_ENV);
+		ea->too_many = true;
 		return;
 	}
 	if (!charge(p, klen + len + 1, at))
@@ -822,19 +958,62 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	kv[klen] = '=';
 	memcpy(kv + klen + 1, s, len);
 	kv[klen + len + 1] = '\0';
-	for (size_t i = 0; i < env->n; i++) {
-		if (strncmp(env->v[i], kv, klen + 1) == 0) {
-			free(env->v[i]);
-			env->v[i] = kv;
-			return;
-		}
-	}
-	if (env->n >= CONF_MAX_ENV) {
-		diag_error(p->d, at, "more than %d environment variables", CONF_MAX_ENV);
-		free(kv);
+	ea->at[ea->vars.n] = at;
+	strv_push(&ea->vars, kv);
+}
+
+/* A variable's name, for sorting: "NAME=..." up to the '='. */
+struct env_name {
+	const char *s;
+	size_t len, idx;
+};
+
+static int
+env_name_cmp(const void *a, const void *b)
+{
+	const struct env_name *x = a, *y = b;
+	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Moves the variables of EA into ENV: one of the same name replaces it in its place, the
+ * others are appended, in order. Sorted names: no variable is compared with every other. */
+static void
+env_merge(struct pctx *p, struct conf_strv *env, struct env_arg *ea)
+{
+	struct env_name *names;
+	size_t n0 = env->n, i;
+
+	if (n0 == 0) {
+		*env = ea->vars;
 		return;
 	}
-	strv_push(env, kv);
+	names = xreallocarray(NULL, n0 + 1, sizeof(*names));
+	for (i = 0; i < n0; i++)
+		names[i] = (struct env_name){ env->v[i], strcspn(env->v[i], "="), i };
+	qsort(names, n0, sizeof(*names), env_name_cmp);
+	for (i = 0; i < ea->vars.n; i++) {
+		char *kv = ea->vars.v[i];
+		struct env_name key = { kv, strcspn(kv, "="), 0 }, *hit;
+
+		hit = bsearch(&key, names, n0, sizeof(*names), env_name_cmp);
+		if (hit != NULL) {
+			free(env->v[hit->idx]);
+			env->v[hit->idx] = kv;
+			hit->s = kv;
+		} else if (env->n < CONF_MAX_ENV) {
+			strv_push(env, kv);
+		} else {
+			if (!ea->too_many)
+				perr(p, ea->at[i], "more than %d environment variables",
+				     CONF_MAX_ENV);
+			ea->too_many = true;
+			free(kv);
+		}
+	}
+	free(names);
+	free(ea->vars.v);
 }
 
 static void
@@ -858,9 +1037,14 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 		unsigned bits = 0;
 		bool ok = true;
 
+		void *it = NULL;
+
 		if (get_strv(p, "on", v, at, &sv, true, false) < 0)
 			return;
 		for (size_t i = 0; i < sv.n; i++) {
+			/* the item's node, for its position: get_strv kept them all, in order */
+			struct fy_node *item =
+			        fy_node_is_sequence(v) ? fy_node_sequence_iterate(v, &it) : v;
 			size_t b;
 
 			for (b = 0; conf_notify_on_names[b] != NULL; b++)
@@ -870,16 +1054,11 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 				bits |= 1u << b;
 				continue;
 			}
-			/* find the item's node again for its position */
-			struct fy_node *item = fy_node_is_sequence(v)
-			                               ? fy_node_sequence_get_by_index(v, (int)i)
-			                               : v;
 			char *q = quote0(sv.v[i]);
 
-			diag_error(
-			        p->d, conf_pos_or(p, item, at),
-			        "unknown notify.on event %s (use failure, oom, timeout, lost, success, always or recovered)",
-			        q);
+			perr(p, conf_pos_or(p, item, at),
+			     "unknown notify.on event %s (use failure, oom, timeout, lost, success, always or recovered)",
+			     q);
 			free(q);
 			ok = false;
 		}
@@ -887,6 +1066,49 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 			jb->j.notify.on = bits;
 		strv_free(&sv);
 	}
+}
+
+/* "command": a list whose first item is the program, neither blank nor an option (as
+ * "-x": every program would read it as one, and none is named so). */
+static void
+command_set(struct pctx *p, struct fy_node *v, struct diag_pos at, struct conf_job *j)
+{
+	struct conf_strv sv = { NULL, 0 };
+	struct diag_pos at0;
+	char *q;
+
+	if (get_strv(p, "command", v, at, &sv, false, false) < 0)
+		return;
+	at0 = conf_pos_or(p, fy_node_sequence_get_by_index(v, 0), at);
+	if (blank(sv.v[0]) || sv.v[0][0] == '-') {
+		q = quote0(sv.v[0]);
+		if (blank(sv.v[0]))
+			perr(p, at0, "\"command\" must start with a program, not %s", q);
+		else
+			perr(p, at0,
+			     "\"command\" must start with a program, not the option %s (a command is [PROGRAM, ARGUMENT, ...])",
+			     q);
+		free(q);
+		strv_free(&sv);
+		return;
+	}
+	strv_free(&j->command);
+	j->command = sv;
+}
+
+/* Compiles schedule S, whose text starts at AT, into *OUT; its errors go through perr. */
+static void
+schedule_parse(struct pctx *p, const char *s, struct diag_pos at, struct cronexpr **out)
+{
+	struct diag cd;
+
+	diag_init(&cd);
+	if (cronexpr_parse(s, &at, out, &cd) < 0 && diag_nerrors(&cd) == 0)
+		perr(p, at, "bad schedule");
+	for (size_t i = 0; i < cd.n; i++)
+		perr(p, (struct diag_pos){ p->file, cd.items[i].line, cd.items[i].col }, "%s",
+		     cd.items[i].msg);
+	diag_free(&cd);
 }
 
 static void
@@ -913,7 +1135,7 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	if (v != NULL && (v = deref(p, v)) == NULL)
 		return; /* a broken alias, reported */
 	if (ja->defaults && (ck->id == K_SCHEDULE || ck->id == K_RUN || ck->id == K_COMMAND)) {
-		diag_error(p->d, at, "\"%s\" cannot be a default: set it in each job", ck->name);
+		perr(p, at, "\"%s\" cannot be a default: set it in each job", ck->name);
 		return;
 	}
 	switch (ck->id) {
@@ -930,20 +1152,14 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		cronexpr_free(j->cron);
 		j->cron = NULL;
 		j->schedule = s;
-		{
-			size_t before = diag_nerrors(p->d);
-
-			if (cronexpr_parse(s, &cat, &j->cron, p->d) < 0 &&
-			    diag_nerrors(p->d) == before)
-				diag_error(p->d, cat, "bad schedule");
-		}
+		schedule_parse(p, s, cat, &j->cron);
 		return;
 	}
 	case K_RUN:
 		set_generic(p, ck, v, at, j);
 		return;
 	case K_COMMAND:
-		set_generic(p, ck, v, at, j);
+		command_set(p, v, at, j);
 		return;
 	case K_MEMORY:
 		jb->memory_at = conf_pos_or(p, v, at);
@@ -965,18 +1181,14 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		}
 		q = quote0(s);
 		if (rc == -ENOENT)
-			diag_error(
-			        p->d, conf_pos(p, v),
-			        "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)",
-			        q);
+			perr(p, conf_pos(p, v),
+			     "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)", q);
 		else if (rc == -EINVAL)
-			diag_error(
-			        p->d, conf_pos(p, v),
-			        "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
-			        q);
+			perr(p, conf_pos(p, v),
+			     "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
+			     q);
 		else
-			diag_error(p->d, conf_pos(p, v), "cannot load time zone %s: %s", q,
-			           strerror(-rc));
+			perr(p, conf_pos(p, v), "cannot load time zone %s: %s", q, strerror(-rc));
 		free(q);
 		free(s);
 		return;
@@ -1000,14 +1212,14 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		}
 		q = quote0(s);
 		if (strcmp(s, "droplet") == 0 || strcmp(s, "slurm") == 0)
-			diag_error(p->d, conf_pos(p, v),
-			           "executor %s is not available yet (only \"local\" is)", q);
+			perr(p, conf_pos(p, v),
+			     "executor %s is not available yet (only \"local\" is)", q);
 		else if ((sug = conf_key_suggest(&exs, s, strlen(s))) != NULL)
-			diag_error(p->d, conf_pos(p, v),
-			           "unknown executor %s (did you mean \"%s\"?)", q, sug);
+			perr(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q,
+			     sug);
 		else
-			diag_error(p->d, conf_pos(p, v),
-			           "unknown executor %s (only \"local\" is available)", q);
+			perr(p, conf_pos(p, v), "unknown executor %s (only \"local\" is available)",
+			     q);
 		free(q);
 		free(s);
 		return;
@@ -1015,8 +1227,13 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	case K_ENV: {
 		struct fy_node *m = want_map(p, "env", key, v);
 
-		if (m != NULL)
-			map_walk(p, m, env_pair, &j->env);
+		if (m != NULL) {
+			struct env_arg *ea = xcalloc(1, sizeof(*ea));
+
+			map_walk(p, m, env_pair, ea);
+			env_merge(p, &j->env, ea);
+			free(ea);
+		}
 		return;
 	}
 	case K_WORKDIR: {
@@ -1025,9 +1242,14 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 
 		if ((s = get_str(p, "workdir", v, at)) == NULL)
 			return;
+		if (blank(s)) {
+			perr(p, conf_pos(p, v), "\"workdir\" is only whitespace");
+			free(s);
+			return;
+		}
 		if (s[0] == '/') {
-			diag_error(p->d, conf_pos(p, v),
-			           "\"workdir\" must be relative to the repository, not absolute");
+			perr(p, conf_pos(p, v),
+			     "\"workdir\" must be relative to the repository, not absolute");
 			free(s);
 			return;
 		}
@@ -1043,9 +1265,8 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 				c++;
 		}
 		if (bad) {
-			diag_error(
-			        p->d, conf_pos(p, v),
-			        "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
+			perr(p, conf_pos(p, v),
+			     "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
 			free(s);
 			return;
 		}
@@ -1096,31 +1317,29 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 	struct jobb jb;
 	struct job_arg jarg = { &jb, false };
 	struct fy_node *m;
-	size_t before = diag_nerrors(p->d);
+	size_t before = nerrors(p);
 	char *q;
 
-	if (ja->too_many || p->expand_reported)
+	if (ja->too_many || p->halted)
 		return;
 	if (ja->n == CONF_MAX_JOBS) {
-		diag_error(p->d, at, "more than %d jobs", CONF_MAX_JOBS);
+		perr(p, at, "more than %d jobs", CONF_MAX_JOBS);
 		ja->too_many = true;
 		return;
 	}
 	if (!job_name_ok(k, klen)) {
 		q = quote(k, klen);
-		diag_error(
-		        p->d, at,
-		        "bad job name %s: use at most %d lowercase letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit",
-		        q, CONF_JOB_NAME_MAX);
+		perr(p, at,
+		     "bad job name %s: use at most %d lowercase letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit",
+		     q, CONF_JOB_NAME_MAX);
 		free(q);
 	}
 	if (v != NULL && (v = deref(p, v)) == NULL)
 		return;
 	if (v == NULL || !fy_node_is_mapping(v)) {
 		q = quote(k, klen);
-		diag_error(p->d, conf_pos_or(p, v, at),
-		           "job %s must be a mapping (schedule, run, ...), not %s", q,
-		           node_kind(v));
+		perr(p, conf_pos_or(p, v, at),
+		     "job %s must be a mapping (schedule, run, ...), not %s", q, node_kind(v));
 		free(q);
 		return;
 	}
@@ -1132,7 +1351,7 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 	map_walk(p, m, job_pair, &jarg);
 	q = quote(k, klen);
 	if (!jb.has_schedule)
-		diag_error(p->d, at, "job %s has no \"schedule\"", q);
+		perr(p, at, "job %s has no \"schedule\"", q);
 	if (jb.run_at.line > 0 && jb.command_at.line > 0) {
 		struct diag_pos later = jb.run_at.line > jb.command_at.line ||
 		                                        (jb.run_at.line == jb.command_at.line &&
@@ -1140,12 +1359,11 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 		                                ? jb.run_at
 		                                : jb.command_at;
 
-		diag_error(p->d, later, "job %s has both \"run\" and \"command\": keep one", q);
+		perr(p, later, "job %s has both \"run\" and \"command\": keep one", q);
 	} else if (jb.run_at.line == 0 && jb.command_at.line == 0) {
-		diag_error(
-		        p->d, at,
-		        "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
-		        q);
+		perr(p, at,
+		     "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
+		     q);
 	}
 	if (jb.j.memory > p->c->local.memory_budget && jb.j.executor != NULL &&
 	    strcmp(jb.j.executor, "local") == 0) {
@@ -1153,20 +1371,19 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 
 		units_format_size(jb.j.memory, a, sizeof(a));
 		units_format_size(p->c->local.memory_budget, b, sizeof(b));
-		diag_error(
-		        p->d, jb.memory_at.line > 0 ? jb.memory_at : at,
-		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
-		        q, a, b);
+		perr(p, jb.memory_at.line > 0 ? jb.memory_at : at,
+		     "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
+		     q, a, b);
 	}
 	if (jb.j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
 	    !(jb.email_from_defaults && p->defaults_email_reported)) {
-		diag_error(p->d, jb.email_at.line > 0 ? jb.email_at : at,
-		           "notify.email needs a \"mail\" section with \"smtp\" to send through");
+		perr(p, jb.email_at.line > 0 ? jb.email_at : at,
+		     "notify.email needs a \"mail\" section with \"smtp\" to send through");
 		if (jb.email_from_defaults)
 			p->defaults_email_reported = true;
 	}
 	free(q);
-	if (diag_nerrors(p->d) != before) {
+	if (nerrors(p) != before) {
 		job_clear(&jb.j);
 		return;
 	}
@@ -1194,10 +1411,9 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 		if ((strncmp(s, "smtp://", 7) != 0 || s[7] == '\0' || s[7] == '/') &&
 		    (strncmp(s, "smtps://", 8) != 0 || s[8] == '\0' || s[8] == '/')) {
 			q = quote0(s);
-			diag_error(
-			        p->d, conf_pos(p, v),
-			        "\"smtp\" must be smtp://HOST[:PORT] or smtps://HOST[:PORT], not %s",
-			        q);
+			perr(p, conf_pos(p, v),
+			     "\"smtp\" must be smtp://HOST[:PORT] or smtps://HOST[:PORT], not %s",
+			     q);
 			free(q);
 			free(s);
 			return;
@@ -1205,10 +1421,9 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 		q = strstr(s, "://") + 3;
 		if (memchr(q, '@', strcspn(q, "/?#")) != NULL) {
 			/* the value is not echoed: it holds a password or a user name */
-			diag_error(
-			        p->d, conf_pos(p, v),
-			        "\"smtp\" must not hold a user name or password (USER[:PASSWORD]@): "
-			        "set mail.username and mail.password_file instead");
+			perr(p, conf_pos(p, v),
+			     "\"smtp\" must not hold a user name or password (USER[:PASSWORD]@): "
+			     "set mail.username and mail.password_file instead");
 			free(s);
 			return;
 		}
@@ -1220,7 +1435,7 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 			return;
 		if (!email_ok(s)) {
 			q = quote0(s);
-			diag_error(p->d, conf_pos(p, v), "%s is not an email address", q);
+			perr(p, conf_pos(p, v), "%s is not an email address", q);
 			free(q);
 			free(s);
 			return;
@@ -1256,6 +1471,11 @@ python_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 	}
 	if ((s = get_str(p, ck->name, deref(p, v), conf_pos(p, key))) == NULL)
 		return;
+	if (blank(s)) {
+		perr(p, conf_pos(p, v), "\"%s\" is only whitespace", ck->name);
+		free(s);
+		return;
+	}
 	if (ck->id == K_REQUIREMENTS) {
 		free(p->py_requirements);
 		p->py_requirements = s;
@@ -1277,8 +1497,8 @@ executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, 
 	if ((klen == 7 && memcmp(k, "droplet", 7) == 0) ||
 	    (klen == 5 && memcmp(k, "slurm", 5) == 0)) {
 		q = quote(k, klen);
-		diag_error(p->d, conf_pos(p, key),
-		           "executor %s is not available yet (only \"local\" is)", q);
+		perr(p, conf_pos(p, key), "executor %s is not available yet (only \"local\" is)",
+		     q);
 		free(q);
 		return;
 	}
@@ -1425,18 +1645,16 @@ conf_walk(struct pctx *p, struct fy_node *root)
 
 		map_walk(p, m, generic_pair, &g);
 		if (c->mail.smtp == NULL)
-			diag_error(p->d, at, "\"mail\" needs \"smtp\", the server to send through");
+			perr(p, at, "\"mail\" needs \"smtp\", the server to send through");
 		else if (c->mail.from == NULL)
-			diag_error(p->d, at, "\"mail\" needs \"from\", the sender address");
+			perr(p, at, "\"mail\" needs \"from\", the sender address");
 		if (c->mail.password_file != NULL && c->mail.password_env != NULL)
-			diag_error(
-			        p->d, at,
-			        "\"mail\" has both \"password_file\" and \"password_env\": keep one");
+			perr(p, at,
+			     "\"mail\" has both \"password_file\" and \"password_env\": keep one");
 		if (c->mail.username != NULL && c->mail.password_file == NULL &&
 		    c->mail.password_env == NULL)
-			diag_error(
-			        p->d, at,
-			        "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
+			perr(p, at,
+			     "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
 	}
 
 	/* every job starts from these, then the defaults section, then its own keys */
@@ -1457,10 +1675,10 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	}
 	ja.dflt = &dflt;
 	if (t.key[K_JOBS] == NULL) {
-		diag_error(p->d, file_at, "no jobs: the file needs a \"jobs\" mapping");
+		perr(p, file_at, "no jobs: the file needs a \"jobs\" mapping");
 	} else if ((m = want_map(p, "jobs", t.key[K_JOBS], t.val[K_JOBS])) != NULL) {
 		if (fy_node_mapping_item_count(m) == 0)
-			diag_error(p->d, conf_pos(p, t.key[K_JOBS]), "no jobs: \"jobs\" is empty");
+			perr(p, conf_pos(p, t.key[K_JOBS]), "no jobs: \"jobs\" is empty");
 		else
 			map_walk(p, m, jobs_pair, &ja);
 	}
@@ -1483,10 +1701,9 @@ conf_local_zone(struct pctx *p)
 	if (rc < 0) {
 		for (size_t i = 0; i < c->njobs; i++) {
 			if (c->jobs[i].tz == NULL) {
-				diag_error(
-				        p->d, (struct diag_pos){ NULL, 0, 0 },
-				        "cannot load the machine's time zone (%s); give each job a \"timezone\"",
-				        strerror(-rc));
+				perr(p, (struct diag_pos){ NULL, 0, 0 },
+				     "cannot load the machine's time zone (%s); give each job a \"timezone\"",
+				     strerror(-rc));
 				break;
 			}
 		}
@@ -1589,7 +1806,7 @@ fy_errors_to_diag(struct pctx *p, struct fy_diag *fd)
 
 		if (e->type < FYET_ERROR)
 			continue;
-		diag_error(p->d, at, "%s", e->msg);
+		perr(p, at, "%s", e->msg);
 		n++;
 	}
 	return n;
@@ -1639,14 +1856,152 @@ dup_report(struct pctx *p, struct fy_node *key, struct fy_node *val, struct fy_n
 		q = quote(t != NULL ? t : "", t != NULL ? strlen(t) : 0);
 		free(t);
 	}
-	diag_error(p->d, conf_pos_or(p, key, conf_pos_or(p, val, conf_pos(p, m))),
-	           "duplicate key %s", q);
+	perr(p, conf_pos_or(p, key, conf_pos_or(p, val, conf_pos(p, m))), "duplicate key %s", q);
 	free(q);
 }
 
+/* A byte string with its length (keys may hold NUL through escapes). */
+struct bytes {
+	char *s;
+	size_t len;
+	size_t idx;
+};
+
+static int
+bytes_cmp(const void *a, const void *b)
+{
+	const struct bytes *x = a, *y = b;
+	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+	if (c != 0)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Appends LEN bytes to B within the budget of canonical forms; false (reported once, and
+ * the walk halts) past it. */
+static bool
+canon_put(struct pctx *p, struct buf *b, const void *s, size_t len, struct fy_node *n)
+{
+	if (len <= p->canon_left) {
+		p->canon_left -= len;
+		if (buf_append(b, s, len) == 0)
+			return true;
+	}
+	if (!p->halted)
+		perr(p, conf_pos(p, n),
+		     "keys that are lists or mappings are too large to compare (more than %u MiB)",
+		     CONF_KEYS_CANON_MAX >> 20);
+	p->canon_left = 0;
+	p->halted = true;
+	return false;
+}
+
+static bool key_canon(struct pctx *p, struct buf *b, struct fy_node *n);
+
+/* The canonical form of mapping M: its pairs' forms, sorted, so that order does not count. */
+static bool
+map_canon(struct pctx *p, struct buf *b, struct fy_node *m)
+{
+	size_t n = (size_t)fy_node_mapping_item_count(m), i = 0;
+	struct bytes *pairs = xcalloc(n + 1, sizeof(*pairs));
+	struct fy_node_pair *pr;
+	void *it = NULL;
+	bool ok = canon_put(p, b, "{", 1, m);
+
+	while (ok && (pr = fy_node_mapping_iterate(m, &it)) != NULL && i < n) {
+		struct buf pb;
+
+		buf_init(&pb, BUF_MAX_UNLIMITED);
+		ok = key_canon(p, &pb, fy_node_pair_key(pr)) &&
+		     key_canon(p, &pb, fy_node_pair_value(pr));
+		pairs[i].len = pb.len;
+		pairs[i].s = buf_steal(&pb);
+		buf_free(&pb);
+		i++;
+	}
+	qsort(pairs, i, sizeof(*pairs), bytes_cmp);
+	for (size_t k = 0; k < i; k++) {
+		ok = ok && canon_put(p, b, pairs[k].s, pairs[k].len, m);
+		free(pairs[k].s);
+	}
+	free(pairs);
+	return ok && canon_put(p, b, "}", 1, m);
+}
+
+/* Appends the canonical form of key N to B: equal forms for equal keys, as libfyaml's
+ * node equality had it (a scalar by its text, whatever its style; an empty one as no key;
+ * an alias by its name; a list in order; a mapping in any order). Aliases are not followed,
+ * and libfyaml's depth limit bounds the recursion. */
+static bool
+key_canon(struct pctx *p, struct buf *b, struct fy_node *n)
+{
+	const char *s = NULL;
+	size_t len = 0;
+	char head[32];
+	bool ok;
+
+	if (n != NULL && fy_node_is_scalar(n))
+		s = fy_node_get_scalar(n, &len);
+	if (n == NULL || (fy_node_is_scalar(n) && (s == NULL || len == 0)))
+		return canon_put(p, b, "~", 1, n);
+	if (fy_node_is_scalar(n)) {
+		snprintf(head, sizeof(head), "%c%zu:", fy_node_is_alias(n) ? '*' : 's', len);
+		return canon_put(p, b, head, strlen(head), n) && canon_put(p, b, s, len, n);
+	}
+	if (fy_node_is_mapping(n))
+		return map_canon(p, b, n);
+	ok = canon_put(p, b, "[", 1, n);
+	{
+		struct fy_node *item;
+		void *it = NULL;
+
+		while (ok && (item = fy_node_sequence_iterate(n, &it)) != NULL)
+			ok = key_canon(p, b, item);
+	}
+	return ok && canon_put(p, b, "]", 1, n);
+}
+
+/* Reports each of the N keys of OTHER (pairs of mapping M, in order) equal to an earlier
+ * one, by sorting their canonical forms. */
+static void
+dup_keys_other(struct pctx *p, struct fy_node *m, struct fy_node_pair **other, size_t n)
+{
+	struct bytes *cs = xcalloc(n, sizeof(*cs));
+	size_t i, nc = 0;
+
+	for (i = 0; i < n; i++) {
+		struct buf b;
+
+		buf_init(&b, BUF_MAX_UNLIMITED);
+		if (!key_canon(p, &b, fy_node_pair_key(other[i]))) {
+			buf_free(&b);
+			break;
+		}
+		cs[nc].len = b.len;
+		cs[nc].s = buf_steal(&b);
+		cs[nc].idx = i;
+		nc++;
+		buf_free(&b);
+	}
+	if (i == n) {
+		qsort(cs, nc, sizeof(*cs), bytes_cmp);
+		for (i = 1; i < nc; i++)
+			if (cs[i].len == cs[i - 1].len &&
+			    memcmp(cs[i].s, cs[i - 1].s, cs[i].len) == 0)
+				dup_report(p, fy_node_pair_key(other[cs[i].idx]),
+				           fy_node_pair_value(other[cs[i].idx]), m);
+	}
+	for (i = 0; i < nc; i++)
+		free(cs[i].s);
+	free(cs);
+}
+
 /* Reports every key of mapping M equal to an earlier key of M. Plain scalar keys (nearly
- * all) are sorted; the others (collections, aliases, empty keys) are few and compared
- * pairwise with libfyaml's node equality, as its own check did. */
+ * all) are sorted as they are; the others (collections, aliases, empty keys) are sorted by
+ * their canonical forms (key_canon): no key is compared with every other. */
 static void
 dup_keys_map(struct pctx *p, struct fy_node *m)
 {
@@ -1659,7 +2014,7 @@ dup_keys_map(struct pctx *p, struct fy_node *m)
 		return;
 	ks = xreallocarray(NULL, n, sizeof(*ks));
 	other = xreallocarray(NULL, n, sizeof(*other));
-	for (size_t i = 0; (pr = fy_node_mapping_iterate(m, &it)) != NULL; i++) {
+	for (size_t i = 0; (pr = fy_node_mapping_iterate(m, &it)) != NULL && i < n; i++) {
 		struct fy_node *k = fy_node_pair_key(pr);
 		const char *s;
 		size_t len;
@@ -1674,16 +2029,8 @@ dup_keys_map(struct pctx *p, struct fy_node *m)
 	for (size_t i = 1; i < ns; i++)
 		if (ks[i].len == ks[i - 1].len && memcmp(ks[i].s, ks[i - 1].s, ks[i].len) == 0)
 			dup_report(p, ks[i].key, NULL, m);
-	for (size_t i = 1; i < no; i++) {
-		for (size_t j = 0; j < i; j++) {
-			if (fy_node_compare(fy_node_pair_key(other[j]),
-			                    fy_node_pair_key(other[i]))) {
-				dup_report(p, fy_node_pair_key(other[i]),
-				           fy_node_pair_value(other[i]), m);
-				break;
-			}
-		}
-	}
+	if (no >= 2)
+		dup_keys_other(p, m, other, no);
 	free(ks);
 	free(other);
 }
@@ -1697,7 +2044,7 @@ dup_keys(struct pctx *p, struct fy_node *n)
 	struct fy_node *item;
 	void *it = NULL;
 
-	if (n == NULL || fy_node_is_scalar(n))
+	if (n == NULL || fy_node_is_scalar(n) || p->halted)
 		return;
 	if (fy_node_is_sequence(n)) {
 		while ((item = fy_node_sequence_iterate(n, &it)) != NULL)
@@ -1721,16 +2068,15 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 	struct fy_parse_cfg pc;
 	struct fy_node *root;
 	size_t bad = utf8_check((const unsigned char *)text, len);
-	size_t before = diag_nerrors(p->d);
 
 	if (bad < len) {
 		if (text[bad] == '\0')
-			diag_error(p->d, text_pos(p->file, text, bad),
-			           "contains a NUL byte: a jobs file is text");
+			perr(p, text_pos(p->file, text, bad),
+			     "contains a NUL byte: a jobs file is text");
 		else
-			diag_error(p->d, text_pos(p->file, text, bad),
-			           "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
-			           (unsigned char)text[bad]);
+			perr(p, text_pos(p->file, text, bad),
+			     "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
+			     (unsigned char)text[bad]);
 		return -EINVAL;
 	}
 	fy_diag_cfg_default(&dc);
@@ -1748,33 +2094,37 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 	if (fyp == NULL)
 		abort();
 	if (fy_parser_set_string(fyp, text, len) != 0) {
-		diag_error(p->d, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
+		perr(p, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
 		goto out;
 	}
 	doc = fy_parse_load_document(fyp);
 	if (fy_errors_to_diag(p, fd) > 0 || doc == NULL) {
-		if (diag_nerrors(p->d) == before)
-			diag_error(p->d, (struct diag_pos){ p->file, 0, 0 },
-			           "no jobs: the file is empty");
+		if (nerrors(p) == 0)
+			perr(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
 		goto out;
 	}
 	root = fy_document_root(doc);
 	doc2 = fy_parse_load_document(fyp);
 	if (doc2 != NULL) {
 		struct fy_node *r2 = fy_document_root(doc2);
+		const struct fy_mark *m2 =
+		        fy_document_state_start_mark(fy_document_get_document_state(doc2));
+		struct diag_pos at2 = { p->file, 0, 0 };
 
-		diag_error(p->d, conf_pos_or(p, r2, (struct diag_pos){ p->file, 0, 0 }),
-		           "a second YAML document: the jobs file holds one");
+		/* an empty one (a trailing "---") has no node: its start stands for it */
+		if (m2 != NULL)
+			at2 = (struct diag_pos){ p->file, m2->line + 1, m2->column + 1 };
+		perr(p, conf_pos_or(p, r2, at2), "a second YAML document: the jobs file holds one");
 		fy_parse_document_destroy(fyp, doc2);
 		goto out;
 	}
 	if (fy_errors_to_diag(p, fd) > 0)
 		goto out;
 	dup_keys(p, root);
-	if (diag_nerrors(p->d) != before)
+	if (nerrors(p) != 0)
 		goto out; /* as when libfyaml rejected them: the rest would mislead */
 	if (root == NULL) {
-		diag_error(p->d, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
+		perr(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
 		goto out;
 	}
 	root = deref(p, root);
@@ -1785,20 +2135,19 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 
 		if (at.line == 0)
 			at = (struct diag_pos){ p->file, 1, 1 };
-		diag_error(p->d, at,
-		           "the top level must be a mapping (source, defaults, jobs, ...), not %s",
-		           node_kind(root));
+		perr(p, at, "the top level must be a mapping (source, defaults, jobs, ...), not %s",
+		     node_kind(root));
 		goto out;
 	}
 	conf_walk(p, root);
-	if (diag_nerrors(p->d) == before)
+	if (nerrors(p) == 0)
 		conf_local_zone(p);
 out:
 	if (doc != NULL)
 		fy_parse_document_destroy(fyp, doc);
 	fy_parser_destroy(fyp);
 	fy_diag_destroy(fd);
-	return diag_nerrors(p->d) == before ? 0 : -EINVAL;
+	return nerrors(p) == 0 ? 0 : -EINVAL;
 }
 
 /* ---- public ---- */
@@ -1826,7 +2175,9 @@ conf_load_mem(const char *name, const char *dir, const char *text, size_t len, s
 	p.file = name;
 	p.d = d;
 	p.c = c;
-	p.expand_left = CONF_EXPAND_MAX;
+	p.expand_max = CONF_EXPAND_MAX + CONF_VISIT_COST / 2 * len;
+	p.expand_left = p.expand_max;
+	p.canon_left = CONF_KEYS_CANON_MAX;
 	if (len > BUF_MAX_CONF) {
 		diag_error(d, (struct diag_pos){ name, 0, 0 },
 		           "too large: a jobs file may have at most %u MiB", BUF_MAX_CONF >> 20);
@@ -1839,6 +2190,8 @@ conf_load_mem(const char *name, const char *dir, const char *text, size_t len, s
 	free(p.zone_names);
 	free(p.py_requirements);
 	free(p.py_interpreter);
+	for (size_t i = 0; i < p.nseen; i++)
+		free(p.seen[i]);
 	if (rc < 0) {
 		conf_free(c);
 		return rc;

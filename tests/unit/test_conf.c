@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -465,9 +466,250 @@ alias_expansion_is_bounded(void **state)
 	assert_int_equal(rc, -EINVAL);
 	assert_null(c);
 	assert_int_equal(d.n, 1);
-	assert_non_null(
-	        strstr(d.items[0].msg, "expands to more than 64 MiB once aliases are followed"));
+	/* the budget: 64 MiB, plus 32 bytes for each byte of the file */
+	{
+		char *want =
+		        xasprintf("the file expands to more than %zu MiB once aliases are followed",
+		                  (((size_t)64 << 20) + 32 * b.len) >> 20);
+
+		assert_string_equal(d.items[0].msg, want);
+		free(want);
+	}
 	diag_free(&d);
+	buf_free(&b);
+}
+
+/* A file built by hostile_file: KIND 'f' one mapping of N keys that are flow sequences,
+ * 'm' an anchor of N unknown keys merged into M jobs, 'e' an anchor of N env variables
+ * used by M jobs, 'c' an anchor of an N-item command used by M jobs (as
+ * bench/conf_hostile.py writes them). */
+static void
+hostile_file(struct buf *b, char kind, int n, int m)
+{
+	int rc = 0;
+
+	buf_init(b, BUF_MAX_CONF);
+	rc |= buf_puts(b, kind == 'f' ? "x-keys:\n" : "x-a: &a\n");
+	for (int i = 0; i < n; i++) {
+		if (kind == 'f')
+			rc |= buf_printf(b, "  [%d]: 0\n", i);
+		else if (kind == 'c')
+			rc |= buf_puts(b, "  - a\n");
+		else
+			rc |= buf_printf(b, "  %c%d: x\n", kind == 'e' ? 'V' : 'u', i);
+	}
+	rc |= buf_puts(b, "jobs:\n");
+	if (kind == 'f')
+		rc |= buf_puts(b, "  a: {schedule: '@daily', run: x}\n");
+	for (int i = 0; i < m; i++) {
+		if (kind == 'm')
+			rc |= buf_printf(b, "  j%d: {<<: *a, schedule: '@daily', run: x}\n", i);
+		else if (kind == 'e')
+			rc |= buf_printf(b, "  j%d: {schedule: '@daily', run: x, env: *a}\n", i);
+		else
+			rc |= buf_printf(b, "  j%d: {schedule: '@daily', command: *a}\n", i);
+	}
+	assert_int_equal(rc, 0);
+}
+
+/* Whether this process runs under valgrind, which preloads its own libraries. */
+static bool
+under_valgrind(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+
+	return pre != NULL && strstr(pre, "vgpreload") != NULL;
+}
+
+struct hostile_case {
+	char kind;
+	int n, m;
+	int rc;             /* what conf_load_mem returns */
+	size_t most_errors; /* at most this many, none dropped */
+};
+
+/* Files of a few hundred KiB that once took seconds to minutes (a quadratic duplicate-key
+ * check, merged or aliased mappings walked for each job, an error for each walk) load in a
+ * bounded time, with a bounded number of errors. CPU time, so that a busy machine does not
+ * count: each takes 0.4 s at most on the plain build, and took 6 to 150 s before. Not under
+ * valgrind, which runs them some 30 times slower. */
+static void
+hostile_files_load_quickly(void **state)
+{
+	static const struct hostile_case cases[] = {
+		/* were 5.5 s; 4 s and 3,000,000 errors; 31 s; 6.8 s */
+		{ 'f', 16000, 0, 0, 0 },
+		{ 'm', 1000, 3000, -EINVAL, 101 },
+		{ 'm', 10000, 2000, -EINVAL, 101 },
+		{ 'e', 20000, 2000, -EINVAL, 2 },
+		/* valid, but 5 million variables in all */
+		{ 'e', 256, 20000, -EINVAL, 1 },
+		{ 'c', 20000, 2000, -EINVAL, 1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct conf *c = NULL;
+		struct buf b;
+		struct diag d;
+		clock_t t0;
+		double cpu;
+
+		hostile_file(&b, cases[i].kind, cases[i].n, cases[i].m);
+		diag_init(&d);
+		t0 = clock();
+		assert_int_equal(conf_load_mem("t.yaml", "/", b.data, b.len, &c, &d), cases[i].rc);
+		cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+		if ((cpu > 2.0 && !under_valgrind()) || d.n > cases[i].most_errors || d.dropped > 0)
+			fail_msg("case %zu (%c %d %d): %.2f s of CPU, %zu errors", i, cases[i].kind,
+			         cases[i].n, cases[i].m, cpu, diag_nerrors(&d));
+		conf_free(c);
+		diag_free(&d);
+		buf_free(&b);
+	}
+}
+
+/* An alias repeats the errors of what it leads to wherever it is used: each is shown once,
+ * and past 100 distinct errors, or 1000 raised, the loader says so and stops. */
+static void
+errors_are_shown_once_and_bounded(void **state)
+{
+	struct buf b;
+	char *e;
+
+	(void)state;
+	hostile_file(&b, 'm', 3, 20); /* 60 raised, 3 distinct */
+	e = load_err(buf_cstr(&b));
+	assert_string_equal(e, "2:3: unknown key \"u0\" (did you mean \"run\"?)\n"
+	                       "3:3: unknown key \"u1\" (did you mean \"run\"?)\n"
+	                       "4:3: unknown key \"u2\" (did you mean \"run\"?)\n");
+	free(e);
+	buf_free(&b);
+
+	hostile_file(&b, 'm', 3, 400); /* 1200 raised, 3 distinct */
+	e = load_err(buf_cstr(&b));
+	assert_string_equal(
+	        e,
+	        "0:0: too many errors, stopping: the same ones again and again, through aliases\n"
+	        "2:3: unknown key \"u0\" (did you mean \"run\"?)\n"
+	        "3:3: unknown key \"u1\" (did you mean \"run\"?)\n"
+	        "4:3: unknown key \"u2\" (did you mean \"run\"?)\n");
+	free(e);
+	buf_free(&b);
+
+	hostile_file(&b, 'm', 150, 2); /* 150 distinct */
+	e = load_err(buf_cstr(&b));
+	assert_has(e, "0:0: too many errors, stopping: these are the first 100\n2:3: ");
+	assert_has(e, "101:3: unknown key \"u99\"\n");
+	assert_true(strstr(e, "u100") == NULL);
+	free(e);
+	buf_free(&b);
+}
+
+/* Strings a job cannot mean: a blank run or workdir, a command whose program is an option
+ * or blank, a variable the agent sets for the run. */
+static void
+meaningless_values_are_refused(void **state)
+{
+	char *e = load_err("defaults:\n"
+	                   "  env: {EPH_JOB: x, EPH_MINE: ok}\n"
+	                   "jobs:\n"
+	                   "  a: {schedule: '@daily', run: \" \\t\"}\n"
+	                   "  b: {schedule: '@daily', run: x, workdir: '  '}\n"
+	                   "  c: {schedule: '@daily', command: [-x]}\n"
+	                   "  d: {schedule: '@daily', command: [' ', x]}\n"
+	                   "  e: {schedule: '@daily', run: x, env: {EPH_RUN_ID: 5}}\n");
+	struct conf *c;
+
+	(void)state;
+	assert_string_equal(
+	        e,
+	        "2:9: environment variable \"EPH_JOB\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run\n"
+	        "4:33: \"run\" is only whitespace\n"
+	        "5:45: \"workdir\" is only whitespace\n"
+	        "6:37: \"command\" must start with a program, not the option \"-x\" (a command is [PROGRAM, ARGUMENT, ...])\n"
+	        "7:38: \"command\" must start with a program, not \" \"\n"
+	        "8:41: environment variable \"EPH_RUN_ID\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run\n");
+	free(e);
+	/* options after the program, blank arguments and other EPH_ names are fine */
+	c = load_ok("jobs:\n"
+	            "  a: {schedule: '@daily', command: [python3, -u, ' '], env: {EPH_MINE: 1}}\n");
+	assert_string_equal(c->jobs[0].command.v[1], "-u");
+	assert_string_equal(c->jobs[0].env.v[0], "EPH_MINE=1");
+	conf_free(c);
+}
+
+/* The job's env replaces the defaults' variables in place and appends its others, in
+ * order, for any number of them; more than 256 in all is one error. */
+static void
+env_merges_in_order_and_is_bounded(void **state)
+{
+	struct buf b;
+	struct conf *c;
+	char *e;
+	int rc = 0;
+
+	(void)state;
+	buf_init(&b, BUF_MAX_CONF);
+	rc |= buf_puts(&b, "defaults:\n  env:\n");
+	for (int i = 0; i < 200; i++)
+		rc |= buf_printf(&b, "    V%d: d\n", i);
+	rc |= buf_puts(&b, "jobs:\n  a:\n    schedule: '@daily'\n    run: x\n    env:\n");
+	for (int i = 199; i >= 150; i -= 7)
+		rc |= buf_printf(&b, "      V%d: j\n", i);
+	rc |= buf_puts(&b, "      A: j\n      V2: j\n");
+	assert_int_equal(rc, 0);
+	c = load_ok(buf_cstr(&b));
+	assert_int_equal(c->jobs[0].env.n, 201);
+	assert_string_equal(c->jobs[0].env.v[2], "V2=j");
+	assert_string_equal(c->jobs[0].env.v[3], "V3=d");
+	assert_string_equal(c->jobs[0].env.v[199], "V199=j");
+	assert_string_equal(c->jobs[0].env.v[198], "V198=d");
+	assert_string_equal(c->jobs[0].env.v[192], "V192=j");
+	assert_string_equal(c->jobs[0].env.v[200], "A=j");
+	conf_free(c);
+	/* and 56 more: one error, at the 257th variable */
+	for (int i = 0; i < 56; i++)
+		rc |= buf_printf(&b, "      N%d: j\n", i);
+	assert_int_equal(rc, 0);
+	e = load_err(buf_cstr(&b));
+	assert_string_equal(e, "273:7: more than 256 environment variables\n");
+	free(e);
+	buf_free(&b);
+}
+
+/* A trailing "---" starts an empty second document: reported where it stands. */
+static void
+a_trailing_empty_document_has_a_position(void **state)
+{
+	char *e = load_err("jobs:\n  a: {schedule: '@daily', run: x}\n---\n");
+
+	(void)state;
+	assert_string_equal(e, "3:1: a second YAML document: the jobs file holds one\n");
+	free(e);
+}
+
+/* Keys that are lists or mappings are compared as YAML does (a mapping in any order, a
+ * scalar whatever its quotes), by sorting, among thousands. */
+static void
+complex_duplicate_keys_are_found_by_sorting(void **state)
+{
+	struct buf b;
+	char *e;
+	int rc;
+
+	(void)state;
+	buf_init(&b, BUF_MAX_CONF);
+	rc = buf_puts(&b, "x-keys:\n  ? {a: 1, b: [2, 3]}\n  : x\n");
+	for (int i = 0; i < 20000; i++)
+		rc |= buf_printf(&b, "  [%d, x]: 0\n", i);
+	rc |= buf_puts(&b, "  ? {b: [2, '3'], \"a\": 1}\n  : y\n  [7, \"x\"]: 1\n  [x, 7]: 1\n"
+	                   "jobs: {a: {schedule: '@daily', run: x}}\n");
+	assert_int_equal(rc, 0);
+	e = load_err(buf_cstr(&b));
+	assert_string_equal(e, "20004:6: duplicate key \"{b: [2, '3'], \\\"a\\\": 1}\"\n"
+	                       "20006:4: duplicate key \"[7, \\\"x\\\"]\"\n");
+	free(e);
 	buf_free(&b);
 }
 
@@ -662,6 +904,12 @@ main(void)
 		cmocka_unit_test(quoted_and_plain_schedules_report_the_same_field_column),
 		cmocka_unit_test(aliases_and_merge_keys_are_followed),
 		cmocka_unit_test(alias_expansion_is_bounded),
+		cmocka_unit_test(hostile_files_load_quickly),
+		cmocka_unit_test(errors_are_shown_once_and_bounded),
+		cmocka_unit_test(meaningless_values_are_refused),
+		cmocka_unit_test(env_merges_in_order_and_is_bounded),
+		cmocka_unit_test(a_trailing_empty_document_has_a_position),
+		cmocka_unit_test(complex_duplicate_keys_are_found_by_sorting),
 		cmocka_unit_test(bad_inputs_fail_cleanly),
 		cmocka_unit_test(non_utf8_is_reported_at_its_first_bad_byte),
 		cmocka_unit_test(conf_load_reports_unreadable_paths),
