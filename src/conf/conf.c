@@ -1,6 +1,6 @@
 /* src/conf/conf.c: reading, parsing and validating the jobs file. libfyaml builds the
- * document (duplicate keys are found here: dup_keys); this file walks it against the key tables of
- * conf_keys.c, reports every problem at its node as FILE:LINE:COL, and keeps going. */
+ * document (duplicate keys are found here: conf_dup_keys); this file walks it against the key
+ * tables of conf_keys.c, reports every problem at its node as FILE:LINE:COL, and keeps going. */
 #include "conf/conf.h"
 
 #include <assert.h>
@@ -42,7 +42,7 @@
 #define CONF_QUOTE_MAX      80   /* bytes of user text quoted in a message */
 #define CONF_MAX_ERRORS     100  /* distinct errors reported before the loader stops */
 #define CONF_MAX_RAISED     1000 /* errors raised, repeats included, before it stops */
-/* Bytes of the canonical forms of keys that are lists or mappings (dup_keys) */
+/* Bytes of the canonical forms of keys that are lists or mappings (conf_dup_keys) */
 #define CONF_KEYS_CANON_MAX (16u << 20)
 
 /* A job being built: the job, and where its values came from, for later checks. */
@@ -57,9 +57,9 @@ struct pctx {
 	struct diag *d;
 	struct conf *c;
 	size_t expand_max;  /* the budget of work, in bytes */
-	size_t expand_left; /* counted down by the work done (charge, visit) */
+	size_t expand_left; /* counted down by the work done (conf_charge, conf_visit) */
 	size_t canon_left;  /* CONF_KEYS_CANON_MAX, counted down by key_canon */
-	/* Errors go through perr: each distinct one once (an anchor's errors repeat for every
+	/* Errors go through conf_err: each distinct one once (an anchor's errors repeat for every
 	 * alias to it), and after too many the walk stops (halted). */
 	size_t nraised;              /* errors raised, repeats included */
 	char *seen[CONF_MAX_ERRORS]; /* the distinct messages, "LINE:COL: msg" */
@@ -119,7 +119,7 @@ conf_pos_or(const struct pctx *p, struct fy_node *n, struct diag_pos fallback)
 /* S (LEN bytes) quoted for a message: control bytes escaped, long text cut at a character
  * boundary. Caller frees. */
 static char *
-quote(const char *s, size_t len)
+conf_quote(const char *s, size_t len)
 {
 	struct buf b;
 	size_t n = len;
@@ -150,9 +150,9 @@ quote(const char *s, size_t len)
 /* S quoted for a message, without the userinfo of any URL in it (a value echoed in an error
  * must not show a password). Caller frees. */
 static char *
-quote0(const char *s)
+conf_quote_redacted(const char *s)
 {
-	char *clean = redact_url(s), *q = quote(clean, strlen(clean));
+	char *clean = redact_url(s), *q = conf_quote(clean, strlen(clean));
 
 	free(clean);
 	return q;
@@ -162,10 +162,10 @@ quote0(const char *s)
  * only counted. Past CONF_MAX_ERRORS distinct errors or CONF_MAX_RAISED raised ones it says
  * so, once, and halts the walk. Loading stays bounded this way: an alias repeats the errors
  * of what it leads to wherever it is used. */
-static void perr(struct pctx *p, struct diag_pos at, const char *fmt, ...) EPH_PRINTF(3, 4);
+static void conf_err(struct pctx *p, struct diag_pos at, const char *fmt, ...) EPH_PRINTF(3, 4);
 
 static void
-perr(struct pctx *p, struct diag_pos at, const char *fmt, ...)
+conf_err(struct pctx *p, struct diag_pos at, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg, *key;
@@ -205,7 +205,7 @@ perr(struct pctx *p, struct diag_pos at, const char *fmt, ...)
 
 /* Errors raised so far, repeats included: what tells whether a part of the file failed. */
 static size_t
-nerrors(const struct pctx *p)
+conf_nerrors(const struct pctx *p)
 {
 	return p->nraised;
 }
@@ -214,14 +214,14 @@ nerrors(const struct pctx *p)
 
 /* Whether S holds only whitespace. */
 static bool
-blank(const char *s)
+conf_blank(const char *s)
 {
 	return s[strspn(s, " \t\n\r\f\v")] == '\0';
 }
 
 /* N with aliases followed; NULL (reported) for an alias that leads nowhere. */
 static struct fy_node *
-deref(struct pctx *p, struct fy_node *n)
+conf_deref(struct pctx *p, struct fy_node *n)
 {
 	struct fy_node *t;
 
@@ -229,13 +229,13 @@ deref(struct pctx *p, struct fy_node *n)
 		return n;
 	t = fy_node_resolve_alias(n);
 	if (t == NULL)
-		perr(p, conf_pos(p, n),
-		     "alias does not lead to a value (unknown anchor or a cycle)");
+		conf_err(p, conf_pos(p, n),
+		         "alias does not lead to a value (unknown anchor or a cycle)");
 	return t;
 }
 
 static const char *
-node_kind(struct fy_node *n)
+conf_node_kind(struct fy_node *n)
 {
 	if (n == NULL)
 		return "nothing";
@@ -249,15 +249,15 @@ node_kind(struct fy_node *n)
 /* Counts LEN + 1 bytes of work against the budget; false when it is spent (reported once,
  * and the walk halts). */
 static bool
-charge(struct pctx *p, size_t len, struct diag_pos at)
+conf_charge(struct pctx *p, size_t len, struct diag_pos at)
 {
 	if (len + 1 <= p->expand_left) {
 		p->expand_left -= len + 1;
 		return true;
 	}
 	if (p->expand_left > 0 && !p->halted)
-		perr(p, at, "the file expands to more than %zu MiB once aliases are followed",
-		     p->expand_max >> 20);
+		conf_err(p, at, "the file expands to more than %zu MiB once aliases are followed",
+		         p->expand_max >> 20);
 	p->expand_left = 0;
 	p->halted = true;
 	return false;
@@ -265,7 +265,7 @@ charge(struct pctx *p, size_t len, struct diag_pos at)
 
 /* Counts reading node N, a key or a list item; false when the walk must stop. */
 static bool
-visit(struct pctx *p, struct fy_node *n)
+conf_visit(struct pctx *p, struct fy_node *n)
 {
 	if (p->halted)
 		return false;
@@ -273,7 +273,7 @@ visit(struct pctx *p, struct fy_node *n)
 		p->expand_left -= CONF_VISIT_COST;
 		return true;
 	}
-	return charge(p, CONF_VISIT_COST, conf_pos(p, n));
+	return conf_charge(p, CONF_VISIT_COST, conf_pos(p, n));
 }
 
 /* The text of scalar value V of key NAME: a non-empty string without NUL bytes. Reports and
@@ -285,21 +285,21 @@ scalar(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keya
 	size_t len;
 
 	if (v == NULL) {
-		perr(p, keyat, "\"%s\" has no value", name);
+		conf_err(p, keyat, "\"%s\" has no value", name);
 		return NULL;
 	}
 	if (!fy_node_is_scalar(v)) {
-		perr(p, conf_pos_or(p, v, keyat), "\"%s\" must be a single value, not %s", name,
-		     node_kind(v));
+		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" must be a single value, not %s", name,
+		         conf_node_kind(v));
 		return NULL;
 	}
 	s = fy_node_get_scalar(v, &len);
 	if (s == NULL || len == 0) {
-		perr(p, conf_pos_or(p, v, keyat), "\"%s\" is empty", name);
+		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" is empty", name);
 		return NULL;
 	}
 	if (memchr(s, '\0', len) != NULL) {
-		perr(p, conf_pos_or(p, v, keyat), "\"%s\" contains a NUL character", name);
+		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" contains a NUL character", name);
 		return NULL;
 	}
 	*lenp = len;
@@ -308,28 +308,28 @@ scalar(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keya
 
 /* As scalar(), into a new string the caller frees. */
 static char *
-get_str(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat)
+conf_get_str(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat)
 {
 	size_t len;
 	const char *s = scalar(p, name, v, keyat, &len);
 
-	if (s == NULL || !charge(p, len, keyat))
+	if (s == NULL || !conf_charge(p, len, keyat))
 		return NULL;
 	return xstrndup(s, len);
 }
 
 static char *
-dup_counted(struct pctx *p, const char *s, struct diag_pos at)
+conf_dup_counted(struct pctx *p, const char *s, struct diag_pos at)
 {
 	if (s == NULL)
 		return NULL;
-	if (!charge(p, strlen(s), at))
+	if (!conf_charge(p, strlen(s), at))
 		return NULL;
 	return xstrdup(s);
 }
 
 static void
-strv_free(struct conf_strv *sv)
+conf_strv_free(struct conf_strv *sv)
 {
 	for (size_t i = 0; i < sv->n; i++)
 		free(sv->v[i]);
@@ -339,7 +339,7 @@ strv_free(struct conf_strv *sv)
 }
 
 static void
-strv_push(struct conf_strv *sv, char *s)
+conf_strv_push(struct conf_strv *sv, char *s)
 {
 	sv->v = xreallocarray(sv->v, sv->n + 2, sizeof(*sv->v));
 	sv->v[sv->n++] = s;
@@ -347,20 +347,21 @@ strv_push(struct conf_strv *sv, char *s)
 }
 
 static void
-strv_copy(struct pctx *p, struct conf_strv *dst, const struct conf_strv *src, struct diag_pos at)
+conf_strv_copy(struct pctx *p, struct conf_strv *dst, const struct conf_strv *src,
+               struct diag_pos at)
 {
 	for (size_t i = 0; i < src->n; i++) {
-		char *s = dup_counted(p, src->v[i], at);
+		char *s = conf_dup_counted(p, src->v[i], at);
 
 		if (s == NULL)
 			return;
-		strv_push(dst, s);
+		conf_strv_push(dst, s);
 	}
 }
 
 /* An email address, checked for the basic shape local@domain.tld. */
 static bool
-email_ok(const char *s)
+conf_email_ok(const char *s)
 {
 	const char *at = strchr(s, '@');
 
@@ -377,8 +378,8 @@ email_ok(const char *s)
 /* A list of strings (a single string counts as a list of one when ONE_OK). Returns 0 and
  * appends to OUT, or -1 (reported). EMAIL checks each item as an address. */
 static int
-get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat,
-         struct conf_strv *out, bool one_ok, bool email)
+conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat,
+              struct conf_strv *out, bool one_ok, bool email)
 {
 	struct conf_strv sv = { NULL, 0 };
 	struct fy_node *item;
@@ -386,24 +387,24 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 	int rc = 0;
 
 	if (v != NULL && fy_node_is_scalar(v) && one_ok) {
-		char *s = get_str(p, name, v, keyat);
+		char *s = conf_get_str(p, name, v, keyat);
 
 		if (s == NULL)
 			return -1;
-		if (email && !email_ok(s)) {
-			char *q = quote0(s);
+		if (email && !conf_email_ok(s)) {
+			char *q = conf_quote_redacted(s);
 
-			perr(p, conf_pos(p, v), "%s is not an email address", q);
+			conf_err(p, conf_pos(p, v), "%s is not an email address", q);
 			free(q);
 			free(s);
 			return -1;
 		}
-		strv_push(out, s);
+		conf_strv_push(out, s);
 		return 0;
 	}
 	if (v == NULL || !fy_node_is_sequence(v)) {
-		perr(p, conf_pos_or(p, v, keyat), "\"%s\" must be a list of strings, not %s", name,
-		     node_kind(v));
+		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" must be a list of strings, not %s",
+		         name, conf_node_kind(v));
 		return -1;
 	}
 	while ((item = fy_node_sequence_iterate(v, &it)) != NULL) {
@@ -411,48 +412,48 @@ get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos ke
 		struct fy_node *iv;
 		char *s;
 
-		if (!visit(p, item)) {
+		if (!conf_visit(p, item)) {
 			rc = -1;
 			break;
 		}
-		iv = deref(p, item);
+		iv = conf_deref(p, item);
 
 		if (iv == NULL) {
 			rc = -1;
 			continue;
 		}
 		if (!fy_node_is_scalar(iv)) {
-			perr(p, at, "each item of \"%s\" must be a string, not %s", name,
-			     node_kind(iv));
+			conf_err(p, at, "each item of \"%s\" must be a string, not %s", name,
+			         conf_node_kind(iv));
 			rc = -1;
 			continue;
 		}
-		s = get_str(p, name, iv, at);
+		s = conf_get_str(p, name, iv, at);
 		if (s == NULL) {
 			rc = -1;
 			continue;
 		}
-		if (email && !email_ok(s)) {
-			char *q = quote0(s);
+		if (email && !conf_email_ok(s)) {
+			char *q = conf_quote_redacted(s);
 
-			perr(p, at, "%s is not an email address", q);
+			conf_err(p, at, "%s is not an email address", q);
 			free(q);
 			free(s);
 			rc = -1;
 			continue;
 		}
-		strv_push(&sv, s);
+		conf_strv_push(&sv, s);
 	}
 	if (rc == 0 && sv.n == 0) {
-		perr(p, conf_pos_or(p, v, keyat), "\"%s\" is an empty list", name);
+		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" is an empty list", name);
 		rc = -1;
 	}
 	if (rc < 0) {
-		strv_free(&sv);
+		conf_strv_free(&sv);
 		return -1;
 	}
 	for (size_t i = 0; i < sv.n; i++)
-		strv_push(out, sv.v[i]);
+		conf_strv_push(out, sv.v[i]);
 	free(sv.v);
 	return 0;
 }
@@ -477,8 +478,8 @@ parse_int(const char *s, int64_t *out)
 
 /* Parses V as key CK's generic type into the section struct at BASE. */
 static void
-set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct diag_pos keyat,
-            void *base)
+conf_set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v,
+                 struct diag_pos keyat, void *base)
 {
 	char *dst = (char *)base + ck->off;
 	struct diag_pos at = conf_pos_or(p, v, keyat);
@@ -490,24 +491,24 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 	if (ck->type == CK_STRV) {
 		struct conf_strv sv = { NULL, 0 };
 
-		if (get_strv(p, ck->name, v, keyat, &sv, false, false) == 0) {
-			strv_free((struct conf_strv *)(void *)dst);
+		if (conf_get_strv(p, ck->name, v, keyat, &sv, false, false) == 0) {
+			conf_strv_free((struct conf_strv *)(void *)dst);
 			*(struct conf_strv *)(void *)dst = sv;
 		}
 		return;
 	}
-	s = get_str(p, ck->name, v, keyat);
+	s = conf_get_str(p, ck->name, v, keyat);
 	if (s == NULL)
 		return;
-	q = quote0(s);
+	q = conf_quote_redacted(s);
 	switch (ck->type) {
 	case CK_STR:
 		if (s[0] == '-') {
-			perr(p, at, "\"%s\" must not start with \"-\"", ck->name);
+			conf_err(p, at, "\"%s\" must not start with \"-\"", ck->name);
 			break;
 		}
-		if (blank(s)) {
-			perr(p, at, "\"%s\" is only whitespace", ck->name);
+		if (conf_blank(s)) {
+			conf_err(p, at, "\"%s\" is only whitespace", ck->name);
 			break;
 		}
 		free(*(char **)(void *)dst);
@@ -520,15 +521,15 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 		else if (strcasecmp(s, "false") == 0)
 			*(bool *)(void *)dst = false;
 		else
-			perr(p, at, "\"%s\" must be true or false, not %s", ck->name, q);
+			conf_err(p, at, "\"%s\" must be true or false, not %s", ck->name, q);
 		break;
 	case CK_INT:
 	case CK_INT64:
 		if (parse_int(s, &i64) < 0 || i64 < ck->min || i64 > ck->max) {
-			perr(p, at,
-			     "\"%s\" must be a whole number from %" PRId64 " to %" PRId64
-			     ", not %s",
-			     ck->name, ck->min, ck->max, q);
+			conf_err(p, at,
+			         "\"%s\" must be a whole number from %" PRId64 " to %" PRId64
+			         ", not %s",
+			         ck->name, ck->min, ck->max, q);
 			break;
 		}
 		if (ck->type == CK_INT)
@@ -540,17 +541,17 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 		char lim[32], got[32];
 
 		if (units_parse_size(s, &u64, &why) < 0) {
-			perr(p, at, "\"%s\": bad size %s: %s", ck->name, q, why);
+			conf_err(p, at, "\"%s\": bad size %s: %s", ck->name, q, why);
 			break;
 		}
 		units_format_size(u64, got, sizeof(got));
 		if (u64 < (uint64_t)ck->min) {
 			units_format_size((uint64_t)ck->min, lim, sizeof(lim));
-			perr(p, at, "\"%s\" is %s (%s), less than the least allowed, %s%s",
-			     ck->name, q, got, lim,
-			     strspn(s, "0123456789") == strlen(s)
-			             ? " (a bare number is bytes: write 512MiB)"
-			             : "");
+			conf_err(p, at, "\"%s\" is %s (%s), less than the least allowed, %s%s",
+			         ck->name, q, got, lim,
+			         strspn(s, "0123456789") == strlen(s)
+			                 ? " (a bare number is bytes: write 512MiB)"
+			                 : "");
 			break;
 		}
 		*(uint64_t *)(void *)dst = u64;
@@ -558,7 +559,7 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 	}
 	case CK_DUR:
 		if (units_parse_duration(s, &i64, &why) < 0) {
-			perr(p, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
+			conf_err(p, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
 			break;
 		}
 		if (i64 < ck->min || i64 > ck->max) {
@@ -566,7 +567,8 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 
 			units_format_duration((double)ck->min, lo, sizeof(lo));
 			units_format_duration((double)ck->max, hi, sizeof(hi));
-			perr(p, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo, hi, q);
+			conf_err(p, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo, hi,
+			         q);
 			break;
 		}
 		*(int64_t *)(void *)dst = i64;
@@ -597,10 +599,11 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 			rc |= buf_printf(&b, "%s%s", nv > 0 ? ", " : "", ck->values[nv]);
 		assert(rc == 0);
 		if (best != NULL)
-			perr(p, at, "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)",
-			     ck->name, buf_cstr(&b), q, best);
+			conf_err(p, at, "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)",
+			         ck->name, buf_cstr(&b), q, best);
 		else
-			perr(p, at, "\"%s\" must be one of %s, not %s", ck->name, buf_cstr(&b), q);
+			conf_err(p, at, "\"%s\" must be one of %s, not %s", ck->name, buf_cstr(&b),
+			         q);
 		buf_free(&b);
 		break;
 	}
@@ -615,23 +618,24 @@ set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v, struct
 
 /* ---- mappings, with merge keys ---- */
 
-typedef void (*pair_fn)(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
-                        struct fy_node *val, void *arg);
+typedef void (*conf_pair_fn)(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                             struct fy_node *val, void *arg);
 
 /* A key of mapping M as text, or NULL (reported) when it is not a plain scalar. */
 static const char *
 key_text(struct pctx *p, struct fy_node_pair *pr, struct fy_node *m, size_t *klen)
 {
 	struct fy_node *k = fy_node_pair_key(pr);
-	struct fy_node *kd = deref(p, k);
+	struct fy_node *kd = conf_deref(p, k);
 	const char *s;
 
 	if (k != NULL && kd == NULL)
 		return NULL;
 	if (kd == NULL || !fy_node_is_scalar(kd) || (s = fy_node_get_scalar(kd, klen)) == NULL ||
 	    *klen == 0) {
-		perr(p, conf_pos_or(p, k, conf_pos_or(p, fy_node_pair_value(pr), conf_pos(p, m))),
-		     "a key must be a non-empty string");
+		conf_err(p,
+		         conf_pos_or(p, k, conf_pos_or(p, fy_node_pair_value(pr), conf_pos(p, m))),
+		         "a key must be a non-empty string");
 		return NULL;
 	}
 	return s;
@@ -649,7 +653,7 @@ is_merge_key(struct fy_node_pair *pr, const char *k, size_t klen)
 /* Calls FN for each key of mapping M, then for each key that M's merge key (<<: *anchor, or
  * a list of them) brings in and that neither M nor an earlier merged mapping has. */
 static void
-map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
+conf_map_walk(struct pctx *p, struct fy_node *m, conf_pair_fn fn, void *arg)
 {
 	struct fy_node *merge = NULL, *srcs[16];
 	struct fy_node_pair *pr;
@@ -658,14 +662,15 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 	void *it = NULL;
 
 	while ((pr = fy_node_mapping_iterate(m, &it)) != NULL) {
-		if (!visit(p, fy_node_pair_key(pr)))
+		if (!conf_visit(p, fy_node_pair_key(pr)))
 			return;
 		if ((k = key_text(p, pr, m, &klen)) == NULL)
 			continue;
 		if (is_merge_key(pr, k, klen)) {
 			merge = fy_node_pair_value(pr);
 			if (merge == NULL)
-				perr(p, conf_pos(p, fy_node_pair_key(pr)), "\"<<\" has no value");
+				conf_err(p, conf_pos(p, fy_node_pair_key(pr)),
+				         "\"<<\" has no value");
 			continue;
 		}
 		fn(p, fy_node_pair_key(pr), k, klen, fy_node_pair_value(pr), arg);
@@ -673,7 +678,7 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 	if (merge == NULL)
 		return;
 	{
-		struct fy_node *mv = deref(p, merge);
+		struct fy_node *mv = conf_deref(p, merge);
 
 		if (mv != NULL && fy_node_is_mapping(mv)) {
 			srcs[nsrc++] = mv;
@@ -684,28 +689,29 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 			while ((item = fy_node_sequence_iterate(mv, &sit)) != NULL) {
 				struct fy_node *iv;
 
-				if (!visit(p, item))
+				if (!conf_visit(p, item))
 					return;
-				iv = deref(p, item);
+				iv = conf_deref(p, item);
 
 				if (iv == NULL)
 					continue;
 				if (!fy_node_is_mapping(iv)) {
-					perr(p, conf_pos(p, item), "\"<<\" merges mappings, not %s",
-					     node_kind(iv));
+					conf_err(p, conf_pos(p, item),
+					         "\"<<\" merges mappings, not %s",
+					         conf_node_kind(iv));
 				} else if (nsrc == EPH_ARRAY_LEN(srcs)) {
-					perr(p, conf_pos(p, item),
-					     "\"<<\" merges at most %zu mappings",
-					     EPH_ARRAY_LEN(srcs));
+					conf_err(p, conf_pos(p, item),
+					         "\"<<\" merges at most %zu mappings",
+					         EPH_ARRAY_LEN(srcs));
 					break;
 				} else {
 					srcs[nsrc++] = iv;
 				}
 			}
 		} else if (mv != NULL) {
-			perr(p, conf_pos(p, merge),
-			     "\"<<\" merges a mapping or a list of mappings, not %s",
-			     node_kind(mv));
+			conf_err(p, conf_pos(p, merge),
+			         "\"<<\" merges a mapping or a list of mappings, not %s",
+			         conf_node_kind(mv));
 		}
 	}
 	for (size_t i = 0; i < nsrc; i++) {
@@ -713,13 +719,13 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 		while ((pr = fy_node_mapping_iterate(srcs[i], &it)) != NULL) {
 			bool shadowed;
 
-			if (!visit(p, fy_node_pair_key(pr)))
+			if (!conf_visit(p, fy_node_pair_key(pr)))
 				return;
 			if ((k = key_text(p, pr, srcs[i], &klen)) == NULL)
 				continue;
 			if (is_merge_key(pr, k, klen)) {
-				perr(p, conf_pos(p, fy_node_pair_key(pr)),
-				     "a merged mapping cannot merge again (nested \"<<\")");
+				conf_err(p, conf_pos(p, fy_node_pair_key(pr)),
+				         "a merged mapping cannot merge again (nested \"<<\")");
 				continue;
 			}
 			shadowed = fy_node_mapping_lookup_pair_by_simple_key(m, k, klen) != NULL;
@@ -734,37 +740,37 @@ map_walk(struct pctx *p, struct fy_node *m, pair_fn fn, void *arg)
 
 /* Reports unknown key K of section S, with a suggestion when one is close. */
 static void
-unknown_key(struct pctx *p, const struct conf_section *s, struct fy_node *key, const char *k,
-            size_t klen, const char *extra)
+conf_unknown_key(struct pctx *p, const struct conf_section *s, struct fy_node *key, const char *k,
+                 size_t klen, const char *extra)
 {
 	const char *sug = conf_key_suggest(s, k, klen);
-	char *q = quote(k, klen);
+	char *q = conf_quote(k, klen);
 
 	if (sug != NULL)
-		perr(p, conf_pos(p, key), "unknown key %s (did you mean \"%s\"?)", q, sug);
+		conf_err(p, conf_pos(p, key), "unknown key %s (did you mean \"%s\"?)", q, sug);
 	else
-		perr(p, conf_pos(p, key), "unknown key %s%s", q, extra != NULL ? extra : "");
+		conf_err(p, conf_pos(p, key), "unknown key %s%s", q, extra != NULL ? extra : "");
 	free(q);
 }
 
 /* V (deref'd) when it is a mapping; NULL (reported) otherwise. */
 static struct fy_node *
-want_map(struct pctx *p, const char *name, struct fy_node *key, struct fy_node *v)
+conf_want_map(struct pctx *p, const char *name, struct fy_node *key, struct fy_node *v)
 {
-	struct fy_node *dv = deref(p, v);
+	struct fy_node *dv = conf_deref(p, v);
 
 	if (v != NULL && dv == NULL)
 		return NULL;
 	if (dv == NULL || !fy_node_is_mapping(dv)) {
-		perr(p, conf_pos_or(p, dv, conf_pos(p, key)), "\"%s\" must be a mapping, not %s",
-		     name, node_kind(dv));
+		conf_err(p, conf_pos_or(p, dv, conf_pos(p, key)),
+		         "\"%s\" must be a mapping, not %s", name, conf_node_kind(dv));
 		return NULL;
 	}
 	return dv;
 }
 
 /* A section whose keys are all generic: source, mail's plain keys, retention, local. */
-struct generic_arg {
+struct conf_generic_arg {
 	const struct conf_section *sec;
 	void *base;
 	void (*special)(struct pctx *p, const struct conf_key *ck, struct fy_node *key,
@@ -773,40 +779,40 @@ struct generic_arg {
 };
 
 static void
-generic_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
-             void *arg)
+conf_generic_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                  struct fy_node *v, void *arg)
 {
-	struct generic_arg *g = arg;
+	struct conf_generic_arg *g = arg;
 	const struct conf_key *ck = conf_key_find(g->sec, k, klen);
 
 	if (ck == NULL) {
-		unknown_key(p, g->sec, key, k, klen, NULL);
+		conf_unknown_key(p, g->sec, key, k, klen, NULL);
 		return;
 	}
-	if (v != NULL && (v = deref(p, v)) == NULL)
+	if (v != NULL && (v = conf_deref(p, v)) == NULL)
 		return; /* a broken alias, reported */
 	if (ck->type == CK_SPECIAL) {
 		g->special(p, ck, key, v, g->special_arg);
 		return;
 	}
-	set_generic(p, ck, v, conf_pos(p, key), g->base);
+	conf_set_generic(p, ck, v, conf_pos(p, key), g->base);
 }
 
 /* ---- jobs ---- */
 
 static void
-job_clear(struct conf_job *j)
+conf_job_clear(struct conf_job *j)
 {
 	free(j->name);
 	free(j->schedule);
 	cronexpr_free(j->cron);
 	free(j->timezone);
 	free(j->run);
-	strv_free(&j->command);
+	conf_strv_free(&j->command);
 	free(j->executor);
-	strv_free(&j->env);
+	conf_strv_free(&j->env);
 	free(j->workdir);
-	strv_free(&j->notify.email);
+	conf_strv_free(&j->notify.email);
 	free(j->requirements);
 	free(j->interpreter);
 	memset(j, 0, sizeof(*j));
@@ -822,19 +828,19 @@ jobb_copy(struct pctx *p, struct jobb *dst, const struct jobb *src, struct diag_
 	dst->j.cron = NULL;
 	dst->j.run = NULL;
 	dst->j.command = (struct conf_strv){ NULL, 0 };
-	dst->j.timezone = dup_counted(p, src->j.timezone, at);
-	dst->j.executor = dup_counted(p, src->j.executor, at);
-	dst->j.workdir = dup_counted(p, src->j.workdir, at);
-	dst->j.requirements = dup_counted(p, src->j.requirements, at);
-	dst->j.interpreter = dup_counted(p, src->j.interpreter, at);
+	dst->j.timezone = conf_dup_counted(p, src->j.timezone, at);
+	dst->j.executor = conf_dup_counted(p, src->j.executor, at);
+	dst->j.workdir = conf_dup_counted(p, src->j.workdir, at);
+	dst->j.requirements = conf_dup_counted(p, src->j.requirements, at);
+	dst->j.interpreter = conf_dup_counted(p, src->j.interpreter, at);
 	dst->j.env = (struct conf_strv){ NULL, 0 };
-	strv_copy(p, &dst->j.env, &src->j.env, at);
+	conf_strv_copy(p, &dst->j.env, &src->j.env, at);
 	dst->j.notify.email = (struct conf_strv){ NULL, 0 };
-	strv_copy(p, &dst->j.notify.email, &src->j.notify.email, at);
+	conf_strv_copy(p, &dst->j.notify.email, &src->j.notify.email, at);
 	dst->email_from_defaults = src->j.notify.email.n > 0;
 }
 
-struct job_arg {
+struct conf_job_arg {
 	struct jobb *jb;
 	bool defaults;
 };
@@ -892,8 +898,8 @@ env_name_reserved(const char *k, size_t n)
 }
 
 /* One env mapping being read: its variables in order, merged into the inherited ones once
- * it is read (env_merge). A mapping has no two equal keys (dup_keys) and merged keys are
- * shadowed (map_walk), so these are distinct. */
+ * it is read (env_merge). A mapping has no two equal keys (conf_dup_keys) and merged keys are
+ * shadowed (conf_map_walk), so these are distinct. */
 struct env_arg {
 	struct conf_strv vars;                /* "KEY=VALUE" */
 	struct diag_pos at[CONF_MAX_ENV + 1]; /* where each stands */
@@ -913,26 +919,29 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	if (ea->too_many)
 		return;
 	if (!env_name_ok(k, klen)) {
-		q = quote(k, klen);
-		perr(p, at,
-		     "%s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
-		     q);
+		q = conf_quote(k, klen);
+		conf_err(
+		        p, at,
+		        "%s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
+		        q);
 		free(q);
 		return;
 	}
 	if (env_name_reserved(k, klen)) {
-		q = quote(k, klen);
-		perr(p, at,
-		     "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run",
-		     q);
+		q = conf_quote(k, klen);
+		conf_err(
+		        p, at,
+		        "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run",
+		        q);
 		free(q);
 		return;
 	}
-	v = deref(p, v);
+	v = conf_deref(p, v);
 	if (v == NULL || !fy_node_is_scalar(v)) {
-		q = quote(k, klen);
-		perr(p, conf_pos_or(p, v, at),
-		     "environment variable %s must be a single value, not %s", q, node_kind(v));
+		q = conf_quote(k, klen);
+		conf_err(p, conf_pos_or(p, v, at),
+		         "environment variable %s must be a single value, not %s", q,
+		         conf_node_kind(v));
 		free(q);
 		return;
 	}
@@ -940,18 +949,18 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	if (s == NULL)
 		s = "";
 	if (memchr(s, '\0', len) != NULL) {
-		q = quote(k, klen);
-		perr(p, conf_pos_or(p, v, at), "environment variable %s contains a NUL character",
-		     q);
+		q = conf_quote(k, klen);
+		conf_err(p, conf_pos_or(p, v, at),
+		         "environment variable %s contains a NUL character", q);
 		free(q);
 		return;
 	}
 	if (ea->vars.n == CONF_MAX_ENV) {
-		perr(p, at, "more than %d environment variables", CONF_MAX_ENV);
+		conf_err(p, at, "more than %d environment variables", CONF_MAX_ENV);
 		ea->too_many = true;
 		return;
 	}
-	if (!charge(p, klen + len + 1, at))
+	if (!conf_charge(p, klen + len + 1, at))
 		return;
 	kv = xmalloc(klen + len + 2);
 	memcpy(kv, k, klen);
@@ -959,7 +968,7 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	memcpy(kv + klen + 1, s, len);
 	kv[klen + len + 1] = '\0';
 	ea->at[ea->vars.n] = at;
-	strv_push(&ea->vars, kv);
+	conf_strv_push(&ea->vars, kv);
 }
 
 /* A variable's name, for sorting: "NAME=..." up to the '='. */
@@ -1003,11 +1012,11 @@ env_merge(struct pctx *p, struct conf_strv *env, struct env_arg *ea)
 			env->v[hit->idx] = kv;
 			hit->s = kv;
 		} else if (env->n < CONF_MAX_ENV) {
-			strv_push(env, kv);
+			conf_strv_push(env, kv);
 		} else {
 			if (!ea->too_many)
-				perr(p, ea->at[i], "more than %d environment variables",
-				     CONF_MAX_ENV);
+				conf_err(p, ea->at[i], "more than %d environment variables",
+				         CONF_MAX_ENV);
 			ea->too_many = true;
 			free(kv);
 		}
@@ -1026,8 +1035,8 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 	if (ck->id == K_NOTIFY_EMAIL) {
 		struct conf_strv sv = { NULL, 0 };
 
-		if (get_strv(p, "email", v, at, &sv, true, true) == 0) {
-			strv_free(&jb->j.notify.email);
+		if (conf_get_strv(p, "email", v, at, &sv, true, true) == 0) {
+			conf_strv_free(&jb->j.notify.email);
 			jb->j.notify.email = sv;
 			jb->email_at = at;
 			jb->email_from_defaults = false;
@@ -1039,10 +1048,11 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 
 		void *it = NULL;
 
-		if (get_strv(p, "on", v, at, &sv, true, false) < 0)
+		if (conf_get_strv(p, "on", v, at, &sv, true, false) < 0)
 			return;
 		for (size_t i = 0; i < sv.n; i++) {
-			/* the item's node, for its position: get_strv kept them all, in order */
+			/* the item's node, for its position: conf_get_strv kept them all, in order
+			 */
 			struct fy_node *item =
 			        fy_node_is_sequence(v) ? fy_node_sequence_iterate(v, &it) : v;
 			size_t b;
@@ -1054,17 +1064,18 @@ notify_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, s
 				bits |= 1u << b;
 				continue;
 			}
-			char *q = quote0(sv.v[i]);
+			char *q = conf_quote_redacted(sv.v[i]);
 
-			perr(p, conf_pos_or(p, item, at),
-			     "unknown notify.on event %s (use failure, oom, timeout, lost, success, always or recovered)",
-			     q);
+			conf_err(
+			        p, conf_pos_or(p, item, at),
+			        "unknown notify.on event %s (use failure, oom, timeout, lost, success, always or recovered)",
+			        q);
 			free(q);
 			ok = false;
 		}
 		if (ok)
 			jb->j.notify.on = bits;
-		strv_free(&sv);
+		conf_strv_free(&sv);
 	}
 }
 
@@ -1077,26 +1088,27 @@ command_set(struct pctx *p, struct fy_node *v, struct diag_pos at, struct conf_j
 	struct diag_pos at0;
 	char *q;
 
-	if (get_strv(p, "command", v, at, &sv, false, false) < 0)
+	if (conf_get_strv(p, "command", v, at, &sv, false, false) < 0)
 		return;
 	at0 = conf_pos_or(p, fy_node_sequence_get_by_index(v, 0), at);
-	if (blank(sv.v[0]) || sv.v[0][0] == '-') {
-		q = quote0(sv.v[0]);
-		if (blank(sv.v[0]))
-			perr(p, at0, "\"command\" must start with a program, not %s", q);
+	if (conf_blank(sv.v[0]) || sv.v[0][0] == '-') {
+		q = conf_quote_redacted(sv.v[0]);
+		if (conf_blank(sv.v[0]))
+			conf_err(p, at0, "\"command\" must start with a program, not %s", q);
 		else
-			perr(p, at0,
-			     "\"command\" must start with a program, not the option %s (a command is [PROGRAM, ARGUMENT, ...])",
-			     q);
+			conf_err(
+			        p, at0,
+			        "\"command\" must start with a program, not the option %s (a command is [PROGRAM, ARGUMENT, ...])",
+			        q);
 		free(q);
-		strv_free(&sv);
+		conf_strv_free(&sv);
 		return;
 	}
-	strv_free(&j->command);
+	conf_strv_free(&j->command);
 	j->command = sv;
 }
 
-/* Compiles schedule S, whose text starts at AT, into *OUT; its errors go through perr. */
+/* Compiles schedule S, whose text starts at AT, into *OUT; its errors go through conf_err. */
 static void
 schedule_parse(struct pctx *p, const char *s, struct diag_pos at, struct cronexpr **out)
 {
@@ -1104,18 +1116,18 @@ schedule_parse(struct pctx *p, const char *s, struct diag_pos at, struct cronexp
 
 	diag_init(&cd);
 	if (cronexpr_parse(s, &at, out, &cd) < 0 && diag_nerrors(&cd) == 0)
-		perr(p, at, "bad schedule");
+		conf_err(p, at, "bad schedule");
 	for (size_t i = 0; i < cd.n; i++)
-		perr(p, (struct diag_pos){ p->file, cd.items[i].line, cd.items[i].col }, "%s",
-		     cd.items[i].msg);
+		conf_err(p, (struct diag_pos){ p->file, cd.items[i].line, cd.items[i].col }, "%s",
+		         cd.items[i].msg);
 	diag_free(&cd);
 }
 
 static void
-job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
-         void *arg)
+conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
+              void *arg)
 {
-	struct job_arg *ja = arg;
+	struct conf_job_arg *ja = arg;
 	struct jobb *jb = ja->jb;
 	struct conf_job *j = &jb->j;
 	const struct conf_key *ck = conf_key_find(&conf_sec_job, k, klen);
@@ -1123,7 +1135,7 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	char *s;
 
 	if (ck == NULL) {
-		unknown_key(p, &conf_sec_job, key, k, klen, NULL);
+		conf_unknown_key(p, &conf_sec_job, key, k, klen, NULL);
 		return;
 	}
 	if (!ja->defaults && ck->id == K_RUN)
@@ -1132,10 +1144,10 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		jb->command_at = at;
 	else if (ck->id == K_SCHEDULE)
 		jb->has_schedule = true;
-	if (v != NULL && (v = deref(p, v)) == NULL)
+	if (v != NULL && (v = conf_deref(p, v)) == NULL)
 		return; /* a broken alias, reported */
 	if (ja->defaults && (ck->id == K_SCHEDULE || ck->id == K_RUN || ck->id == K_COMMAND)) {
-		perr(p, at, "\"%s\" cannot be a default: set it in each job", ck->name);
+		conf_err(p, at, "\"%s\" cannot be a default: set it in each job", ck->name);
 		return;
 	}
 	switch (ck->id) {
@@ -1143,7 +1155,7 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		struct diag_pos cat;
 
 		jb->has_schedule = true;
-		if ((s = get_str(p, "schedule", v, at)) == NULL)
+		if ((s = conf_get_str(p, "schedule", v, at)) == NULL)
 			return;
 		/* libfyaml marks a quoted scalar at its first character, inside the quote:
 		 * that is already the column of TEXT's first byte */
@@ -1156,21 +1168,21 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		return;
 	}
 	case K_RUN:
-		set_generic(p, ck, v, at, j);
+		conf_set_generic(p, ck, v, at, j);
 		return;
 	case K_COMMAND:
 		command_set(p, v, at, j);
 		return;
 	case K_MEMORY:
 		jb->memory_at = conf_pos_or(p, v, at);
-		set_generic(p, ck, v, at, j);
+		conf_set_generic(p, ck, v, at, j);
 		return;
 	case K_TIMEZONE: {
 		const struct tz *z;
 		char *q;
 		int rc;
 
-		if ((s = get_str(p, "timezone", v, at)) == NULL)
+		if ((s = conf_get_str(p, "timezone", v, at)) == NULL)
 			return;
 		rc = zone_get(p, s, &z);
 		if (rc == 0) {
@@ -1179,16 +1191,19 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 			j->tz = z;
 			return;
 		}
-		q = quote0(s);
+		q = conf_quote_redacted(s);
 		if (rc == -ENOENT)
-			perr(p, conf_pos(p, v),
-			     "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)", q);
+			conf_err(p, conf_pos(p, v),
+			         "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)",
+			         q);
 		else if (rc == -EINVAL)
-			perr(p, conf_pos(p, v),
-			     "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
-			     q);
+			conf_err(
+			        p, conf_pos(p, v),
+			        "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
+			        q);
 		else
-			perr(p, conf_pos(p, v), "cannot load time zone %s: %s", q, strerror(-rc));
+			conf_err(p, conf_pos(p, v), "cannot load time zone %s: %s", q,
+			         strerror(-rc));
 		free(q);
 		free(s);
 		return;
@@ -1203,34 +1218,34 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		const char *sug;
 		char *q;
 
-		if ((s = get_str(p, "executor", v, at)) == NULL)
+		if ((s = conf_get_str(p, "executor", v, at)) == NULL)
 			return;
 		if (strcmp(s, "local") == 0) {
 			free(j->executor);
 			j->executor = s;
 			return;
 		}
-		q = quote0(s);
+		q = conf_quote_redacted(s);
 		if (strcmp(s, "droplet") == 0 || strcmp(s, "slurm") == 0)
-			perr(p, conf_pos(p, v),
-			     "executor %s is not available yet (only \"local\" is)", q);
+			conf_err(p, conf_pos(p, v),
+			         "executor %s is not available yet (only \"local\" is)", q);
 		else if ((sug = conf_key_suggest(&exs, s, strlen(s))) != NULL)
-			perr(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q,
-			     sug);
+			conf_err(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q,
+			         sug);
 		else
-			perr(p, conf_pos(p, v), "unknown executor %s (only \"local\" is available)",
-			     q);
+			conf_err(p, conf_pos(p, v),
+			         "unknown executor %s (only \"local\" is available)", q);
 		free(q);
 		free(s);
 		return;
 	}
 	case K_ENV: {
-		struct fy_node *m = want_map(p, "env", key, v);
+		struct fy_node *m = conf_want_map(p, "env", key, v);
 
 		if (m != NULL) {
 			struct env_arg *ea = xcalloc(1, sizeof(*ea));
 
-			map_walk(p, m, env_pair, ea);
+			conf_map_walk(p, m, env_pair, ea);
 			env_merge(p, &j->env, ea);
 			free(ea);
 		}
@@ -1240,16 +1255,16 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		int depth = 0;
 		bool bad = false;
 
-		if ((s = get_str(p, "workdir", v, at)) == NULL)
+		if ((s = conf_get_str(p, "workdir", v, at)) == NULL)
 			return;
-		if (blank(s)) {
-			perr(p, conf_pos(p, v), "\"workdir\" is only whitespace");
+		if (conf_blank(s)) {
+			conf_err(p, conf_pos(p, v), "\"workdir\" is only whitespace");
 			free(s);
 			return;
 		}
 		if (s[0] == '/') {
-			perr(p, conf_pos(p, v),
-			     "\"workdir\" must be relative to the repository, not absolute");
+			conf_err(p, conf_pos(p, v),
+			         "\"workdir\" must be relative to the repository, not absolute");
 			free(s);
 			return;
 		}
@@ -1265,8 +1280,9 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 				c++;
 		}
 		if (bad) {
-			perr(p, conf_pos(p, v),
-			     "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
+			conf_err(
+			        p, conf_pos(p, v),
+			        "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
 			free(s);
 			return;
 		}
@@ -1275,15 +1291,15 @@ job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		return;
 	}
 	case K_NOTIFY: {
-		struct fy_node *m = want_map(p, "notify", key, v);
-		struct generic_arg g = { &conf_sec_notify, &j->notify, notify_special, jb };
+		struct fy_node *m = conf_want_map(p, "notify", key, v);
+		struct conf_generic_arg g = { &conf_sec_notify, &j->notify, notify_special, jb };
 
 		if (m != NULL)
-			map_walk(p, m, generic_pair, &g);
+			conf_map_walk(p, m, conf_generic_pair, &g);
 		return;
 	}
 	default:
-		set_generic(p, ck, v, at, j);
+		conf_set_generic(p, ck, v, at, j);
 		return;
 	}
 }
@@ -1301,7 +1317,7 @@ job_name_ok(const char *k, size_t n)
 	return true;
 }
 
-struct jobs_arg {
+struct conf_jobs_arg {
 	const struct jobb *dflt;
 	struct conf_job *jobs;
 	size_t n, cap;
@@ -1309,37 +1325,39 @@ struct jobs_arg {
 };
 
 static void
-jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
-          void *arg)
+conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
+               void *arg)
 {
-	struct jobs_arg *ja = arg;
+	struct conf_jobs_arg *ja = arg;
 	struct diag_pos at = conf_pos(p, key);
 	struct jobb jb;
-	struct job_arg jarg = { &jb, false };
+	struct conf_job_arg jarg = { &jb, false };
 	struct fy_node *m;
-	size_t before = nerrors(p);
+	size_t before = conf_nerrors(p);
 	char *q;
 
 	if (ja->too_many || p->halted)
 		return;
 	if (ja->n == CONF_MAX_JOBS) {
-		perr(p, at, "more than %d jobs", CONF_MAX_JOBS);
+		conf_err(p, at, "more than %d jobs", CONF_MAX_JOBS);
 		ja->too_many = true;
 		return;
 	}
 	if (!job_name_ok(k, klen)) {
-		q = quote(k, klen);
-		perr(p, at,
-		     "bad job name %s: use at most %d lowercase letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit",
-		     q, CONF_JOB_NAME_MAX);
+		q = conf_quote(k, klen);
+		conf_err(
+		        p, at,
+		        "bad job name %s: use at most %d lowercase letters, digits, \".\", \"_\" and \"-\", starting with a letter or digit",
+		        q, CONF_JOB_NAME_MAX);
 		free(q);
 	}
-	if (v != NULL && (v = deref(p, v)) == NULL)
+	if (v != NULL && (v = conf_deref(p, v)) == NULL)
 		return;
 	if (v == NULL || !fy_node_is_mapping(v)) {
-		q = quote(k, klen);
-		perr(p, conf_pos_or(p, v, at),
-		     "job %s must be a mapping (schedule, run, ...), not %s", q, node_kind(v));
+		q = conf_quote(k, klen);
+		conf_err(p, conf_pos_or(p, v, at),
+		         "job %s must be a mapping (schedule, run, ...), not %s", q,
+		         conf_node_kind(v));
 		free(q);
 		return;
 	}
@@ -1348,10 +1366,10 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 	jb.j.name = xstrndup(k, klen);
 	jb.j.line = at.line;
 	jb.j.col = at.col;
-	map_walk(p, m, job_pair, &jarg);
-	q = quote(k, klen);
+	conf_map_walk(p, m, conf_job_pair, &jarg);
+	q = conf_quote(k, klen);
 	if (!jb.has_schedule)
-		perr(p, at, "job %s has no \"schedule\"", q);
+		conf_err(p, at, "job %s has no \"schedule\"", q);
 	if (jb.run_at.line > 0 && jb.command_at.line > 0) {
 		struct diag_pos later = jb.run_at.line > jb.command_at.line ||
 		                                        (jb.run_at.line == jb.command_at.line &&
@@ -1359,11 +1377,12 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 		                                ? jb.run_at
 		                                : jb.command_at;
 
-		perr(p, later, "job %s has both \"run\" and \"command\": keep one", q);
+		conf_err(p, later, "job %s has both \"run\" and \"command\": keep one", q);
 	} else if (jb.run_at.line == 0 && jb.command_at.line == 0) {
-		perr(p, at,
-		     "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
-		     q);
+		conf_err(
+		        p, at,
+		        "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
+		        q);
 	}
 	if (jb.j.memory > p->c->local.memory_budget && jb.j.executor != NULL &&
 	    strcmp(jb.j.executor, "local") == 0) {
@@ -1371,20 +1390,21 @@ jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 
 		units_format_size(jb.j.memory, a, sizeof(a));
 		units_format_size(p->c->local.memory_budget, b, sizeof(b));
-		perr(p, jb.memory_at.line > 0 ? jb.memory_at : at,
-		     "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
-		     q, a, b);
+		conf_err(
+		        p, jb.memory_at.line > 0 ? jb.memory_at : at,
+		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
+		        q, a, b);
 	}
 	if (jb.j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
 	    !(jb.email_from_defaults && p->defaults_email_reported)) {
-		perr(p, jb.email_at.line > 0 ? jb.email_at : at,
-		     "notify.email needs a \"mail\" section with \"smtp\" to send through");
+		conf_err(p, jb.email_at.line > 0 ? jb.email_at : at,
+		         "notify.email needs a \"mail\" section with \"smtp\" to send through");
 		if (jb.email_from_defaults)
 			p->defaults_email_reported = true;
 	}
 	free(q);
-	if (nerrors(p) != before) {
-		job_clear(&jb.j);
+	if (conf_nerrors(p) != before) {
+		conf_job_clear(&jb.j);
 		return;
 	}
 	if (ja->n == ja->cap) {
@@ -1406,14 +1426,15 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 
 	switch (ck->id) {
 	case K_SMTP:
-		if ((s = get_str(p, "smtp", v, at)) == NULL)
+		if ((s = conf_get_str(p, "smtp", v, at)) == NULL)
 			return;
 		if ((strncmp(s, "smtp://", 7) != 0 || s[7] == '\0' || s[7] == '/') &&
 		    (strncmp(s, "smtps://", 8) != 0 || s[8] == '\0' || s[8] == '/')) {
-			q = quote0(s);
-			perr(p, conf_pos(p, v),
-			     "\"smtp\" must be smtp://HOST[:PORT] or smtps://HOST[:PORT], not %s",
-			     q);
+			q = conf_quote_redacted(s);
+			conf_err(
+			        p, conf_pos(p, v),
+			        "\"smtp\" must be smtp://HOST[:PORT] or smtps://HOST[:PORT], not %s",
+			        q);
 			free(q);
 			free(s);
 			return;
@@ -1421,9 +1442,10 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 		q = strstr(s, "://") + 3;
 		if (memchr(q, '@', strcspn(q, "/?#")) != NULL) {
 			/* the value is not echoed: it holds a password or a user name */
-			perr(p, conf_pos(p, v),
-			     "\"smtp\" must not hold a user name or password (USER[:PASSWORD]@): "
-			     "set mail.username and mail.password_file instead");
+			conf_err(
+			        p, conf_pos(p, v),
+			        "\"smtp\" must not hold a user name or password (USER[:PASSWORD]@): "
+			        "set mail.username and mail.password_file instead");
 			free(s);
 			return;
 		}
@@ -1431,11 +1453,11 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 		m->smtp = s;
 		return;
 	case K_FROM:
-		if ((s = get_str(p, "from", v, at)) == NULL)
+		if ((s = conf_get_str(p, "from", v, at)) == NULL)
 			return;
-		if (!email_ok(s)) {
-			q = quote0(s);
-			perr(p, conf_pos(p, v), "%s is not an email address", q);
+		if (!conf_email_ok(s)) {
+			q = conf_quote_redacted(s);
+			conf_err(p, conf_pos(p, v), "%s is not an email address", q);
 			free(q);
 			free(s);
 			return;
@@ -1446,8 +1468,8 @@ mail_special(struct pctx *p, const struct conf_key *ck, struct fy_node *key, str
 	case K_ADMIN: {
 		struct conf_strv sv = { NULL, 0 };
 
-		if (get_strv(p, "admin", v, at, &sv, true, true) == 0) {
-			strv_free(&m->admin);
+		if (conf_get_strv(p, "admin", v, at, &sv, true, true) == 0) {
+			conf_strv_free(&m->admin);
 			m->admin = sv;
 		}
 		return;
@@ -1466,13 +1488,13 @@ python_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 
 	(void)arg;
 	if (ck == NULL) {
-		unknown_key(p, &conf_sec_python, key, k, klen, NULL);
+		conf_unknown_key(p, &conf_sec_python, key, k, klen, NULL);
 		return;
 	}
-	if ((s = get_str(p, ck->name, deref(p, v), conf_pos(p, key))) == NULL)
+	if ((s = conf_get_str(p, ck->name, conf_deref(p, v), conf_pos(p, key))) == NULL)
 		return;
-	if (blank(s)) {
-		perr(p, conf_pos(p, v), "\"%s\" is only whitespace", ck->name);
+	if (conf_blank(s)) {
+		conf_err(p, conf_pos(p, v), "\"%s\" is only whitespace", ck->name);
 		free(s);
 		return;
 	}
@@ -1489,25 +1511,26 @@ static void
 executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
                void *arg)
 {
-	struct generic_arg g = { &conf_sec_local, &p->c->local, NULL, NULL };
+	struct conf_generic_arg g = { &conf_sec_local, &p->c->local, NULL, NULL };
 	struct fy_node *m;
 	char *q;
 
 	(void)arg;
 	if ((klen == 7 && memcmp(k, "droplet", 7) == 0) ||
 	    (klen == 5 && memcmp(k, "slurm", 5) == 0)) {
-		q = quote(k, klen);
-		perr(p, conf_pos(p, key), "executor %s is not available yet (only \"local\" is)",
-		     q);
+		q = conf_quote(k, klen);
+		conf_err(p, conf_pos(p, key),
+		         "executor %s is not available yet (only \"local\" is)", q);
 		free(q);
 		return;
 	}
 	if (conf_key_find(&conf_sec_executors, k, klen) == NULL) {
-		unknown_key(p, &conf_sec_executors, key, k, klen, " (the executors are: local)");
+		conf_unknown_key(p, &conf_sec_executors, key, k, klen,
+		                 " (the executors are: local)");
 		return;
 	}
-	if ((m = want_map(p, "local", key, v)) != NULL)
-		map_walk(p, m, generic_pair, &g);
+	if ((m = conf_want_map(p, "local", key, v)) != NULL)
+		conf_map_walk(p, m, conf_generic_pair, &g);
 }
 
 /* 80% of the machine's memory: MemTotal from /proc/meminfo, else sysconf. */
@@ -1555,7 +1578,7 @@ top_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 	if (ck == NULL && klen > 2 && memcmp(k, "x-", 2) == 0)
 		return; /* an extension key, a place for anchors */
 	if (ck == NULL) {
-		unknown_key(p, &conf_sec_top, key, k, klen, NULL);
+		conf_unknown_key(p, &conf_sec_top, key, k, klen, NULL);
 		return;
 	}
 	t->key[ck->id] = key;
@@ -1600,7 +1623,7 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	struct conf *c = p->c;
 	struct top t;
 	struct jobb dflt;
-	struct jobs_arg ja;
+	struct conf_jobs_arg ja;
 	struct fy_node *m;
 	struct diag_pos file_at = { p->file, 0, 0 };
 	bool memory_budget_set;
@@ -1608,53 +1631,55 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	memset(&t, 0, sizeof(t));
 	memset(&dflt, 0, sizeof(dflt));
 	memset(&ja, 0, sizeof(ja));
-	map_walk(p, root, top_pair, &t);
+	conf_map_walk(p, root, top_pair, &t);
 
 	if (t.key[K_SOURCE] != NULL &&
-	    (m = want_map(p, "source", t.key[K_SOURCE], t.val[K_SOURCE])) != NULL) {
-		struct generic_arg g = { &conf_sec_source, &c->source, NULL, NULL };
+	    (m = conf_want_map(p, "source", t.key[K_SOURCE], t.val[K_SOURCE])) != NULL) {
+		struct conf_generic_arg g = { &conf_sec_source, &c->source, NULL, NULL };
 
-		map_walk(p, m, generic_pair, &g);
+		conf_map_walk(p, m, conf_generic_pair, &g);
 	}
 	if (t.key[K_PYTHON] != NULL &&
-	    (m = want_map(p, "python", t.key[K_PYTHON], t.val[K_PYTHON])) != NULL)
-		map_walk(p, m, python_pair, NULL);
+	    (m = conf_want_map(p, "python", t.key[K_PYTHON], t.val[K_PYTHON])) != NULL)
+		conf_map_walk(p, m, python_pair, NULL);
 	c->local.memory_budget = 0;
 	if (t.key[K_EXECUTORS] != NULL &&
-	    (m = want_map(p, "executors", t.key[K_EXECUTORS], t.val[K_EXECUTORS])) != NULL)
-		map_walk(p, m, executors_pair, NULL);
+	    (m = conf_want_map(p, "executors", t.key[K_EXECUTORS], t.val[K_EXECUTORS])) != NULL)
+		conf_map_walk(p, m, executors_pair, NULL);
 	memory_budget_set = c->local.memory_budget != 0;
 	if (!memory_budget_set)
 		c->local.memory_budget = default_memory_budget();
 	if (t.key[K_RETENTION] != NULL &&
-	    (m = want_map(p, "retention", t.key[K_RETENTION], t.val[K_RETENTION])) != NULL) {
-		struct generic_arg g = { &conf_sec_retention, &c->retention, NULL, NULL };
+	    (m = conf_want_map(p, "retention", t.key[K_RETENTION], t.val[K_RETENTION])) != NULL) {
+		struct conf_generic_arg g = { &conf_sec_retention, &c->retention, NULL, NULL };
 
-		map_walk(p, m, generic_pair, &g);
+		conf_map_walk(p, m, conf_generic_pair, &g);
 	}
 	if (t.key[K_MAX_PARALLEL] != NULL) {
 		const struct conf_key *ck = conf_key_find(&conf_sec_top, "max_parallel", 12);
 
-		set_generic(p, ck, deref(p, t.val[K_MAX_PARALLEL]),
-		            conf_pos(p, t.key[K_MAX_PARALLEL]), c);
+		conf_set_generic(p, ck, conf_deref(p, t.val[K_MAX_PARALLEL]),
+		                 conf_pos(p, t.key[K_MAX_PARALLEL]), c);
 	}
 	if (t.key[K_MAIL] != NULL &&
-	    (m = want_map(p, "mail", t.key[K_MAIL], t.val[K_MAIL])) != NULL) {
-		struct generic_arg g = { &conf_sec_mail, &c->mail, mail_special, &c->mail };
+	    (m = conf_want_map(p, "mail", t.key[K_MAIL], t.val[K_MAIL])) != NULL) {
+		struct conf_generic_arg g = { &conf_sec_mail, &c->mail, mail_special, &c->mail };
 		struct diag_pos at = conf_pos(p, t.key[K_MAIL]);
 
-		map_walk(p, m, generic_pair, &g);
+		conf_map_walk(p, m, conf_generic_pair, &g);
 		if (c->mail.smtp == NULL)
-			perr(p, at, "\"mail\" needs \"smtp\", the server to send through");
+			conf_err(p, at, "\"mail\" needs \"smtp\", the server to send through");
 		else if (c->mail.from == NULL)
-			perr(p, at, "\"mail\" needs \"from\", the sender address");
+			conf_err(p, at, "\"mail\" needs \"from\", the sender address");
 		if (c->mail.password_file != NULL && c->mail.password_env != NULL)
-			perr(p, at,
-			     "\"mail\" has both \"password_file\" and \"password_env\": keep one");
+			conf_err(
+			        p, at,
+			        "\"mail\" has both \"password_file\" and \"password_env\": keep one");
 		if (c->mail.username != NULL && c->mail.password_file == NULL &&
 		    c->mail.password_env == NULL)
-			perr(p, at,
-			     "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
+			conf_err(
+			        p, at,
+			        "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
 	}
 
 	/* every job starts from these, then the defaults section, then its own keys */
@@ -1668,21 +1693,21 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	dflt.j.interpreter = xstrdup(p->py_interpreter != NULL ? p->py_interpreter : "python3");
 	dflt.j.requirements = p->py_requirements != NULL ? xstrdup(p->py_requirements) : NULL;
 	if (t.key[K_DEFAULTS] != NULL &&
-	    (m = want_map(p, "defaults", t.key[K_DEFAULTS], t.val[K_DEFAULTS])) != NULL) {
-		struct job_arg jarg = { &dflt, true };
+	    (m = conf_want_map(p, "defaults", t.key[K_DEFAULTS], t.val[K_DEFAULTS])) != NULL) {
+		struct conf_job_arg jarg = { &dflt, true };
 
-		map_walk(p, m, job_pair, &jarg);
+		conf_map_walk(p, m, conf_job_pair, &jarg);
 	}
 	ja.dflt = &dflt;
 	if (t.key[K_JOBS] == NULL) {
-		perr(p, file_at, "no jobs: the file needs a \"jobs\" mapping");
-	} else if ((m = want_map(p, "jobs", t.key[K_JOBS], t.val[K_JOBS])) != NULL) {
+		conf_err(p, file_at, "no jobs: the file needs a \"jobs\" mapping");
+	} else if ((m = conf_want_map(p, "jobs", t.key[K_JOBS], t.val[K_JOBS])) != NULL) {
 		if (fy_node_mapping_item_count(m) == 0)
-			perr(p, conf_pos(p, t.key[K_JOBS]), "no jobs: \"jobs\" is empty");
+			conf_err(p, conf_pos(p, t.key[K_JOBS]), "no jobs: \"jobs\" is empty");
 		else
-			map_walk(p, m, jobs_pair, &ja);
+			conf_map_walk(p, m, conf_jobs_pair, &ja);
 	}
-	job_clear(&dflt.j);
+	conf_job_clear(&dflt.j);
 	c->jobs = ja.jobs;
 	c->njobs = ja.n;
 	if (c->njobs > 1)
@@ -1701,9 +1726,10 @@ conf_local_zone(struct pctx *p)
 	if (rc < 0) {
 		for (size_t i = 0; i < c->njobs; i++) {
 			if (c->jobs[i].tz == NULL) {
-				perr(p, (struct diag_pos){ NULL, 0, 0 },
-				     "cannot load the machine's time zone (%s); give each job a \"timezone\"",
-				     strerror(-rc));
+				conf_err(
+				        p, (struct diag_pos){ NULL, 0, 0 },
+				        "cannot load the machine's time zone (%s); give each job a \"timezone\"",
+				        strerror(-rc));
 				break;
 			}
 		}
@@ -1806,7 +1832,7 @@ fy_errors_to_diag(struct pctx *p, struct fy_diag *fd)
 
 		if (e->type < FYET_ERROR)
 			continue;
-		perr(p, at, "%s", e->msg);
+		conf_err(p, at, "%s", e->msg);
 		n++;
 	}
 	return n;
@@ -1849,14 +1875,15 @@ dup_report(struct pctx *p, struct fy_node *key, struct fy_node *val, struct fy_n
 		size_t len;
 		const char *s = fy_node_get_scalar(key, &len);
 
-		q = quote(s != NULL ? s : "", s != NULL ? len : 0);
+		q = conf_quote(s != NULL ? s : "", s != NULL ? len : 0);
 	} else {
 		char *t = key != NULL ? fy_emit_node_to_string(key, FYECF_MODE_FLOW_ONELINE) : NULL;
 
-		q = quote(t != NULL ? t : "", t != NULL ? strlen(t) : 0);
+		q = conf_quote(t != NULL ? t : "", t != NULL ? strlen(t) : 0);
 		free(t);
 	}
-	perr(p, conf_pos_or(p, key, conf_pos_or(p, val, conf_pos(p, m))), "duplicate key %s", q);
+	conf_err(p, conf_pos_or(p, key, conf_pos_or(p, val, conf_pos(p, m))), "duplicate key %s",
+	         q);
 	free(q);
 }
 
@@ -1891,9 +1918,10 @@ canon_put(struct pctx *p, struct buf *b, const void *s, size_t len, struct fy_no
 			return true;
 	}
 	if (!p->halted)
-		perr(p, conf_pos(p, n),
-		     "keys that are lists or mappings are too large to compare (more than %u MiB)",
-		     CONF_KEYS_CANON_MAX >> 20);
+		conf_err(
+		        p, conf_pos(p, n),
+		        "keys that are lists or mappings are too large to compare (more than %u MiB)",
+		        CONF_KEYS_CANON_MAX >> 20);
 	p->canon_left = 0;
 	p->halted = true;
 	return false;
@@ -2038,7 +2066,7 @@ dup_keys_map(struct pctx *p, struct fy_node *m)
 /* Checks every mapping under N (aliases are not followed: what they lead to is checked
  * where it stands). libfyaml's depth limit bounds the recursion. */
 static void
-dup_keys(struct pctx *p, struct fy_node *n)
+conf_dup_keys(struct pctx *p, struct fy_node *n)
 {
 	struct fy_node_pair *pr;
 	struct fy_node *item;
@@ -2048,13 +2076,13 @@ dup_keys(struct pctx *p, struct fy_node *n)
 		return;
 	if (fy_node_is_sequence(n)) {
 		while ((item = fy_node_sequence_iterate(n, &it)) != NULL)
-			dup_keys(p, item);
+			conf_dup_keys(p, item);
 		return;
 	}
 	dup_keys_map(p, n);
 	while ((pr = fy_node_mapping_iterate(n, &it)) != NULL) {
-		dup_keys(p, fy_node_pair_key(pr));
-		dup_keys(p, fy_node_pair_value(pr));
+		conf_dup_keys(p, fy_node_pair_key(pr));
+		conf_dup_keys(p, fy_node_pair_value(pr));
 	}
 }
 
@@ -2071,12 +2099,12 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 
 	if (bad < len) {
 		if (text[bad] == '\0')
-			perr(p, text_pos(p->file, text, bad),
-			     "contains a NUL byte: a jobs file is text");
+			conf_err(p, text_pos(p->file, text, bad),
+			         "contains a NUL byte: a jobs file is text");
 		else
-			perr(p, text_pos(p->file, text, bad),
-			     "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
-			     (unsigned char)text[bad]);
+			conf_err(p, text_pos(p->file, text, bad),
+			         "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
+			         (unsigned char)text[bad]);
 		return -EINVAL;
 	}
 	fy_diag_cfg_default(&dc);
@@ -2088,19 +2116,20 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 		abort(); /* only fails on allocation */
 	fy_diag_set_collect_errors(fd, true);
 	memset(&pc, 0, sizeof(pc));
-	pc.flags = FYPCF_QUIET | FYPCF_JSON_NONE | FYPCF_ALLOW_DUPLICATE_KEYS; /* dup_keys */
+	pc.flags = FYPCF_QUIET | FYPCF_JSON_NONE | FYPCF_ALLOW_DUPLICATE_KEYS; /* conf_dup_keys */
 	pc.diag = fd;
 	fyp = fy_parser_create(&pc);
 	if (fyp == NULL)
 		abort();
 	if (fy_parser_set_string(fyp, text, len) != 0) {
-		perr(p, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
+		conf_err(p, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
 		goto out;
 	}
 	doc = fy_parse_load_document(fyp);
 	if (fy_errors_to_diag(p, fd) > 0 || doc == NULL) {
-		if (nerrors(p) == 0)
-			perr(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
+		if (conf_nerrors(p) == 0)
+			conf_err(p, (struct diag_pos){ p->file, 0, 0 },
+			         "no jobs: the file is empty");
 		goto out;
 	}
 	root = fy_document_root(doc);
@@ -2114,20 +2143,21 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 		/* an empty one (a trailing "---") has no node: its start stands for it */
 		if (m2 != NULL)
 			at2 = (struct diag_pos){ p->file, m2->line + 1, m2->column + 1 };
-		perr(p, conf_pos_or(p, r2, at2), "a second YAML document: the jobs file holds one");
+		conf_err(p, conf_pos_or(p, r2, at2),
+		         "a second YAML document: the jobs file holds one");
 		fy_parse_document_destroy(fyp, doc2);
 		goto out;
 	}
 	if (fy_errors_to_diag(p, fd) > 0)
 		goto out;
-	dup_keys(p, root);
-	if (nerrors(p) != 0)
+	conf_dup_keys(p, root);
+	if (conf_nerrors(p) != 0)
 		goto out; /* as when libfyaml rejected them: the rest would mislead */
 	if (root == NULL) {
-		perr(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
+		conf_err(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
 		goto out;
 	}
-	root = deref(p, root);
+	root = conf_deref(p, root);
 	if (root == NULL)
 		goto out;
 	if (!fy_node_is_mapping(root)) {
@@ -2135,19 +2165,20 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 
 		if (at.line == 0)
 			at = (struct diag_pos){ p->file, 1, 1 };
-		perr(p, at, "the top level must be a mapping (source, defaults, jobs, ...), not %s",
-		     node_kind(root));
+		conf_err(p, at,
+		         "the top level must be a mapping (source, defaults, jobs, ...), not %s",
+		         conf_node_kind(root));
 		goto out;
 	}
 	conf_walk(p, root);
-	if (nerrors(p) == 0)
+	if (conf_nerrors(p) == 0)
 		conf_local_zone(p);
 out:
 	if (doc != NULL)
 		fy_parse_document_destroy(fyp, doc);
 	fy_parser_destroy(fyp);
 	fy_diag_destroy(fd);
-	return nerrors(p) == 0 ? 0 : -EINVAL;
+	return conf_nerrors(p) == 0 ? 0 : -EINVAL;
 }
 
 /* ---- public ---- */
@@ -2310,10 +2341,10 @@ conf_free(struct conf *c)
 	free(c->mail.password_file);
 	free(c->mail.password_env);
 	free(c->mail.ca_file);
-	strv_free(&c->mail.admin);
+	conf_strv_free(&c->mail.admin);
 	if (c->pool == NULL) { /* not compacted: each job owns its own */
 		for (size_t i = 0; i < c->njobs; i++)
-			job_clear(&c->jobs[i]);
+			conf_job_clear(&c->jobs[i]);
 	}
 	for (size_t i = 0; i < c->ncrons; i++)
 		cronexpr_free(c->crons[i]);
