@@ -1,0 +1,167 @@
+/* src/conf/conf_int.h: internal to the conf component: what the files of the loader share.
+ * conf.c reads the text, conf_dupkeys.c finds duplicate keys, conf_yaml.c walks the document,
+ * conf_value.c reads values, conf_section.c the top level and sections, conf_job.c the jobs. */
+#ifndef EPH_CONF_CONF_INT_H
+#define EPH_CONF_CONF_INT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libfyaml.h>
+
+#include "conf/conf.h"
+#include "util/attr.h"
+#include "util/diag.h"
+
+struct buf;
+struct conf_key;
+struct conf_section;
+
+#define CONF_JOB_NAME_MAX   64
+#define CONF_MAX_JOBS       20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
+#define CONF_MAX_ENV        256   /* variables of one job */
+/* The work the file may take once aliases are followed, in bytes: every string copied
+ * counts its length, every key or list item read CONF_VISIT_COST more. A guard against
+ * "billion laughs" (an alias to a big env mapping, used by every one of many jobs), and
+ * what keeps loading linear in the file's size: the budget is CONF_EXPAND_MAX plus
+ * CONF_VISIT_COST / 2 for each byte of the file, which a file without aliases never
+ * spends (a key or an item takes at least 2 of its bytes). */
+#define CONF_EXPAND_MAX     (64u << 20)
+#define CONF_VISIT_COST     64
+#define CONF_QUOTE_MAX      80   /* bytes of user text quoted in a message */
+#define CONF_MAX_ERRORS     100  /* distinct errors reported before the loader stops */
+#define CONF_MAX_RAISED     1000 /* errors raised, repeats included, before it stops */
+/* Bytes of the canonical forms of keys that are lists or mappings (conf_dup_keys) */
+#define CONF_KEYS_CANON_MAX (16u << 20)
+
+/* A job being built: the job, and where its values came from, for later checks. */
+struct jobb {
+	struct conf_job j;
+	struct diag_pos memory_at, email_at, run_at, command_at;
+	bool has_schedule, email_from_defaults;
+};
+
+struct pctx {
+	const char *file;
+	struct diag *d;
+	struct conf *c;
+	size_t expand_max;  /* the budget of work, in bytes */
+	size_t expand_left; /* counted down by the work done (conf_charge, conf_visit) */
+	size_t canon_left;  /* CONF_KEYS_CANON_MAX, counted down by key_canon */
+	/* Errors go through conf_err: each distinct one once (an anchor's errors repeat for every
+	 * alias to it), and after too many the walk stops (halted). */
+	size_t nraised;              /* errors raised, repeats included */
+	char *seen[CONF_MAX_ERRORS]; /* the distinct messages, "LINE:COL: msg" */
+	size_t nseen;
+	bool halted;       /* too many errors, or the work budget spent: nothing more is walked */
+	char **zone_names; /* parallel to c->zones, as the jobs name them */
+	/* python section, the first layer of every job's requirements/interpreter */
+	char *py_requirements, *py_interpreter;
+	bool defaults_email_reported;
+};
+
+typedef void (*conf_pair_fn)(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                             struct fy_node *val, void *arg);
+
+/* A section whose keys are all generic: source, mail's plain keys, retention, local. */
+struct conf_generic_arg {
+	const struct conf_section *sec;
+	void *base;
+	void (*special)(struct pctx *p, const struct conf_key *ck, struct fy_node *key,
+	                struct fy_node *v, void *arg);
+	void *special_arg;
+};
+
+struct conf_job_arg {
+	struct jobb *jb;
+	bool defaults;
+};
+
+struct conf_jobs_arg {
+	const struct jobb *dflt;
+	struct conf_job *jobs;
+	size_t n, cap;
+	bool too_many;
+};
+
+/* ---- conf_yaml.c ---- */
+
+/* The position of node N: libfyaml's marks are 0-based, and this is the one place that
+ * converts them. A collection has no token of its own here; its first scalar stands for it
+ * (in block style, where the collection starts). {line 0} when N has no position. */
+struct diag_pos conf_pos(const struct pctx *p, struct fy_node *n);
+/* N's position, else FALLBACK's (an empty collection, a missing value). */
+struct diag_pos conf_pos_or(const struct pctx *p, struct fy_node *n, struct diag_pos fallback);
+/* S (LEN bytes) quoted for a message: control bytes escaped, long text cut at a character
+ * boundary. Caller frees. */
+char *conf_quote(const char *s, size_t len);
+/* S quoted for a message, without the userinfo of any URL in it (a value echoed in an error
+ * must not show a password). Caller frees. */
+char *conf_quote_redacted(const char *s);
+void conf_err(struct pctx *p, struct diag_pos at, const char *fmt, ...) EPH_PRINTF(3, 4);
+/* Errors raised so far, repeats included: what tells whether a part of the file failed. */
+size_t conf_nerrors(const struct pctx *p);
+/* N with aliases followed; NULL (reported) for an alias that leads nowhere. */
+struct fy_node *conf_deref(struct pctx *p, struct fy_node *n);
+const char *conf_node_kind(struct fy_node *n);
+/* Counts LEN + 1 bytes of work against the budget; false when it is spent (reported once,
+ * and the walk halts). */
+bool conf_charge(struct pctx *p, size_t len, struct diag_pos at);
+/* Counts reading node N, a key or a list item; false when the walk must stop. */
+bool conf_visit(struct pctx *p, struct fy_node *n);
+/* Calls FN for each key of mapping M, then for each key that M's merge key (<<: *anchor, or
+ * a list of them) brings in and that neither M nor an earlier merged mapping has. */
+void conf_map_walk(struct pctx *p, struct fy_node *m, conf_pair_fn fn, void *arg);
+/* Reports unknown key K of section S, with a suggestion when one is close. */
+void conf_unknown_key(struct pctx *p, const struct conf_section *s, struct fy_node *key,
+                      const char *k, size_t klen, const char *extra);
+/* V (deref'd) when it is a mapping; NULL (reported) otherwise. */
+struct fy_node *conf_want_map(struct pctx *p, const char *name, struct fy_node *key,
+                              struct fy_node *v);
+
+/* ---- conf_value.c ---- */
+
+/* Whether S holds only whitespace. */
+bool conf_blank(const char *s);
+/* As scalar(), into a new string the caller frees. */
+char *conf_get_str(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat);
+char *conf_dup_counted(struct pctx *p, const char *s, struct diag_pos at);
+void conf_strv_free(struct conf_strv *sv);
+void conf_strv_push(struct conf_strv *sv, char *s);
+void conf_strv_copy(struct pctx *p, struct conf_strv *dst, const struct conf_strv *src,
+                    struct diag_pos at);
+/* An email address, checked for the basic shape local@domain.tld. */
+bool conf_email_ok(const char *s);
+/* A list of strings (a single string counts as a list of one when ONE_OK). Returns 0 and
+ * appends to OUT, or -1 (reported). EMAIL checks each item as an address. */
+int conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat,
+                  struct conf_strv *out, bool one_ok, bool email);
+/* Parses V as key CK's generic type into the section struct at BASE. */
+void conf_set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v,
+                      struct diag_pos keyat, void *base);
+void conf_generic_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                       struct fy_node *v, void *arg);
+
+/* ---- conf_dupkeys.c ---- */
+
+/* Checks every mapping under N (aliases are not followed: what they lead to is checked
+ * where it stands). libfyaml's depth limit bounds the recursion. */
+void conf_dup_keys(struct pctx *p, struct fy_node *n);
+
+/* ---- conf_job.c ---- */
+
+void conf_job_clear(struct conf_job *j);
+void conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                   struct fy_node *v, void *arg);
+void conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                    struct fy_node *v, void *arg);
+
+/* ---- conf_section.c ---- */
+
+void conf_init_defaults(struct conf *c);
+/* Walks the document's root into P->c. */
+void conf_walk(struct pctx *p, struct fy_node *root);
+/* The machine's zone, for the jobs that name none. */
+void conf_local_zone(struct pctx *p);
+
+#endif
