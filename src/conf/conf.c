@@ -115,80 +115,104 @@ fy_errors_to_diag(struct pctx *p, struct fy_diag *fd)
 	return n;
 }
 
-static int
-conf_parse(struct pctx *p, const char *text, size_t len)
+/* Reports the first byte of TEXT that is not UTF-8, or NUL; false then. */
+static bool
+text_ok(struct pctx *p, const char *text, size_t len)
 {
-	struct fy_diag_cfg dc;
-	struct fy_diag *fd;
-	struct fy_parser *fyp = NULL;
-	struct fy_document *doc = NULL, *doc2;
-	struct fy_parse_cfg pc;
-	struct fy_node *root;
 	size_t bad = utf8_check((const unsigned char *)text, len);
 
-	if (bad < len) {
-		if (text[bad] == '\0')
-			conf_err(p, text_pos(p->file, text, bad),
-			         "contains a NUL byte: a jobs file is text");
-		else
-			conf_err(p, text_pos(p->file, text, bad),
-			         "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
-			         (unsigned char)text[bad]);
-		return -EINVAL;
-	}
+	if (bad == len)
+		return true;
+	if (text[bad] == '\0')
+		conf_err(p, text_pos(p->file, text, bad),
+		         "contains a NUL byte: a jobs file is text");
+	else
+		conf_err(p, text_pos(p->file, text, bad),
+		         "not valid UTF-8 (byte 0x%02x): a jobs file must be UTF-8",
+		         (unsigned char)text[bad]);
+	return false;
+}
+
+/* A new parser, whose errors are collected in *FD, silently. */
+static struct fy_parser *
+parser_new(struct fy_diag **fd)
+{
+	struct fy_diag_cfg dc;
+	struct fy_parse_cfg pc;
+	struct fy_parser *fyp;
+
 	fy_diag_cfg_default(&dc);
 	dc.fp = NULL;
 	dc.output_fn = fy_silent;
 	dc.colorize = false;
-	fd = fy_diag_create(&dc);
-	if (fd == NULL)
+	*fd = fy_diag_create(&dc);
+	if (*fd == NULL)
 		abort(); /* only fails on allocation */
-	fy_diag_set_collect_errors(fd, true);
+	fy_diag_set_collect_errors(*fd, true);
 	memset(&pc, 0, sizeof(pc));
 	pc.flags = FYPCF_QUIET | FYPCF_JSON_NONE | FYPCF_ALLOW_DUPLICATE_KEYS; /* conf_dup_keys */
-	pc.diag = fd;
+	pc.diag = *fd;
 	fyp = fy_parser_create(&pc);
 	if (fyp == NULL)
 		abort();
-	if (fy_parser_set_string(fyp, text, len) != 0) {
-		conf_err(p, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
-		goto out;
-	}
-	doc = fy_parse_load_document(fyp);
+	return fyp;
+}
+
+/* Reports DOC2, a second document, where it starts. */
+static void
+second_document(struct pctx *p, struct fy_document *doc2)
+{
+	struct fy_node *r2 = fy_document_root(doc2);
+	const struct fy_mark *m2 =
+	        fy_document_state_start_mark(fy_document_get_document_state(doc2));
+	struct diag_pos at2 = { p->file, 0, 0 };
+
+	/* an empty one (a trailing "---") has no node: its start stands for it */
+	if (m2 != NULL)
+		at2 = (struct diag_pos){ p->file, m2->line + 1, m2->column + 1 };
+	conf_err(p, conf_pos_or(p, r2, at2), "a second YAML document: the jobs file holds one");
+}
+
+/* The one document of the text FYP parses, or NULL (reported); the caller destroys it. */
+static struct fy_document *
+load_document(struct pctx *p, struct fy_parser *fyp, struct fy_diag *fd)
+{
+	struct fy_document *doc = fy_parse_load_document(fyp), *doc2;
+
 	if (fy_errors_to_diag(p, fd) > 0 || doc == NULL) {
 		if (conf_nerrors(p) == 0)
 			conf_err(p, (struct diag_pos){ p->file, 0, 0 },
 			         "no jobs: the file is empty");
-		goto out;
+		goto fail;
 	}
-	root = fy_document_root(doc);
 	doc2 = fy_parse_load_document(fyp);
 	if (doc2 != NULL) {
-		struct fy_node *r2 = fy_document_root(doc2);
-		const struct fy_mark *m2 =
-		        fy_document_state_start_mark(fy_document_get_document_state(doc2));
-		struct diag_pos at2 = { p->file, 0, 0 };
-
-		/* an empty one (a trailing "---") has no node: its start stands for it */
-		if (m2 != NULL)
-			at2 = (struct diag_pos){ p->file, m2->line + 1, m2->column + 1 };
-		conf_err(p, conf_pos_or(p, r2, at2),
-		         "a second YAML document: the jobs file holds one");
+		second_document(p, doc2);
 		fy_parse_document_destroy(fyp, doc2);
-		goto out;
+		goto fail;
 	}
 	if (fy_errors_to_diag(p, fd) > 0)
-		goto out;
+		goto fail;
+	return doc;
+fail:
+	if (doc != NULL)
+		fy_parse_document_destroy(fyp, doc);
+	return NULL;
+}
+
+/* Checks the document whose root is ROOT and walks it into P->c. */
+static void
+conf_document(struct pctx *p, struct fy_node *root)
+{
 	conf_dup_keys(p, root);
 	if (conf_nerrors(p) != 0)
-		goto out; /* as when libfyaml rejected them: the rest would mislead */
+		return; /* as when libfyaml rejected them: the rest would mislead */
 	if (root == NULL) {
 		conf_err(p, (struct diag_pos){ p->file, 0, 0 }, "no jobs: the file is empty");
-		goto out;
+		return;
 	}
-	root = conf_deref(p, root);
-	if (root == NULL)
-		goto out;
+	if ((root = conf_deref(p, root)) == NULL)
+		return;
 	if (!fy_node_is_mapping(root)) {
 		struct diag_pos at = conf_pos(p, root);
 
@@ -197,14 +221,29 @@ conf_parse(struct pctx *p, const char *text, size_t len)
 		conf_err(p, at,
 		         "the top level must be a mapping (source, defaults, jobs, ...), not %s",
 		         conf_node_kind(root));
-		goto out;
+		return;
 	}
 	conf_walk(p, root);
 	if (conf_nerrors(p) == 0)
 		conf_local_zone(p);
-out:
-	if (doc != NULL)
+}
+
+static int
+conf_parse(struct pctx *p, const char *text, size_t len)
+{
+	struct fy_diag *fd;
+	struct fy_parser *fyp;
+	struct fy_document *doc;
+
+	if (!text_ok(p, text, len))
+		return -EINVAL;
+	fyp = parser_new(&fd);
+	if (fy_parser_set_string(fyp, text, len) != 0) {
+		conf_err(p, (struct diag_pos){ p->file, 0, 0 }, "cannot parse");
+	} else if ((doc = load_document(p, fyp, fd)) != NULL) {
+		conf_document(p, fy_document_root(doc));
 		fy_parse_document_destroy(fyp, doc);
+	}
 	fy_parser_destroy(fyp);
 	fy_diag_destroy(fd);
 	return conf_nerrors(p) == 0 ? 0 : -EINVAL;

@@ -20,6 +20,7 @@ struct conf_section;
 #define CONF_JOB_NAME_MAX   64
 #define CONF_MAX_JOBS       20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
 #define CONF_MAX_ENV        256   /* variables of one job */
+#define CONF_MERGE_MAX      16    /* mappings one "<<" merges */
 /* The work the file may take once aliases are followed, in bytes: every string copied
  * counts its length, every key or list item read CONF_VISIT_COST more. A guard against
  * "billion laughs" (an alias to a big env mapping, used by every one of many jobs), and

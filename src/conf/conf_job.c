@@ -334,6 +334,161 @@ schedule_parse(struct pctx *p, const char *s, struct diag_pos at, struct cronexp
 	diag_free(&cd);
 }
 
+/* "schedule": compiled, its errors at their columns. */
+static void
+job_schedule(struct pctx *p, struct jobb *jb, struct fy_node *v, struct diag_pos at)
+{
+	struct conf_job *j = &jb->j;
+	char *s;
+	struct diag_pos cat;
+
+	jb->has_schedule = true;
+	if ((s = conf_get_str(p, "schedule", v, at)) == NULL)
+		return;
+	/* libfyaml marks a quoted scalar at its first character, inside the quote:
+	 * that is already the column of TEXT's first byte */
+	cat = conf_pos(p, v);
+	free(j->schedule);
+	cronexpr_free(j->cron);
+	j->cron = NULL;
+	j->schedule = s;
+	schedule_parse(p, s, cat, &j->cron);
+}
+
+/* "timezone": an IANA zone, loaded once for all the jobs that name it. */
+static void
+job_timezone(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at)
+{
+	char *s;
+	const struct tz *z;
+	char *q;
+	int rc;
+
+	if ((s = conf_get_str(p, "timezone", v, at)) == NULL)
+		return;
+	rc = zone_get(p, s, &z);
+	if (rc == 0) {
+		free(j->timezone);
+		j->timezone = s;
+		j->tz = z;
+		return;
+	}
+	q = conf_quote_redacted(s);
+	if (rc == -ENOENT)
+		conf_err(p, conf_pos(p, v),
+		         "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)", q);
+	else if (rc == -EINVAL)
+		conf_err(p, conf_pos(p, v),
+		         "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
+		         q);
+	else
+		conf_err(p, conf_pos(p, v), "cannot load time zone %s: %s", q, strerror(-rc));
+	free(q);
+	free(s);
+}
+
+/* "executor": only "local" is available. */
+static void
+job_executor(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at)
+{
+	static const struct conf_key ex[] = {
+		{ "local", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
+		{ "droplet", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
+		{ "slurm", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
+	};
+	static const struct conf_section exs = { "executors", ex, EPH_ARRAY_LEN(ex) };
+	const char *sug;
+	char *s;
+	char *q;
+
+	if ((s = conf_get_str(p, "executor", v, at)) == NULL)
+		return;
+	if (strcmp(s, "local") == 0) {
+		free(j->executor);
+		j->executor = s;
+		return;
+	}
+	q = conf_quote_redacted(s);
+	if (strcmp(s, "droplet") == 0 || strcmp(s, "slurm") == 0)
+		conf_err(p, conf_pos(p, v), "executor %s is not available yet (only \"local\" is)",
+		         q);
+	else if ((sug = conf_key_suggest(&exs, s, strlen(s))) != NULL)
+		conf_err(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q, sug);
+	else
+		conf_err(p, conf_pos(p, v), "unknown executor %s (only \"local\" is available)", q);
+	free(q);
+	free(s);
+}
+
+/* "env": its variables merged into the inherited ones. */
+static void
+job_env(struct pctx *p, struct conf_job *j, struct fy_node *key, struct fy_node *v)
+{
+	struct fy_node *m = conf_want_map(p, "env", key, v);
+
+	if (m != NULL) {
+		struct env_arg *ea = xcalloc(1, sizeof(*ea));
+
+		conf_map_walk(p, m, env_pair, ea);
+		env_merge(p, &j->env, ea);
+		free(ea);
+	}
+}
+
+/* "workdir": a relative path that stays inside the repository. */
+static void
+job_workdir(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at)
+{
+	char *s;
+	int depth = 0;
+	bool bad = false;
+
+	if ((s = conf_get_str(p, "workdir", v, at)) == NULL)
+		return;
+	if (conf_blank(s)) {
+		conf_err(p, conf_pos(p, v), "\"workdir\" is only whitespace");
+		free(s);
+		return;
+	}
+	if (s[0] == '/') {
+		conf_err(p, conf_pos(p, v),
+		         "\"workdir\" must be relative to the repository, not absolute");
+		free(s);
+		return;
+	}
+	for (const char *c = s; *c != '\0' && !bad;) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			bad = --depth < 0;
+		else if (n > 0 && !(n == 1 && c[0] == '.'))
+			depth++;
+		c += n;
+		while (*c == '/')
+			c++;
+	}
+	if (bad) {
+		conf_err(p, conf_pos(p, v),
+		         "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
+		free(s);
+		return;
+	}
+	free(j->workdir);
+	j->workdir = s;
+}
+
+/* "notify": merged per sub-key into the inherited one. */
+static void
+job_notify(struct pctx *p, struct jobb *jb, struct fy_node *key, struct fy_node *v)
+{
+	struct conf_job *j = &jb->j;
+	struct fy_node *m = conf_want_map(p, "notify", key, v);
+	struct conf_generic_arg g = { &conf_sec_notify, &j->notify, notify_special, jb };
+
+	if (m != NULL)
+		conf_map_walk(p, m, conf_generic_pair, &g);
+}
+
 void
 conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
               void *arg)
@@ -343,7 +498,6 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 	struct conf_job *j = &jb->j;
 	const struct conf_key *ck = conf_key_find(&conf_sec_job, k, klen);
 	struct diag_pos at = conf_pos(p, key);
-	char *s;
 
 	if (ck == NULL) {
 		conf_unknown_key(p, &conf_sec_job, key, k, klen, NULL);
@@ -362,24 +516,8 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		return;
 	}
 	switch (ck->id) {
-	case K_SCHEDULE: {
-		struct diag_pos cat;
-
-		jb->has_schedule = true;
-		if ((s = conf_get_str(p, "schedule", v, at)) == NULL)
-			return;
-		/* libfyaml marks a quoted scalar at its first character, inside the quote:
-		 * that is already the column of TEXT's first byte */
-		cat = conf_pos(p, v);
-		free(j->schedule);
-		cronexpr_free(j->cron);
-		j->cron = NULL;
-		j->schedule = s;
-		schedule_parse(p, s, cat, &j->cron);
-		return;
-	}
-	case K_RUN:
-		conf_set_generic(p, ck, v, at, j);
+	case K_SCHEDULE:
+		job_schedule(p, jb, v, at);
 		return;
 	case K_COMMAND:
 		command_set(p, v, at, j);
@@ -388,128 +526,22 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		jb->memory_at = conf_pos_or(p, v, at);
 		conf_set_generic(p, ck, v, at, j);
 		return;
-	case K_TIMEZONE: {
-		const struct tz *z;
-		char *q;
-		int rc;
-
-		if ((s = conf_get_str(p, "timezone", v, at)) == NULL)
-			return;
-		rc = zone_get(p, s, &z);
-		if (rc == 0) {
-			free(j->timezone);
-			j->timezone = s;
-			j->tz = z;
-			return;
-		}
-		q = conf_quote_redacted(s);
-		if (rc == -ENOENT)
-			conf_err(p, conf_pos(p, v),
-			         "unknown time zone %s (use an IANA name, as Europe/Berlin or UTC)",
-			         q);
-		else if (rc == -EINVAL)
-			conf_err(
-			        p, conf_pos(p, v),
-			        "%s is not a time zone name (use an IANA name, as Europe/Berlin or UTC)",
-			        q);
-		else
-			conf_err(p, conf_pos(p, v), "cannot load time zone %s: %s", q,
-			         strerror(-rc));
-		free(q);
-		free(s);
+	case K_TIMEZONE:
+		job_timezone(p, j, v, at);
 		return;
-	}
-	case K_EXECUTOR: {
-		static const struct conf_key ex[] = {
-			{ "local", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-			{ "droplet", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-			{ "slurm", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-		};
-		static const struct conf_section exs = { "executors", ex, EPH_ARRAY_LEN(ex) };
-		const char *sug;
-		char *q;
-
-		if ((s = conf_get_str(p, "executor", v, at)) == NULL)
-			return;
-		if (strcmp(s, "local") == 0) {
-			free(j->executor);
-			j->executor = s;
-			return;
-		}
-		q = conf_quote_redacted(s);
-		if (strcmp(s, "droplet") == 0 || strcmp(s, "slurm") == 0)
-			conf_err(p, conf_pos(p, v),
-			         "executor %s is not available yet (only \"local\" is)", q);
-		else if ((sug = conf_key_suggest(&exs, s, strlen(s))) != NULL)
-			conf_err(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q,
-			         sug);
-		else
-			conf_err(p, conf_pos(p, v),
-			         "unknown executor %s (only \"local\" is available)", q);
-		free(q);
-		free(s);
+	case K_EXECUTOR:
+		job_executor(p, j, v, at);
 		return;
-	}
-	case K_ENV: {
-		struct fy_node *m = conf_want_map(p, "env", key, v);
-
-		if (m != NULL) {
-			struct env_arg *ea = xcalloc(1, sizeof(*ea));
-
-			conf_map_walk(p, m, env_pair, ea);
-			env_merge(p, &j->env, ea);
-			free(ea);
-		}
+	case K_ENV:
+		job_env(p, j, key, v);
 		return;
-	}
-	case K_WORKDIR: {
-		int depth = 0;
-		bool bad = false;
-
-		if ((s = conf_get_str(p, "workdir", v, at)) == NULL)
-			return;
-		if (conf_blank(s)) {
-			conf_err(p, conf_pos(p, v), "\"workdir\" is only whitespace");
-			free(s);
-			return;
-		}
-		if (s[0] == '/') {
-			conf_err(p, conf_pos(p, v),
-			         "\"workdir\" must be relative to the repository, not absolute");
-			free(s);
-			return;
-		}
-		for (const char *c = s; *c != '\0' && !bad;) {
-			size_t n = strcspn(c, "/");
-
-			if (n == 2 && c[0] == '.' && c[1] == '.')
-				bad = --depth < 0;
-			else if (n > 0 && !(n == 1 && c[0] == '.'))
-				depth++;
-			c += n;
-			while (*c == '/')
-				c++;
-		}
-		if (bad) {
-			conf_err(
-			        p, conf_pos(p, v),
-			        "\"workdir\" must stay inside the repository (it climbs out with \"..\")");
-			free(s);
-			return;
-		}
-		free(j->workdir);
-		j->workdir = s;
+	case K_WORKDIR:
+		job_workdir(p, j, v, at);
 		return;
-	}
-	case K_NOTIFY: {
-		struct fy_node *m = conf_want_map(p, "notify", key, v);
-		struct conf_generic_arg g = { &conf_sec_notify, &j->notify, notify_special, jb };
-
-		if (m != NULL)
-			conf_map_walk(p, m, conf_generic_pair, &g);
+	case K_NOTIFY:
+		job_notify(p, jb, key, v);
 		return;
-	}
-	default:
+	default: /* K_RUN and the generic keys */
 		conf_set_generic(p, ck, v, at, j);
 		return;
 	}
@@ -526,6 +558,47 @@ job_name_ok(const char *k, size_t n)
 		      k[i] == '_' || k[i] == '-'))
 			return false;
 	return true;
+}
+
+/* The checks of job JB (named at AT, Q its name quoted) as a whole, once its keys are read:
+ * what it lacks, what contradicts, and what the other sections make impossible. */
+static void
+job_check(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
+{
+	if (!jb->has_schedule)
+		conf_err(p, at, "job %s has no \"schedule\"", q);
+	if (jb->run_at.line > 0 && jb->command_at.line > 0) {
+		struct diag_pos later = jb->run_at.line > jb->command_at.line ||
+		                                        (jb->run_at.line == jb->command_at.line &&
+		                                         jb->run_at.col > jb->command_at.col)
+		                                ? jb->run_at
+		                                : jb->command_at;
+
+		conf_err(p, later, "job %s has both \"run\" and \"command\": keep one", q);
+	} else if (jb->run_at.line == 0 && jb->command_at.line == 0) {
+		conf_err(
+		        p, at,
+		        "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
+		        q);
+	}
+	if (jb->j.memory > p->c->local.memory_budget && jb->j.executor != NULL &&
+	    strcmp(jb->j.executor, "local") == 0) {
+		char a[32], b[32];
+
+		units_format_size(jb->j.memory, a, sizeof(a));
+		units_format_size(p->c->local.memory_budget, b, sizeof(b));
+		conf_err(
+		        p, jb->memory_at.line > 0 ? jb->memory_at : at,
+		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
+		        q, a, b);
+	}
+	if (jb->j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
+	    !(jb->email_from_defaults && p->defaults_email_reported)) {
+		conf_err(p, jb->email_at.line > 0 ? jb->email_at : at,
+		         "notify.email needs a \"mail\" section with \"smtp\" to send through");
+		if (jb->email_from_defaults)
+			p->defaults_email_reported = true;
+	}
 }
 
 void
@@ -572,40 +645,7 @@ conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, 
 	jb.j.col = at.col;
 	conf_map_walk(p, m, conf_job_pair, &jarg);
 	q = conf_quote(k, klen);
-	if (!jb.has_schedule)
-		conf_err(p, at, "job %s has no \"schedule\"", q);
-	if (jb.run_at.line > 0 && jb.command_at.line > 0) {
-		struct diag_pos later = jb.run_at.line > jb.command_at.line ||
-		                                        (jb.run_at.line == jb.command_at.line &&
-		                                         jb.run_at.col > jb.command_at.col)
-		                                ? jb.run_at
-		                                : jb.command_at;
-
-		conf_err(p, later, "job %s has both \"run\" and \"command\": keep one", q);
-	} else if (jb.run_at.line == 0 && jb.command_at.line == 0) {
-		conf_err(
-		        p, at,
-		        "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
-		        q);
-	}
-	if (jb.j.memory > p->c->local.memory_budget && jb.j.executor != NULL &&
-	    strcmp(jb.j.executor, "local") == 0) {
-		char a[32], b[32];
-
-		units_format_size(jb.j.memory, a, sizeof(a));
-		units_format_size(p->c->local.memory_budget, b, sizeof(b));
-		conf_err(
-		        p, jb.memory_at.line > 0 ? jb.memory_at : at,
-		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
-		        q, a, b);
-	}
-	if (jb.j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
-	    !(jb.email_from_defaults && p->defaults_email_reported)) {
-		conf_err(p, jb.email_at.line > 0 ? jb.email_at : at,
-		         "notify.email needs a \"mail\" section with \"smtp\" to send through");
-		if (jb.email_from_defaults)
-			p->defaults_email_reported = true;
-	}
+	job_check(p, &jb, q, at);
 	free(q);
 	if (conf_nerrors(p) != before) {
 		conf_job_clear(&jb.j);

@@ -216,6 +216,95 @@ conf_init_defaults(struct conf *c)
 	c->max_parallel = 0;
 }
 
+/* A section of the top level T that is all generic keys, into BASE; if T has it. */
+static void
+walk_generic(struct pctx *p, const struct top *t, enum conf_kid id, const char *name,
+             const struct conf_section *sec, void *base)
+{
+	struct conf_generic_arg g = { sec, base, NULL, NULL };
+	struct fy_node *m;
+
+	if (t->key[id] != NULL && (m = conf_want_map(p, name, t->key[id], t->val[id])) != NULL)
+		conf_map_walk(p, m, conf_generic_pair, &g);
+}
+
+/* The mail section of T, and its keys that go together. */
+static void
+walk_mail(struct pctx *p, const struct top *t)
+{
+	struct conf_mail *mail = &p->c->mail;
+	struct conf_generic_arg g = { &conf_sec_mail, mail, mail_special, mail };
+	struct diag_pos at;
+	struct fy_node *m;
+
+	if (t->key[K_MAIL] == NULL ||
+	    (m = conf_want_map(p, "mail", t->key[K_MAIL], t->val[K_MAIL])) == NULL)
+		return;
+	at = conf_pos(p, t->key[K_MAIL]);
+	conf_map_walk(p, m, conf_generic_pair, &g);
+	if (mail->smtp == NULL)
+		conf_err(p, at, "\"mail\" needs \"smtp\", the server to send through");
+	else if (mail->from == NULL)
+		conf_err(p, at, "\"mail\" needs \"from\", the sender address");
+	if (mail->password_file != NULL && mail->password_env != NULL)
+		conf_err(p, at,
+		         "\"mail\" has both \"password_file\" and \"password_env\": keep one");
+	if (mail->username != NULL && mail->password_file == NULL && mail->password_env == NULL)
+		conf_err(
+		        p, at,
+		        "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
+}
+
+/* The sections of T other than defaults and jobs, which these need first. */
+static void
+walk_sections(struct pctx *p, const struct top *t)
+{
+	struct conf *c = p->c;
+	struct fy_node *m;
+
+	walk_generic(p, t, K_SOURCE, "source", &conf_sec_source, &c->source);
+	if (t->key[K_PYTHON] != NULL &&
+	    (m = conf_want_map(p, "python", t->key[K_PYTHON], t->val[K_PYTHON])) != NULL)
+		conf_map_walk(p, m, python_pair, NULL);
+	c->local.memory_budget = 0;
+	if (t->key[K_EXECUTORS] != NULL &&
+	    (m = conf_want_map(p, "executors", t->key[K_EXECUTORS], t->val[K_EXECUTORS])) != NULL)
+		conf_map_walk(p, m, executors_pair, NULL);
+	if (c->local.memory_budget == 0)
+		c->local.memory_budget = default_memory_budget();
+	walk_generic(p, t, K_RETENTION, "retention", &conf_sec_retention, &c->retention);
+	if (t->key[K_MAX_PARALLEL] != NULL) {
+		const struct conf_key *ck = conf_key_find(&conf_sec_top, "max_parallel", 12);
+
+		conf_set_generic(p, ck, conf_deref(p, t->val[K_MAX_PARALLEL]),
+		                 conf_pos(p, t->key[K_MAX_PARALLEL]), c);
+	}
+	walk_mail(p, t);
+}
+
+/* What every job starts from: these, then the defaults section of T. The caller clears
+ * DFLT->j. */
+static void
+walk_defaults(struct pctx *p, const struct top *t, struct jobb *dflt)
+{
+	struct conf_job_arg jarg = { dflt, true };
+	struct fy_node *m;
+
+	memset(dflt, 0, sizeof(*dflt));
+	dflt->j.kill_grace = 10;
+	dflt->j.executor = xstrdup("local");
+	dflt->j.retry_backoff = 30;
+	dflt->j.concurrency = CONF_CONC_FORBID;
+	dflt->j.catchup = CONF_CATCHUP_LATEST;
+	dflt->j.starting_deadline = 3600;
+	dflt->j.notify.on = CONF_NOTIFY_FAILURE;
+	dflt->j.interpreter = xstrdup(p->py_interpreter != NULL ? p->py_interpreter : "python3");
+	dflt->j.requirements = p->py_requirements != NULL ? xstrdup(p->py_requirements) : NULL;
+	if (t->key[K_DEFAULTS] != NULL &&
+	    (m = conf_want_map(p, "defaults", t->key[K_DEFAULTS], t->val[K_DEFAULTS])) != NULL)
+		conf_map_walk(p, m, conf_job_pair, &jarg);
+}
+
 void
 conf_walk(struct pctx *p, struct fy_node *root)
 {
@@ -225,78 +314,12 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	struct conf_jobs_arg ja;
 	struct fy_node *m;
 	struct diag_pos file_at = { p->file, 0, 0 };
-	bool memory_budget_set;
 
 	memset(&t, 0, sizeof(t));
-	memset(&dflt, 0, sizeof(dflt));
 	memset(&ja, 0, sizeof(ja));
 	conf_map_walk(p, root, top_pair, &t);
-
-	if (t.key[K_SOURCE] != NULL &&
-	    (m = conf_want_map(p, "source", t.key[K_SOURCE], t.val[K_SOURCE])) != NULL) {
-		struct conf_generic_arg g = { &conf_sec_source, &c->source, NULL, NULL };
-
-		conf_map_walk(p, m, conf_generic_pair, &g);
-	}
-	if (t.key[K_PYTHON] != NULL &&
-	    (m = conf_want_map(p, "python", t.key[K_PYTHON], t.val[K_PYTHON])) != NULL)
-		conf_map_walk(p, m, python_pair, NULL);
-	c->local.memory_budget = 0;
-	if (t.key[K_EXECUTORS] != NULL &&
-	    (m = conf_want_map(p, "executors", t.key[K_EXECUTORS], t.val[K_EXECUTORS])) != NULL)
-		conf_map_walk(p, m, executors_pair, NULL);
-	memory_budget_set = c->local.memory_budget != 0;
-	if (!memory_budget_set)
-		c->local.memory_budget = default_memory_budget();
-	if (t.key[K_RETENTION] != NULL &&
-	    (m = conf_want_map(p, "retention", t.key[K_RETENTION], t.val[K_RETENTION])) != NULL) {
-		struct conf_generic_arg g = { &conf_sec_retention, &c->retention, NULL, NULL };
-
-		conf_map_walk(p, m, conf_generic_pair, &g);
-	}
-	if (t.key[K_MAX_PARALLEL] != NULL) {
-		const struct conf_key *ck = conf_key_find(&conf_sec_top, "max_parallel", 12);
-
-		conf_set_generic(p, ck, conf_deref(p, t.val[K_MAX_PARALLEL]),
-		                 conf_pos(p, t.key[K_MAX_PARALLEL]), c);
-	}
-	if (t.key[K_MAIL] != NULL &&
-	    (m = conf_want_map(p, "mail", t.key[K_MAIL], t.val[K_MAIL])) != NULL) {
-		struct conf_generic_arg g = { &conf_sec_mail, &c->mail, mail_special, &c->mail };
-		struct diag_pos at = conf_pos(p, t.key[K_MAIL]);
-
-		conf_map_walk(p, m, conf_generic_pair, &g);
-		if (c->mail.smtp == NULL)
-			conf_err(p, at, "\"mail\" needs \"smtp\", the server to send through");
-		else if (c->mail.from == NULL)
-			conf_err(p, at, "\"mail\" needs \"from\", the sender address");
-		if (c->mail.password_file != NULL && c->mail.password_env != NULL)
-			conf_err(
-			        p, at,
-			        "\"mail\" has both \"password_file\" and \"password_env\": keep one");
-		if (c->mail.username != NULL && c->mail.password_file == NULL &&
-		    c->mail.password_env == NULL)
-			conf_err(
-			        p, at,
-			        "\"mail\" has a \"username\" but no \"password_file\" or \"password_env\"");
-	}
-
-	/* every job starts from these, then the defaults section, then its own keys */
-	dflt.j.kill_grace = 10;
-	dflt.j.executor = xstrdup("local");
-	dflt.j.retry_backoff = 30;
-	dflt.j.concurrency = CONF_CONC_FORBID;
-	dflt.j.catchup = CONF_CATCHUP_LATEST;
-	dflt.j.starting_deadline = 3600;
-	dflt.j.notify.on = CONF_NOTIFY_FAILURE;
-	dflt.j.interpreter = xstrdup(p->py_interpreter != NULL ? p->py_interpreter : "python3");
-	dflt.j.requirements = p->py_requirements != NULL ? xstrdup(p->py_requirements) : NULL;
-	if (t.key[K_DEFAULTS] != NULL &&
-	    (m = conf_want_map(p, "defaults", t.key[K_DEFAULTS], t.val[K_DEFAULTS])) != NULL) {
-		struct conf_job_arg jarg = { &dflt, true };
-
-		conf_map_walk(p, m, conf_job_pair, &jarg);
-	}
+	walk_sections(p, &t);
+	walk_defaults(p, &t, &dflt);
 	ja.dflt = &dflt;
 	if (t.key[K_JOBS] == NULL) {
 		conf_err(p, file_at, "no jobs: the file needs a \"jobs\" mapping");

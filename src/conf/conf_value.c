@@ -121,6 +121,24 @@ conf_email_ok(const char *s)
 	return *at != '\0' && *at != '.' && at[strlen(at) - 1] != '.' && strstr(at, "..") == NULL;
 }
 
+/* The string of scalar V, an item of "NAME" (KEYAT where it or its key stands), checked as
+ * an email address when EMAIL (a bad one reported at AT); NULL (reported) otherwise. Caller
+ * frees. */
+static char *
+strv_item(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat,
+          struct diag_pos at, bool email)
+{
+	char *s = conf_get_str(p, name, v, keyat), *q;
+
+	if (s == NULL || !email || conf_email_ok(s))
+		return s;
+	q = conf_quote_redacted(s);
+	conf_err(p, at, "%s is not an email address", q);
+	free(q);
+	free(s);
+	return NULL;
+}
+
 int
 conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat,
               struct conf_strv *out, bool one_ok, bool email)
@@ -129,20 +147,11 @@ conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_p
 	struct fy_node *item;
 	void *it = NULL;
 	int rc = 0;
+	char *s;
 
 	if (v != NULL && fy_node_is_scalar(v) && one_ok) {
-		char *s = conf_get_str(p, name, v, keyat);
-
-		if (s == NULL)
+		if ((s = strv_item(p, name, v, keyat, conf_pos(p, v), email)) == NULL)
 			return -1;
-		if (email && !conf_email_ok(s)) {
-			char *q = conf_quote_redacted(s);
-
-			conf_err(p, conf_pos(p, v), "%s is not an email address", q);
-			free(q);
-			free(s);
-			return -1;
-		}
 		conf_strv_push(out, s);
 		return 0;
 	}
@@ -154,15 +163,12 @@ conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_p
 	while ((item = fy_node_sequence_iterate(v, &it)) != NULL) {
 		struct diag_pos at = conf_pos_or(p, item, keyat);
 		struct fy_node *iv;
-		char *s;
 
 		if (!conf_visit(p, item)) {
 			rc = -1;
 			break;
 		}
-		iv = conf_deref(p, item);
-
-		if (iv == NULL) {
+		if ((iv = conf_deref(p, item)) == NULL) {
 			rc = -1;
 			continue;
 		}
@@ -170,23 +176,11 @@ conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct diag_p
 			conf_err(p, at, "each item of \"%s\" must be a string, not %s", name,
 			         conf_node_kind(iv));
 			rc = -1;
-			continue;
-		}
-		s = conf_get_str(p, name, iv, at);
-		if (s == NULL) {
+		} else if ((s = strv_item(p, name, iv, at, at, email)) == NULL) {
 			rc = -1;
-			continue;
+		} else {
+			conf_strv_push(&sv, s);
 		}
-		if (email && !conf_email_ok(s)) {
-			char *q = conf_quote_redacted(s);
-
-			conf_err(p, at, "%s is not an email address", q);
-			free(q);
-			free(s);
-			rc = -1;
-			continue;
-		}
-		conf_strv_push(&sv, s);
 	}
 	if (rc == 0 && sv.n == 0) {
 		conf_err(p, conf_pos_or(p, v, keyat), "\"%s\" is an empty list", name);
@@ -220,142 +214,198 @@ parse_int(const char *s, int64_t *out)
 	return 0;
 }
 
+/* The generic setters: each parses S, the value of key CK (at AT), into DST, or reports
+ * why not and leaves DST as it was. S stays the caller's, except that set_str takes it
+ * (and returns true) when it keeps it. */
+
+static bool
+set_str(struct pctx *p, const struct conf_key *ck, char *s, struct diag_pos at, void *dst)
+{
+	if (s[0] == '-') {
+		conf_err(p, at, "\"%s\" must not start with \"-\"", ck->name);
+		return false;
+	}
+	if (conf_blank(s)) {
+		conf_err(p, at, "\"%s\" is only whitespace", ck->name);
+		return false;
+	}
+	free(*(char **)dst);
+	*(char **)dst = s;
+	return true;
+}
+
+static void
+set_bool(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	char *q;
+
+	if (strcasecmp(s, "true") == 0) {
+		*(bool *)dst = true;
+	} else if (strcasecmp(s, "false") == 0) {
+		*(bool *)dst = false;
+	} else {
+		q = conf_quote_redacted(s);
+		conf_err(p, at, "\"%s\" must be true or false, not %s", ck->name, q);
+		free(q);
+	}
+}
+
+/* CK_INT and CK_INT64. */
+static void
+set_int(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	int64_t i64;
+	char *q;
+
+	if (parse_int(s, &i64) < 0 || i64 < ck->min || i64 > ck->max) {
+		q = conf_quote_redacted(s);
+		conf_err(p, at,
+		         "\"%s\" must be a whole number from %" PRId64 " to %" PRId64 ", not %s",
+		         ck->name, ck->min, ck->max, q);
+		free(q);
+		return;
+	}
+	if (ck->type == CK_INT)
+		*(int *)dst = (int)i64;
+	else
+		*(int64_t *)dst = i64;
+}
+
+static void
+set_size(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	char lim[32], got[32], *q;
+	const char *why;
+	uint64_t u64;
+
+	if (units_parse_size(s, &u64, &why) < 0) {
+		q = conf_quote_redacted(s);
+		conf_err(p, at, "\"%s\": bad size %s: %s", ck->name, q, why);
+		free(q);
+		return;
+	}
+	if (u64 < (uint64_t)ck->min) {
+		q = conf_quote_redacted(s);
+		units_format_size(u64, got, sizeof(got));
+		units_format_size((uint64_t)ck->min, lim, sizeof(lim));
+		conf_err(p, at, "\"%s\" is %s (%s), less than the least allowed, %s%s", ck->name, q,
+		         got, lim,
+		         strspn(s, "0123456789") == strlen(s)
+		                 ? " (a bare number is bytes: write 512MiB)"
+		                 : "");
+		free(q);
+		return;
+	}
+	*(uint64_t *)dst = u64;
+}
+
+static void
+set_dur(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	char lo[32], hi[32], *q;
+	const char *why;
+	int64_t i64;
+
+	if (units_parse_duration(s, &i64, &why) < 0) {
+		q = conf_quote_redacted(s);
+		conf_err(p, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
+		free(q);
+		return;
+	}
+	if (i64 < ck->min || i64 > ck->max) {
+		q = conf_quote_redacted(s);
+		units_format_duration((double)ck->min, lo, sizeof(lo));
+		units_format_duration((double)ck->max, hi, sizeof(hi));
+		conf_err(p, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo, hi, q);
+		free(q);
+		return;
+	}
+	*(int64_t *)dst = i64;
+}
+
+/* The value index, or a message with the values and the closest one. */
+static void
+set_enum(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+	struct buf b;
+	char *q;
+	int rc = 0;
+
+	for (size_t k = 0; ck->values[k] != NULL; k++) {
+		if (strcmp(ck->values[k], s) == 0) {
+			*(int *)dst = (int)k;
+			return;
+		}
+	}
+	buf_init(&b, BUF_MAX_MSG);
+	for (size_t k = 0; ck->values[k] != NULL; k++) {
+		size_t dd =
+		        conf_edit_distance(s, strlen(s), ck->values[k], strlen(ck->values[k]), 2);
+
+		if (dd < bestd) {
+			bestd = dd;
+			best = ck->values[k];
+		}
+		rc |= buf_printf(&b, "%s%s", k > 0 ? ", " : "", ck->values[k]);
+	}
+	assert(rc == 0);
+	q = conf_quote_redacted(s);
+	if (best != NULL)
+		conf_err(p, at, "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)", ck->name,
+		         buf_cstr(&b), q, best);
+	else
+		conf_err(p, at, "\"%s\" must be one of %s, not %s", ck->name, buf_cstr(&b), q);
+	free(q);
+	buf_free(&b);
+}
+
 void
 conf_set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v,
                  struct diag_pos keyat, void *base)
 {
-	char *dst = (char *)base + ck->off;
+	void *dst = (char *)base + ck->off;
 	struct diag_pos at = conf_pos_or(p, v, keyat);
-	const char *why;
-	char *s, *q;
-	int64_t i64;
-	uint64_t u64;
+	char *s;
 
 	if (ck->type == CK_STRV) {
 		struct conf_strv sv = { NULL, 0 };
 
 		if (conf_get_strv(p, ck->name, v, keyat, &sv, false, false) == 0) {
-			conf_strv_free((struct conf_strv *)(void *)dst);
-			*(struct conf_strv *)(void *)dst = sv;
+			conf_strv_free(dst);
+			*(struct conf_strv *)dst = sv;
 		}
 		return;
 	}
-	s = conf_get_str(p, ck->name, v, keyat);
-	if (s == NULL)
+	if ((s = conf_get_str(p, ck->name, v, keyat)) == NULL)
 		return;
-	q = conf_quote_redacted(s);
 	switch (ck->type) {
 	case CK_STR:
-		if (s[0] == '-') {
-			conf_err(p, at, "\"%s\" must not start with \"-\"", ck->name);
-			break;
-		}
-		if (conf_blank(s)) {
-			conf_err(p, at, "\"%s\" is only whitespace", ck->name);
-			break;
-		}
-		free(*(char **)(void *)dst);
-		*(char **)(void *)dst = s;
-		s = NULL;
+		if (set_str(p, ck, s, at, dst))
+			s = NULL;
 		break;
 	case CK_BOOL:
-		if (strcasecmp(s, "true") == 0)
-			*(bool *)(void *)dst = true;
-		else if (strcasecmp(s, "false") == 0)
-			*(bool *)(void *)dst = false;
-		else
-			conf_err(p, at, "\"%s\" must be true or false, not %s", ck->name, q);
+		set_bool(p, ck, s, at, dst);
 		break;
 	case CK_INT:
 	case CK_INT64:
-		if (parse_int(s, &i64) < 0 || i64 < ck->min || i64 > ck->max) {
-			conf_err(p, at,
-			         "\"%s\" must be a whole number from %" PRId64 " to %" PRId64
-			         ", not %s",
-			         ck->name, ck->min, ck->max, q);
-			break;
-		}
-		if (ck->type == CK_INT)
-			*(int *)(void *)dst = (int)i64;
-		else
-			*(int64_t *)(void *)dst = i64;
+		set_int(p, ck, s, at, dst);
 		break;
-	case CK_SIZE: {
-		char lim[32], got[32];
-
-		if (units_parse_size(s, &u64, &why) < 0) {
-			conf_err(p, at, "\"%s\": bad size %s: %s", ck->name, q, why);
-			break;
-		}
-		units_format_size(u64, got, sizeof(got));
-		if (u64 < (uint64_t)ck->min) {
-			units_format_size((uint64_t)ck->min, lim, sizeof(lim));
-			conf_err(p, at, "\"%s\" is %s (%s), less than the least allowed, %s%s",
-			         ck->name, q, got, lim,
-			         strspn(s, "0123456789") == strlen(s)
-			                 ? " (a bare number is bytes: write 512MiB)"
-			                 : "");
-			break;
-		}
-		*(uint64_t *)(void *)dst = u64;
+	case CK_SIZE:
+		set_size(p, ck, s, at, dst);
 		break;
-	}
 	case CK_DUR:
-		if (units_parse_duration(s, &i64, &why) < 0) {
-			conf_err(p, at, "\"%s\": bad duration %s: %s", ck->name, q, why);
-			break;
-		}
-		if (i64 < ck->min || i64 > ck->max) {
-			char lo[32], hi[32];
-
-			units_format_duration((double)ck->min, lo, sizeof(lo));
-			units_format_duration((double)ck->max, hi, sizeof(hi));
-			conf_err(p, at, "\"%s\" must be from %s to %s, not %s", ck->name, lo, hi,
-			         q);
-			break;
-		}
-		*(int64_t *)(void *)dst = i64;
+		set_dur(p, ck, s, at, dst);
 		break;
-	case CK_ENUM: {
-		size_t k, nv = 0;
-		const char *best = NULL;
-		size_t bestd = 3;
-		struct buf b;
-		int rc = 0;
-
-		for (k = 0; ck->values[k] != NULL; k++) {
-			if (strcmp(ck->values[k], s) == 0)
-				break;
-			size_t dd = conf_edit_distance(s, strlen(s), ck->values[k],
-			                               strlen(ck->values[k]), 2);
-			if (dd < bestd) {
-				bestd = dd;
-				best = ck->values[k];
-			}
-		}
-		if (ck->values[k] != NULL) {
-			*(int *)(void *)dst = (int)k;
-			break;
-		}
-		buf_init(&b, BUF_MAX_MSG);
-		for (nv = 0; ck->values[nv] != NULL; nv++)
-			rc |= buf_printf(&b, "%s%s", nv > 0 ? ", " : "", ck->values[nv]);
-		assert(rc == 0);
-		if (best != NULL)
-			conf_err(p, at, "\"%s\" must be one of %s, not %s (did you mean \"%s\"?)",
-			         ck->name, buf_cstr(&b), q, best);
-		else
-			conf_err(p, at, "\"%s\" must be one of %s, not %s", ck->name, buf_cstr(&b),
-			         q);
-		buf_free(&b);
+	case CK_ENUM:
+		set_enum(p, ck, s, at, dst);
 		break;
-	}
 	case CK_STRV:
 	case CK_SPECIAL:
 		assert(0 && "not a generic key");
 		break;
 	}
-	free(q);
 	free(s);
 }
 

@@ -223,70 +223,61 @@ is_merge_key(struct fy_node_pair *pr, const char *k, size_t klen)
 	       fy_node_get_style(kn) == FYNS_PLAIN;
 }
 
-void
-conf_map_walk(struct pctx *p, struct fy_node *m, conf_pair_fn fn, void *arg)
+/* The mappings that MERGE, the value of a "<<", brings in (itself, or the items of a list of
+ * them), into SRCS; returns how many. */
+static size_t
+merge_sources(struct pctx *p, struct fy_node *merge, struct fy_node **srcs)
 {
-	struct fy_node *merge = NULL, *srcs[16];
-	struct fy_node_pair *pr;
-	size_t nsrc = 0, klen;
-	const char *k;
+	struct fy_node *mv = conf_deref(p, merge), *item;
 	void *it = NULL;
+	size_t nsrc = 0;
 
-	while ((pr = fy_node_mapping_iterate(m, &it)) != NULL) {
-		if (!conf_visit(p, fy_node_pair_key(pr)))
-			return;
-		if ((k = key_text(p, pr, m, &klen)) == NULL)
-			continue;
-		if (is_merge_key(pr, k, klen)) {
-			merge = fy_node_pair_value(pr);
-			if (merge == NULL)
-				conf_err(p, conf_pos(p, fy_node_pair_key(pr)),
-				         "\"<<\" has no value");
-			continue;
-		}
-		fn(p, fy_node_pair_key(pr), k, klen, fy_node_pair_value(pr), arg);
+	if (mv == NULL)
+		return 0;
+	if (fy_node_is_mapping(mv)) {
+		srcs[0] = mv;
+		return 1;
 	}
-	if (merge == NULL)
-		return;
-	{
-		struct fy_node *mv = conf_deref(p, merge);
+	if (!fy_node_is_sequence(mv)) {
+		conf_err(p, conf_pos(p, merge),
+		         "\"<<\" merges a mapping or a list of mappings, not %s",
+		         conf_node_kind(mv));
+		return 0;
+	}
+	while ((item = fy_node_sequence_iterate(mv, &it)) != NULL) {
+		struct fy_node *iv;
 
-		if (mv != NULL && fy_node_is_mapping(mv)) {
-			srcs[nsrc++] = mv;
-		} else if (mv != NULL && fy_node_is_sequence(mv)) {
-			struct fy_node *item;
-			void *sit = NULL;
-
-			while ((item = fy_node_sequence_iterate(mv, &sit)) != NULL) {
-				struct fy_node *iv;
-
-				if (!conf_visit(p, item))
-					return;
-				iv = conf_deref(p, item);
-
-				if (iv == NULL)
-					continue;
-				if (!fy_node_is_mapping(iv)) {
-					conf_err(p, conf_pos(p, item),
-					         "\"<<\" merges mappings, not %s",
-					         conf_node_kind(iv));
-				} else if (nsrc == EPH_ARRAY_LEN(srcs)) {
-					conf_err(p, conf_pos(p, item),
-					         "\"<<\" merges at most %zu mappings",
-					         EPH_ARRAY_LEN(srcs));
-					break;
-				} else {
-					srcs[nsrc++] = iv;
-				}
-			}
-		} else if (mv != NULL) {
-			conf_err(p, conf_pos(p, merge),
-			         "\"<<\" merges a mapping or a list of mappings, not %s",
-			         conf_node_kind(mv));
+		if (!conf_visit(p, item))
+			return 0;
+		if ((iv = conf_deref(p, item)) == NULL)
+			continue;
+		if (!fy_node_is_mapping(iv)) {
+			conf_err(p, conf_pos(p, item), "\"<<\" merges mappings, not %s",
+			         conf_node_kind(iv));
+		} else if (nsrc == CONF_MERGE_MAX) {
+			conf_err(p, conf_pos(p, item), "\"<<\" merges at most %d mappings",
+			         CONF_MERGE_MAX);
+			break;
+		} else {
+			srcs[nsrc++] = iv;
 		}
 	}
+	return nsrc;
+}
+
+/* Calls FN for each key of the NSRC mappings SRCS merged into M that neither M nor an
+ * earlier one of SRCS has. */
+static void
+walk_merged(struct pctx *p, struct fy_node *m, struct fy_node **srcs, size_t nsrc, conf_pair_fn fn,
+            void *arg)
+{
+	struct fy_node_pair *pr;
+	const char *k;
+	size_t klen;
+
 	for (size_t i = 0; i < nsrc; i++) {
-		it = NULL;
+		void *it = NULL;
+
 		while ((pr = fy_node_mapping_iterate(srcs[i], &it)) != NULL) {
 			bool shadowed;
 
@@ -307,6 +298,33 @@ conf_map_walk(struct pctx *p, struct fy_node *m, conf_pair_fn fn, void *arg)
 				fn(p, fy_node_pair_key(pr), k, klen, fy_node_pair_value(pr), arg);
 		}
 	}
+}
+
+void
+conf_map_walk(struct pctx *p, struct fy_node *m, conf_pair_fn fn, void *arg)
+{
+	struct fy_node *merge = NULL, *srcs[CONF_MERGE_MAX];
+	struct fy_node_pair *pr;
+	size_t klen;
+	const char *k;
+	void *it = NULL;
+
+	while ((pr = fy_node_mapping_iterate(m, &it)) != NULL) {
+		if (!conf_visit(p, fy_node_pair_key(pr)))
+			return;
+		if ((k = key_text(p, pr, m, &klen)) == NULL)
+			continue;
+		if (is_merge_key(pr, k, klen)) {
+			merge = fy_node_pair_value(pr);
+			if (merge == NULL)
+				conf_err(p, conf_pos(p, fy_node_pair_key(pr)),
+				         "\"<<\" has no value");
+			continue;
+		}
+		fn(p, fy_node_pair_key(pr), k, klen, fy_node_pair_value(pr), arg);
+	}
+	if (merge != NULL)
+		walk_merged(p, m, srcs, merge_sources(p, merge, srcs), fn, arg);
 }
 
 void
