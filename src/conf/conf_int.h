@@ -128,6 +128,8 @@ bool conf_blank(const char *s);
 char *conf_get_str(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat);
 char *conf_dup_counted(struct pctx *p, const char *s, struct diag_pos at);
 void conf_strv_free(struct conf_strv *sv);
+/* Appends S to SV, which owns it then. SV is empty or was built by this function alone:
+ * its room is implied by its length. */
 void conf_strv_push(struct conf_strv *sv, char *s);
 void conf_strv_copy(struct pctx *p, struct conf_strv *dst, const struct conf_strv *src,
                     struct diag_pos at);

@@ -88,7 +88,10 @@ conf_strv_free(struct conf_strv *sv)
 void
 conf_strv_push(struct conf_strv *sv, char *s)
 {
-	sv->v = xreallocarray(sv->v, sv->n + 2, sizeof(*sv->v));
+	/* the room is implied by n: the least power of two that holds n + 1 pointers, so the
+	 * vector doubles when n + 1 is one (pushing n strings copies O(n) pointers, not n^2) */
+	if (sv->v == NULL || ((sv->n + 1) & sv->n) == 0)
+		sv->v = xreallocarray(sv->v, 2 * (sv->n + 1), sizeof(*sv->v));
 	sv->v[sv->n++] = s;
 	sv->v[sv->n] = NULL;
 }
