@@ -2,6 +2,7 @@
 NAME.err, the exact stderr), success output, exit statuses, --json, and the inputs that
 cannot be committed (huge, binary)."""
 
+import importlib.util
 import json
 import os
 import time
@@ -253,3 +254,32 @@ def test_the_documented_example_is_valid(tmp_path):
     f.write_text(example)
     p = run_eph(["validate", str(f)])
     assert (p.returncode, p.stdout, p.stderr) == (0, f"{f}: 2 jobs OK\n", "")
+
+
+def _hostile():
+    spec = importlib.util.spec_from_file_location("conf_hostile", ROOT / "bench" / "conf_hostile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("case,ok", [
+    ("flowkeys-32000", True),          # 67 s and more before: a quadratic duplicate-key check
+    ("mergekeys-10000-2000", False),   # 28 s, 20 million errors
+    ("envanchor-20000-2000", False),   # 25 s
+    ("cmdanchor-20000-2000", False),   # 66 s on the ASan build
+])
+def test_hostile_files_are_answered_quickly(tmp_path, case, ok):
+    f = tmp_path / f"{case}.yaml"
+    f.write_text(_hostile().BIG[case]())
+    t0 = time.monotonic()
+    p = run_eph(["validate", f.name], cwd=tmp_path)
+    assert time.monotonic() - t0 < 10
+    assert p.returncode == (0 if ok else 2)
+    lines = p.stderr.splitlines()
+    assert len(lines) <= 101
+    if case.startswith("mergekeys"):
+        assert lines[0] == f"{f.name}: too many errors, stopping: these are the first 100"
+        assert lines[1] == f'{f.name}:2:3: unknown key "u0" (did you mean "run"?)'
+    elif not ok:
+        assert lines[-1].endswith("once aliases are followed")
