@@ -644,10 +644,12 @@ conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, 
 	jb.j.line = at.line;
 	jb.j.col = at.col;
 	conf_map_walk(p, m, conf_job_pair, &jarg);
-	q = conf_quote(k, klen);
-	job_check(p, &jb, q, at);
-	free(q);
-	if (conf_nerrors(p) != before) {
+	if (!p->halted) { /* else its keys were not all read: the checks would mislead */
+		q = conf_quote(k, klen);
+		job_check(p, &jb, q, at);
+		free(q);
+	}
+	if (conf_nerrors(p) != before || p->halted) {
 		conf_job_clear(&jb.j);
 		return;
 	}

@@ -242,6 +242,8 @@ walk_mail(struct pctx *p, const struct top *t)
 		return;
 	at = conf_pos(p, t->key[K_MAIL]);
 	conf_map_walk(p, m, conf_generic_pair, &g);
+	if (p->halted)
+		return; /* its keys were not all read */
 	if (mail->smtp == NULL)
 		conf_err(p, at, "\"mail\" needs \"smtp\", the server to send through");
 	else if (mail->from == NULL)
@@ -318,6 +320,8 @@ conf_walk(struct pctx *p, struct fy_node *root)
 	memset(&t, 0, sizeof(t));
 	memset(&ja, 0, sizeof(ja));
 	conf_map_walk(p, root, top_pair, &t);
+	if (p->halted)
+		return; /* the top level was not all read: "no jobs" could be wrong */
 	walk_sections(p, &t);
 	walk_defaults(p, &t, &dflt);
 	ja.dflt = &dflt;

@@ -481,8 +481,8 @@ alias_expansion_is_bounded(void **state)
 
 /* A file built by hostile_file: KIND 'f' one mapping of N keys that are flow sequences,
  * 'm' an anchor of N unknown keys merged into M jobs, 'e' an anchor of N env variables
- * used by M jobs, 'c' an anchor of an N-item command used by M jobs (as
- * bench/conf_hostile.py writes them). */
+ * used by M jobs, 'c' an anchor of an N-item command used by M jobs ('C' the same with
+ * the command before the schedule), as bench/conf_hostile.py writes them. */
 static void
 hostile_file(struct buf *b, char kind, int n, int m)
 {
@@ -493,7 +493,7 @@ hostile_file(struct buf *b, char kind, int n, int m)
 	for (int i = 0; i < n; i++) {
 		if (kind == 'f')
 			rc |= buf_printf(b, "  [%d]: 0\n", i);
-		else if (kind == 'c')
+		else if (kind == 'c' || kind == 'C')
 			rc |= buf_puts(b, "  - a\n");
 		else
 			rc |= buf_printf(b, "  %c%d: x\n", kind == 'e' ? 'V' : 'u', i);
@@ -506,8 +506,10 @@ hostile_file(struct buf *b, char kind, int n, int m)
 			rc |= buf_printf(b, "  j%d: {<<: *a, schedule: '@daily', run: x}\n", i);
 		else if (kind == 'e')
 			rc |= buf_printf(b, "  j%d: {schedule: '@daily', run: x, env: *a}\n", i);
-		else
+		else if (kind == 'c')
 			rc |= buf_printf(b, "  j%d: {schedule: '@daily', command: *a}\n", i);
+		else
+			rc |= buf_printf(b, "  j%d: {command: *a, schedule: '@daily'}\n", i);
 	}
 	assert_int_equal(rc, 0);
 }
@@ -602,6 +604,23 @@ errors_are_shown_once_and_bounded(void **state)
 	assert_has(e, "0:0: too many errors, stopping: these are the first 100\n2:3: ");
 	assert_has(e, "101:3: unknown key \"u99\"\n");
 	assert_true(strstr(e, "u100") == NULL);
+	free(e);
+	buf_free(&b);
+}
+
+/* Once the budget is spent, the walk stops, and the job it stopped in is not judged on the
+ * keys it did not read: one error, not "job j55 has no schedule" as well. */
+static void
+a_spent_budget_is_the_only_error(void **state)
+{
+	struct buf b;
+	char *e;
+
+	(void)state;
+	hostile_file(&b, 'C', 20000, 2000);
+	e = load_err(buf_cstr(&b));
+	assert_has(e, "the file expands to more than ");
+	assert_string_equal(strchr(e, '\n'), "\n"); /* one line */
 	free(e);
 	buf_free(&b);
 }
@@ -906,6 +925,7 @@ main(void)
 		cmocka_unit_test(alias_expansion_is_bounded),
 		cmocka_unit_test(hostile_files_load_quickly),
 		cmocka_unit_test(errors_are_shown_once_and_bounded),
+		cmocka_unit_test(a_spent_budget_is_the_only_error),
 		cmocka_unit_test(meaningless_values_are_refused),
 		cmocka_unit_test(env_merges_in_order_and_is_bounded),
 		cmocka_unit_test(a_trailing_empty_document_has_a_position),
