@@ -42,6 +42,8 @@ struct jobb {
 	bool has_schedule, email_from_defaults;
 };
 
+/* The context of one load: the file, where its errors go, the configuration being built,
+ * and what bounds the work. */
 struct pctx {
 	const char *file;
 	struct diag *d;
@@ -61,6 +63,7 @@ struct pctx {
 	bool defaults_email_reported;
 };
 
+/* Called by conf_map_walk for each key K (KLEN bytes, node KEY) and its value VAL. */
 typedef void (*conf_pair_fn)(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
                              struct fy_node *val, void *arg);
 
@@ -73,13 +76,15 @@ struct conf_generic_arg {
 	void *special_arg;
 };
 
+/* The job or defaults being read (conf_job_pair). */
 struct conf_job_arg {
 	struct jobb *jb;
-	bool defaults;
+	bool defaults; /* the defaults section: no schedule, run or command */
 };
 
+/* The jobs mapping being read (conf_jobs_pair). */
 struct conf_jobs_arg {
-	const struct jobb *dflt;
+	const struct jobb *dflt; /* what every job starts from */
 	struct conf_job *jobs;
 	size_t n, cap;
 	bool too_many;
@@ -99,11 +104,16 @@ char *conf_quote(const char *s, size_t len);
 /* S quoted for a message, without the userinfo of any URL in it (a value echoed in an error
  * must not show a password). Caller frees. */
 char *conf_quote_redacted(const char *s);
+/* Reports an error at AT: into D the first time, a repeat (same place, same message) only
+ * counted. Past CONF_MAX_ERRORS distinct errors or CONF_MAX_RAISED raised ones it says so,
+ * once, and halts the walk. Loading stays bounded this way: an alias repeats the errors of
+ * what it leads to wherever it is used. */
 void conf_err(struct pctx *p, struct diag_pos at, const char *fmt, ...) EPH_PRINTF(3, 4);
 /* Errors raised so far, repeats included: what tells whether a part of the file failed. */
 size_t conf_nerrors(const struct pctx *p);
 /* N with aliases followed; NULL (reported) for an alias that leads nowhere. */
 struct fy_node *conf_deref(struct pctx *p, struct fy_node *n);
+/* "a mapping", "a list", "a scalar" or "nothing", for messages. */
 const char *conf_node_kind(struct fy_node *n);
 /* Counts LEN + 1 bytes of work against the budget; false when it is spent (reported once,
  * and the walk halts). */
@@ -124,13 +134,18 @@ struct fy_node *conf_want_map(struct pctx *p, const char *name, struct fy_node *
 
 /* Whether S holds only whitespace. */
 bool conf_blank(const char *s);
-/* As scalar(), into a new string the caller frees. */
+/* The text of scalar value V of key NAME (KEYAT where the key stands): a non-empty string
+ * without NUL bytes, counted against the budget, in a new string the caller frees; NULL
+ * (reported) otherwise. */
 char *conf_get_str(struct pctx *p, const char *name, struct fy_node *v, struct diag_pos keyat);
+/* A copy of S (NULL stays NULL), counted against the budget; NULL once it is spent. */
 char *conf_dup_counted(struct pctx *p, const char *s, struct diag_pos at);
+/* Frees SV's strings and vector, and leaves it empty. */
 void conf_strv_free(struct conf_strv *sv);
 /* Appends S to SV, which owns it then. SV is empty or was built by this function alone:
  * its room is implied by its length. */
 void conf_strv_push(struct conf_strv *sv, char *s);
+/* Appends copies of SRC's strings to DST, counted against the budget. */
 void conf_strv_copy(struct pctx *p, struct conf_strv *dst, const struct conf_strv *src,
                     struct diag_pos at);
 /* An email address, checked for the basic shape local@domain.tld. */
@@ -142,6 +157,7 @@ int conf_get_strv(struct pctx *p, const char *name, struct fy_node *v, struct di
 /* Parses V as key CK's generic type into the section struct at BASE. */
 void conf_set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v,
                       struct diag_pos keyat, void *base);
+/* A conf_pair_fn for a section of generic keys: ARG is a struct conf_generic_arg. */
 void conf_generic_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
                        struct fy_node *v, void *arg);
 
@@ -153,14 +169,19 @@ void conf_dup_keys(struct pctx *p, struct fy_node *n);
 
 /* ---- conf_job.c ---- */
 
+/* Frees what job J owns (before compaction) and zeroes it. */
 void conf_job_clear(struct conf_job *j);
+/* A conf_pair_fn for the keys of a job or of the defaults: ARG is a struct conf_job_arg. */
 void conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
                    struct fy_node *v, void *arg);
+/* A conf_pair_fn for the jobs mapping, a job a pair: ARG is a struct conf_jobs_arg, whose
+ * jobs get each valid one. */
 void conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
                     struct fy_node *v, void *arg);
 
 /* ---- conf_section.c ---- */
 
+/* Sets C's sections to their defaults (docs/jobs-file.md), before the file is read. */
 void conf_init_defaults(struct conf *c);
 /* Walks the document's root into P->c. */
 void conf_walk(struct pctx *p, struct fy_node *root);
