@@ -11,6 +11,19 @@
 #include "util/diag.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+const char *__lsan_default_suppressions(void);
+
+/* libfyaml 0.7.12 (Debian 12) leaks 4 KiB in fy_atom_format_text when a scalar comes out
+ * longer than it measured it, as a single-quoted one with a long run of '' does (fixed
+ * upstream: "atom: Call iter_finish on error in fy_atom_format_text()"). Its frames cannot
+ * be unwound without slowing every malloc, so the leaks of allocations made inside libfyaml
+ * are left to the unit tests (ASan and valgrind, no suppression), and the fuzzer goes on
+ * past this one instead of stopping at it. */
+const char *
+__lsan_default_suppressions(void)
+{
+	return "leak:libfyaml.so\n";
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
