@@ -1292,7 +1292,7 @@ daemon_run(const struct daemon_opts *o)
 	if (dm->repo != NULL)
 		dlog(DLOG_INFO, 0, NULL, "following %s%s%s: fetched every %llds", dm_repo_shown(dm),
 		     o->branch != NULL ? ", branch " : "", o->branch != NULL ? o->branch : "",
-		     (long long)dm->conf->source.refresh);
+		     (long long)(dm->conf->source.refresh > 0 ? dm->conf->source.refresh : 1));
 	dlog(DLOG_INFO, 0, NULL, "started: pid %d, %zu jobs from %s, state in %s", (int)getpid(),
 	     dm->conf->njobs, dm->conf_path, o->state_dir);
 	uv_run(&dm->loop, UV_RUN_DEFAULT);

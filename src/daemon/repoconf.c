@@ -35,6 +35,7 @@
 #include "util/xalloc.h"
 
 #define REPO_GOOD_FILE "from-repo.json" /* in the state directory: the last good commit */
+#define REPO_MIN_POLL_MS 1000           /* source.refresh 0 polls the jobs file this often */
 
 struct drepo {
 	struct daemon *dm;
@@ -522,7 +523,11 @@ dm_repo_arm(struct daemon *dm)
 
 	if (rp == NULL || dm->stopping)
 		return;
+	/* refresh 0 fetches before every run (they fetch themselves, unless pinned to the jobs
+	 * file's commit); the jobs file is still polled at most once a second */
 	ms = dm->conf->source.refresh * 1000;
+	if (ms < REPO_MIN_POLL_MS)
+		ms = REPO_MIN_POLL_MS;
 	if (!rp->timer_open) {
 		uv_timer_init(&dm->loop, &rp->timer);
 		rp->timer.data = dm;

@@ -83,6 +83,17 @@ def test_new_commit_reloads_and_runs_are_pinned_to_it(tmp_path, state_dir, daemo
     assert [r["commit_id"] for r in rows(state_dir)][-1] == c2
 
 
+def test_refresh_0_still_polls_the_jobs_file_every_second(tmp_path, state_dir, daemons):
+    # refresh 0: each run fetches; the daemon's own fetch of the jobs file comes every second
+    repo, c1 = make_repo(tmp_path, JOBS.format(word="one").replace("1s", "0", 1))
+    d = daemons("ephemeron.yaml", state_dir, extra=("--from-repo", f"file://{repo}"))
+    assert "fetched every 1s" in d.text(), d.text()
+    for word in ("two", "three"):  # not a single fetch: it keeps polling
+        c = commit(repo, JOBS.format(word=word).replace("1s", "0", 1), word)
+        wait_for(lambda: f"(new commit {c[:12]})" in d.text(), what=f"the reload to {word}")
+    assert d.stop() == 0
+
+
 def test_a_broken_commit_keeps_the_last_good_one_also_across_a_restart(tmp_path, state_dir,
                                                                         daemons):
     repo, c1 = make_repo(tmp_path, JOBS.format(word="good"))

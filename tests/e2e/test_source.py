@@ -59,8 +59,8 @@ def mirror_key(url):
     return hashlib.sha256(url.encode()).hexdigest()[:32]
 
 
-def jobs_file(tmp_path, repo=None, extra=""):
-    src = f"source:\n  repo: {repo}\n  refresh: 1s\n{extra}" if repo else ""
+def jobs_file(tmp_path, repo=None, extra="", refresh="1s"):
+    src = f"source:\n  repo: {repo}\n  refresh: {refresh}\n{extra}" if repo else ""
     f = tmp_path / "ephemeron.yaml"
     f.write_text(src + textwrap.dedent("""\
         jobs:
@@ -230,6 +230,20 @@ def test_push_between_two_runs_each_records_its_own_commit(tmp_path, state_dir, 
     assert (state_dir / "src" / first).is_dir()
     time.sleep(1.1)  # refresh: 1s
     second = origin("job.txt", "two\n")
+    p, r2 = run_json(jobs)
+    assert p.returncode == 0, p.stderr
+    assert run_commit(state_dir, r2["id"])[0] == second
+
+
+def test_refresh_0_fetches_before_every_run(tmp_path, state_dir, origin):
+    """`refresh: 0` is `git pull` before each run: a push just after a run is in the next."""
+    first = origin("job.txt", "one\n")
+    jobs = jobs_file(tmp_path, origin.url, refresh="0")
+    p, r1 = run_json(jobs)
+    require_pinning(state_dir, r1)
+    assert p.returncode == 0, p.stderr
+    assert run_commit(state_dir, r1["id"])[0] == first
+    second = origin("job.txt", "two\n")  # at once: no refresh to wait for
     p, r2 = run_json(jobs)
     assert p.returncode == 0, p.stderr
     assert run_commit(state_dir, r2["id"])[0] == second
