@@ -346,207 +346,268 @@ source_in_place(const char *dir, struct source_pin *pin)
 	return 0;
 }
 
+/* What source_resolve works with, for one repository source. */
+struct resolve {
+	const struct conf_source *src;
+	struct diag *d;
+	char *url;               /* as git fetches it (may hold credentials) */
+	char *shown;             /* without credentials */
+	char *mdir;              /* STATE/mirrors */
+	char *mirror;            /* STATE/mirrors/<key>.git */
+	char *lockp;             /* its lock */
+	int lock;                /* LOCK_EX on it, or -1 */
+	json_t *state;           /* the mirror's eph-state.json */
+	bool exists;             /* the mirror exists */
+	bool dirty;              /* STATE changed: write it back */
+	const char *fetch_error; /* the last attempt's error when it failed (in STATE), or NULL */
+};
+
+static void
+resolve_free(struct resolve *r)
+{
+	if (r->lock >= 0)
+		close(r->lock);
+	json_decref(r->state);
+	free(r->url);
+	free(r->shown);
+	free(r->mdir);
+	free(r->mirror);
+	free(r->lockp);
+}
+
+/* Takes the mirror's lock and reads its state. 0, or -errno with the message in R->d. */
+static int
+resolve_lock(struct resolve *r, const char *state_dir)
+{
+	char *key = source_mirror_key(r->url), *head;
+	int rc;
+
+	r->shown = gitrun_redact(r->url);
+	r->mdir = xasprintf("%s/mirrors", state_dir);
+	r->mirror = xasprintf("%s/%s.git", r->mdir, key);
+	r->lockp = xasprintf("%s.lock", r->mirror);
+	free(key);
+	if ((rc = fsio_mkdirs(r->mdir, 0700)) < 0) {
+		source_err(r->d, "cannot create %s: %s", r->mdir, strerror(-rc));
+		return rc;
+	}
+	r->lock = source_cache_lock(r->lockp, false);
+	if (r->lock < 0) {
+		source_err(r->d, "cannot lock %s: %s", r->lockp, strerror(-r->lock));
+		return r->lock;
+	}
+	head = xasprintf("%s/HEAD", r->mirror);
+	r->exists = source_exists(head);
+	free(head);
+	r->state = r->exists ? source_state_read(r->mirror) : json_object();
+	return 0;
+}
+
+/* Clones or fetches the mirror when its last attempt is older than source.refresh (never for a
+ * pinned commit), recording the attempt; then notes a failed last attempt in R->fetch_error.
+ * 0, or -errno with the message in R->d: no mirror (pinned, or the clone failed), or the fetch
+ * failed with on_fetch_error: fail. */
+static int
+resolve_fetch(struct resolve *r)
+{
+	const struct conf_source *src = r->src;
+	double now = clock_real(), last = source_json_num(r->state, "attempt_at");
+	char *why = NULL;
+	int rc;
+
+	/* a pinned commit (src->commit) is used as it is: its daemon fetches */
+	if (src->commit != NULL && !r->exists) {
+		source_err(r->d, "no mirror of %s in %s", r->shown, r->mdir);
+		return -ENOENT;
+	}
+	if (src->commit == NULL &&
+	    (!r->exists || last <= 0 || now < last || now - last >= (double)src->refresh)) {
+		int64_t ms = src->fetch_timeout > 0 ? src->fetch_timeout * 1000 : 0;
+
+		rc = source_fetch(r->url, r->mirror, r->exists, ms, &why);
+		if (rc < 0 && !r->exists) {
+			source_err(r->d, "cannot clone %s: %s", r->shown, why);
+			free(why);
+			return rc;
+		}
+		if (!r->exists) {
+			json_decref(r->state);
+			r->state = source_state_read(r->mirror);
+			r->exists = true;
+		}
+		source_state_attempt(r->state, now, rc == 0, why);
+		r->dirty = true;
+		free(why);
+	}
+	if (json_is_true(json_object_get(r->state, "ok")))
+		return 0;
+	r->fetch_error = json_string_value(json_object_get(r->state, "error"));
+	if (r->fetch_error == NULL)
+		r->fetch_error = "unknown error";
+	if (src->on_fetch_error == CONF_FETCH_FAIL) {
+		source_err(r->d, "cannot fetch %s: %s (source.on_fetch_error is fail)", r->shown,
+		           r->fetch_error);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* The branch to resolve into *BRANCH (caller frees): source.branch, else the mirror's HEAD;
+ * NULL for a pinned commit whose mirror has none. 0, or -ENOENT with the message in R->d. */
+static int
+resolve_branch(struct resolve *r, char **branch)
+{
+	const char *a[] = { "--git-dir", r->mirror, "symbolic-ref", "--quiet", "--short",
+		            "HEAD",      NULL };
+
+	if (r->src->branch != NULL) {
+		*branch = xstrdup(r->src->branch);
+		return 0;
+	}
+	if (source_git(a, SOURCE_LOCAL_MS, branch, NULL) == 0 && (*branch)[0] != '\0')
+		return 0;
+	free(*branch);
+	*branch = NULL;
+	if (r->src->commit != NULL)
+		return 0; /* pinned: the commit is known; the branch was for people only */
+	source_err(r->d, "%s has no default branch: set source.branch", r->shown);
+	return -ENOENT;
+}
+
+/* BRANCH is gone from the mirror: its last known commit into PIN->commit (with a warning) when
+ * on_fetch_error is use_last and the mirror still has it. 0, or -ENOENT with the message in
+ * R->d. */
+static int
+resolve_deleted(struct resolve *r, const char *branch, struct source_pin *pin)
+{
+	json_t *branches = json_object_get(r->state, "branches");
+	const char *last = json_string_value(json_object_get(branches, branch));
+	bool have = false;
+
+	if (last == NULL) {
+		source_err(r->d, "branch %s does not exist on %s", branch, r->shown);
+		return -ENOENT;
+	}
+	if (r->src->on_fetch_error == CONF_FETCH_USE_LAST) {
+		char *spec = xasprintf("%s^{commit}", last);
+		const char *a[] = { "--git-dir", r->mirror, "cat-file", "-e", spec, NULL };
+
+		have = source_git(a, SOURCE_LOCAL_MS, NULL, NULL) == 0;
+		free(spec);
+	}
+	if (!have) {
+		source_err(r->d, "branch %s no longer exists on %s; last known commit was %s",
+		           branch, r->shown, last);
+		return -ENOENT;
+	}
+	pin->commit = xstrdup(last);
+	pin->warning = xasprintf("branch %s no longer exists on %s; ran its last known commit %s",
+	                         branch, r->shown, last);
+	return 0;
+}
+
+/* BRANCH resolved to PIN->commit: the warning of a failed fetch, the note of a force-push
+ * since the commit last resolved, and the commit remembered for the branch. */
+static void
+resolve_resolved(struct resolve *r, const char *branch, struct source_pin *pin)
+{
+	json_t *branches = json_object_get(r->state, "branches");
+	const char *prev = json_string_value(json_object_get(branches, branch));
+	const char *commit = pin->commit;
+
+	if (r->fetch_error != NULL) {
+		char when[32];
+
+		source_format_time(source_json_num(r->state, "fetched_at"), when, sizeof(when));
+		pin->warning = xasprintf("cannot fetch %s: %s; ran %s, the last fetched commit of "
+		                         "%s (fetched %s)",
+		                         r->shown, r->fetch_error, commit, branch, when);
+	}
+	if (prev != NULL && strcmp(prev, commit) != 0) {
+		const char *a[] = { "--git-dir", r->mirror, "merge-base", "--is-ancestor",
+			            prev,        commit,    NULL };
+		struct gitrun_result g;
+
+		if (gitrun(a, SOURCE_LOCAL_MS, &g) == 0) {
+			if (g.status == 1)
+				pin->note = xasprintf("branch %s moved non-fast-forward "
+				                      "(force-push?) from %s to %s",
+				                      branch, prev, commit);
+			gitrun_result_free(&g);
+		}
+	}
+	if (prev == NULL || strcmp(prev, commit) != 0) {
+		json_object_set_new(branches, branch, json_string(commit));
+		r->dirty = true;
+	}
+}
+
+/* The commit to run into PIN->commit (with its warning or note): the pinned one, else
+ * BRANCH's in the mirror, else its last known one. 0, or -errno with the message in R->d. */
+static int
+resolve_commit(struct resolve *r, const char *branch, struct source_pin *pin)
+{
+	int rc;
+
+	if (r->src->commit != NULL) {
+		pin->commit = xstrdup(r->src->commit);
+		if (r->fetch_error != NULL)
+			pin->warning = xasprintf("cannot fetch %s: %s; ran %s, the commit the jobs "
+			                         "file was read from",
+			                         r->shown, r->fetch_error, pin->commit);
+		return 0;
+	}
+	rc = source_mirror_commit(r->mirror, branch, &pin->commit);
+	if (rc == -ENOENT)
+		return resolve_deleted(r, branch, pin);
+	if (rc < 0) {
+		source_err(r->d, "cannot read branch %s in %s: %s", branch, r->mirror,
+		           strerror(-rc));
+		return rc;
+	}
+	resolve_resolved(r, branch, pin);
+	return 0;
+}
+
 int
 source_resolve(const char *state_dir, const struct conf_source *src, const char *base_dir,
                struct source_pin *pin, struct diag *d)
 {
-	char *url = NULL, *key = NULL, *mdir = NULL, *mirror = NULL, *lockp = NULL;
-	char *shown = NULL, *why = NULL, *branch = NULL, *commit = NULL;
-	json_t *state = NULL, *branches;
-	const char *fetch_error = NULL;
-	bool exists, dirty = false;
-	double now;
-	int lock = -1, rc;
+	struct resolve r = { .src = src, .d = d, .lock = -1 };
+	char *branch = NULL;
+	int rc;
 
 	memset(pin, 0, sizeof(*pin));
 	if (src->repo == NULL)
 		return source_in_place(base_dir, pin);
-	rc = source_repo_url(src->repo, base_dir, &url);
+	rc = source_repo_url(src->repo, base_dir, &r.url);
 	if (rc < 0) {
 		source_err(d, "source.repo %s: %s", src->repo, strerror(-rc));
 		return rc;
 	}
 	if (rc == 1) {
-		rc = source_in_place(url, pin);
-		free(url);
+		rc = source_in_place(r.url, pin);
+		resolve_free(&r);
 		return rc;
 	}
-	shown = gitrun_redact(url);
-	key = source_mirror_key(url);
-	mdir = xasprintf("%s/mirrors", state_dir);
-	mirror = xasprintf("%s/%s.git", mdir, key);
-	lockp = xasprintf("%s.lock", mirror);
-	if ((rc = fsio_mkdirs(mdir, 0700)) < 0) {
-		source_err(d, "cannot create %s: %s", mdir, strerror(-rc));
+	if ((rc = resolve_lock(&r, state_dir)) < 0 || (rc = resolve_fetch(&r)) < 0 ||
+	    (rc = resolve_branch(&r, &branch)) < 0 || (rc = resolve_commit(&r, branch, pin)) < 0)
+		goto out;
+	if (r.dirty && (rc = source_state_write(r.mirror, r.state)) < 0) {
+		source_err(d, "cannot write the state of %s: %s", r.mirror, strerror(-rc));
 		goto out;
 	}
-	lock = source_cache_lock(lockp, false);
-	if (lock < 0) {
-		rc = lock;
-		source_err(d, "cannot lock %s: %s", lockp, strerror(-rc));
-		goto out;
-	}
-	{
-		char *head = xasprintf("%s/HEAD", mirror);
-
-		exists = source_exists(head);
-		free(head);
-	}
-	state = exists ? source_state_read(mirror) : json_object();
-	now = clock_real();
-	{
-		double last = source_json_num(state, "attempt_at");
-
-		/* a pinned commit (src->commit) is used as it is: its daemon fetches */
-		if (src->commit != NULL && !exists) {
-			source_err(d, "no mirror of %s in %s", shown, mdir);
-			rc = -ENOENT;
-			goto out;
-		}
-		if (src->commit == NULL &&
-		    (!exists || last <= 0 || now < last || now - last >= (double)src->refresh)) {
-			int64_t ms = src->fetch_timeout > 0 ? src->fetch_timeout * 1000 : 0;
-
-			rc = source_fetch(url, mirror, exists, ms, &why);
-			if (rc < 0 && !exists) {
-				source_err(d, "cannot clone %s: %s", shown, why);
-				goto out;
-			}
-			if (!exists) {
-				json_decref(state);
-				state = source_state_read(mirror);
-				exists = true;
-			}
-			source_state_attempt(state, now, rc == 0, why);
-			dirty = true;
-		}
-	}
-	if (!json_is_true(json_object_get(state, "ok"))) {
-		fetch_error = json_string_value(json_object_get(state, "error"));
-		if (fetch_error == NULL)
-			fetch_error = "unknown error";
-		if (src->on_fetch_error == CONF_FETCH_FAIL) {
-			source_err(d, "cannot fetch %s: %s (source.on_fetch_error is fail)", shown,
-			           fetch_error);
-			rc = -EIO;
-			goto out;
-		}
-	}
-
-	if (src->branch != NULL) {
-		branch = xstrdup(src->branch);
-	} else {
-		const char *a[] = { "--git-dir", mirror, "symbolic-ref", "--quiet", "--short",
-			            "HEAD",      NULL };
-
-		if (source_git(a, SOURCE_LOCAL_MS, &branch, NULL) < 0 || branch[0] == '\0') {
-			free(branch);
-			branch = NULL;
-			if (src->commit == NULL) {
-				source_err(d, "%s has no default branch: set source.branch", shown);
-				rc = -ENOENT;
-				goto out;
-			}
-			/* pinned: the commit is known; the branch was for people only */
-		}
-	}
-	branches = json_object_get(state, "branches");
-	if (src->commit != NULL) {
-		commit = xstrdup(src->commit);
-		if (fetch_error != NULL)
-			pin->warning = xasprintf("cannot fetch %s: %s; ran %s, the commit the jobs "
-			                         "file was read from",
-			                         shown, fetch_error, commit);
-		rc = 0;
-	} else if ((rc = source_mirror_commit(mirror, branch, &commit)) == -ENOENT) {
-		const char *last = json_string_value(json_object_get(branches, branch));
-		bool have = false;
-
-		if (last == NULL) {
-			source_err(d, "branch %s does not exist on %s", branch, shown);
-			goto out;
-		}
-		if (src->on_fetch_error == CONF_FETCH_USE_LAST) {
-			char *spec = xasprintf("%s^{commit}", last);
-			const char *a[] = { "--git-dir", mirror, "cat-file", "-e", spec, NULL };
-
-			have = source_git(a, SOURCE_LOCAL_MS, NULL, NULL) == 0;
-			free(spec);
-		}
-		if (!have) {
-			source_err(d, "branch %s no longer exists on %s; last known commit was %s",
-			           branch, shown, last);
-			goto out;
-		}
-		commit = xstrdup(last);
-		pin->warning = xasprintf("branch %s no longer exists on %s; ran its last known "
-		                         "commit %s",
-		                         branch, shown, last);
-		rc = 0;
-	} else if (rc < 0) {
-		source_err(d, "cannot read branch %s in %s: %s", branch, mirror, strerror(-rc));
-		goto out;
-	} else {
-		const char *prev = json_string_value(json_object_get(branches, branch));
-
-		if (fetch_error != NULL) {
-			char when[32];
-
-			source_format_time(source_json_num(state, "fetched_at"), when,
-			                   sizeof(when));
-			pin->warning =
-			        xasprintf("cannot fetch %s: %s; ran %s, the last fetched commit "
-			                  "of %s (fetched %s)",
-			                  shown, fetch_error, commit, branch, when);
-		}
-		if (prev != NULL && strcmp(prev, commit) != 0) {
-			const char *a[] = { "--git-dir", mirror, "merge-base", "--is-ancestor",
-				            prev,        commit, NULL };
-			struct gitrun_result r;
-
-			if (gitrun(a, SOURCE_LOCAL_MS, &r) == 0) {
-				if (r.status == 1)
-					pin->note = xasprintf("branch %s moved non-fast-forward "
-					                      "(force-push?) from %s to %s",
-					                      branch, prev, commit);
-				gitrun_result_free(&r);
-			}
-		}
-		if (prev == NULL || strcmp(prev, commit) != 0) {
-			json_object_set_new(branches, branch, json_string(commit));
-			dirty = true;
-		}
-	}
-	if (dirty && (rc = source_state_write(mirror, state)) < 0) {
-		source_err(d, "cannot write the state of %s: %s", mirror, strerror(-rc));
-		goto out;
-	}
-	pin->repo = shown;
-	shown = NULL;
-	pin->mirror = mirror;
-	mirror = NULL;
+	pin->repo = r.shown;
+	r.shown = NULL;
+	pin->mirror = r.mirror;
+	r.mirror = NULL;
 	pin->branch = branch;
 	branch = NULL;
-	pin->commit = commit;
-	commit = NULL;
 out:
-	if (rc < 0) {
-		free(pin->warning);
-		free(pin->note);
-		memset(pin, 0, sizeof(*pin));
-	}
-	if (lock >= 0)
-		close(lock);
-	json_decref(state);
-	free(url);
-	free(key);
-	free(mdir);
-	free(mirror);
-	free(lockp);
-	free(shown);
-	free(why);
+	if (rc < 0)
+		source_pin_clear(pin);
+	resolve_free(&r);
 	free(branch);
-	free(commit);
 	return rc;
 }
 
