@@ -1,5 +1,6 @@
 /* src/cmd/cmd_fetch.c: `eph fetch`, the source fetched now and resolved to the commit runs would
- * use; what `eph daemon --from-repo` runs, off its loop, to follow the repository. */
+ * use; what the daemon runs, off its loop, to follow the repository (--from-repo) and to
+ * resolve the code of each run it creates (with --refresh, --on-fetch-error, --commit). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -24,7 +25,8 @@ const struct cmd cmd_fetch = {
 	.name = "fetch",
 	.usage = "fetch [--checkout] [--json]\n"
 	         "fetch (--repo REPO | --repo-env VAR) [--branch BRANCH] [--timeout DURATION] "
-	         "[--checkout] [--keep N] [--json]",
+	         "[--refresh DURATION] [--on-fetch-error use_last|fail] [--commit COMMIT] "
+	         "[--checkout] [--keep N] [--json [--subject]]",
 	.summary = "fetch the jobs' repository now and show the commit runs would use",
 	.help = "Fetches the jobs file's source.repo into its mirror in the state directory now,\n"
 	        "whatever source.refresh says, resolves source.branch and prints the commit a run\n"
@@ -41,25 +43,47 @@ const struct cmd cmd_fetch = {
 	        "  --keep N            then keep the N worktrees used last (default:\n"
 	        "                      source.keep_worktrees, 5); those live runs hold stay\n"
 	        "  --timeout DURATION  the fetch's timeout (default: source.fetch_timeout, 2m)\n"
-	        "  --json              one JSON object: repo, branch, commit, worktree, warning,\n"
-	        "                      note; on failure {\"error\": ...}\n\n"
+	        "  --refresh DURATION  fetch only if the last attempt is older, as a run does\n"
+	        "                      (default: 0, now)\n"
+	        "  --on-fetch-error use_last|fail\n"
+	        "                      as source.on_fetch_error (default: use_last)\n"
+	        "  --commit COMMIT     with --repo: no fetch, the commit is COMMIT (it must be in\n"
+	        "                      the mirror), as for the runs of `eph daemon --from-repo`\n"
+	        "  --json              one JSON object: repo, branch, commit, mirror, worktree,\n"
+	        "                      warning, note; on failure {\"error\": ...}\n"
+	        "  --subject           with --json, then a second line {\"subject\": ...}: the\n"
+	        "                      commit's subject line (null if git cannot say)\n\n"
 	        "Exit status: 0 when a commit was resolved (even from an earlier fetch), 1 when\n"
 	        "none could be, 2 for bad usage or a bad jobs file.\n",
 	.exec = cmd_fetch_exec,
 };
 
+#define FETCH_SUBJECT_MS 5000 /* git log of one commit in the mirror: local */
+
 static void
-fetch_print(const struct source_pin *pin, const struct source_worktree *wt, bool json)
+fetch_print(const struct source_pin *pin, const struct source_worktree *wt, bool json, bool subject)
 {
 	if (json) {
-		json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "repo",
+		json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "repo",
 		                      pin->repo, "branch", pin->branch, "commit", pin->commit,
-		                      "worktree", wt->path, "warning", pin->warning, "note",
-		                      pin->note, "dir", pin->dir);
+		                      "mirror", pin->mirror, "worktree", wt->path, "warning",
+		                      pin->warning, "note", pin->note, "dir", pin->dir);
 
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(o);
+		if (subject && pin->commit != NULL) {
+			/* after the answer is out: its reader goes on without waiting for this */
+			char *s;
+
+			fflush(stdout);
+			s = source_commit_subject(pin->mirror, pin->commit, FETCH_SUBJECT_MS);
+			o = json_pack("{s:s?}", "subject", s);
+			json_dumpf(o, stdout, JSON_COMPACT);
+			putchar('\n');
+			json_decref(o);
+			free(s);
+		}
 		return;
 	}
 	if (pin->warning != NULL)
@@ -127,15 +151,20 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "checkout", no_argument, NULL, 'c' },
 		{ "keep", required_argument, NULL, 'k' },
+		{ "refresh", required_argument, NULL, 'R' },
+		{ "on-fetch-error", required_argument, NULL, 'o' },
+		{ "commit", required_argument, NULL, 'C' },
+		{ "subject", no_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *branch = NULL, *timeout = NULL, *keep = NULL, *why = NULL;
+	const char *refresh = NULL, *on_error = NULL, *commit = NULL;
 	char *base = NULL;
 	struct source_worktree wt = { NULL, -1, false };
 	struct source_pin pin;
 	struct conf_source src;
-	bool checkout = false, json = false;
+	bool checkout = false, json = false, subject = false;
 	struct diag d;
 	int opt, rc = EPH_EXIT_OK;
 
@@ -166,6 +195,18 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'R':
+			refresh = optarg;
+			break;
+		case 'o':
+			on_error = optarg;
+			break;
+		case 'C':
+			commit = optarg;
+			break;
+		case 's':
+			subject = true;
+			break;
 		default:
 			return cmd_usage_error(&cmd_fetch, "unknown option '%s'", argv[optind - 1]);
 		}
@@ -174,6 +215,11 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_usage_error(&cmd_fetch, "too many arguments");
 	if (branch != NULL && repo == NULL)
 		return cmd_usage_error(&cmd_fetch, "--branch goes with --repo");
+	if (commit != NULL && repo == NULL)
+		return cmd_usage_error(&cmd_fetch, "--commit goes with --repo");
+	if (on_error != NULL && strcmp(on_error, "use_last") != 0 && strcmp(on_error, "fail") != 0)
+		return cmd_usage_error(&cmd_fetch, "--on-fetch-error: use_last or fail, not '%s'",
+		                       on_error);
 	if (repo != NULL) {
 		conf_source_defaults(&src);
 		src.repo = (char *)repo;
@@ -200,8 +246,14 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		src.keep_worktrees = (int)k;
 	}
 	src.refresh = 0; /* now, whatever the last attempt */
+	if (refresh != NULL && units_parse_duration(refresh, &src.refresh, &why) < 0)
+		return cmd_usage_error(&cmd_fetch, "--refresh: bad duration '%s': %s", refresh,
+		                       why);
+	if (on_error != NULL)
+		src.on_fetch_error =
+		        strcmp(on_error, "fail") == 0 ? CONF_FETCH_FAIL : CONF_FETCH_USE_LAST;
 	fetch_on_stop(); /* a stop ends the git it runs too (it has its own process group) */
-	src.commit = NULL;
+	src.commit = (char *)commit;
 	diag_init(&d);
 	if (base == NULL && (base = getcwd(NULL, 0)) == NULL) {
 		fprintf(stderr, "eph fetch: cannot get the current directory: %s\n",
@@ -218,7 +270,7 @@ cmd_fetch_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		rc = fetch_fail(&d, json);
 		goto out;
 	}
-	fetch_print(&pin, &wt, json);
+	fetch_print(&pin, &wt, json, subject);
 out:
 	source_worktree_release(&wt);
 	source_pin_clear(&pin);

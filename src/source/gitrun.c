@@ -71,6 +71,12 @@ gitrun_abort(void)
 	gitrun_aborted = 1;
 }
 
+bool
+gitrun_is_aborted(void)
+{
+	return gitrun_aborted != 0;
+}
+
 int
 gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 {

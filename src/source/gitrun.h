@@ -31,6 +31,9 @@ EPH_MUST_CHECK int gitrun(const char *const *args, int64_t timeout_ms, struct gi
  * of a process that runs git calls, so that no git outlives it (git is in a process group of
  * its own, which a signal to its parent does not reach). */
 void gitrun_abort(void);
+/* true once gitrun_abort() was called: a wait that a signal interrupts (EINTR) gives up then
+ * instead of waiting again. Async-signal-safe. */
+bool gitrun_is_aborted(void);
 /* true when R says git exited with status 0. */
 bool gitrun_ok(const struct gitrun_result *r);
 void gitrun_result_free(struct gitrun_result *r); /* frees the members; NULL is fine */

@@ -391,8 +391,10 @@ resolve_lock(struct resolve *r, const char *state_dir)
 		source_err(r->d, "cannot create %s: %s", r->mdir, strerror(-rc));
 		return rc;
 	}
-	r->lock = source_cache_lock(r->lockp, false);
-	if (r->lock < 0) {
+	/* A pinned commit writes nothing: it reads the state file (replaced atomically) and HEAD
+	 * (which a fetch of a mirror never moves) without waiting for a fetch in progress. */
+	r->lock = r->src->commit != NULL ? -1 : source_cache_lock(r->lockp, false);
+	if (r->lock < 0 && r->src->commit == NULL) {
 		source_err(r->d, "cannot lock %s: %s", r->lockp, strerror(-r->lock));
 		return r->lock;
 	}
@@ -611,6 +613,22 @@ out:
 	return rc;
 }
 
+char *
+source_commit_subject(const char *mirror, const char *commit, int64_t timeout_ms)
+{
+	const char *a[] = { "--git-dir", mirror, "log", "-1", "--format=%s", commit, "--", NULL };
+	char *out = NULL;
+
+	if (!source_is_commit_id(commit) || source_git(a, timeout_ms, &out, NULL) < 0)
+		return NULL;
+	out[strcspn(out, "\n")] = '\0';
+	if (out[0] == '\0') {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 void
 source_pin_clear(struct source_pin *pin)
 {
@@ -726,8 +744,9 @@ source_cache_lock(const char *lock_path, bool shared)
 		if (fd < 0)
 			return -errno;
 		while (flock(fd, shared ? LOCK_SH : LOCK_EX) < 0) {
-			if (errno != EINTR) {
-				int rc = -errno;
+			/* a stop (gitrun_abort) interrupts the wait for another's fetch too */
+			if (errno != EINTR || gitrun_is_aborted()) {
+				int rc = errno == EINTR ? -ECANCELED : -errno;
 
 				close(fd);
 				return rc;

@@ -58,9 +58,10 @@ struct source_pin {
  *   second uses the first's fetch. A failed attempt counts as an attempt: within refresh, the
  *   next runs reuse its error instead of waiting for another timeout. Then the branch is
  *   resolved to a commit;
- * - with SRC->commit set (`eph daemon --from-repo`), as for a URL but without any fetch: the
- *   run is pinned to that commit (the mirror must exist), with a warning when the mirror's last
- *   fetch failed.
+ * - with SRC->commit set (`eph daemon --from-repo`), as for a URL but without any fetch and
+ *   without the lock (nothing is written, so a fetch in progress, such as the daemon's own
+ *   poll, does not hold it up): the run is pinned to that commit (the mirror must exist), with
+ *   a warning when the mirror's last fetch failed.
  * Returns 0 with PIN filled (PIN->warning set when the fetch failed and on_fetch_error is
  * use_last, or when a deleted branch runs its last known commit). Returns a negative value
  * with one message in D (credentials stripped) when the run must fail with reason `source`:
@@ -88,6 +89,10 @@ char *source_mirror_key(const char *url);
  * (no fetch). Returns 0 and *commit_out (caller frees), -ENOENT if there is no such branch,
  * or -errno if git cannot be run. */
 EPH_MUST_CHECK int source_mirror_commit(const char *mirror, const char *branch, char **commit_out);
+
+/* The subject line of COMMIT (a full commit id) in the mirror MIRROR, read with `git log`
+ * within TIMEOUT_MS; NULL when git fails, times out or the subject is empty. Caller frees. */
+char *source_commit_subject(const char *mirror, const char *commit, int64_t timeout_ms);
 
 /* How the fetches of a repository source are going, read from its mirror's eph-state.json
  * (source_health). Owned strings (source_health_clear); times are UTC seconds, 0 = never. */

@@ -222,11 +222,26 @@ def test_fetch_command(tmp_path, state_dir, run):
     assert got["worktree"] == f"{state_dir}/src/{c1}"
     assert (state_dir / "src" / c1 / "ephemeron.yaml").exists()
 
+    # as a run would resolve it (what the daemon runs for each run): within --refresh no
+    # fetch, --commit taken as it is; --subject adds the commit's subject line
+    c2 = commit(repo, "changed\n", "second", "other.txt")
+    p = run(["fetch", "--repo", repo, "--refresh", "1h", "--json", "--subject"])
+    assert p.returncode == 0, p.stderr
+    answer, subject = map(json.loads, p.stdout.splitlines())
+    assert answer["commit"] == c1 and answer["mirror"].startswith(f"{state_dir}/mirrors/")
+    assert subject == {"subject": "first"}
+    p = run(["fetch", "--repo", repo, "--refresh", "0", "--json"])
+    assert json.loads(p.stdout)["commit"] == c2
+    p = run(["fetch", "--repo", repo, "--commit", c1, "--json", "--subject"])
+    assert [json.loads(l) for l in p.stdout.splitlines()][1] == {"subject": "first"}
+    p = run(["fetch", "--repo", repo, "--on-fetch-error", "retry"])
+    assert p.returncode == 2 and "use_last or fail" in p.stderr
+
     # from the jobs file's own source section
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(f"source:\n  repo: file://{repo}\njobs:\n  x:\n    schedule: '@daily'\n"
                     "    run: 'true'\n")
-    c2 = commit(repo, "changed\n", "second", "other.txt")
+    c2 = commit(repo, "changed again\n", "third", "other.txt")
     p = run(["-f", jobs, "fetch"])
     assert p.returncode == 0, p.stderr
     assert p.stdout.split()[:2] == [c2, "main"]
