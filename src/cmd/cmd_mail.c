@@ -212,7 +212,7 @@ cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
 	if (st == NULL || id <= 0 || c == NULL || c->mail.smtp == NULL)
 		return;
 	diag_init(&d);
-	rc = notify_run_finished(st, c, cmd_state_dir(ctx), id, false, &d);
+	rc = notify_run_finished(st, c, cmd_state_dir(ctx), id, false, NULL, &d);
 	if (rc < 0)
 		diag_print(&d, stderr);
 	diag_free(&d);

@@ -111,8 +111,10 @@ dm_until_set(struct daemon *dm, struct djob *j, int64_t until)
 static void
 drun_free(struct drun *dr)
 {
+	dm_prep_drop(dr); /* a run ended while preparing: its child is stopped */
 	free(dr->job);
 	free(dr->dir);
+	free(dr->subject);
 	free(dr);
 }
 
@@ -198,17 +200,27 @@ dm_mail_queued(struct daemon *dm, int rc, const struct diag *d, int64_t run_id, 
 
 /* Run RUN_ID was recorded terminal: queues the mail its job's notify policy asks for (once per
  * run, however often called) and has the sender look at the outbox. WILL_RETRY: the daemon
- * scheduled a further attempt of the same run. */
-void
-dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
+ * scheduled a further attempt of the same run. SUBJECT: its commit's subject line, as its
+ * preparation read it (no git on the loop: NULL, the mail has none). */
+static void
+dm_notify_subject(struct daemon *dm, int64_t run_id, const char *job, bool will_retry,
+                  const char *subject)
 {
 	struct diag d;
 	int rc;
 
 	diag_init(&d);
-	rc = notify_run_finished(dm->store, dm->conf, dm->o->state_dir, run_id, will_retry, &d);
+	rc = notify_run_finished(dm->store, dm->conf, NULL, run_id, will_retry, subject, &d);
 	dm_mail_queued(dm, rc, &d, run_id, job);
 	diag_free(&d);
+}
+
+/* dm_notify_subject without a subject: a run that never got its code, or one a previous
+ * process prepared (reconcile.c). */
+void
+dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
+{
+	dm_notify_subject(dm, run_id, job, will_retry, NULL);
 }
 
 /* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
@@ -380,12 +392,13 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 	if (dm->stopping) { /* the next start makes a retry owed (dm_resume_retries) */
 		int64_t ended_ms;
 
-		dm_notify(dm, dr->id, dr->job, dm_retry_owed(dm, final, &ended_ms));
+		dm_notify_subject(dm, dr->id, dr->job, dm_retry_owed(dm, final, &ended_ms),
+		                  dr->subject);
 		return;
 	}
 	retry = dm_retryable(final->state) &&
 	        dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id);
-	dm_notify(dm, dr->id, dr->job, retry);
+	dm_notify_subject(dm, dr->id, dr->job, retry, dr->subject);
 	free(dm->retention_job);
 	dm->retention_job = xstrdup(dr->job);
 	dm_kick(dm);
@@ -481,7 +494,7 @@ dm_end_unstarted(struct daemon *dm, struct drun *dr, enum store_state st, const 
 		if (dm->stopping && store_run_get(dm->store, dr->id, &row) == 0)
 			owed = dm_retry_owed(dm, &row, &ended_ms);
 		store_run_clear(&row);
-		dm_notify(dm, dr->id, dr->job, owed);
+		dm_notify_subject(dm, dr->id, dr->job, owed, dr->subject);
 	}
 	store_run_clear(&f);
 	drun_free(dr);
@@ -503,23 +516,18 @@ dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why)
 }
 
 /* Creates a run of CJ and queues it to start at START_MS (UTC ms; now if past) plus its
- * jitter; with CHECK_CONC, the job's concurrency policy is applied then. A run prepared ahead
- * of its instant whose outcome there is already certain is started at once instead ("started
- * ahead"): its agent prepares everything and holds the command until the instant (spec.json
- * not_before). Returns its id, 0 when it could not even be recorded. */
+ * jitter; with CHECK_CONC, the job's concurrency policy is applied then. Its row is written
+ * now; its code is resolved off the loop (dm_prep_start: a fetch may take minutes), and
+ * dm_prepared goes on from there. Returns its id, 0 when it could not even be recorded. */
 int64_t
 dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
           int attempt, int64_t start_ms, bool check_conc)
 {
 	const struct exec_ops *ops = exec_find(cj->executor != NULL ? cj->executor : "local");
 	struct exec_new how = { trig, at, attempt, 0, 0 };
-	uint64_t budget = dm->conf->local.memory_budget, mem;
 	struct drun *dr;
 	struct diag d;
 	int64_t id = 0;
-	char *dir = NULL;
-	bool ahead;
-	int rc;
 
 	if (ops == NULL) {
 		dlog(DLOG_ERROR, 0, cj->name, "executor \"%s\" is not available", cj->executor);
@@ -531,79 +539,140 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	if (check_conc && start_ms > clock_real_ms())
 		how.not_before = (double)start_ms / 1000.0 + (double)how.jitter;
 	diag_init(&d);
-	rc = exec_create(dm->store, dm->o->state_dir, dm->conf, cj, &how, &id, &dir, &d);
-	dm_source_alarm(dm); /* the run may have fetched, or failed to */
-	if (rc < 0) {
-		char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+	if (exec_create_row(dm->store, cj, &how, &id, &d) < 0) {
+		char *msg = diag_format(&d, 0);
 
-		dlog(DLOG_ERROR, id, cj->name, "cannot create a run: %s", msg);
+		dlog(DLOG_ERROR, 0, cj->name, "cannot create a run: %s", msg);
 		free(msg);
 		diag_free(&d);
-		return id;
+		return 0;
 	}
 	diag_free(&d);
-	if (rc == 1) {
-		struct store_run f;
-
-		store_run_init(&f);
-		if (store_run_get(dm->store, id, &f) == 0)
-			dlog(DLOG_WARN, id, cj->name, "failed before it started: %s",
-			     f.reason != NULL ? f.reason : "?");
-		store_run_clear(&f);
-		dm_notify(dm, id, cj->name, dm_schedule_retry(dm, cj->name, at, attempt, id));
-		return id;
-	}
-	/* Started ahead only when what its instant would decide is certain now: no jitter; no
-	 * run of the job that forbid or replace would act on (allow starts it regardless);
-	 * nothing queued and no run or retry due before it (fire order); and it is admitted now
-	 * (a max_parallel slot, the local memory budget), which dm_start reserves from now. */
-	mem = ops == &exec_local_ops ? cj->memory : 0;
-	ahead = check_conc && how.jitter == 0 && start_ms > clock_real_ms() && !dm->stopping &&
-	        dm->qhead == NULL &&
-	        (dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel) &&
-	        (budget == 0 || dm->local_mem + mem <= budget);
-	for (struct drun *o = dm->runs; o != NULL && ahead; o = o->next)
-		if ((strcmp(o->job, cj->name) == 0 && cj->concurrency != CONF_CONC_ALLOW) ||
-		    (o->phase == DR_DELAYED && o->ev.at <= start_ms))
-			ahead = false;
-	for (struct dretry *rt = dm->retries; rt != NULL && ahead; rt = rt->next)
-		if (rt->ev.at <= start_ms)
-			ahead = false;
 	dr = xcalloc(1, sizeof(*dr));
 	dr->dm = dm;
 	evheap_node_init(&dr->ev, DM_EV_START);
 	dr->ops = ops;
 	dr->job = xstrdup(cj->name);
-	dr->dir = dir;
 	dr->id = id;
-	dr->memory = mem;
+	dr->memory = ops == &exec_local_ops ? cj->memory : 0;
 	dr->trigger = trig;
 	dr->scheduled_at = at;
+	dr->start_ms = start_ms;
+	dr->jitter = how.jitter;
 	dr->attempt = attempt;
 	dr->not_before = how.not_before;
-	dr->check_conc = check_conc && !ahead;
+	dr->check_conc = check_conc;
 	dr->next = dm->runs;
 	if (dm->runs != NULL)
 		dm->runs->prev = dr;
 	dm->runs = dr;
+	dm_prep_start(dm, dr); /* may end in dm_prepared at once (and free DR) */
+	return id;
+}
+
+/* Whether DR, prepared ahead of its instant (START_MS), is started at once ("started ahead"):
+ * only when what its instant would decide is certain now: no jitter; no run of the job that
+ * forbid or replace would act on (allow starts it regardless); nothing queued and no run or
+ * retry due before it, nor one being prepared for an earlier instant (fire order); and it is
+ * admitted now (a max_parallel slot, the local memory budget), which dm_start reserves from
+ * now. Its agent prepares everything and holds the command until the instant (spec.json
+ * not_before). */
+static bool
+dm_ahead(struct daemon *dm, const struct drun *dr, const struct conf_job *cj)
+{
+	uint64_t budget = dm->conf->local.memory_budget;
+	int64_t start_ms = dr->start_ms;
+	bool ahead;
+
+	ahead = dr->check_conc && dr->jitter == 0 && start_ms > clock_real_ms() && !dm->stopping &&
+	        dm->qhead == NULL &&
+	        (dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel) &&
+	        (budget == 0 || dm->local_mem + dr->memory <= budget);
+	for (struct drun *o = dm->runs; o != NULL && ahead; o = o->next)
+		if (o != dr &&
+		    ((strcmp(o->job, cj->name) == 0 && cj->concurrency != CONF_CONC_ALLOW) ||
+		     (o->phase == DR_DELAYED && o->ev.at <= start_ms) ||
+		     (o->phase == DR_PREPARING && o->start_ms <= start_ms)))
+			ahead = false;
+	for (struct dretry *rt = dm->retries; rt != NULL && ahead; rt = rt->next)
+		if (rt->ev.at <= start_ms)
+			ahead = false;
+	return ahead;
+}
+
+/* A run whose code could not be had (REASON), recorded failed by exec_create_finish. */
+static void
+dm_prep_failed(struct daemon *dm, struct drun *dr)
+{
+	struct store_run f;
+
+	store_run_init(&f);
+	if (store_run_get(dm->store, dr->id, &f) == 0)
+		dlog(DLOG_WARN, dr->id, dr->job, "failed before it started: %s",
+		     f.reason != NULL ? f.reason : "?");
+	store_run_clear(&f);
+	dm_notify(dm, dr->id, dr->job,
+	          dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id));
+}
+
+void
+dm_prepared(struct daemon *dm, struct drun *dr, const struct source_pin *pin, const char *err)
+{
+	const struct conf_job *cj = conf_job_find(dm->conf, dr->job);
+	struct exec_new how = { dr->trigger, dr->scheduled_at, dr->attempt, dr->jitter,
+		                dr->not_before };
+	int64_t start_ms = dr->start_ms;
+	struct diag d;
+	char *dir = NULL;
+	int rc;
+
+	if (cj == NULL) {
+		/* a reload removed the job while its run was prepared */
+		dm_end_unstarted(dm, dr, STORE_CANCELLED,
+		                 "the job was removed from the jobs file before the run started");
+		return;
+	}
+	diag_init(&d);
+	rc = exec_create_finish(dm->store, dm->o->state_dir, dm->conf, cj, &how, dr->id, pin, err,
+	                        &dir, &d);
+	dm_source_alarm(dm); /* the run may have fetched, or failed to */
+	if (rc != 0) {
+		if (rc < 0) {
+			char *msg = d.n > 0 ? diag_format(&d, 0) : xstrdup(strerror(-rc));
+
+			dlog(DLOG_ERROR, dr->id, dr->job, "cannot create a run: %s", msg);
+			free(msg);
+		}
+		diag_free(&d);
+		dm_unlink_run(dm, dr);
+		if (rc == 1)
+			dm_prep_failed(dm, dr);
+		drun_free(dr);
+		return;
+	}
+	diag_free(&d);
+	dr->dir = dir;
+	if (dm_ahead(dm, dr, cj)) {
+		dr->check_conc = false;
+		dm_start(dm, dr);
+		return;
+	}
 	if (start_ms < clock_real_ms())
 		start_ms = clock_real_ms();
-	if (ahead) {
-		dm_start(dm, dr);
-	} else if (how.jitter > 0 || start_ms > clock_real_ms()) {
+	if (how.jitter > 0 || start_ms > clock_real_ms()) {
 		dr->phase = DR_DELAYED;
 		if (how.jitter > 0) {
-			dlog(DLOG_INFO, id, cj->name, "jitter: starts in %llds",
+			dlog(DLOG_INFO, dr->id, dr->job, "jitter: starts in %llds",
 			     (long long)how.jitter);
 			dm_set_waiting(dm, dr);
 		}
 		evheap_push(&dm->heap, &dr->ev, start_ms + how.jitter * 1000);
-	} else if (check_conc) {
+		dm_arm(dm);
+	} else if (dr->check_conc) {
 		dm_prepared_due(dm, dr); /* its instant came while it was being prepared */
 	} else {
 		dm_enqueue(dm, dr);
 	}
-	return id;
 }
 
 /* Records a forbidden fire as a skipped run. */
@@ -1042,7 +1111,7 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 	 * closed first) recorded the held agent's result, "cancelled"; withdrawn all the same */
 	if (rc == 0 || (rc == -EALREADY && started))
 		rc = store_run_delete(dm->store, dr->id);
-	if (rc == 0 && strncmp(dr->dir, runs_dir, strlen(runs_dir)) == 0)
+	if (rc == 0 && dr->dir != NULL && strncmp(dr->dir, runs_dir, strlen(runs_dir)) == 0)
 		(void)nftw(dr->dir, dm_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	if (rc < 0)
 		dlog(DLOG_WARN, dr->id, dr->job,

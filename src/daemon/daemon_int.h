@@ -1,5 +1,6 @@
 /* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, control.c, mailer.c,
- * reconcile.c, repoconf.c): the scheduler's state and the functions its files share. */
+ * prepare.c, reconcile.c, repoconf.c): the scheduler's state and the functions its files
+ * share. */
 #ifndef EPH_DAEMON_DAEMON_INT_H
 #define EPH_DAEMON_DAEMON_INT_H
 #include <stdbool.h>
@@ -19,8 +20,10 @@ struct conf_job;
 struct stat;
 struct conf_source;
 struct diag;
+struct dprep;
 struct drepo;
 struct dretry;
+struct source_pin;
 struct dmailer;
 
 /* What an event of the daemon's heap is. */
@@ -34,7 +37,7 @@ struct djob {
 	int64_t until; /* every fire at or before this instant (UTC s) is handled */
 };
 
-enum dr_phase { DR_DELAYED, DR_READY, DR_STARTED };
+enum dr_phase { DR_DELAYED, DR_READY, DR_STARTED, DR_PREPARING };
 
 /* A live run: created, not yet recorded terminal. */
 struct drun {
@@ -44,12 +47,16 @@ struct drun {
 	struct drun *prev, *next; /* every live run */
 	struct drun *qnext;       /* the queue of runs ready to start, in fire order */
 	const struct exec_ops *ops;
+	struct dprep *prep; /* DR_PREPARING: its code being resolved off the loop (prepare.c) */
 	char *job;
-	char *dir;
+	char *dir;     /* NULL while DR_PREPARING */
+	char *subject; /* its commit's subject line, for its mail; NULL if none or unknown */
 	int64_t id;
 	uint64_t memory;
 	enum store_trigger trigger;
 	int64_t scheduled_at;
+	int64_t start_ms;  /* dm_create's START_MS: when it is due to start (UTC ms) */
+	int64_t jitter;    /* seconds */
 	double not_before; /* spec.json not_before (UTC s; 0 = none): the earliest exec */
 	int attempt;
 	enum dr_phase phase;
@@ -106,6 +113,11 @@ void dm_kick(struct daemon *dm);
 int64_t dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
                   int attempt, int64_t start_ms, bool check_conc);
 
+/* The code of DR's run was resolved off the loop (prepare.c): PIN, or none, with ERR saying
+ * why. Writes the run's spec and starts or queues it as dm_create says, or records it failed
+ * (then DR is freed). */
+void dm_prepared(struct daemon *dm, struct drun *dr, const struct source_pin *pin, const char *err);
+
 /* Cancels the live run DR: 0 or -errno. */
 int dm_cancel_run(struct daemon *dm, struct drun *dr, const char *why);
 
@@ -155,6 +167,19 @@ void dm_mail_kick(struct daemon *dm);
 /* Stops the mailer: a running eph-mail gets SIGTERM (its messages stay leased and are retried
  * after their lease); the mailer frees itself once its handles are closed. */
 void dm_mail_stop(struct daemon *dm);
+
+/* prepare.c: a run's code resolved off the loop */
+
+/* Resolves the code of DR's run (DR_PREPARING from now on): in a child `eph fetch` for a
+ * repository source, here for one run in place (no git); dm_prepared follows, at once or when
+ * the child has answered. */
+void dm_prep_start(struct daemon *dm, struct drun *dr);
+/* DR no longer wants its preparation (cancelled, the daemon stops): its child gets SIGTERM (it
+ * kills its git, then exits; SIGKILL if it has not after 2 s) and its answer is dropped. */
+void dm_prep_drop(struct drun *dr);
+/* The daemon's environment with NAME=VALUE, for a child (dm_child_env_free). */
+char **dm_child_env(const char *name, const char *value);
+void dm_child_env_free(char **env);
 
 /* repoconf.c: --from-repo */
 

@@ -34,8 +34,8 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-#define REPO_GOOD_FILE "from-repo.json" /* in the state directory: the last good commit */
-#define REPO_MIN_POLL_MS 1000           /* source.refresh 0 polls the jobs file this often */
+#define REPO_GOOD_FILE   "from-repo.json" /* in the state directory: the last good commit */
+#define REPO_MIN_POLL_MS 1000             /* source.refresh 0 polls the jobs file this often */
 
 struct drepo {
 	struct daemon *dm;
@@ -320,31 +320,6 @@ repo_watchdog(uv_timer_t *t)
 	(void)uv_process_kill(&rp->proc, SIGTERM); /* it kills its git, then exits */
 }
 
-/* The daemon's environment plus EPH_FETCH_REPO=URL, for eph fetch (repo_env_free). */
-static char **
-repo_env(const char *url)
-{
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ[n] != NULL)
-		n++;
-	env = xcalloc(n + 2, sizeof(*env));
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "EPH_FETCH_REPO=", 15) != 0)
-			env[k++] = xstrdup(environ[i]);
-	env[k] = xasprintf("EPH_FETCH_REPO=%s", url);
-	return env;
-}
-
-static void
-repo_env_free(char **env)
-{
-	for (size_t i = 0; env != NULL && env[i] != NULL; i++)
-		free(env[i]);
-	free(env);
-}
-
 static void
 repo_tick(uv_timer_t *t)
 {
@@ -397,7 +372,7 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	stdio[1].data.stream = (uv_stream_t *)&rp->out;
 	stdio[2].flags = UV_INHERIT_FD; /* it says nothing there unless something is very wrong */
 	stdio[2].data.fd = 2;
-	env = repo_env(rp->url);
+	env = dm_child_env("EPH_FETCH_REPO", rp->url);
 	o.file = exe;
 	o.args = args;
 	o.env = env;
@@ -409,7 +384,7 @@ dm_repo_fetch(struct daemon *dm, bool force)
 	rp->nopen = 2;
 	rp->exit_status = 0;
 	rc = uv_spawn(&dm->loop, &rp->proc, &o);
-	repo_env_free(env);
+	dm_child_env_free(env);
 	if (rc < 0) {
 		dlog(DLOG_ERROR, 0, NULL, "cannot run eph fetch: %s", uv_strerror(rc));
 		rp->exit_status = -1;

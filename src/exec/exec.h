@@ -24,6 +24,7 @@ struct conf;
 struct conf_job;
 struct diag;
 struct exec_run;
+struct source_pin;
 
 struct exec_ops {
 	const char *name;
@@ -139,6 +140,17 @@ struct exec_new {
 EPH_MUST_CHECK int exec_create(struct store *s, const char *state_dir, const struct conf *c,
                                const struct conf_job *j, const struct exec_new *how, int64_t *id,
                                char **dir, struct diag *d);
+/* exec_create in two steps around the source's resolution, for the daemon, which resolves it
+ * off its loop (a child process) meanwhile. exec_create_row writes the run's row (queued) and
+ * sets *ID: 0, or -errno with a message in D. exec_create_finish does the rest for run ID,
+ * with PIN the code source_resolve gave, or SOURCE_ERROR (PIN NULL) why it gave none; it
+ * returns as exec_create does. */
+EPH_MUST_CHECK int exec_create_row(struct store *s, const struct conf_job *j,
+                                   const struct exec_new *how, int64_t *id, struct diag *d);
+EPH_MUST_CHECK int exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
+                                      const struct conf_job *j, const struct exec_new *how,
+                                      int64_t id, const struct source_pin *pin,
+                                      const char *source_error, char **dir, struct diag *d);
 
 /* Records the end of run ID whose directory is DIR from its result.json (and its memory
  * samples from events.jsonl), or as `lost` with REASON when LOST_REASON is non-NULL and there

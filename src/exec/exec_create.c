@@ -95,19 +95,13 @@ create_fail(struct store *s, int64_t id, const char *reason)
 }
 
 int
-exec_create(struct store *s, const char *state_dir, const struct conf *c, const struct conf_job *j,
-            const struct exec_new *how, int64_t *id, char **dir, struct diag *d)
+exec_create_row(struct store *s, const struct conf_job *j, const struct exec_new *how, int64_t *id,
+                struct diag *d)
 {
-	struct source_pin pin = { 0 };
-	struct rundir_spec spec;
 	struct store_run row;
-	struct diag sd;
-	char *rundir = NULL;
 	int rc;
 
 	*id = 0;
-	*dir = NULL;
-	diag_init(&sd);
 	store_run_init(&row);
 	row.job = xstrdup(j->name);
 	row.trigger = how->trigger;
@@ -117,55 +111,70 @@ exec_create(struct store *s, const char *state_dir, const struct conf *c, const 
 	row.executor = xstrdup(j->executor != NULL ? j->executor : "local");
 	row.memory_limit = (int64_t)j->memory;
 	rc = store_run_create(s, &row, id);
-	if (rc < 0) {
+	if (rc < 0)
 		diag_error(d, (struct diag_pos){ 0 }, "cannot record a run of %s: %s", j->name,
 		           store_errmsg(s));
-		goto out;
-	}
-	row.id = *id;
-	if (source_resolve(state_dir, &c->source, c->dir, &pin, &sd) < 0) {
-		char *msg = sd.n > 0 ? diag_format(&sd, 0) : xstrdup("eph: cannot get the code");
-		const char *text = strncmp(msg, "eph: ", 5) == 0 ? msg + 5 : msg;
-		char *reason = xasprintf("source: %s", text);
+	store_run_clear(&row);
+	return rc;
+}
 
-		rc = create_fail(s, *id, reason);
+int
+exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
+                   const struct conf_job *j, const struct exec_new *how, int64_t id,
+                   const struct source_pin *pin, const char *source_error, char **dir,
+                   struct diag *d)
+{
+	struct rundir_spec spec;
+	struct store_run row;
+	char *rundir = NULL;
+	int rc;
+
+	*dir = NULL;
+	if (pin == NULL) {
+		char *reason = xasprintf("source: %s", source_error);
+
+		rc = create_fail(s, id, reason);
 		free(reason);
-		free(msg);
-		if (rc < 0)
+		if (rc < 0) {
 			diag_error(d, (struct diag_pos){ 0 }, "cannot record run %lld: %s",
-			           (long long)*id, store_errmsg(s));
-		else
-			rc = 1;
-		goto out;
+			           (long long)id, store_errmsg(s));
+			return rc;
+		}
+		return 1;
 	}
-	rundir = xasprintf("%s/runs/%lld", state_dir, (long long)*id);
-	create_spec(state_dir, c, j, *id, how, &pin, &spec);
+	store_run_init(&row);
+	rundir = xasprintf("%s/runs/%lld", state_dir, (long long)id);
+	create_spec(state_dir, c, j, id, how, pin, &spec);
 	if ((rc = fsio_mkdirs(rundir, 0700)) < 0 || (rc = rundir_spec_write(rundir, &spec)) < 0) {
 		char *reason =
 		        xasprintf("cannot write %s/%s: %s", rundir, RUNDIR_SPEC, strerror(-rc));
 
 		diag_error(d, (struct diag_pos){ 0 }, "%s", reason);
-		(void)create_fail(s, *id, reason);
+		(void)create_fail(s, id, reason);
 		free(reason);
 		rundir_spec_free(&spec);
 		goto out;
 	}
 	rundir_spec_free(&spec);
+	/* store_run_update writes these again, with the ones below */
+	row.executor = xstrdup(j->executor != NULL ? j->executor : "local");
+	row.memory_limit = (int64_t)j->memory;
+	row.id = id;
 	row.state = STORE_PROVISIONING;
 	row.run_dir = xstrdup(rundir);
 	row.log_path = xasprintf("%s/%s", rundir, RUNDIR_OUTPUT);
-	row.commit_id = pin.commit != NULL ? xstrdup(pin.commit) : NULL;
-	if (pin.in_place && c->source.repo != NULL)
+	row.commit_id = pin->commit != NULL ? xstrdup(pin->commit) : NULL;
+	if (pin->in_place && c->source.repo != NULL)
 		row.warning = xasprintf("%s is not a git repository: ran in place, not pinned to a "
 		                        "commit",
-		                        pin.dir);
-	else if (pin.warning != NULL && pin.note != NULL)
-		row.warning = xasprintf("%s; %s", pin.warning, pin.note);
-	else if (pin.warning != NULL || pin.note != NULL)
-		row.warning = xstrdup(pin.warning != NULL ? pin.warning : pin.note);
-	rc = store_run_update(s, *id, &row);
+		                        pin->dir);
+	else if (pin->warning != NULL && pin->note != NULL)
+		row.warning = xasprintf("%s; %s", pin->warning, pin->note);
+	else if (pin->warning != NULL || pin->note != NULL)
+		row.warning = xstrdup(pin->warning != NULL ? pin->warning : pin->note);
+	rc = store_run_update(s, id, &row);
 	if (rc < 0) {
-		diag_error(d, (struct diag_pos){ 0 }, "cannot record run %lld: %s", (long long)*id,
+		diag_error(d, (struct diag_pos){ 0 }, "cannot record run %lld: %s", (long long)id,
 		           store_errmsg(s));
 		goto out;
 	}
@@ -173,8 +182,32 @@ exec_create(struct store *s, const char *state_dir, const struct conf *c, const 
 	rundir = NULL;
 out:
 	free(rundir);
-	source_pin_clear(&pin);
 	store_run_clear(&row);
+	return rc;
+}
+
+int
+exec_create(struct store *s, const char *state_dir, const struct conf *c, const struct conf_job *j,
+            const struct exec_new *how, int64_t *id, char **dir, struct diag *d)
+{
+	struct source_pin pin = { 0 };
+	struct diag sd;
+	int rc;
+
+	*dir = NULL;
+	if ((rc = exec_create_row(s, j, how, id, d)) < 0)
+		return rc;
+	diag_init(&sd);
+	if (source_resolve(state_dir, &c->source, c->dir, &pin, &sd) < 0) {
+		char *msg = sd.n > 0 ? diag_format(&sd, 0) : xstrdup("eph: cannot get the code");
+		const char *text = strncmp(msg, "eph: ", 5) == 0 ? msg + 5 : msg;
+
+		rc = exec_create_finish(s, state_dir, c, j, how, *id, NULL, text, dir, d);
+		free(msg);
+	} else {
+		rc = exec_create_finish(s, state_dir, c, j, how, *id, &pin, NULL, dir, d);
+	}
+	source_pin_clear(&pin);
 	diag_free(&sd);
 	return rc;
 }

@@ -14,7 +14,6 @@
 #include "conf/conf.h"
 #include "rundir/logrec.h"
 #include "rundir/rundir.h"
-#include "source/gitrun.h"
 #include "source/source.h"
 #include "store/outbox.h"
 #include "util/diag.h"
@@ -578,41 +577,31 @@ find_prev(struct store *s, const struct store_run *r, bool on_each_attempt, stru
 	return found;
 }
 
-/* The commit's subject line from the job's mirror, or NULL. */
+/* The commit's subject line for a mail: SUBJECT when the caller has it, else read from the
+ * job's mirror in STATE_DIR with git (none without STATE_DIR); at most 200 bytes, on one line.
+ * NULL when there is none. */
 static char *
-commit_subject(const struct conf *c, const char *state_dir, const char *commit)
+commit_subject(const struct conf *c, const char *state_dir, const char *commit, const char *subject)
 {
-	struct gitrun_result gr = { 0 };
-	char *url = NULL, *key, *gitdir, *arg, *res = NULL;
-	int rc;
+	char *url = NULL, *key, *mirror, *res = NULL;
 
-	if (c->source.repo == NULL || commit == NULL)
-		return NULL;
-	if (source_repo_url(c->source.repo, c->dir, &url) != 0) {
-		free(url); /* an error, or a directory run in place: no mirror */
-		return NULL;
+	if (subject != NULL) {
+		res = xstrdup(subject);
+	} else if (c->source.repo != NULL && commit != NULL && state_dir != NULL &&
+	           source_repo_url(c->source.repo, c->dir, &url) == 0) {
+		key = source_mirror_key(url);
+		mirror = xasprintf("%s/mirrors/%s.git", state_dir, key);
+		res = source_commit_subject(mirror, commit, NOTIFY_GIT_MS);
+		free(mirror);
+		free(key);
 	}
-	key = source_mirror_key(url);
-	gitdir = xasprintf("--git-dir=%s/mirrors/%s.git", state_dir, key);
-	arg = xstrdup(commit);
-	{
-		const char *args[] = { gitdir, "log", "-1", "--format=%s", arg, "--", NULL };
-
-		rc = gitrun(args, NOTIFY_GIT_MS, &gr);
+	free(url); /* an error, or a directory run in place: no mirror */
+	if (res != NULL) {
+		res[strcspn(res, "\n")] = '\0';
+		if (strlen(res) > 200)
+			res[200] = '\0';
+		flatten(res);
 	}
-	if (rc == 0 && gitrun_ok(&gr)) {
-		size_t n = strcspn(gr.out, "\n");
-
-		if (n > 0) {
-			res = xstrndup(gr.out, n > 200 ? 200 : n);
-			flatten(res);
-		}
-	}
-	gitrun_result_free(&gr);
-	free(arg);
-	free(gitdir);
-	free(key);
-	free(url);
 	return res;
 }
 
@@ -658,7 +647,7 @@ out:
 
 int
 notify_run_finished(struct store *s, const struct conf *c, const char *state_dir, int64_t run_id,
-                    bool will_retry, struct diag *d)
+                    bool will_retry, const char *commit_subj, struct diag *d)
 {
 	struct store_run r, prev;
 	const struct conf_job *j;
@@ -696,7 +685,7 @@ notify_run_finished(struct store *s, const struct conf *c, const char *state_dir
 	if (store_samples_get(s, run_id, &samples, &nsamples) < 0)
 		nsamples = 0;
 	host = notify_hostname();
-	csub = commit_subject(c, state_dir, r.commit_id);
+	csub = commit_subject(c, state_dir, r.commit_id, commit_subj);
 	tail = read_log_tail(&r);
 	in.run = &r;
 	in.samples = samples;

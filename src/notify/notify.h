@@ -97,13 +97,17 @@ char *notify_msgid(const char *host, time_t now);
 char *notify_hostname(void);
 
 /* Call when run RUN_ID has been recorded terminal: if its job's notify policy (in C) says so,
- * builds the message (reading the run, its samples, STATE_DIR's mirror for the commit's
- * subject, the end of its output.log) and queues it in the outbox, once per run whatever the
- * number of calls. Returns 1 when a message was queued, 0 when none is due (or it was queued
- * before), -errno on failure (with a message in D). WILL_RETRY as notify_decide. Never sends:
- * then run eph-mail (cmd_mail.c in the foreground, dm_mail_kick in the daemon). */
+ * builds the message (reading the run, its samples, the commit's subject, the end of its
+ * output.log) and queues it in the outbox, once per run whatever the number of calls. The
+ * commit's subject is COMMIT_SUBJ when the caller has it; else it is read from STATE_DIR's mirror
+ * with `git log` (up to 5 s), unless STATE_DIR is NULL: the daemon, whose loop runs no git,
+ * passes the subject its run's preparation read, or nothing. Returns 1 when a message was
+ * queued, 0 when none is due (or it was queued before), -errno on failure (with a message in
+ * D). WILL_RETRY as notify_decide. Never sends: then run eph-mail (cmd_mail.c in the
+ * foreground, dm_mail_kick in the daemon). */
 EPH_MUST_CHECK int notify_run_finished(struct store *s, const struct conf *c, const char *state_dir,
-                                       int64_t run_id, bool will_retry, struct diag *d);
+                                       int64_t run_id, bool will_retry, const char *commit_subj,
+                                       struct diag *d);
 
 /* Queues a message about ephemeron itself (a configuration that failed to reload, a source
  * that cannot be fetched for longer than mail.source_alarm) to mail.admin of C: SUBJECT is
