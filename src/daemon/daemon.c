@@ -1321,8 +1321,10 @@ daemon_run(const struct daemon_opts *o)
 	}
 	evheap_init(&dm->heap);
 	srandom((unsigned)(getpid() ^ clock_real_ms()));
-	if (dm_open(dm) < 0)
+	if ((rc = dm_open(dm)) < 0) {
+		exit = rc == -EINTR ? 0 : 1; /* stopped during the first fetch (--from-repo) */
 		goto out;
+	}
 	uv_loop_init(&dm->loop);
 	if (dm_listen(dm) < 0) {
 		if (dm->ctl_open)

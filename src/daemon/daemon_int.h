@@ -185,7 +185,8 @@ void dm_child_env_free(char **env);
 
 /* Fetches the repository, checks its branch out and loads the jobs file from it into dm->conf
  * (or from the last good commit when the branch's file has errors), before the loop runs.
- * 0, or -errno after saying why on stderr. */
+ * 0, or -errno after saying why on stderr: -EINTR when SIGTERM or SIGINT stopped it (its git
+ * killed). */
 int dm_repo_open(struct daemon *dm);
 /* Starts following the repository: a fetch every source.refresh (again after a reload). */
 void dm_repo_arm(struct daemon *dm);

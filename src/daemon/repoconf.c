@@ -190,8 +190,41 @@ repo_took(struct daemon *dm, const char *commit, int hold_fd)
 	repo_good_write(dm, commit);
 }
 
+static void
+repo_stop_sig(int sig)
+{
+	(void)sig;
+	gitrun_abort(); /* the git in progress (its process group) is killed, no other starts */
+}
+
+static int repo_open(struct daemon *dm);
+
 int
 dm_repo_open(struct daemon *dm)
+{
+	struct sigaction sa, oterm, oint;
+	int rc;
+
+	/* Before the loop (and its signal handling) runs, a stop during the first fetch and
+	 * checkout ends their git too: its own process group, which SIGTERM does not reach. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = repo_stop_sig;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, &oterm);
+	(void)sigaction(SIGINT, &sa, &oint);
+	rc = repo_open(dm);
+	(void)sigaction(SIGTERM, &oterm, NULL);
+	(void)sigaction(SIGINT, &oint, NULL);
+	if (gitrun_is_aborted()) {
+		fprintf(stderr, "eph daemon: stopped while fetching %s\n",
+		        dm->repo->shown != NULL ? dm->repo->shown : "the jobs file's repository");
+		return -EINTR;
+	}
+	return rc;
+}
+
+static int
+repo_open(struct daemon *dm)
 {
 	struct drepo *rp = xcalloc(1, sizeof(*rp));
 	struct source_pin pin;

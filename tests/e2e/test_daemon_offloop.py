@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import run_eph, wait_for
+from conftest import eph_bin, run_eph, wait_for
 from test_daemon import daemons, rows, write_jobs  # noqa: F401 (a fixture)
 from test_daemon_from_repo import commit, make_repo
 from test_mail import smtpd  # noqa: F401 (a fixture)
@@ -225,4 +225,27 @@ def test_a_hanging_git_log_for_a_mail_does_not_delay_a_fire(tmp_path, state_dir,
     t0 = time.monotonic()
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 5
+    wait_for(lambda: not any(alive(p) for p in hang.pids()), 5, "the hung git to be killed")
+
+
+def test_a_stop_during_the_first_fetch_of_the_jobs_file_leaves_no_git(tmp_path, state_dir, hang):
+    """--from-repo fetches before the loop runs: a SIGTERM then ends its git too."""
+    repo, _ = make_repo(tmp_path, JOBS)
+    hang.arm("clone")  # the first fetch makes the mirror
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        p = subprocess.Popen([eph_bin(), "daemon", "--from-repo", f"file://{repo}"],
+                             stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_for(lambda: hang.pids(), what="the first fetch to hang")
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert time.monotonic() - t0 < 5
+    assert rc == 0, log_path.read_text()
+    assert "stopped while fetching" in log_path.read_text()
     wait_for(lambda: not any(alive(p) for p in hang.pids()), 5, "the hung git to be killed")
