@@ -43,6 +43,7 @@
 #define DM_MAX_SLEEP_MS   3600000 /* re-check the wall clock at least hourly (clock jumps) */
 #define DM_RELOAD_WAIT_MS 200     /* coalesce the events of one save of the jobs file */
 #define DM_PREP_MS        150     /* a fire's run is prepared this long before its instant */
+#define DM_PREP_SOURCE_MS 500     /* with a repository source: a child resolves its code first */
 #define DM_RETENTION_STEP 5       /* runs deleted after a run ends, at most */
 
 /* A retry due later. */
@@ -724,8 +725,8 @@ dm_replace(struct daemon *dm, const char *job, const struct drun *self)
 }
 
 /* One fire of job J at AT: the concurrency policy, then a new run. A fire still ahead (its run
- * prepared DM_PREP_MS early, so that the agent starts at the instant itself) gets the policy
- * at its instant (dm_prepared_due). */
+ * prepared DM_PREP_MS or DM_PREP_SOURCE_MS early, so that the agent starts at the instant)
+ * gets the policy at its instant (dm_prepared_due). */
 void
 dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum store_trigger trig,
         int attempt)
@@ -799,7 +800,9 @@ dm_job_due(struct daemon *dm, struct djob *j, int64_t now, int64_t late)
 	rc = cronexpr_next(cj->cron, cj->tz, j->until, &next);
 	if (rc == 0) {
 		j->next = next;
-		evheap_push(&dm->heap, &j->ev, next * 1000 - DM_PREP_MS);
+		evheap_push(&dm->heap, &j->ev,
+		            next * 1000 - (dm->conf->source.repo != NULL ? DM_PREP_SOURCE_MS
+		                                                         : DM_PREP_MS));
 	} else if (rc != -ENOENT)
 		dlog(DLOG_ERROR, 0, cj->name, "cannot compute its next fire: %s", strerror(-rc));
 }

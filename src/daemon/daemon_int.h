@@ -31,7 +31,7 @@ enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
 
 /* A job of the current configuration and its schedule. */
 struct djob {
-	struct evheap_node ev; /* DM_EV_FIRE, DM_PREP_MS before the next fire */
+	struct evheap_node ev; /* DM_EV_FIRE, DM_PREP_MS (DM_PREP_SOURCE_MS) before the next fire */
 	const struct conf_job *cj;
 	int64_t next;  /* the next fire (UTC s) while ev is in the heap */
 	int64_t until; /* every fire at or before this instant (UTC s) is handled */
@@ -100,6 +100,8 @@ struct daemon {
 	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
 	struct dmailer *mail; /* mailer.c's; NULL until the configuration has mail.smtp */
 	struct drepo *repo;   /* --from-repo: the repository followed (repoconf.c); else NULL */
+	struct dprep *prep_head, *prep_tail; /* preparations waiting for a child (prepare.c) */
+	int nprep;                           /* preparation children running */
 	char *sock_path;
 	int lockfd;
 };

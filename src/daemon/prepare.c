@@ -26,19 +26,24 @@
 #include "conf/conf.h"
 #include "daemon/daemon_int.h"
 #include "daemon/dlog.h"
+#include "source/gitrun.h"
 #include "source/source.h"
 #include "util/buf.h"
-#include "util/diag.h"
 #include "util/xalloc.h"
 
 #define PREP_GRACE_MS 2000 /* a dropped child that ignores SIGTERM this long gets SIGKILL */
-#define PREP_ENV      "EPH_FETCH_REPO"
+#define PREP_MAX                                                                                   \
+	4 /* children at once; the others wait their turn (a burst of fires                        \
+	   * serializes on the mirror's lock anyway) */
+#define PREP_ENV "EPH_FETCH_REPO"
 
 struct dprep {
 	struct daemon *dm;
-	struct drun *dr; /* NULL once dropped: the answer is thrown away */
-	char *repo;      /* the source resolved (conf_source repo, branch, commit): a reload */
-	char *branch;    /* that changed it meanwhile makes the run resolve again */
+	struct drun *dr;     /* NULL once dropped: the answer is thrown away */
+	struct dprep *qnext; /* waiting for a turn (dm->prep_head), not spawned yet */
+	bool spawned;        /* counted in dm->nprep until its handles are closed */
+	char *repo;          /* the source resolved (conf_source repo, branch, commit): a reload */
+	char *branch;        /* that changed it meanwhile makes the run resolve again */
 	char *commit;
 	uv_process_t proc;
 	uv_pipe_t out;
@@ -86,35 +91,25 @@ dm_child_env_free(char **env)
 	free(env);
 }
 
-/* The message of a failed source_resolve, as a run's reason gives it (without "eph: "). */
-static char *
-prep_why(const struct diag *d)
-{
-	char *msg = d->n > 0 ? diag_format(d, 0) : xstrdup("eph: cannot get the code");
-	char *why = xstrdup(strncmp(msg, "eph: ", 5) == 0 ? msg + 5 : msg);
-
-	free(msg);
-	return why;
-}
-
-/* A source with no repository to fetch (none, a plain directory, a missing path): resolved
- * here, on the loop, since no git runs for it. */
+/* A source with no repository to fetch: none (the jobs file's directory, DIR NULL), a plain
+ * directory (DIR), or a missing path (RC < 0): settled here, on the loop, as source_resolve
+ * would, without calling it (so no git can run here, whatever the path has become since). */
 static void
-prep_here(struct daemon *dm, struct drun *dr)
+prep_here(struct daemon *dm, struct drun *dr, const char *dir, int rc)
 {
-	struct source_pin pin;
-	struct diag d;
+	struct source_pin pin = { 0 };
 
-	diag_init(&d);
-	if (source_resolve(dm->o->state_dir, &dm->conf->source, dm->conf->dir, &pin, &d) < 0) {
-		char *why = prep_why(&d);
+	if (rc < 0) {
+		char *raw = xasprintf("source.repo %s: %s", dm->conf->source.repo, strerror(-rc));
+		char *why = gitrun_redact(raw);
 
-		diag_free(&d);
 		dm_prepared(dm, dr, NULL, why);
 		free(why);
+		free(raw);
 		return;
 	}
-	diag_free(&d);
+	pin.in_place = true;
+	pin.dir = xstrdup(dir != NULL ? dir : dm->conf->dir);
 	dm_prepared(dm, dr, &pin, NULL);
 	source_pin_clear(&pin);
 }
@@ -213,13 +208,17 @@ prep_lines(struct dprep *p)
 	}
 }
 
+static void prep_next(struct daemon *dm);
+
 static void
 prep_closed(uv_handle_t *h)
 {
 	struct dprep *p = h->data;
+	struct daemon *dm = p->dm;
 
 	if (--p->nopen > 0)
 		return;
+	dm->nprep--;
 	if (p->dr != NULL && !p->answered)
 		prep_answer(p, NULL);
 	if (p->dr != NULL) { /* no subject line */
@@ -227,6 +226,7 @@ prep_closed(uv_handle_t *h)
 		p->dr = NULL;
 	}
 	prep_free(p);
+	prep_next(dm);
 }
 
 static void
@@ -271,12 +271,13 @@ prep_grace(uv_timer_t *t)
 		(void)uv_process_kill(&p->proc, SIGKILL);
 }
 
-/* Starts `eph fetch` for DR's run of the source at URL. */
+/* Starts `eph fetch` (P) for DR's run of the source at URL. */
 static void
-prep_spawn(struct daemon *dm, struct drun *dr, const char *url)
+prep_spawn(struct dprep *p, const char *url)
 {
+	struct daemon *dm = p->dm;
+	struct drun *dr = p->dr;
 	const struct conf_source *src = &dm->conf->source;
-	struct dprep *p = xcalloc(1, sizeof(*p));
 	char exe[4096], timeout[32], refresh[32], *args[20], **env;
 	size_t exelen = sizeof(exe), n = 0;
 	uv_stdio_container_t stdio[3];
@@ -286,18 +287,17 @@ prep_spawn(struct daemon *dm, struct drun *dr, const char *url)
 	if ((rc = uv_exepath(exe, &exelen)) < 0) {
 		char *why = xasprintf("cannot find eph to fetch with: %s", uv_strerror(rc));
 
-		free(p);
+		dr->prep = NULL;
+		prep_free(p);
 		dm_prepared(dm, dr, NULL, why);
 		free(why);
 		return;
 	}
-	p->dm = dm;
-	p->dr = dr;
+	p->spawned = true;
+	dm->nprep++;
 	p->repo = prep_strdup(src->repo);
 	p->branch = prep_strdup(src->branch);
 	p->commit = prep_strdup(src->commit);
-	buf_init(&p->buf, BUF_MAX_JSON);
-	dr->prep = p;
 	snprintf(timeout, sizeof(timeout), "%llds", (long long)src->fetch_timeout);
 	snprintf(refresh, sizeof(refresh), "%llds", (long long)src->refresh);
 	args[n++] = exe;
@@ -352,32 +352,93 @@ prep_spawn(struct daemon *dm, struct drun *dr, const char *url)
 		uv_close((uv_handle_t *)&p->out, prep_closed);
 }
 
-void
-dm_prep_start(struct daemon *dm, struct drun *dr)
+/* Gives P its turn: its child, or, when the source is no longer a repository, the run
+ * settled here. */
+static void
+prep_run(struct dprep *p)
 {
+	struct daemon *dm = p->dm;
+	struct drun *dr = p->dr;
 	const struct conf_source *src = &dm->conf->source;
 	char *url = NULL;
 	int rc = src->repo != NULL ? source_repo_url(src->repo, dm->conf->dir, &url) : 1;
 
-	dr->phase = DR_PREPARING;
 	if (rc != 0) {
-		free(url);
-		prep_here(dm, dr);
+		dr->prep = NULL;
+		prep_free(p);
+		prep_here(dm, dr, url, rc);
+	} else {
+		prep_spawn(p, url);
+	}
+	free(url);
+}
+
+/* A child ended: the preparations waiting get their turn while there is room. */
+static void
+prep_next(struct daemon *dm)
+{
+	while (dm->prep_head != NULL && dm->nprep < PREP_MAX) {
+		struct dprep *p = dm->prep_head;
+
+		dm->prep_head = p->qnext;
+		if (dm->prep_head == NULL)
+			dm->prep_tail = NULL;
+		p->qnext = NULL;
+		prep_run(p);
+	}
+}
+
+void
+dm_prep_start(struct daemon *dm, struct drun *dr)
+{
+	struct dprep *p;
+
+	dr->phase = DR_PREPARING;
+	if (dm->conf->source.repo == NULL) {
+		prep_here(dm, dr, NULL, 1);
 		return;
 	}
-	prep_spawn(dm, dr, url);
-	free(url);
+	p = xcalloc(1, sizeof(*p));
+	p->dm = dm;
+	p->dr = dr;
+	buf_init(&p->buf, BUF_MAX_JSON);
+	dr->prep = p;
+	if (dm->nprep < PREP_MAX && dm->prep_head == NULL) {
+		prep_run(p);
+		return;
+	}
+	if (dm->prep_tail != NULL)
+		dm->prep_tail->qnext = p;
+	else
+		dm->prep_head = p;
+	dm->prep_tail = p;
 }
 
 void
 dm_prep_drop(struct drun *dr)
 {
 	struct dprep *p = dr->prep;
+	struct daemon *dm;
 
 	if (p == NULL)
 		return;
+	dm = p->dm;
 	dr->prep = NULL;
 	p->dr = NULL;
+	if (!p->spawned) { /* still waiting for its turn */
+		struct dprep **pp = &dm->prep_head, *last = NULL;
+
+		while (*pp != NULL && *pp != p) {
+			last = *pp;
+			pp = &(*pp)->qnext;
+		}
+		if (*pp == p)
+			*pp = p->qnext;
+		if (dm->prep_tail == p)
+			dm->prep_tail = last;
+		prep_free(p);
+		return;
+	}
 	if (p->exited)
 		return;
 	/* it kills its git's process group, then exits: the loop ends after it */
