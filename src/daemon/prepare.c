@@ -32,10 +32,10 @@
 #include "util/xalloc.h"
 
 #define PREP_GRACE_MS 2000 /* a dropped child that ignores SIGTERM this long gets SIGKILL */
-#define PREP_MAX                                                                                   \
-	4 /* children at once; the others wait their turn (a burst of fires                        \
-	   * serializes on the mirror's lock anyway) */
-#define PREP_ENV "EPH_FETCH_REPO"
+/* children at once; the others wait their turn (a burst of fires serializes on the mirror's
+ * lock anyway) */
+#define PREP_MAX      4
+#define PREP_ENV      "EPH_FETCH_REPO"
 
 struct dprep {
 	struct daemon *dm;
