@@ -2,7 +2,8 @@
 PATH that sleeps, for the calls a test chooses, once a marker file exists) in the fetch of a
 run's code, in the daemon's own fetch of its jobs file (--from-repo) and in the `git log` of a
 mail, while another job keeps firing on its grid and `eph status` answers; and a SIGTERM during
-such a call stops the daemon at once, leaving no process behind."""
+such a call stops the daemon at once, leaving no process behind; a kill -9 during a run's fetch
+leaves a run the next start fires again."""
 
 import json
 import os
@@ -257,3 +258,50 @@ def test_a_stop_during_the_first_fetch_of_the_jobs_file_leaves_no_git(tmp_path, 
     assert rc == 0, log_path.read_text()
     assert "stopped while fetching" in log_path.read_text()
     wait_for(lambda: not any(alive(p) for p in hang.pids()), 5, "the hung git to be killed")
+
+
+def test_a_kill_9_while_a_runs_code_is_fetched_fires_it_again_at_the_restart(tmp_path, state_dir,
+                                                                             daemons, hang):
+    """The daemon is killed while a run's code is being fetched by its child: the run has its
+    row only (no run directory). The next start withdraws it and fires it again, and it runs
+    once; the orphaned child is no obstacle once it is gone."""
+    url, _ = origin(tmp_path)
+    out = tmp_path / "ran"
+    jobs = write_jobs(tmp_path / "ephemeron.yaml", f"""\
+        source:
+          repo: {url}
+          refresh: 0
+        jobs:
+          tick:
+            schedule: "@every 2s"
+            run: echo $EPH_RUN_ID >> {out}
+            catchup: none
+            starting_deadline: 1h
+        """)
+    d = daemons(jobs, state_dir)
+    wait_for(lambda: any(r["state"] == "succeeded" for r in rows(state_dir)), what="a run")
+    hang.arm("fetch")
+    wait_for(lambda: hang.pids(), what="a run's fetch to hang")
+    fetchers = [p for p in children(d.p.pid)
+                if b"fetch" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")]
+    preparing = rows(state_dir, "state = 'queued' AND run_dir IS NULL")
+    assert len(preparing) == 1, rows(state_dir)  # forbid skips the fires meanwhile
+    x = preparing[0]
+    assert fetchers, "no eph fetch child"
+    assert d.stop(signal.SIGKILL) != 0
+    for pid in fetchers + hang.pids():  # what the killed daemon left behind
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    hang.disarm()
+    d = daemons(jobs, state_dir, "daemon2.log")
+    wait_for(lambda: any(r["scheduled_at"] == x["scheduled_at"] and r["state"] == "succeeded"
+                         for r in rows(state_dir)), 20, "the fire to run again")
+    assert d.stop() == 0
+    again = rows(state_dir, "scheduled_at = ?", (x["scheduled_at"],))
+    assert len(again) == 1, again
+    assert again[0]["trigger"] == "schedule"
+    assert out.read_text().split().count(str(again[0]["id"])) == 1
+    assert "withdrawn: the scheduler stopped before the run was prepared; fired again" \
+        in d.text()
