@@ -73,6 +73,9 @@ def test_a_run_lost_while_the_daemon_was_down_is_retried(tmp_path, state_dir, da
     wait_for(lambda: flaky(state_dir) and flaky(state_dir)[0]["state"] == "running",
              what="the run to start")
     agent = flaky(state_dir)[0]["agent_pid"]
+    # "running" is recorded when the agent starts; only a command that started makes a run
+    # that dies lost (one that never started is run again at the restart: test_reconcile.py)
+    wait_for(lambda: marker_pids(marker), what="the command to start")
     d.stop(signal.SIGKILL)
     os.kill(agent, signal.SIGKILL)  # the agent dies without a result: the run is lost
     for pid in marker_pids(marker):  # and its command with it

@@ -53,6 +53,9 @@ def kill_9_with_a_run_prepared(tmp_path, state_dir, daemons, deadline="1h", manu
     assert p.returncode == 0, p.stderr
     wait_for(lambda: any(r["state"] == "running" for r in rows(state_dir, "job = 'blocker'")),
              what="the blocker to run")
+    # its command, not only its agent: a blocker whose command never started would be run
+    # again at the restart rather than be lost
+    wait_for(lambda: marker_pids(marker), what="the blocker's command to start")
     if manual:
         p = run_eph(["-f", jobs, "run", "tick"])
         assert p.returncode == 0, p.stderr
