@@ -161,7 +161,7 @@ remote_host_str(const struct remote_host *h)
 
 	buf_init(&b, BUF_MAX_MSG);
 	if ((h->user != NULL && buf_printf(&b, "%s@", h->user) < 0) ||
-	    buf_printf(&b, v6 && h->port != REMOTE_PORT_DEFAULT ? "[%s]" : "%s", h->addr) < 0 ||
+	    buf_printf(&b, v6 ? "[%s]" : "%s", h->addr) < 0 ||
 	    (h->port != REMOTE_PORT_DEFAULT && buf_printf(&b, ":%d", h->port) < 0))
 		abort(); /* REMOTE_MAX_HOST keeps it far below the cap */
 	return buf_steal(&b);
@@ -513,6 +513,7 @@ remote_fail_name(enum remote_fail f)
 		[REMOTE_SSH] = "ssh",
 		[REMOTE_CANCELED] = "canceled",
 		[REMOTE_SPAWN] = "spawn",
+		[REMOTE_LOCAL] = "local",
 	};
 
 	return (size_t)f < EPH_ARRAY_LEN(names) ? names[f] : "?";
@@ -634,6 +635,9 @@ remote_why(const char *host, enum remote_fail f, int status, const char *err)
 		break;
 	case REMOTE_SPAWN:
 		msg = xasprintf("%s: cannot start ssh: %s", host, last);
+		break;
+	case REMOTE_LOCAL:
+		msg = xasprintf("%s: a local file cannot be read: %s", host, last);
 		break;
 	case REMOTE_SSH:
 	default:

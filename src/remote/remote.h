@@ -32,7 +32,8 @@ struct remote_host {
 EPH_MUST_CHECK int remote_host_parse(const char *text, struct diag_pos at, struct remote_host *out,
                                      struct diag *d);
 void remote_host_clear(struct remote_host *h); /* frees the members; zeroes; NULL is fine */
-/* H as a person writes it: "user@addr", "user@[fd00::5]:2222". Caller frees. */
+/* H as a person writes it (and remote_host_parse reads it back): "user@addr",
+ * "user@[fd00::5]:2222", "[fd00::5]". Caller frees. */
 char *remote_host_str(const struct remote_host *h);
 /* H's name in known_hosts: "addr" on port 22, else "[addr]:port". Caller frees. */
 char *remote_host_known_name(const struct remote_host *h);
@@ -94,10 +95,11 @@ enum remote_fail {
 	REMOTE_SSH,         /* another failure of ssh (its exit status 255) */
 	REMOTE_CANCELED,    /* remote_op_cancel */
 	REMOTE_SPAWN,       /* ssh could not be started */
+	REMOTE_LOCAL,       /* a local file could not be read (remote_ship) */
 };
 
 /* The name of F for messages and JSON: "ok", "status", "host key", "auth", "unreachable",
- * "timeout", "ssh", "canceled", "spawn". */
+ * "timeout", "ssh", "canceled", "spawn", "local". */
 const char *remote_fail_name(enum remote_fail f);
 /* Classifies an ssh that exited with STATUS (-1 when killed) and wrote ERR on stderr. */
 enum remote_fail remote_classify(int status, const char *err);

@@ -153,7 +153,7 @@ remote_timer_closed(uv_handle_t *h)
 	int status = (int)op->status;
 
 	memset(&r, 0, sizeof(r));
-	r.status = op->sig != 0 ? -1 : status;
+	r.status = op->sig != 0 || op->spawn_failed ? -1 : status;
 	r.signal = op->sig;
 	r.out = buf_cstr(&op->out);
 	r.out_len = op->out.len;
@@ -174,8 +174,8 @@ remote_timer_closed(uv_handle_t *h)
 	if (op->kind == OP_SHIP) {
 		r.remote_path = op->remote_path;
 		r.shipped = op->shipped;
-		if (op->work_rc < 0 && r.fail == REMOTE_OK) {
-			r.fail = REMOTE_SPAWN;
+		if (op->work_rc < 0 && !op->canceled && !op->timed_out) {
+			r.fail = REMOTE_LOCAL;
 			why = xasprintf("%s: cannot read %s: %s", op->host, op->local,
 			                strerror(-op->work_rc));
 		}
@@ -337,8 +337,10 @@ remote_arm(struct remote_op *op)
 		uv_timer_start(&op->timer, remote_timer_cb, REMOTE_DRAIN_MS, 0);
 		return;
 	}
-	if (op->timeout_ms <= 0)
+	if (op->timeout_ms <= 0) {
+		uv_timer_stop(&op->timer); /* a drain left armed by the step before */
 		return;
+	}
 	left = op->timeout_ms - (clock_mono_ms() - op->start_ms);
 	uv_timer_start(&op->timer, remote_timer_cb, (uint64_t)(left > 0 ? left : 0), 0);
 }

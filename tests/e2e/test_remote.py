@@ -104,6 +104,8 @@ def test_ship_sends_a_file_once_by_its_content_hash(remote, tmp_path):
     r = remote.call("ship", f, "~/.eph/bin")
     assert r["shipped"] and r["remote_path"].endswith(hashlib.sha256(b"v2").hexdigest())
     assert there.stat().st_ino == st.st_ino
+    r = remote.call("ship", tmp_path / "none", "~/.eph/bin")
+    assert r["fail"] == "local" and "No such file or directory" in r["why"], r
 
 
 def test_fetch_follows_a_growing_file_by_offset(remote):

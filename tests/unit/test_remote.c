@@ -119,8 +119,8 @@ hosts_print_as_written_and_as_known_hosts_names_them(void **state)
 	free(s);
 	h.port = 22;
 	h.user = NULL;
-	s = remote_host_str(&h);
-	assert_string_equal(s, "fd00::5");
+	s = remote_host_str(&h); /* as it parses back */
+	assert_string_equal(s, "[fd00::5]");
 	free(s);
 	s = remote_host_known_name(&h);
 	assert_string_equal(s, "fd00::5");
