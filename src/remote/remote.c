@@ -243,6 +243,9 @@ remote_argv(const struct remote_ssh *s, const struct remote_host *h, const char 
 	remote_argv_opt(&v, &n, xstrdup("IdentitiesOnly=yes"));
 	remote_argv_opt(&v, &n, xstrdup("IdentityAgent=none"));
 	remote_argv_opt(&v, &n, xstrdup("ClearAllForwardings=yes"));
+	/* ssh's notices ("ControlSocket ... already exists", "Permanently added") stay out of the
+	 * command's stderr; its errors, which remote_classify reads, are kept */
+	remote_argv_opt(&v, &n, xstrdup("LogLevel=ERROR"));
 	if (s->identity_file != NULL) {
 		remote_argv_add(&v, &n, xstrdup("-i"));
 		remote_argv_add(&v, &n, xstrdup(s->identity_file));
@@ -560,6 +563,27 @@ remote_classify(int status, const char *err)
 	if (remote_says(err, unreachable))
 		return REMOTE_UNREACHABLE;
 	return REMOTE_SSH;
+}
+
+size_t
+remote_strip_noise(char *err)
+{
+	char *w = err;
+
+	for (const char *p = err; *p != '\0';) {
+		const char *nl = strchr(p, '\n'), *e = nl != NULL ? nl + 1 : p + strlen(p);
+		size_t n = (size_t)(e - p);
+		bool noise = strncmp(p, "ControlSocket ", 14) == 0 &&
+		             memmem(p, n, "disabling multiplexing", 22) != NULL;
+
+		if (!noise) {
+			memmove(w, p, n);
+			w += n;
+		}
+		p = e;
+	}
+	*w = '\0';
+	return (size_t)(w - err);
 }
 
 char *

@@ -101,6 +101,11 @@ enum remote_fail {
 /* The name of F for messages and JSON: "ok", "status", "host key", "auth", "unreachable",
  * "timeout", "ssh", "canceled", "spawn", "local". */
 const char *remote_fail_name(enum remote_fail f);
+/* Removes from ERR (in place) the lines ssh prints about its own multiplexing that say
+ * nothing of the command: "ControlSocket PATH already exists, disabling multiplexing" (two
+ * first commands raced to be the master; this one connected on its own, as it should).
+ * Returns ERR's new length. */
+size_t remote_strip_noise(char *err);
 /* Classifies an ssh that exited with STATUS (-1 when killed) and wrote ERR on stderr. */
 enum remote_fail remote_classify(int status, const char *err);
 /* The first host key fingerprint ("SHA256:...") in ERR, or NULL. Caller frees. */

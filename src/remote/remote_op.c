@@ -159,6 +159,8 @@ remote_timer_closed(uv_handle_t *h)
 	r.out_len = op->out.len;
 	r.out_truncated = op->out_trunc;
 	r.err = buf_cstr(&op->err);
+	if (op->err.len > 0) /* else buf_cstr's "" is not ours to write */
+		op->err.len = remote_strip_noise(op->err.data);
 	r.elapsed_ms = (op->t_exit - op->t0) * 1000.0;
 	r.offset = op->offset;
 	if (op->canceled)

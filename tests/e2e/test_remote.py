@@ -180,6 +180,7 @@ def test_a_key_the_host_does_not_know_fails_authentication(remote, tmp_path):
     assert p.returncode == 2 and "can be read or written by others (mode 0644)" in p.stderr
 
 
+@pytest.mark.timing  # bounded by ConnectTimeout
 def test_a_cut_link_times_out_within_connect_timeout_and_mends(remote):
     h = remote.h
     h.cut()
@@ -193,6 +194,7 @@ def test_a_cut_link_times_out_within_connect_timeout_and_mends(remote):
     assert (r["fail"], r["out"]) == ("ok", "back\n"), r
 
 
+@pytest.mark.timing  # bounded by ServerAlive
 def test_a_cut_link_under_a_master_connection_fails_and_mends(remote):
     h = remote.h
     assert remote.call("run", "true")["fail"] == "ok"
@@ -208,6 +210,7 @@ def test_a_cut_link_under_a_master_connection_fails_and_mends(remote):
     assert (r["fail"], r["out"]) == ("ok", "back\n"), r
 
 
+@pytest.mark.timing  # a timeout and a cancel race the command
 def test_the_op_timeout_and_cancel_end_ssh(remote):
     r = remote.call("run", "sleep 30", "--timeout-ms", "1500")
     assert r["fail"] == "timeout" and r["elapsed_ms"] < 15000, r
@@ -215,6 +218,20 @@ def test_the_op_timeout_and_cancel_end_ssh(remote):
     assert r["fail"] == "canceled" and r["elapsed_ms"] < 15000, r
 
 
+def test_first_commands_at_once_all_run_and_one_master_remains(remote):
+    procs = [subprocess.Popen(remote.net.argv([driver(), *remote.opts, remote.h.target(), "run",
+                                               f"echo {i}"]), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=60)
+        r = json.loads(out)
+        # those that lost the race to be the master connect on their own, quietly
+        assert (p.returncode, r["fail"], r["out"], r["err"]) == (0, "ok", f"{i}\n", ""), (r, err)
+    assert len(os.listdir(remote.ctl)) == 1
+    assert remote.call("ctl", "check")["fail"] == "ok"
+
+
+@pytest.mark.timing  # compares durations
 def test_commands_share_one_multiplexed_connection_per_host(remote, capsys):
     assert not os.path.exists(remote.ctl)
     r = remote.call("ctl", "check")

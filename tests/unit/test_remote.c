@@ -214,6 +214,7 @@ argv_pins_everything_and_ends_with_the_host(void **state)
 	assert_true(argv_index(v, "GlobalKnownHostsFile=/dev/null") > 0);
 	assert_true(argv_index(v, "IdentitiesOnly=yes") > 0);
 	assert_true(argv_index(v, "IdentityAgent=none") > 0);
+	assert_true(argv_index(v, "LogLevel=ERROR") > 0);
 	assert_string_equal(v[argv_index(v, "-i") + 1], "/etc/ephemeron/id_ed25519");
 	assert_true(argv_index(v, "ConnectTimeout=7") > 0);
 	assert_true(argv_index(v, "ServerAliveInterval=5") > 0);
@@ -455,6 +456,14 @@ ssh_failures_are_told_apart(void **state)
 	assert_string_equal(why, "eph@10.0.0.5 refused our key: eph@10.0.0.5: Permission denied "
 	                         "(publickey).");
 	free(why);
+	{
+		char err[] = "ControlSocket /s/0123 already exists, disabling multiplexing\r\n"
+		             "boom\n"
+		             "ControlSocket /s/0123 already exists, disabling multiplexing";
+
+		assert_int_equal(remote_strip_noise(err), 5);
+		assert_string_equal(err, "boom\n");
+	}
 	why = remote_why("h", REMOTE_STATUS, 3, "");
 	assert_string_equal(why, "h: the command exited with status 3");
 	free(why);
