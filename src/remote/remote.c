@@ -503,6 +503,32 @@ remote_known_has(const char *path, const struct remote_host *h)
 	return rc;
 }
 
+int
+remote_check_host(const struct remote_ssh *s, const struct remote_host *h, struct diag_pos at,
+                  struct diag *d)
+{
+	char *host;
+	int rc;
+
+	if (s->known_hosts == NULL)
+		return -EINVAL; /* remote_check_files says so, once */
+	rc = remote_known_has(s->known_hosts, h);
+	if (rc == 1)
+		return 0;
+	host = remote_host_str(h);
+	if (rc == 0) {
+		diag_error(d, at,
+		           "host %s has no entry in known_hosts %s: add its key (ssh-keyscan -p %d "
+		           "%s) and check its fingerprint out of band; keys are never learned",
+		           host, s->known_hosts, h->port, h->addr);
+		rc = -EINVAL;
+	} else if (rc != -ENOENT && rc != -EACCES) { /* remote_check_files reports those */
+		diag_error(d, at, "known_hosts %s: %s", s->known_hosts, strerror(-rc));
+	}
+	free(host);
+	return rc;
+}
+
 const char *
 remote_fail_name(enum remote_fail f)
 {

@@ -84,6 +84,12 @@ bool remote_known_match(const char *text, size_t len, const struct remote_host *
  * (-E2BIG past REMOTE_MAX_KNOWN). */
 EPH_MUST_CHECK int remote_known_has(const char *path, const struct remote_host *h);
 
+/* For `eph validate`: adds to D, at AT, "host H has no entry in known_hosts FILE ..." (with
+ * how to add one) when S's known_hosts holds none for H, or why it cannot be read. 0 when it
+ * holds one, else -EINVAL (unreadable: -errno), with the message in D. */
+EPH_MUST_CHECK int remote_check_host(const struct remote_ssh *s, const struct remote_host *h,
+                                     struct diag_pos at, struct diag *d);
+
 /* What ended an ssh: the command itself, or ssh's own failure (ssh exits 255 for those). */
 enum remote_fail {
 	REMOTE_OK,          /* the command exited 0 */

@@ -128,6 +128,31 @@ def test_fetch_follows_a_growing_file_by_offset(remote):
     assert (r["out"], r["missing"]) == ("", False)
 
 
+@pytest.mark.timing  # kills fetches at whatever point they reached
+def test_fetches_killed_midway_lose_nothing_and_double_nothing(remote):
+    """Each fetch is killed by a short timeout, wherever it got to (nothing yet, part of
+    its bytes, or done): what the caller gets, followed by offset, is the file exactly."""
+    import base64
+    data = base64.b64encode(os.urandom(3 << 20)).decode()  # 4 MiB of text
+    (remote.h.home / "events.jsonl").write_text(data)
+    got, off, killed, timeout_ms = [], 0, 0, 5
+    assert remote.call("run", "true")["fail"] == "ok"  # the master is up
+    while off < len(data):
+        r = remote.call("fetch", "~/events.jsonl", str(off), str(1 << 20),
+                        "--timeout-ms", str(timeout_ms))
+        if r["fail"] == "timeout":
+            assert (r["out"], r["offset"]) == ("", off), r
+            killed += 1
+            timeout_ms *= 2
+            continue
+        assert r["fail"] == "ok", r
+        assert r["offset"] == off + len(r["out"])
+        got.append(r["out"])
+        off = r["offset"]
+    assert "".join(got) == data
+    assert killed >= 1
+
+
 def test_the_clock_offset_of_a_host_on_this_machine_is_nothing_within_its_bound(remote):
     for _ in range(3):
         r = remote.call("clock")
@@ -160,9 +185,11 @@ def test_a_changed_host_key_fails_with_the_key_it_offered(remote, tmp_path):
     r = remote.call("run", "true", opts=["--known-hosts", kh, "--identity", remote.net.identity])
     assert r["fail"] == "host key", r
     p = remote.net.run([driver(), "--known-hosts", kh, h.target(), "known"], check=False)
-    assert (p.returncode, p.stdout.strip()) == (1, '{"known": 0}')
+    k = json.loads(p.stdout)
+    assert p.returncode == 1 and not k["known"]
+    assert k["message"].startswith(f"host {h.target()} has no entry in known_hosts {kh}")
     p = remote.net.run([driver(), "--known-hosts", remote.net.known_hosts, h.target(), "known"])
-    assert p.stdout.strip() == '{"known": 1}'
+    assert json.loads(p.stdout) == {"known": True, "message": ""}
 
 
 def test_a_key_the_host_does_not_know_fails_authentication(remote, tmp_path):

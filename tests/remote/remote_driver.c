@@ -189,11 +189,20 @@ main(int argc, char **argv)
 	d.args = argv + optind + 2;
 	d.nargs = argc - optind - 2;
 	if (strcmp(d.op, "known") == 0) {
-		rc = remote_known_has(s.known_hosts, &h);
-		printf("{\"known\": %d}\n", rc);
+		json_t *o = json_object();
+		char *msg;
+
+		rc = remote_check_host(&s, &h, (struct diag_pos){ 0 }, &dg);
+		msg = diag_joined(&dg, "");
+		json_object_set_new(o, "known", json_boolean(rc == 0));
+		json_object_set_new(o, "message", json_string(msg));
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+		free(msg);
 		remote_host_clear(&h);
 		diag_free(&dg);
-		return rc == 1 ? 0 : 1;
+		return rc == 0 ? 0 : 1;
 	}
 	if (strcmp(d.op, "argv") == 0 && d.nargs == 1) {
 		char **v = remote_argv(&s, &h, NULL, d.args[0]);

@@ -356,6 +356,22 @@ known_hosts_hashed_entries_match(void **state)
 	cmd = xasprintf("%s/none", dir);
 	assert_int_equal(remote_known_has(cmd, &h), -ENOENT);
 	free(cmd);
+	{
+		struct remote_ssh s = { .known_hosts = path };
+		struct remote_host ok;
+		char *msg;
+
+		assert_int_equal(remote_check_host(&s, &h, at, &d), -EINVAL);
+		assert_int_equal(diag_nerrors(&d), 1);
+		msg = diag_format(&d, 0);
+		assert_non_null(strstr(msg, "jobs.yaml:7:15: host 10.253.1.7 has no entry in "
+		                            "known_hosts "));
+		free(msg);
+		assert_int_equal(remote_host_parse("eph@[fd00::5]:2222", at, &ok, &d), 0);
+		assert_int_equal(remote_check_host(&s, &ok, at, &d), 0);
+		assert_int_equal(diag_nerrors(&d), 1);
+		remote_host_clear(&ok);
+	}
 	remote_host_clear(&h);
 	diag_free(&d);
 	cmd = xasprintf("rm -rf %s", dir);
