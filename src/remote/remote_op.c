@@ -98,6 +98,7 @@ remote_op_new(const struct remote_req *q, enum remote_kind kind)
 	op->timeout_ms = q->timeout_ms;
 	op->start_ms = clock_mono_ms();
 	op->in_fd = -1;
+	op->timer.data = op; /* remote_finish reads it even when the timer never ran */
 	op->out_cap = REMOTE_MAX_OUT;
 	buf_init(&op->out, op->out_cap);
 	buf_init(&op->err, REMOTE_MAX_ERR);
@@ -148,7 +149,7 @@ static void
 remote_timer_closed(uv_handle_t *h)
 {
 	struct remote_op *op = h->data;
-	struct remote_result r = { 0 };
+	struct remote_result r;
 	char *why = NULL, *fp = NULL;
 	int status = (int)op->status;
 
