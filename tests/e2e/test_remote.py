@@ -243,6 +243,18 @@ def test_the_op_timeout_and_cancel_end_ssh(remote):
     assert r["fail"] == "timeout" and r["elapsed_ms"] < 15000, r
     r = remote.call("run", "sleep 30", "--cancel-ms", "1000")
     assert r["fail"] == "canceled" and r["elapsed_ms"] < 15000, r
+    assert r["pid"] > 0 and not os.path.exists(f"/proc/{r['pid']}")  # that ssh, by its pid
+
+
+def test_a_port_nobody_listens_on_is_unreachable(remote):
+    h = remote.h
+    r = remote.call("run", "true")  # it answers on its own port
+    assert r["fail"] == "ok", r
+    p = remote.net.run([driver(), *remote.opts, f"{h.target()}:2222", "run", "true"],
+                       check=False)
+    r = json.loads(p.stdout)
+    assert (p.returncode, r["fail"]) == (1, "unreachable"), r
+    assert r["why"].startswith(f"{h.target()}:2222 is unreachable: ") and "refused" in r["why"]
 
 
 def test_first_commands_at_once_all_run_and_one_master_remains(remote):

@@ -34,6 +34,7 @@ struct drv {
 	int64_t cancel_ms;
 	uv_timer_t cancel;
 	struct remote_op *cur;
+	pid_t canceled_pid; /* the ssh that remote_op_cancel ended */
 	json_t *runs;
 	int rc;
 };
@@ -55,7 +56,7 @@ drv_result(const struct remote_result *r, pid_t pid)
 	json_object_set_new(o, "out_truncated", json_boolean(r->out_truncated));
 	json_object_set_new(o, "err", json_string(r->err));
 	json_object_set_new(o, "elapsed_ms", json_real(r->elapsed_ms));
-	json_object_set_new(o, "pid", json_integer(pid));
+	json_object_set_new(o, "pid", json_integer(pid)); /* --cancel-ms: the ssh it ended */
 	if (r->remote_path != NULL) {
 		json_object_set_new(o, "remote_path", json_string(r->remote_path));
 		json_object_set_new(o, "shipped", json_boolean(r->shipped));
@@ -74,7 +75,7 @@ drv_cb(struct remote_op *op, const struct remote_result *r, void *data)
 
 	(void)op;
 	d->cur = NULL;
-	json_array_append_new(d->runs, drv_result(r, 0));
+	json_array_append_new(d->runs, drv_result(r, d->canceled_pid));
 	if (r->fail != REMOTE_OK)
 		d->rc = 1;
 	if (++d->done < d->repeat && d->rc == 0) {
@@ -91,8 +92,10 @@ drv_cancel(uv_timer_t *t)
 {
 	struct drv *d = t->data;
 
-	if (d->cur != NULL)
+	if (d->cur != NULL) {
+		d->canceled_pid = remote_op_pid(d->cur);
 		remote_op_cancel(d->cur);
+	}
 }
 
 static int
