@@ -77,8 +77,11 @@ gitrun_is_aborted(void)
 	return gitrun_aborted != 0;
 }
 
-int
-gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
+/* Runs PROG ARGS... in CWD (NULL: ours); GIT: with gitrun_env() (else our environment as it
+ * is). */
+static int
+gitrun_spawn(const char *prog, bool git, const char *cwd, const char *const *args,
+             int64_t timeout_ms, struct gitrun_result *r)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -97,7 +100,7 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 	while (args[nargs] != NULL)
 		nargs++;
 	argv = xcalloc(nargs + 2, sizeof(char *));
-	argv[0] = (char *)"git";
+	argv[0] = (char *)prog;
 	for (size_t i = 0; i < nargs; i++)
 		argv[i + 1] = (char *)args[i];
 	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
@@ -109,11 +112,13 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 		}
 		return rc;
 	}
-	env = gitrun_env();
+	env = git ? gitrun_env() : NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	if (cwd != NULL)
+		posix_spawn_file_actions_addchdir_np(&fa, cwd);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setpgroup(&attr, 0);
 	{
@@ -123,7 +128,7 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 		posix_spawnattr_setsigmask(&attr, &none);
 	}
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-	rc = posix_spawnp(&pid, "git", &fa, &attr, argv, env);
+	rc = posix_spawnp(&pid, prog, &fa, &attr, argv, env != NULL ? env : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	free(env);
@@ -201,6 +206,19 @@ gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
 	buf_free(&bo);
 	buf_free(&be);
 	return 0;
+}
+
+int
+gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r)
+{
+	return gitrun_spawn("git", true, NULL, args, timeout_ms, r);
+}
+
+int
+gitrun_prog(const char *prog, const char *cwd, const char *const *args, int64_t timeout_ms,
+            struct gitrun_result *r)
+{
+	return gitrun_spawn(prog, false, cwd, args, timeout_ms, r);
 }
 
 bool

@@ -26,6 +26,11 @@ struct gitrun_result {
  * see R, which then owns out and err: gitrun_result_free) or -errno when it could not be
  * started (R holds nothing then). */
 EPH_MUST_CHECK int gitrun(const char *const *args, int64_t timeout_ms, struct gitrun_result *r);
+/* As gitrun(), for another program PROG (a path, or a name looked up on PATH: pip and python
+ * for the wheels of remote runs): "PROG ARGS..." with the caller's environment as it is, in
+ * the directory CWD (NULL: ours; one that cannot be entered makes PROG exit 127). */
+EPH_MUST_CHECK int gitrun_prog(const char *prog, const char *cwd, const char *const *args,
+                               int64_t timeout_ms, struct gitrun_result *r);
 /* Makes the gitrun() in progress, and every later one, kill its git's process group and
  * return as if timed out (later ones: -ECANCELED). Async-signal-safe: what a SIGTERM handler
  * of a process that runs git calls, so that no git outlives it (git is in a process group of

@@ -101,22 +101,22 @@ fsync_parent(const char *path)
 }
 
 int
-fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, unsigned flags)
+fsio_commit_tmp(const char *path, unsigned flags)
 {
 	bool sync = (flags & FSIO_NOSYNC) == 0;
 	char *tmp = xasprintf("%s.tmp", path);
-	int fd, rc;
+	int fd, rc = 0;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
+	if (sync) {
+		fd = open(tmp, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (fsync(fd) < 0)
+			rc = -errno;
+		close(fd);
 	}
-	rc = fsio_write_all(fd, p, n);
-	if (rc == 0 && sync && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -128,4 +128,28 @@ fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, unsign
 out:
 	free(tmp);
 	return rc;
+}
+
+int
+fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, unsigned flags)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd, rc;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = -errno;
+		free(tmp);
+		return rc;
+	}
+	rc = fsio_write_all(fd, p, n);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0) {
+		(void)unlink(tmp);
+		free(tmp);
+		return rc;
+	}
+	free(tmp);
+	return fsio_commit_tmp(path, flags);
 }

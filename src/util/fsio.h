@@ -28,5 +28,10 @@ EPH_MUST_CHECK int fsio_write_all(int fd, const void *p, size_t n);
  * failed, after the rename). */
 EPH_MUST_CHECK int fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode,
                                      unsigned flags);
+/* The second half of fsio_write_atomic, for a file written some other way (by a child process,
+ * too large for memory): PATH.tmp, complete, is fsynced, renamed over PATH, and PATH's
+ * directory fsynced (no fsync with FSIO_NOSYNC). 0, or -errno of the step that failed
+ * (PATH.tmp is then removed, and PATH left as it was unless the directory's fsync failed). */
+EPH_MUST_CHECK int fsio_commit_tmp(const char *path, unsigned flags);
 
 #endif
