@@ -219,12 +219,15 @@ phase_runtime(struct agent *a)
 	f = json_object();
 	json_object_set_new(f, "interpreter", json_string(a->spec.runtime.interpreter));
 	json_object_set_new(f, "requirements", json_string(a->spec.runtime.requirements));
+	if (a->spec.runtime.wheels != NULL)
+		json_object_set_new(f, "wheels", json_string(a->spec.runtime.wheels));
 	agent_event(a, "runtime", "start", rundir_now(), f);
 	envp = agent_env(a); /* no venv yet: the environment pip runs in */
 	o.state_dir = a->spec.state_dir;
 	o.interpreter = a->spec.runtime.interpreter;
 	o.requirements = a->spec.runtime.requirements;
 	o.root = a->wt.path != NULL ? a->wt.path : a->spec.cwd;
+	o.wheels = a->spec.runtime.wheels; /* offline, from what the scheduler shipped */
 	o.envp = envp;
 	o.path_env = command_path(a);
 	o.out = build_output;

@@ -19,6 +19,7 @@
 
 #include "agent/spawn.h"
 #include "source/source.h"
+#include "source/wheels.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -27,7 +28,8 @@
 
 #define VENV_VERSION_MAX 4096 /* bytes of `sys.version` kept */
 #define VENV_READ_BUF    (16u << 10)
-#define VENV_KILL_GRACE  2000 /* ms its output is still read after the kill */
+#define VENV_KILL_GRACE  2000        /* ms its output is still read after the kill */
+#define VENV_TAIL        (16u << 10) /* bytes of the build's stderr kept to read pip's error */
 
 static void venv_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
 
@@ -121,7 +123,7 @@ venv_find_interpreter(const char *name, const char *path_env, char **out)
 
 void
 venv_key(const char *interp_real, const char *version, const void *reqs, size_t n,
-         char out[VENV_KEY_LEN + 1])
+         const char *wheels, char out[VENV_KEY_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t md[SHA256_DIGEST_SIZE];
@@ -133,6 +135,12 @@ venv_key(const char *interp_real, const char *version, const void *reqs, size_t 
 	sha256_update(&ctx, strlen(version) + 1, (const uint8_t *)version);
 	if (n > 0)
 		sha256_update(&ctx, n, reqs);
+	if (wheels != NULL) {
+		static const char tag[] = "\0wheels"; /* and its own NUL */
+
+		sha256_update(&ctx, sizeof(tag), (const uint8_t *)tag);
+		sha256_update(&ctx, strlen(wheels), (const uint8_t *)wheels);
+	}
 	sha256_digest(&ctx, sizeof(md), md);
 	for (size_t i = 0; i < VENV_KEY_LEN / 2; i++) {
 		out[2 * i] = hex[md[i] >> 4];
@@ -356,13 +364,65 @@ out:
 	return rc;
 }
 
+/* The build's output goes on to O->out, and the last VENV_TAIL bytes of its stderr are kept, to
+ * name the requirement pip found no wheel for. */
+struct venv_tee {
+	const struct venv_opts *o;
+	struct buf tail;
+};
+
+static void
+venv_tee_out(void *arg, int stream, const void *p, size_t n)
+{
+	struct venv_tee *t = arg;
+
+	if (t->o->out != NULL)
+		t->o->out(t->o->arg, stream, p, n);
+	if (stream != 1)
+		return;
+	if (n >= VENV_TAIL) {
+		p = (const char *)p + (n - VENV_TAIL);
+		n = VENV_TAIL;
+		buf_reset(&t->tail);
+	} else if (t->tail.len + n > VENV_TAIL) {
+		size_t drop = t->tail.len + n - VENV_TAIL;
+
+		memmove(t->tail.data, t->tail.data + drop, t->tail.len - drop);
+		t->tail.len -= drop;
+	}
+	if (buf_append(&t->tail, p, n) < 0) {
+		/* cannot happen: it fits */
+	}
+}
+
+/* The requirement pip's stderr (TAIL) says it found no distribution of; NULL. Caller frees. */
+static char *
+venv_missing(struct buf *tail)
+{
+	static const char nomatch[] = "No matching distribution found for ";
+	const char *p = tail->len > 0 ? strstr(buf_cstr(tail), nomatch) : NULL;
+
+	if (p == NULL)
+		return NULL;
+	p += sizeof(nomatch) - 1;
+	return xstrndup(p, strcspn(p, "\r\n"));
+}
+
+/* What one build step runs. */
+struct venv_step {
+	const char *what;
+	char **argv;
+};
+
 /* Builds the venv at PATH (under LOCK_EX). On failure nothing of it is left. */
 static int
 build(const struct venv_opts *o, const char *interp, const char *version, const char *reqs,
       const char *path, int64_t deadline, struct diag *d)
 {
-	char *py = xasprintf("%s/bin/python", path);
+	char *py = xasprintf("%s/bin/python", path), *pipwhl = NULL, *pipmain = NULL;
 	char *argv1[] = { (char *)interp, (char *)"-m", (char *)"venv", (char *)path, NULL };
+	char *argv1_off[] = { (char *)interp,          (char *)"-m", (char *)"venv",
+		              (char *)"--without-pip", (char *)path, NULL };
 	char *argv2[] = { py,
 		          (char *)"-m",
 		          (char *)"pip",
@@ -371,28 +431,72 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 		          (char *)"-r",
 		          (char *)reqs,
 		          NULL };
+	char *argv2_off[] = { py,
+		              NULL, /* WHEELS/PIP.whl/pip */
+		              (char *)"install",
+		              (char *)"--disable-pip-version-check",
+		              (char *)"--no-index",
+		              (char *)"--find-links",
+		              (char *)o->wheels,
+		              (char *)"-r",
+		              (char *)reqs,
+		              NULL };
+	struct venv_step steps[2] = { { "python -m venv", argv1 }, { "pip install", argv2 } };
+	struct venv_tee tee = { .o = o };
+	struct venv_opts to = *o;
 	const char *why;
 	int rc, st = 0, step;
 	int64_t t0 = clock_mono_ms();
 
+	buf_init(&tee.tail, VENV_TAIL + 1);
+	to.out = venv_tee_out;
+	to.arg = &tee;
+	if (o->wheels != NULL) {
+		if ((pipwhl = wheels_pip_name(o->wheels)) == NULL) {
+			venv_err(d,
+			         "no pip wheel (pip-*.whl) in %s: the venv cannot be built offline",
+			         o->wheels);
+			rc = -EIO;
+			goto out;
+		}
+		pipmain = xasprintf("%s/%s/pip", o->wheels, pipwhl);
+		argv2_off[1] = pipmain;
+		steps[0] = (struct venv_step){ "python -m venv --without-pip", argv1_off };
+		steps[1] = (struct venv_step){ "pip install (offline)", argv2_off };
+	}
 	if ((rc = source_rmtree(path)) < 0) {
 		venv_err(d, "cannot remove the unfinished venv %s: %s", path, strerror(-rc));
 		goto out;
 	}
-	say(o, "eph: building venv %s: %s -m venv, then pip install -r %s\n", path, interp, reqs);
+	if (o->wheels != NULL)
+		say(o,
+		    "eph: building venv %s offline: %s -m venv --without-pip, then pip (%s) install --no-index --find-links %s -r %s\n",
+		    path, interp, pipwhl, o->wheels, reqs);
+	else
+		say(o, "eph: building venv %s: %s -m venv, then pip install -r %s\n", path, interp,
+		    reqs);
 	for (step = 0; step < 2; step++) {
-		const char *what = step == 0 ? "python -m venv" : "pip install";
+		const char *what = steps[step].what;
 
-		rc = run_child(o, step == 0 ? argv1 : argv2, o->root, NULL, deadline, &st, &why);
+		rc = run_child(&to, steps[step].argv, o->root, NULL, deadline, &st, &why);
 		if (rc < 0) {
 			rc = child_error(d, what, rc, why, o);
 			break;
 		}
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			char *s = status_text(st);
+			char *s = status_text(st), *miss = venv_missing(&tee.tail);
 
-			venv_err(d, "%s failed (%s); its output is in the run's output.log", what,
-			         s);
+			if (step == 1 && o->wheels != NULL && miss != NULL)
+				venv_err(
+				        d,
+				        "no wheel for requirement \"%s\" in %s (an offline install: "
+				        "no package index is used); pip's output is in the run's "
+				        "output.log",
+				        miss, o->wheels);
+			else
+				venv_err(d, "%s failed (%s); its output is in the run's output.log",
+				         what, s);
+			free(miss);
 			free(s);
 			rc = -EIO;
 			break;
@@ -409,7 +513,10 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 		say(o, "eph: venv built in %.1f s\n", (double)(clock_mono_ms() - t0) / 1000.0);
 	}
 out:
+	buf_free(&tee.tail);
 	free(py);
+	free(pipwhl);
+	free(pipmain);
 	return rc;
 }
 
@@ -449,7 +556,7 @@ venv_identify(const struct venv_opts *o, struct venv_id *id, struct diag *d)
 			         strerror(-rc));
 		goto out;
 	}
-	venv_key(real, id->version, rb.data != NULL ? rb.data : "", rb.len, id->key);
+	venv_key(real, id->version, rb.data != NULL ? rb.data : "", rb.len, o->wheels, id->key);
 out:
 	if (rc < 0)
 		venv_id_clear(id);

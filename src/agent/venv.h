@@ -35,6 +35,10 @@ struct venv_opts {
 	const char *path_env;     /* the PATH the interpreter is looked up on (NULL: none) */
 	venv_output_fn out;       /* the build's output (NULL: discarded) */
 	void *arg;
+	const char *wheels; /* NULL: pip installs from its index (the user's configuration);
+	                     * else a directory of wheels with a pip wheel among them
+	                     * (source/wheels.h, spec.json's runtime.wheels): the venv is built
+	                     * offline, without pip or ensurepip being installed (below) */
 	int cancel_fd;      /* -1, or an fd that becomes readable when the run is cancelled */
 	int64_t timeout_ms; /* for the whole build (venv + pip); 0 = none */
 };
@@ -56,9 +60,11 @@ struct venv {
 EPH_MUST_CHECK int venv_find_interpreter(const char *name, const char *path_env, char **out);
 
 /* The venv key: the first VENV_KEY_LEN hex digits of SHA-256 over INTERP_REAL, a NUL, VERSION,
- * a NUL and the N bytes of REQS. OUT gets VENV_KEY_LEN + 1 bytes. */
+ * a NUL and the N bytes of REQS, then, with WHEELS (not NULL), a NUL, "wheels", a NUL and
+ * WHEELS: an offline venv never shares a key with one pip built from its index. OUT gets
+ * VENV_KEY_LEN + 1 bytes. */
 void venv_key(const char *interp_real, const char *version, const void *reqs, size_t n,
-              char out[VENV_KEY_LEN + 1]);
+              const char *wheels, char out[VENV_KEY_LEN + 1]);
 
 /* What a venv is made of, and so its key. Owned strings (venv_id_clear). */
 struct venv_id {
@@ -78,8 +84,14 @@ void venv_id_clear(struct venv_id *id); /* NULL is fine */
  * requirements file, and then holds STATE_DIR/venvs/<key>, building it first if it is not there
  * (INTERPRETER -m venv, then VENV/bin/python -m pip install --disable-pip-version-check -r
  * REQUIREMENTS, with O->envp and ROOT as the working directory; its output to O->out, preceded
- * by an "eph: building venv ..." line). Concurrent callers for one key build it once: the
- * others wait for the build (not for the builder's run), cancellably, and use it. Returns 0 and
+ * by an "eph: building venv ..." line). With O->wheels, offline instead: INTERPRETER -m venv
+ * --without-pip (the venv module is in Python's standard library; ensurepip, which Debian and
+ * Ubuntu ship apart in python3-venv, is never used), then VENV/bin/python WHEELS/PIP.whl/pip
+ * install --disable-pip-version-check --no-index --find-links WHEELS -r REQUIREMENTS (pip runs
+ * from its wheel: no pip is installed anywhere, not even in the venv); a requirement with no
+ * wheel there fails the build, named in the message ("no wheel for requirement \"X\" in
+ * WHEELS ..."), as does a WHEELS without a pip wheel. Concurrent callers for one key build it once:
+ * the others wait for the build (not for the builder's run), cancellably, and use it. Returns 0 and
  * fills V (venv_release), or a negative value with one message in D: -ENOENT the interpreter is not
  * found, -EIO the interpreter does not run or the build failed (nothing of it is left), -ECANCELED
  * O->cancel_fd fired, -ETIMEDOUT the build outlasted O->timeout_ms, other -errno from the file

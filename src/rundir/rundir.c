@@ -326,6 +326,9 @@ spec_parse_prep(struct jrd *r, struct rundir_spec *s)
 				jerr(r, "runtime", "\"interpreter\" must not be empty");
 			if (s->runtime.requirements != NULL && s->runtime.requirements[0] == '\0')
 				jerr(r, "runtime", "\"requirements\" must not be empty");
+			s->runtime.wheels = jstr(&sub, "wheels", false);
+			if (s->runtime.wheels != NULL && s->runtime.wheels[0] != '/')
+				jerr(r, "runtime", "\"wheels\" must be an absolute path");
 			if (s->state_dir == NULL)
 				jerr(r, "state_dir", "required with \"runtime\"");
 		}
@@ -358,6 +361,7 @@ rundir_spec_free(struct rundir_spec *s)
 	free(s->source.branch);
 	free(s->runtime.interpreter);
 	free(s->runtime.requirements);
+	free(s->runtime.wheels);
 	free(s->workdir);
 	memset(s, 0, sizeof(*s));
 }
@@ -527,6 +531,8 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 		                                        ? s->runtime.interpreter
 		                                        : "python3"));
 		json_object_set_new(ro, "requirements", json_string(s->runtime.requirements));
+		if (s->runtime.wheels != NULL) /* absent otherwise: the spec of before */
+			json_object_set_new(ro, "wheels", json_string(s->runtime.wheels));
 		json_object_set_new(o, "runtime", ro);
 	} else {
 		json_object_set_new(o, "runtime", json_null());

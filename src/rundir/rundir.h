@@ -49,6 +49,9 @@ struct rundir_source {
 struct rundir_runtime {
 	char *interpreter;  /* "python3", a name looked up on the command's PATH, or a path */
 	char *requirements; /* NULL = no "runtime"; absolute, or relative to the source root */
+	char *wheels;       /* NULL: pip installs from its index; else an absolute directory of
+	                     * wheels, a pip wheel among them (wheels.h), from which the venv is
+	                     * built offline: what a remote run is shipped */
 };
 
 /* spec.json. Strings are owned by the struct (rundir_spec_free). */

@@ -398,7 +398,40 @@ spec_without_source_or_runtime_runs_in_place(void **state)
 	assert_null(s.workdir);
 	assert_string_equal(s.runtime.interpreter, "python3"); /* the default */
 	assert_string_equal(s.runtime.requirements, "r.txt");
+	assert_null(s.runtime.wheels); /* a spec of before: pip uses its index */
 	rundir_spec_free(&s);
+	diag_free(&d);
+}
+
+static void
+spec_runtime_wheels_round_trip_and_must_be_absolute(void **state)
+{
+	const char *dir = *state;
+	const char *rel = "{\"version\":1,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\","
+	                  "\"runtime\":{\"requirements\":\"r.txt\",\"wheels\":\"w\"},"
+	                  "\"state_dir\":\"/s\"}";
+	struct rundir_spec s = {
+		.run_id = 8,
+		.job = (char *)"j",
+		.shell = (char *)"true",
+		.state_dir = (char *)"/var/lib/eph",
+		.runtime = { .interpreter = (char *)"python3",
+		             .requirements = (char *)"requirements.txt",
+		             .wheels = (char *)"/home/eph/.ephemeron/wheels/0123" },
+	};
+	struct rundir_spec r;
+	struct diag d;
+	char *msg;
+
+	diag_init(&d);
+	assert_int_equal(rundir_spec_write(dir, &s), 0);
+	assert_int_equal(rundir_spec_read(dir, &r, &d), 0);
+	assert_string_equal(r.runtime.wheels, "/home/eph/.ephemeron/wheels/0123");
+	rundir_spec_free(&r);
+	assert_int_equal(rundir_spec_parse(rel, strlen(rel), "spec.json", &r, &d), -EINVAL);
+	msg = diag_format(&d, 0);
+	assert_non_null(strstr(msg, "\"wheels\" must be an absolute path"));
+	free(msg);
 	diag_free(&d);
 }
 
@@ -584,6 +617,8 @@ main(void)
 		cmocka_unit_test(iso8601_prints_four_digit_years_or_nothing),
 		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
+		                                setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(spec_runtime_wheels_round_trip_and_must_be_absolute,
 		                                setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(spec_source_and_runtime_round_trip, setup_dir,
 		                                teardown_dir),
