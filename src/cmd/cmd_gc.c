@@ -13,8 +13,10 @@
 #include "agent/venv.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "source/archive.h"
 #include "source/gitrun.h"
 #include "source/source.h"
+#include "source/wheels.h"
 #include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
@@ -26,7 +28,8 @@ static int cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv);
 const struct cmd cmd_gc = {
 	.name = "gc",
 	.usage = "gc [--dry-run] [--json] [--venv-days N]",
-	.summary = "remove cached checkouts, venvs and mirrors that no job can use",
+	.summary =
+	        "remove cached checkouts, venvs, mirrors and remote runs' archives and wheels that no job can use",
 	.help = "Removes from the state directory what the jobs file's current configuration\n"
 	        "cannot use and no live run holds:\n"
 	        "  worktrees (STATE/src/COMMIT)  every commit but the current tip of the\n"
@@ -37,6 +40,9 @@ const struct cmd cmd_gc = {
 	        "                                every job, only those unused --venv-days days)\n"
 	        "  mirrors (STATE/mirrors/K.git) those of repositories no longer configured (kept\n"
 	        "                                while a held worktree borrows their objects)\n"
+	        "  archives (STATE/archives/COMMIT.tar)  every commit but the current tip, as\n"
+	        "                                for worktrees\n"
+	        "  wheels (STATE/wheels/KEY)     those unused for --venv-days days\n"
 	        "Anything a live run holds is kept and listed as busy. The state directory is\n"
 	        "meant for one jobs file: mirrors of another jobs file's repository are removed.\n\n"
 	        "Options:\n"
@@ -44,7 +50,7 @@ const struct cmd cmd_gc = {
 	        "  --json         print what was removed and kept as JSON\n"
 	        "  --venv-days N  when a job's venv cannot be identified (its interpreter or\n"
 	        "                 requirements file is missing here), keep the venvs used within\n"
-	        "                 the last N days (default 7)\n",
+	        "                 the last N days (default 7); wheels too\n",
 	.exec = cmd_gc_exec,
 };
 
@@ -392,6 +398,57 @@ gc_venvs(struct gc *g, struct cmd_ctx *ctx)
 	free(root);
 }
 
+/* STATE/archives: every commit's archive but the configured branch's tip (as worktrees). */
+static void
+gc_archives(struct gc *g)
+{
+	char *dir = xasprintf("%s/%s", g->state, ARCHIVE_DIR), **v;
+	char *keep =
+	        g->keep_commit != NULL ? xasprintf("%s%s", g->keep_commit, ARCHIVE_SUFFIX) : NULL;
+	size_t n;
+
+	v = gc_entries(dir, ARCHIVE_SUFFIX, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (keep != NULL && strcmp(v[i], keep) == 0) {
+			char *p = xasprintf("%s/%s", dir, v[i]);
+
+			gc_kept(g, "archive", p, "the configured branch's current commit");
+			free(p);
+		} else {
+			gc_remove(g, "archive", dir, v[i]);
+		}
+	}
+	gc_free_entries(v, n);
+	free(keep);
+	free(dir);
+}
+
+/* STATE/wheels: the sets unused for --venv-days days (which sets the jobs use depends on the
+ * workers' Python versions, which only the executors know). */
+static void
+gc_wheels(struct gc *g)
+{
+	char *dir = xasprintf("%s/%s", g->state, WHEELS_DIR), **v;
+	size_t n;
+
+	v = gc_entries(dir, "", &n);
+	for (size_t i = 0; i < n; i++) {
+		if (gc_last_use(dir, v[i]) >= time(NULL) - g->venv_days * 86400) {
+			char *p = xasprintf("%s/%s", dir, v[i]);
+			char *why = xasprintf("used within the last %lld days",
+			                      (long long)g->venv_days);
+
+			gc_kept(g, "wheels", p, why);
+			free(why);
+			free(p);
+		} else {
+			gc_remove(g, "wheels", dir, v[i]);
+		}
+	}
+	gc_free_entries(v, n);
+	free(dir);
+}
+
 /* STATE/mirrors: those of repositories no longer configured. */
 static void
 gc_mirrors(struct gc *g)
@@ -451,6 +508,8 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	gc_used(&g, ctx->conf);
 	gc_worktrees(&g);
 	gc_venvs(&g, ctx);
+	gc_archives(&g);
+	gc_wheels(&g);
 	gc_mirrors(&g);
 	gc_report(&g);
 	json_decref(g.removed);
