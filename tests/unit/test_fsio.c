@@ -199,6 +199,57 @@ write_atomic_replaces_the_file_whole_and_leaves_no_tmp(void **state)
 }
 
 static void
+commit_tmp_puts_a_file_or_a_directory_in_place(void **state)
+{
+	char tmpl[] = "/tmp/eph-fsio-XXXXXX";
+	char *root = mkdtemp(tmpl), *path, *tmp, *dir, *dirtmp, *inner;
+	struct buf b;
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(root);
+	path = xasprintf("%s/a.tar", root);
+	tmp = xasprintf("%s.tmp", path);
+	/* written some other way (git archive --output) */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(fsio_write_all(fd, "archive", 7), 0);
+	close(fd);
+	assert_int_equal(fsio_commit_tmp(path, 0), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	buf_init(&b, 64);
+	assert_int_equal(fsio_read_file(path, &b), 0);
+	assert_string_equal(buf_cstr(&b), "archive");
+	buf_free(&b);
+	/* no PATH.tmp: its error, and PATH as it was */
+	assert_int_equal(fsio_commit_tmp(path, 0), -ENOENT);
+	assert_int_equal(fsio_commit_tmp(path, FSIO_NOSYNC), -ENOENT);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 7);
+	/* a directory made aside (a set of wheels) */
+	dir = xasprintf("%s/wheels", root);
+	dirtmp = xasprintf("%s.tmp", dir);
+	assert_int_equal(mkdir(dirtmp, 0755), 0);
+	inner = xasprintf("%s/x.whl", dirtmp);
+	assert_int_equal(fsio_write_atomic(inner, "w", 1, 0644, 0), 0);
+	assert_int_equal(fsio_commit_tmp(dir, 0), 0);
+	free(inner);
+	inner = xasprintf("%s/x.whl", dir);
+	assert_int_equal(stat(inner, &st), 0);
+	assert_int_equal(access(dirtmp, F_OK), -1);
+	unlink(inner);
+	rmdir(dir);
+	unlink(path);
+	rmdir(root);
+	free(inner);
+	free(dir);
+	free(dirtmp);
+	free(tmp);
+	free(path);
+}
+
+static void
 write_atomic_takes_a_name_without_a_directory(void **state)
 {
 	char tmpl[] = "/tmp/eph-fsio-XXXXXX";
@@ -227,6 +278,7 @@ main(void)
 		cmocka_unit_test(write_all_writes_every_byte_and_reports_a_bad_fd),
 		cmocka_unit_test(write_atomic_replaces_the_file_whole_and_leaves_no_tmp),
 		cmocka_unit_test(write_atomic_takes_a_name_without_a_directory),
+		cmocka_unit_test(commit_tmp_puts_a_file_or_a_directory_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
