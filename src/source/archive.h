@@ -46,7 +46,8 @@ struct archive {
  * holding nothing: -EINVAL when COMMIT is not a full hex commit id (40 or 64 digits), -EIO
  * when git failed (the commit is not in the mirror, the mirror is not a repository: git's
  * words), -ETIMEDOUT when git outlasted the timeout, other -errno from the file system or
- * when git cannot be run. No partial archive is ever left at PATH. */
+ * when git cannot be run. No partial archive is ever left at PATH. Blocking (git may take
+ * seconds on a large commit): call it off the daemon's loop, as source_resolve is. */
 EPH_MUST_CHECK int archive_get(const char *state_dir, const char *mirror, const char *commit,
                                int64_t timeout_ms, struct archive *a, struct diag *d);
 /* Closes the hold and frees A's members; NULL is fine. */

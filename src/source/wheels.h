@@ -70,7 +70,8 @@ struct wheels {
  * (the message names it: "no wheel of \"NAME\" for Python X.Y (PLATFORM)..."), -ENOENT the
  * interpreter or a pip wheel is not found, -EIO pip failed otherwise (its last error line),
  * -ETIMEDOUT, -EINVAL a malformed target version, other -errno from the file system. Nothing
- * partial is left at STATE/wheels/<key>. */
+ * partial is left at STATE/wheels/<key>. Blocking (pip may take minutes): call it where
+ * that is fine, as the daemon's preparation children are, never on its loop. */
 EPH_MUST_CHECK int wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d);
 /* Closes the hold and frees W's members; NULL is fine. */
 void wheels_release(struct wheels *w);
