@@ -1,4 +1,4 @@
-/* src/agent/cgroup.c: a run's memory cgroup, v2 or v1. */
+/* src/agent/cgroup.c: a run's memory cgroup, v2 or v1, made where cgroup_place.c says. */
 #include "agent/cgroup.h"
 
 #include <errno.h>
@@ -19,58 +19,11 @@
 #define CGROUP1_MAGIC 0x27e0eb
 #define CG_NUM        32 /* a decimal uint64_t */
 
-/* ---- small file helpers */
-
-static int
-cg_write(const char *dir, const char *file, const char *val)
-{
-	char *path = xasprintf("%s/%s", dir, file);
-	int fd, rc = 0;
-	size_t n = strlen(val);
-	ssize_t w;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	/* a control file takes a value in one write(2) or not at all */
-	if ((w = write(fd, val, n)) < 0)
-		rc = -errno;
-	else if ((size_t)w != n)
-		rc = -EIO;
-	close(fd);
-	return rc;
-}
-
-/* Reads DIR/FILE into OUT (NUL-terminated, truncated to N-1 bytes). */
-static int
-cg_read(const char *dir, const char *file, char *out, size_t n)
-{
-	char *path = xasprintf("%s/%s", dir, file);
-	ssize_t r;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	r = read(fd, out, n - 1);
-	if (r < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	close(fd);
-	out[r] = '\0';
-	return 0;
-}
-
 static int
 cg_read_u64(const char *dir, const char *file, uint64_t *v)
 {
 	char b[64];
-	int rc = cg_read(dir, file, b, sizeof(b));
+	int rc = cgroup_file_read(dir, file, b, sizeof(b));
 
 	if (rc < 0)
 		return rc;
@@ -90,79 +43,12 @@ cg_read_key(const char *dir, const char *file, const char *key)
 	const char *p;
 	size_t kl = strlen(key);
 
-	if (cg_read(dir, file, b, sizeof(b)) < 0)
+	if (cgroup_file_read(dir, file, b, sizeof(b)) < 0)
 		return 0;
 	for (p = b; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
 		if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
 			return strtoull(p + kl + 1, NULL, 10);
 	return 0;
-}
-
-static bool
-cg_exists(const char *dir, const char *file)
-{
-	char *path = xasprintf("%s/%s", dir, file);
-	bool ok = access(path, F_OK) == 0;
-
-	free(path);
-	return ok;
-}
-
-static bool
-has_word(const char *list, const char *word, char sep)
-{
-	size_t wl = strlen(word);
-
-	for (const char *p = list; p != NULL && *p != '\0';) {
-		const char *e = strchr(p, sep);
-		size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
-
-		while (l > 0 && (p[l - 1] == '\n' || p[l - 1] == ' '))
-			l--;
-		if (l == wl && strncmp(p, word, wl) == 0)
-			return true;
-		p = e != NULL ? e + 1 : NULL;
-	}
-	return false;
-}
-
-/* The mount point of the first cgroup2 mount (KIND 2) or of the v1 hierarchy with
- * controller OPT (KIND 1), from /proc/self/mountinfo; caller frees; NULL if none. */
-static char *
-find_mount(int kind, const char *opt)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *found = NULL;
-	size_t cap = 0;
-
-	if (f == NULL)
-		return NULL;
-	while (found == NULL && getline(&line, &cap, f) > 0) {
-		char *sep = strstr(line, " - "), *fstype, *super, *mnt, *save = NULL;
-		int i;
-
-		if (sep == NULL)
-			continue;
-		*sep = '\0';
-		fstype = strtok_r(sep + 3, " ", &save);
-		(void)strtok_r(NULL, " ", &save); /* source */
-		super = strtok_r(NULL, " \n", &save);
-		if (fstype == NULL)
-			continue;
-		mnt = strtok_r(line, " ", &save);
-		for (i = 0; i < 4 && mnt != NULL; i++)
-			mnt = strtok_r(NULL, " ", &save); /* id parent maj:min root MOUNT */
-		if (mnt == NULL || strchr(mnt, '\\') != NULL)
-			continue;
-		if (kind == 2 && strcmp(fstype, "cgroup2") == 0)
-			found = xstrdup(mnt);
-		else if (kind == 1 && strcmp(fstype, "cgroup") == 0 && super != NULL &&
-		         has_word(super, opt, ','))
-			found = xstrdup(mnt);
-	}
-	free(line);
-	fclose(f);
-	return found;
 }
 
 static int
@@ -197,25 +83,6 @@ make_run_dir(const char *parent, const char *name, int *rc)
 	return NULL;
 }
 
-/* Appends to WHY; past its cap the rest is dropped. */
-static void
-whys(struct buf *why, const char *s)
-{
-	if (why->len > 0 && buf_puts(why, "; ") < 0)
-		return;
-	if (buf_puts(why, s) < 0)
-		return;
-}
-
-static void
-whyf(struct buf *why, const char *what, const char *path, int rc)
-{
-	char *s = xasprintf("%s %s: %s", what, path, strerror(-rc));
-
-	whys(why, s);
-	free(s);
-}
-
 /* Removes a half-made run cgroup (cg->path, if any). */
 static void
 abandon(struct cgroup *cg)
@@ -238,21 +105,21 @@ make_limited(struct cgroup *cg, const char *parent, const char *name, const char
 
 	cg->path = make_run_dir(parent, name, &rc);
 	if (cg->path == NULL) {
-		whyf(why, "creating a cgroup in", parent, rc);
+		cgroup_whyf(why, "creating a cgroup in", parent, rc);
 		return rc;
 	}
-	if (!cg_exists(cg->path, file)) {
+	if (!cgroup_file_exists(cg->path, file)) {
 		what = xasprintf("no %s in", file);
-		whyf(why, what, cg->path, -ENOENT);
+		cgroup_whyf(why, what, cg->path, -ENOENT);
 		free(what);
 		return -ENOENT;
 	}
 	if (limit == 0)
 		return 0;
 	snprintf(num, CG_NUM, "%" PRIu64, limit);
-	if ((rc = cg_write(cg->path, file, num)) < 0) {
+	if ((rc = cgroup_file_write(cg->path, file, num)) < 0) {
 		what = xasprintf("setting %s of", file);
-		whyf(why, what, cg->path, rc);
+		cgroup_whyf(why, what, cg->path, rc);
 		free(what);
 	}
 	return rc;
@@ -260,24 +127,24 @@ make_limited(struct cgroup *cg, const char *parent, const char *name, const char
 
 /* ---- v2 */
 
-/* Enables +memory in subtree_control from MOUNT down to PARENT (inclusive). */
+/* Enables +memory in subtree_control from BASE down to PARENT (inclusive). */
 static int
-v2_enable(const char *mount, const char *parent, struct buf *why)
+v2_enable(const char *base, const char *parent, struct buf *why)
 {
-	size_t ml = strlen(mount);
+	size_t bl = strlen(base);
 	char *p = xstrdup(parent);
 	int rc = 0;
 
-	for (size_t i = ml; rc == 0; i++) {
+	for (size_t i = bl; rc == 0; i++) {
 		if (p[i] == '/' || p[i] == '\0') {
 			char c = p[i], ctl[4096];
 
 			p[i] = '\0';
-			if (cg_read(p, "cgroup.subtree_control", ctl, sizeof(ctl)) < 0 ||
-			    !has_word(ctl, "memory", ' ')) {
-				rc = cg_write(p, "cgroup.subtree_control", "+memory");
+			if (cgroup_file_read(p, "cgroup.subtree_control", ctl, sizeof(ctl)) < 0 ||
+			    !cgroup_has_word(ctl, "memory", ' ')) {
+				rc = cgroup_file_write(p, "cgroup.subtree_control", "+memory");
 				if (rc < 0)
-					whyf(why, "enabling memory in", p, rc);
+					cgroup_whyf(why, "enabling memory in", p, rc);
 			}
 			p[i] = c;
 			if (c == '\0')
@@ -288,108 +155,194 @@ v2_enable(const char *mount, const char *parent, struct buf *why)
 	return rc;
 }
 
+/* Moves the agent (PID) out of its own cgroup PL->base into the leaf PL->leaf, which it
+ * makes: a cgroup that holds a process enables no controller for its children. */
 static int
-v2_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit, struct buf *why)
+v2_leave_own(const struct cgroup_place *pl, pid_t pid, struct buf *why)
 {
-	char *mount = find_mount(2, NULL), *parent, ctl[4096], num[CG_NUM];
+	char num[32];
 	int rc;
 
-	if (mount == NULL) {
-		whys(why, "no cgroup2 mount");
-		return -ENOENT;
+	if (mkdir(pl->leaf, 0755) < 0) {
+		/* one this agent did not make is never joined */
+		rc = -errno;
+		cgroup_whyf(why, "creating", pl->leaf, rc);
+		return rc;
 	}
-	parent = root != NULL ? xstrdup(root) : xasprintf("%s/ephemeron", mount);
-	if (strncmp(parent, mount, strlen(mount)) != 0) {
-		/* a root elsewhere: a cgroup2 mount we did not see (e.g. bind) */
-		free(mount);
-		mount = xstrdup(parent);
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	if ((rc = cgroup_file_write(pl->leaf, "cgroup.procs", num)) < 0) {
+		cgroup_whyf(why, "moving the agent into", pl->leaf, rc);
+		rmdir(pl->leaf);
 	}
-	rc = cg_read(mount, "cgroup.controllers", ctl, sizeof(ctl));
-	if (rc < 0 || !has_word(ctl, "memory", ' ')) {
-		whyf(why, "no memory controller in", mount, rc < 0 ? rc : -ENOENT);
-		rc = -ENOENT;
+	return rc;
+}
+
+/* Undoes v2_leave_own: its cgroup enables nothing yet, so the agent may go back. */
+static void
+v2_back_own(const struct cgroup_place *pl, pid_t pid)
+{
+	char num[32];
+
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	if (cgroup_file_write(pl->base, "cgroup.procs", num) == 0)
+		rmdir(pl->leaf);
+}
+
+static int
+v2_make(struct cgroup *cg, const struct cgroup_place *pl, pid_t pid, const char *name,
+        uint64_t limit, struct buf *why)
+{
+	char num[CG_NUM];
+	int rc;
+
+	if (!pl->own && (rc = mkdir_ok(pl->parent)) < 0) {
+		cgroup_whyf(why, "creating", pl->parent, rc);
+		return rc;
+	}
+	if (pl->leaf != NULL && (rc = v2_leave_own(pl, pid, why)) < 0)
+		return rc;
+	if ((rc = v2_enable(pl->base, pl->parent, why)) < 0) {
+		if (pl->leaf != NULL)
+			v2_back_own(pl, pid);
+		return rc;
+	}
+	if ((rc = make_limited(cg, pl->parent, name, "memory.max", limit, num, why)) < 0)
+		goto out;
+	if (cgroup_file_exists(cg->path, "memory.swap.max") &&
+	    (rc = cgroup_file_write(cg->path, "memory.swap.max", "0")) < 0) {
+		cgroup_whyf(why, "setting memory.swap.max of", cg->path, rc);
 		goto out;
 	}
-	if ((rc = mkdir_ok(parent)) < 0) {
-		whyf(why, "creating", parent, rc);
+	if ((rc = cgroup_file_write(cg->path, "memory.oom.group", "1")) < 0) {
+		cgroup_whyf(why, "setting memory.oom.group of", cg->path, rc);
 		goto out;
 	}
-	if ((rc = v2_enable(mount, parent, why)) < 0)
-		goto out;
-	if ((rc = make_limited(cg, parent, name, "memory.max", limit, num, why)) < 0)
-		goto out;
-	if (cg_exists(cg->path, "memory.swap.max") &&
-	    (rc = cg_write(cg->path, "memory.swap.max", "0")) < 0) {
-		whyf(why, "setting memory.swap.max of", cg->path, rc);
-		goto out;
-	}
-	if ((rc = cg_write(cg->path, "memory.oom.group", "1")) < 0) {
-		whyf(why, "setting memory.oom.group of", cg->path, rc);
-		goto out;
-	}
-	cg->kind = CGROUP_V2;
-	cg->has_peak = cg_exists(cg->path, "memory.peak");
-	cg->oom_before = cg_read_key(cg->path, "memory.events", "oom_kill");
+	cgroup_v2_probe(cg);
 	rc = 0;
 out:
 	if (rc < 0)
 		abandon(cg);
-	free(parent);
-	free(mount);
+	return rc;
+}
+
+void
+cgroup_v2_probe(struct cgroup *cg)
+{
+	cg->kind = CGROUP_V2;
+	cg->has_peak = cgroup_file_exists(cg->path, "memory.peak");
+	cg->oom_before = cg_read_key(cg->path, "memory.events", "oom_kill");
+	cg->max_seen = 0;
+}
+
+/* $EPH_CGROUP_ROOT, a cgroup2 directory: the run's cgroup goes right under it. */
+static int
+v2_at_root(struct cgroup *cg, const struct cgroup_sys *sys, const char *root, const char *name,
+           uint64_t limit, struct buf *why)
+{
+	struct cgroup_place pl;
+	struct buf ign;
+	char ctl[4096];
+	int rc;
+
+	/* +memory is enabled from the cgroup2 mount down, or from ROOT itself when ROOT is
+	 * elsewhere (a cgroup2 mount we did not see, e.g. a bind) */
+	buf_init(&ign, BUF_MAX_MSG);
+	if (cgroup_place_top(sys, CGROUP_V2, NULL, &pl, &ign) < 0 ||
+	    strncmp(root, pl.base, strlen(pl.base)) != 0) {
+		cgroup_place_free(&pl);
+		pl.kind = CGROUP_V2;
+		pl.base = xstrdup(root);
+	}
+	buf_free(&ign);
+	free(pl.parent);
+	pl.parent = xstrdup(root);
+	rc = cgroup_file_read(pl.base, "cgroup.controllers", ctl, sizeof(ctl));
+	if (rc < 0 || !cgroup_has_word(ctl, "memory", ' ')) {
+		cgroup_whyf(why, "no memory controller in", pl.base, rc < 0 ? rc : -ENOENT);
+		rc = -ENOENT;
+	} else {
+		rc = v2_make(cg, &pl, sys->pid, name, limit, why);
+	}
+	cgroup_place_free(&pl);
 	return rc;
 }
 
 /* ---- v1 */
 
-static int
-v1_create(struct cgroup *cg, const char *root, const char *name, uint64_t limit, struct buf *why)
+/* The v1 freezer cgroup, named as the memory cgroup turned out to be, where it can be made:
+ * it makes killing everything race-free; without it cgroup_kill_all loops. */
+static void
+v1_freezer(struct cgroup *cg, const struct cgroup_sys *sys)
 {
-	char *mount = NULL, *parent, num[CG_NUM], *fmount;
+	struct cgroup_place pl;
+	struct buf why;
 	int rc;
 
-	if (root != NULL) {
-		parent = xstrdup(root);
-	} else {
-		if ((mount = find_mount(1, "memory")) == NULL) {
-			whys(why, "no cgroup1 memory hierarchy");
-			return -ENOENT;
-		}
-		parent = xasprintf("%s/ephemeron", mount);
-	}
-	if ((rc = mkdir_ok(parent)) < 0) {
-		whyf(why, "creating", parent, rc);
+	buf_init(&why, BUF_MAX_MSG);
+	if (cgroup_place_own(sys, CGROUP_V1, "freezer", &pl, &why) < 0 &&
+	    cgroup_place_top(sys, CGROUP_V1, "freezer", &pl, &why) < 0)
 		goto out;
+	if (pl.own || mkdir_ok(pl.parent) == 0)
+		cg->freezer = make_run_dir(pl.parent, strrchr(cg->path, '/') + 1, &rc);
+	cgroup_place_free(&pl);
+out:
+	buf_free(&why);
+}
+
+static int
+v1_make(struct cgroup *cg, const struct cgroup_sys *sys, const struct cgroup_place *pl,
+        const char *name, uint64_t limit, struct buf *why)
+{
+	char num[CG_NUM];
+	int rc;
+
+	if (!pl->own && (rc = mkdir_ok(pl->parent)) < 0) {
+		cgroup_whyf(why, "creating", pl->parent, rc);
+		return rc;
 	}
-	if ((rc = make_limited(cg, parent, name, "memory.limit_in_bytes", limit, num, why)) < 0)
+	if ((rc = make_limited(cg, pl->parent, name, "memory.limit_in_bytes", limit, num, why)) < 0)
 		goto out;
 	if (limit > 0) {
 		/* memory+swap = memory: swap is no headroom */
-		if (cg_exists(cg->path, "memory.memsw.limit_in_bytes") &&
-		    (rc = cg_write(cg->path, "memory.memsw.limit_in_bytes", num)) < 0) {
-			whyf(why, "setting memory.memsw.limit_in_bytes of", cg->path, rc);
+		if (cgroup_file_exists(cg->path, "memory.memsw.limit_in_bytes") &&
+		    (rc = cgroup_file_write(cg->path, "memory.memsw.limit_in_bytes", num)) < 0) {
+			cgroup_whyf(why, "setting memory.memsw.limit_in_bytes of", cg->path, rc);
 			goto out;
 		}
 	}
-	(void)cg_write(cg->path, "memory.swappiness", "0");
+	(void)cgroup_file_write(cg->path, "memory.swappiness", "0");
 	cg->kind = CGROUP_V1;
 	cg->oom_before = cg_read_key(cg->path, "memory.oom_control", "oom_kill");
-	/* the freezer makes killing everything race-free; without it we loop */
-	if ((fmount = find_mount(1, "freezer")) != NULL) {
-		char *fparent = xasprintf("%s/ephemeron", fmount);
-		int frc;
-
-		/* named as the memory cgroup turned out to be, where it can */
-		if (mkdir_ok(fparent) == 0)
-			cg->freezer = make_run_dir(fparent, strrchr(cg->path, '/') + 1, &frc);
-		free(fparent);
-		free(fmount);
-	}
+	v1_freezer(cg, sys);
 	rc = 0;
 out:
 	if (rc < 0)
 		abandon(cg);
-	free(parent);
-	free(mount);
+	return rc;
+}
+
+/* ---- the choice */
+
+/* The own place of KIND, then the top-level one, until one is made. */
+static int
+make_in(struct cgroup *cg, const struct cgroup_sys *sys, enum cgroup_kind kind, const char *name,
+        uint64_t limit, struct buf *why)
+{
+	const char *ctl = kind == CGROUP_V2 ? NULL : "memory";
+	int rc = -ENOENT;
+
+	for (int top = 0; top < 2; top++) {
+		struct cgroup_place pl;
+
+		if (top ? cgroup_place_top(sys, kind, ctl, &pl, why) < 0
+		        : cgroup_place_own(sys, kind, ctl, &pl, why) < 0)
+			continue;
+		rc = kind == CGROUP_V2 ? v2_make(cg, &pl, sys->pid, name, limit, why)
+		                       : v1_make(cg, sys, &pl, name, limit, why);
+		cgroup_place_free(&pl);
+		if (rc == 0)
+			return 0;
+	}
 	return rc;
 }
 
@@ -397,6 +350,7 @@ int
 cgroup_create(struct cgroup *cg, const char *name, uint64_t limit, struct buf *why)
 {
 	const char *root = getenv("EPH_CGROUP_ROOT");
+	struct cgroup_sys sys = cgroup_sys_self();
 	struct statfs sf;
 
 	memset(cg, 0, sizeof(*cg));
@@ -404,19 +358,22 @@ cgroup_create(struct cgroup *cg, const char *name, uint64_t limit, struct buf *w
 		if (statfs(root, &sf) < 0) {
 			int rc = -errno;
 
-			whyf(why, "EPH_CGROUP_ROOT", root, rc);
+			cgroup_whyf(why, "EPH_CGROUP_ROOT", root, rc);
 			return rc;
 		}
 		if (sf.f_type == CGROUP2_MAGIC)
-			return v2_create(cg, root, name, limit, why);
-		if (sf.f_type == CGROUP1_MAGIC)
-			return v1_create(cg, root, name, limit, why);
-		whyf(why, "EPH_CGROUP_ROOT", root, -ENOTDIR);
+			return v2_at_root(cg, &sys, root, name, limit, why);
+		if (sf.f_type == CGROUP1_MAGIC) {
+			struct cgroup_place pl = { .kind = CGROUP_V1, .parent = (char *)root };
+
+			return v1_make(cg, &sys, &pl, name, limit, why);
+		}
+		cgroup_whyf(why, "EPH_CGROUP_ROOT", root, -ENOTDIR);
 		return -ENOTDIR;
 	}
-	if (v2_create(cg, NULL, name, limit, why) == 0)
+	if (make_in(cg, &sys, CGROUP_V2, name, limit, why) == 0)
 		return 0;
-	return v1_create(cg, NULL, name, limit, why);
+	return make_in(cg, &sys, CGROUP_V1, name, limit, why);
 }
 
 int
@@ -426,9 +383,9 @@ cgroup_attach(struct cgroup *cg, pid_t pid)
 	int rc;
 
 	snprintf(num, sizeof(num), "%d", (int)pid);
-	if ((rc = cg_write(cg->path, "cgroup.procs", num)) < 0)
+	if ((rc = cgroup_file_write(cg->path, "cgroup.procs", num)) < 0)
 		return rc;
-	if (cg->freezer != NULL && cg_write(cg->freezer, "cgroup.procs", num) < 0) {
+	if (cg->freezer != NULL && cgroup_file_write(cg->freezer, "cgroup.procs", num) < 0) {
 		/* without the freezer we still kill by looping */
 		rmdir(cg->freezer);
 		free(cg->freezer);
@@ -532,20 +489,21 @@ cgroup_kill_all(struct cgroup *cg, void (*reap)(void *), void *arg)
 			reap(arg);
 		if (cgroup_nprocs(cg) == 0)
 			return 0;
-		if (cg->kind == CGROUP_V2 && cg_exists(cg->path, "cgroup.kill")) {
-			(void)cg_write(cg->path, "cgroup.kill", "1");
+		if (cg->kind == CGROUP_V2 && cgroup_file_exists(cg->path, "cgroup.kill")) {
+			(void)cgroup_file_write(cg->path, "cgroup.kill", "1");
 		} else if (cg->freezer != NULL && round % 5 == 0) {
 			char st[64] = "";
 
-			(void)cg_write(cg->freezer, "freezer.state", "FROZEN");
+			(void)cgroup_file_write(cg->freezer, "freezer.state", "FROZEN");
 			for (int i = 0; i < 50; i++) {
-				if (cg_read(cg->freezer, "freezer.state", st, sizeof(st)) < 0 ||
+				if (cgroup_file_read(cg->freezer, "freezer.state", st, sizeof(st)) <
+				            0 ||
 				    strncmp(st, "FROZEN", 6) == 0)
 					break;
 				sleep_ms(2);
 			}
 			(void)procs_foreach(cg->path, SIGKILL);
-			(void)cg_write(cg->freezer, "freezer.state", "THAWED");
+			(void)cgroup_file_write(cg->freezer, "freezer.state", "THAWED");
 		} else {
 			(void)procs_foreach(cg->path, SIGKILL);
 		}

@@ -1,16 +1,16 @@
-/* src/agent/cgroup.h: a memory cgroup for one run, v2 or v1, found from /proc/self/mountinfo
- * (DESIGN.md "Memory"). The parent is <mount>/ephemeron unless $EPH_CGROUP_ROOT names another
- * directory of a cgroup hierarchy (v2, or a v1 memory hierarchy). */
+/* src/agent/cgroup.h: a memory cgroup for one run, v2 or v1 (DESIGN.md "Memory"). Its parent
+ * is the agent's own cgroup where that can hold it, else <mount>/ephemeron (cgroup_place.h),
+ * unless $EPH_CGROUP_ROOT names another directory of a cgroup hierarchy (v2, or a v1 memory
+ * hierarchy). */
 #ifndef EPH_AGENT_CGROUP_H
 #define EPH_AGENT_CGROUP_H
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/cgroup_place.h"
 #include "util/attr.h"
 #include "util/buf.h"
-
-enum cgroup_kind { CGROUP_V2 = 2, CGROUP_V1 = 1 };
 
 struct cgroup {
 	enum cgroup_kind kind;
@@ -22,12 +22,17 @@ struct cgroup {
 };
 
 /* Creates the cgroup NAME (e.g. "run-42-812": unique to one agent) with memory limit LIMIT
- * bytes (0 = none; swap is never headroom), trying v2 then v1 (or only what $EPH_CGROUP_ROOT
- * names). Where NAME exists, NAME.1, NAME.2, ... is made instead: a cgroup this agent did not
- * make is never removed or joined. Returns 0, or -errno with why (for the log) appended to
- * WHY. On failure nothing is left behind. */
+ * bytes (0 = none; swap is never headroom), trying v2 (own cgroup, then top-level) then v1
+ * (likewise), or only what $EPH_CGROUP_ROOT names. On v2 under its own cgroup the agent
+ * first moves itself into <own>/agent, where it stays. Where NAME exists, NAME.1, NAME.2, ... is
+ * made instead: a cgroup this agent did not make is never removed or joined. Returns 0, or -errno
+ * with why (for the log) appended to WHY. On failure nothing is left behind. */
 EPH_MUST_CHECK int cgroup_create(struct cgroup *cg, const char *name, uint64_t limit,
                                  struct buf *why);
+/* Fills the rest of CG, whose kind is v2 and path is set, from its files: whether it has
+ * memory.peak (kernel >= 5.19; else the peak is the largest cgroup_usage() sample) and its
+ * OOM-kill counter now. */
+void cgroup_v2_probe(struct cgroup *cg);
 /* Moves PID into the cgroup (and the v1 freezer cgroup). 0 or -errno. */
 EPH_MUST_CHECK int cgroup_attach(struct cgroup *cg, pid_t pid);
 /* Current usage in bytes. 0 or -errno. */
