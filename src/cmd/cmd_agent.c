@@ -41,7 +41,8 @@ const struct cmd cmd_agent = {
 	        "Environment:\n"
 	        "  EPH_ENFORCE=sampled   skip cgroups: sample the process tree's RSS instead\n"
 	        "  EPH_CGROUP_ROOT=DIR   create the run's cgroup under DIR (a cgroup2 directory or\n"
-	        "                        a cgroup1 memory directory) instead of <mount>/ephemeron\n"
+	        "                        a cgroup1 memory directory) instead of the agent's own\n"
+	        "                        cgroup or <mount>/ephemeron\n"
 	        "SIGTERM or SIGINT cancel the run: the command gets SIGTERM, then SIGKILL after\n"
 	        "kill_grace seconds, and the run ends as \"cancelled\".\n",
 	.exec = cmd_agent_exec,
