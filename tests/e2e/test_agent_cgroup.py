@@ -4,8 +4,10 @@ container's own limit holds for the run; else the top-level <mount>/ephemeron. R
 these machines have cgroup v1 (the v2 path is decided in tests/unit/test_cgroup.c and run in
 the cgroup v2 VM test)."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,11 +82,29 @@ def host_cgroup():
         _remove(cg)
 
 
-def run_agent_in(cg, d, timeout=120):
+NOBODY = 65534
+
+
+@pytest.fixture
+def user_dir():
+    """A directory the user nobody owns, for a run of an agent that runs as nobody."""
+    d = Path(tempfile.mkdtemp(prefix="eph-test-cgroup-"))
+    d.chmod(0o755)
+    os.chown(d, NOBODY, NOBODY)
+    yield d
+    shutil.rmtree(d)
+
+
+def run_agent_in(cg, d, timeout=120, user=None):
     """The agent started inside memory cgroup CG: joined before exec, as a login on a host
-    whose sshd runs in the host's cgroup."""
+    whose sshd runs in the host's cgroup; as USER (a uid) if given."""
+    if user is not None:
+        for p in [d, *d.iterdir()]:
+            os.chown(p, user, user)
+    as_user = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}",
+                                       "--clear-groups", "--"]
     p = subprocess.run(["sh", "-c", 'echo $$ >"$0/cgroup.procs" && exec "$@"', str(cg),
-                        *AGENT, str(d)], timeout=timeout, capture_output=True)
+                        *as_user, *AGENT, str(d)], timeout=timeout, capture_output=True)
     assert p.returncode not in SAN_CODES, p.stderr.decode()
     return p
 
@@ -136,3 +156,35 @@ def test_a_run_started_in_the_root_cgroup_keeps_the_top_level_place(tmp_path):
     assert cg.name.startswith(f"run-{_made[-1]}-")
     assert r["outcome"] == "succeeded", r
     assert not cg.exists()
+
+
+def test_a_user_runs_under_a_host_cgroup_delegated_to_it(user_dir, host_cgroup):
+    host = host_cgroup(200 * MiB)
+    # delegated as systemd does it on v1's name=systemd hierarchy: the directory and the
+    # file that moves processes are the user's
+    for p in (host, host / "cgroup.procs"):
+        os.chown(p, NOBODY, NOBODY)
+    (user_dir / "alloc.py").write_text(ALLOC)
+    d = make_run(user_dir, argv=[PY, "alloc.py", "300"], memory=1024 * MiB,
+                 cwd=str(user_dir))
+    run_agent_in(host, d, user=NOBODY)
+    r = result(d)
+    assert Path(exec_start(d)["cgroup"]).parent == host, events(d)
+    assert r["enforced"] == "cgroup1"
+    assert r["outcome"] == "oom", r
+    assert [c.name for c in host.iterdir() if c.is_dir()] == []
+
+
+def test_a_user_with_no_cgroup_to_write_samples_and_says_why(user_dir, host_cgroup):
+    host = host_cgroup(200 * MiB)  # root's
+    (user_dir / "alloc.py").write_text(ALLOC)
+    d = make_run(user_dir, argv=[PY, "alloc.py", "20"], memory=100 * MiB, cwd=str(user_dir))
+    run_agent_in(host, d, user=NOBODY)
+    r = result(d)
+    assert r["enforced"] == "sampled" and exec_start(d)["cgroup"] is None
+    assert r["outcome"] == "succeeded", r
+    warns = [e["msg"] for e in events(d) if e["ev"] == "warn"]
+    assert len(warns) == 1 and "sampling the process tree instead" in warns[0], warns
+    # each place tried, and why not
+    assert f"own cgroup {host}: Permission denied" in warns[0], warns
+    assert f"{V1_MEMORY}/ephemeron: Permission denied" in warns[0], warns
