@@ -4,6 +4,7 @@ build); ASan and UBSan report with exit codes 86 and 87, which no eph command us
 sanitizer finding fails the test that provoked it."""
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +53,58 @@ def pytest_sessionfinish(session, exitstatus):
     if LOAD_REPORT and os.environ.get("EPH_LOAD_PASS") == "1":
         with open(LOAD_REPORT, "a") as f:
             f.write(f"exit {int(exitstatus)}\n")
+
+
+def own_cgroup_dirs():
+    """The directories of the cgroups this process (and so an agent a test starts) is in,
+    where they are not a hierarchy's top: v1 memory and freezer, v2. An agent makes its run's
+    cgroup there (docs/rundir.md "The cgroup")."""
+    mine = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            mine[ctls] = path
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ")
+            mroot, mnt = pre.split()[3:5]
+            fstype, _, opts = post.split()[:3]
+            if fstype == "cgroup2":
+                path = mine.get("")
+            elif fstype == "cgroup" and set(opts.split(",")) & {"memory", "freezer"}:
+                path = next((p for c, p in mine.items()
+                             if c and set(c.split(",")) & {"memory", "freezer"}
+                             and set(c.split(",")) <= set(opts.split(","))), None)
+            else:
+                continue
+            if path is None:
+                continue
+            if mroot != "/":
+                if not (path + "/").startswith(mroot + "/"):
+                    continue
+                path = path[len(mroot):]
+            if path.strip("/"):
+                out.append(os.path.join(mnt, path.strip("/")))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_run_cgroup_left_in_our_own():
+    """A test that kills an agent with SIGKILL (and its command) leaves the run's cgroup, empty.
+    Our agents make it in the cgroup the tests run in, which is not the tests' own to fill:
+    at the end, the empty run-<id>-<agent pid> cgroups whose agent is gone are removed."""
+    yield
+    for parent in own_cgroup_dirs():
+        for d in Path(parent).glob("run-*-*"):
+            m = re.fullmatch(r"run-\d+-(\d+)(\.\d+)?", d.name)
+            if not m or not d.is_dir() or os.path.exists(f"/proc/{m[1]}"):
+                continue
+            try:
+                if (d / "cgroup.procs").read_text().strip() == "":
+                    d.rmdir()
+            except OSError:
+                pass
 
 
 os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=86:abort_on_error=0")

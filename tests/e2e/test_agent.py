@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from conftest import own_cgroup_dirs
+
 EPH = os.environ.get("EPH_BIN", "build/eph")
 # What executors start: the slim eph-agent next to eph (src/eph_agent.c), else `eph agent`.
 _SLIM = os.path.join(os.path.dirname(os.path.abspath(EPH)), "eph-agent")
@@ -19,23 +21,6 @@ MiB = 1 << 20
 _run_ids = iter(range(700000 + os.getpid() % 1000 * 100, 10**9))
 
 
-def own_cgroup(fstype, opts, mroot="/", proc="self"):
-    """The directory (relative to its mount, "" for the mount's top) of PROC's cgroup in the
-    hierarchy of a mount of FSTYPE with OPTS whose top is MROOT; None if it is not in it."""
-    with open(f"/proc/{proc}/cgroup") as f:
-        for line in f:
-            _, ctls, path = line.rstrip("\n").split(":", 2)
-            if (fstype == "cgroup2" and ctls == "") or \
-                    (fstype == "cgroup" and set(ctls.split(",")) & {"memory", "freezer"}
-                     and set(ctls.split(",")) <= set(opts.split(","))):
-                if mroot != "/":
-                    if not (path + "/").startswith(mroot + "/"):
-                        return None
-                    path = path[len(mroot):]
-                return path.strip("/")
-    return None
-
-
 def cgroup_parents():
     """Where our cgroups would be (v1 memory and freezer, v2), from mountinfo: the top-level
     <mount>/ephemeron, and the cgroup that this test (and so an agent it starts) is in, where
@@ -44,13 +29,11 @@ def cgroup_parents():
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, post = line.split(" - ")
-            mroot, mnt = pre.split()[3:5]
+            mnt = pre.split()[4]
             fstype, _, opts = post.split()[:3]
             if fstype == "cgroup2" or (fstype == "cgroup" and ("memory" in opts.split(",") or "freezer" in opts.split(","))):
                 out.append(os.path.join(mnt, "ephemeron"))
-                own = own_cgroup(fstype, opts, mroot)
-                if own:
-                    out.append(os.path.join(mnt, own))
+    out += own_cgroup_dirs()
     root = os.environ.get("EPH_CGROUP_ROOT")
     if root:
         out.append(root)
