@@ -114,6 +114,28 @@ read_pss(pid_t pid, uint64_t *bytes)
 	return 0;
 }
 
+/* What process PID holds, as PSS; its RSS (an upper bound) where PSS cannot be read. A process
+ * whose address space is already gone (exiting: the kernel answers ESRCH, or an empty file; or
+ * gone with its /proc directory) holds nothing: counting the RSS its stat showed a moment
+ * before would count pages shared after fork once per exiting child (seen: three forked
+ * children exiting at once took a 150 MiB tree past a 400 MiB limit). */
+static uint64_t
+pss_or_rss(pid_t pid, uint64_t rss)
+{
+	char path[64];
+	uint64_t p;
+	int rc = read_pss(pid, &p);
+
+	if (rc == 0)
+		return p;
+	if (rc == -ESRCH || rc == -ENODATA)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (rc == -ENOENT && access(path, F_OK) < 0)
+		return 0;
+	return rss; /* no smaps_rollup (before Linux 4.14), or no permission */
+}
+
 int
 proctree_scan(pid_t root, bool pss, struct proctree *t)
 {
@@ -142,7 +164,7 @@ proctree_scan(pid_t root, bool pss, struct proctree *t)
 	closedir(d);
 	qsort(v, n, sizeof(*v), by_pid);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t rss = v[i].rss_pages * (uint64_t)page, p;
+		uint64_t rss = v[i].rss_pages * (uint64_t)page;
 
 		if (mark(v, n, &v[i], root, 0) != 1 || v[i].state == 'Z' || v[i].state == 'X')
 			continue;
@@ -153,7 +175,7 @@ proctree_scan(pid_t root, bool pss, struct proctree *t)
 		t->pids[t->n++] = v[i].pid;
 		t->rss += rss;
 		if (pss)
-			t->pss += read_pss(v[i].pid, &p) == 0 ? p : rss;
+			t->pss += pss_or_rss(v[i].pid, rss);
 	}
 	free(v);
 	return 0;
