@@ -3,7 +3,6 @@
 #include "source/archive.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,36 +10,10 @@
 
 #include "source/gitrun.h"
 #include "source/source.h"
+#include "source/source_int.h"
 #include "util/diag.h"
 #include "util/fsio.h"
 #include "util/xalloc.h"
-
-static void archive_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
-
-static void
-archive_err(struct diag *d, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg, *clean;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	clean = gitrun_redact(msg != NULL ? msg : fmt);
-	diag_error(d, (struct diag_pos){ NULL, 0, 0 }, "%s", clean);
-	free(clean);
-	free(msg);
-}
-
-/* A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits. */
-static bool
-archive_commit_ok(const char *c)
-{
-	size_t n = strspn(c, "0123456789abcdef");
-
-	return c[n] == '\0' && (n == 40 || n == 64);
-}
 
 static bool
 archive_ready(const char *path, void *arg)
@@ -75,13 +48,13 @@ archive_build_cb(const char *path, void *arg, struct diag *d)
 	(void)unlink(tmp); /* a crashed build's leftover */
 	rc = gitrun(args, b->timeout_ms, &r);
 	if (rc < 0) {
-		archive_err(d, "cannot run git: %s", strerror(-rc));
+		source_err(d, "cannot run git: %s", strerror(-rc));
 		goto out;
 	}
 	if (!gitrun_ok(&r)) {
 		char *why = gitrun_why(&r, b->timeout_ms);
 
-		archive_err(d, "cannot archive commit %s of %s: %s", b->commit, b->mirror, why);
+		source_err(d, "cannot archive commit %s of %s: %s", b->commit, b->mirror, why);
 		free(why);
 		rc = r.timed_out ? -ETIMEDOUT : -EIO;
 		gitrun_result_free(&r);
@@ -89,7 +62,7 @@ archive_build_cb(const char *path, void *arg, struct diag *d)
 	}
 	gitrun_result_free(&r);
 	if ((rc = fsio_commit_tmp(path, 0)) < 0)
-		archive_err(d, "cannot write %s: %s", path, strerror(-rc));
+		source_err(d, "cannot write %s: %s", path, strerror(-rc));
 out:
 	if (rc < 0)
 		(void)unlink(tmp);
@@ -110,8 +83,8 @@ archive_get(const char *state_dir, const char *mirror, const char *commit, int64
 
 	memset(a, 0, sizeof(*a));
 	a->hold_fd = -1;
-	if (!archive_commit_ok(commit)) {
-		archive_err(d, "cannot archive \"%s\": not a full commit id", commit);
+	if (!source_is_commit_id(commit)) {
+		source_err(d, "cannot archive \"%s\": not a full commit id", commit);
 		return -EINVAL;
 	}
 	dir = xasprintf("%s/%s", state_dir, ARCHIVE_DIR);

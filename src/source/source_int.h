@@ -1,5 +1,5 @@
 /* src/source/source_int.h: internal to the source component (source.c, source_cache.c,
- * source_worktree.c): the helpers and limits its files share. */
+ * source_worktree.c, archive.c, wheels.c): the helpers and limits its files share. */
 #ifndef EPH_SOURCE_SOURCE_INT_H
 #define EPH_SOURCE_SOURCE_INT_H
 #include <stdbool.h>

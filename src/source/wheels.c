@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <nettle/sha2.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "source/gitrun.h"
 #include "source/source.h"
+#include "source/source_int.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -27,24 +27,6 @@ static const char wheels_probe[] =
         "print('%d.%d' % sys.version_info[:2])\n"
         "print(sysconfig.get_config_var('WHEEL_PKG_DIR') or '')\n"
         "print(os.path.join(sysconfig.get_path('stdlib'), 'ensurepip', '_bundled'))\n";
-
-static void wheels_err(struct diag *d, const char *fmt, ...) EPH_PRINTF(2, 3);
-
-static void
-wheels_err(struct diag *d, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg, *clean;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	clean = gitrun_redact(msg != NULL ? msg : fmt); /* pip echoes index URLs */
-	diag_error(d, (struct diag_pos){ NULL, 0, 0 }, "%s", clean);
-	free(clean);
-	free(msg);
-}
 
 /* What the scheduler's interpreter said (wheels_probe). Owned strings. */
 struct wheels_py {
@@ -90,11 +72,11 @@ wheels_probe_python(const char *prog, int64_t timeout_ms, struct wheels_py *py, 
 	py->prog = prog;
 	rc = gitrun_prog(prog, NULL, args, timeout_ms, &r);
 	if (rc < 0) {
-		wheels_err(d, "python interpreter \"%s\" cannot be run: %s", prog, strerror(-rc));
+		source_err(d, "python interpreter \"%s\" cannot be run: %s", prog, strerror(-rc));
 		return rc == -ENOENT || rc == -EACCES ? -ENOENT : rc;
 	}
 	if (!gitrun_ok(&r)) {
-		wheels_err(d, "python interpreter \"%s\" does not tell its version (%s)", prog,
+		source_err(d, "python interpreter \"%s\" does not tell its version (%s)", prog,
 		           r.timed_out ? "timed out" : "it failed");
 		gitrun_result_free(&r);
 		return r.timed_out ? -ETIMEDOUT : -EIO;
@@ -233,7 +215,7 @@ wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, co
 	const char *last = NULL;
 
 	if (r->timed_out) {
-		wheels_err(d, "%s took longer than %llds", what,
+		source_err(d, "%s took longer than %llds", what,
 		           (long long)((b->o->timeout_ms > 0 ? b->o->timeout_ms : WHEELS_TIMEOUT) /
 		                       1000));
 		return -ETIMEDOUT;
@@ -241,12 +223,12 @@ wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, co
 	if (p != NULL) {
 		p += sizeof(nomatch) - 1;
 		if (b->same)
-			wheels_err(d,
+			source_err(d,
 			           "no wheel for requirement \"%.*s\" (Python %s): pip found no "
 			           "distribution of it (%s)",
 			           (int)strcspn(p, "\r\n"), p, b->version, b->reqs);
 		else
-			wheels_err(d,
+			source_err(d,
 			           "no wheel for requirement \"%.*s\" for Python %s (%s): pip "
 			           "found no binary wheel of it for that version (%s)",
 			           (int)strcspn(p, "\r\n"), p, b->version, b->platform, b->reqs);
@@ -256,11 +238,11 @@ wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, co
 	for (const char *q = r->err; q != NULL && (q = strstr(q, "ERROR: ")) != NULL; q += 7)
 		last = q;
 	if (last != NULL)
-		wheels_err(d, "%s failed: %.*s", what, (int)strcspn(last + 7, "\r\n"), last + 7);
+		source_err(d, "%s failed: %.*s", what, (int)strcspn(last + 7, "\r\n"), last + 7);
 	else if (r->signal > 0)
-		wheels_err(d, "%s was killed by signal %d", what, r->signal);
+		source_err(d, "%s was killed by signal %d", what, r->signal);
 	else
-		wheels_err(d, "%s failed (exit code %d)", what, r->status);
+		source_err(d, "%s failed (exit code %d)", what, r->status);
 	return -EIO;
 }
 
@@ -292,7 +274,7 @@ wheels_pip_reqs(const struct wheels_build *b, const char *tmp, struct diag *d)
 	/* in ROOT: pip reads relative paths (and -r includes) from its working directory */
 	rc = gitrun_prog(b->py->prog, b->o->root, b->same ? same : other, wheels_left(b), &r);
 	if (rc < 0) {
-		wheels_err(d, "cannot run %s: %s", b->py->prog, strerror(-rc));
+		source_err(d, "cannot run %s: %s", b->py->prog, strerror(-rc));
 		return rc;
 	}
 	if (!gitrun_ok(&r))
@@ -368,12 +350,12 @@ wheels_add_pip(const struct wheels_build *b, const char *tmp, struct diag *d)
 	}
 	rc = wheels_local_pip(b, tmp);
 	if (rc == -ENOENT)
-		wheels_err(d,
+		source_err(d,
 		           "no pip wheel to ship: %s has none of its own (Debian: install "
 		           "python3-pip-whl)%s",
 		           b->py->prog, b->same ? "" : " and pip could not download one");
 	else if (rc < 0)
-		wheels_err(d, "cannot copy a pip wheel into %s: %s", tmp, strerror(-rc));
+		source_err(d, "cannot copy a pip wheel into %s: %s", tmp, strerror(-rc));
 	return rc;
 }
 
@@ -394,10 +376,8 @@ wheels_commit(const char *path, const char *tmp)
 static bool
 wheels_ready(const char *path, void *arg)
 {
-	struct stat st;
-
 	(void)arg;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	return source_is_dir(path);
 }
 
 static int
@@ -408,13 +388,13 @@ wheels_build_cb(const char *path, void *arg, struct diag *d)
 	int rc;
 
 	if ((rc = source_rmtree(tmp)) < 0 || (mkdir(tmp, 0755) < 0 && (rc = -errno) < 0)) {
-		wheels_err(d, "cannot make %s: %s", tmp, strerror(-rc));
+		source_err(d, "cannot make %s: %s", tmp, strerror(-rc));
 		goto out;
 	}
 	if ((rc = wheels_pip_reqs(b, tmp, d)) < 0 || (rc = wheels_add_pip(b, tmp, d)) < 0)
 		goto out;
 	if ((rc = wheels_commit(path, tmp)) < 0)
-		wheels_err(d, "cannot put %s in place: %s", path, strerror(-rc));
+		source_err(d, "cannot put %s in place: %s", path, strerror(-rc));
 out:
 	if (rc < 0 && source_rmtree(tmp) < 0) {
 		/* a leftover .tmp: the next build removes it, and so does `eph gc` */
@@ -441,7 +421,7 @@ wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d)
 		goto out;
 	version = wheels_major_minor(o->target_version != NULL ? o->target_version : py.version);
 	if (version == NULL) {
-		wheels_err(d, "\"%s\" is not a Python version (X.Y)",
+		source_err(d, "\"%s\" is not a Python version (X.Y)",
 		           o->target_version != NULL ? o->target_version : py.version);
 		rc = -EINVAL;
 		goto out;
@@ -450,7 +430,7 @@ wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d)
 	               ? xstrdup(o->requirements)
 	               : xasprintf("%s/%s", o->root, o->requirements);
 	if ((rc = fsio_read_file(reqs, &rb)) < 0) {
-		wheels_err(d, "cannot read the requirements file %s: %s", reqs,
+		source_err(d, "cannot read the requirements file %s: %s", reqs,
 		           rc == -E2BIG ? "too large" : strerror(-rc));
 		goto out;
 	}
@@ -459,7 +439,7 @@ wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d)
 
 		if (abs == NULL) {
 			rc = -errno;
-			wheels_err(d, "the requirements file %s: %s", reqs, strerror(-rc));
+			source_err(d, "the requirements file %s: %s", reqs, strerror(-rc));
 			goto out;
 		}
 		free(reqs);
@@ -475,7 +455,7 @@ wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d)
 	rc = source_cache_get(dir, key, 0700, wheels_ready, wheels_build_cb, &b, -1, b.deadline,
 	                      &w->hold_fd, &w->built, d);
 	if (rc == -ETIMEDOUT && diag_nerrors(d) == 0)
-		wheels_err(d, "waiting for another build of the wheels %s/%s took too long", dir,
+		source_err(d, "waiting for another build of the wheels %s/%s took too long", dir,
 		           key);
 	if (rc < 0)
 		goto out;
@@ -484,7 +464,7 @@ wheels_prepare(const struct wheels_opts *o, struct wheels *w, struct diag *d)
 	w->version = version;
 	version = NULL;
 	if ((w->pip = wheels_pip_name(w->path)) == NULL) {
-		wheels_err(d, "%s has no pip wheel (removed by hand?)", w->path);
+		source_err(d, "%s has no pip wheel (removed by hand?)", w->path);
 		wheels_release(w);
 		rc = -ENOENT;
 	}
