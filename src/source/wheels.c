@@ -246,31 +246,46 @@ wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, co
 	return -EIO;
 }
 
+#define WHEELS_DOWNLOAD_ARGC 16 /* wheels_download_argv's, with the NULL */
+
+/* `pip download` into TMP of binary wheels for the target's version and platform (not the
+ * scheduler's own), then A1 and A2 ("-r", REQS or "--no-deps", "pip"), into ARGV. */
+static void
+wheels_download_argv(const struct wheels_build *b, const char *tmp, const char *a1, const char *a2,
+                     const char *argv[WHEELS_DOWNLOAD_ARGC])
+{
+	const char *args[] = { "-m",
+		               "pip",
+		               "download",
+		               "--disable-pip-version-check",
+		               "--only-binary=:all:",
+		               "--python-version",
+		               b->version,
+		               "--implementation",
+		               "cp",
+		               "--platform",
+		               b->platform,
+		               "-d",
+		               tmp,
+		               a1,
+		               a2,
+		               NULL };
+
+	_Static_assert(sizeof(args) / sizeof(args[0]) == WHEELS_DOWNLOAD_ARGC, "argv's size");
+	memcpy(argv, args, sizeof(args));
+}
+
 /* The requirements' wheels into TMP. */
 static int
 wheels_pip_reqs(const struct wheels_build *b, const char *tmp, struct diag *d)
 {
 	const char *same[] = { "-m", "pip", "wheel", "--disable-pip-version-check", "-r", b->reqs,
 		               "-w", tmp,   NULL };
-	const char *other[] = { "-m",
-		                "pip",
-		                "download",
-		                "--disable-pip-version-check",
-		                "--only-binary=:all:",
-		                "--python-version",
-		                b->version,
-		                "--implementation",
-		                "cp",
-		                "--platform",
-		                b->platform,
-		                "-r",
-		                b->reqs,
-		                "-d",
-		                tmp,
-		                NULL };
+	const char *other[WHEELS_DOWNLOAD_ARGC];
 	struct gitrun_result r;
 	int rc;
 
+	wheels_download_argv(b, tmp, "-r", b->reqs, other);
 	/* in ROOT: pip reads relative paths (and -r includes) from its working directory */
 	rc = gitrun_prog(b->py->prog, b->o->root, b->same ? same : other, wheels_left(b), &r);
 	if (rc < 0) {
@@ -320,24 +335,10 @@ wheels_add_pip(const struct wheels_build *b, const char *tmp, struct diag *d)
 	}
 	if (!b->same) {
 		/* a newer Python may need a newer pip than the scheduler's: the index's first */
-		const char *args[] = { "-m",
-			               "pip",
-			               "download",
-			               "--disable-pip-version-check",
-			               "--no-deps",
-			               "--only-binary=:all:",
-			               "--python-version",
-			               b->version,
-			               "--implementation",
-			               "cp",
-			               "--platform",
-			               b->platform,
-			               "-d",
-			               tmp,
-			               "pip",
-			               NULL };
+		const char *args[WHEELS_DOWNLOAD_ARGC];
 		struct gitrun_result r;
 
+		wheels_download_argv(b, tmp, "--no-deps", "pip", args);
 		if (gitrun_prog(b->py->prog, NULL, args, wheels_left(b), &r) == 0) {
 			bool ok = gitrun_ok(&r);
 
