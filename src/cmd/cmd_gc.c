@@ -183,6 +183,30 @@ gc_last_use(const char *dir, const char *key)
 	return t;
 }
 
+/* gc_kept for the entry DIR/KEY. */
+static void
+gc_kept_entry(struct gc *g, const char *kind, const char *dir, const char *key, const char *reason)
+{
+	char *p = xasprintf("%s/%s", dir, key);
+
+	gc_kept(g, kind, p, reason);
+	free(p);
+}
+
+/* Keeps DIR/KEY (saying so) when it was used within the last --venv-days days; true if kept. */
+static bool
+gc_kept_if_recent(struct gc *g, const char *kind, const char *dir, const char *key)
+{
+	char *why;
+
+	if (gc_last_use(dir, key) < time(NULL) - g->venv_days * 86400)
+		return false;
+	why = xasprintf("used within the last %lld days", (long long)g->venv_days);
+	gc_kept_entry(g, kind, dir, key, why);
+	free(why);
+	return true;
+}
+
 /* The keys of the venvs that the jobs' current configuration makes (json array of strings);
  * *UNKNOWN tells whether some job's venv could not be identified. ROOT is the source root
  * the requirements files are read from, NULL when it is not checked out here. */
@@ -328,14 +352,11 @@ gc_worktrees(struct gc *g)
 
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (g->keep_commit != NULL && strcmp(v[i], g->keep_commit) == 0) {
-			char *p = xasprintf("%s/%s", dir, v[i]);
-
-			gc_kept(g, "worktree", p, "the configured branch's current commit");
-			free(p);
-		} else {
+		if (g->keep_commit != NULL && strcmp(v[i], g->keep_commit) == 0)
+			gc_kept_entry(g, "worktree", dir, v[i],
+			              "the configured branch's current commit");
+		else
 			gc_remove(g, "worktree", dir, v[i]);
-		}
 	}
 	gc_free_entries(v, n);
 	free(dir);
@@ -375,22 +396,11 @@ gc_venvs(struct gc *g, struct cmd_ctx *ctx)
 	dir = xasprintf("%s/venvs", g->state);
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (gc_key_in(keys, v[i])) {
-			char *p = xasprintf("%s/%s", dir, v[i]);
-
-			gc_kept(g, "venv", p, "a job's current interpreter and requirements");
-			free(p);
-		} else if (unknown && gc_last_use(dir, v[i]) >= time(NULL) - g->venv_days * 86400) {
-			char *p = xasprintf("%s/%s", dir, v[i]);
-			char *why = xasprintf("used within the last %lld days",
-			                      (long long)g->venv_days);
-
-			gc_kept(g, "venv", p, why);
-			free(why);
-			free(p);
-		} else {
+		if (gc_key_in(keys, v[i]))
+			gc_kept_entry(g, "venv", dir, v[i],
+			              "a job's current interpreter and requirements");
+		else if (!unknown || !gc_kept_if_recent(g, "venv", dir, v[i]))
 			gc_remove(g, "venv", dir, v[i]);
-		}
 	}
 	gc_free_entries(v, n);
 	free(dir);
@@ -409,14 +419,11 @@ gc_archives(struct gc *g)
 
 	v = gc_entries(dir, ARCHIVE_SUFFIX, &n);
 	for (size_t i = 0; i < n; i++) {
-		if (keep != NULL && strcmp(v[i], keep) == 0) {
-			char *p = xasprintf("%s/%s", dir, v[i]);
-
-			gc_kept(g, "archive", p, "the configured branch's current commit");
-			free(p);
-		} else {
+		if (keep != NULL && strcmp(v[i], keep) == 0)
+			gc_kept_entry(g, "archive", dir, v[i],
+			              "the configured branch's current commit");
+		else
 			gc_remove(g, "archive", dir, v[i]);
-		}
 	}
 	gc_free_entries(v, n);
 	free(keep);
@@ -433,17 +440,8 @@ gc_wheels(struct gc *g)
 
 	v = gc_entries(dir, "", &n);
 	for (size_t i = 0; i < n; i++) {
-		if (gc_last_use(dir, v[i]) >= time(NULL) - g->venv_days * 86400) {
-			char *p = xasprintf("%s/%s", dir, v[i]);
-			char *why = xasprintf("used within the last %lld days",
-			                      (long long)g->venv_days);
-
-			gc_kept(g, "wheels", p, why);
-			free(why);
-			free(p);
-		} else {
+		if (!gc_kept_if_recent(g, "wheels", dir, v[i]))
 			gc_remove(g, "wheels", dir, v[i]);
-		}
 	}
 	gc_free_entries(v, n);
 	free(dir);
@@ -458,15 +456,12 @@ gc_mirrors(struct gc *g)
 
 	v = gc_entries(dir, ".git", &n);
 	for (size_t i = 0; i < n; i++) {
-		char *p = xasprintf("%s/%s", dir, v[i]);
-
 		if (!g->mirrors_known)
-			gc_kept(g, "mirror", p, "source.repo cannot be read");
+			gc_kept_entry(g, "mirror", dir, v[i], "source.repo cannot be read");
 		else if (g->keep_mirror != NULL && strcmp(v[i], g->keep_mirror) == 0)
-			gc_kept(g, "mirror", p, "the configured repository");
+			gc_kept_entry(g, "mirror", dir, v[i], "the configured repository");
 		else
 			gc_remove(g, "mirror", dir, v[i]);
-		free(p);
 	}
 	gc_free_entries(v, n);
 	free(dir);
