@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "tmpfx.h"
 #include "util/xalloc.h"
 
 static char *
@@ -66,10 +67,7 @@ struct gitfx *
 gitfx_new(const char *name)
 {
 	struct gitfx *f = xcalloc(1, sizeof(*f));
-	char *tmpl = xasprintf("/tmp/eph-test-%s-XXXXXX", name);
-
-	assert_non_null(mkdtemp(tmpl));
-	f->root = tmpl;
+	f->root = tmpfx_dir(name);
 	f->state = xasprintf("%s/state", f->root);
 	f->work = xasprintf("%s/work", f->root);
 	f->origin = xasprintf("%s/origin.git", f->root);
@@ -86,13 +84,27 @@ gitfx_free(struct gitfx *f)
 {
 	if (f == NULL)
 		return;
-	gitfx_sh("chmod -R u+w '%s' && rm -rf '%s'", f->root, f->root);
+	tmpfx_remove(f->root);
 	free(f->root);
 	free(f->state);
 	free(f->work);
 	free(f->origin);
 	free(f->url);
 	free(f);
+}
+
+int
+gitfx_setup(void **state)
+{
+	*state = gitfx_new(tmpfx_name());
+	return 0;
+}
+
+int
+gitfx_teardown(void **state)
+{
+	gitfx_free(*state);
+	return 0;
 }
 
 char *

@@ -25,6 +25,10 @@ char *gitfx_sh_out(const char *fmt, ...) EPH_PRINTF(1, 2);
 struct gitfx *gitfx_new(const char *name);
 /* Removes the directory (read-only trees too) and frees F; NULL is fine. */
 void gitfx_free(struct gitfx *f);
+/* cmocka group or test setup: *STATE = gitfx_new(tmpfx_name()), the test program's name. */
+int gitfx_setup(void **state);
+/* The teardown of gitfx_setup: gitfx_free(*STATE). */
+int gitfx_teardown(void **state);
 /* Writes TEXT and a newline into FILE of the work tree, commits it (message TEXT) and pushes
  * the current branch; returns the commit (caller frees). */
 char *gitfx_commit_push(const struct gitfx *f, const char *file, const char *text);

@@ -21,20 +21,6 @@
 #include "util/diag.h"
 #include "util/xalloc.h"
 
-static int
-setup(void **state)
-{
-	*state = gitfx_new("archive");
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	gitfx_free(*state);
-	return 0;
-}
-
 static bool exists(const char *fmt, ...) EPH_PRINTF(1, 2);
 
 static bool
@@ -218,12 +204,17 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
-		        archive_is_git_archive_of_the_commit_and_nothing_else, setup, teardown),
-		cmocka_unit_test_setup_teardown(archive_is_made_once_then_reused, setup, teardown),
-		cmocka_unit_test_setup_teardown(two_processes_build_it_once, setup, teardown),
+		        archive_is_git_archive_of_the_commit_and_nothing_else, gitfx_setup,
+		        gitfx_teardown),
+		cmocka_unit_test_setup_teardown(archive_is_made_once_then_reused, gitfx_setup,
+		                                gitfx_teardown),
+		cmocka_unit_test_setup_teardown(two_processes_build_it_once, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        unknown_or_malformed_commit_fails_and_leaves_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(held_archive_is_not_removed, setup, teardown),
+		        unknown_or_malformed_commit_fails_and_leaves_nothing, gitfx_setup,
+		        gitfx_teardown),
+		cmocka_unit_test_setup_teardown(held_archive_is_not_removed, gitfx_setup,
+		                                gitfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,30 +14,10 @@
 #include <cmocka.h>
 
 #include "rundir/rundir.h"
+#include "tmpfx.h"
 #include "util/attr.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
-
-static int
-setup_dir(void **state)
-{
-	char tmpl[] = "/tmp/eph-test-rundir-XXXXXX";
-
-	assert_non_null(mkdtemp(tmpl));
-	*state = xstrdup(tmpl);
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char *cmd = xasprintf("rm -rf '%s'", (char *)*state);
-
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(*state);
-	return 0;
-}
 
 static void
 spec_round_trips(void **state)
@@ -607,30 +587,31 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(spec_round_trips, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(spec_round_trips, tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test(bad_spec_reports_every_problem),
 		cmocka_unit_test(not_before_is_optional_and_checked),
 		cmocka_unit_test(spec_instants_stop_at_year_9999),
 		cmocka_unit_test(result_times_are_checked),
-		cmocka_unit_test_setup_teardown(result_never_holds_a_negative_duration, setup_dir,
-		                                teardown_dir),
+		cmocka_unit_test_setup_teardown(result_never_holds_a_negative_duration, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test(iso8601_prints_four_digit_years_or_nothing),
-		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(missing_spec_is_enoent, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(result_round_trips_and_is_written_atomically,
-		                                setup_dir, teardown_dir),
+		                                tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(spec_runtime_wheels_round_trip_and_must_be_absolute,
-		                                setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(spec_source_and_runtime_round_trip, setup_dir,
-		                                teardown_dir),
+		                                tmpfx_setup, tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(spec_source_and_runtime_round_trip, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test(spec_without_source_or_runtime_runs_in_place),
 		cmocka_unit_test(bad_source_and_runtime_are_reported),
-		cmocka_unit_test_setup_teardown(result_failure_and_phases_round_trip, setup_dir,
-		                                teardown_dir),
+		cmocka_unit_test_setup_teardown(result_failure_and_phases_round_trip, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test(outcome_names_parse_back),
-		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, setup_dir,
-		                                teardown_dir),
+		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(events_are_read_by_whole_lines_and_resumed,
-		                                setup_dir, teardown_dir),
+		                                tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test(event_lines_carry_ev_and_t_first),
 	};
 

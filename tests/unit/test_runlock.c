@@ -15,28 +15,8 @@
 
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
+#include "tmpfx.h"
 #include "util/xalloc.h"
-
-static int
-setup_dir(void **state)
-{
-	char tmpl[] = "/tmp/eph-test-runlock-XXXXXX";
-
-	assert_non_null(mkdtemp(tmpl));
-	*state = xstrdup(tmpl);
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char *cmd = xasprintf("rm -rf '%s'", (char *)*state);
-
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(*state);
-	return 0;
-}
 
 static enum runlock_state
 inspect(const char *dir)
@@ -163,14 +143,15 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(no_file_is_none_and_inspecting_creates_none,
-		                                setup_dir, teardown_dir),
+		                                tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(a_held_lock_is_held_and_refused_until_closed,
-		                                setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(the_exec_mark_forbids_a_second_start, setup_dir,
-		                                teardown_dir),
-		cmocka_unit_test_setup_teardown(a_result_forbids_a_start, setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(the_lock_is_handed_over_to_a_child, setup_dir,
-		                                teardown_dir),
+		                                tmpfx_setup, tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(the_exec_mark_forbids_a_second_start, tmpfx_setup,
+		                                tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(a_result_forbids_a_start, tmpfx_setup,
+		                                tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(the_lock_is_handed_over_to_a_child, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test(an_empty_dir_is_refused),
 	};
 

@@ -29,20 +29,6 @@
 #include "util/redact.h"
 #include "util/xalloc.h"
 
-static int
-setup(void **state)
-{
-	*state = gitfx_new("source");
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	gitfx_free(*state);
-	return 0;
-}
-
 static struct conf_source
 src_of(const char *repo, const char *branch, int64_t refresh, enum conf_fetch_error on_err)
 {
@@ -857,40 +843,45 @@ main(void)
 		cmocka_unit_test(git_runs_without_prompt_and_with_batch_ssh),
 		cmocka_unit_test(timeout_kills_git_and_its_children),
 		cmocka_unit_test_setup_teardown(no_repo_runs_in_place_in_the_jobs_file_directory,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(local_path_that_is_not_git_runs_in_place, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(missing_local_path_is_an_error, setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
+		cmocka_unit_test_setup_teardown(local_path_that_is_not_git_runs_in_place,
+		                                gitfx_setup, gitfx_teardown),
+		cmocka_unit_test_setup_teardown(missing_local_path_is_an_error, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(push_between_two_resolves_gives_the_new_commit,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(local_git_path_is_mirrored_and_pinned, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(refresh_interval_is_honoured, setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
+		cmocka_unit_test_setup_teardown(local_git_path_is_mirrored_and_pinned, gitfx_setup,
+		                                gitfx_teardown),
+		cmocka_unit_test_setup_teardown(refresh_interval_is_honoured, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        failed_fetch_uses_last_commit_with_a_warning_or_fails, setup, teardown),
-		cmocka_unit_test_setup_teardown(first_clone_failure_is_an_error_either_way, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(credentials_never_appear_in_messages, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(force_push_is_followed_and_noted, setup, teardown),
+		        failed_fetch_uses_last_commit_with_a_warning_or_fails, gitfx_setup,
+		        gitfx_teardown),
+		cmocka_unit_test_setup_teardown(first_clone_failure_is_an_error_either_way,
+		                                gitfx_setup, gitfx_teardown),
+		cmocka_unit_test_setup_teardown(credentials_never_appear_in_messages, gitfx_setup,
+		                                gitfx_teardown),
+		cmocka_unit_test_setup_teardown(force_push_is_followed_and_noted, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(deleted_branch_runs_last_commit_or_fails_clearly,
-		                                setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
 		cmocka_unit_test_setup_teardown(git_daemon_stopped_gives_last_commit_and_warning,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(checkout_is_read_only_and_made_once, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(two_concurrent_checkouts_build_once, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(submodules_are_checked_out, setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
+		cmocka_unit_test_setup_teardown(checkout_is_read_only_and_made_once, gitfx_setup,
+		                                gitfx_teardown),
+		cmocka_unit_test_setup_teardown(two_concurrent_checkouts_build_once, gitfx_setup,
+		                                gitfx_teardown),
+		cmocka_unit_test_setup_teardown(submodules_are_checked_out, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(prune_removes_least_recently_used_but_never_held,
-		                                setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        checkout_race_loser_waits_for_the_build_not_the_winners_run, setup,
-		        teardown),
+		        checkout_race_loser_waits_for_the_build_not_the_winners_run, gitfx_setup,
+		        gitfx_teardown),
 		cmocka_unit_test_setup_teardown(build_lock_wait_gives_up_on_cancel_and_on_deadline,
-		                                setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
 		cmocka_unit_test_setup_teardown(mirror_is_kept_while_a_clone_or_a_worktree_needs_it,
-		                                setup, teardown),
+		                                gitfx_setup, gitfx_teardown),
 	};
 
 	/* Commits made by the tests need an identity, whatever the machine's git config. */

@@ -23,20 +23,6 @@
 #include "util/diag.h"
 #include "util/xalloc.h"
 
-static int
-setup(void **state)
-{
-	*state = gitfx_new("source-health");
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	gitfx_free(*state);
-	return 0;
-}
-
 static struct conf_source
 src_of(const char *repo, const char *branch)
 {
@@ -341,19 +327,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(sources_run_in_place_have_no_health, setup,
-		                                teardown),
+		cmocka_unit_test_setup_teardown(sources_run_in_place_have_no_health, gitfx_setup,
+		                                gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        a_repository_never_fetched_is_not_failing_and_shows_no_credentials, setup,
-		        teardown),
+		        a_repository_never_fetched_is_not_failing_and_shows_no_credentials,
+		        gitfx_setup, gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        an_outage_is_recorded_from_its_first_failure_until_a_success, setup,
-		        teardown),
+		        an_outage_is_recorded_from_its_first_failure_until_a_success, gitfx_setup,
+		        gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        the_alarm_is_queued_once_per_outage_after_source_alarm, setup, teardown),
+		        the_alarm_is_queued_once_per_outage_after_source_alarm, gitfx_setup,
+		        gitfx_teardown),
 		cmocka_unit_test_setup_teardown(
-		        without_an_admin_nothing_is_queued_and_fail_says_runs_fail, setup,
-		        teardown),
+		        without_an_admin_nothing_is_queued_and_fail_says_runs_fail, gitfx_setup,
+		        gitfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
