@@ -22,34 +22,16 @@ import tarfile
 
 import pytest
 
+import agentrun
+from agentrun import AGENT, PY, SAN_CODES, events, git, result
 from conftest import eph_bin, run_eph
 
-PY = "/usr/bin/python3"
-SAN_CODES = (86, 87)
-_BIN = os.path.dirname(eph_bin())
-TOOL = os.path.join(_BIN, "tests", "unit", "ship-tool")
-_SLIM = os.path.join(_BIN, "eph-agent")
-AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [eph_bin(), "agent"]
+TOOL = os.path.join(os.path.dirname(eph_bin()), "tests", "unit", "ship-tool")
 STDLIB = subprocess.run([PY, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
                         capture_output=True, text=True, check=True).stdout.strip()
 OWN = subprocess.run([PY, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                      capture_output=True, text=True, check=True).stdout.strip()
-_run_ids = iter(range(830000 + os.getpid() % 1000 * 100, 10**9))
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "eph test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "eph test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
-
-
-def git(*args, cwd=None, text=True):
-    env = dict(os.environ, **GIT_ENV)
-    p = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                       text=text)
-    return p.stdout.strip() if text else p.stdout
-
+_run_ids = agentrun.run_ids(830000)
 
 def tool(*args, env=None):
     assert os.access(TOOL, os.X_OK), f"{TOOL} is not built (meson's tests option)"
@@ -192,15 +174,9 @@ def worker_env():
 
 
 def make_run(tmp_path, name, **spec):
-    d = tmp_path / name
-    d.mkdir()
-    s = {"version": 1, "run_id": next(_run_ids), "job": "t", "attempt": 1,
-         "scheduled_at": 1764007200, "argv": None, "shell": None, "env": {},
-         "cwd": str(tmp_path / "src"), "memory": 0, "timeout": 0, "kill_grace": 1,
-         "commit": None, "enforce": "sampled", "state_dir": str(tmp_path / "worker")}
-    s.update(spec)
-    (d / "spec.json").write_text(json.dumps(s))
-    return d
+    return agentrun.make_run(tmp_path, name, next(_run_ids),
+                             **{"cwd": str(tmp_path / "src"),
+                                "state_dir": str(tmp_path / "worker"), **spec})
 
 
 def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
@@ -245,7 +221,7 @@ def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
     p = worker(tmp_path, [*AGENT, str(d)], env)
     assert p.returncode not in SAN_CODES, p.stderr
     log = (d / "output.log").read_text()
-    res = json.loads((d / "result.json").read_text())
+    res = result(d)
     assert res["outcome"] == "succeeded", (res, log)
     venvs = tmp_path / "worker" / "venvs"
     venv = next(v for v in venvs.iterdir() if v.is_dir())
@@ -253,7 +229,7 @@ def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
     assert "-m venv --without-pip" in log and "--no-index" in log
     assert not mark.exists(), mark.read_text()  # neither ensurepip nor pip was imported
     assert not (venv / "bin" / "pip").exists()  # pip ran from its wheel, installed nowhere
-    ev = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()]
+    ev = events(d)
     start = next(e for e in ev if e.get("phase") == "runtime" and e.get("state") == "start")
     assert start["wheels"] == str(shipped)
 
@@ -275,7 +251,7 @@ def test_a_requirement_missing_from_the_wheels_fails_the_runtime_phase_naming_it
                           "wheels": str(shipped)})
     p = worker(tmp_path, [*AGENT, str(d)], worker_env())
     assert p.returncode == 1, p.stderr
-    res = json.loads((d / "result.json").read_text())
+    res = result(d)
     assert res["outcome"] == "failed" and res["failure"] == "runtime", res
     assert res["reason"].startswith(f"runtime: no wheel for requirement \"mydep\" in {shipped}"), res
     assert not [v for v in (tmp_path / "worker" / "venvs").iterdir() if v.is_dir()]

@@ -14,22 +14,8 @@ import time
 
 import pytest
 
+from agentrun import git
 from conftest import run_eph
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "eph test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "eph test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
-
-
-def git(*args, cwd=None):
-    env = dict(os.environ, **GIT_ENV)
-    p = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                       text=True)
-    return p.stdout.strip()
-
 
 @pytest.fixture
 def origin(tmp_path):

@@ -6,7 +6,6 @@ source: `--no-index` and `--find-links DIR`, options pip accepts inside a requir
 where DIR holds a wheel of a tiny package built offline from a local directory. The
 interpreter is /usr/bin/python3 (Debian's, which has venv through python3-venv and pip,
 setuptools and wheel to build the wheel)."""
-import json
 import os
 import signal
 import subprocess
@@ -14,13 +13,10 @@ import time
 
 import pytest
 
-EPH = os.environ.get("EPH_BIN", "build/eph")
-# What executors start: the slim eph-agent next to eph (src/eph_agent.c), else `eph agent`.
-_SLIM = os.path.join(os.path.dirname(os.path.abspath(EPH)), "eph-agent")
-AGENT = [_SLIM] if os.access(_SLIM, os.X_OK) else [EPH, "agent"]
-PY = "/usr/bin/python3"
-SAN_CODES = (86, 87)  # ASan leak / UBSan report (see meson.build's sanitize setup)
-_run_ids = iter(range(810000 + os.getpid() % 1000 * 100, 10**9))
+import agentrun
+from agentrun import AGENT, PY, SAN_CODES, events, result
+
+_run_ids = agentrun.run_ids(810000)
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +45,8 @@ def reqs(path, wheels, line):
 
 
 def make_run(tmp_path, name="run", **spec):
-    d = tmp_path / name
-    d.mkdir()
-    s = {"version": 1, "run_id": next(_run_ids), "job": "t", "attempt": 1,
-         "scheduled_at": 1764007200, "argv": None, "shell": None, "env": {},
-         "cwd": str(tmp_path), "memory": 0, "timeout": 0, "kill_grace": 1,
-         "commit": None, "enforce": "sampled", "state_dir": str(tmp_path / "state")}
-    s.update(spec)
-    (d / "spec.json").write_text(json.dumps(s))
-    return d
+    return agentrun.make_run(tmp_path, name, next(_run_ids),
+                             **{"state_dir": str(tmp_path / "state"), **spec})
 
 
 def start_agent(d):
@@ -69,14 +58,6 @@ def run_agent(d, timeout=300):
     p = subprocess.run([*AGENT, str(d)], timeout=timeout, capture_output=True)
     assert p.returncode not in SAN_CODES, p.stderr.decode()
     return p
-
-
-def result(d):
-    return json.loads((d / "result.json").read_text())
-
-
-def events(d):
-    return [json.loads(l) for l in (d / "events.jsonl").read_text().splitlines()]
 
 
 def phase_events(d):
