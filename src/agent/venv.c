@@ -395,19 +395,6 @@ venv_tee_out(void *arg, int stream, const void *p, size_t n)
 	}
 }
 
-/* The requirement pip's stderr (TAIL) says it found no distribution of; NULL. Caller frees. */
-static char *
-venv_missing(struct buf *tail)
-{
-	static const char nomatch[] = "No matching distribution found for ";
-	const char *p = tail->len > 0 ? strstr(buf_cstr(tail), nomatch) : NULL;
-
-	if (p == NULL)
-		return NULL;
-	p += sizeof(nomatch) - 1;
-	return xstrndup(p, strcspn(p, "\r\n"));
-}
-
 /* What one build step runs. */
 struct venv_step {
 	const char *what;
@@ -484,7 +471,9 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 			break;
 		}
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			char *s = status_text(st), *miss = venv_missing(&tee.tail);
+			char *s = status_text(st),
+			     *miss = wheels_pip_missing(tee.tail.len > 0 ? buf_cstr(&tee.tail)
+			                                                 : NULL);
 
 			if (step == 1 && o->wheels != NULL && miss != NULL)
 				venv_err(

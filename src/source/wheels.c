@@ -205,14 +205,25 @@ wheels_left(const struct wheels_build *b)
 	return left > 0 ? left : 1;
 }
 
+char *
+wheels_pip_missing(const char *err)
+{
+	static const char nomatch[] = "No matching distribution found for ";
+	const char *p = err != NULL ? strstr(err, nomatch) : NULL;
+
+	if (p == NULL)
+		return NULL;
+	p += sizeof(nomatch) - 1;
+	return xstrndup(p, strcspn(p, "\r\n"));
+}
+
 /* Why pip failed, into D; returns the code wheels_prepare returns. */
 static int
 wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, const char *what,
                  struct diag *d)
 {
-	static const char nomatch[] = "No matching distribution found for ";
-	const char *p = r->err != NULL ? strstr(r->err, nomatch) : NULL;
 	const char *last = NULL;
+	char *miss;
 
 	if (r->timed_out) {
 		source_err(d, "%s took longer than %llds", what,
@@ -220,18 +231,18 @@ wheels_pip_error(const struct wheels_build *b, const struct gitrun_result *r, co
 		                       1000));
 		return -ETIMEDOUT;
 	}
-	if (p != NULL) {
-		p += sizeof(nomatch) - 1;
+	if ((miss = wheels_pip_missing(r->err)) != NULL) {
 		if (b->same)
 			source_err(d,
-			           "no wheel for requirement \"%.*s\" (Python %s): pip found no "
+			           "no wheel for requirement \"%s\" (Python %s): pip found no "
 			           "distribution of it (%s)",
-			           (int)strcspn(p, "\r\n"), p, b->version, b->reqs);
+			           miss, b->version, b->reqs);
 		else
 			source_err(d,
-			           "no wheel for requirement \"%.*s\" for Python %s (%s): pip "
+			           "no wheel for requirement \"%s\" for Python %s (%s): pip "
 			           "found no binary wheel of it for that version (%s)",
-			           (int)strcspn(p, "\r\n"), p, b->version, b->platform, b->reqs);
+			           miss, b->version, b->platform, b->reqs);
+		free(miss);
 		return -ENOPKG;
 	}
 	/* the last "ERROR: " line says the most */

@@ -78,5 +78,9 @@ void wheels_release(struct wheels *w);
 /* The pip wheel of the set DIR: the first, in name order, of its files pip-*.whl (a set holds
  * one); NULL if none. Caller frees. Both sides use it: the agent runs pip from that wheel. */
 char *wheels_pip_name(const char *dir);
+/* The requirement pip's stderr ERR says it found no distribution of ("No matching distribution
+ * found for REQ"); NULL if it says none (or ERR is NULL). Caller frees. Both sides use it: the
+ * scheduler when it makes the wheels, the agent when it installs from them. */
+char *wheels_pip_missing(const char *err);
 
 #endif
