@@ -343,22 +343,23 @@ gc_used(struct gc *g, const struct conf *c)
 	free(url);
 }
 
-/* STATE/src: every worktree but the configured branch's tip. */
+/* STATE/SUB's entries KIND, named <commit>SUFFIX: all but the configured branch's tip. */
 static void
-gc_worktrees(struct gc *g)
+gc_all_but_tip(struct gc *g, const char *kind, const char *sub, const char *suffix)
 {
-	char *dir = xasprintf("%s/src", g->state), **v;
+	char *dir = xasprintf("%s/%s", g->state, sub), **v;
+	char *keep = g->keep_commit != NULL ? xasprintf("%s%s", g->keep_commit, suffix) : NULL;
 	size_t n;
 
-	v = gc_entries(dir, "", &n);
+	v = gc_entries(dir, suffix, &n);
 	for (size_t i = 0; i < n; i++) {
-		if (g->keep_commit != NULL && strcmp(v[i], g->keep_commit) == 0)
-			gc_kept_entry(g, "worktree", dir, v[i],
-			              "the configured branch's current commit");
+		if (keep != NULL && strcmp(v[i], keep) == 0)
+			gc_kept_entry(g, kind, dir, v[i], "the configured branch's current commit");
 		else
-			gc_remove(g, "worktree", dir, v[i]);
+			gc_remove(g, kind, dir, v[i]);
 	}
 	gc_free_entries(v, n);
+	free(keep);
 	free(dir);
 }
 
@@ -406,28 +407,6 @@ gc_venvs(struct gc *g, struct cmd_ctx *ctx)
 	free(dir);
 	json_decref(keys);
 	free(root);
-}
-
-/* STATE/archives: every commit's archive but the configured branch's tip (as worktrees). */
-static void
-gc_archives(struct gc *g)
-{
-	char *dir = xasprintf("%s/%s", g->state, ARCHIVE_DIR), **v;
-	char *keep =
-	        g->keep_commit != NULL ? xasprintf("%s%s", g->keep_commit, ARCHIVE_SUFFIX) : NULL;
-	size_t n;
-
-	v = gc_entries(dir, ARCHIVE_SUFFIX, &n);
-	for (size_t i = 0; i < n; i++) {
-		if (keep != NULL && strcmp(v[i], keep) == 0)
-			gc_kept_entry(g, "archive", dir, v[i],
-			              "the configured branch's current commit");
-		else
-			gc_remove(g, "archive", dir, v[i]);
-	}
-	gc_free_entries(v, n);
-	free(keep);
-	free(dir);
 }
 
 /* STATE/wheels: the sets unused for --venv-days days (which sets the jobs use depends on the
@@ -501,9 +480,9 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	g.removed = json_array();
 	g.kept = json_array();
 	gc_used(&g, ctx->conf);
-	gc_worktrees(&g);
+	gc_all_but_tip(&g, "worktree", "src", ""); /* STATE/src: the worktrees */
 	gc_venvs(&g, ctx);
-	gc_archives(&g);
+	gc_all_but_tip(&g, "archive", ARCHIVE_DIR, ARCHIVE_SUFFIX); /* STATE/archives */
 	gc_wheels(&g);
 	gc_mirrors(&g);
 	gc_report(&g);
