@@ -57,8 +57,9 @@ struct conf_job {
 	uint64_t memory;          /* bytes; 0 = no limit (still measured) */
 	int64_t timeout;          /* seconds; 0 = none */
 	int64_t kill_grace;       /* seconds between SIGTERM and SIGKILL */
-	char *executor;           /* "local" */
+	const char *executor;     /* its executor's name, borrowed from executors[executor_ix] */
 	int retries;
+	unsigned executor_ix;  /* index into struct conf's executors (0: local) */
 	int64_t retry_backoff; /* seconds, first delay; doubles each attempt */
 	enum conf_concurrency concurrency;
 	enum conf_catchup catchup;
@@ -101,6 +102,25 @@ struct conf_local {
 	uint64_t memory_budget; /* bytes; default 80% of the machine's memory */
 };
 
+/* The kinds of executor, as "type:" names them (conf_exec_type_name). Validation refuses a
+ * type not built yet, so a loaded configuration holds only the types that work. */
+enum conf_exec_type {
+	CONF_EXEC_LOCAL,
+	CONF_EXEC_SSH,
+	CONF_EXEC_DIGITALOCEAN,
+	CONF_EXEC_SLURM,
+};
+
+/* An executor of the executors mapping: a name, a type, and the type's own settings, read
+ * with the type's own keys table (conf_keys.c's conf_sec_local for local; one file of keys
+ * per later type). */
+struct conf_executor {
+	char *name;
+	enum conf_exec_type type;
+	int line, col; /* where its name stands; 0 for the built-in local not written */
+	void *keys;    /* the type's settings: for local, &conf.local (borrowed); else owned */
+};
+
 struct conf_retention {
 	int64_t days;
 	int runs_per_job;
@@ -111,7 +131,9 @@ struct conf {
 	char *dir;  /* its directory, absolute */
 	struct conf_source source;
 	struct conf_mail mail;
-	struct conf_local local;
+	struct conf_local local;         /* the settings of executors[0] */
+	struct conf_executor *executors; /* [0] is always the built-in "local" */
+	size_t nexecutors;
 	struct conf_retention retention;
 	int max_parallel;      /* 0 = no limit */
 	struct conf_job *jobs; /* sorted by name */
@@ -137,6 +159,10 @@ EPH_MUST_CHECK int conf_load_mem(const char *name, const char *dir, const char *
 void conf_free(struct conf *c); /* NULL is fine */
 /* Sets S to the defaults of the source section (docs/jobs-file.md), with no repository. */
 void conf_source_defaults(struct conf_source *s);
+/* The executor called NAME, or NULL. */
+const struct conf_executor *conf_executor_find(const struct conf *c, const char *name);
+/* The name of type T, as "type:" writes it ("local", "ssh", ...). */
+const char *conf_exec_type_name(enum conf_exec_type t);
 /* The job called NAME, or NULL. */
 const struct conf_job *conf_job_find(const struct conf *c, const char *name);
 

@@ -173,7 +173,7 @@ conf_compact(struct conf *c)
 		j->schedule = intern_str(&k, j->schedule);
 		j->timezone = intern_str(&k, j->timezone);
 		j->run = intern_str(&k, j->run);
-		j->executor = intern_str(&k, j->executor);
+		/* j->executor is borrowed from c->executors */
 		j->workdir = intern_str(&k, j->workdir);
 		j->requirements = intern_str(&k, j->requirements);
 		j->interpreter = intern_str(&k, j->interpreter);

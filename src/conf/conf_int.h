@@ -20,6 +20,7 @@ struct conf_section;
 #define CONF_JOB_NAME_MAX   64
 #define CONF_MAX_JOBS       20000 /* the daemon stays a few MiB at 10,000 (bench/daemon.sh) */
 #define CONF_MAX_ENV        256   /* variables of one job */
+#define CONF_MAX_EXECUTORS  100   /* named in the executors section, local aside */
 #define CONF_MERGE_MAX      16    /* mappings one "<<" merges */
 /* The work the file may take once aliases are followed, in bytes: every string copied
  * counts its length, every key or list item read CONF_VISIT_COST more. A guard against
@@ -132,6 +133,9 @@ struct fy_node *conf_want_map(struct pctx *p, const char *name, struct fy_node *
 
 /* ---- conf_value.c ---- */
 
+/* Whether K (N bytes) is a good name for a job or an executor: 1 to CONF_JOB_NAME_MAX of
+ * a-z 0-9 . _ -, starting with a letter or digit. */
+bool conf_name_ok(const char *k, size_t n);
 /* Whether S holds only whitespace. */
 bool conf_blank(const char *s);
 /* The text of scalar value V of key NAME (KEYAT where the key stands): a non-empty string
@@ -178,6 +182,20 @@ void conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t kl
  * jobs get each valid one. */
 void conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
                     struct fy_node *v, void *arg);
+
+/* ---- conf_executors.c ---- */
+
+/* Gives C the built-in executor "local" (executors[0], its keys C->local), before the file
+ * is read. */
+void conf_executors_init(struct conf *c);
+/* Frees C's executors. */
+void conf_executors_free(struct conf *c);
+/* A conf_pair_fn for the executors mapping: an executor a pair, its type first, then that
+ * type's keys. */
+void conf_executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
+                         struct fy_node *v, void *arg);
+/* The job key "executor" (V, its key at AT): one of the executors, into J. */
+void conf_job_executor(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at);
 
 /* ---- conf_section.c ---- */
 

@@ -25,7 +25,6 @@ conf_job_clear(struct conf_job *j)
 	free(j->timezone);
 	free(j->run);
 	conf_strv_free(&j->command);
-	free(j->executor);
 	conf_strv_free(&j->env);
 	free(j->workdir);
 	conf_strv_free(&j->notify.email);
@@ -45,7 +44,6 @@ jobb_copy(struct pctx *p, struct jobb *dst, const struct jobb *src, struct diag_
 	dst->j.run = NULL;
 	dst->j.command = (struct conf_strv){ NULL, 0 };
 	dst->j.timezone = conf_dup_counted(p, src->j.timezone, at);
-	dst->j.executor = conf_dup_counted(p, src->j.executor, at);
 	dst->j.workdir = conf_dup_counted(p, src->j.workdir, at);
 	dst->j.requirements = conf_dup_counted(p, src->j.requirements, at);
 	dst->j.interpreter = conf_dup_counted(p, src->j.interpreter, at);
@@ -387,39 +385,6 @@ job_timezone(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_
 	free(s);
 }
 
-/* "executor": only "local" is available. */
-static void
-job_executor(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at)
-{
-	static const struct conf_key ex[] = {
-		{ "local", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-		{ "droplet", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-		{ "slurm", CK_SPECIAL, K_OTHER, 0, 0, 0, NULL, NULL, NULL },
-	};
-	static const struct conf_section exs = { "executors", ex, EPH_ARRAY_LEN(ex) };
-	const char *sug;
-	char *s;
-	char *q;
-
-	if ((s = conf_get_str(p, "executor", v, at)) == NULL)
-		return;
-	if (strcmp(s, "local") == 0) {
-		free(j->executor);
-		j->executor = s;
-		return;
-	}
-	q = conf_quote_redacted(s);
-	if (strcmp(s, "droplet") == 0 || strcmp(s, "slurm") == 0)
-		conf_err(p, conf_pos(p, v), "executor %s is not available yet (only \"local\" is)",
-		         q);
-	else if ((sug = conf_key_suggest(&exs, s, strlen(s))) != NULL)
-		conf_err(p, conf_pos(p, v), "unknown executor %s (did you mean \"%s\"?)", q, sug);
-	else
-		conf_err(p, conf_pos(p, v), "unknown executor %s (only \"local\" is available)", q);
-	free(q);
-	free(s);
-}
-
 /* "env": its variables merged into the inherited ones. */
 static void
 job_env(struct pctx *p, struct conf_job *j, struct fy_node *key, struct fy_node *v)
@@ -530,7 +495,7 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		job_timezone(p, j, v, at);
 		return;
 	case K_EXECUTOR:
-		job_executor(p, j, v, at);
+		conf_job_executor(p, j, v, at);
 		return;
 	case K_ENV:
 		job_env(p, j, key, v);
@@ -545,19 +510,6 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		conf_set_generic(p, ck, v, at, j);
 		return;
 	}
-}
-
-static bool
-job_name_ok(const char *k, size_t n)
-{
-	if (n == 0 || n > CONF_JOB_NAME_MAX ||
-	    !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= '0' && k[0] <= '9')))
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '.' ||
-		      k[i] == '_' || k[i] == '-'))
-			return false;
-	return true;
 }
 
 /* The checks of job JB (named at AT, Q its name quoted) as a whole, once its keys are read:
@@ -581,8 +533,7 @@ job_check(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
 		        "job %s needs \"run\" (a shell command line) or \"command\" (a list of arguments)",
 		        q);
 	}
-	if (jb->j.memory > p->c->local.memory_budget && jb->j.executor != NULL &&
-	    strcmp(jb->j.executor, "local") == 0) {
+	if (jb->j.memory > p->c->local.memory_budget && jb->j.executor_ix == 0) {
 		char a[32], b[32];
 
 		units_format_size(jb->j.memory, a, sizeof(a));
@@ -620,7 +571,7 @@ conf_jobs_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, 
 		ja->too_many = true;
 		return;
 	}
-	if (!job_name_ok(k, klen)) {
+	if (!conf_name_ok(k, klen)) {
 		q = conf_quote(k, klen);
 		conf_err(
 		        p, at,

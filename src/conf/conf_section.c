@@ -1,5 +1,6 @@
 /* src/conf/conf_section.c: the top level of the jobs file and its sections other than the
- * jobs (source, python, mail, executors, retention), with their defaults. */
+ * jobs (source, python, mail, retention; executors are conf_executors.c's), with their
+ * defaults. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,32 +108,6 @@ python_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 	}
 }
 
-static void
-executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
-               void *arg)
-{
-	struct conf_generic_arg g = { &conf_sec_local, &p->c->local, NULL, NULL };
-	struct fy_node *m;
-	char *q;
-
-	(void)arg;
-	if ((klen == 7 && memcmp(k, "droplet", 7) == 0) ||
-	    (klen == 5 && memcmp(k, "slurm", 5) == 0)) {
-		q = conf_quote(k, klen);
-		conf_err(p, conf_pos(p, key),
-		         "executor %s is not available yet (only \"local\" is)", q);
-		free(q);
-		return;
-	}
-	if (conf_key_find(&conf_sec_executors, k, klen) == NULL) {
-		conf_unknown_key(p, &conf_sec_executors, key, k, klen,
-		                 " (the executors are: local)");
-		return;
-	}
-	if ((m = conf_want_map(p, "local", key, v)) != NULL)
-		conf_map_walk(p, m, conf_generic_pair, &g);
-}
-
 /* 80% of the machine's memory: MemTotal from /proc/meminfo, else sysconf. */
 static uint64_t
 default_memory_budget(void)
@@ -206,6 +181,7 @@ conf_source_defaults(struct conf_source *s)
 void
 conf_init_defaults(struct conf *c)
 {
+	conf_executors_init(c);
 	conf_source_defaults(&c->source);
 	c->mail.starttls = true;
 	c->mail.max_age = 24 * 3600;
@@ -271,7 +247,7 @@ walk_sections(struct pctx *p, const struct top *t)
 	c->local.memory_budget = 0;
 	if (t->key[K_EXECUTORS] != NULL &&
 	    (m = conf_want_map(p, "executors", t->key[K_EXECUTORS], t->val[K_EXECUTORS])) != NULL)
-		conf_map_walk(p, m, executors_pair, NULL);
+		conf_map_walk(p, m, conf_executors_pair, NULL);
 	if (c->local.memory_budget == 0)
 		c->local.memory_budget = default_memory_budget();
 	walk_generic(p, t, K_RETENTION, "retention", &conf_sec_retention, &c->retention);
@@ -294,7 +270,8 @@ walk_defaults(struct pctx *p, const struct top *t, struct jobb *dflt)
 
 	memset(dflt, 0, sizeof(*dflt));
 	dflt->j.kill_grace = 10;
-	dflt->j.executor = xstrdup("local");
+	dflt->j.executor = p->c->executors[0].name;
+	dflt->j.executor_ix = 0;
 	dflt->j.retry_backoff = 30;
 	dflt->j.concurrency = CONF_CONC_FORBID;
 	dflt->j.catchup = CONF_CATCHUP_LATEST;

@@ -19,6 +19,19 @@
 /* ---- values ---- */
 
 bool
+conf_name_ok(const char *k, size_t n)
+{
+	if (n == 0 || n > CONF_JOB_NAME_MAX ||
+	    !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= '0' && k[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '.' ||
+		      k[i] == '_' || k[i] == '-'))
+			return false;
+	return true;
+}
+
+bool
 conf_blank(const char *s)
 {
 	return s[strspn(s, " \t\n\r\f\v")] == '\0';
