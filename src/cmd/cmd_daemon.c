@@ -5,6 +5,8 @@
 
 #include "cmd/cmd.h"
 #include "daemon/daemon.h"
+#include "util/diag.h"
+#include "util/instance.h"
 
 static int cmd_daemon_exec(struct cmd_ctx *ctx, int argc, char **argv);
 
@@ -44,6 +46,8 @@ cmd_daemon_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct daemon_opts o = { 0 };
+	char id[INSTANCE_ID_LEN + 1];
+	struct diag d;
 	int opt;
 
 	opterr = 0;
@@ -74,5 +78,14 @@ cmd_daemon_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		                       "(relative, without \"..\"), not '%s'",
 		                       o.conf_path);
 	o.state_dir = cmd_state_dir(ctx);
+	/* the scheduler's instance id, made at its first start: its remote runs are named
+	 * after it */
+	diag_init(&d);
+	if (instance_get(o.state_dir, id, &d) < 0) {
+		diag_print(&d, stderr);
+		diag_free(&d);
+		return EPH_EXIT_FAIL;
+	}
+	diag_free(&d);
 	return daemon_run(&o) == 0 ? EPH_EXIT_OK : EPH_EXIT_FAIL;
 }

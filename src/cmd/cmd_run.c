@@ -22,6 +22,7 @@
 #include "store/store.h"
 #include "util/diag.h"
 #include "util/fsio.h"
+#include "util/instance.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -177,6 +178,7 @@ run_store_open(struct cmd_ctx *ctx, struct store **out)
 {
 	const char *state = cmd_state_dir(ctx);
 	char *runs = xasprintf("%s/runs", state), *db = xasprintf("%s/eph.db", state);
+	char id[INSTANCE_ID_LEN + 1]; /* made here if this is the state's first run */
 	struct diag d;
 	int rc;
 
@@ -184,7 +186,7 @@ run_store_open(struct cmd_ctx *ctx, struct store **out)
 	rc = fsio_mkdirs(runs, 0700);
 	if (rc < 0)
 		fprintf(stderr, "eph run: cannot create %s: %s\n", runs, strerror(-rc));
-	else if ((rc = store_open(db, out, &d)) < 0)
+	else if ((rc = instance_get(state, id, &d)) < 0 || (rc = store_open(db, out, &d)) < 0)
 		diag_print(&d, stderr);
 	diag_free(&d);
 	free(runs);

@@ -16,6 +16,8 @@
 #include "sched/tz.h"
 #include "store/outbox.h"
 #include "store/store.h"
+#include "util/diag.h"
+#include "util/instance.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -29,10 +31,11 @@ const struct cmd cmd_status = {
 	        "current state (running, waiting, idle) and last outcome. With no daemon running,\n"
 	        "says \"daemon: not running\" and shows the next fires computed from the jobs file\n"
 	        "and the last outcomes from the store. Then, if mail was given up (not accepted\n"
-	        "within mail.max_age), how many messages: eph mail list --failed shows them.\n\n"
+	        "within mail.max_age), how many messages: eph mail list --failed shows them.\n"
+	        "The instance is this scheduler's id, made at its first start (none before).\n\n"
 	        "Options:\n"
-	        "  --json  print one JSON object: {\"daemon\": {...}, \"jobs\": [...],\n"
-	        "          \"mail\": {\"failed\": N}}\n",
+	        "  --json  print one JSON object: {\"daemon\": {...}, \"instance\": ID or null,\n"
+	        "          \"jobs\": [...], \"mail\": {\"failed\": N}}\n",
 	.exec = cmd_status_exec,
 };
 
@@ -103,8 +106,27 @@ status_mail(struct store *st)
 	return json_pack("{s:I}", "failed", (json_int_t)n);
 }
 
+/* The instance id of STATE, or null when none was made yet; NULL (printed) when it cannot be
+ * read. */
+static json_t *
+status_instance(const char *state)
+{
+	char id[INSTANCE_ID_LEN + 1];
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = instance_read(state, id, &d);
+	if (rc < 0 && rc != -ENOENT)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	if (rc == -ENOENT)
+		return json_null();
+	return rc == 0 ? json_string(id) : NULL;
+}
+
 static void
-status_print(json_t *daemon, json_t *jobs, json_t *mail)
+status_print(json_t *daemon, json_t *instance, json_t *jobs, json_t *mail)
 {
 	json_int_t failed = json_integer_value(json_object_get(mail, "failed"));
 
@@ -117,6 +139,8 @@ status_print(json_t *daemon, json_t *jobs, json_t *mail)
 		       json_string_value(json_object_get(daemon, "conf")));
 	else
 		printf("daemon: not running\n");
+	printf("instance: %s\n",
+	       json_is_string(instance) ? json_string_value(instance) : "none yet");
 	json_array_foreach(jobs, i, o)
 	{
 		size_t a = strlen(json_string_value(json_object_get(o, "job")));
@@ -168,6 +192,8 @@ cmd_status_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	json_t *req = json_pack("{s:s}", "cmd", "status"), *resp = NULL, *daemon, *jobs, *mail;
+	json_t *instance;
+	int exit = EPH_EXIT_OK;
 	struct store *st = NULL;
 	bool json = false;
 	int opt, rc;
@@ -211,20 +237,25 @@ cmd_status_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		jobs = status_offline(ctx, st);
 	}
 	mail = status_mail(st);
+	if ((instance = status_instance(cmd_state_dir(ctx))) == NULL) {
+		instance = json_null();
+		exit = EPH_EXIT_FAIL; /* said on stderr; the rest is still shown */
+	}
 	store_close(st);
 	json_decref(resp);
 	if (json) {
-		json_t *all =
-		        json_pack("{s:o, s:o, s:o}", "daemon", daemon, "jobs", jobs, "mail", mail);
+		json_t *all = json_pack("{s:o, s:o, s:o, s:o}", "daemon", daemon, "instance",
+		                        instance, "jobs", jobs, "mail", mail);
 
 		json_dumpf(all, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 		json_decref(all);
 	} else {
-		status_print(daemon, jobs, mail);
+		status_print(daemon, instance, jobs, mail);
+		json_decref(instance);
 		json_decref(daemon);
 		json_decref(jobs);
 		json_decref(mail);
 	}
-	return EPH_EXIT_OK;
+	return exit;
 }

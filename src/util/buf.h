@@ -13,6 +13,7 @@
 #define BUF_MAX_JSON      (16u << 20)  /* spec.json, result.json, a control message */
 #define BUF_MAX_LINE      (64u << 10)  /* one output line before it is split */
 #define BUF_MAX_MSG       (1u << 20)   /* a message, a diagnostic, a rendered table row */
+#define BUF_MAX_INSTANCE  64u          /* STATE/instance: an id and a newline */
 #define BUF_MAX_UNLIMITED ((size_t)-1) /* only for data whose size we produce ourselves */
 
 struct buf {
