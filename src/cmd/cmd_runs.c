@@ -206,10 +206,20 @@ jreal(double v, double min)
 	return v >= min ? json_real(v) : json_null();
 }
 
+double
+cmd_phase_seconds(const struct store_phase *p)
+{
+	if (p->seconds >= 0)
+		return p->seconds;
+	if (p->started_at > 0 && p->ended_at >= p->started_at)
+		return p->ended_at - p->started_at;
+	return -1;
+}
+
 json_t *
 cmd_run_json(const struct store_run *r)
 {
-	json_t *o = json_object(), *ph = json_object();
+	json_t *o = json_object(), *ph = json_object(), *pl = json_array();
 	double dur = cmd_run_duration(r);
 
 	json_object_set_new(o, "id", json_integer(r->id));
@@ -239,10 +249,23 @@ cmd_run_json(const struct store_run *r)
 	json_object_set_new(o, "started_at", jreal(r->started_at, 1e-9));
 	json_object_set_new(o, "ended_at", jreal(r->ended_at, 1e-9));
 	json_object_set_new(o, "duration", jreal(dur, 0));
-	json_object_set_new(ph, "source", jreal(r->phase_source, 0));
-	json_object_set_new(ph, "runtime", jreal(r->phase_runtime, 0));
-	json_object_set_new(ph, "exec", jreal(r->phase_exec, 0));
+	/* "phases": {name: seconds}, source, runtime and exec always there (null when the
+	 * phase did not run), as before the phases had a table; "phase_list": each phase with
+	 * its times, in order */
+	json_object_set_new(ph, "source", json_null());
+	json_object_set_new(ph, "runtime", json_null());
+	json_object_set_new(ph, "exec", json_null());
+	for (size_t i = 0; i < r->nphases; i++) {
+		const struct store_phase *p = &r->phases[i];
+
+		json_object_set_new(ph, p->name, jreal(cmd_phase_seconds(p), 0));
+		json_array_append_new(pl, json_pack("{s:s, s:o, s:o, s:o}", "name", p->name,
+		                                    "started_at", jreal(p->started_at, 1e-9),
+		                                    "ended_at", jreal(p->ended_at, 1e-9), "seconds",
+		                                    jreal(p->seconds, 0)));
+	}
 	json_object_set_new(o, "phases", ph);
+	json_object_set_new(o, "phase_list", pl);
 	json_object_set_new(o, "cpu_user_seconds", jreal(r->cpu_user, 0));
 	json_object_set_new(o, "cpu_system_seconds", jreal(r->cpu_system, 0));
 	json_object_set_new(o, "commit", jstr(r->commit_id));

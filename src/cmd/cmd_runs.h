@@ -11,6 +11,7 @@
 
 struct cmd_ctx;
 struct store;
+struct store_phase;
 struct store_run;
 
 /* Opens STATE/eph.db read-only into *OUT. Returns 0; -ENOENT when there is no database yet
@@ -29,6 +30,9 @@ EPH_MUST_CHECK int cmd_run_find(struct store *s, const char *arg, struct store_r
 /* Prints "eph CMD: no run ARG" (or "no runs of job ARG", "no runs yet" when S is NULL) on
  * stderr and returns EPH_EXIT_USAGE: a run that does not exist is bad input. */
 int cmd_run_not_found(const char *cmd, const char *arg, const struct store *s);
+/* How long phase P took: its measured seconds, else ended - started when both are known;
+ * -1 when unknown. */
+double cmd_phase_seconds(const struct store_phase *p);
 /* A JSON object with every column of R (null for unknown values). New reference. */
 json_t *cmd_run_json(const struct store_run *r);
 /* "SIGKILL" for 9 (or "signal 77"), into OUT of N bytes. */

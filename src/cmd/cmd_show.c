@@ -234,18 +234,14 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 		units_format_duration(dur, a, sizeof(a));
 		field("duration", "%s%s", a, store_state_terminal(r->state) ? "" : " so far");
 	}
-	if (r->phase_source >= 0 || r->phase_runtime >= 0 || r->phase_exec >= 0) {
-		static const char *const names[] = { "source", "runtime", "exec" };
-		const double v[] = { r->phase_source, r->phase_runtime, r->phase_exec };
-		bool first = true;
-
+	if (r->nphases > 0) {
 		printf("%-11s ", "phases");
-		for (size_t i = 0; i < EPH_ARRAY_LEN(names); i++) {
-			if (v[i] < 0)
-				continue;
-			units_format_duration(v[i], a, sizeof(a));
-			printf("%s%s %s", first ? "" : ", ", names[i], a);
-			first = false;
+		for (size_t i = 0; i < r->nphases; i++) {
+			double v = cmd_phase_seconds(&r->phases[i]);
+
+			if (v >= 0)
+				units_format_duration(v, a, sizeof(a));
+			printf("%s%s %s", i > 0 ? ", " : "", r->phases[i].name, v >= 0 ? a : "?");
 		}
 		fputc('\n', stdout);
 	}

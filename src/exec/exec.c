@@ -13,6 +13,7 @@
 
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
+#include "rundir/runphase.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/diag.h"
@@ -58,6 +59,7 @@ struct exec_samples {
 	struct store_sample *v;
 	size_t n, cap;
 	int64_t peak;
+	struct runphases phases; /* from the same pass over events.jsonl */
 };
 
 static int
@@ -65,6 +67,7 @@ exec_sample_cb(const struct rundir_event *e, void *arg)
 {
 	struct exec_samples *s = arg;
 
+	runphase_event(&s->phases, e);
 	if (strcmp(e->ev, "mem") != 0)
 		return 0;
 	if ((int64_t)e->bytes > s->peak)
@@ -115,9 +118,7 @@ exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_re
 		r.memory_limit = (int64_t)res.memory_limit;
 		r.started_at = res.started_at;
 		r.ended_at = res.ended_at;
-		r.phase_source = res.source_seconds;
-		r.phase_runtime = res.runtime_seconds;
-		r.phase_exec = res.exec_seconds;
+		runphase_result(&samples.phases, &res);
 		r.cpu_user = res.cpu_user_seconds;
 		r.cpu_system = res.cpu_system_seconds;
 		rundir_result_free(&res);
@@ -134,6 +135,11 @@ exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_re
 			        xstrdup("sampled (largest sample before the agent was lost)");
 		}
 	}
+	for (size_t i = 0; i < samples.phases.n; i++) {
+		const struct runphase *p = &samples.phases.v[i];
+
+		store_run_add_phase(&r, p->name, p->started_at, p->ended_at, p->seconds);
+	}
 	rc = owe_mail ? store_run_finish_owing_mail(s, id, &r, samples.v, samples.n)
 	              : store_run_finish(s, id, &r, samples.v, samples.n);
 	if (rc == 0 && final != NULL)
@@ -141,6 +147,7 @@ exec_record_as(struct store *s, int64_t id, const char *dir, const char *lost_re
 out:
 	free(why);
 	free(samples.v);
+	runphases_free(&samples.phases);
 	store_run_clear(&r);
 	diag_free(&d);
 	return rc;

@@ -11,6 +11,7 @@
 
 #include "store/migrate_2_sql.h"
 #include "store/migrate_3_sql.h"
+#include "store/migrate_4_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
 #include "util/clock.h"
@@ -29,6 +30,7 @@ static const char *const migrations[] = {
 	store_schema_v1,
 	store_schema_v2,
 	store_schema_v3,
+	store_schema_v4,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -63,8 +65,8 @@ static const char *const trigger_names[] = {
 #define RUN_COLUMNS                                                                                \
 	"id, job, trigger, scheduled_at, attempt, state, reason, executor, memory_limit, "         \
 	"peak_bytes, peak_method, enforced, exit_code, signal, created_at, started_at, ended_at, " \
-	"phase_source, phase_runtime, phase_exec, cpu_user, cpu_system, commit_id, run_dir, "      \
-	"log_path, agent_pid, agent_start, warning, jitter"
+	"cpu_user, cpu_system, commit_id, run_dir, log_path, agent_pid, agent_start, warning, "    \
+	"jitter"
 
 const char *
 store_state_name(enum store_state st)
@@ -121,7 +123,6 @@ store_run_init(struct store_run *r)
 	r->state = STORE_QUEUED;
 	r->peak_bytes = -1;
 	r->exit_code = -1;
-	r->phase_source = r->phase_runtime = r->phase_exec = -1;
 	r->cpu_user = r->cpu_system = -1;
 }
 
@@ -137,6 +138,7 @@ store_run_clear(struct store_run *r)
 	free(r->run_dir);
 	free(r->log_path);
 	free(r->warning);
+	store_phases_free(r->phases, r->nphases);
 	store_run_init(r);
 }
 
@@ -601,10 +603,9 @@ run_finish(struct store *s, int64_t id, const struct store_run *f,
 	        s,
 	        "UPDATE runs SET state = ?2, reason = ?3, exit_code = ?4, signal = ?5, "
 	        "peak_bytes = ?6, peak_method = ?7, enforced = COALESCE(?8, enforced), "
-	        "ended_at = ?9, phase_source = ?10, phase_runtime = ?11, phase_exec = ?12, "
-	        "cpu_user = ?13, cpu_system = ?14, started_at = COALESCE(?15, started_at), "
-	        "memory_limit = COALESCE(?16, memory_limit), "
-	        "warning = COALESCE(?17, warning), commit_id = COALESCE(?18, commit_id) "
+	        "ended_at = ?9, cpu_user = ?10, cpu_system = ?11, "
+	        "started_at = COALESCE(?12, started_at), memory_limit = COALESCE(?13, memory_limit), "
+	        "warning = COALESCE(?14, warning), commit_id = COALESCE(?15, commit_id) "
 	        "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
 	        &st);
 	if (rc < 0)
@@ -618,15 +619,12 @@ run_finish(struct store *s, int64_t id, const struct store_run *f,
 	store_sql_bind_text(st, 7, f->peak_method);
 	store_sql_bind_text(st, 8, f->enforced);
 	sqlite3_bind_double(st, 9, f->ended_at > 0 ? f->ended_at : clock_real());
-	bind_real(st, 10, f->phase_source, 0);
-	bind_real(st, 11, f->phase_runtime, 0);
-	bind_real(st, 12, f->phase_exec, 0);
-	bind_real(st, 13, f->cpu_user, 0);
-	bind_real(st, 14, f->cpu_system, 0);
-	bind_real(st, 15, f->started_at, 1e-9);
-	bind_int(st, 16, f->memory_limit, 0);
-	store_sql_bind_text(st, 17, f->warning);
-	store_sql_bind_text(st, 18, f->commit_id);
+	bind_real(st, 10, f->cpu_user, 0);
+	bind_real(st, 11, f->cpu_system, 0);
+	bind_real(st, 12, f->started_at, 1e-9);
+	bind_int(st, 13, f->memory_limit, 0);
+	store_sql_bind_text(st, 14, f->warning);
+	store_sql_bind_text(st, 15, f->commit_id);
 	if ((rc = step_done(st)) < 0)
 		goto rollback;
 	if (sqlite3_changes(s->db) != 1) {
@@ -635,7 +633,8 @@ run_finish(struct store *s, int64_t id, const struct store_run *f,
 			rc = -EALREADY;
 		goto rollback;
 	}
-	if ((rc = insert_samples(s, id, samples, n)) < 0)
+	if ((rc = insert_samples(s, id, samples, n)) < 0 ||
+	    (rc = store_phases_put(s, id, f->phases, f->nphases)) < 0)
 		goto rollback;
 	if (owe_mail) {
 		if ((rc = store_sql_prepare(
@@ -713,23 +712,21 @@ row_to_run(sqlite3_stmt *st, struct store_run *r)
 	r->created_at = col_real(st, 14, 0);
 	r->started_at = col_real(st, 15, 0);
 	r->ended_at = col_real(st, 16, 0);
-	r->phase_source = col_real(st, 17, -1);
-	r->phase_runtime = col_real(st, 18, -1);
-	r->phase_exec = col_real(st, 19, -1);
-	r->cpu_user = col_real(st, 20, -1);
-	r->cpu_system = col_real(st, 21, -1);
-	r->commit_id = store_sql_col_text(st, 22);
-	r->run_dir = store_sql_col_text(st, 23);
-	r->log_path = store_sql_col_text(st, 24);
-	r->agent_pid = col_int(st, 25, 0);
-	r->agent_start = col_int(st, 26, 0);
-	r->warning = store_sql_col_text(st, 27);
-	r->jitter = col_int(st, 28, 0);
+	r->cpu_user = col_real(st, 17, -1);
+	r->cpu_system = col_real(st, 18, -1);
+	r->commit_id = store_sql_col_text(st, 19);
+	r->run_dir = store_sql_col_text(st, 20);
+	r->log_path = store_sql_col_text(st, 21);
+	r->agent_pid = col_int(st, 22, 0);
+	r->agent_start = col_int(st, 23, 0);
+	r->warning = store_sql_col_text(st, 24);
+	r->jitter = col_int(st, 25, 0);
 }
 
-/* Runs a query of RUN_COLUMNS whose parameters are bound; reads at most one row. */
+/* Runs a query of RUN_COLUMNS whose parameters are bound; reads at most one row, and its
+ * phases. */
 static int
-query_one(sqlite3_stmt *st, struct store_run *out)
+query_one(struct store *s, sqlite3_stmt *st, struct store_run *out)
 {
 	int rc = sqlite3_step(st);
 
@@ -741,6 +738,8 @@ query_one(sqlite3_stmt *st, struct store_run *out)
 		rc = rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
 	}
 	sqlite3_finalize(st);
+	if (rc == 0 && (rc = store_phases_get(s, out->id, &out->phases, &out->nphases)) < 0)
+		store_run_clear(out);
 	return rc;
 }
 
@@ -754,7 +753,7 @@ store_run_get(struct store *s, int64_t id, struct store_run *out)
 	if ((rc = store_sql_prepare(s, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", &st)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
-	return query_one(st, out);
+	return query_one(s, st, out);
 }
 
 int
@@ -769,12 +768,12 @@ store_run_latest(struct store *s, const char *job, struct store_run *out)
 	if (rc < 0)
 		return rc;
 	store_sql_bind_text(st, 1, job);
-	return query_one(st, out);
+	return query_one(s, st, out);
 }
 
-/* Reads every row of ST (finalizing it) into a new array. */
+/* Reads every row of ST (finalizing it) into a new array, with their phases. */
 static int
-query_many(sqlite3_stmt *st, struct store_run **out, size_t *n)
+query_many(struct store *s, sqlite3_stmt *st, struct store_run **out, size_t *n)
 {
 	struct store_run *v = NULL;
 	size_t len = 0, cap = 0;
@@ -790,9 +789,12 @@ query_many(sqlite3_stmt *st, struct store_run **out, size_t *n)
 		row_to_run(st, &v[len++]);
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
+	rc = rc == SQLITE_DONE ? 0 : store_sql_errno(rc);
+	for (size_t i = 0; i < len && rc == 0; i++)
+		rc = store_phases_get(s, v[i].id, &v[i].phases, &v[i].nphases);
+	if (rc < 0) {
 		store_runs_free(v, len);
-		return store_sql_errno(rc);
+		return rc;
 	}
 	*out = v;
 	*n = len;
@@ -815,7 +817,7 @@ store_runs_list(struct store *s, const char *job, size_t limit, struct store_run
 		return rc;
 	store_sql_bind_text(st, 1, job);
 	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
-	return query_many(st, out, n);
+	return query_many(s, st, out, n);
 }
 
 int
@@ -833,7 +835,7 @@ store_runs_unfinished(struct store *s, struct store_run **out, size_t *n)
 	                       &st);
 	if (rc < 0)
 		return rc;
-	return query_many(st, out, n);
+	return query_many(s, st, out, n);
 }
 
 int

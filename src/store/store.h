@@ -14,7 +14,7 @@ struct diag;
 struct store; /* opaque: one connection */
 
 /* The schema version this eph writes and understands. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum store_state {
 	STORE_QUEUED,
@@ -40,6 +40,17 @@ bool store_state_terminal(enum store_state st);
 const char *store_trigger_name(enum store_trigger t);               /* "schedule", … */
 int store_trigger_parse(const char *name, enum store_trigger *out); /* 0 or -EINVAL */
 
+/* One phase of a run (migrate_4.sql): "source", "runtime", "exec" from the agent, and any an
+ * executor adds ("ship", "size", "create", "boot", "delete"). */
+struct store_phase {
+	char *name;        /* owned */
+	double started_at; /* UTC seconds with ms (the scheduler's clock); 0 = unknown */
+	double ended_at;   /* 0 = unknown */
+	double seconds;    /* how long it took; -1 = unknown */
+};
+
+#define STORE_PHASE_NAME_MAX 32 /* bytes of a phase's name */
+
 /* One row of `runs`. Strings are owned by the struct (store_run_clear frees them); NULL means
  * unknown. Numbers use the sentinels that store_run_init sets, stored as SQL NULL. */
 struct store_run {
@@ -51,18 +62,19 @@ struct store_run {
 	enum store_state state;
 	char *reason;   /* why it ended as it did ("exit code 3", "killed by the memory limit") */
 	char *executor; /* "local", … */
-	int64_t memory_limit; /* bytes; 0 = no limit */
-	int64_t peak_bytes;   /* -1 = not measured */
-	char *peak_method;    /* "cgroup1 memory.max_usage_in_bytes", … */
-	char *enforced;       /* "cgroup2" | "cgroup1" | "sampled" */
-	int exit_code;        /* -1 = none (killed by a signal, or did not run) */
-	int signal;           /* 0 = none */
-	double created_at;    /* UTC seconds with ms; set by store_run_create when 0 */
-	double started_at;    /* 0 = not started */
-	double ended_at;      /* 0 = not ended */
-	double phase_source;  /* seconds each phase took; -1 = the phase did not run */
-	double phase_runtime;
-	double phase_exec;
+	int64_t memory_limit;       /* bytes; 0 = no limit */
+	int64_t peak_bytes;         /* -1 = not measured */
+	char *peak_method;          /* "cgroup1 memory.max_usage_in_bytes", … */
+	char *enforced;             /* "cgroup2" | "cgroup1" | "sampled" */
+	int exit_code;              /* -1 = none (killed by a signal, or did not run) */
+	int signal;                 /* 0 = none */
+	double created_at;          /* UTC seconds with ms; set by store_run_create when 0 */
+	double started_at;          /* 0 = not started */
+	double ended_at;            /* 0 = not ended */
+	struct store_phase *phases; /* in the order they were first recorded; owned. Read with
+	                             * the run; written by store_run_finish (and
+	                             * store_phase_add), by no other write */
+	size_t nphases;
 	double cpu_user;   /* seconds of CPU of the command; -1 = unknown */
 	double cpu_system; /* -1 = unknown */
 	char *commit_id;
@@ -123,7 +135,8 @@ EPH_MUST_CHECK int store_run_started(struct store *s, int64_t id, double started
                                      int64_t agent_pid, int64_t agent_start);
 /* Moves run ID to its terminal state FINAL->state, exactly once, in one transaction with its
  * N memory SAMPLES: writes state, reason, exit_code, signal, peak_bytes, peak_method,
- * enforced, ended_at, the phases, cpu_user, cpu_system, and started_at / memory_limit /
+ * enforced, ended_at, FINAL's phases (added as store_phase_add does), cpu_user, cpu_system,
+ * and started_at / memory_limit /
  * warning / commit_id when FINAL has them (non-zero, non-NULL). Returns -EINVAL when
  * FINAL->state is not terminal, -ENOENT when there is no such run, -EALREADY (and nothing
  * changed) when it was already terminal. */
@@ -154,6 +167,21 @@ EPH_MUST_CHECK int store_runs_unfinished(struct store *s, struct store_run **out
  * none). A run without samples is not an error. */
 EPH_MUST_CHECK int store_samples_get(struct store *s, int64_t id, struct store_sample **out,
                                      size_t *n);
+
+/* Adds phase P to run ID, or, when the run has it already, completes it: each of P's known
+ * fields replaces the recorded one, the unknown ones leave it. -EINVAL for a name that is
+ * empty or longer than STORE_PHASE_NAME_MAX, -ENOENT when there is no such run. The commit is
+ * durable on return. */
+EPH_MUST_CHECK int store_phase_add(struct store *s, int64_t id, const struct store_phase *p);
+/* The phases of run ID, in the order they were first recorded: *OUT is a new array of *N
+ * (store_phases_free; NULL when none). A run without phases is not an error. */
+EPH_MUST_CHECK int store_phases_get(struct store *s, int64_t id, struct store_phase **out,
+                                    size_t *n);
+void store_phases_free(struct store_phase *p, size_t n); /* NULL is fine */
+/* Appends a copy of phase NAME (STARTED_AT, ENDED_AT, SECONDS as in struct store_phase) to
+ * R's phases, for store_run_finish. */
+void store_run_add_phase(struct store_run *r, const char *name, double started_at, double ended_at,
+                         double seconds);
 
 /* The daemon's per-job state: the time up to which JOB's fires have been planned (UTC
  * seconds). get: -ENOENT when the job has no row. */

@@ -1,4 +1,5 @@
-/* src/store/store_sql.h: what the store's own files share (store.c, store_outbox.c); not for
+/* src/store/store_sql.h: what the store's own files share (store.c, store_outbox.c,
+ * store_phase.c); not for
  * the rest of the program, which goes through store.h and outbox.h. */
 #ifndef EPH_STORE_STORE_SQL_H
 #define EPH_STORE_STORE_SQL_H
@@ -8,7 +9,7 @@ struct store;
 
 /* The connection of S. */
 sqlite3 *store_sqlite(struct store *s);
-/* An SQLite result code as 0 or -errno: -EBUSY, -ENOSPC, -EROFS, -EEXIST (a constraint),
+/* An SQLite result code as 0 or -errno: -EBUSY, -ENOSPC, -EROFS, -EINVAL (a constraint),
  * -ENOMEM, else -EIO. */
 int store_sql_errno(int rc);
 /* Prepares SQL on S's connection; 0 or -errno. */
@@ -17,5 +18,11 @@ int store_sql_prepare(struct store *s, const char *sql, sqlite3_stmt **st);
 void store_sql_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Column I as a new string (caller frees), NULL for SQL NULL. */
 char *store_sql_col_text(sqlite3_stmt *st, int i);
+
+/* ---- store_phase.c ---- */
+
+/* Writes run ID's N phases P (store_phase_add's merge), inside the caller's transaction.
+ * 0 or -errno (-EINVAL for a bad name). */
+int store_phases_put(struct store *s, int64_t id, const struct store_phase *p, size_t n);
 
 #endif

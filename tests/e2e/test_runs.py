@@ -43,13 +43,15 @@ def add_run(db, state, job, *, state_name="succeeded", trigger="schedule", start
     cur = db.execute(
         "INSERT INTO runs (job, trigger, scheduled_at, attempt, state, reason, executor, "
         "memory_limit, peak_bytes, peak_method, enforced, exit_code, signal, created_at, "
-        "started_at, ended_at, phase_exec, cpu_user, cpu_system, commit_id) "
+        "started_at, ended_at, cpu_user, cpu_system, commit_id) "
         "VALUES (?, ?, ?, 1, ?, ?, 'local', ?, ?, 'cgroup1 memory.max_usage_in_bytes', "
-        "'cgroup1', ?, ?, ?, ?, ?, ?, ?, ?, 'abc123')",
+        "'cgroup1', ?, ?, ?, ?, ?, ?, ?, 'abc123')",
         (job, trigger, int(start), state_name, reason, limit, peak, exit_code, signal,
-         start - 0.5, start, start + wall if state_name != "running" else None,
-         wall if state_name != "running" else None, 1.5, 0.25))
+         start - 0.5, start, start + wall if state_name != "running" else None, 1.5, 0.25))
     rid = cur.lastrowid
+    if state_name != "running":
+        db.execute("INSERT INTO phases (run_id, name, started_at, ended_at, seconds) "
+                   "VALUES (?, 'exec', ?, ?, ?)", (rid, start, start + wall, wall))
     d = state / "runs" / str(rid)
     d.mkdir(parents=True)
     db.execute("UPDATE runs SET run_dir = ?, log_path = ? WHERE id = ?",
@@ -116,6 +118,8 @@ def test_runs_lists_newest_first_with_limit_and_job(store, state_dir):
     assert runs[1]["signal_name"] == "SIGKILL" and runs[1]["exit_code"] is None
     assert runs[0]["exit_code"] == 3 and runs[0]["trigger"] == "manual"
     assert runs[1]["phases"] == {"source": None, "runtime": None, "exec": 41.2}
+    assert runs[1]["phase_list"] == [{"name": "exec", "started_at": runs[1]["started_at"],
+                                      "ended_at": runs[1]["ended_at"], "seconds": 41.2}]
     p = run_eph(["runs", "--limit", "x"])
     assert p.returncode == 2
 
@@ -327,3 +331,25 @@ def test_a_store_from_a_newer_eph_is_refused(store, state_dir):
     assert f"eph.db has schema version 7; this eph knows up to {SCHEMA_VERSION}: upgrade eph" \
         in p.stderr
 
+
+
+def test_a_real_runs_phases_are_listed_with_their_times(tmp_path, state_dir):
+    jobs = tmp_path / "ephemeron.yaml"
+    jobs.write_text('jobs:\n  nap:\n    schedule: "@daily"\n    run: sleep 0.3\n')
+    p = run_eph(["-f", jobs, "run", "nap"])
+    assert p.returncode == 0, p.stderr
+    p = run_eph(["show", "--json", "nap"])
+    o = json.loads(p.stdout)
+    names = [ph["name"] for ph in o["phase_list"]]
+    assert names.count("exec") == 1, names
+    ex = o["phase_list"][names.index("exec")]
+    # its times in the run's span, its length measured by the agent
+    assert o["created_at"] <= ex["started_at"] < ex["ended_at"] <= o["ended_at"] + 0.01
+    assert ex["seconds"] >= 0.3
+    assert abs((ex["ended_at"] - ex["started_at"]) - ex["seconds"]) < 0.2
+    assert o["phases"]["exec"] == ex["seconds"]
+    assert o["phases"]["source"] is None and o["phases"]["runtime"] is None
+    p = run_eph(["show", "nap"])
+    assert re.search(r"^phases +exec 0\.[3-9]", p.stdout, re.M), p.stdout
+    p = run_eph(["runs", "--json"])
+    assert json.loads(p.stdout)[0]["phase_list"] == o["phase_list"]

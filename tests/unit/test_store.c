@@ -106,7 +106,7 @@ create_inserts_a_queued_run_with_every_field(void **state)
 	assert_int_equal(r.signal, 0);
 	assert_true(r.created_at > 1.7e9);
 	assert_true(r.started_at == 0 && r.ended_at == 0);
-	assert_true(r.phase_exec < 0 && r.cpu_user < 0);
+	assert_true(r.nphases == 0 && r.phases == NULL && r.cpu_user < 0);
 	assert_null(r.reason);
 	assert_null(r.run_dir);
 	store_run_clear(&r);
@@ -187,8 +187,8 @@ update_then_finish_records_the_outcome_and_samples(void **state)
 	fin.peak_method = xstrdup("cgroup1 memory.max_usage_in_bytes");
 	fin.enforced = xstrdup("cgroup1");
 	fin.ended_at = 1764007241.2;
-	fin.phase_exec = 41.187;
-	fin.phase_source = 0;
+	store_run_add_phase(&fin, "source", 1764007200.0, 1764007200.0, 0);
+	store_run_add_phase(&fin, "exec", 1764007200.01, 0, 41.187);
 	fin.cpu_user = 40.1;
 	fin.cpu_system = 0.9;
 	assert_int_equal(store_run_finish(f->s, id, &fin, samples, 3), 0);
@@ -201,9 +201,12 @@ update_then_finish_records_the_outcome_and_samples(void **state)
 	assert_int_equal(r.peak_bytes, 209715200);
 	assert_string_equal(r.enforced, "cgroup1");
 	assert_string_equal(r.reason, "killed by the memory limit (cgroup1 oom_kill 1)");
-	assert_true(r.phase_exec > 41.18 && r.phase_exec < 41.19);
-	assert_true(r.phase_source == 0);
-	assert_true(r.phase_runtime < 0);
+	assert_int_equal(r.nphases, 2);
+	assert_string_equal(r.phases[0].name, "source");
+	assert_true(r.phases[0].seconds == 0 && r.phases[0].started_at == 1764007200.0);
+	assert_string_equal(r.phases[1].name, "exec");
+	assert_true(r.phases[1].seconds > 41.18 && r.phases[1].seconds < 41.19);
+	assert_true(r.phases[1].started_at > 1764007200.0 && r.phases[1].ended_at == 0);
 	assert_true(r.cpu_user > 40.0);
 	/* kept from the update, since FINAL did not carry them */
 	assert_string_equal(r.commit_id, "0123456789abcdef0123456789abcdef01234567");
@@ -599,6 +602,160 @@ refuses_a_database_without_a_write_ahead_log(void **state)
 	diag_free(&d);
 }
 
+static void
+phases_are_added_completed_and_listed_in_order(void **state)
+{
+	struct fx *f = *state;
+	int64_t id = create_run(f->s, "a"), other = create_run(f->s, "b");
+	char ship[] = "ship", boot[] = "boot", empty[] = "",
+	     longer[] = "a-phase-name-of-more-than-32-bytes";
+	struct store_phase p = { .name = ship, .started_at = 100.5, .seconds = -1 };
+	struct store_phase *v;
+	struct store_run r, fin;
+	size_t n;
+
+	/* an executor's own phase, before the run ends: its start, then its end */
+	assert_int_equal(store_phase_add(f->s, id, &p), 0);
+	p = (struct store_phase){ .name = ship, .ended_at = 101.25, .seconds = 0.75 };
+	assert_int_equal(store_phase_add(f->s, id, &p), 0);
+	p = (struct store_phase){ .name = boot, .started_at = 102, .seconds = -1 };
+	assert_int_equal(store_phase_add(f->s, other, &p), 0);
+	/* the agent's, with the end; exec written twice in one go: the later values win */
+	store_run_init(&fin);
+	fin.state = STORE_SUCCEEDED;
+	store_run_add_phase(&fin, "source", 101.5, 101.75, 0.25);
+	store_run_add_phase(&fin, "exec", 102, 0, -1);
+	store_run_add_phase(&fin, "exec", 0, 105, 3.0);
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), 0);
+	store_run_clear(&fin);
+
+	assert_int_equal(store_phases_get(f->s, id, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].name, "ship");
+	assert_true(v[0].started_at == 100.5 && v[0].ended_at == 101.25 && v[0].seconds == 0.75);
+	assert_string_equal(v[1].name, "source");
+	assert_true(v[1].started_at == 101.5 && v[1].ended_at == 101.75 && v[1].seconds == 0.25);
+	assert_string_equal(v[2].name, "exec");
+	assert_true(v[2].started_at == 102 && v[2].ended_at == 105 && v[2].seconds == 3.0);
+	store_phases_free(v, n);
+	/* read with the run, alone and in lists */
+	assert_int_equal(store_run_get(f->s, other, &r), 0);
+	assert_int_equal(r.nphases, 1);
+	assert_string_equal(r.phases[0].name, "boot");
+	assert_true(r.phases[0].ended_at == 0 && r.phases[0].seconds < 0);
+	store_run_clear(&r);
+	{
+		struct store_run *runs;
+		size_t nr;
+
+		assert_int_equal(store_runs_list(f->s, NULL, 0, &runs, &nr), 0);
+		assert_int_equal(nr, 2);
+		assert_int_equal(runs[0].id, other);
+		assert_int_equal(runs[0].nphases, 1);
+		assert_int_equal(runs[1].nphases, 3);
+		store_runs_free(runs, nr);
+	}
+	/* no such run, no such name */
+	p = (struct store_phase){ .name = ship, .seconds = 1 };
+	assert_int_equal(store_phase_add(f->s, 999, &p), -ENOENT);
+	p.name = empty;
+	assert_int_equal(store_phase_add(f->s, id, &p), -EINVAL);
+	p.name = longer;
+	assert_int_equal(store_phase_add(f->s, id, &p), -EINVAL);
+	/* a run finished twice keeps its first phases */
+	store_run_init(&fin);
+	fin.state = STORE_FAILED;
+	store_run_add_phase(&fin, "source", 1, 2, 1);
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), -EALREADY);
+	store_run_clear(&fin);
+	assert_int_equal(store_phases_get(f->s, id, &v, &n), 0);
+	assert_true(n == 3 && v[1].seconds == 0.25);
+	store_phases_free(v, n);
+	/* they go with their run */
+	assert_int_equal(store_run_delete(f->s, id), 0);
+	assert_int_equal(store_phases_get(f->s, id, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+}
+
+/* The text of src/store/NAME (EPH_TEST_DATA is tests/data). */
+static char *
+store_sql_file(const char *name)
+{
+	const char *data = getenv("EPH_TEST_DATA");
+	char *path, *text;
+	FILE *fp;
+	long len;
+
+	assert_non_null(data);
+	path = xasprintf("%s/../../src/store/%s", data, name);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	len = ftell(fp);
+	rewind(fp);
+	text = xcalloc(1, (size_t)len + 1);
+	assert_int_equal(fread(text, 1, (size_t)len, fp), (size_t)len);
+	fclose(fp);
+	free(path);
+	return text;
+}
+
+static void
+migration_4_moves_the_phase_columns_into_their_table(void **state)
+{
+	static const char *const steps[] = { "schema.sql", "migrate_2.sql", "migrate_3.sql" };
+	struct fx *f = *state;
+	char *path = xasprintf("%s/v3.db", f->dir);
+	struct store *s = NULL;
+	struct store_run r;
+	struct diag d;
+
+	for (size_t i = 0; i < 3; i++) {
+		char *sql = store_sql_file(steps[i]);
+
+		assert_int_equal(raw_exec(path, sql), SQLITE_OK);
+		free(sql);
+	}
+	assert_int_equal(
+	        raw_exec(path,
+	                 "PRAGMA user_version = 3;"
+	                 "INSERT INTO runs (id, job, trigger, state, created_at, phase_source, "
+	                 "phase_runtime, phase_exec) VALUES "
+	                 "(1, 'a', 'manual', 'succeeded', 1.0, 0.5, 2.25, 10.0),"
+	                 "(2, 'a', 'manual', 'failed', 2.0, 0.125, NULL, NULL),"
+	                 "(3, 'a', 'manual', 'lost', 3.0, NULL, NULL, NULL);"
+	                 "INSERT INTO samples (run_id, t, bytes) VALUES (1, 1.5, 4096);"),
+	        SQLITE_OK);
+	diag_init(&d);
+	assert_int_equal(store_open(path, &s, &d), 0);
+	assert_int_equal(diag_nerrors(&d), 0);
+	diag_free(&d);
+	assert_int_equal(store_run_get(s, 1, &r), 0);
+	assert_int_equal(r.nphases, 3);
+	assert_string_equal(r.phases[0].name, "source");
+	assert_string_equal(r.phases[1].name, "runtime");
+	assert_string_equal(r.phases[2].name, "exec");
+	assert_true(r.phases[0].seconds == 0.5 && r.phases[1].seconds == 2.25 &&
+	            r.phases[2].seconds == 10.0);
+	/* only lengths were known: the times stay unknown */
+	assert_true(r.phases[0].started_at == 0 && r.phases[0].ended_at == 0);
+	assert_int_equal(r.state, STORE_SUCCEEDED);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(s, 2, &r), 0);
+	assert_int_equal(r.nphases, 1);
+	assert_true(r.phases[0].seconds == 0.125);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(s, 3, &r), 0);
+	assert_int_equal(r.nphases, 0);
+	store_run_clear(&r);
+	store_close(s);
+	/* the columns are gone: the table is the one place */
+	assert_int_equal(raw_exec(path, "SELECT phase_source FROM runs"), SQLITE_ERROR);
+	assert_int_equal(raw_exec(path, "SELECT 1 FROM samples WHERE run_id = 1"), SQLITE_OK);
+	free(path);
+}
+
 int
 main(void)
 {
@@ -613,6 +770,8 @@ main(void)
 		T(finish_owing_mail_lists_the_run_only_when_it_recorded_it),
 		T(started_changes_only_the_start_and_not_a_terminal_run),
 		T(migrates_an_empty_database_to_the_current_version),
+		T(phases_are_added_completed_and_listed_in_order),
+		T(migration_4_moves_the_phase_columns_into_their_table),
 		T(refuses_a_database_from_a_newer_eph),
 		T(readonly_open_of_a_missing_file_is_enoent_and_creates_nothing),
 		T(readonly_connection_cannot_write),
