@@ -140,13 +140,13 @@ build_output(void *arg, int stream, const void *p, size_t n)
 }
 
 static void
-phase_fail(struct agent *a, enum rundir_failure f, const char *phase, struct diag *d, int rc)
+phase_fail(struct agent *a, enum rundir_failure f, struct diag *d, int rc)
 {
 	/* the message itself: without diag_format's "eph: " (the phase names the source) */
 	const char *msg = diag_nerrors(d) > 0 ? d->items[0].msg : strerror(-rc);
 
 	a->failure = f;
-	a->prep_error = xasprintf("%s: %s", phase, msg);
+	a->prep_error = rundir_failure_reason(f, msg); /* "source: ...", the phase's name */
 }
 
 /* Whether a SIGTERM or SIGINT came while the phases ran (consumes it). */
@@ -188,7 +188,7 @@ phase_source(struct agent *a)
 	f = json_object();
 	json_object_set_new(f, "seconds", json_real(a->source_s));
 	if (rc < 0) {
-		phase_fail(a, RUNDIR_FAILURE_SOURCE, "source", &d, rc);
+		phase_fail(a, RUNDIR_FAILURE_SOURCE, &d, rc);
 		json_object_set_new(f, "error", json_string(a->prep_error));
 	} else {
 		/* a relative cwd with a source is the workdir too (older specs) */
@@ -246,7 +246,7 @@ phase_runtime(struct agent *a)
 	if (rc == -ECANCELED) {
 		a->prep_cancelled = true;
 	} else if (rc < 0) {
-		phase_fail(a, RUNDIR_FAILURE_RUNTIME, "runtime", &d, rc);
+		phase_fail(a, RUNDIR_FAILURE_RUNTIME, &d, rc);
 		json_object_set_new(f, "error", json_string(a->prep_error));
 	} else {
 		a->have_venv = true;

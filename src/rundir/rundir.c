@@ -31,20 +31,6 @@ static const char *const outcome_names[] = {
 	[RUNDIR_CANCELLED] = "cancelled",
 };
 
-static const char *const failure_names[] = {
-	[RUNDIR_FAILURE_NONE] = NULL,
-	[RUNDIR_FAILURE_SOURCE] = "source",
-	[RUNDIR_FAILURE_RUNTIME] = "runtime",
-};
-
-const char *
-rundir_failure_name(enum rundir_failure f)
-{
-	if ((size_t)f >= EPH_ARRAY_LEN(failure_names))
-		return NULL;
-	return failure_names[f];
-}
-
 const char *
 rundir_outcome_name(enum rundir_outcome o)
 {
@@ -621,12 +607,8 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 	free(outcome);
 	r->reason = jstr(&j, "reason", false);
 	failure = jstr(&j, "failure", false);
-	if (failure != NULL && strcmp(failure, "source") == 0)
-		r->failure = RUNDIR_FAILURE_SOURCE;
-	else if (failure != NULL && strcmp(failure, "runtime") == 0)
-		r->failure = RUNDIR_FAILURE_RUNTIME;
-	else if (failure != NULL)
-		jerr(&j, "failure", "must be \"source\", \"runtime\" or null");
+	if (failure != NULL && rundir_failure_parse(failure, &r->failure) < 0)
+		jerr(&j, "failure", "unknown failure");
 	free(failure);
 	r->exit_code = (int)jint(&j, "exit_code", false, 0, 255, -1);
 	r->signal = (int)jint(&j, "signal", false, 0, 128, 0);

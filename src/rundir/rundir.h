@@ -107,12 +107,35 @@ const char *rundir_outcome_name(enum rundir_outcome o);
 /* 0, or -EINVAL if NAME is not one of the above. */
 EPH_MUST_CHECK int rundir_outcome_parse(const char *name, enum rundir_outcome *o);
 
-/* Which preparation phase made a run fail before its command started (result.json
- * "failure"); the outcome is then RUNDIR_FAILED (or RUNDIR_CANCELLED). */
-enum rundir_failure { RUNDIR_FAILURE_NONE, RUNDIR_FAILURE_SOURCE, RUNDIR_FAILURE_RUNTIME };
+/* What made a run fail before its command started: the ONE list of failure reasons, which
+ * result.json's "failure", the store and a run's reason ("<failure>: text", the store's
+ * runs.reason) share; the outcome is then RUNDIR_FAILED (or RUNDIR_CANCELLED). The agent
+ * knows SOURCE and RUNTIME (its preparation phases); the others are an executor's: the
+ * host's key changed (HOST_KEY), its machine could not be made (PROVISION), the secrets
+ * could not be handed over (SECRETS), no place for the run came in time (UNPLACED). Their
+ * names are in rundir.c's table alone. */
+enum rundir_failure {
+	RUNDIR_FAILURE_NONE,
+	RUNDIR_FAILURE_SOURCE,
+	RUNDIR_FAILURE_RUNTIME,
+	RUNDIR_FAILURE_HOST_KEY,
+	RUNDIR_FAILURE_PROVISION,
+	RUNDIR_FAILURE_SECRETS,
+	RUNDIR_FAILURE_UNPLACED,
+};
 
-/* null, "source", "runtime". */
+#define RUNDIR_FAILURE_LAST RUNDIR_FAILURE_UNPLACED
+
+/* "source", "runtime", "host key", "provision", "secrets", "unplaced"; NULL for
+ * RUNDIR_FAILURE_NONE and values outside the list. */
 const char *rundir_failure_name(enum rundir_failure f);
+/* The failure called NAME into *F: 0, or -EINVAL when NAME is none of the above. */
+EPH_MUST_CHECK int rundir_failure_parse(const char *name, enum rundir_failure *f);
+/* A run's reason for failure F: "<failure>: TEXT". Caller frees. F is not NONE. */
+char *rundir_failure_reason(enum rundir_failure f, const char *text);
+/* The failure a run's REASON starts with ("<failure>: ..."), RUNDIR_FAILURE_NONE when it
+ * starts with none (NULL is fine): how a failure is read back from the store. */
+enum rundir_failure rundir_failure_of_reason(const char *reason);
 
 /* result.json. Strings are owned by the struct (rundir_result_free). */
 struct rundir_result {

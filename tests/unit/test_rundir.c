@@ -493,6 +493,78 @@ outcome_names_parse_back(void **state)
 }
 
 static void
+failure_names_parse_back_and_prefix_reasons(void **state)
+{
+	static const char *const names[] = {
+		"source", "runtime", "host key", "provision", "secrets", "unplaced",
+	};
+	enum rundir_failure f;
+	char *reason;
+
+	(void)state;
+	assert_null(rundir_failure_name(RUNDIR_FAILURE_NONE));
+	assert_null(rundir_failure_name(RUNDIR_FAILURE_LAST + 1));
+	/* value -> name -> value, for every value */
+	for (int i = RUNDIR_FAILURE_NONE + 1; i <= RUNDIR_FAILURE_LAST; i++) {
+		assert_non_null(rundir_failure_name(i));
+		assert_int_equal(rundir_failure_parse(rundir_failure_name(i), &f), 0);
+		assert_int_equal(f, i);
+		reason = rundir_failure_reason(i, "what happened: in detail");
+		assert_int_equal(rundir_failure_of_reason(reason), i);
+		free(reason);
+	}
+	/* name -> value -> name, for the names the issue settles */
+	assert_int_equal(EPH_ARRAY_LEN(names), RUNDIR_FAILURE_LAST);
+	for (size_t i = 0; i < EPH_ARRAY_LEN(names); i++) {
+		assert_int_equal(rundir_failure_parse(names[i], &f), 0);
+		assert_string_equal(rundir_failure_name(f), names[i]);
+	}
+	reason = rundir_failure_reason(RUNDIR_FAILURE_HOST_KEY, "SHA256:abc changed");
+	assert_string_equal(reason, "host key: SHA256:abc changed");
+	free(reason);
+	assert_int_equal(rundir_failure_parse("host", &f), -EINVAL);
+	assert_int_equal(rundir_failure_parse("Source", &f), -EINVAL);
+	assert_int_equal(rundir_failure_parse("", &f), -EINVAL);
+	assert_int_equal(rundir_failure_of_reason(NULL), RUNDIR_FAILURE_NONE);
+	assert_int_equal(rundir_failure_of_reason("exit code 3"), RUNDIR_FAILURE_NONE);
+	assert_int_equal(rundir_failure_of_reason("source:no space"), RUNDIR_FAILURE_NONE);
+	assert_int_equal(rundir_failure_of_reason("host: key"), RUNDIR_FAILURE_NONE);
+	assert_int_equal(rundir_failure_of_reason("runtimes: x"), RUNDIR_FAILURE_NONE);
+	assert_int_equal(rundir_failure_of_reason("unplaced: waited 1h"), RUNDIR_FAILURE_UNPLACED);
+}
+
+static void
+failure_in_result_json_round_trips(void **state)
+{
+	static const char bad[] = "{\"version\":1,\"outcome\":\"failed\",\"failure\":\"kernel\"}";
+	struct rundir_result r, back;
+	struct diag d;
+
+	for (int i = RUNDIR_FAILURE_NONE; i <= RUNDIR_FAILURE_LAST; i++) {
+		memset(&r, 0, sizeof(r));
+		r.version = 1;
+		r.outcome = RUNDIR_FAILED;
+		r.exit_code = -1;
+		r.exec_seconds = r.source_seconds = r.runtime_seconds = -1;
+		r.failure = i;
+		r.reason = i > 0 ? rundir_failure_reason(i, "no") : NULL;
+		assert_int_equal(rundir_result_write(*state, &r), 0);
+		diag_init(&d);
+		assert_int_equal(rundir_result_read(*state, &back, &d), 0);
+		assert_int_equal(back.failure, i);
+		assert_int_equal(rundir_failure_of_reason(back.reason), i);
+		rundir_result_free(&back);
+		diag_free(&d);
+		free(r.reason);
+	}
+	diag_init(&d);
+	assert_int_equal(rundir_result_parse(bad, strlen(bad), "result.json", &back, &d), -EINVAL);
+	assert_non_null(strstr(d.items[0].msg, "\"failure\": unknown failure"));
+	rundir_result_free(&back);
+	diag_free(&d);
+}
+
+static void
 agent_pid_identifies_a_live_process(void **state)
 {
 	pid_t pid;
@@ -608,6 +680,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(result_failure_and_phases_round_trip, tmpfx_setup,
 		                                tmpfx_teardown),
 		cmocka_unit_test(outcome_names_parse_back),
+		cmocka_unit_test(failure_names_parse_back_and_prefix_reasons),
+		cmocka_unit_test_setup_teardown(failure_in_result_json_round_trips, tmpfx_setup,
+		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, tmpfx_setup,
 		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(events_are_read_by_whole_lines_and_resumed,
