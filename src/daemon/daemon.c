@@ -1189,6 +1189,23 @@ dm_stop_started(struct daemon *dm)
 	}
 }
 
+/* At a stop, a run whose command never started (waiting for its jitter, a slot or memory;
+ * its code being resolved) is left as a kill -9 leaves it, not recorded: its command never
+ * ran, so it is not lost. The next start runs it within its job's starting_deadline, or skips
+ * it (reconcile.c); one whose code was still being resolved (its child stopped) is fired
+ * again there. */
+static void
+dm_leave_unstarted(struct daemon *dm, struct drun *dr)
+{
+	dlog(DLOG_INFO, dr->id, dr->job,
+	     "not started: left to the next start, which runs it (or skips it past its "
+	     "starting_deadline)");
+	evheap_remove(&dm->heap, &dr->ev);
+	dm_dequeue(dm, dr);
+	dm_unlink_run(dm, dr);
+	drun_free(dr); /* a child resolving its code is stopped */
+}
+
 static void
 dm_stop(struct daemon *dm, const char *why)
 {
@@ -1223,8 +1240,7 @@ dm_stop(struct daemon *dm, const char *why)
 		if (dr->phase != DR_STARTED && dr->check_conc)
 			dm_unprepare(dm, dr);
 		else if (dr->phase != DR_STARTED)
-			dm_end_unstarted(dm, dr, STORE_LOST,
-			                 "the scheduler stopped before the run could start");
+			dm_leave_unstarted(dm, dr);
 	}
 	dm_stop_started(dm);
 	/* what is still queued stays in the outbox: the next start sends it */

@@ -292,8 +292,10 @@ exec_close(struct exec_run *r)
 	}
 }
 
+/* Records R's end: its result.json, or in its absence state NORESULT with reason WHY (lost:
+ * the command may have run; failed: the agent never started). */
 static void
-exec_finish(struct exec_run *r, const char *lost_reason)
+exec_finish(struct exec_run *r, enum store_state noresult, const char *why)
 {
 	struct store_run final;
 	int rc;
@@ -307,8 +309,9 @@ exec_finish(struct exec_run *r, const char *lost_reason)
 	buf_reset(&r->out_pending);
 	store_run_init(&final);
 	/* an agent killed by our own cancel before it could write its result was cancelled */
-	rc = exec_record_as(r->store, r->id, r->dir, lost_reason,
-	                    r->cancel_sent ? STORE_CANCELLED : STORE_LOST, false, &final);
+	if (noresult == STORE_LOST && r->cancel_sent)
+		noresult = STORE_CANCELLED;
+	rc = exec_record_as(r->store, r->id, r->dir, why, noresult, false, &final);
 	if (rc == -EALREADY)
 		rc = store_run_get(r->store, r->id, &final);
 	if (r->hooks.done != NULL)
@@ -333,7 +336,7 @@ exec_agent_gone(struct exec_run *r, int status)
 	else
 		why = xasprintf("the agent exited with status %d without writing a result",
 		                WEXITSTATUS(status));
-	exec_finish(r, why);
+	exec_finish(r, STORE_LOST, why);
 	free(why);
 }
 
@@ -397,21 +400,22 @@ exec_run_release(struct exec_run *r)
 	buf_free(&r->out_pending);
 }
 
-static int
+/* Follows R: output.log as it grows (inotify on its directory, for promptness) and the
+ * agent's liveness (the tick). A directory that cannot be watched (no inotify, out of
+ * watches, gone) is followed by the tick alone: R is never dropped for it, so that whatever
+ * happens its end is recorded and its admission released. */
+static void
 exec_follow(struct exec_run *r)
 {
-	int rc;
-
 	uv_fs_event_init(r->loop, &r->watch);
 	uv_timer_init(r->loop, &r->tick);
 	r->watch.data = r;
 	r->tick.data = r;
 	r->handles_open += 2;
 	r->following = true;
-	rc = uv_fs_event_start(&r->watch, exec_watch_cb, r->dir, 0);
-	if (rc < 0)
-		return rc;
-	return uv_timer_start(&r->tick, exec_tick_cb, EXEC_TICK_MS, EXEC_TICK_MS);
+	(void)uv_fs_event_start(&r->watch, exec_watch_cb, r->dir, 0);
+	/* cannot fail: the handle is initialised and not closing */
+	(void)uv_timer_start(&r->tick, exec_tick_cb, EXEC_TICK_MS, EXEC_TICK_MS);
 }
 
 static int
@@ -430,9 +434,8 @@ exec_run_start(struct exec_run *r)
 	char *why;
 	int rc;
 
-	rc = exec_follow(r);
-	if (rc == 0)
-		rc = r->ops->provision(r);
+	exec_follow(r);
+	rc = r->ops->provision(r);
 	if (rc == 0)
 		rc = r->ops->start(r);
 	if (rc == 0) {
@@ -444,13 +447,13 @@ exec_run_start(struct exec_run *r)
 	if (rc == -EBUSY || rc == -EALREADY) {
 		/* the run is in another agent's hands, or its command already started: followed
 		 * (and recorded) as after a restart, never started a second time */
-		rc = r->ops->reattach(r);
-		if (rc == 0)
+		if (r->ops->reattach(r) == 0)
 			exec_agent_gone(r, -1);
-		return rc < 0 ? rc : 0;
+		return 0; /* gone, alive, or cannot tell yet: the tick asks again */
 	}
+	/* no agent ran, so neither did the command: the run failed, it was not lost */
 	why = xasprintf("could not start the agent: %s", strerror(-rc));
-	exec_finish(r, why);
+	exec_finish(r, STORE_FAILED, why);
 	free(why);
 	return rc;
 }
@@ -458,13 +461,11 @@ exec_run_start(struct exec_run *r)
 int
 exec_run_reattach(struct exec_run *r)
 {
-	int rc = exec_follow(r);
-
-	if (rc == 0)
-		rc = r->ops->reattach(r);
-	if (rc == 0)
+	exec_follow(r);
+	/* alive, or cannot tell yet (< 0): followed, and the tick asks again */
+	if (r->ops->reattach(r) == 0)
 		exec_agent_gone(r, -1);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
 
 int
