@@ -1083,8 +1083,7 @@ dm_unprepare(struct daemon *dm, struct drun *dr)
 		bool held = false;
 
 		diag_init(&rd);
-		if (!rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start) &&
-		    rundir_result_read(dr->dir, &res, &rd) == 0) {
+		if (exec_run_alive(&dr->er) == 0 && rundir_result_read(dr->dir, &res, &rd) == 0) {
 			held = res.outcome == RUNDIR_CANCELLED && res.exec_seconds < 0;
 			rundir_result_free(&res);
 		}
@@ -1168,8 +1167,7 @@ dm_stop_started(struct daemon *dm)
 	while (any && clock_mono_ms() < until) {
 		any = false;
 		for (dr = dm->runs; dr != NULL && !any; dr = dr->next)
-			any = dr->withdraw &&
-			      rundir_pid_alive(dr->er.agent_pid, dr->er.agent_start);
+			any = dr->withdraw && exec_run_alive(&dr->er) != 0;
 		if (any)
 			(void)nanosleep(&ts, NULL);
 	}

@@ -55,9 +55,7 @@ dm_adopt(struct daemon *dm, const struct store_run *r)
 
 	dr->dm = dm;
 	evheap_node_init(&dr->ev, DM_EV_START);
-	dr->ops = exec_find(r->executor != NULL ? r->executor : "local");
-	if (dr->ops == NULL)
-		dr->ops = &exec_local_ops;
+	dr->ops = exec_of_run(r);
 	dr->job = xstrdup(r->job);
 	dr->dir = r->run_dir != NULL ? xstrdup(r->run_dir) : NULL;
 	dr->id = r->id;
@@ -74,7 +72,7 @@ dm_adopt(struct daemon *dm, const struct store_run *r)
 
 /* Run R's agent is alive: followed to its end, and recorded by this daemon. */
 static void
-dm_reattach(struct daemon *dm, const struct store_run *r, pid_t pid, uint64_t start)
+dm_reattach(struct daemon *dm, const struct store_run *r)
 {
 	struct drun *dr = dm_adopt(dm, r);
 	struct exec_hooks hooks = { NULL, dm_done_cb, dm_closed_cb, dr };
@@ -83,14 +81,14 @@ dm_reattach(struct daemon *dm, const struct store_run *r, pid_t pid, uint64_t st
 	dm->nstarted++;
 	dm->local_mem += dr->memory;
 	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, r->id, r->run_dir, &hooks);
-	dr->er.agent_pid = pid;
-	dr->er.agent_start = start;
-	if (pid != 0)
-		dlog(DLOG_INFO, r->id, r->job, "re-attached (agent pid %d)", (int)pid);
+	if (exec_run_reattach(&dr->er, r) < 0)
+		dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
+	else if (dr->ended)
+		; /* gone meanwhile: recorded (dm_done_cb said so) */
+	else if (dr->er.agent_pid != 0)
+		dlog(DLOG_INFO, r->id, r->job, "re-attached (agent pid %d)", (int)dr->er.agent_pid);
 	else
 		dlog(DLOG_INFO, r->id, r->job, "re-attached (its agent is starting)");
-	if (exec_run_reattach(&dr->er) < 0)
-		dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
 }
 
 /* Records run R, whose agent is gone, from its result.json, or in its absence as lost with
@@ -266,13 +264,11 @@ dm_reconcile_runs(struct daemon *dm)
 	found = xcalloc(n > 0 ? n : 1, sizeof(*found));
 	for (size_t i = 0; i < n; i++) {
 		const struct store_run *r = &runs[i];
-		pid_t pid;
-		uint64_t start;
 		char *why = NULL;
 
-		found[i] = exec_inspect(r, &pid, &start, &why);
+		found[i] = exec_inspect(r, &why);
 		if (found[i] == EXEC_ALIVE)
-			dm_reattach(dm, r, pid, start);
+			dm_reattach(dm, r);
 		else if (found[i] == EXEC_FINISHED || found[i] == EXEC_LOST)
 			dm_record_found(dm, r, why);
 		free(why);

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "rundir/rundir.h"
-#include "rundir/runlock.h"
 #include "rundir/runphase.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -160,22 +159,23 @@ exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reaso
 	return exec_record_as(s, id, dir, lost_reason, STORE_LOST, false, final);
 }
 
-enum exec_found
-exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why)
+const struct exec_ops *
+exec_of_run(const struct store_run *row)
 {
-	enum runlock_state ls;
+	const struct exec_ops *ops = exec_find(row->executor != NULL ? row->executor : "local");
+
+	return ops != NULL ? ops : &exec_local_ops;
+}
+
+enum exec_found
+exec_inspect(const struct store_run *r, char **why)
+{
 	char *res;
 	bool done;
 
-	*pid = (pid_t)r->agent_pid;
-	*start = (uint64_t)r->agent_start;
 	*why = NULL;
 	if (r->run_dir == NULL)
 		return EXEC_UNPREPARED;
-	if (*pid == 0 && rundir_pid_read(r->run_dir, pid, start) < 0) {
-		*pid = 0;
-		*start = 0;
-	}
 	/* result.json is the agent's last write (renamed into place): the run is over even
 	 * while its agent is still exiting */
 	res = xasprintf("%s/%s", r->run_dir, RUNDIR_RESULT);
@@ -183,16 +183,7 @@ exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why)
 	free(res);
 	if (done)
 		return EXEC_FINISHED;
-	if (*pid != 0 && rundir_pid_alive(*pid, *start))
-		return EXEC_ALIVE;
-	/* a free lock means no agent, so what it left is final */
-	if (runlock_inspect(r->run_dir, &ls) < 0 || ls == RUNLOCK_HELD)
-		return EXEC_ALIVE; /* or cannot tell: left alone */
-	if (ls == RUNLOCK_PREPARED || (ls == RUNLOCK_NONE && *pid == 0))
-		return EXEC_UNSTARTED;
-	*why = *pid != 0 ? xasprintf("the agent (pid %d) ended without writing a result", (int)*pid)
-	                 : xstrdup("the agent ended without writing a result");
-	return EXEC_LOST;
+	return exec_of_run(r)->inspect(r, why);
 }
 
 int
@@ -206,10 +197,8 @@ exec_reconcile(struct store *s)
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		pid_t pid;
-		uint64_t start;
 		char *why = NULL;
-		enum exec_found f = exec_inspect(&runs[i], &pid, &start, &why);
+		enum exec_found f = exec_inspect(&runs[i], &why);
 
 		/* its mail is the daemon's to decide: owed in the same transaction */
 		if (f == EXEC_FINISHED || f == EXEC_LOST) {
@@ -226,13 +215,17 @@ exec_reconcile(struct store *s)
 
 /* --- following a live run ------------------------------------------------------------- */
 
-static void
-exec_handle_closed(uv_handle_t *h)
+void
+exec_handle_closed(struct exec_run *r)
 {
-	struct exec_run *r = h->data;
-
 	if (--r->handles_open == 0 && r->hooks.closed != NULL)
 		r->hooks.closed(r, r->hooks.arg);
+}
+
+static void
+exec_uv_closed(uv_handle_t *h)
+{
+	exec_handle_closed(h->data);
 }
 
 static void
@@ -281,8 +274,8 @@ exec_close(struct exec_run *r)
 {
 	if (r->following) {
 		r->following = false;
-		uv_close((uv_handle_t *)&r->watch, exec_handle_closed);
-		uv_close((uv_handle_t *)&r->tick, exec_handle_closed);
+		uv_close((uv_handle_t *)&r->watch, exec_uv_closed);
+		uv_close((uv_handle_t *)&r->tick, exec_uv_closed);
 	}
 	if (r->ops->teardown != NULL)
 		r->ops->teardown(r);
@@ -351,29 +344,22 @@ exec_watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 	exec_read_output(r);
 }
 
-bool
-exec_agent_alive(struct exec_run *r)
-{
-	enum runlock_state ls;
-
-	if (r->agent_pid != 0 && rundir_pid_alive(r->agent_pid, r->agent_start))
-		return true;
-	if (runlock_inspect(r->dir, &ls) < 0 || ls != RUNLOCK_HELD)
-		return false;
-	/* held by an agent whose pid we do not know yet (agent.pid is written right after) */
-	if (rundir_pid_read(r->dir, &r->agent_pid, &r->agent_start) < 0)
-		r->agent_pid = 0;
-	return true;
-}
-
 static void
 exec_tick_cb(uv_timer_t *h)
 {
 	struct exec_run *r = h->data;
 
 	exec_read_output(r);
-	if (r->agent_status == -1 && !r->proc_active && !r->proc_open && !exec_agent_alive(r))
-		exec_agent_gone(r, -1);
+	if (!r->agent_gone && !r->finished)
+		r->ops->poll(r);
+}
+
+int
+exec_run_alive(struct exec_run *r)
+{
+	if (r->agent_gone)
+		return 0;
+	return r->ops->alive(r);
 }
 
 void
@@ -447,7 +433,7 @@ exec_run_start(struct exec_run *r)
 	if (rc == -EBUSY || rc == -EALREADY) {
 		/* the run is in another agent's hands, or its command already started: followed
 		 * (and recorded) as after a restart, never started a second time */
-		if (r->ops->reattach(r) == 0)
+		if (r->ops->reattach(r, NULL) == 0)
 			exec_agent_gone(r, -1);
 		return 0; /* gone, alive, or cannot tell yet: the tick asks again */
 	}
@@ -459,11 +445,11 @@ exec_run_start(struct exec_run *r)
 }
 
 int
-exec_run_reattach(struct exec_run *r)
+exec_run_reattach(struct exec_run *r, const struct store_run *row)
 {
 	exec_follow(r);
 	/* alive, or cannot tell yet (< 0): followed, and the tick asks again */
-	if (r->ops->reattach(r) == 0)
+	if (r->ops->reattach(r, row) == 0)
 		exec_agent_gone(r, -1);
 	return 0;
 }

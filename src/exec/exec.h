@@ -26,6 +26,16 @@ struct diag;
 struct exec_run;
 struct source_pin;
 
+/* What a run that the store has as unfinished is, when no process follows it (after a crash,
+ * or while no daemon runs): exec_inspect's answer. */
+enum exec_found {
+	EXEC_UNPREPARED, /* no run directory: it was never prepared, so never started */
+	EXEC_ALIVE,      /* its agent is alive, or being started (the run's lock is held) */
+	EXEC_FINISHED,   /* result.json is there (its agent is gone or exiting): record it */
+	EXEC_LOST,       /* its agent is gone without a result, and the command may have run */
+	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
+};
+
 struct exec_ops {
 	const char *name;
 	/* Makes a place for run R; 0 or -errno. */
@@ -33,15 +43,27 @@ struct exec_ops {
 	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno: -EBUSY
 	 * when another agent holds the run, -EALREADY when its command already started,
 	 * -ECANCELED when the store has it terminal. The executor calls exec_agent_gone(R, status)
-	 * when the agent has ended. */
+	 * when the agent has ended (or poll finds it gone). */
 	EPH_MUST_CHECK int (*start)(struct exec_run *r);
 	/* Asks R's agent to cancel the run (it records `cancelled`); 0 or -errno. */
 	EPH_MUST_CHECK int (*cancel)(struct exec_run *r);
-	/* After a restart: re-attaches to R's agent if it is still going (1), or says it is gone
-	 * (0); the executor then reports its end through exec_agent_gone as after start. */
-	EPH_MUST_CHECK int (*reattach)(struct exec_run *r);
-	/* Releases what provision and start made (closing its handles); R's hooks.closed follows
-	 * once every handle is closed. */
+	/* Called by exec.c's tick (every second) while R is followed and its agent not known
+	 * gone: the executor finds out whether the agent is still there, and if it is gone calls
+	 * exec_agent_gone(R, status) (at once or later, from its own callback). */
+	void (*poll)(struct exec_run *r);
+	/* Whether R's agent is still there, as far as the executor can tell now without waiting:
+	 * 1, 0 (gone), or -errno (cannot tell). */
+	EPH_MUST_CHECK int (*alive)(struct exec_run *r);
+	/* What run ROW (as read from the store, unfinished, with a run directory and no
+	 * result.json in it) is, when no process follows it: exec_inspect's answer (never
+	 * EXEC_UNPREPARED nor EXEC_FINISHED), *WHY (caller frees) the reason for EXEC_LOST. */
+	enum exec_found (*inspect)(const struct store_run *row, char **why);
+	/* After a restart, or when start found the run in another agent's hands (ROW NULL):
+	 * re-attaches R to its agent from what the store has of it (ROW), and says whether it is
+	 * still going (1), gone (0), or cannot tell yet (-errno: followed, poll decides). */
+	EPH_MUST_CHECK int (*reattach)(struct exec_run *r, const struct store_run *row);
+	/* Releases what provision and start made (closing its handles, freeing R->backend once
+	 * they are closed); R's hooks.closed follows once every handle is closed. */
 	void (*teardown)(struct exec_run *r);
 };
 
@@ -62,7 +84,7 @@ struct exec_hooks {
 };
 
 /* One run in the hands of an executor. Embedded in (or allocated by) its owner; the handles
- * below belong to the executor and to exec.c. */
+ * below belong to exec.c, R->backend to the executor. */
 struct exec_run {
 	uv_loop_t *loop;
 	const struct exec_ops *ops;
@@ -71,7 +93,7 @@ struct exec_run {
 	int64_t id;
 	char *dir;         /* owned */
 	double not_before; /* spec.json's not_before (UTC s; 0 = none): the command's earliest */
-	pid_t agent_pid;   /* 0 until started */
+	pid_t agent_pid;   /* on the agent's host; 0 until started (or unknown) */
 	uint64_t agent_start;
 	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
 	bool agent_gone;
@@ -79,16 +101,18 @@ struct exec_run {
 	bool cancel_sent; /* exec_run_cancel asked the agent to stop */
 	/* following output.log */
 	uv_fs_event_t watch;
-	uv_timer_t tick; /* a slow poll, for reattached agents and filesystems without inotify */
+	uv_timer_t tick; /* a slow poll: the agent's liveness (ops->poll), and output.log where
+	                  * the directory cannot be watched */
 	int out_fd;
 	uint64_t out_off;
 	struct buf out_pending; /* a partial last line */
 	bool following;
-	/* local executor */
-	uv_process_t proc;
-	bool proc_active; /* spawned and not yet exited */
-	bool proc_open;   /* the handle is to be closed */
+	/* R's handles not yet closed, exec.c's and the executor's (which counts its own in and
+	 * reports each closed with exec_handle_closed) */
 	int handles_open;
+	/* the executor's own state of R: NULL, or made by its start (or reattach) and freed by it
+	 * once its handles are closed */
+	void *backend;
 };
 
 /* Prepares R for run ID in directory DIR (copied) on LOOP with executor OPS, recording into
@@ -103,8 +127,9 @@ void exec_run_release(struct exec_run *r);
  * lock another agent holds, or whose command already started (the executor's start returned
  * -EBUSY or -EALREADY), is followed as by exec_run_reattach instead: 0. */
 EPH_MUST_CHECK int exec_run_start(struct exec_run *r);
-/* As exec_run_start, for a run whose agent was started by an earlier process. */
-EPH_MUST_CHECK int exec_run_reattach(struct exec_run *r);
+/* As exec_run_start, for run ROW (as read from the store) whose agent was started by an
+ * earlier process (exec_inspect found it EXEC_ALIVE). 0. */
+EPH_MUST_CHECK int exec_run_reattach(struct exec_run *r, const struct store_run *row);
 /* Asks the run's agent to cancel. */
 EPH_MUST_CHECK int exec_run_cancel(struct exec_run *r);
 /* Stops following R without recording anything and without touching its agent (a daemon
@@ -114,10 +139,15 @@ void exec_run_detach(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);
-/* For executors: whether R's agent, started by an earlier process, is still there: its pid
- * (R->agent_pid, with its start time) is alive, or the run's lock is held (then R->agent_pid
- * is read again from agent.pid, which the agent writes right after taking the lock). */
-bool exec_agent_alive(struct exec_run *r);
+/* Whether R's agent is still there (ops->alive): 1, 0, or -errno when the executor cannot
+ * tell. */
+EPH_MUST_CHECK int exec_run_alive(struct exec_run *r);
+/* For executors: one of the handles it counted in R->handles_open is closed (hooks.closed
+ * follows the last). */
+void exec_handle_closed(struct exec_run *r);
+
+/* The executor that ran run ROW (its executor column; `local` when that is none known). */
+const struct exec_ops *exec_of_run(const struct store_run *row);
 
 /* How a new run came to be. */
 struct exec_new {
@@ -159,22 +189,11 @@ EPH_MUST_CHECK int exec_create_finish(struct store *s, const char *state_dir, co
 EPH_MUST_CHECK int exec_record(struct store *s, int64_t id, const char *dir,
                                const char *lost_reason, struct store_run *final);
 
-/* What a run that the store has as unfinished is, when no process follows it (after a crash,
- * or while no daemon runs): exec_inspect's answer. */
-enum exec_found {
-	EXEC_UNPREPARED, /* no run directory: it was never prepared, so never started */
-	EXEC_ALIVE,      /* its agent is alive, or being started (the run's lock is held) */
-	EXEC_FINISHED,   /* result.json is there (its agent is gone or exiting): record it */
-	EXEC_LOST,       /* its agent is gone without a result, and the command may have run */
-	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
-};
-
-/* Tells what run R (as read from the store) is, from its run directory: the agent's pid (the
- * row's, else agent.pid) and the run's lock (rundir/runlock.h). Sets *PID and *START to its
- * agent's when known (else 0), and *WHY (caller frees) to the reason to record for
- * EXEC_LOST, NULL otherwise. A run started before the run's lock existed (no agent.lock, but
- * an agent.pid) is told by its pid alone: lost when it is gone without a result. */
-enum exec_found exec_inspect(const struct store_run *r, pid_t *pid, uint64_t *start, char **why);
+/* Tells what run R (as read from the store) is: no run directory is EXEC_UNPREPARED, a
+ * result.json in it EXEC_FINISHED; otherwise its executor tells (ops->inspect: for `local`,
+ * the agent's pid, the row's or agent.pid's, and the run's lock, rundir/runlock.h). Sets *WHY
+ * (caller frees) to the reason to record for EXEC_LOST, NULL otherwise. */
+enum exec_found exec_inspect(const struct store_run *r, char **why);
 
 /* For a process that is not the daemon, while no daemon runs (eph run, runs, show, status):
  * records every unfinished run whose agent is gone — its result.json, or `lost` when its

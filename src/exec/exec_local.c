@@ -13,6 +13,15 @@
 #include "store/store.h"
 #include "util/xalloc.h"
 
+/* A run's agent that this process spawned (R->backend): its exit status comes through the
+ * handle. A run re-attached after a restart has none: its pid is watched instead. */
+struct local_run {
+	uv_process_t proc;
+	struct exec_run *r;
+	bool active; /* spawned and not yet exited */
+	bool open;   /* the handle is to be closed */
+};
+
 static int
 local_provision(struct exec_run *r)
 {
@@ -23,20 +32,40 @@ local_provision(struct exec_run *r)
 static void
 local_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
 {
-	struct exec_run *r = p->data;
+	struct local_run *l = p->data;
 	int status = term_signal != 0 ? (term_signal & 0x7f) : (int)((exit_status & 0xff) << 8);
 
-	r->proc_active = false;
-	exec_agent_gone(r, status);
+	l->active = false;
+	exec_agent_gone(l->r, status);
 }
 
 static void
 local_proc_closed(uv_handle_t *h)
 {
-	struct exec_run *r = h->data;
+	struct local_run *l = h->data;
+	struct exec_run *r = l->r;
 
-	if (--r->handles_open == 0 && r->hooks.closed != NULL)
-		r->hooks.closed(r, r->hooks.arg);
+	r->backend = NULL;
+	free(l);
+	exec_handle_closed(r); /* may free R */
+}
+
+/* Whether R's agent is alive: its pid (with its start time), or the run's lock is held (then
+ * R->agent_pid is read again from agent.pid, which the agent writes right after taking the
+ * lock). */
+static bool
+local_pid_alive(struct exec_run *r)
+{
+	enum runlock_state ls;
+
+	if (r->agent_pid != 0 && rundir_pid_alive(r->agent_pid, r->agent_start))
+		return true;
+	if (runlock_inspect(r->dir, &ls) < 0 || ls != RUNLOCK_HELD)
+		return false;
+	/* held by an agent whose pid we do not know yet (agent.pid is written right after) */
+	if (rundir_pid_read(r->dir, &r->agent_pid, &r->agent_start) < 0)
+		r->agent_pid = 0;
+	return true;
 }
 
 static int
@@ -48,6 +77,7 @@ local_start(struct exec_run *r)
 	uv_stdio_container_t stdio[RUNLOCK_FD + 1];
 	uv_process_options_t o = { 0 };
 	struct store_run row;
+	struct local_run *l;
 	int logfd, lockfd, rc;
 
 	rc = uv_exepath(exe, &exelen);
@@ -101,19 +131,22 @@ local_start(struct exec_run *r)
 	o.flags = UV_PROCESS_DETACHED; /* setsid(): no signal of our terminal reaches it */
 	o.stdio = stdio;
 	o.stdio_count = RUNLOCK_FD + 1;
-	r->proc.data = r;
-	rc = uv_spawn(r->loop, &r->proc, &o);
+	l = xcalloc(1, sizeof(*l));
+	l->r = r;
+	l->proc.data = l;
+	r->backend = l;
+	rc = uv_spawn(r->loop, &l->proc, &o);
 	close(logfd);
 	close(lockfd); /* the agent's copy holds it now */
 	free(slim);
 	r->handles_open++; /* uv_spawn initialises the handle even when it fails */
 	if (rc < 0) {
-		uv_close((uv_handle_t *)&r->proc, local_proc_closed);
+		uv_close((uv_handle_t *)&l->proc, local_proc_closed);
 		return rc;
 	}
-	r->proc_active = true;
-	r->proc_open = true;
-	r->agent_pid = r->proc.pid;
+	l->active = true;
+	l->open = true;
+	r->agent_pid = l->proc.pid;
 	if (rundir_proc_starttime(r->agent_pid, &r->agent_start) < 0)
 		r->agent_start = 0;
 	return 0;
@@ -122,26 +155,81 @@ local_start(struct exec_run *r)
 static int
 local_cancel(struct exec_run *r)
 {
+	struct local_run *l = r->backend;
+
 	if (r->agent_pid <= 0)
 		return -ESRCH;
-	if (!r->proc_active && !rundir_pid_alive(r->agent_pid, r->agent_start))
+	if (!(l != NULL && l->active) && !rundir_pid_alive(r->agent_pid, r->agent_start))
 		return -ESRCH;
 	return kill(r->agent_pid, SIGTERM) < 0 ? -errno : 0;
 }
 
-static int
-local_reattach(struct exec_run *r)
+static void
+local_poll(struct exec_run *r)
 {
-	/* not our child: exec.c's tick watches its pid (with its start time) and the run's lock */
-	return exec_agent_alive(r) ? 1 : 0;
+	struct local_run *l = r->backend;
+
+	/* a child of ours: its exit callback tells, with its status */
+	if (l != NULL && l->open)
+		return;
+	if (!local_pid_alive(r))
+		exec_agent_gone(r, -1);
+}
+
+static int
+local_alive(struct exec_run *r)
+{
+	/* the process itself: a child that exited is gone even before its exit callback */
+	return local_pid_alive(r) ? 1 : 0;
+}
+
+static enum exec_found
+local_inspect(const struct store_run *row, char **why)
+{
+	enum runlock_state ls;
+	pid_t pid = (pid_t)row->agent_pid;
+	uint64_t start = (uint64_t)row->agent_start;
+
+	*why = NULL;
+	if (pid == 0 && rundir_pid_read(row->run_dir, &pid, &start) < 0) {
+		pid = 0;
+		start = 0;
+	}
+	if (pid != 0 && rundir_pid_alive(pid, start))
+		return EXEC_ALIVE;
+	/* a free lock means no agent, so what it left is final */
+	if (runlock_inspect(row->run_dir, &ls) < 0 || ls == RUNLOCK_HELD)
+		return EXEC_ALIVE; /* or cannot tell: left alone */
+	if (ls == RUNLOCK_PREPARED || (ls == RUNLOCK_NONE && pid == 0))
+		return EXEC_UNSTARTED;
+	*why = pid != 0 ? xasprintf("the agent (pid %d) ended without writing a result", (int)pid)
+	                : xstrdup("the agent ended without writing a result");
+	return EXEC_LOST;
+}
+
+static int
+local_reattach(struct exec_run *r, const struct store_run *row)
+{
+	/* not our child: the tick (local_poll) watches its pid, with its start time, and the
+	 * run's lock */
+	if (row != NULL && row->agent_pid != 0) {
+		r->agent_pid = (pid_t)row->agent_pid;
+		r->agent_start = (uint64_t)row->agent_start;
+	} else if (rundir_pid_read(r->dir, &r->agent_pid, &r->agent_start) < 0) {
+		r->agent_pid = 0;
+		r->agent_start = 0;
+	}
+	return local_pid_alive(r) ? 1 : 0;
 }
 
 static void
 local_teardown(struct exec_run *r)
 {
-	if (r->proc_open) {
-		r->proc_open = false; /* closing stops watching; the agent itself goes on */
-		uv_close((uv_handle_t *)&r->proc, local_proc_closed);
+	struct local_run *l = r->backend;
+
+	if (l != NULL && l->open) {
+		l->open = false; /* closing stops watching; the agent itself goes on */
+		uv_close((uv_handle_t *)&l->proc, local_proc_closed);
 	}
 }
 
@@ -150,6 +238,9 @@ const struct exec_ops exec_local_ops = {
 	.provision = local_provision,
 	.start = local_start,
 	.cancel = local_cancel,
+	.poll = local_poll,
+	.alive = local_alive,
+	.inspect = local_inspect,
 	.reattach = local_reattach,
 	.teardown = local_teardown,
 };
