@@ -378,11 +378,10 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 	struct daemon *dm = dr->dm;
 	bool retry;
 
-	(void)er;
 	dr->ended = true;
 	if (dr->phase == DR_STARTED) {
 		dm->nstarted--;
-		dm->local_mem -= dr->memory;
+		dr->ops->release(dm_admission(dm, dr->ops), er, dr->memory);
 	}
 	dm_unlink_run(dm, dr);
 	if (final == NULL) {
@@ -424,8 +423,8 @@ dm_start(struct daemon *dm, struct drun *dr)
 
 	dr->phase = DR_STARTED;
 	dm->nstarted++;
-	dm->local_mem += dr->memory;
 	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, dr->id, dr->dir, &hooks);
+	dr->ops->reserve(dm_admission(dm, dr->ops), &dr->er, dr->memory);
 	dr->er.not_before = dr->not_before;
 	dm_hms(dr->scheduled_at, when, sizeof(when));
 	rc = exec_run_start(&dr->er);
@@ -439,15 +438,21 @@ dm_start(struct daemon *dm, struct drun *dr)
 
 /* Starts the runs at the head of the queue while they fit: max_parallel, and the local memory
  * budget (in fire order: a big run at the head is not overtaken by smaller ones). */
+struct exec_admission *
+dm_admission(struct daemon *dm, const struct exec_ops *ops)
+{
+	(void)ops; /* one admission per executor comes with the executors map */
+	dm->adm.budget = dm->conf->local.memory_budget;
+	return &dm->adm;
+}
+
 static void
 dm_admit(struct daemon *dm)
 {
-	uint64_t budget = dm->conf->local.memory_budget;
-
 	while (dm->qhead != NULL && !dm->stopping) {
 		struct drun *dr = dm->qhead;
 		bool slot = dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel;
-		bool fits = budget == 0 || dm->local_mem + dr->memory <= budget;
+		bool fits = dr->ops->fits(dm_admission(dm, dr->ops), dr->memory);
 
 		if (!slot || !fits) {
 			for (struct drun *w = dm->qhead; w != NULL; w = w->qnext) {
@@ -555,7 +560,7 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	dr->ops = ops;
 	dr->job = xstrdup(cj->name);
 	dr->id = id;
-	dr->memory = ops == &exec_local_ops ? cj->memory : 0;
+	dr->memory = cj->memory; /* what it counts for is its executor's to say (ops->fits) */
 	dr->trigger = trig;
 	dr->scheduled_at = at;
 	dr->start_ms = start_ms;
@@ -581,14 +586,13 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 static bool
 dm_ahead(struct daemon *dm, const struct drun *dr, const struct conf_job *cj)
 {
-	uint64_t budget = dm->conf->local.memory_budget;
 	int64_t start_ms = dr->start_ms;
 	bool ahead;
 
 	ahead = dr->check_conc && dr->jitter == 0 && start_ms > clock_real_ms() && !dm->stopping &&
 	        dm->qhead == NULL &&
 	        (dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel) &&
-	        (budget == 0 || dm->local_mem + dr->memory <= budget);
+	        dr->ops->fits(dm_admission(dm, dr->ops), dr->memory);
 	for (struct drun *o = dm->runs; o != NULL && ahead; o = o->next)
 		if (o != dr &&
 		    ((strcmp(o->job, cj->name) == 0 && cj->concurrency != CONF_CONC_ALLOW) ||

@@ -94,7 +94,7 @@ struct daemon {
 	struct drun *runs;
 	struct drun *qhead, *qtail;
 	struct dretry *retries;
-	uint64_t local_mem;
+	struct exec_admission adm; /* the local executor's (the only one yet) */
 	int nstarted;
 	bool stopping;
 	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
@@ -107,6 +107,9 @@ struct daemon {
 };
 
 /* daemon.c */
+
+/* What runs of executor OPS are admitted against (its budget set from the configuration). */
+struct exec_admission *dm_admission(struct daemon *dm, const struct exec_ops *ops);
 
 /* Handles what is queued at the next turn of the loop. */
 void dm_kick(struct daemon *dm);

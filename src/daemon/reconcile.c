@@ -79,8 +79,8 @@ dm_reattach(struct daemon *dm, const struct store_run *r)
 
 	dr->phase = DR_STARTED;
 	dm->nstarted++;
-	dm->local_mem += dr->memory;
 	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, r->id, r->run_dir, &hooks);
+	dr->ops->reserve(dm_admission(dm, dr->ops), &dr->er, dr->memory);
 	if (exec_run_reattach(&dr->er, r) < 0)
 		dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
 	else if (dr->ended)

@@ -36,8 +36,24 @@ enum exec_found {
 	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
 };
 
+/* What an executor admits runs against: the daemon keeps one per executor and hands it to
+ * the executor's admission ops, on its loop. */
+struct exec_admission {
+	uint64_t budget; /* local: memory_budget, 0 = none (the daemon sets it from its
+	                  * configuration before each use) */
+	uint64_t used;   /* local: the memory of the runs reserved and not yet released */
+};
+
 struct exec_ops {
 	const char *name;
+	/* Admission, asked by the daemon in fire order: whether a run needing MEMORY bytes (0:
+	 * not said) fits in A now (a run that does not waits, and nothing overtakes it). */
+	bool (*fits)(const struct exec_admission *a, uint64_t memory);
+	/* Takes R's place in A (R initialised, not yet started; a backend may place R there,
+	 * e.g. choose its host): once per admitted run, re-attached ones too... */
+	void (*reserve)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
+	/* ...and gives it back once R has ended (hooks.done), exactly once. */
+	void (*release)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
 	/* Makes a place for run R; 0 or -errno. */
 	EPH_MUST_CHECK int (*provision)(struct exec_run *r);
 	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno: -EBUSY

@@ -233,8 +233,32 @@ local_teardown(struct exec_run *r)
 	}
 }
 
+/* memory_budget: the memory limits of the runs started here, summed, stay within it */
+static bool
+local_fits(const struct exec_admission *a, uint64_t memory)
+{
+	return a->budget == 0 || a->used + memory <= a->budget;
+}
+
+static void
+local_reserve(struct exec_admission *a, struct exec_run *r, uint64_t memory)
+{
+	(void)r;
+	a->used += memory;
+}
+
+static void
+local_release(struct exec_admission *a, struct exec_run *r, uint64_t memory)
+{
+	(void)r;
+	a->used -= memory < a->used ? memory : a->used;
+}
+
 const struct exec_ops exec_local_ops = {
 	.name = "local",
+	.fits = local_fits,
+	.reserve = local_reserve,
+	.release = local_release,
 	.provision = local_provision,
 	.start = local_start,
 	.cancel = local_cancel,
