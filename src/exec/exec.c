@@ -350,7 +350,7 @@ exec_tick_cb(uv_timer_t *h)
 	struct exec_run *r = h->data;
 
 	exec_read_output(r);
-	if (!r->agent_gone && !r->finished)
+	if (!r->agent_gone && !r->finished && !r->provisioning)
 		r->ops->poll(r);
 }
 
@@ -414,34 +414,52 @@ exec_mark_running(struct exec_run *r)
 	                         (int64_t)r->agent_start);
 }
 
-int
-exec_run_start(struct exec_run *r)
+/* provision's callback: starts the agent (or records the run failed). */
+static void
+exec_provisioned(struct exec_run *r, int rc, const char *why)
 {
-	char *why;
-	int rc;
+	char *msg;
 
-	exec_follow(r);
-	rc = r->ops->provision(r);
-	if (rc == 0)
-		rc = r->ops->start(r);
+	r->provisioning = false;
+	if (r->finished)
+		return; /* cancelled or detached meanwhile (the executor should not have called) */
+	if (rc < 0) {
+		msg = xasprintf("provision: %s", why != NULL ? why : strerror(-rc));
+		r->start_rc = rc;
+		exec_finish(r, STORE_FAILED, msg);
+		free(msg);
+		return;
+	}
+	rc = r->ops->start(r);
 	if (rc == 0) {
 		rc = exec_mark_running(r);
 		if (rc == -EALREADY)
 			rc = 0; /* the agent was quicker than us: it is recorded already */
-		return rc;
+		r->start_rc = rc;
+		return;
 	}
 	if (rc == -EBUSY || rc == -EALREADY) {
 		/* the run is in another agent's hands, or its command already started: followed
 		 * (and recorded) as after a restart, never started a second time */
 		if (r->ops->reattach(r, NULL) == 0)
 			exec_agent_gone(r, -1);
-		return 0; /* gone, alive, or cannot tell yet: the tick asks again */
+		return; /* gone, alive, or cannot tell yet: the tick asks again */
 	}
 	/* no agent ran, so neither did the command: the run failed, it was not lost */
-	why = xasprintf("could not start the agent: %s", strerror(-rc));
-	exec_finish(r, STORE_FAILED, why);
-	free(why);
-	return rc;
+	msg = xasprintf("could not start the agent: %s", strerror(-rc));
+	r->start_rc = rc;
+	exec_finish(r, STORE_FAILED, msg);
+	free(msg);
+}
+
+int
+exec_run_start(struct exec_run *r)
+{
+	exec_follow(r);
+	r->start_rc = 0;
+	r->provisioning = true;
+	r->ops->provision(r, exec_provisioned);
+	return r->start_rc; /* 0 while provisioning goes on */
 }
 
 int
@@ -460,6 +478,11 @@ exec_run_cancel(struct exec_run *r)
 	if (r->agent_gone || r->finished)
 		return -ESRCH;
 	r->cancel_sent = true;
+	if (r->provisioning) {
+		/* no agent yet: cancelled here (teardown abandons the provisioning) */
+		exec_finish(r, STORE_CANCELLED, "cancelled while its place was being made");
+		return 0;
+	}
 	return r->ops->cancel(r);
 }
 

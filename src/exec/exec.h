@@ -44,6 +44,11 @@ struct exec_admission {
 	uint64_t used;   /* local: the memory of the runs reserved and not yet released */
 };
 
+/* How provision says it has ended: RC 0 (a place is made: exec.c starts the agent), or
+ * -errno with WHY (NULL: strerror) saying what failed: the run is recorded `failed`,
+ * "provision: WHY". */
+typedef void exec_provisioned_fn(struct exec_run *r, int rc, const char *why);
+
 struct exec_ops {
 	const char *name;
 	/* Admission, asked by the daemon in fire order: whether a run needing MEMORY bytes (0:
@@ -54,8 +59,11 @@ struct exec_ops {
 	void (*reserve)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
 	/* ...and gives it back once R has ended (hooks.done), exactly once. */
 	void (*release)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
-	/* Makes a place for run R; 0 or -errno. */
-	EPH_MUST_CHECK int (*provision)(struct exec_run *r);
+	/* Makes a place for run R (a machine that boots for a minute: without blocking the
+	 * loop), then calls DONE exactly once: at once, or later from a callback of its own on
+	 * R->loop. DONE is never called after teardown: a teardown while provisioning (the run
+	 * cancelled or detached meanwhile) abandons it. */
+	void (*provision)(struct exec_run *r, exec_provisioned_fn *done);
 	/* Starts the agent for R (R->dir holds spec.json); sets R->agent_pid. 0 or -errno: -EBUSY
 	 * when another agent holds the run, -EALREADY when its command already started,
 	 * -ECANCELED when the store has it terminal. The executor calls exec_agent_gone(R, status)
@@ -113,8 +121,10 @@ struct exec_run {
 	uint64_t agent_start;
 	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
 	bool agent_gone;
-	bool finished;    /* recorded terminal (or failed to) */
-	bool cancel_sent; /* exec_run_cancel asked the agent to stop */
+	bool finished;     /* recorded terminal (or failed to) */
+	bool cancel_sent;  /* exec_run_cancel asked the agent to stop */
+	bool provisioning; /* provision has not called back yet */
+	int start_rc;      /* what exec_run_start returns when provision called back at once */
 	/* following output.log */
 	uv_fs_event_t watch;
 	uv_timer_t tick; /* a slow poll: the agent's liveness (ops->poll), and output.log where
@@ -137,11 +147,14 @@ void exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *o
                    struct store *store, int64_t id, const char *dir, const struct exec_hooks *h);
 /* Frees what exec_run_init allocated; call it from hooks.closed (or if nothing started). */
 void exec_run_release(struct exec_run *r);
-/* Provisions, starts the agent and follows the run until it is recorded terminal (hooks.done),
- * then closes everything (hooks.closed). 0, or -errno when it could not start: the run is then
- * already recorded `failed` with the reason, and hooks.done/closed still follow. A run whose
- * lock another agent holds, or whose command already started (the executor's start returned
- * -EBUSY or -EALREADY), is followed as by exec_run_reattach instead: 0. */
+/* Provisions (ops->provision), then — in its callback, at once or later — starts the agent,
+ * and follows the run until it is recorded terminal (hooks.done), then closes everything
+ * (hooks.closed). 0, or -errno when it could not start (provision called back at once, and it
+ * or the start failed): the run is then already recorded `failed` with the reason ("provision:
+ * ..." or "could not start the agent: ..."), and hooks.done/closed still follow; a provision
+ * or a start that fails later is recorded the same way. A run whose lock another agent holds,
+ * or whose command already started (the executor's start returned -EBUSY or -EALREADY), is
+ * followed as by exec_run_reattach instead: 0. */
 EPH_MUST_CHECK int exec_run_start(struct exec_run *r);
 /* As exec_run_start, for run ROW (as read from the store) whose agent was started by an
  * earlier process (exec_inspect found it EXEC_ALIVE). 0. */
