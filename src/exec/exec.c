@@ -355,6 +355,12 @@ exec_tick_cb(uv_timer_t *h)
 }
 
 int
+exec_run_set_handle(struct exec_run *r, const char *handle)
+{
+	return store_run_set_handle(r->store, r->id, handle);
+}
+
+int
 exec_run_alive(struct exec_run *r)
 {
 	if (r->agent_gone)

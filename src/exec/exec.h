@@ -83,7 +83,8 @@ struct exec_ops {
 	 * EXEC_UNPREPARED nor EXEC_FINISHED), *WHY (caller frees) the reason for EXEC_LOST. */
 	enum exec_found (*inspect)(const struct store_run *row, char **why);
 	/* After a restart, or when start found the run in another agent's hands (ROW NULL):
-	 * re-attaches R to its agent from what the store has of it (ROW), and says whether it is
+	 * re-attaches R to its agent from what the store has of it (ROW: its handle, written
+	 * by exec_run_set_handle, its agent_pid), and says whether it is
 	 * still going (1), gone (0), or cannot tell yet (-errno: followed, poll decides). */
 	EPH_MUST_CHECK int (*reattach)(struct exec_run *r, const struct store_run *row);
 	/* Releases what provision and start made (closing its handles, freeing R->backend once
@@ -171,6 +172,10 @@ void exec_agent_gone(struct exec_run *r, int status);
 /* Whether R's agent is still there (ops->alive): 1, 0, or -errno when the executor cannot
  * tell. */
 EPH_MUST_CHECK int exec_run_alive(struct exec_run *r);
+/* For executors, on R->loop: records HANDLE (JSON text, e.g. {"host": ..., "dir": ...}; NULL
+ * clears it) as R's handle in the store, the run's `handle` column, which the executor gets
+ * back in reattach's row after a restart. 0 or -errno (-EALREADY: the run is terminal). */
+EPH_MUST_CHECK int exec_run_set_handle(struct exec_run *r, const char *handle);
 /* For executors: one of the handles it counted in R->handles_open is closed (hooks.closed
  * follows the last). */
 void exec_handle_closed(struct exec_run *r);

@@ -12,6 +12,7 @@
 #include "store/migrate_2_sql.h"
 #include "store/migrate_3_sql.h"
 #include "store/migrate_4_sql.h"
+#include "store/migrate_5_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
 #include "util/clock.h"
@@ -27,10 +28,7 @@ struct store {
 
 /* Migration step I takes a database from user_version I to I + 1. */
 static const char *const migrations[] = {
-	store_schema_v1,
-	store_schema_v2,
-	store_schema_v3,
-	store_schema_v4,
+	store_schema_v1, store_schema_v2, store_schema_v3, store_schema_v4, store_schema_v5,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -66,7 +64,7 @@ static const char *const trigger_names[] = {
 	"id, job, trigger, scheduled_at, attempt, state, reason, executor, memory_limit, "         \
 	"peak_bytes, peak_method, enforced, exit_code, signal, created_at, started_at, ended_at, " \
 	"cpu_user, cpu_system, commit_id, run_dir, log_path, agent_pid, agent_start, warning, "    \
-	"jitter"
+	"jitter, handle"
 
 const char *
 store_state_name(enum store_state st)
@@ -139,6 +137,7 @@ store_run_clear(struct store_run *r)
 	free(r->log_path);
 	free(r->warning);
 	store_phases_free(r->phases, r->nphases);
+	free(r->handle);
 	store_run_init(r);
 }
 
@@ -541,6 +540,24 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 }
 
 int
+store_run_set_handle(struct store *s, int64_t id, const char *handle)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_sql_prepare(
+	        s, "UPDATE runs SET handle = ?2 WHERE id = ?1 AND state NOT IN " TERMINAL_SQL, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	if (handle != NULL)
+		sqlite3_bind_text(st, 2, handle, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 2);
+	return step_one_live(s, st, id);
+}
+
+int
 store_run_started(struct store *s, int64_t id, double started_at, int64_t agent_pid,
                   int64_t agent_start)
 {
@@ -721,6 +738,7 @@ row_to_run(sqlite3_stmt *st, struct store_run *r)
 	r->agent_start = col_int(st, 23, 0);
 	r->warning = store_sql_col_text(st, 24);
 	r->jitter = col_int(st, 25, 0);
+	r->handle = store_sql_col_text(st, 26);
 }
 
 /* Runs a query of RUN_COLUMNS whose parameters are bound; reads at most one row, and its

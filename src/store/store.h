@@ -14,7 +14,7 @@ struct diag;
 struct store; /* opaque: one connection */
 
 /* The schema version this eph writes and understands. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 enum store_state {
 	STORE_QUEUED,
@@ -85,6 +85,7 @@ struct store_run {
 	                      * field 22), to tell a reused pid from ours; 0 = unknown */
 	char *warning;       /* e.g. "fetch failed; ran the last fetched commit" */
 	int64_t jitter;      /* seconds of jitter applied to the start */
+	char *handle;        /* the executor's own JSON to find the run again; NULL = none */
 };
 
 /* One memory sample: T in UTC seconds (with ms), BYTES in use. */
@@ -131,6 +132,9 @@ EPH_MUST_CHECK int store_run_update(struct store *s, int64_t id, const struct st
  * AGENT_START, and nothing else of the row (a targeted update: no read, so nothing written
  * meanwhile by another process is overwritten with what was read). -EALREADY (nothing
  * written) when the run is already terminal, -ENOENT when there is no such run. */
+/* Sets the executor's handle of live run ID to HANDLE (JSON text; NULL clears it). 0, -ENOENT
+ * when there is no such run, -EALREADY when it is terminal, or -errno. */
+EPH_MUST_CHECK int store_run_set_handle(struct store *s, int64_t id, const char *handle);
 EPH_MUST_CHECK int store_run_started(struct store *s, int64_t id, double started_at,
                                      int64_t agent_pid, int64_t agent_start);
 /* Moves run ID to its terminal state FINAL->state, exactly once, in one transaction with its

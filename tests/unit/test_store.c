@@ -756,6 +756,34 @@ migration_4_moves_the_phase_columns_into_their_table(void **state)
 	free(path);
 }
 
+/* The executor's handle of a run: written while it lives, read back with the row, refused
+ * once it is terminal. */
+static void
+handle_is_kept_until_the_run_is_terminal(void **state)
+{
+	struct fx *f = *state;
+	struct store_run r, fin;
+	int64_t id = create_run(f->s, "remote");
+
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_null(r.handle);
+	store_run_clear(&r);
+	assert_int_equal(store_run_set_handle(f->s, id, "{\"host\": \"h1\", \"dir\": \"/x\"}"), 0);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_string_equal(r.handle, "{\"host\": \"h1\", \"dir\": \"/x\"}");
+	store_run_clear(&r);
+	store_run_init(&fin);
+	fin.state = STORE_LOST;
+	fin.reason = xstrdup("host gone");
+	assert_int_equal(store_run_finish(f->s, id, &fin, NULL, 0), 0);
+	store_run_clear(&fin);
+	assert_int_equal(store_run_set_handle(f->s, id, NULL), -EALREADY);
+	assert_int_equal(store_run_get(f->s, id, &r), 0);
+	assert_string_equal(r.handle, "{\"host\": \"h1\", \"dir\": \"/x\"}");
+	store_run_clear(&r);
+	assert_int_equal(store_run_set_handle(f->s, id + 1000, "{}"), -ENOENT);
+}
+
 int
 main(void)
 {
@@ -769,6 +797,7 @@ main(void)
 		T(finish_rejects_non_terminal_and_unknown_runs),
 		T(finish_owing_mail_lists_the_run_only_when_it_recorded_it),
 		T(started_changes_only_the_start_and_not_a_terminal_run),
+		T(handle_is_kept_until_the_run_is_terminal),
 		T(migrates_an_empty_database_to_the_current_version),
 		T(phases_are_added_completed_and_listed_in_order),
 		T(migration_4_moves_the_phase_columns_into_their_table),
