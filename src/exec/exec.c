@@ -313,11 +313,48 @@ exec_finish(struct exec_run *r, enum store_state noresult, const char *why)
 	exec_close(r);
 }
 
+static void exec_pulled(struct exec_run *r, int rc);
+
+/* Asks the executor for R's bytes: the last time once the agent is gone. */
+static void
+exec_pull(struct exec_run *r)
+{
+	r->pulling = true;
+	r->pull_last = r->gone_why != NULL;
+	r->ops->pull(r, r->pull_last, exec_pulled);
+}
+
+/* pull's callback: what came is read; after the last one, R is recorded. A pull that failed
+ * is not retried here: the tick asks again, and the last one records what is here. */
+static void
+exec_pulled(struct exec_run *r, int rc)
+{
+	char *why;
+
+	(void)rc;
+	r->pulling = false;
+	if (r->finished)
+		return;
+	exec_read_output(r);
+	if (r->gone_why == NULL)
+		return;
+	if (!r->pull_last) {
+		exec_pull(r); /* the agent went while an earlier pull was out */
+		return;
+	}
+	why = r->gone_why;
+	r->gone_why = NULL;
+	exec_finish(r, STORE_LOST, why);
+	free(why);
+}
+
 void
 exec_agent_gone(struct exec_run *r, int status)
 {
 	char *why;
 
+	if (r->agent_gone && r->gone_why != NULL)
+		return; /* already waiting for its last pull */
 	r->agent_gone = true;
 	r->agent_status = status;
 	if (status < 0)
@@ -329,6 +366,13 @@ exec_agent_gone(struct exec_run *r, int status)
 	else
 		why = xasprintf("the agent exited with status %d without writing a result",
 		                WEXITSTATUS(status));
+	if (r->ops->pull != NULL && !r->finished) {
+		/* its result is recorded once its last bytes are here */
+		r->gone_why = why;
+		if (!r->pulling)
+			exec_pull(r);
+		return;
+	}
 	exec_finish(r, STORE_LOST, why);
 	free(why);
 }
@@ -349,7 +393,10 @@ exec_tick_cb(uv_timer_t *h)
 {
 	struct exec_run *r = h->data;
 
-	exec_read_output(r);
+	if (r->ops->pull == NULL)
+		exec_read_output(r);
+	else if (!r->pulling && !r->provisioning && !r->finished)
+		exec_pull(r); /* read once it is here (exec_pulled) */
 	if (!r->agent_gone && !r->finished && !r->provisioning)
 		r->ops->poll(r);
 }
@@ -389,6 +436,8 @@ exec_run_release(struct exec_run *r)
 {
 	free(r->dir);
 	r->dir = NULL;
+	free(r->gone_why);
+	r->gone_why = NULL;
 	buf_free(&r->out_pending);
 }
 

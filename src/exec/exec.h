@@ -1,12 +1,36 @@
 /* src/exec/exec.h: executors — where a run's agent runs — and the life of a run around them.
  *
- * Every executor does the same five things, in this order: provision (make a place for the
- * run: nothing for `local`, a VM for `droplet`, an allocation for `slurm`), start the agent
- * there (`eph agent RUN_DIR`), bring the run directory's bytes back here (nothing to do for
- * `local`: the agent writes them here), tell when the agent is gone, and tear down. What
- * follows — reading output.log as it grows, recording result.json in the store exactly once,
- * marking a run `lost` when its agent vanished without a result — is the same for all of them
- * and lives in exec.c, so downstream code never asks which executor ran a run. */
+ * An executor is one file against this header: a const struct exec_ops (its config keys aside).
+ * Every executor does the same things, in this order: provision (make a place for the run:
+ * nothing for `local`, a VM, an allocation), start the agent there (`eph agent RUN_DIR`), bring
+ * the run directory's bytes back here (pull; nothing for `local`: the agent writes them here),
+ * tell when the agent is gone (its own callback, or poll), and tear down. What follows —
+ * reading output.log as it grows, recording result.json in the store exactly once, marking a
+ * run `lost` when its agent vanished without a result (its command may have run) or `failed`
+ * when provision or start failed (nothing ran) — is the same for all of them and lives in
+ * exec.c, so downstream code never asks which executor ran a run.
+ *
+ * Threads: one. exec.c's functions, every op, and every function an op is given or may call
+ * (provision's and pull's DONE, exec_agent_gone, exec_handle_closed, exec_run_set_handle) run
+ * on R->loop's thread: an op either calls back at once, from inside itself, or later from a
+ * callback of its own on that loop. Nothing may block the loop: an op that waits (a machine
+ * booting, a connection) returns and calls back.
+ *
+ * Who calls what. The owner of a run (the daemon; `eph run` in the foreground) embeds struct
+ * exec_run and calls: ops->fits, ->reserve when it admits the run and ->release once hooks.done
+ * said it ended (the daemon only); exec_run_init; exec_run_start (a new run) or
+ * exec_run_reattach (a run an earlier process started: exec_inspect said EXEC_ALIVE); then
+ * exec_run_cancel, exec_run_alive, exec_run_detach (a stop: the agent goes on) as it needs;
+ * exec_run_release from hooks.closed. exec.c calls the executor: provision, then start in its
+ * DONE (or reattach); every second (the tick) pull if there is one, then it reads output.log,
+ * then poll; cancel; after the agent is gone, pull once more with LAST, then records; teardown
+ * when the run is recorded or detached; inspect through exec_inspect.
+ *
+ * Ownership. R->dir, the watch and the tick are exec.c's; R->backend is the executor's (made in
+ * start or reattach, freed once the executor's handles are closed, which it counts in
+ * R->handles_open and reports with exec_handle_closed; hooks.closed follows the last of all).
+ * What the executor needs to find a run again after a restart goes to the store through
+ * exec_run_set_handle (JSON) and comes back in reattach's row. */
 #ifndef EPH_EXEC_EXEC_H
 #define EPH_EXEC_EXEC_H
 #include <stdbool.h>
@@ -49,6 +73,10 @@ struct exec_admission {
  * "provision: WHY". */
 typedef void exec_provisioned_fn(struct exec_run *r, int rc, const char *why);
 
+/* How pull says it has ended: RC 0, or -errno (what it brought stays; the next pull resumes
+ * from there). */
+typedef void exec_pulled_fn(struct exec_run *r, int rc);
+
 struct exec_ops {
 	const char *name;
 	/* Admission, asked by the daemon in fire order: whether a run needing MEMORY bytes (0:
@@ -87,6 +115,13 @@ struct exec_ops {
 	 * by exec_run_set_handle, its agent_pid), and says whether it is
 	 * still going (1), gone (0), or cannot tell yet (-errno: followed, poll decides). */
 	EPH_MUST_CHECK int (*reattach)(struct exec_run *r, const struct store_run *row);
+	/* Optional; NULL when the agent writes into R->dir on this machine (local). Brings the
+	 * bytes of R's run directory that are not here yet into R->dir (output.log and
+	 * events.jsonl by offset, so nothing twice; with LAST also result.json), then calls DONE
+	 * exactly once: at once, or from a callback of its own on R->loop; never after teardown.
+	 * exec.c calls it, one at a time, from its tick before reading output.log, and once with
+	 * LAST after the agent is gone, before recording the run. */
+	void (*pull)(struct exec_run *r, bool last, exec_pulled_fn *done);
 	/* Releases what provision and start made (closing its handles, freeing R->backend once
 	 * they are closed); R's hooks.closed follows once every handle is closed. */
 	void (*teardown)(struct exec_run *r);
@@ -125,6 +160,9 @@ struct exec_run {
 	bool finished;     /* recorded terminal (or failed to) */
 	bool cancel_sent;  /* exec_run_cancel asked the agent to stop */
 	bool provisioning; /* provision has not called back yet */
+	bool pulling;      /* pull has not called back yet */
+	bool pull_last;    /* that pull is the last */
+	char *gone_why;    /* the agent is gone: recorded with this once the last pull is in */
 	int start_rc;      /* what exec_run_start returns when provision called back at once */
 	/* following output.log */
 	uv_fs_event_t watch;

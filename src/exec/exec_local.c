@@ -265,5 +265,6 @@ const struct exec_ops exec_local_ops = {
 	.alive = local_alive,
 	.inspect = local_inspect,
 	.reattach = local_reattach,
+	.pull = NULL, /* the agent writes into the run directory here */
 	.teardown = local_teardown,
 };
