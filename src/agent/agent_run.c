@@ -650,6 +650,8 @@ agent_run(struct agent *a)
 			tree_kill(a);
 		a->child_done = true;
 		a->end_mono = agent_mono_ms();
+		if (a->exec_mono == 0) /* it failed before the command could start: none ran */
+			a->exec_mono = a->end_mono;
 	} else {
 		run_command(a, late_cancel);
 	}

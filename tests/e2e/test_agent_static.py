@@ -59,36 +59,43 @@ def test_the_agent_has_no_interpreter_and_no_shared_library():
     assert "INTERP" in readelf("-l", agent.parent / "eph")
 
 
-def test_the_agent_runs_a_command_in_an_empty_root(tmp_path):
-    agent = plain_agent()
+def agent_in_empty_root(tmp_path, argv, memory, dev=True):
+    """Runs the plain build's agent chrooted in a root that holds only the agent, /proc, /sys
+    (the cgroup and the sampler) and, with DEV, /dev, in a private mount namespace gone with
+    it. Returns (the agent's exit, the run directory, the run id)."""
     root = tmp_path / "root"
     for d in ("proc", "sys", "dev", "run", "tmp"):
-        (root / d).mkdir(parents=True)
-    (root / "eph-agent").write_bytes(agent.read_bytes())
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "eph-agent").write_bytes(plain_agent().read_bytes())
     (root / "eph-agent").chmod(0o755)
-    src = tmp_path / "hog.c"
-    src.write_text(HOG_C)
-    subprocess.run(["cc", "-static", "-O", "-o", str(root / "hog"), str(src)], check=True)
     rid = next(_run_ids)
     _made.append(rid)
     spec = {"version": 1, "run_id": rid, "job": "t", "attempt": 1,
-            "scheduled_at": 1764007200, "argv": ["/hog", "40"], "shell": None, "env": {},
-            "cwd": "/tmp", "memory": 256 * MiB, "timeout": 60, "kill_grace": 1,
+            "scheduled_at": 1764007200, "argv": argv, "shell": None, "env": {},
+            "cwd": "/tmp", "memory": memory, "timeout": 60, "kill_grace": 1,
             "commit": None, "enforce": "auto"}
     (root / "run" / "spec.json").write_text(json.dumps(spec))
-    # a private mount namespace: /proc, /sys and /dev (the cgroup, the sampler, /dev/null),
-    # gone with it
     script = (f"mount --bind /proc {root}/proc && mount --rbind /sys {root}/sys && "
-              f"mount --rbind /dev {root}/dev && "
-              f"exec chroot {root} /eph-agent /run")
+              + (f"mount --rbind /dev {root}/dev && " if dev else "")
+              + f"exec chroot {root} /eph-agent /run")
     p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                        capture_output=True, text=True, timeout=60, env={})
+    return p, root / "run", rid
+
+
+def test_the_agent_runs_a_command_in_an_empty_root(tmp_path):
+    src = tmp_path / "hog.c"
+    src.write_text(HOG_C)
+    (tmp_path / "root").mkdir()
+    subprocess.run(["cc", "-static", "-O", "-o", str(tmp_path / "root" / "hog"), str(src)],
+                   check=True)
+    p, run, rid = agent_in_empty_root(tmp_path, ["/hog", "40"], 256 * MiB)
     assert p.returncode == 0, p.stderr
-    result = json.loads((root / "run" / "result.json").read_text())
+    result = json.loads((run / "result.json").read_text())
     assert result["outcome"] == "succeeded", result
     assert result["enforced"] in ("cgroup1", "cgroup2"), result
     assert 40 * MiB <= result["peak_bytes"] < 60 * MiB, result
-    assert "touched 40 MiB" in (root / "run" / "output.log").read_text()
+    assert "touched 40 MiB" in (run / "output.log").read_text()
     assert leftover_cgroups([rid]) == []
 
 
@@ -111,3 +118,15 @@ def test_the_agent_never_reaches_the_name_service():
     used = {f[0] for f in map(str.split, p.stdout.splitlines()) if f[1:2] == ["U"]}
     assert "uv_spawn" in used or "uv_run" in used, "nm read no undefined symbols?"
     assert used & NSS == set()
+
+
+def test_a_command_that_cannot_start_took_no_time(tmp_path):
+    # no /dev: the agent cannot open /dev/null for the command, which never starts; its exec
+    # phase is nothing (it once measured the machine's uptime)
+    p, run, rid = agent_in_empty_root(tmp_path, ["/hog", "1"], 64 * MiB, dev=False)
+    assert p.returncode == 1, p.stderr
+    result = json.loads((run / "result.json").read_text())
+    assert result["outcome"] == "failed", result
+    assert result["reason"].startswith("cannot start the command"), result
+    assert 0 <= result["phases"]["exec"] < 1, result
+    assert leftover_cgroups([rid]) == []
