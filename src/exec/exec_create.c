@@ -131,7 +131,7 @@ exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
 
 	*dir = NULL;
 	if (pin == NULL) {
-		char *reason = xasprintf("source: %s", source_error);
+		char *reason = rundir_failure_reason(RUNDIR_FAILURE_SOURCE, source_error);
 
 		rc = create_fail(s, id, reason);
 		free(reason);
