@@ -1,6 +1,6 @@
-/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, control.c, mailer.c,
- * prepare.c, reconcile.c, repoconf.c): the scheduler's state and the functions its files
- * share. */
+/* src/daemon/daemon_int.h: internal to the daemon component (daemon.c, runs.c, reload.c,
+ * control.c, mailer.c, prepare.c, reconcile.c, repoconf.c): the scheduler's state and the functions
+ * its files share. */
 #ifndef EPH_DAEMON_DAEMON_INT_H
 #define EPH_DAEMON_DAEMON_INT_H
 #include <stdbool.h>
@@ -28,6 +28,23 @@ struct dmailer;
 
 /* What an event of the daemon's heap is. */
 enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
+
+#define DM_LATE_S         5       /* a fire this late is still on time; older ones are missed */
+#define DM_MAX_SLEEP_MS   3600000 /* re-check the wall clock at least hourly (clock jumps) */
+#define DM_RELOAD_WAIT_MS 200     /* coalesce the events of one save of the jobs file */
+#define DM_PREP_MS        150     /* a fire's run is prepared this long before its instant */
+#define DM_PREP_SOURCE_MS 500     /* with a repository source: a child resolves its code first */
+#define DM_RETENTION_STEP 5       /* runs deleted after a run ends, at most */
+
+/* A retry due later. */
+struct dretry {
+	struct evheap_node ev; /* DM_EV_RETRY */
+	struct dretry *prev, *next;
+	char *job;
+	int64_t run_id; /* the attempt that failed: mailed if the retry is dropped */
+	int64_t scheduled_at;
+	int attempt;
+};
 
 /* A job of the current configuration and its schedule. */
 struct djob {
@@ -106,7 +123,7 @@ struct daemon {
 	int lockfd;
 };
 
-/* daemon.c */
+/* daemon.c, runs.c and reload.c */
 
 /* What runs of executor OPS are admitted against (its budget set from the configuration). */
 struct exec_admission *dm_admission(struct daemon *dm, const struct exec_ops *ops);
@@ -114,7 +131,7 @@ struct exec_admission *dm_admission(struct daemon *dm, const struct exec_ops *op
 /* Handles what is queued at the next turn of the loop. */
 void dm_kick(struct daemon *dm);
 
-/* Creates a run of CJ (see daemon.c). Returns its id, 0 when it could not be recorded. */
+/* Creates a run of CJ (see runs.c). Returns its id, 0 when it could not be recorded. */
 int64_t dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
                   int attempt, int64_t start_ms, bool check_conc);
 
@@ -138,7 +155,8 @@ void dm_reload_failed(struct daemon *dm, const char *why, struct diag *d);
 void dm_source_alarm(struct daemon *dm);
 void dm_source_alarm_of(struct daemon *dm, const struct conf_source *src, const char *base_dir);
 
-/* What daemon.c's policies share with reconcile.c (each is described where it is defined). */
+/* What daemon.c's and runs.c's policies share with reconcile.c (each is described where it is
+ * defined). */
 bool dm_retryable(enum store_state st);
 void dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry);
 bool dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
@@ -153,6 +171,47 @@ void dm_fire(struct daemon *dm, const struct conf_job *cj, int64_t at, enum stor
 void dm_prepared_due(struct daemon *dm, struct drun *dr);
 /* nftw's callback removing a run directory. */
 int dm_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
+/* daemon.c: the timer */
+
+/* Arms the timer for the next event of the heap. */
+void dm_arm(struct daemon *dm);
+/* Runs what is due of job J at NOW (UTC s) and pushes its next fire. */
+void dm_job_due(struct daemon *dm, struct djob *j, int64_t now, int64_t late);
+
+/* runs.c: live runs: start, admission, retries, the end of a run */
+
+/* The instant up to which JOB's fires are handled (durable state or latest run). */
+int dm_until_get(struct daemon *dm, const char *job, int64_t *until);
+/* Records J's `until` in the store. */
+void dm_until_set(struct daemon *dm, struct djob *j, int64_t until);
+/* Frees a live run (unlinked and dequeued). */
+void drun_free(struct drun *dr);
+/* Unlinks DR from the daemon's live runs. */
+void dm_unlink_run(struct daemon *dm, struct drun *dr);
+/* Takes DR out of the admission queue. */
+void dm_dequeue(struct daemon *dm, struct drun *dr);
+/* Logs what queuing a message returned (RC, D) for run RUN_ID of JOB. */
+void dm_mail_queued(struct daemon *dm, int rc, const struct diag *d, int64_t run_id,
+                    const char *job);
+/* Unlinks and frees a scheduled retry. */
+void dm_retry_free(struct daemon *dm, struct dretry *rt);
+/* Deletes a few runs of JOB past the retention limits. */
+void dm_retention(struct daemon *dm, const char *job);
+/* Starts the queued runs that fit. */
+void dm_admit(struct daemon *dm);
+
+/* reload.c: jobs from the configuration, reloads */
+
+/* Builds dm->jobs from dm->conf, keeping each job's `until` from OLD. */
+void dm_build_jobs(struct daemon *dm, struct djob *old, size_t nold, const struct conf *oldconf,
+                   bool startup);
+/* Frees dm->jobs. */
+void dm_clear_jobs(struct daemon *dm);
+/* Reloads the jobs file (WHY says what asked for it). */
+void dm_reload(struct daemon *dm, const char *why);
+/* The jobs file changed: a reload after DM_RELOAD_WAIT_MS. */
+void dm_confwatch_cb(uv_fs_event_t *h, const char *filename, int events, int status);
 
 /* reconcile.c: restart safety */
 
