@@ -168,8 +168,9 @@ void source_cache_touch(int fd);
  * for a concurrent builder; call it while holding LOCK_SH on DIR/<key>.lock, then look for the
  * entry again. With CANCEL_FD (-1: none) or DEADLINE_MS (CLOCK_MONOTONIC ms; 0: none), the
  * wait polls the lock every few ms and gives up with -ECANCELED once CANCEL_FD is readable,
- * -ETIMEDOUT once DEADLINE_MS passed. Returns the fd (O_CLOEXEC; close it once built) or
- * -errno. */
+ * -ETIMEDOUT once DEADLINE_MS passed. In every case a gitrun_abort() (a stop's signal handler)
+ * ends the wait with -ECANCELED, as it ends the hold lock's. Returns the fd (O_CLOEXEC; close
+ * it once built) or -errno. */
 EPH_MUST_CHECK int source_cache_build_lock(const char *build_path, int cancel_fd,
                                            int64_t deadline_ms);
 /* Gets the cache entry DIR/KEY, building it if missing, by the convention at the top of this

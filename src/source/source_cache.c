@@ -67,8 +67,9 @@ source_cache_build_lock(const char *build_path, int cancel_fd, int64_t deadline_
 		return -errno;
 	if (cancel_fd < 0 && deadline_ms <= 0) {
 		while (flock(fd, LOCK_EX) < 0) {
-			if (errno != EINTR) {
-				rc = -errno;
+			/* a stop (gitrun_abort) interrupts the wait for another's build too */
+			if (errno != EINTR || gitrun_is_aborted()) {
+				rc = errno == EINTR ? -ECANCELED : -errno;
 				close(fd);
 				return rc;
 			}
@@ -100,7 +101,7 @@ source_cache_build_lock(const char *build_path, int cancel_fd, int64_t deadline_
 			rc = -errno;
 			break;
 		}
-		if (cancel_fd >= 0 && (pf.revents & POLLIN) != 0) {
+		if ((cancel_fd >= 0 && (pf.revents & POLLIN) != 0) || gitrun_is_aborted()) {
 			rc = -ECANCELED;
 			break;
 		}
