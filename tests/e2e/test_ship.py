@@ -3,11 +3,12 @@ docs/source.md "What a remote run carries"): the commit as a tar archive made fr
 scheduler's mirror, and the requirements as wheels (with a pip wheel) made on the scheduler,
 from which the agent builds its venv offline, with neither pip nor ensurepip installed.
 
-The scheduler's side is driven through `ship-tool` (tests/unit/ship_tool.c), which calls
-archive_get() and wheels_prepare() as the ssh executor will; the worker's side is the real
-agent with spec.json's runtime.wheels. There is no package index here: the scheduler's pip is
-pointed at a directory of wheels the test builds (PIP_NO_INDEX, PIP_FIND_LINKS: the user's
-pip configuration on the scheduler), and that directory is gone before the agent runs.
+The scheduler's side is `eph pack RUN_DIR --json` (test_pack.py), which calls archive_get() and
+wheels_prepare() for a run's spec.json as the daemon will, in a child; the worker's side is
+the real agent, in the source unpacked from the archive, with spec.json's runtime.wheels.
+There is no package index here: the scheduler's pip is pointed at a directory of wheels the
+test builds (PIP_NO_INDEX, PIP_FIND_LINKS: the user's pip configuration on the scheduler), and
+that directory is gone before the agent runs.
 
 The worker's Python: /usr/bin/python3 in a private mount namespace where ensurepip, the
 system's pip and Debian's python-wheels are replaced by packages that write a marker and
@@ -20,25 +21,15 @@ import shutil
 import subprocess
 import tarfile
 
-import pytest
-
 import agentrun
 from agentrun import AGENT, PY, SAN_CODES, events, git, result
-from conftest import eph_bin, run_eph
+from conftest import run_eph
+from test_pack import (OWN, index, make_mirror, make_origin, pack, pack_run,  # noqa: F401
+                       pip_env)
 
-TOOL = os.path.join(os.path.dirname(eph_bin()), "tests", "unit", "ship-tool")
 STDLIB = subprocess.run([PY, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
                         capture_output=True, text=True, check=True).stdout.strip()
-OWN = subprocess.run([PY, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                     capture_output=True, text=True, check=True).stdout.strip()
 _run_ids = agentrun.run_ids(830000)
-
-def tool(*args, env=None):
-    assert os.access(TOOL, os.X_OK), f"{TOOL} is not built (meson's tests option)"
-    p = subprocess.run([TOOL, *[str(a) for a in args]], capture_output=True, text=True,
-                       env=dict(os.environ, **(env or {})), timeout=300)
-    assert p.returncode not in SAN_CODES, p.stderr
-    return p
 
 
 # ---- the code: an archive of exactly the run's commit
@@ -63,16 +54,15 @@ def test_archive_is_git_archive_of_the_commit_from_the_mirror(tmp_path, state_di
     git("push", "-q", "origin", "HEAD", cwd=work)
 
     # the scheduler's mirror, as runs make it
-    p = run_eph(["fetch", "--repo", f"file://{bare}", "--json"])
-    assert p.returncode == 0, p.stderr
-    mirror = state_dir / "mirrors" / (
-        hashlib.sha256(f"file://{bare}".encode()).hexdigest()[:32] + ".git")
-    assert mirror.is_dir()
+    mirror = make_mirror(state_dir, bare)
+    assert mirror == str(state_dir / "mirrors" / (
+        hashlib.sha256(f"file://{bare}".encode()).hexdigest()[:32] + ".git"))
 
-    p = tool("archive", state_dir, mirror, commit)
+    d = pack_run(tmp_path, state_dir, mirror, commit)
+    p, answer = pack(d)
     assert p.returncode == 0, p.stderr
-    path, how = p.stdout.split()
-    assert path == str(state_dir / "archives" / f"{commit}.tar") and how == "built"
+    path = answer["archive"]
+    assert path == str(state_dir / "archives" / f"{commit}.tar") and answer["commit"] == commit
     data = open(path, "rb").read()
     # byte for byte git archive's, of that commit
     assert data == git(f"--git-dir={mirror}", "archive", "--format=tar", commit, text=False)
@@ -92,8 +82,8 @@ def test_archive_is_git_archive_of_the_commit_from_the_mirror(tmp_path, state_di
 
     # cached by commit: the second run ships the same file, not a new one
     ino = os.stat(path).st_ino
-    p = tool("archive", state_dir, mirror, commit)
-    assert p.returncode == 0 and p.stdout.split() == [path, "cached"], p.stderr
+    p, again = pack(d)
+    assert p.returncode == 0 and again == answer, p.stderr
     assert os.stat(path).st_ino == ino
     assert sorted(os.listdir(state_dir / "archives")) == [
         f"{commit}.tar", f"{commit}.tar.build", f"{commit}.tar.lock"]
@@ -109,38 +99,6 @@ def test_archive_is_git_archive_of_the_commit_from_the_mirror(tmp_path, state_di
 
 
 # ---- the dependencies: wheels made on the scheduler, a venv built offline on the worker
-
-def _project(base, name, version, deps=()):
-    src = base / f"{name}-{version}"
-    (src / name).mkdir(parents=True)
-    dep_list = ", ".join(f'"{d}"' for d in deps)
-    (src / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools"]\n'
-        'build-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = [{dep_list}]\n')
-    (src / name / "__init__.py").write_text(f'VERSION = "{version}"\n')
-    return src
-
-
-@pytest.fixture
-def index(tmp_path):
-    """A directory standing for the package index, seen by the scheduler's pip only: mypkg
-    1.0 (which depends on mydep) and mydep 0.5, as wheels built offline."""
-    base = tmp_path / "pkgsrc"
-    out = tmp_path / "index"
-    for src in (_project(base, "mypkg", "1.0", ["mydep"]), _project(base, "mydep", "0.5")):
-        subprocess.run([PY, "-m", "pip", "wheel", "--no-index", "--no-deps",
-                        "--no-build-isolation", "--disable-pip-version-check", "-w", str(out),
-                        str(src)], check=True, capture_output=True)
-    assert sorted(os.listdir(out)) == ["mydep-0.5-py3-none-any.whl",
-                                       "mypkg-1.0-py3-none-any.whl"]
-    return out
-
-
-def pip_env(index):
-    """The scheduler's pip configuration: no index reachable here, the test's directory."""
-    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
-
 
 def hide_dir(tmp_path):
     """Packages that stand in for ensurepip and pip on the worker: importing one writes its
@@ -179,27 +137,54 @@ def make_run(tmp_path, name, **spec):
                                 "state_dir": str(tmp_path / "worker"), **spec})
 
 
-def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
-    src = tmp_path / "src"  # the run's source root (an extracted archive, on a worker)
-    src.mkdir()
-    (src / "requirements.txt").write_text("mypkg==1.0\n")
+def scheduler(tmp_path, requirements):
+    """The scheduler's side of a run whose commit has REQUIREMENTS as requirements.txt: its
+    state directory TMP_PATH/sched (with the mirror) and the run directory eph pack reads."""
     sched = tmp_path / "sched"
-    p = tool("wheels", sched, PY, "-", "requirements.txt", src, env=pip_env(index))
+    sched.mkdir()
+    bare, commit = make_origin(tmp_path, {"requirements.txt": requirements,
+                                          "job.py": "print('job')\n"})
+    mirror = make_mirror(sched, bare)
+    d = pack_run(tmp_path, sched, mirror, commit, name="sched-run",
+                 runtime={"interpreter": PY, "requirements": "requirements.txt"})
+    return sched, d
+
+
+def ship(tmp_path, out):
+    """What the executor does with eph pack's answer OUT: the worker's source root
+    TMP_PATH/src unpacked from the archive, and the wheels copied to TMP_PATH/shipped-wheels
+    (every file OUT lists); returns the latter."""
+    with tarfile.open(out["archive"]) as t:
+        t.extractall(tmp_path / "src")
+    shipped = tmp_path / "shipped-wheels"
+    shipped.mkdir()
+    for f in out["files"]:
+        shutil.copy(f["path"], shipped / f["name"])
+    return shipped
+
+
+def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
+    sched, spec_dir = scheduler(tmp_path, "mypkg==1.0\n")
+    p, out = pack(spec_dir, "--python-version", OWN, env=pip_env(index))
     assert p.returncode == 0, p.stderr
-    wheels, pipwhl, version, how = p.stdout.split()
-    assert version == OWN and how == "built"
+    wheels, pipwhl = out["wheels"], out["pip"]
+    assert out["python"] == OWN
     assert os.path.dirname(wheels) == str(sched / "wheels")
     names = sorted(os.listdir(wheels))
     # the requirement, its dependency, and a pip to install them with
     assert names == sorted(["mydep-0.5-py3-none-any.whl", "mypkg-1.0-py3-none-any.whl",
                             pipwhl]) and pipwhl.startswith("pip-")
+    assert [f["name"] for f in out["files"]] == names
     # made once per (requirements, version)
-    p = tool("wheels", sched, PY, OWN, "requirements.txt", src, env=pip_env(index))
-    assert p.returncode == 0 and p.stdout.split() == [wheels, pipwhl, OWN, "cached"], p.stderr
+    ino = os.stat(wheels).st_ino
+    p, again = pack(spec_dir, "--python-version", OWN, env=pip_env(index))
+    assert p.returncode == 0 and again == out, p.stderr
+    assert os.stat(wheels).st_ino == ino
 
-    # the worker: nothing but the shipped set (the "index" is gone, no PIP_* settings)
-    shipped = tmp_path / "shipped-wheels"
-    shutil.copytree(wheels, shipped)
+    # the worker: the source from the archive, nothing but the shipped set (the "index" is
+    # gone, no PIP_* settings)
+    shipped = ship(tmp_path, out)
+    assert (tmp_path / "src" / "requirements.txt").read_text() == "mypkg==1.0\n"
     shutil.rmtree(index)
     mark = tmp_path / "mark"
     env = worker_env()
@@ -236,15 +221,10 @@ def test_wheels_then_offline_venv_without_ensurepip_or_pip(tmp_path, index):
 
 def test_a_requirement_missing_from_the_wheels_fails_the_runtime_phase_naming_it(tmp_path,
                                                                                   index):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "requirements.txt").write_text("mypkg==1.0\n")
-    p = tool("wheels", tmp_path / "sched", PY, "-", "requirements.txt", src,
-             env=pip_env(index))
+    _, spec_dir = scheduler(tmp_path, "mypkg==1.0\n")
+    p, out = pack(spec_dir, "--python-version", OWN, env=pip_env(index))
     assert p.returncode == 0, p.stderr
-    wheels = p.stdout.split()[0]
-    shipped = tmp_path / "shipped-wheels"
-    shutil.copytree(wheels, shipped)
+    shipped = ship(tmp_path, out)
     (shipped / "mydep-0.5-py3-none-any.whl").unlink()  # a set that lacks one
     d = make_run(tmp_path, "run", argv=["python", "-c", "import mypkg"],
                  runtime={"interpreter": PY, "requirements": "requirements.txt",
@@ -261,42 +241,42 @@ def test_another_python_version_gets_binary_wheels_or_a_failure_naming_the_requi
         tmp_path, index):
     """For a worker whose Python is not the scheduler's, pip download --only-binary: a wheel
     built for CPython 3.10 only (its file name says so) is taken for 3.10 and refused for
-    3.9, whose failure names the requirement."""
+    3.9, whose failure names the requirement with the reason runtime."""
     other = tmp_path / "index310"
     other.mkdir()
     shutil.copy(index / "mydep-0.5-py3-none-any.whl", other)
     shutil.copy(index / "mypkg-1.0-py3-none-any.whl",
                 other / "mypkg-1.0-cp310-cp310-manylinux2014_x86_64.whl")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "requirements.txt").write_text("mypkg==1.0\n")
-    sched = tmp_path / "sched"
+    sched, spec_dir = scheduler(tmp_path, "mypkg==1.0\n")
 
-    p = tool("wheels", sched, PY, "3.10", "requirements.txt", src, env=pip_env(other))
+    p, out = pack(spec_dir, "--python-version", "3.10", "--platform", "manylinux2014_x86_64",
+                  env=pip_env(other))
     assert p.returncode == 0, p.stderr
-    wheels, pipwhl, version, how = p.stdout.split()
-    assert (version, how) == ("3.10", "built")
+    wheels, pipwhl = out["wheels"], out["pip"]
+    assert out["python"] == "3.10"
     # no index to download a pip for 3.10 from: the scheduler's own pip wheel is shipped
-    assert sorted(os.listdir(wheels)) == sorted([
+    assert [f["name"] for f in out["files"]] == sorted([
         "mydep-0.5-py3-none-any.whl", "mypkg-1.0-cp310-cp310-manylinux2014_x86_64.whl",
         pipwhl])
+    assert sorted(os.listdir(wheels)) == [f["name"] for f in out["files"]]
 
-    p = tool("wheels", sched, PY, "3.9.18", "requirements.txt", src, env=pip_env(other))
-    assert p.returncode == 3, (p.stdout, p.stderr)
-    assert 'no wheel for requirement "mypkg==1.0" for Python 3.9 (manylinux2014_x86_64)' \
-        in p.stderr, p.stderr
+    p, out = pack(spec_dir, "--python-version", "3.9.18", env=pip_env(other))
+    assert p.returncode == 1 and out["failure"] == "runtime", (out, p.stderr)
+    assert out["error"].startswith(
+        'no wheel for requirement "mypkg==1.0" for Python 3.9 (manylinux2014_x86_64)'), out
     # nothing half-made is left for the next run to take
     assert sorted(n for n in os.listdir(sched / "wheels") if not n.endswith((".lock", ".build"))
                   ) == [os.path.basename(wheels)]
 
-    p = tool("wheels", sched, PY, "three", "requirements.txt", src, env=pip_env(other))
-    assert p.returncode == 1 and "is not a Python version" in p.stderr, p.stderr
+    p, out = pack(spec_dir, "--python-version", "three", env=pip_env(other))
+    assert p.returncode == 1 and out["failure"] == "runtime", (out, p.stderr)
+    assert "is not a Python version" in out["error"], out
 
     # eph gc: a set of wheels goes once unused for --venv-days days
     os.utime(f"{wheels}.lock", (1, 1))
     (tmp_path / "ephemeron.yaml").write_text("jobs:\n  j: { schedule: '@daily', run: 'true' }\n")
     p = run_eph(["-f", tmp_path / "ephemeron.yaml", "gc", "--json"], env={"EPH_STATE": sched})
     assert p.returncode == 0, p.stderr
-    assert [(r["kind"], r["path"]) for r in json.loads(p.stdout)["removed"]] == [
-        ("wheels", wheels)]
+    assert [(r["kind"], r["path"]) for r in json.loads(p.stdout)["removed"]
+            if r["kind"] == "wheels"] == [("wheels", wheels)]
     assert not os.path.exists(wheels)
