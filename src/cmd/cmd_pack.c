@@ -23,6 +23,7 @@
 #include "source/source.h"
 #include "source/wheels.h"
 #include "util/diag.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 static int cmd_pack_exec(struct cmd_ctx *ctx, int argc, char **argv);
@@ -83,21 +84,38 @@ pack_on_stop(void)
 	(void)sigaction(SIGINT, &sa, NULL);
 }
 
-/* Prints O (taken) as one JSON line; NULL (json_pack refused a string that is not UTF-8: a
- * path or git's words) as a failure that says so. Returns false for NULL. */
+/* Prints O (taken) as one JSON line; NULL (json_pack refused a string that is not UTF-8) as
+ * a failure with reason FAILURE that says so. Returns false for NULL. */
 static bool
-pack_emit(json_t *o)
+pack_emit(json_t *o, const char *failure)
 {
 	if (o == NULL) {
-		fputs("{\"error\": \"a path or message is not valid UTF-8\", \"failure\": "
-		      "\"source\"}\n",
-		      stdout);
+		printf("{\"error\":\"a name is not valid UTF-8\",\"failure\":\"%s\"}\n", failure);
 		return false;
 	}
 	json_dumpf(o, stdout, JSON_COMPACT);
 	putchar('\n');
 	json_decref(o);
 	return true;
+}
+
+/* MSG made valid UTF-8 in place (JSON strings must be): each byte that does not belong to a
+ * valid sequence (a file name in git's words) becomes '?'. */
+static void
+pack_utf8(char *msg)
+{
+	size_t n = strlen(msg);
+
+	for (size_t i = 0; i < n;) {
+		int len = utf8_seq((const unsigned char *)msg + i, n - i);
+
+		if (len > 0) {
+			i += (size_t)len;
+		} else {
+			msg[i] = '?';
+			i++;
+		}
+	}
 }
 
 /* Prints the failure (rc, D's first message) as one JSON line or on stderr; returns
@@ -114,7 +132,8 @@ pack_fail(const char *failure, const char *what, int rc, struct diag *d, bool js
 	else
 		msg = d->items[0].file == NULL ? xstrdup(d->items[0].msg) : diag_format(d, 0);
 	if (json) {
-		(void)pack_emit(json_pack("{s:s, s:s}", "error", msg, "failure", failure));
+		pack_utf8(msg);
+		(void)pack_emit(json_pack("{s:s, s:s}", "error", msg, "failure", failure), failure);
 	} else {
 		fprintf(stderr, "eph pack: %s\n", msg);
 	}
@@ -146,7 +165,8 @@ pack_namecmp(const void *a, const void *b)
 }
 
 /* *OUT = [{"path": DIR/NAME, "name": NAME}, ...], every file of DIR (not its subdirectories:
- * a set of wheels has none) in byte order of NAME. 0, or -errno (*OUT NULL). */
+ * a set of wheels has none) in byte order of NAME. 0, or -errno (*OUT NULL): -EILSEQ for a
+ * name that is not UTF-8. */
 static int
 pack_files(const char *dir, json_t **out)
 {
@@ -185,12 +205,18 @@ pack_files(const char *dir, json_t **out)
 		if (n > 0)
 			qsort(names, n, sizeof(*names), pack_namecmp);
 		*out = json_array();
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n && rc == 0; i++) {
 			char *path = xasprintf("%s/%s", dir, names[i]);
+			json_t *f = json_pack("{s:s, s:s}", "path", path, "name", names[i]);
 
-			json_array_append_new(
-			        *out, json_pack("{s:s, s:s}", "path", path, "name", names[i]));
+			/* NULL: a name that is not UTF-8, which JSON cannot carry */
+			if (f == NULL || json_array_append_new(*out, f) < 0)
+				rc = -EILSEQ;
 			free(path);
+		}
+		if (rc < 0) {
+			json_decref(*out);
+			*out = NULL;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
@@ -199,7 +225,8 @@ pack_files(const char *dir, json_t **out)
 	return rc;
 }
 
-/* Prints what was made; false when it could not be said (pack_emit). */
+/* Prints what was made; false when it could not be said (pack_emit): the paths of the spec
+ * are UTF-8 (JSON), so only a file name in the wheels directory can make that happen. */
 static bool
 pack_print(const struct rundir_spec *s, const struct archive *a, const struct wheels *w,
            json_t *files, bool json)
@@ -208,7 +235,8 @@ pack_print(const struct rundir_spec *s, const struct archive *a, const struct wh
 		return pack_emit(json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:o}", "archive", a->path,
 		                           "commit", s->source.commit, "wheels", w->path, "pip",
 		                           w->pip, "python", w->version, "files",
-		                           files != NULL ? json_incref(files) : json_array()));
+		                           files != NULL ? json_incref(files) : json_array()),
+		                 PACK_RUNTIME);
 	}
 	printf("archive %s (%s)\n", a->path, a->built ? "built" : "cached");
 	if (w->path != NULL)

@@ -166,6 +166,27 @@ def test_wheels_for_the_workers_python_from_a_checkout_of_the_commit(tmp_path, s
     assert p.returncode == 0 and again == out, p.stderr
     assert os.stat(wheels).st_ino == ino
 
+    # a file JSON cannot name (not UTF-8) is a failure, not a file left off the list
+    with open(os.path.join(os.fsencode(wheels), b"bad-\xff.whl"), "wb"):
+        pass
+    p, out = pack(d, "--python-version", OWN, env={"PIP_NO_INDEX": "1"})
+    assert p.returncode == 1 and out["failure"] == "runtime", out
+    assert out["error"].startswith(f"cannot list {wheels}: "), out
+
+
+def test_pips_words_that_are_not_utf8_still_make_one_json_line(tmp_path, state_dir):
+    fake = tmp_path / "python3"  # the spec's interpreter: tells its version, then pip fails
+    fake.write_text('#!/bin/sh\nif [ "$1" = -c ]; then printf "%s\\n\\n/none\\n" ' + OWN
+                    + '; exit 0; fi\nprintf "ERROR: no \\377 wheel\\n" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    bare, commit = make_origin(tmp_path, {"requirements.txt": "mypkg\n"})
+    mirror = make_mirror(state_dir, bare)
+    d = pack_run(tmp_path, state_dir, mirror, commit,
+                 runtime={"interpreter": str(fake), "requirements": "requirements.txt"})
+    p, out = pack(d, "--python-version", OWN)
+    assert p.returncode == 1, p.stderr
+    assert out == {"error": "pip wheel failed: no ? wheel", "failure": "runtime"}
+
 
 def test_an_absolute_requirements_path_and_no_python_version(tmp_path, state_dir, index):
     req = tmp_path / "reqs.txt"
