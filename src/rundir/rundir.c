@@ -285,7 +285,14 @@ spec_parse_prep(struct jrd *r, struct rundir_spec *s)
 		if (!json_is_object(v)) {
 			jerr(r, "source", "must be an object or null");
 		} else {
-			s->source.mirror = jstr(&sub, "mirror", true);
+			/* exactly one of "mirror" and (from version 2) "archive" */
+			bool v2 = s->version >= 2;
+
+			s->source.mirror = jstr(&sub, "mirror", !v2);
+			s->source.archive = v2 ? jstr(&sub, "archive", false) : NULL;
+			if (v2 && (s->source.mirror == NULL) == (s->source.archive == NULL))
+				jerr(r, "source",
+				     "exactly one of \"mirror\" and \"archive\" must be given");
 			s->source.commit = jstr(&sub, "commit", true);
 			s->source.repo = jstr(&sub, "repo", false);
 			s->source.branch = jstr(&sub, "branch", false);
@@ -293,6 +300,8 @@ spec_parse_prep(struct jrd *r, struct rundir_spec *s)
 			        (int)jint(&sub, "keep_worktrees", false, 0, 1000000, 5);
 			if (s->source.mirror != NULL && s->source.mirror[0] != '/')
 				jerr(r, "source", "\"mirror\" must be an absolute path");
+			if (s->source.archive != NULL && s->source.archive[0] != '/')
+				jerr(r, "source", "\"archive\" must be an absolute path");
 			if (s->state_dir == NULL)
 				jerr(r, "state_dir", "required with \"source\"");
 		}
@@ -342,6 +351,7 @@ rundir_spec_free(struct rundir_spec *s)
 	free(s->commit);
 	free(s->state_dir);
 	free(s->source.mirror);
+	free(s->source.archive);
 	free(s->source.commit);
 	free(s->source.repo);
 	free(s->source.branch);
@@ -365,13 +375,29 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	if ((root = parse_root(text, len, name, d)) == NULL)
 		return -EINVAL;
 	r.root = root;
-	s->version = (int)jint(&r, "version", true, 1, RUNDIR_VERSION, RUNDIR_VERSION);
+	s->version = (int)jint(&r, "version", true, 1, INT32_MAX, RUNDIR_VERSION);
+	if (s->version > RUNDIR_VERSION) {
+		/* its other fields may mean what this agent cannot know: none is read */
+		diag_error(d, (struct diag_pos){ name, 0, 0 },
+		           "spec.json version %d is newer than this agent (%d)", s->version,
+		           RUNDIR_VERSION);
+		json_decref(root);
+		memset(s, 0, sizeof(*s));
+		return -EINVAL;
+	}
 	s->run_id = jint(&r, "run_id", true, 0, INT64_MAX, 0);
 	s->job = jstr(&r, "job", true);
 	s->attempt = (int)jint(&r, "attempt", false, 0, INT32_MAX, 1);
 	s->trigger = jstr(&r, "trigger", false);
 	s->scheduled_at = jint(&r, "scheduled_at", false, 0, RUNDIR_TIME_MAX, 0);
 	s->not_before = jtime(&r, "not_before", 0);
+	if (s->version >= 2) {
+		s->clock_offset = jreal(&r, "clock_offset", 0);
+		if (!isfinite(s->clock_offset) || fabs(s->clock_offset) > (double)RUNDIR_TIME_MAX) {
+			jerr(&r, "clock_offset", "out of range");
+			s->clock_offset = 0;
+		}
+	}
 	s->shell = jstr(&r, "shell", false);
 	v = json_object_get(root, "argv");
 	if (v != NULL && !json_is_null(v)) {
@@ -461,13 +487,20 @@ jstr_or_null(const char *s)
 
 static double ms(double x);
 
+/* The lowest spec.json version that holds everything S says (rundir.h). */
+static int
+spec_version_needed(const struct rundir_spec *s)
+{
+	return s->source.archive != NULL || s->clock_offset != 0 ? 2 : 1;
+}
+
 int
 rundir_spec_write(const char *dir, const struct rundir_spec *s)
 {
 	json_t *o = json_object(), *env = json_object();
 	int rc;
 
-	json_object_set_new(o, "version", json_integer(RUNDIR_VERSION));
+	json_object_set_new(o, "version", json_integer(spec_version_needed(s)));
 	json_object_set_new(o, "run_id", json_integer(s->run_id));
 	json_object_set_new(o, "job", jstr_or_null(s->job));
 	json_object_set_new(o, "attempt", json_integer(s->attempt));
@@ -475,6 +508,8 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 	json_object_set_new(o, "scheduled_at", json_integer(s->scheduled_at));
 	if (s->not_before > 0)
 		json_object_set_new(o, "not_before", json_real(ms(s->not_before)));
+	if (s->clock_offset != 0) /* absent otherwise: a version-1 spec */
+		json_object_set_new(o, "clock_offset", json_real(ms(s->clock_offset)));
 	if (s->argv != NULL) {
 		json_t *a = json_array();
 
@@ -496,10 +531,13 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 	json_object_set_new(o, "enforce",
 	                    json_string(s->enforce == RUNDIR_ENFORCE_SAMPLED ? "sampled" : "auto"));
 	json_object_set_new(o, "state_dir", jstr_or_null(s->state_dir));
-	if (s->source.mirror != NULL) {
+	if (s->source.mirror != NULL || s->source.archive != NULL) {
 		json_t *so = json_object();
 
-		json_object_set_new(so, "mirror", json_string(s->source.mirror));
+		if (s->source.mirror != NULL)
+			json_object_set_new(so, "mirror", json_string(s->source.mirror));
+		if (s->source.archive != NULL)
+			json_object_set_new(so, "archive", json_string(s->source.archive));
 		json_object_set_new(so, "commit", jstr_or_null(s->source.commit));
 		json_object_set_new(so, "repo", jstr_or_null(s->source.repo));
 		json_object_set_new(so, "branch", jstr_or_null(s->source.branch));
@@ -553,7 +591,7 @@ rundir_result_write(const char *dir, const struct rundir_result *r)
 	json_t *o = json_object(), *ph = json_object();
 	int rc;
 
-	json_object_set_new(o, "version", json_integer(RUNDIR_VERSION));
+	json_object_set_new(o, "version", json_integer(RUNDIR_RESULT_VERSION));
 	json_object_set_new(o, "outcome", json_string(rundir_outcome_name(r->outcome)));
 	json_object_set_new(o, "reason", jstr_or_null(r->reason));
 	json_object_set_new(o, "failure", jstr_or_null(rundir_failure_name(r->failure)));
@@ -595,19 +633,28 @@ rundir_result_parse(const char *text, size_t len, const char *name, struct rundi
 	size_t before = diag_nerrors(d);
 	json_t *root, *ph;
 	char *outcome, *failure;
+	bool newer;
 
 	memset(r, 0, sizeof(*r));
 	if ((root = parse_root(text, len, name, d)) == NULL)
 		return -EINVAL;
 	j.root = root;
-	r->version = (int)jint(&j, "version", true, 1, RUNDIR_VERSION, RUNDIR_VERSION);
+	/* any version: what a newer agent writes is read as far as it is understood */
+	r->version = (int)jint(&j, "version", true, 1, INT32_MAX, RUNDIR_RESULT_VERSION);
+	newer = r->version > RUNDIR_RESULT_VERSION;
 	outcome = jstr(&j, "outcome", true);
-	if (outcome != NULL && rundir_outcome_parse(outcome, &r->outcome) < 0)
-		jerr(&j, "outcome", "unknown outcome");
+	/* a newer agent's outcome or failure we do not know: the run failed, for the reason
+	 * its "reason" says; in a file of our own version, it is an error */
+	if (outcome != NULL && rundir_outcome_parse(outcome, &r->outcome) < 0) {
+		if (newer)
+			r->outcome = RUNDIR_FAILED;
+		else
+			jerr(&j, "outcome", "unknown outcome");
+	}
 	free(outcome);
 	r->reason = jstr(&j, "reason", false);
 	failure = jstr(&j, "failure", false);
-	if (failure != NULL && rundir_failure_parse(failure, &r->failure) < 0)
+	if (failure != NULL && rundir_failure_parse(failure, &r->failure) < 0 && !newer)
 		jerr(&j, "failure", "unknown failure");
 	free(failure);
 	r->exit_code = (int)jint(&j, "exit_code", false, 0, 255, -1);

@@ -14,7 +14,16 @@
 
 struct diag;
 
-#define RUNDIR_VERSION 1
+/* The files' versions (docs/rundir.md, "Versions"). A writer stamps a file with the lowest
+ * version whose readers understand everything it holds; a file's version goes up only when
+ * its own format changes in a way an older reader would get wrong.
+ * spec.json: 1, or 2 once it uses source.archive or clock_offset. The agent refuses a spec
+ * newer than RUNDIR_VERSION (it would run something other than what was asked).
+ * result.json: 1 (unchanged since). Read whatever its version (>= 1), as far as it is
+ * understood: a daemon reads what older and newer agents write, its remote runs outliving an
+ * upgrade or a downgrade. */
+#define RUNDIR_VERSION        2 /* the newest spec.json this code reads (and writes) */
+#define RUNDIR_RESULT_VERSION 1 /* the version result.json is written with */
 
 /* The last instant the run directory's files may hold, 9999-12-31T23:59:59Z: ISO 8601's four
  * digit years. The readers refuse instants outside [0, RUNDIR_TIME_MAX] (and durations outside
@@ -38,8 +47,12 @@ struct rundir_env {
 /* spec.json "source": the commit the run is pinned to (docs/rundir.md). Absent/null: the run
  * happens in place, in "cwd". Strings owned by the spec. */
 struct rundir_source {
-	char *mirror;       /* absolute path of the bare mirror; NULL = no "source" (in place) */
-	char *commit;       /* full commit id */
+	char *mirror;       /* absolute path of the bare mirror; NULL with archive, or when there
+	                     * is no "source" (in place) */
+	char *archive;      /* (version 2) absolute path of a tar archive of exactly COMMIT (`git
+	                     * archive`), on the agent's host: a remote run's code, unpacked by the
+	                     * agent without git. Exactly one of mirror and archive is set */
+	char *commit;       /* full commit id; NULL = no "source" (in place) */
 	char *repo;         /* for people (no credentials); NULL if absent */
 	char *branch;       /* NULL if absent */
 	int keep_worktrees; /* source_checkout's KEEP; default 5 */
@@ -65,6 +78,10 @@ struct rundir_spec {
 	/* UTC seconds: the command must not start before it (a run whose agent was started
 	 * ahead of its instant waits for it, prepared, right before exec); 0 = none */
 	double not_before;
+	/* (version 2) seconds: the agent's host's real-time clock minus the scheduler's, as the
+	 * scheduler measured it; the agent states every time it writes (and reads not_before)
+	 * in the scheduler's clock: host time - clock_offset. 0 = the same clock */
+	double clock_offset;
 	char **argv; /* NULL-terminated, or NULL when shell is set */
 	char *shell; /* "/bin/sh -c SHELL", or NULL when argv is set */
 	struct rundir_env *env;
@@ -82,13 +99,16 @@ struct rundir_spec {
 };
 
 /* Reads DIR/spec.json into *S (zeroed first). Returns 0; -errno if the file cannot be read;
- * -EINVAL if it is not a valid spec, with every problem in D (file = DIR/spec.json). On failure
- * *S holds nothing to free. */
+ * -EINVAL if it is not a valid spec, with every problem in D (file = DIR/spec.json), or when
+ * its version is newer than RUNDIR_VERSION (one problem: "spec.json version N is newer than
+ * this agent (RUNDIR_VERSION)"). A version-1 spec reads as it always did: the fields of
+ * version 2 are ignored in it. On failure *S holds nothing to free. */
 EPH_MUST_CHECK int rundir_spec_read(const char *dir, struct rundir_spec *s, struct diag *d);
 /* Parses a spec from TEXT (for tests and for executors that ship a spec); same contract. */
 EPH_MUST_CHECK int rundir_spec_parse(const char *text, size_t len, const char *name,
                                      struct rundir_spec *s, struct diag *d);
-/* Writes S as DIR/spec.json atomically (tmp, fsync, rename, fsync DIR). 0 or -errno. */
+/* Writes S as DIR/spec.json atomically (tmp, fsync, rename, fsync DIR), stamped with the
+ * lowest version that holds it (S->version is not looked at). 0 or -errno. */
 EPH_MUST_CHECK int rundir_spec_write(const char *dir, const struct rundir_spec *s);
 /* Frees the members of S (not S itself) and zeroes it; NULL is fine. */
 void rundir_spec_free(struct rundir_spec *s);
@@ -139,7 +159,7 @@ enum rundir_failure rundir_failure_of_reason(const char *reason);
 
 /* result.json. Strings are owned by the struct (rundir_result_free). */
 struct rundir_result {
-	int version;
+	int version; /* read: the file's (any >= 1); written: always RUNDIR_RESULT_VERSION */
 	enum rundir_outcome outcome;
 	char *reason;          /* one line for a person */
 	int exit_code;         /* -1 when the command did not exit normally (or never ran) */
@@ -210,7 +230,8 @@ int rundir_events_foreach(const char *dir, off_t offset, rundir_event_fn fn, voi
  * (events are best effort: the agent goes on without them). */
 int rundir_event_append(int fd, const char *ev, double t, const json_t *fields);
 
-/* UTC now, in seconds with millisecond precision. */
+/* UTC now, in seconds with millisecond precision: clock_real(), so in the scheduler's clock
+ * once the agent set spec.clock_offset (clock_real_set_offset). */
 double rundir_now(void);
 /* Formats UTC seconds as "2026-11-24T18:00:00Z" into OUT (at least 21 bytes). Returns 0, or
  * -ERANGE when T is outside [0, RUNDIR_TIME_MAX] (the readers refuse those) and OUT is then

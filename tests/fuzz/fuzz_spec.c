@@ -35,7 +35,7 @@ check_spec(const struct rundir_spec *s)
 {
 	char iso[32];
 
-	assert(s->version == RUNDIR_VERSION);
+	assert(s->version >= 1 && s->version <= RUNDIR_VERSION);
 	assert(s->run_id >= 0 && s->job != NULL);
 	assert(s->scheduled_at >= 0 && s->scheduled_at <= RUNDIR_TIME_MAX);
 	assert(rundir_iso8601(s->scheduled_at, iso, sizeof(iso)) == 0);
@@ -53,10 +53,14 @@ check_spec(const struct rundir_spec *s)
 		       s->env[i].value != NULL);
 	assert(s->timeout >= 0 && s->kill_grace >= 0);
 	assert(s->state_dir == NULL || s->state_dir[0] == '/');
-	if (s->source.mirror != NULL) {
-		assert(s->source.mirror[0] == '/' && s->source.commit != NULL);
+	assert(s->source.mirror == NULL || s->source.archive == NULL);
+	if (s->source.mirror != NULL || s->source.archive != NULL) {
+		const char *p = s->source.mirror != NULL ? s->source.mirror : s->source.archive;
+
+		assert(p[0] == '/' && s->source.commit != NULL);
 		assert(s->state_dir != NULL);
 	}
+	assert(isfinite(s->clock_offset) && fabs(s->clock_offset) <= (double)RUNDIR_TIME_MAX);
 	if (s->runtime.requirements != NULL) {
 		assert(s->runtime.requirements[0] != '\0' && s->runtime.interpreter != NULL &&
 		       s->runtime.interpreter[0] != '\0');
@@ -76,7 +80,7 @@ check_result(const struct rundir_result *r)
 {
 	const double phases[] = { r->source_seconds, r->runtime_seconds, r->exec_seconds };
 
-	assert(r->version == RUNDIR_VERSION);
+	assert(r->version >= 1);
 	assert(rundir_outcome_name(r->outcome) != NULL);
 	assert(instant_ok(r->started_at) && instant_ok(r->ended_at));
 	assert(instant_ok(r->wall_seconds) && instant_ok(r->cpu_user_seconds) &&

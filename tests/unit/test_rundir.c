@@ -564,6 +564,229 @@ failure_in_result_json_round_trips(void **state)
 	diag_free(&d);
 }
 
+/* The "version" of DIR/spec.json as written. */
+static json_int_t
+written_version(const char *dir, const char *file)
+{
+	char *path = xasprintf("%s/%s", dir, file);
+	json_t *o = json_load_file(path, 0, NULL);
+	json_int_t v;
+
+	free(path);
+	assert_non_null(o);
+	v = json_integer_value(json_object_get(o, "version"));
+	json_decref(o);
+	return v;
+}
+
+static void
+spec_archive_and_clock_offset_round_trip_as_version_2(void **state)
+{
+	const char *dir = *state;
+	struct rundir_spec s = {
+		.run_id = 9,
+		.job = (char *)"j",
+		.shell = (char *)"true",
+		.state_dir = (char *)"/root/.ephemeron/0123abcd",
+		.clock_offset = -3600.25,
+		.source = { .archive = (char *)"/root/.ephemeron/0123abcd/archives/c.tar",
+		            .commit = (char *)"0123456789abcdef0123456789abcdef01234567",
+		            .keep_worktrees = 3 },
+	};
+	struct rundir_spec r;
+	struct diag d;
+
+	diag_init(&d);
+	assert_int_equal(rundir_spec_write(dir, &s), 0);
+	assert_int_equal(written_version(dir, RUNDIR_SPEC), 2);
+	assert_int_equal(rundir_spec_read(dir, &r, &d), 0);
+	assert_int_equal(r.version, 2);
+	assert_null(r.source.mirror);
+	assert_string_equal(r.source.archive, s.source.archive);
+	assert_string_equal(r.source.commit, s.source.commit);
+	assert_int_equal(r.source.keep_worktrees, 3);
+	assert_true(r.clock_offset == -3600.25);
+	rundir_spec_free(&r);
+	/* without either, the spec stays a version-1 one, which older agents read */
+	s.clock_offset = 0;
+	s.source = (struct rundir_source){ .mirror = (char *)"/var/lib/eph/mirrors/k.git",
+		                           .commit = (char *)"abc" };
+	assert_int_equal(rundir_spec_write(dir, &s), 0);
+	assert_int_equal(written_version(dir, RUNDIR_SPEC), 1);
+	assert_int_equal(rundir_spec_read(dir, &r, &d), 0);
+	assert_int_equal(r.version, 1);
+	assert_string_equal(r.source.mirror, "/var/lib/eph/mirrors/k.git");
+	assert_null(r.source.archive);
+	assert_true(r.clock_offset == 0);
+	rundir_spec_free(&r);
+	assert_int_equal(diag_nerrors(&d), 0);
+	diag_free(&d);
+}
+
+/* Parses spec.json TEXT: its return code, and its first message into *MSG (caller frees; NULL
+ * when none). */
+static int
+parse_spec_msg(const char *text, struct rundir_spec *s, char **msg)
+{
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = rundir_spec_parse(text, strlen(text), "spec.json", s, &d);
+	*msg = diag_nerrors(&d) > 0 ? xstrdup(d.items[0].msg) : NULL;
+	diag_free(&d);
+	return rc;
+}
+
+#define SOURCE_FMT                                                                                 \
+	"{\"version\":%d,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\",\"state_dir\":\"/s\","      \
+	"\"source\":{\"commit\":\"abc\",%s}}"
+
+static void
+spec_source_takes_exactly_one_of_mirror_and_archive(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "\"mirror\":\"/m.git\",\"archive\":\"/a.tar\"", "exactly one of" },
+		{ "\"keep_worktrees\":2", "exactly one of" },
+		{ "\"archive\":\"a.tar\"", "\"archive\" must be an absolute path" },
+	};
+	struct rundir_spec s;
+	char *text, *msg;
+
+	(void)state;
+	for (size_t i = 0; i < EPH_ARRAY_LEN(bad); i++) {
+		text = xasprintf(SOURCE_FMT, 2, bad[i][0]);
+		assert_int_equal(parse_spec_msg(text, &s, &msg), -EINVAL);
+		assert_non_null(msg);
+		assert_non_null(strstr(msg, bad[i][1]));
+		free(msg);
+		free(text);
+	}
+	text = xasprintf(SOURCE_FMT, 2, "\"archive\":\"/s/archives/abc.tar\"");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), 0);
+	assert_null(msg);
+	assert_string_equal(s.source.archive, "/s/archives/abc.tar");
+	assert_null(s.source.mirror);
+	rundir_spec_free(&s);
+	free(text);
+	/* version 1 knows no archive: its mirror is required, as it always was */
+	text = xasprintf(SOURCE_FMT, 1, "\"archive\":\"/s/archives/abc.tar\"");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), -EINVAL);
+	assert_non_null(strstr(msg, "\"mirror\": missing"));
+	free(msg);
+	free(text);
+}
+
+static void
+spec_newer_than_the_agent_is_refused(void **state)
+{
+	char *text = xasprintf("{\"version\":%d,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\","
+	                       "\"future\":{\"x\":1},\"source\":{\"new\":true}}",
+	                       RUNDIR_VERSION + 1);
+	char *want = xasprintf("spec.json version %d is newer than this agent (%d)",
+	                       RUNDIR_VERSION + 1, RUNDIR_VERSION);
+	struct rundir_spec s;
+	struct diag d;
+
+	(void)state;
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse(text, strlen(text), "spec.json", &s, &d), -EINVAL);
+	/* that one message, not the complaints about fields it may mean differently */
+	assert_int_equal(diag_nerrors(&d), 1);
+	assert_string_equal(d.items[0].msg, want);
+	assert_null(s.job);
+	diag_free(&d);
+	free(want);
+	free(text);
+	diag_init(&d);
+	assert_int_equal(rundir_spec_parse("{\"version\":0}", 13, "spec.json", &s, &d), -EINVAL);
+	assert_non_null(strstr(d.items[0].msg, "\"version\": out of range"));
+	diag_free(&d);
+}
+
+#define OFFSET_FMT "{\"version\":%d,\"run_id\":1,\"job\":\"j\",\"shell\":\"true\"%s}"
+
+static void
+spec_clock_offset_is_a_number_of_version_2(void **state)
+{
+	struct rundir_spec s;
+	char *text, *msg;
+
+	(void)state;
+	text = xasprintf(OFFSET_FMT, 2, "");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), 0);
+	assert_true(s.clock_offset == 0); /* the default: the same clock */
+	rundir_spec_free(&s);
+	free(text);
+	text = xasprintf(OFFSET_FMT, 2, ",\"clock_offset\":3600.5");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), 0);
+	assert_true(s.clock_offset == 3600.5);
+	rundir_spec_free(&s);
+	free(text);
+	text = xasprintf(OFFSET_FMT, 2, ",\"clock_offset\":-7");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), 0);
+	assert_true(s.clock_offset == -7);
+	rundir_spec_free(&s);
+	free(text);
+	text = xasprintf(OFFSET_FMT, 2, ",\"clock_offset\":\"1h\"");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), -EINVAL);
+	assert_non_null(strstr(msg, "\"clock_offset\": must be a number"));
+	free(msg);
+	free(text);
+	text = xasprintf(OFFSET_FMT, 2, ",\"clock_offset\":1e300");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), -EINVAL);
+	assert_non_null(strstr(msg, "\"clock_offset\": out of range"));
+	free(msg);
+	free(text);
+	/* a version-1 spec reads as it always did: the field is not one of its own */
+	text = xasprintf(OFFSET_FMT, 1, ",\"clock_offset\":3600");
+	assert_int_equal(parse_spec_msg(text, &s, &msg), 0);
+	assert_true(s.clock_offset == 0);
+	rundir_spec_free(&s);
+	free(text);
+}
+
+static void
+result_of_any_version_is_read_as_far_as_understood(void **state)
+{
+	static const char *const texts[] = {
+		"{\"version\":1,\"outcome\":\"oom\",\"failure\":null,\"exit_code\":null}",
+		"{\"version\":2,\"outcome\":\"oom\",\"new_field\":[1,2]}",
+		"{\"version\":9,\"outcome\":\"oom\",\"failure\":null,\"phases\":{\"ship\":1.5},"
+		"\"sandbox\":{\"kind\":\"x\"}}",
+	};
+	static const char newer[] = "{\"version\":9,\"outcome\":\"evicted\",\"failure\":\"quota\","
+	                            "\"reason\":\"quota: over\",\"started_at\":5}";
+	static const char own[] = "{\"version\":1,\"outcome\":\"evicted\"}";
+	struct rundir_result r = { .outcome = RUNDIR_SUCCEEDED, .exit_code = 0 };
+	struct diag d;
+
+	diag_init(&d);
+	for (size_t i = 0; i < EPH_ARRAY_LEN(texts); i++) {
+		assert_int_equal(
+		        rundir_result_parse(texts[i], strlen(texts[i]), "result.json", &r, &d), 0);
+		assert_int_equal(r.outcome, RUNDIR_OOM);
+		assert_int_equal(r.exit_code, -1);
+		rundir_result_free(&r);
+	}
+	/* a newer agent's outcome and failure we do not know: failed, for its reason */
+	assert_int_equal(rundir_result_parse(newer, strlen(newer), "result.json", &r, &d), 0);
+	assert_int_equal(r.version, 9);
+	assert_int_equal(r.outcome, RUNDIR_FAILED);
+	assert_int_equal(r.failure, RUNDIR_FAILURE_NONE);
+	assert_string_equal(r.reason, "quota: over");
+	assert_true(r.started_at == 5);
+	rundir_result_free(&r);
+	assert_int_equal(diag_nerrors(&d), 0);
+	/* ours: an unknown outcome is an error */
+	assert_int_equal(rundir_result_parse(own, strlen(own), "result.json", &r, &d), -EINVAL);
+	diag_free(&d);
+	/* and it is written with the version its readers know */
+	r = (struct rundir_result){ .outcome = RUNDIR_SUCCEEDED, .exit_code = 0 };
+	assert_int_equal(rundir_result_write(*state, &r), 0);
+	assert_int_equal(written_version(*state, RUNDIR_RESULT), RUNDIR_RESULT_VERSION);
+}
+
 static void
 agent_pid_identifies_a_live_process(void **state)
 {
@@ -683,6 +906,14 @@ main(void)
 		cmocka_unit_test(failure_names_parse_back_and_prefix_reasons),
 		cmocka_unit_test_setup_teardown(failure_in_result_json_round_trips, tmpfx_setup,
 		                                tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(
+		        spec_archive_and_clock_offset_round_trip_as_version_2, tmpfx_setup,
+		        tmpfx_teardown),
+		cmocka_unit_test(spec_source_takes_exactly_one_of_mirror_and_archive),
+		cmocka_unit_test(spec_newer_than_the_agent_is_refused),
+		cmocka_unit_test(spec_clock_offset_is_a_number_of_version_2),
+		cmocka_unit_test_setup_teardown(result_of_any_version_is_read_as_far_as_understood,
+		                                tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, tmpfx_setup,
 		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(events_are_read_by_whole_lines_and_resumed,
