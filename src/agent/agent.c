@@ -319,6 +319,11 @@ agent_open(struct agent *a)
 		return -1;
 	}
 	diag_free(&d);
+	/* From here on every real time the agent reads, and so writes, is in the scheduler's
+	 * clock (util/clock.h): its events, output.log, result.json, and the wait for
+	 * not_before. The start, read before the spec said how, is moved likewise. */
+	clock_real_set_offset(a->spec.clock_offset);
+	a->started_at -= a->spec.clock_offset;
 	if ((rc = open_append(dir, RUNDIR_EVENTS, &a->ev_fd)) < 0 ||
 	    (rc = open_append(dir, RUNDIR_OUTPUT, &a->out_fd)) < 0) {
 		char *reason = xasprintf("cannot open the run's files: %s", strerror(-rc));

@@ -1,5 +1,6 @@
 /* src/agent/agent_prep.c: the agent before the command: its environment, and the phases that
- * prepare the run (`source`: the pinned commit checked out; `runtime`: the venv held).
+ * prepare the run (`source`: the pinned commit checked out, or unpacked from the archive a
+ * remote run was shipped; `runtime`: the venv held).
  *
  * The source and runtime phases run before the loop does, blocking; SIGTERM and SIGINT are
  * blocked meanwhile and watched through a signalfd, so a cancel kills a venv build at once
@@ -171,7 +172,7 @@ phase_source(struct agent *a)
 	json_t *f;
 	int rc;
 
-	if (a->spec.source.mirror == NULL) {
+	if (a->spec.source.mirror == NULL && a->spec.source.archive == NULL) {
 		/* in place: cwd as given (it includes the job's workdir) */
 		a->cmd_cwd = a->spec.cwd != NULL ? xstrdup(a->spec.cwd) : NULL;
 		return;
@@ -182,8 +183,13 @@ phase_source(struct agent *a)
 		json_object_set_new(f, "repo", json_string(a->spec.source.repo));
 	agent_event(a, "source", "start", rundir_now(), f);
 	diag_init(&d);
-	rc = source_checkout(a->spec.state_dir, a->spec.source.mirror, a->spec.source.commit,
-	                     a->spec.source.keep_worktrees, &a->wt, &d);
+	if (a->spec.source.archive != NULL) /* a remote run: the commit shipped, no git here */
+		rc = source_unpack(a->spec.state_dir, a->spec.source.archive, a->spec.source.commit,
+		                   a->spec.source.keep_worktrees, &a->wt, &d);
+	else
+		rc = source_checkout(a->spec.state_dir, a->spec.source.mirror,
+		                     a->spec.source.commit, a->spec.source.keep_worktrees, &a->wt,
+		                     &d);
 	a->source_s = (double)(agent_mono_ms() - t0) / 1000.0;
 	f = json_object();
 	json_object_set_new(f, "seconds", json_real(a->source_s));

@@ -129,7 +129,7 @@ void source_health_clear(struct source_health *h); /* frees the members and zero
 
 /* A worktree held for a run. */
 struct source_worktree {
-	char *path;  /* STATE/src/<commit>, owned */
+	char *path;  /* STATE/src/<commit> (or STATE/sources/<commit>: source_unpack), owned */
 	int hold_fd; /* holds LOCK_SH on STATE/src/<commit>.lock: keep it open for the run's life
 	              * (and across exec into the command if the command should hold it: it is
 	              * O_CLOEXEC, so the agent itself must outlive the command, which it does) */
@@ -153,6 +153,22 @@ struct source_worktree {
  * a submodule cannot be fetched: the message says why), other -errno from the file system. */
 EPH_MUST_CHECK int source_checkout(const char *state_dir, const char *mirror, const char *commit,
                                    int keep, struct source_worktree *wt, struct diag *d);
+/* Agent side of a remote run (spec.json source.archive; archive.h makes the archive): makes
+ * sure STATE_DIR/sources/COMMIT holds the files of the tar archive ARCHIVE (a path on this
+ * host, `git archive` of exactly COMMIT), then holds it for the caller, under the same
+ * convention and with the same pruning (KEEP) as source_checkout: unpacked once, by the host's
+ * tar (`tar -xf ARCHIVE -C DIR`, the first tar on PATH, else /bin/tar or /usr/bin/tar; run
+ * with an argv, no shell, no git), aside in STATE/sources/COMMIT.tmp under the build lock,
+ * made read-only, then renamed into place (should the rename find the tree already there,
+ * made by someone outside the convention, that one is used and ours removed). Its own
+ * directory, apart from STATE/src: it has no .git, so it is not a checkout.
+ * Returns 0 and fills WT (source_worktree_release), or -errno with one message in D: -EINVAL
+ * when COMMIT is not a hex commit id, -EIO when tar failed (not a tar archive, truncated:
+ * tar's words), -ENOENT when the archive or tar is missing, other -errno from the file
+ * system. */
+EPH_MUST_CHECK int source_unpack(const char *state_dir, const char *archive, const char *commit,
+                                 int keep, struct source_worktree *wt, struct diag *d);
+#define SOURCE_UNPACK_DIR "sources" /* STATE/sources/<commit>: source_unpack's trees */
 /* Closes the hold (the run is over) and frees WT's members; NULL is fine. */
 void source_worktree_release(struct source_worktree *wt);
 

@@ -1,5 +1,6 @@
 /* src/source/source_int.h: internal to the source component (source.c, source_cache.c,
- * source_worktree.c, archive.c, wheels.c): the helpers and limits its files share. */
+ * source_worktree.c, source_unpack.c, archive.c, wheels.c): the helpers and limits its files share.
+ */
 #ifndef EPH_SOURCE_SOURCE_INT_H
 #define EPH_SOURCE_SOURCE_INT_H
 #include <stdbool.h>
@@ -25,5 +26,12 @@ bool source_exists(const char *path);
 int source_git(const char *const *args, int64_t timeout_ms, char **out, char **why);
 /* Whether S is a full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits. */
 bool source_is_commit_id(const char *s);
+/* Takes the write bits off every file and directory under PATH (symlinks left alone), so that
+ * a run cannot modify a tree other runs share. 0 or -errno. */
+int source_make_readonly(const char *path);
+/* Removes the entries of DIR named by a commit id (the trees of STATE/src and STATE/sources)
+ * past the KEEP most recently used (their hold lock's mtime), least recently used first,
+ * skipping those a live run holds (source_cache_remove). Best effort. */
+void source_prune(const char *dir, int keep);
 
 #endif

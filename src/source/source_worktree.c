@@ -51,8 +51,15 @@ source_lru_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Removes the worktrees of SRCDIR past the KEEP most recently used, skipping held ones. */
-static void
+int
+source_make_readonly(const char *path)
+{
+	int rc = nftw(path, source_ro_cb, 32, FTW_PHYS);
+
+	return rc == 0 ? 0 : rc > 0 ? -rc : -errno;
+}
+
+void
 source_prune(const char *srcdir, int keep)
 {
 	struct source_lru *v = NULL;
@@ -171,8 +178,7 @@ source_build(const char *mirror, const char *commit, const char *path, struct di
 			(void)source_git(a, SOURCE_LOCAL_MS, NULL, NULL);
 		}
 	}
-	if ((rc = nftw(tmp, source_ro_cb, 32, FTW_PHYS)) != 0) {
-		rc = rc > 0 ? -rc : -errno;
+	if ((rc = source_make_readonly(tmp)) < 0) {
 		source_err(d, "cannot make %s read-only: %s", tmp, strerror(-rc));
 		goto out;
 	}
