@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +17,7 @@
 #include "rundir/rundir.h"
 #include "tmpfx.h"
 #include "util/attr.h"
+#include "util/clock.h"
 #include "util/diag.h"
 #include "util/xalloc.h"
 
@@ -788,6 +790,23 @@ result_of_any_version_is_read_as_far_as_understood(void **state)
 }
 
 static void
+rundir_now_is_in_the_clock_the_offset_names(void **state)
+{
+	double host, now;
+
+	(void)state;
+	clock_real_set_offset(3600.25);
+	now = rundir_now();
+	host = (double)time(NULL);
+	assert_true(now > host - 3600.25 - 2 && now < host - 3600.25 + 2);
+	assert_true(clock_real_ms() / 1000 < (int64_t)host - 3598);
+	clock_real_set_offset(-60);
+	assert_true(clock_real() > (double)time(NULL) + 58);
+	clock_real_set_offset(0);
+	assert_true(rundir_now() > (double)time(NULL) - 2 && rundir_now() < (double)time(NULL) + 2);
+}
+
+static void
 agent_pid_identifies_a_live_process(void **state)
 {
 	pid_t pid;
@@ -914,6 +933,7 @@ main(void)
 		cmocka_unit_test(spec_clock_offset_is_a_number_of_version_2),
 		cmocka_unit_test_setup_teardown(result_of_any_version_is_read_as_far_as_understood,
 		                                tmpfx_setup, tmpfx_teardown),
+		cmocka_unit_test(rundir_now_is_in_the_clock_the_offset_names),
 		cmocka_unit_test_setup_teardown(agent_pid_identifies_a_live_process, tmpfx_setup,
 		                                tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(events_are_read_by_whole_lines_and_resumed,
