@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 import pytest
 
 import agentrun
-from agentrun import AGENT, SAN_CODES, events, git, result
+from agentrun import AGENT, PY, SAN_CODES, events, git, result
+from conftest import eph_bin
 
 _run_ids = agentrun.run_ids(870000)
 TOOLS = ("tar", "sh", "find", "sort", "cat", "sleep", "date", "echo")
@@ -298,3 +299,46 @@ def test_a_version_1_spec_knows_no_clock_offset(tmp_path, host):
     assert run_agent(d, host).returncode == 0
     res = result(d)
     assert t0 - 1.5 <= res["started_at"] <= time.time() + 1.5, res
+
+
+# ---- all of it: a spec as the ssh executor writes it
+
+
+def test_a_remote_run_needs_nothing_of_the_schedulers_but_what_it_shipped(tmp_path, host):
+    """The code as an archive and the requirements as wheels, both under the worker's state
+    directory, its clock an hour ahead: the venv is built offline from the wheels in the
+    unpacked tree, and the run's times are the scheduler's."""
+    work = tmp_path / "work"
+    git("init", "-q", "-b", "main", str(work))
+    (work / "requirements.txt").write_text("# nothing but the standard library\n")
+    (work / "job.py").write_text("import os, sys\nprint(sys.prefix, os.getcwd())\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
+    tool = os.path.join(os.path.dirname(eph_bin()), "tests", "unit", "ship-tool")
+    assert os.access(tool, os.X_OK), f"{tool} is not built (meson's tests option)"
+    p = subprocess.run([tool, "wheels", tmp_path / "sched", PY, "-",
+                        "requirements.txt", work], capture_output=True, text=True,
+                       env=dict(os.environ, PIP_NO_INDEX="1"), timeout=300)
+    assert p.returncode == 0, p.stderr
+    state = host["state"]
+    wheels = state / "wheels" / "w1"
+    shutil.copytree(p.stdout.split()[0], wheels)
+    archive = state / "archives" / f"{commit}.tar"
+    archive.parent.mkdir()
+    archive.write_bytes(git("archive", "--format=tar", commit, cwd=work, text=False))
+    d = make_run(tmp_path, host, "run", clock_offset=3600,
+                 source={"archive": str(archive), "commit": commit, "keep_worktrees": 5},
+                 runtime={"interpreter": PY, "requirements": "requirements.txt",
+                          "wheels": str(wheels)},
+                 argv=["python", "job.py"])
+    t0 = time.time()
+    p = run_agent(d, host, timeout=300)
+    res = result(d)
+    assert p.returncode == 0 and res["outcome"] == "succeeded", (res, p.stderr,
+                                                                  (d / "output.log").read_text())
+    venv = next(v for v in (state / "venvs").iterdir() if v.is_dir())
+    assert (d / "output.log").read_text().splitlines()[-1].endswith(
+        f" out {venv} {state / 'sources' / commit}")
+    assert t0 - 3600 - 1.5 <= res["started_at"] <= time.time() - 3600 + 1.5, res
+    assert set(res["phases"]) == {"source", "runtime", "exec"}
