@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "cmd/cmd.h"
+#include "conf/conf.h"
 #include "daemon/daemon.h"
 #include "util/diag.h"
 #include "util/instance.h"
@@ -77,6 +78,9 @@ cmd_daemon_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		                       "with --from-repo, FILE is a path inside the repository "
 		                       "(relative, without \"..\"), not '%s'",
 		                       o.conf_path);
+	/* every jobs file it loads has its commit: jobs on remote executors need one */
+	if (o.from_repo != NULL)
+		conf_assume_from_repo(true);
 	o.state_dir = cmd_state_dir(ctx);
 	/* the scheduler's instance id, made at its first start: its remote runs are named
 	 * after it */

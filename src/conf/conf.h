@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "remote/remote.h"
 #include "util/attr.h"
 
 struct conf_pool;
@@ -103,12 +104,34 @@ struct conf_local {
 };
 
 /* The kinds of executor, as "type:" names them (conf_exec_type_name). Validation refuses a
- * type not built yet, so a loaded configuration holds only the types that work. */
+ * type not built yet (after reading and checking its keys, when it has them), so a loaded
+ * configuration holds only the types that work (conf_exec_allow_unfinished aside). */
 enum conf_exec_type {
 	CONF_EXEC_LOCAL,
 	CONF_EXEC_SSH,
 	CONF_EXEC_DIGITALOCEAN,
 	CONF_EXEC_SLURM,
+};
+
+/* A host of an ssh executor. */
+struct conf_ssh_host {
+	char *text;              /* as written: "[user@]addr[:port]" */
+	struct remote_host host; /* parsed (remote/remote.h) */
+	uint64_t memory;         /* bytes, required, > 0 */
+	int line, col;           /* where its "host" value stands */
+};
+
+/* The settings of an executor of type ssh (conf_exec_ssh.c; docs/jobs-file.md). */
+struct conf_ssh {
+	struct conf_ssh_host *hosts; /* at least one; no two with the same user@addr:port */
+	size_t nhosts;
+	char *identity_file;     /* absolute; NULL: none */
+	char *known_hosts;       /* absolute; required */
+	char *dir;               /* "~/.ephemeron" by default; absolute or starting with "~/" */
+	uint64_t default_memory; /* bytes, 1 GiB by default */
+	int64_t lost_after;      /* seconds, 600 */
+	int64_t max_wait;        /* seconds, 3600 */
+	int64_t connect_timeout; /* seconds, 10 */
 };
 
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read
@@ -118,7 +141,8 @@ struct conf_executor {
 	char *name;
 	enum conf_exec_type type;
 	int line, col; /* where its name stands; 0 for the built-in local not written */
-	void *keys;    /* the type's settings: for local, &conf.local (borrowed); else owned */
+	void *keys;    /* the type's settings: for local, &conf.local (borrowed); for ssh, a struct
+	                * conf_ssh (owned, freed with its members by conf_free); else NULL */
 };
 
 struct conf_retention {
@@ -163,6 +187,21 @@ void conf_source_defaults(struct conf_source *s);
 const struct conf_executor *conf_executor_find(const struct conf *c, const char *name);
 /* The name of type T, as "type:" writes it ("local", "ssh", ...). */
 const char *conf_exec_type_name(enum conf_exec_type t);
+/* E's settings when it is of type ssh, else NULL. */
+const struct conf_ssh *conf_executor_ssh(const struct conf_executor *e);
+/* Process-wide switches of the loader, set before loading, never by a library.
+ *
+ * ON lets validation accept the executor types whose keys are read and checked but whose
+ * executor is not built yet (ssh, today): without it such a type is refused after its
+ * checks, "executor type \"ssh\" is not available yet in this version". For the unit tests,
+ * and for `eph validate` when EPH_UNFINISHED_EXECUTORS=1 (so the e2e tests can check it);
+ * never for the daemon, which would have nothing to run such jobs with. */
+void conf_exec_allow_unfinished(bool on);
+/* ON: the jobs files loaded are read by `eph daemon --from-repo`, which pins the runs of a file
+ * without source.repo to the commit the file came from (repoconf.c): every job has a pinned
+ * commit then, as a remote executor needs. Set by `eph daemon --from-repo` and by
+ * `eph validate --from-repo`. */
+void conf_assume_from_repo(bool on);
 /* The job called NAME, or NULL. */
 const struct conf_job *conf_job_find(const struct conf *c, const char *name);
 

@@ -1,11 +1,16 @@
 /* src/conf/conf_executors.c: the executors mapping, a name to {type, the type's keys}, and
  * the job's "executor:" that names one of them.
  *
- * Each type reads its own keys with its own table: local's is conf_keys.c's conf_sec_local.
- * A later type (ssh, digitalocean, slurm) adds its settings struct to conf.h, its keys table
- * and checks in a file of its own (conf_exec_ssh.c, ...), and fills its row of exec_types
- * below; nothing else changes. Until then its row has no keys, and validation refuses the
- * type, so no half-built executor can be configured. */
+ * Each type reads its own keys with its own table: local's is conf_keys.c's conf_sec_local,
+ * ssh's is conf_exec_ssh.c's. A later type (digitalocean, slurm) adds its settings struct to
+ * conf.h, its keys table and checks in a file of its own (conf_exec_ssh.c shows how), and
+ * fills its row of exec_types below; nothing else changes. Until then its row has no keys,
+ * and validation refuses the type without reading them.
+ *
+ * A type whose keys are written but whose executor is not built yet has its keys read and
+ * checked, every error reported, and then the type refused: its row says available = false.
+ * Flipping that one column on is what makes the type usable. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,15 +25,47 @@
 
 struct exec_type {
 	const char *name;               /* as "type:" writes it */
-	const struct conf_section *sec; /* its keys; NULL: not available yet */
+	const struct conf_section *sec; /* its keys; NULL: none yet (refused, keys not read) */
+	bool available;                 /* its executor is built: validation accepts the type */
+	/* reads and checks the keys of E from its mapping M into a new E->keys; NULL: the
+	 * generic keys of SEC, into the struct E->keys already points to (local) */
+	void (*read)(struct pctx *p, struct conf_executor *e, struct fy_node *m,
+	             struct diag_pos keyat);
+	void (*free)(void *keys); /* frees what READ made */
+	/* the checks a job on E owes the type (conf_executor_job_check); NULL: none */
+	void (*job_check)(struct pctx *p, const struct conf_executor *e, bool keys_ok,
+	                  const struct jobb *jb, const char *q, struct diag_pos at);
 };
 
 static const struct exec_type exec_types[] = {
-	[CONF_EXEC_LOCAL] = { "local", &conf_sec_local },
-	[CONF_EXEC_SSH] = { "ssh", NULL },
-	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", NULL },
-	[CONF_EXEC_SLURM] = { "slurm", NULL },
+	[CONF_EXEC_LOCAL] = { "local", &conf_sec_local, true, NULL, NULL, NULL },
+	/* its keys are settled; the executor itself is not built yet (issue 12) */
+	[CONF_EXEC_SSH] = { "ssh", &conf_sec_ssh, false, conf_ssh_read, conf_ssh_free,
+	                    conf_ssh_job_check },
+	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", NULL, false, NULL, NULL, NULL },
+	[CONF_EXEC_SLURM] = { "slurm", NULL, false, NULL, NULL, NULL },
 };
+
+/* conf_exec_allow_unfinished, conf_assume_from_repo */
+static bool allow_unfinished, from_repo;
+
+void
+conf_exec_allow_unfinished(bool on)
+{
+	allow_unfinished = on;
+}
+
+void
+conf_assume_from_repo(bool on)
+{
+	from_repo = on;
+}
+
+bool
+conf_from_repo(void)
+{
+	return from_repo;
+}
 
 /* The types as a section, for the "did you mean" of an unknown one. */
 static const struct conf_key type_keys[] = {
@@ -61,13 +98,23 @@ void
 conf_executors_free(struct conf *c)
 {
 	for (size_t i = 0; i < c->nexecutors; i++) {
-		free(c->executors[i].name);
-		if (c->executors[i].keys != &c->local)
-			free(c->executors[i].keys);
+		struct conf_executor *e = &c->executors[i];
+
+		free(e->name);
+		if (e->keys != NULL && e->keys != &c->local) {
+			assert(exec_types[e->type].free != NULL);
+			exec_types[e->type].free(e->keys);
+		}
 	}
 	free(c->executors);
 	c->executors = NULL;
 	c->nexecutors = 0;
+}
+
+const struct conf_ssh *
+conf_executor_ssh(const struct conf_executor *e)
+{
+	return e != NULL && e->type == CONF_EXEC_SSH ? e->keys : NULL;
 }
 
 const struct conf_executor *
@@ -161,6 +208,7 @@ conf_executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t k
 	struct conf_executor *e;
 	struct fy_node *m;
 	char *q = conf_quote(k, klen);
+	size_t ix, before;
 	int t;
 
 	(void)arg;
@@ -183,6 +231,7 @@ conf_executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t k
 		memset(e, 0, sizeof(*e));
 		e->name = xstrndup(k, klen);
 	}
+	ix = (size_t)(e - c->executors);
 	e->line = at.line;
 	e->col = at.col;
 	if ((m = conf_want_map(p, e->name, key, v)) == NULL)
@@ -204,15 +253,22 @@ conf_executors_pair(struct pctx *p, struct fy_node *key, const char *k, size_t k
 		goto out;
 	}
 	e->type = (enum conf_exec_type)t;
-	if (exec_types[t].sec == NULL) {
-		conf_err(p, conf_pos(p, ea.type_val),
-		         "executor type \"%s\" is not available yet in this version",
-		         exec_types[t].name);
-		goto out;
+	if (exec_types[t].sec == NULL)
+		goto refuse; /* no keys yet: they are not judged */
+	before = conf_nerrors(p);
+	if (exec_types[t].read != NULL) {
+		exec_types[t].read(p, e, m, at);
+	} else {
+		ea.g.sec = exec_types[t].sec;
+		ea.g.base = e->keys;
+		conf_map_walk(p, m, keys_pair, &ea);
 	}
-	ea.g.sec = exec_types[t].sec;
-	ea.g.base = e->keys;
-	conf_map_walk(p, m, keys_pair, &ea);
+	p->exec_bad[ix] = conf_nerrors(p) != before;
+	if (exec_types[t].available || allow_unfinished)
+		goto out;
+refuse:
+	conf_err(p, conf_pos(p, ea.type_val),
+	         "executor type \"%s\" is not available yet in this version", exec_types[t].name);
 out:
 	free(q);
 }
@@ -276,4 +332,16 @@ conf_job_executor(struct pctx *p, struct conf_job *j, struct fy_node *v, struct 
 	}
 	free(q);
 	free(s);
+}
+
+void
+conf_executor_job_check(struct pctx *p, const struct jobb *jb, const char *q, struct diag_pos at)
+{
+	const struct conf_executor *e;
+
+	if (jb->j.executor_ix >= p->c->nexecutors)
+		return;
+	e = &p->c->executors[jb->j.executor_ix];
+	if (e->keys != NULL && exec_types[e->type].job_check != NULL)
+		exec_types[e->type].job_check(p, e, !p->exec_bad[jb->j.executor_ix], jb, q, at);
 }

@@ -39,7 +39,7 @@ struct conf_section;
 /* A job being built: the job, and where its values came from, for later checks. */
 struct jobb {
 	struct conf_job j;
-	struct diag_pos memory_at, email_at, run_at, command_at;
+	struct diag_pos memory_at, email_at, run_at, command_at, executor_at;
 	bool has_schedule, email_from_defaults;
 };
 
@@ -62,6 +62,9 @@ struct pctx {
 	/* python section, the first layer of every job's requirements/interpreter */
 	char *py_requirements, *py_interpreter;
 	bool defaults_email_reported;
+	/* executors[i] had errors of its own: the checks of the jobs that depend on its keys
+	 * (a job's memory against its hosts) are left out, since its keys may be partial */
+	bool exec_bad[CONF_MAX_EXECUTORS + 1];
 };
 
 /* Called by conf_map_walk for each key K (KLEN bytes, node KEY) and its value VAL. */
@@ -196,6 +199,28 @@ void conf_executors_pair(struct pctx *p, struct fy_node *key, const char *k, siz
                          struct fy_node *v, void *arg);
 /* The job key "executor" (V, its key at AT): one of the executors, into J. */
 void conf_job_executor(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_pos at);
+/* The checks job JB (named at AT, Q its name quoted) owes its executor's type, once its keys
+ * are read: for ssh, a pinned commit and a host that can hold it. */
+void conf_executor_job_check(struct pctx *p, const struct jobb *jb, const char *q,
+                             struct diag_pos at);
+/* Whether the jobs files are read by `eph daemon --from-repo` (conf_assume_from_repo). */
+bool conf_from_repo(void);
+
+/* ---- conf_exec_ssh.c ---- */
+
+/* The keys of an ssh executor, and of one of its hosts. */
+extern const struct conf_section conf_sec_ssh, conf_sec_ssh_host;
+/* Reads the keys of E, of type ssh, from its mapping M ("type" aside) into a new struct
+ * conf_ssh (E->keys), then checks them as a whole: what is required, the paths, the files
+ * (known_hosts, identity_file) and each host's known_hosts entry. KEYAT is where E's name
+ * stands. */
+void conf_ssh_read(struct pctx *p, struct conf_executor *e, struct fy_node *m,
+                   struct diag_pos keyat);
+/* Frees a struct conf_ssh and its members; NULL is fine. */
+void conf_ssh_free(void *keys);
+/* conf_executor_job_check for a job JB on E, of type ssh; KEYS_OK: E's keys had no error. */
+void conf_ssh_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
+                        const struct jobb *jb, const char *q, struct diag_pos at);
 
 /* ---- conf_section.c ---- */
 

@@ -495,6 +495,7 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		job_timezone(p, j, v, at);
 		return;
 	case K_EXECUTOR:
+		jb->executor_at = conf_pos_or(p, v, at);
 		conf_job_executor(p, j, v, at);
 		return;
 	case K_ENV:
@@ -543,6 +544,7 @@ job_check(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
 		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
 		        q, a, b);
 	}
+	conf_executor_job_check(p, jb, q, at);
 	if (jb->j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
 	    !(jb->email_from_defaults && p->defaults_email_reported)) {
 		conf_err(p, jb->email_at.line > 0 ? jb->email_at : at,
