@@ -283,3 +283,93 @@ def test_hostile_files_are_answered_quickly(tmp_path, case, ok):
         assert lines[1] == f'{f.name}:2:3: unknown key "u0" (did you mean "run"?)'
     elif not ok:
         assert lines[-1].endswith("once aliases are followed")
+
+
+SSH_KEY = " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr1n0Vh0Xq2vEw4Qf3pZ0eWc9b6k1m2n3o4p5q6r7s8\n"
+
+SSH_GOOD = """\
+source: {repo: /srv/jobs.git}
+executors:
+  pool:
+    type: ssh
+    hosts:
+      - { host: eph@10.0.0.5, memory: 4GiB }
+      - { host: "eph@[fd00::5]:2222", memory: 16GiB }
+    identity_file: id_ed25519
+    known_hosts: known_hosts
+jobs:
+  train: { schedule: "0 3 * * *", run: python train.py, memory: 12GiB, executor: pool }
+"""
+
+SSH_BAD = """\
+executors:
+  pool:
+    type: ssh
+    hosts:
+      - { host: eph@10.0.0.5, memory: 4GiB }
+      - { host: eph@10.0.0.9, memory: 8GiB }
+    identity_file: id_ed25519
+    known_hosts: known_hosts
+    memory_budget: 8GiB
+    dir: runs
+jobs:
+  train: { schedule: "0 3 * * *", run: python train.py, memory: 12GiB, executor: pool }
+"""
+
+
+def _ssh_files(d):
+    kh = d / "known_hosts"
+    kh.write_text("10.0.0.5" + SSH_KEY + "[fd00::5]:2222" + SSH_KEY)
+    kh.chmod(0o644)
+    key = d / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o640)  # too open: reported
+
+
+def test_ssh_executor_keys_are_checked_and_the_type_refused(tmp_path):
+    _ssh_files(tmp_path)
+    (tmp_path / "bad.yaml").write_text(SSH_BAD)
+    errors = [
+        f"bad.yaml:6:17: host eph@10.0.0.9 has no entry in known_hosts {tmp_path}/known_hosts: "
+        "add its key (ssh-keyscan -p 22 10.0.0.9) and check its fingerprint out of band; "
+        "keys are never learned",
+        f"bad.yaml:7:20: identity_file {tmp_path}/id_ed25519 can be read or written by others "
+        "(mode 0640): a private key is a secret; chmod 600 it",
+        'bad.yaml:9:5: unknown key "memory_budget"',
+        'bad.yaml:10:10: "dir" must be absolute (/srv/ephemeron) or start with "~/" (the login '
+        'user\'s home), not "runs"',
+        'bad.yaml:12:82: job "train" runs on executor "pool" (ssh): its code travels as a '
+        'commit, so the file needs a "source:" section (or run the daemon with --from-repo)',
+    ]
+    refused = 'bad.yaml:3:11: executor type "ssh" is not available yet in this version'
+    p = run_eph(["validate", "bad.yaml"], cwd=tmp_path)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr.splitlines() == [refused] + errors
+    # the switch of the tests: the same checks, without the refusal
+    p = run_eph(["validate", "bad.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr.splitlines() == errors
+    # --from-repo: the file's commit is the jobs' code
+    p = run_eph(["validate", "--json", "--from-repo", "bad.yaml"], cwd=tmp_path,
+                env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    assert p.returncode == 2
+    got = [f"{e['file']}:{e['line']}:{e['col']}: {e['message']}"
+           for e in json.loads(p.stdout)["errors"]]
+    assert got == errors[:-1]
+
+
+def test_ssh_executor_that_is_right_waits_only_for_its_executor(tmp_path):
+    _ssh_files(tmp_path)
+    (tmp_path / "id_ed25519").chmod(0o600)
+    (tmp_path / "good.yaml").write_text(SSH_GOOD)
+    p = run_eph(["validate", "good.yaml"], cwd=tmp_path)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == 'good.yaml:4:11: executor type "ssh" is not available yet in this version\n'
+    p = run_eph(["validate", "good.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    assert (p.returncode, p.stdout, p.stderr) == (0, "good.yaml: 1 job OK\n", "")
+    # a job no host could hold
+    (tmp_path / "big.yaml").write_text(SSH_GOOD.replace("memory: 12GiB", "memory: 20GiB"))
+    p = run_eph(["validate", "big.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    assert p.returncode == 2
+    assert p.stderr == ('big.yaml:11:65: job "train" needs 20.00 GiB but the largest host of '
+                        'executor "pool" has 16.00 GiB\n')
