@@ -5,7 +5,6 @@
  * (remote/remote.h's checks). Last, the checks a job on it owes: a pinned commit, since its
  * code travels as one, and a host that can hold its memory. */
 #include <arpa/inet.h>
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -379,26 +378,27 @@ ssh_files(struct pctx *p, const struct ssh_build *b)
 	rs.known_hosts = s->known_hosts;
 	rs.identity_file = s->identity_file;
 	diag_init(&tmp);
-	if (remote_check_files(&rs, b->known_at, &tmp) == 0)
-		assert(tmp.n == 0);
 	/* both files' problems come at one place: each goes to its own key's value, which its
-	 * message starts with */
-	for (size_t i = 0; i < tmp.n; i++) {
-		bool identity = strncmp(tmp.items[i].msg, "identity_file ", 14) == 0;
+	 * message starts with ("known_hosts PATH ...", "identity_file PATH ...") */
+	if (remote_check_files(&rs, b->known_at, &tmp) < 0) {
+		for (size_t i = 0; i < tmp.n; i++) {
+			bool identity = strncmp(tmp.items[i].msg, "identity_file ", 14) == 0;
 
-		conf_err(p, identity ? b->identity_at : b->known_at, "%s", tmp.items[i].msg);
-		known_ok = known_ok && identity;
+			conf_err(p, identity ? b->identity_at : b->known_at, "%s",
+			         tmp.items[i].msg);
+			known_ok = known_ok && identity;
+		}
 	}
 	diag_free(&tmp);
 	if (!known_ok)
-		return; /* the hosts would all be reported for it */
+		return; /* every host would be reported for it */
 	for (size_t i = 0; i < s->nhosts; i++) {
 		struct diag_pos at = { p->file, s->hosts[i].line, s->hosts[i].col };
 
 		diag_init(&tmp);
-		if (remote_check_host(&rs, &s->hosts[i].host, at, &tmp) < 0 && tmp.n == 0)
+		if (remote_check_host(&rs, &s->hosts[i].host, at, &tmp) < 0 &&
+		    forward(p, &tmp, at) == 0) /* unreadable since remote_check_files looked */
 			conf_err(p, b->known_at, "known_hosts %s cannot be read", s->known_hosts);
-		forward(p, &tmp, at);
 		diag_free(&tmp);
 	}
 }
