@@ -14,7 +14,9 @@
 #include "conf/conf_int.h"
 #include "conf/conf_keys.h"
 #include "remote/remote.h"
+#include "util/buf.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -372,6 +374,7 @@ ssh_files(struct pctx *p, const struct ssh_build *b)
 	const struct conf_ssh *s = b->s;
 	struct remote_ssh rs;
 	struct diag tmp;
+	struct buf known;
 	bool known_ok = true;
 
 	memset(&rs, 0, sizeof(rs));
@@ -392,15 +395,24 @@ ssh_files(struct pctx *p, const struct ssh_build *b)
 	diag_free(&tmp);
 	if (!known_ok)
 		return; /* every host would be reported for it */
-	for (size_t i = 0; i < s->nhosts; i++) {
+	/* read once for all the hosts (1000 of them would read it 1000 times); a host without
+	 * an entry is then passed to remote_check_host, whose message says how to add one */
+	buf_init(&known, REMOTE_MAX_KNOWN);
+	if (fsio_read_file(s->known_hosts, &known) < 0)
+		buf_free(&known); /* remote_check_host says why, at each host */
+	for (size_t i = 0; i < s->nhosts && !p->halted; i++) {
 		struct diag_pos at = { p->file, s->hosts[i].line, s->hosts[i].col };
 
+		if (known.data != NULL &&
+		    remote_known_match(known.data, known.len, &s->hosts[i].host))
+			continue;
 		diag_init(&tmp);
 		if (remote_check_host(&rs, &s->hosts[i].host, at, &tmp) < 0 &&
 		    forward(p, &tmp, at) == 0) /* unreadable since remote_check_files looked */
 			conf_err(p, b->known_at, "known_hosts %s cannot be read", s->known_hosts);
 		diag_free(&tmp);
 	}
+	buf_free(&known);
 }
 
 void
