@@ -19,7 +19,7 @@ import pytest
 
 import agentrun
 from agentrun import AGENT, PY, SAN_CODES, events, git, result
-from conftest import eph_bin
+from test_pack import OWN, make_mirror, make_origin, pack, pack_run
 
 _run_ids = agentrun.run_ids(870000)
 TOOLS = ("tar", "sh", "find", "sort", "cat", "sleep", "date", "echo")
@@ -308,25 +308,22 @@ def test_a_remote_run_needs_nothing_of_the_schedulers_but_what_it_shipped(tmp_pa
     """The code as an archive and the requirements as wheels, both under the worker's state
     directory, its clock an hour ahead: the venv is built offline from the wheels in the
     unpacked tree, and the run's times are the scheduler's."""
-    work = tmp_path / "work"
-    git("init", "-q", "-b", "main", str(work))
-    (work / "requirements.txt").write_text("# nothing but the standard library\n")
-    (work / "job.py").write_text("import os, sys\nprint(sys.prefix, os.getcwd())\n")
-    git("add", "-A", cwd=work)
-    git("commit", "-qm", "one", cwd=work)
-    commit = git("rev-parse", "HEAD", cwd=work)
-    tool = os.path.join(os.path.dirname(eph_bin()), "tests", "unit", "ship-tool")
-    assert os.access(tool, os.X_OK), f"{tool} is not built (meson's tests option)"
-    p = subprocess.run([tool, "wheels", tmp_path / "sched", PY, "-",
-                        "requirements.txt", work], capture_output=True, text=True,
-                       env=dict(os.environ, PIP_NO_INDEX="1"), timeout=300)
+    # the scheduler's side, as the ssh executor makes it: `eph pack` of a run pinned to it
+    sched = tmp_path / "sched"
+    sched.mkdir()
+    bare, commit = make_origin(tmp_path, {
+        "requirements.txt": "# nothing but the standard library\n",
+        "job.py": "import os, sys\nprint(sys.prefix, os.getcwd())\n"})
+    spec_dir = pack_run(tmp_path, sched, make_mirror(sched, bare), commit, name="sched-run",
+                        runtime={"interpreter": PY, "requirements": "requirements.txt"})
+    p, out = pack(spec_dir, "--python-version", OWN, env={"PIP_NO_INDEX": "1"})
     assert p.returncode == 0, p.stderr
     state = host["state"]
     wheels = state / "wheels" / "w1"
-    shutil.copytree(p.stdout.split()[0], wheels)
+    shutil.copytree(out["wheels"], wheels)
     archive = state / "archives" / f"{commit}.tar"
     archive.parent.mkdir()
-    archive.write_bytes(git("archive", "--format=tar", commit, cwd=work, text=False))
+    shutil.copy(out["archive"], archive)
     d = make_run(tmp_path, host, "run", clock_offset=3600,
                  source={"archive": str(archive), "commit": commit, "keep_worktrees": 5},
                  runtime={"interpreter": PY, "requirements": "requirements.txt",
