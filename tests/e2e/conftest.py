@@ -215,7 +215,8 @@ def marker_pids(marker):
 def store_rows(state_dir, table, where="1", args=()):
     """Rows of TABLE in STATE_DIR's store, as dicts in id order; [] while the store does not
     exist yet or is being created (the first eph that opens it makes the file, then its
-    tables in a transaction of their own: a reader in between sees schema version 0)."""
+    tables, one migration after another: a reader in between sees schema version 0, or a
+    version whose later tables are not made yet)."""
     path = f"{state_dir}/eph.db"
     if not os.path.exists(path):
         return []
@@ -224,7 +225,12 @@ def store_rows(state_dir, table, where="1", args=()):
         if con.execute("PRAGMA user_version").fetchone()[0] == 0:
             return []
         con.row_factory = sqlite3.Row
-        return [dict(r) for r in
-                con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", args)]
+        try:
+            return [dict(r) for r in
+                    con.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", args)]
+        except sqlite3.OperationalError as e:
+            if f"no such table: {table}" in str(e):
+                return []
+            raise
     finally:
         con.close()
