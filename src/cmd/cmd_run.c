@@ -155,6 +155,9 @@ run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *a
 		}
 		rc->exit = final->state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
 	}
+	er->ex->ops->release(er->ex, er, rc->job->memory);
+	if (er->ex->ops->stop != NULL)
+		er->ex->ops->stop(er->ex); /* its connections end: nothing else runs here */
 	uv_close((uv_handle_t *)&rc->sigint, NULL);
 	uv_close((uv_handle_t *)&rc->sigterm, NULL);
 }
@@ -174,11 +177,10 @@ run_signal_cb(uv_signal_t *h, int signum)
 
 /* Opens the store for writing, creating the state directory; prints problems. */
 static int
-run_store_open(struct cmd_ctx *ctx, struct store **out)
+run_store_open(struct cmd_ctx *ctx, struct store **out, char id[INSTANCE_ID_LEN + 1])
 {
 	const char *state = cmd_state_dir(ctx);
 	char *runs = xasprintf("%s/runs", state), *db = xasprintf("%s/eph.db", state);
-	char id[INSTANCE_ID_LEN + 1]; /* made here if this is the state's first run */
 	struct diag d;
 	int rc;
 
@@ -343,7 +345,9 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	};
 	struct run_ctx rc = { .print_output = true, .exit = EPH_EXIT_FAIL };
 	struct exec_hooks hooks = { run_output_cb, run_done_cb, run_closed_cb, &rc };
-	const struct exec_ops *ops;
+	char instance[INSTANCE_ID_LEN + 1]; /* made here if this is the state's first run */
+	const struct conf_executor *ce;
+	struct executor *ex = NULL;
 	struct store *st = NULL;
 	sigset_t stop, old;
 	struct diag d;
@@ -383,14 +387,27 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "eph run: no job \"%s\" in %s\n", argv[optind], ctx->conf_path);
 		return EPH_EXIT_USAGE;
 	}
-	ops = exec_find(rc.job->executor != NULL ? rc.job->executor : "local");
-	if (ops == NULL) {
+	ce = conf_executor_find(ctx->conf, rc.job->executor != NULL ? rc.job->executor : "local");
+	if (ce == NULL || exec_find(conf_exec_type_name(ce->type)) == NULL) {
 		fprintf(stderr, "eph run: executor \"%s\" is not available\n", rc.job->executor);
 		return EPH_EXIT_USAGE;
 	}
-	if (run_store_open(ctx, &st) < 0)
+	if (run_store_open(ctx, &st, instance) < 0)
 		return EPH_EXIT_FAIL;
 	(void)exec_reconcile(st); /* record what earlier runs left unrecorded */
+	uv_loop_init(&loop);
+	/* no daemon runs: nothing else places runs on the executor's hosts from this state */
+	diag_init(&d);
+	ex = exec_executor_new(&loop, st, cmd_state_dir(ctx), instance, ctx->conf, ce, NULL, NULL,
+	                       &d);
+	if (ex == NULL) {
+		diag_print(&d, stderr);
+		diag_free(&d);
+		uv_loop_close(&loop);
+		store_close(st);
+		return EPH_EXIT_FAIL;
+	}
+	diag_free(&d);
 
 	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
 	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,
@@ -424,21 +441,22 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 
-	uv_loop_init(&loop);
 	uv_signal_init(&loop, &rc.sigint);
 	uv_signal_init(&loop, &rc.sigterm);
 	rc.sigint.data = rc.sigterm.data = &rc;
 	uv_signal_start(&rc.sigint, run_signal_cb, SIGINT);
 	uv_signal_start(&rc.sigterm, run_signal_cb, SIGTERM);
-	exec_run_init(&rc.er, &loop, ops, st, id, dir, &hooks);
+	exec_run_init(&rc.er, ex, id, dir, NULL, &hooks);
+	ex->ops->reserve(ex, &rc.er, rc.job->memory);
 	err = exec_run_start(&rc.er);
 	sigprocmask(SIG_SETMASK, &old, NULL); /* a Ctrl-C that came meanwhile cancels the run now */
 	if (err < 0)
 		fprintf(stderr, "eph run: cannot start the run: %s\n", strerror(-err));
-	uv_run(&loop, UV_RUN_DEFAULT);
+out:
+	uv_run(&loop, UV_RUN_DEFAULT); /* what the executor still has in flight ends */
 	if (uv_loop_close(&loop) != 0)
 		fprintf(stderr, "eph run: internal error: handles left open\n");
-out:
+	exec_executor_free(ex);
 	cmd_mail_after_run(ctx, st, id); /* the run's mail, if its job asks for one */
 	free(dir);
 	store_close(st);

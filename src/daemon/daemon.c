@@ -36,6 +36,7 @@
 #include "util/clock.h"
 #include "util/diag.h"
 #include "util/fsio.h"
+#include "util/instance.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -193,6 +194,20 @@ dm_timer_cb(uv_timer_t *t)
 				dm_prepared_due(dm, dr);
 			else
 				dm_enqueue(dm, dr);
+		} else if (top->kind == DM_EV_UNPLACED) {
+			struct drun *dr = container_of(top, struct drun, ev);
+			char dur[32], mem[32], *text, *why;
+
+			units_format_duration((double)dr->ex->max_wait, dur, sizeof(dur));
+			units_format_size(dr->memory, mem, sizeof(mem));
+			text = xasprintf("no host of executor \"%s\" had %s free within its "
+			                 "max_wait (%s)",
+			                 dr->ex->name, dr->memory > 0 ? mem : "its default_memory",
+			                 dur);
+			why = rundir_failure_reason(RUNDIR_FAILURE_UNPLACED, text);
+			free(text);
+			dm_end_unstarted(dm, dr, STORE_FAILED, why);
+			free(why);
 		} else {
 			struct dretry *rt = container_of(top, struct dretry, ev);
 			const struct conf_job *cj = conf_job_find(dm->conf, rt->job);
@@ -419,6 +434,7 @@ dm_stop(struct daemon *dm, const char *why)
 			dm_leave_unstarted(dm, dr);
 	}
 	dm_stop_started(dm);
+	dm_executors_stop(dm); /* their connections end; the remote agents go on */
 	/* what is still queued stays in the outbox: the next start sends it */
 	dm_mail_stop(dm);
 }
@@ -489,6 +505,8 @@ dm_open(struct daemon *dm)
 		diag_print(&d, stderr);
 	else if ((rc = store_open(db, &dm->store, &d)) < 0)
 		diag_print(&d, stderr);
+	else if ((rc = instance_get(dm->o->state_dir, dm->instance, &d)) < 0)
+		diag_print(&d, stderr);
 	diag_free(&d);
 	free(runs);
 	free(db);
@@ -547,6 +565,7 @@ daemon_run(const struct daemon_opts *o)
 			dlog(DLOG_WARN, 0, NULL, "cannot watch %s (%s): reload with SIGHUP",
 			     dm->conf->dir, uv_strerror(rc));
 	}
+	(void)dm_executors_apply(dm, dm->conf); /* one that cannot be made is logged */
 	dm_repo_arm(dm);
 	dm_mail_kick(dm); /* at once: what the outbox holds (a previous process's) is sent */
 	dm_reconcile(dm);
@@ -570,6 +589,7 @@ out:
 	if (dm->sock_path != NULL && dm->ctl_open)
 		(void)unlink(dm->sock_path);
 	dm_clear_jobs(dm);
+	dm_executors_free(dm);
 	dm_repo_free(dm);
 	evheap_free(&dm->heap);
 	store_close(dm->store);

@@ -13,6 +13,7 @@
 #include "exec/exec.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/instance.h"
 
 struct FTW;
 struct conf;
@@ -27,7 +28,7 @@ struct source_pin;
 struct dmailer;
 
 /* What an event of the daemon's heap is. */
-enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY };
+enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY, DM_EV_UNPLACED };
 
 #define DM_LATE_S         5       /* a fire this late is still on time; older ones are missed */
 #define DM_MAX_SLEEP_MS   3600000 /* re-check the wall clock at least hourly (clock jumps) */
@@ -60,10 +61,11 @@ enum dr_phase { DR_DELAYED, DR_READY, DR_STARTED, DR_PREPARING };
 struct drun {
 	struct exec_run er; /* valid once started */
 	struct daemon *dm;
-	struct evheap_node ev;    /* DM_EV_START at the end of its jitter */
+	struct evheap_node ev;    /* DM_EV_START at the end of its jitter; DM_EV_UNPLACED while
+	                           * it waits for a place (its executor's max_wait) */
 	struct drun *prev, *next; /* every live run */
 	struct drun *qnext;       /* the queue of runs ready to start, in fire order */
-	const struct exec_ops *ops;
+	struct executor *ex; /* borrowed: its runs keep it (retired ones too) */
 	struct dprep *prep; /* DR_PREPARING: its code being resolved off the loop (prepare.c) */
 	char *job;
 	char *dir;     /* NULL while DR_PREPARING */
@@ -111,7 +113,11 @@ struct daemon {
 	struct drun *runs;
 	struct drun *qhead, *qtail;
 	struct dretry *retries;
-	struct exec_admission adm; /* the local executor's (the only one yet) */
+	struct executor **execs;   /* the jobs file's executors, by name (dexec.c) */
+	size_t nexecs;
+	struct executor **retired; /* gone from the file, freed once their runs have ended */
+	size_t nretired;
+	char instance[INSTANCE_ID_LEN + 1]; /* this scheduler's id: remote directories */
 	int nstarted;
 	bool stopping;
 	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
@@ -125,8 +131,19 @@ struct daemon {
 
 /* daemon.c, runs.c and reload.c */
 
-/* What runs of executor OPS are admitted against (its budget set from the configuration). */
-struct exec_admission *dm_admission(struct daemon *dm, const struct exec_ops *ops);
+/* dexec.c: the executors. Makes or updates the live executors from C's executors map
+ * (retiring those gone): 0, or -EINVAL when one could not be made or updated (logged). */
+int dm_executors_apply(struct daemon *dm, const struct conf *c);
+/* The live executor called NAME, or NULL. */
+struct executor *dm_executor(struct daemon *dm, const char *name);
+/* The executor that follows run ROW re-attached (its executor, a retired one of its name, or
+ * one made for it from its handle). */
+struct executor *dm_executor_of_row(struct daemon *dm, const struct store_run *row);
+/* Frees the retired executors no run uses any more. */
+void dm_executors_gc(struct daemon *dm);
+void dm_executors_free(struct daemon *dm);
+/* Asks every executor to end what it keeps open (connections) at a stop. */
+void dm_executors_stop(struct daemon *dm);
 
 /* Handles what is queued at the next turn of the loop. */
 void dm_kick(struct daemon *dm);

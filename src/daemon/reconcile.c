@@ -55,7 +55,7 @@ dm_adopt(struct daemon *dm, const struct store_run *r)
 
 	dr->dm = dm;
 	evheap_node_init(&dr->ev, DM_EV_START);
-	dr->ops = exec_of_run(r);
+	dr->ex = dm_executor_of_row(dm, r);
 	dr->job = xstrdup(r->job);
 	dr->dir = r->run_dir != NULL ? xstrdup(r->run_dir) : NULL;
 	dr->id = r->id;
@@ -79,8 +79,8 @@ dm_reattach(struct daemon *dm, const struct store_run *r)
 
 	dr->phase = DR_STARTED;
 	dm->nstarted++;
-	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, r->id, r->run_dir, &hooks);
-	dr->ops->reserve(dm_admission(dm, dr->ops), &dr->er, dr->memory);
+	exec_run_init(&dr->er, dr->ex, r->id, r->run_dir, r->handle, &hooks);
+	dr->ex->ops->reserve(dr->ex, &dr->er, dr->memory);
 	if (exec_run_reattach(&dr->er, r) < 0)
 		dlog(DLOG_ERROR, r->id, r->job, "cannot follow the run");
 	else if (dr->ended)

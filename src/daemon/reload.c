@@ -175,6 +175,7 @@ dm_apply_conf(struct daemon *dm, struct conf *nc, const char *why)
 		evheap_remove(&dm->heap, &oj[i].ev);
 	dm->jobs = NULL;
 	dm->conf = nc;
+	(void)dm_executors_apply(dm, nc); /* one that cannot be updated keeps its settings */
 	dm_build_jobs(dm, oj, noj, oc, false);
 	free(oj);
 	conf_free(oc);

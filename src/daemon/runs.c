@@ -360,7 +360,7 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 	dr->ended = true;
 	if (dr->phase == DR_STARTED) {
 		dm->nstarted--;
-		dr->ops->release(dm_admission(dm, dr->ops), er, dr->memory);
+		dr->ex->ops->release(dr->ex, er, dr->memory);
 	}
 	dm_unlink_run(dm, dr);
 	if (final == NULL) {
@@ -388,8 +388,11 @@ dm_closed_cb(struct exec_run *er, void *arg)
 {
 	struct drun *dr = arg;
 
+	struct daemon *dm = dr->dm;
+
 	exec_run_release(er);
 	drun_free(dr);
+	dm_executors_gc(dm);
 }
 
 static void
@@ -402,8 +405,9 @@ dm_start(struct daemon *dm, struct drun *dr)
 
 	dr->phase = DR_STARTED;
 	dm->nstarted++;
-	exec_run_init(&dr->er, &dm->loop, dr->ops, dm->store, dr->id, dr->dir, &hooks);
-	dr->ops->reserve(dm_admission(dm, dr->ops), &dr->er, dr->memory);
+	evheap_remove(&dm->heap, &dr->ev); /* its max_wait, if it waited */
+	exec_run_init(&dr->er, dr->ex, dr->id, dr->dir, NULL, &hooks);
+	dr->ex->ops->reserve(dr->ex, &dr->er, dr->memory);
 	dr->er.not_before = dr->not_before;
 	dm_hms(dr->scheduled_at, when, sizeof(when));
 	rc = exec_run_start(&dr->er);
@@ -415,37 +419,62 @@ dm_start(struct daemon *dm, struct drun *dr)
 		     ahead ? "; ahead: the command waits for its instant" : "");
 }
 
-/* Starts the runs at the head of the queue while they fit: max_parallel, and the local memory
- * budget (in fire order: a big run at the head is not overtaken by smaller ones). */
-struct exec_admission *
-dm_admission(struct daemon *dm, const struct exec_ops *ops)
+/* Whether an earlier run of the queue, before DR, waits for a place of DR's executor: then DR
+ * waits too (fire order: a big run is not overtaken by smaller ones of its executor). */
+static bool
+dm_blocked_before(struct daemon *dm, const struct drun *dr)
 {
-	(void)ops; /* one admission per executor comes with the executors map */
-	dm->adm.budget = dm->conf->local.memory_budget;
-	return &dm->adm;
+	for (struct drun *w = dm->qhead; w != NULL && w != dr; w = w->qnext)
+		if (w->ex == dr->ex)
+			return true;
+	return false;
 }
 
+static void
+dm_log_wait(struct daemon *dm, struct drun *w, const char *what)
+{
+	if (w->logged_wait)
+		return;
+	w->logged_wait = true;
+	dlog(DLOG_INFO, w->id, w->job, "waiting for %s", what);
+	dm_set_waiting(dm, w);
+	/* an executor that places runs on hosts gives up after its max_wait */
+	if (w->ex->max_wait > 0) {
+		w->ev.kind = DM_EV_UNPLACED;
+		evheap_remove(&dm->heap, &w->ev);
+		evheap_push(&dm->heap, &w->ev, clock_real_ms() + w->ex->max_wait * 1000);
+		dm_arm(dm);
+	}
+}
+
+/* Starts the runs of the queue that fit: a max_parallel slot, and a place in their executor
+ * (memory: the local budget, a host of a pool), in fire order per executor: a run that does
+ * not fit holds back the later runs of its executor, not those of others. */
 void
 dm_admit(struct daemon *dm)
 {
-	while (dm->qhead != NULL && !dm->stopping) {
-		struct drun *dr = dm->qhead;
-		bool slot = dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel;
-		bool fits = dr->ops->fits(dm_admission(dm, dr->ops), dr->memory);
+	struct drun *dr = dm->qhead;
 
-		if (!slot || !fits) {
-			for (struct drun *w = dm->qhead; w != NULL; w = w->qnext) {
-				if (!w->logged_wait) {
-					w->logged_wait = true;
-					dlog(DLOG_INFO, w->id, w->job, "waiting for %s",
-					     !slot ? "a slot (max_parallel)" : "memory");
-					dm_set_waiting(dm, w);
-				}
-			}
+	while (dr != NULL && !dm->stopping) {
+		struct drun *next = dr->qnext;
+		bool slot = dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel;
+
+		if (!slot) {
+			for (struct drun *w = dm->qhead; w != NULL; w = w->qnext)
+				dm_log_wait(dm, w, "a slot (max_parallel)");
 			return;
 		}
-		dm_dequeue(dm, dr);
-		dm_start(dm, dr);
+		if (dm_blocked_before(dm, dr) || !dr->ex->ops->fits(dr->ex, dr->memory)) {
+			dm_log_wait(
+			        dm, dr,
+			        dr->ex->ops == &exec_local_ops
+			                ? "memory"
+			                : "a place (no host of its executor has the memory free)");
+		} else {
+			dm_dequeue(dm, dr);
+			dm_start(dm, dr);
+		}
+		dr = next;
 	}
 }
 
@@ -508,13 +537,13 @@ int64_t
 dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig, int64_t at,
           int attempt, int64_t start_ms, bool check_conc)
 {
-	const struct exec_ops *ops = exec_find(cj->executor != NULL ? cj->executor : "local");
+	struct executor *ex = dm_executor(dm, cj->executor != NULL ? cj->executor : "local");
 	struct exec_new how = { trig, at, attempt, 0, 0 };
 	struct drun *dr;
 	struct diag d;
 	int64_t id = 0;
 
-	if (ops == NULL) {
+	if (ex == NULL) {
 		dlog(DLOG_ERROR, 0, cj->name, "executor \"%s\" is not available", cj->executor);
 		return 0;
 	}
@@ -536,7 +565,7 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	dr = xcalloc(1, sizeof(*dr));
 	dr->dm = dm;
 	evheap_node_init(&dr->ev, DM_EV_START);
-	dr->ops = ops;
+	dr->ex = ex;
 	dr->job = xstrdup(cj->name);
 	dr->id = id;
 	dr->memory = cj->memory; /* what it counts for is its executor's to say (ops->fits) */
@@ -571,7 +600,7 @@ dm_ahead(struct daemon *dm, const struct drun *dr, const struct conf_job *cj)
 	ahead = dr->check_conc && dr->jitter == 0 && start_ms > clock_real_ms() && !dm->stopping &&
 	        dm->qhead == NULL &&
 	        (dm->conf->max_parallel <= 0 || dm->nstarted < dm->conf->max_parallel) &&
-	        dr->ops->fits(dm_admission(dm, dr->ops), dr->memory);
+	        dr->ex->ops->fits(dr->ex, dr->memory);
 	for (struct drun *o = dm->runs; o != NULL && ahead; o = o->next)
 		if (o != dr &&
 		    ((strcmp(o->job, cj->name) == 0 && cj->concurrency != CONF_CONC_ALLOW) ||

@@ -11,6 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "conf/conf.h"
 #include "rundir/rundir.h"
 #include "rundir/runphase.h"
 #include "store/store.h"
@@ -26,7 +29,7 @@
 const struct exec_ops *
 exec_find(const char *name)
 {
-	static const struct exec_ops *const all[] = { &exec_local_ops };
+	static const struct exec_ops *const all[] = { &exec_local_ops, &exec_ssh_ops };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(all[i]->name, name) == 0)
@@ -162,9 +165,66 @@ exec_record(struct store *s, int64_t id, const char *dir, const char *lost_reaso
 const struct exec_ops *
 exec_of_run(const struct store_run *row)
 {
-	const struct exec_ops *ops = exec_find(row->executor != NULL ? row->executor : "local");
+	const struct exec_ops *ops = NULL;
+	json_t *h, *t;
 
+	if (row->handle == NULL)
+		return &exec_local_ops;
+	h = json_loads(row->handle, 0, NULL);
+	t = json_object_get(h, "type");
+	if (json_is_string(t))
+		ops = exec_find(json_string_value(t));
+	json_decref(h);
 	return ops != NULL ? ops : &exec_local_ops;
+}
+
+struct executor *
+exec_executor_new(uv_loop_t *loop, struct store *store, const char *state_dir, const char *instance,
+                  const struct conf *c, const struct conf_executor *ce, exec_health_fn *health,
+                  void *health_arg, struct diag *d)
+{
+	const struct exec_ops *ops = exec_find(conf_exec_type_name(ce->type));
+	struct executor *ex;
+
+	if (ops == NULL) {
+		diag_error(d, (struct diag_pos){ 0 }, "executor \"%s\": type %s is not available",
+		           ce->name, conf_exec_type_name(ce->type));
+		return NULL;
+	}
+	ex = xcalloc(1, sizeof(*ex));
+	ex->ops = ops;
+	ex->name = xstrdup(ce->name);
+	ex->loop = loop;
+	ex->store = store;
+	ex->state_dir = xstrdup(state_dir);
+	ex->instance = xstrdup(instance != NULL ? instance : "");
+	ex->health = health;
+	ex->health_arg = health_arg;
+	if (exec_executor_configure(ex, c, ce, d) < 0) {
+		exec_executor_free(ex);
+		return NULL;
+	}
+	return ex;
+}
+
+int
+exec_executor_configure(struct executor *ex, const struct conf *c, const struct conf_executor *ce,
+                        struct diag *d)
+{
+	return ex->ops->configure != NULL ? ex->ops->configure(ex, c, ce, d) : 0;
+}
+
+void
+exec_executor_free(struct executor *ex)
+{
+	if (ex == NULL)
+		return;
+	if (ex->ops->destroy != NULL)
+		ex->ops->destroy(ex);
+	free(ex->name);
+	free(ex->state_dir);
+	free(ex->instance);
+	free(ex);
 }
 
 enum exec_found
@@ -296,6 +356,7 @@ exec_finish(struct exec_run *r, enum store_state noresult, const char *why)
 	if (r->finished)
 		return;
 	r->finished = true;
+	r->recorded = true;
 	exec_read_output(r);
 	if (r->out_pending.len > 0 && r->hooks.output != NULL)
 		r->hooks.output(r, r->out_pending.data, r->out_pending.len, r->hooks.arg);
@@ -377,6 +438,13 @@ exec_agent_gone(struct exec_run *r, int status)
 	free(why);
 }
 
+void
+exec_run_lost(struct exec_run *r, const char *why)
+{
+	r->agent_gone = true;
+	exec_finish(r, STORE_LOST, why);
+}
+
 static void
 exec_watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 {
@@ -416,15 +484,18 @@ exec_run_alive(struct exec_run *r)
 }
 
 void
-exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *ops, struct store *store,
-              int64_t id, const char *dir, const struct exec_hooks *h)
+exec_run_init(struct exec_run *r, struct executor *ex, int64_t id, const char *dir,
+              const char *handle, const struct exec_hooks *h)
 {
 	memset(r, 0, sizeof(*r));
-	r->loop = loop;
-	r->ops = ops;
-	r->store = store;
+	r->loop = ex->loop;
+	r->ex = ex;
+	r->ops = ex->ops;
+	r->store = ex->store;
 	r->id = id;
 	r->dir = xstrdup(dir);
+	r->handle = handle != NULL ? xstrdup(handle) : NULL;
+	ex->nruns++;
 	r->hooks = *h;
 	r->out_fd = -1;
 	r->agent_status = -1;
@@ -434,6 +505,11 @@ exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *ops, s
 void
 exec_run_release(struct exec_run *r)
 {
+	if (r->ex != NULL)
+		r->ex->nruns--;
+	r->ex = NULL;
+	free(r->handle);
+	r->handle = NULL;
 	free(r->dir);
 	r->dir = NULL;
 	free(r->gone_why);
@@ -479,7 +555,10 @@ exec_provisioned(struct exec_run *r, int rc, const char *why)
 	if (r->finished)
 		return; /* cancelled or detached meanwhile (the executor should not have called) */
 	if (rc < 0) {
-		msg = xasprintf("provision: %s", why != NULL ? why : strerror(-rc));
+		/* a reason of the list ("host key: ...", "runtime: ...") stands as it is */
+		msg = why != NULL && rundir_failure_of_reason(why) != RUNDIR_FAILURE_NONE
+		              ? xstrdup(why)
+		              : xasprintf("provision: %s", why != NULL ? why : strerror(-rc));
 		r->start_rc = rc;
 		exec_finish(r, STORE_FAILED, msg);
 		free(msg);

@@ -45,9 +45,11 @@
 #include "util/buf.h"
 
 struct conf;
+struct conf_executor;
 struct conf_job;
 struct diag;
 struct exec_run;
+struct executor;
 struct source_pin;
 
 /* What a run that the store has as unfinished is, when no process follows it (after a crash,
@@ -60,12 +62,36 @@ enum exec_found {
 	EXEC_UNSTARTED,  /* no agent, and its command never started: nothing forbids running it */
 };
 
-/* What an executor admits runs against: the daemon keeps one per executor and hands it to
- * the executor's admission ops, on its loop. */
-struct exec_admission {
-	uint64_t budget; /* local: memory_budget, 0 = none (the daemon sets it from its
-	                  * configuration before each use) */
-	uint64_t used;   /* local: the memory of the runs reserved and not yet released */
+/* A host (or provider, controller) of an executor that stopped or started answering: the
+ * executor tells its owner, who mails mail.admin once per outage and once when it ends. WHAT
+ * names it ("eph@10.0.0.5"), SINCE (UTC s) is when it stopped answering, WHY (NULL when it is
+ * back) the last failure. */
+typedef void exec_health_fn(struct executor *ex, const char *what, bool down, double since,
+                            const char *why, void *arg);
+
+/* One configured executor, live in a process (the daemon; `eph run` in the foreground): what
+ * its runs are admitted against, and its type's own state (a pool's hosts, their connections).
+ * Made by exec_executor_new from the jobs file's executors entry, updated by exec_executor_
+ * configure at a reload, freed by exec_executor_free once no run uses it. Lives on LOOP's
+ * thread. */
+struct executor {
+	const struct exec_ops *ops;
+	char *name;
+	uv_loop_t *loop;
+	struct store *store;
+	char *state_dir;  /* the scheduler's, absolute */
+	char *instance;   /* this scheduler's instance id (util/instance.h): remote directories */
+	uint64_t budget;  /* local: memory_budget, 0 = none */
+	uint64_t used;    /* local: the memory of the runs reserved and not yet released */
+	int64_t max_wait; /* seconds a run may wait for a place before it fails `unplaced`; 0 =
+	                   * forever (local) */
+	exec_health_fn *health; /* may be NULL */
+	/* a line for the owner's log about run RUN (0: none), e.g. what a lost run left on its
+	 * host when it answered again; may be NULL */
+	void (*log)(struct executor *ex, int64_t run, const char *msg, void *arg);
+	void *health_arg;
+	int nruns;   /* runs initialised with it and not yet released */
+	void *state; /* the type's own: NULL for local */
 };
 
 /* How provision says it has ended: RC 0 (a place is made: exec.c starts the agent), or
@@ -80,13 +106,24 @@ typedef void exec_pulled_fn(struct exec_run *r, int rc);
 struct exec_ops {
 	const char *name;
 	/* Admission, asked by the daemon in fire order: whether a run needing MEMORY bytes (0:
-	 * not said) fits in A now (a run that does not waits, and nothing overtakes it). */
-	bool (*fits)(const struct exec_admission *a, uint64_t memory);
-	/* Takes R's place in A (R initialised, not yet started; a backend may place R there,
-	 * e.g. choose its host): once per admitted run, re-attached ones too... */
-	void (*reserve)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
+	 * not said) fits in EX now (a run that does not waits, and nothing overtakes it). */
+	bool (*fits)(struct executor *ex, uint64_t memory);
+	/* Takes R's place in EX (R initialised, not yet started; a backend may place R there,
+	 * e.g. choose its host; a re-attached run has its stored handle in R->handle): once per
+	 * admitted run, re-attached ones too... */
+	void (*reserve)(struct executor *ex, struct exec_run *r, uint64_t memory);
 	/* ...and gives it back once R has ended (hooks.done), exactly once. */
-	void (*release)(struct exec_admission *a, struct exec_run *r, uint64_t memory);
+	void (*release)(struct executor *ex, struct exec_run *r, uint64_t memory);
+	/* Applies the executor's settings CE of configuration C to EX (its first call makes
+	 * EX->state): 0, or -errno with a message in D (the old settings stay). */
+	EPH_MUST_CHECK int (*configure)(struct executor *ex, const struct conf *c,
+	                                const struct conf_executor *ce, struct diag *d);
+	/* Frees EX->state (no run uses EX any more); what it still has in flight is cancelled
+	 * and ends on the loop. May be NULL. */
+	void (*destroy)(struct executor *ex);
+	/* The process stops: EX ends what it keeps open for its runs (connections), on the loop,
+	 * without touching the runs' agents. May be NULL. */
+	void (*stop)(struct executor *ex);
 	/* Makes a place for run R (a machine that boots for a minute: without blocking the
 	 * loop), then calls DONE exactly once: at once, or later from a callback of its own on
 	 * R->loop. DONE is never called after teardown: a teardown while provisioning (the run
@@ -128,9 +165,23 @@ struct exec_ops {
 };
 
 extern const struct exec_ops exec_local_ops;
+extern const struct exec_ops exec_ssh_ops;
 
-/* Finds an executor by name ("local"); NULL if there is none of that name. */
+/* Finds an executor type by name ("local", "ssh"); NULL if there is none of that name. */
 const struct exec_ops *exec_find(const char *name);
+
+/* Makes the executor CE of configuration C live on LOOP, recording into STORE, with the
+ * scheduler's STATE_DIR and INSTANCE id (both copied); HEALTH (may be NULL) hears of its
+ * hosts' outages. NULL with a message in D when its settings cannot be applied. */
+struct executor *exec_executor_new(uv_loop_t *loop, struct store *store, const char *state_dir,
+                                   const char *instance, const struct conf *c,
+                                   const struct conf_executor *ce, exec_health_fn *health,
+                                   void *health_arg, struct diag *d);
+/* Applies CE (of the same type) to EX at a reload: 0, or -errno with a message in D. */
+EPH_MUST_CHECK int exec_executor_configure(struct executor *ex, const struct conf *c,
+                                           const struct conf_executor *ce, struct diag *d);
+/* Frees EX, which no run uses any more (EX->nruns 0); NULL is fine. */
+void exec_executor_free(struct executor *ex);
 
 struct exec_hooks {
 	/* New bytes of output.log (whole lines), as they come; may be NULL. */
@@ -147,6 +198,7 @@ struct exec_hooks {
  * below belong to exec.c, R->backend to the executor. */
 struct exec_run {
 	uv_loop_t *loop;
+	struct executor *ex; /* borrowed: outlives R (EX->nruns counts R) */
 	const struct exec_ops *ops;
 	struct store *store;
 	struct exec_hooks hooks;
@@ -157,7 +209,8 @@ struct exec_run {
 	uint64_t agent_start;
 	int agent_status; /* the agent's exit status, -1 if unknown (reattached) */
 	bool agent_gone;
-	bool finished;     /* recorded terminal (or failed to) */
+	bool finished;     /* recorded terminal (or failed to), or detached */
+	bool recorded;     /* finished by recording it (not detached) */
 	bool cancel_sent;  /* exec_run_cancel asked the agent to stop */
 	bool provisioning; /* provision has not called back yet */
 	bool pulling;      /* pull has not called back yet */
@@ -175,15 +228,17 @@ struct exec_run {
 	/* R's handles not yet closed, exec.c's and the executor's (which counts its own in and
 	 * reports each closed with exec_handle_closed) */
 	int handles_open;
-	/* the executor's own state of R: NULL, or made by its start (or reattach) and freed by it
-	 * once its handles are closed */
+	/* the executor's own state of R: NULL, or made by its reserve, start (or reattach) and
+	 * freed by it once its handles are closed */
 	void *backend;
+	char *handle; /* owned: the handle the store had for R when it was re-attached, or NULL */
 };
 
-/* Prepares R for run ID in directory DIR (copied) on LOOP with executor OPS, recording into
- * STORE. Nothing starts yet. */
-void exec_run_init(struct exec_run *r, uv_loop_t *loop, const struct exec_ops *ops,
-                   struct store *store, int64_t id, const char *dir, const struct exec_hooks *h);
+/* Prepares R for run ID in directory DIR (copied) on EX's loop, recording into EX's store.
+ * HANDLE (copied; NULL: none) is what the store has of R's handle, for a run re-attached.
+ * Nothing starts yet. */
+void exec_run_init(struct exec_run *r, struct executor *ex, int64_t id, const char *dir,
+                   const char *handle, const struct exec_hooks *h);
 /* Frees what exec_run_init allocated; call it from hooks.closed (or if nothing started). */
 void exec_run_release(struct exec_run *r);
 /* Provisions (ops->provision), then — in its callback, at once or later — starts the agent,
@@ -207,6 +262,9 @@ void exec_run_detach(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);
+/* For executors: R's agent can no longer be reached (its host has not answered for too
+ * long): R is recorded `lost` with WHY, with what its directory here holds, at once. */
+void exec_run_lost(struct exec_run *r, const char *why);
 /* Whether R's agent is still there (ops->alive): 1, 0, or -errno when the executor cannot
  * tell. */
 EPH_MUST_CHECK int exec_run_alive(struct exec_run *r);
@@ -218,7 +276,7 @@ EPH_MUST_CHECK int exec_run_set_handle(struct exec_run *r, const char *handle);
  * follows the last). */
 void exec_handle_closed(struct exec_run *r);
 
-/* The executor that ran run ROW (its executor column; `local` when that is none known). */
+/* The type of executor that ran run ROW: its handle's "type", `local` when it has none. */
 const struct exec_ops *exec_of_run(const struct store_run *row);
 
 /* How a new run came to be. */

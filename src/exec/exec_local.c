@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "exec/exec.h"
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
@@ -234,23 +235,34 @@ local_teardown(struct exec_run *r)
 
 /* memory_budget: the memory limits of the runs started here, summed, stay within it */
 static bool
-local_fits(const struct exec_admission *a, uint64_t memory)
+local_fits(struct executor *ex, uint64_t memory)
 {
-	return a->budget == 0 || a->used + memory <= a->budget;
+	return ex->budget == 0 || ex->used + memory <= ex->budget;
 }
 
 static void
-local_reserve(struct exec_admission *a, struct exec_run *r, uint64_t memory)
+local_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 {
 	(void)r;
-	a->used += memory;
+	ex->used += memory;
 }
 
 static void
-local_release(struct exec_admission *a, struct exec_run *r, uint64_t memory)
+local_release(struct executor *ex, struct exec_run *r, uint64_t memory)
 {
 	(void)r;
-	a->used -= memory < a->used ? memory : a->used;
+	ex->used -= memory < ex->used ? memory : ex->used;
+}
+
+static int
+local_configure(struct executor *ex, const struct conf *c, const struct conf_executor *ce,
+                struct diag *d)
+{
+	(void)ce;
+	(void)d;
+	ex->budget = c->local.memory_budget;
+	ex->max_wait = 0; /* a local run waits for memory as long as it takes */
+	return 0;
 }
 
 const struct exec_ops exec_local_ops = {
@@ -258,6 +270,8 @@ const struct exec_ops exec_local_ops = {
 	.fits = local_fits,
 	.reserve = local_reserve,
 	.release = local_release,
+	.configure = local_configure,
+	.destroy = NULL,
 	.provision = local_provision,
 	.start = local_start,
 	.cancel = local_cancel,

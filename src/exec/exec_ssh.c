@@ -1,0 +1,1736 @@
+/* src/exec/exec_ssh.c: the ssh executor: existing servers as a pool (docs/remote.md).
+ *
+ * A run is placed on a host whose memory, minus what the runs already there reserved, fits it
+ * (best fit: the big holes stay for the big runs). Its provision, all on the loop:
+ *   contact   once per connection to its host (`hello`): the remote directory
+ *             DIR/<instance> made and made absolute, the host's python3 version, the runs
+ *             directories there, then its clock (remote_clock);
+ *   pack      `eph pack RUN_DIR --python-version X.Y --json`, a child: the commit's archive
+ *             and the requirements' wheels, made on this machine (blocking work: git, pip);
+ *   ship      the agent, the archive and each wheel to DIR/<instance>/files/<sha256>, each
+ *             only when absent (remote_ship);
+ *   start     one ssh writes the run's spec.json (this machine's, with the host's paths and
+ *             clock offset), links its wheels, and starts `eph-agent --detach RUN`, which
+ *             prints the agent's pid. The run's handle (host, remote directory, agent) is in
+ *             the store before that ssh runs, so a restart finds the run wherever it got to.
+ * Then every tick one ssh asks the agent how the run is and how long its files are, and what
+ * is new of output.log and events.jsonl is fetched by byte offset (this machine's copies'
+ * sizes are the offsets: nothing twice, nothing lost across a dropped connection or a
+ * restart). Once the agent is gone, the last pull brings the rest and result.json, and the
+ * remote run directory is removed once the run is recorded.
+ *
+ * A host that does not answer is tried again with backoff; once it has not answered a run's
+ * polls for lost_after, that run is recorded `lost`, and its memory stays reserved on the host
+ * until the host answers again: then its agent is stopped, what it left is logged, and its
+ * directory removed. Hosts going down and coming back are told to the owner (ex->health).
+ *
+ * Every op a run has in flight is counted in R->handles_open; the backend itself counts one,
+ * closed when it is freed (teardown, once nothing is in flight). Host-wide ops (contact,
+ * removal, the sweep of lost runs) belong to the executor, which is freed once they end. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf/conf.h"
+#include "exec/exec.h"
+#include "remote/remote.h"
+#include "remote/remote_op.h"
+#include "rundir/rundir.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/diag.h"
+#include "util/fsio.h"
+#include "util/xalloc.h"
+
+#define SSH_STATUS_MS   (20 * 1000)      /* one status or fetch ssh at most */
+#define SSH_HELLO_MS    (30 * 1000)      /* the contact */
+#define SSH_SHIP_MS     (30 * 60 * 1000) /* one file shipped */
+#define SSH_START_MS    (60 * 1000)      /* the start of the agent */
+#define SSH_BACKOFF_MAX (30 * 1000)      /* ms between tries to reach a host, at most */
+#define SSH_PACK_OUT    (1u << 20)       /* eph pack's answer */
+#define SSH_DOWN_TELL_S 30               /* a host is told down once it failed this long */
+
+struct ssh_exec;
+
+/* A run lost on a host that did not answer: its memory stays reserved there until the host
+ * answers again, then its agent is stopped and its directory removed. */
+struct ssh_lost {
+	int64_t id;
+	uint64_t memory;
+	char *rdir, *agent;
+	struct ssh_lost *next;
+};
+
+enum host_st { H_NONE, H_HELLO, H_UP };
+
+struct ssh_host {
+	struct ssh_exec *se;
+	char *key; /* remote_host_str: how it is named in handles and messages */
+	struct remote_host rh;
+	uint64_t memory, used; /* used: reserved by the runs placed here, lost ones too */
+	bool configured;       /* in the current settings: new runs may be placed here */
+	enum host_st st;
+	char *abs;    /* DIR/<instance> on the host, absolute (the contact) */
+	char *python; /* its python3's "X.Y", or NULL */
+	double clock_offset;
+	double down_since; /* UTC s of the first failure of this outage; 0: answering */
+	bool down_told;
+	char *down_why;
+	int fails;
+	int64_t next_try_ms;     /* monotonic: no contact before */
+	struct ssh_run *waiters; /* runs waiting for the contact */
+	struct ssh_lost *lost;
+	uv_timer_t retry; /* tries the contact again while runs wait or lost ones are held */
+	bool retry_open;
+};
+
+struct ssh_exec {
+	struct executor *ex; /* NULL once destroyed: host ops in flight end quietly */
+	struct conf_ssh set; /* owned copies */
+	struct remote_ssh ssh;
+	char *control_dir;
+	struct ssh_host **hosts;
+	size_t nhosts;
+	int nops; /* host ops in flight, and open retry timers */
+	bool dead;
+	bool stopping; /* ssh_stop: no contact any more */
+};
+
+enum run_step { S_PLACED, S_CONTACT, S_PACK, S_SHIP, S_START, S_RUNNING };
+
+struct ssh_run {
+	struct exec_run *r;
+	struct ssh_host *h;
+	uint64_t memory; /* reserved on H */
+	enum run_step step;
+	exec_provisioned_fn *prov_done;
+	char *rdir, *agent; /* the remote run directory and agent, absolute */
+	struct ssh_run *wnext;
+	/* pack */
+	uv_process_t pack;
+	uv_pipe_t pack_out;
+	struct buf pack_buf;
+	int pack_open;
+	bool pack_exited, pack_eof;
+	int64_t pack_status;
+	char **ship_local, **ship_remote, **ship_name; /* [0] agent, [1] archive, then wheels */
+	size_t nship, ship_i;
+	bool has_wheels;
+	double prov_t0;
+	/* following */
+	struct remote_op *op;  /* the one op of the run in flight, at most */
+	struct remote_op *cop; /* a cancel in flight */
+	exec_pulled_fn *pull_done;
+	bool pull_last;
+	int pull_stage;            /* 0 status, 1 output.log, 2 events.jsonl, 3 result.json */
+	int64_t size_out, size_ev; /* the remote files' sizes, as the status said */
+	int64_t last_ok_ms;        /* monotonic: the host last answered for this run */
+	int64_t next_try_ms;
+	int fails;
+	bool cancel_wanted;
+	bool lost;        /* recorded lost as unreachable: its memory stays reserved */
+	bool torn;        /* teardown: nothing new starts; freed once nothing is in flight */
+	bool freed;       /* reported closed */
+	uv_timer_t retry; /* the last pull, tried again */
+	bool retry_open;
+};
+
+static void host_contact(struct ssh_host *h);
+static void ssh_stop(struct executor *ex);
+static void host_retry_cb(uv_timer_t *t);
+static void run_contacted(struct ssh_run *s, int rc, const char *why);
+static void run_pack(struct ssh_run *s);
+static void run_ship_next(struct ssh_run *s);
+static void pull_step(struct ssh_run *s);
+
+static int64_t
+mono_ms(void)
+{
+	return (int64_t)(uv_hrtime() / 1000000u);
+}
+
+static struct ssh_exec *
+sexec(const struct executor *ex)
+{
+	return ex->state;
+}
+
+/* --- settings --------------------------------------------------------------------------- */
+
+static void
+set_free(struct conf_ssh *c)
+{
+	for (size_t i = 0; i < c->nhosts; i++) {
+		free(c->hosts[i].text);
+		remote_host_clear(&c->hosts[i].host);
+	}
+	free(c->hosts);
+	free(c->identity_file);
+	free(c->known_hosts);
+	free(c->dir);
+	memset(c, 0, sizeof(*c));
+}
+
+static void
+set_copy(struct conf_ssh *to, const struct conf_ssh *from)
+{
+	*to = *from;
+	to->hosts = xcalloc(from->nhosts + 1, sizeof(*to->hosts));
+	for (size_t i = 0; i < from->nhosts; i++) {
+		const struct remote_host *rh = &from->hosts[i].host;
+
+		to->hosts[i] = from->hosts[i];
+		to->hosts[i].text = xstrdup(from->hosts[i].text);
+		to->hosts[i].host.user = rh->user != NULL ? xstrdup(rh->user) : NULL;
+		to->hosts[i].host.addr = xstrdup(rh->addr);
+	}
+	to->identity_file = from->identity_file != NULL ? xstrdup(from->identity_file) : NULL;
+	to->known_hosts = from->known_hosts != NULL ? xstrdup(from->known_hosts) : NULL;
+	to->dir = xstrdup(from->dir != NULL ? from->dir : "~/.ephemeron");
+}
+
+/* The directory of ssh's master sockets: STATE/ssh when short enough for a socket's path,
+ * else one under /tmp named after the state directory. Caller frees. */
+static char *
+control_dir_for(const char *state_dir)
+{
+	uint8_t d[SHA256_DIGEST_SIZE];
+	struct sha256_ctx c;
+	char *p = xasprintf("%s/ssh", state_dir);
+
+	if (strlen(p) <= REMOTE_CONTROL_DIR_MAX)
+		return p;
+	free(p);
+	sha256_init(&c);
+	sha256_update(&c, strlen(state_dir), (const uint8_t *)state_dir);
+	sha256_digest(&c, sizeof(d), d);
+	return xasprintf("/tmp/eph-ssh-%u-%02x%02x%02x%02x%02x%02x", (unsigned)getuid(), d[0], d[1],
+	                 d[2], d[3], d[4], d[5]);
+}
+
+static struct ssh_host *
+host_find(struct ssh_exec *se, const char *key)
+{
+	for (size_t i = 0; i < se->nhosts; i++)
+		if (strcmp(se->hosts[i]->key, key) == 0)
+			return se->hosts[i];
+	return NULL;
+}
+
+static struct ssh_host *
+host_add(struct ssh_exec *se, const struct remote_host *rh)
+{
+	struct ssh_host *h = xcalloc(1, sizeof(*h));
+
+	h->se = se;
+	h->rh.user = rh->user != NULL ? xstrdup(rh->user) : NULL;
+	h->rh.addr = xstrdup(rh->addr);
+	h->rh.port = rh->port;
+	h->key = remote_host_str(&h->rh);
+	se->hosts = xreallocarray(se->hosts, se->nhosts + 1, sizeof(*se->hosts));
+	se->hosts[se->nhosts++] = h;
+	return h;
+}
+
+static int
+ssh_configure(struct executor *ex, const struct conf *c, const struct conf_executor *ce,
+              struct diag *d)
+{
+	const struct conf_ssh *cs = ce->keys;
+	struct ssh_exec *se = ex->state;
+	int rc;
+
+	(void)c;
+	if (se == NULL) {
+		se = xcalloc(1, sizeof(*se));
+		se->ex = ex;
+		se->control_dir = control_dir_for(ex->state_dir);
+		ex->state = se;
+	}
+	if (cs == NULL) /* made for runs whose executor left the file: their handles say all */
+		return 0;
+	rc = fsio_mkdirs(se->control_dir, 0700);
+	if (rc < 0) {
+		diag_error(d, (struct diag_pos){ 0 }, "cannot make %s: %s", se->control_dir,
+		           strerror(-rc));
+		return rc;
+	}
+	set_free(&se->set);
+	set_copy(&se->set, cs);
+	se->ssh = (struct remote_ssh){ .identity_file = se->set.identity_file,
+		                       .known_hosts = se->set.known_hosts,
+		                       .control_dir = se->control_dir,
+		                       .connect_timeout = (int)se->set.connect_timeout };
+	ex->max_wait = se->set.max_wait;
+	for (size_t i = 0; i < se->nhosts; i++)
+		se->hosts[i]->configured = false;
+	for (size_t i = 0; i < se->set.nhosts; i++) {
+		const struct conf_ssh_host *ch = &se->set.hosts[i];
+		char *key = remote_host_str(&ch->host);
+		struct ssh_host *h = host_find(se, key);
+
+		free(key);
+		if (h == NULL)
+			h = host_add(se, &ch->host);
+		h->memory = ch->memory;
+		h->configured = true;
+	}
+	return 0;
+}
+
+static void
+lost_free(struct ssh_lost *l)
+{
+	free(l->rdir);
+	free(l->agent);
+	free(l);
+}
+
+static void
+se_free(struct ssh_exec *se)
+{
+	for (size_t i = 0; i < se->nhosts; i++) {
+		struct ssh_host *h = se->hosts[i];
+
+		while (h->lost != NULL) {
+			struct ssh_lost *l = h->lost;
+
+			h->lost = l->next;
+			lost_free(l);
+		}
+		free(h->key);
+		remote_host_clear(&h->rh);
+		free(h->abs);
+		free(h->python);
+		free(h->down_why);
+		free(h);
+	}
+	free(se->hosts);
+	set_free(&se->set);
+	free(se->control_dir);
+	free(se);
+}
+
+static void
+ssh_destroy(struct executor *ex)
+{
+	struct ssh_exec *se = sexec(ex);
+
+	if (se == NULL)
+		return;
+	if (!se->stopping)
+		ssh_stop(ex); /* retired at a reload: its timers close, its connections end */
+	ex->state = NULL;
+	se->ex = NULL;
+	se->dead = true;
+	if (se->nops == 0)
+		se_free(se);
+}
+
+/* A host op has ended: the executor, destroyed meanwhile, is freed after the last. Returns
+ * whether SE is gone. */
+static bool
+se_op_done(struct ssh_exec *se)
+{
+	se->nops--;
+	if (se->dead && se->nops == 0) {
+		se_free(se);
+		return true;
+	}
+	return se->dead;
+}
+
+/* --- health ---------------------------------------------------------------------------- */
+
+static bool
+fail_is_down(enum remote_fail f)
+{
+	return f == REMOTE_UNREACHABLE || f == REMOTE_TIMEOUT || f == REMOTE_SSH;
+}
+
+static void
+host_answered(struct ssh_host *h)
+{
+	struct ssh_exec *se = h->se;
+
+	h->fails = 0;
+	h->next_try_ms = 0;
+	if (h->down_since > 0 && h->down_told && se->ex != NULL && se->ex->health != NULL)
+		se->ex->health(se->ex, h->key, false, h->down_since, NULL, se->ex->health_arg);
+	h->down_since = 0;
+	h->down_told = false;
+}
+
+static void
+host_failed(struct ssh_host *h, const char *why)
+{
+	struct ssh_exec *se = h->se;
+	int64_t backoff = 1000;
+
+	h->fails++;
+	for (int i = 1; i < h->fails && backoff < SSH_BACKOFF_MAX; i++)
+		backoff *= 2;
+	if (backoff > SSH_BACKOFF_MAX)
+		backoff = SSH_BACKOFF_MAX;
+	h->next_try_ms = mono_ms() + backoff;
+	free(h->down_why);
+	h->down_why = xstrdup(why != NULL ? why : "?");
+	if (h->down_since == 0)
+		h->down_since = rundir_now();
+	if (!h->down_told && rundir_now() - h->down_since >= SSH_DOWN_TELL_S && se->ex != NULL &&
+	    se->ex->health != NULL) {
+		h->down_told = true;
+		se->ex->health(se->ex, h->key, true, h->down_since, h->down_why,
+		               se->ex->health_arg);
+	}
+	h->st = H_NONE; /* the next use makes contact again (and measures the clock again) */
+}
+
+/* --- placement ---------------------------------------------------------------------------- */
+
+static uint64_t
+need_of(const struct ssh_exec *se, uint64_t memory)
+{
+	return memory > 0                   ? memory
+	       : se->set.default_memory > 0 ? se->set.default_memory
+	                                    : 1ull << 30;
+}
+
+static uint64_t
+host_free(const struct ssh_host *h)
+{
+	return h->memory > h->used ? h->memory - h->used : 0;
+}
+
+/* The host for a run needing NEED: the one it fits best; NULL if it fits none (with ANY, the
+ * one with the most free instead). Hosts that do not answer are left out. */
+static struct ssh_host *
+host_pick(struct ssh_exec *se, uint64_t need, bool any)
+{
+	struct ssh_host *best = NULL, *most = NULL;
+
+	for (size_t i = 0; i < se->nhosts; i++) {
+		struct ssh_host *h = se->hosts[i];
+
+		if (!h->configured || (h->down_since > 0 && h->fails > 0 && h->down_told))
+			continue;
+		if (host_free(h) >= need && (best == NULL || host_free(h) < host_free(best)))
+			best = h;
+		if (most == NULL || host_free(h) > host_free(most))
+			most = h;
+	}
+	return best != NULL ? best : any ? most : NULL;
+}
+
+static bool
+ssh_fits(struct executor *ex, uint64_t memory)
+{
+	struct ssh_exec *se = sexec(ex);
+
+	return host_pick(se, need_of(se, memory), false) != NULL;
+}
+
+static struct ssh_run *
+run_new(struct exec_run *r, struct ssh_host *h, uint64_t need)
+{
+	struct ssh_run *s = xcalloc(1, sizeof(*s));
+
+	s->r = r;
+	s->h = h;
+	s->memory = need;
+	buf_init(&s->pack_buf, SSH_PACK_OUT);
+	r->backend = s;
+	r->handles_open++; /* the backend itself, closed when it is freed */
+	if (h != NULL)
+		h->used += need;
+	return s;
+}
+
+/* The host of a run re-attached, from its handle (HANDLE JSON): one of the executor's, or one
+ * added (not configured: no new run goes there) for a host since gone from the file. */
+static struct ssh_host *
+host_of_handle(struct ssh_exec *se, json_t *hd)
+{
+	const char *key = json_string_value(json_object_get(hd, "host"));
+	struct remote_host rh;
+	struct ssh_host *h;
+	struct diag d;
+
+	if (key == NULL)
+		return NULL;
+	if ((h = host_find(se, key)) != NULL)
+		return h;
+	diag_init(&d);
+	if (remote_host_parse(key, (struct diag_pos){ 0 }, &rh, &d) < 0) {
+		diag_free(&d);
+		return NULL;
+	}
+	diag_free(&d);
+	h = host_add(se, &rh);
+	remote_host_clear(&rh);
+	return h;
+}
+
+static void
+ssh_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
+{
+	struct ssh_exec *se = sexec(ex);
+	uint64_t need = need_of(se, memory);
+	struct ssh_host *h = NULL;
+	json_t *hd;
+
+	if (r->handle != NULL && (hd = json_loads(r->handle, 0, NULL)) != NULL) {
+		h = host_of_handle(se, hd);
+		if (se->set.known_hosts == NULL) {
+			/* an executor made for it: its ssh settings come from the handle */
+			const char *kh = json_string_value(json_object_get(hd, "known_hosts"));
+			const char *id = json_string_value(json_object_get(hd, "identity_file"));
+
+			se->set.known_hosts = kh != NULL ? xstrdup(kh) : NULL;
+			se->set.identity_file = id != NULL ? xstrdup(id) : NULL;
+			se->set.dir = xstrdup("~/.ephemeron");
+			se->ssh = (struct remote_ssh){ .identity_file = se->set.identity_file,
+				                       .known_hosts = se->set.known_hosts,
+				                       .control_dir = se->control_dir };
+			int mrc = fsio_mkdirs(se->control_dir, 0700);
+
+			(void)mrc; /* ssh says what it cannot do */
+		}
+		json_decref(hd);
+	}
+	if (h == NULL)
+		h = host_pick(se, need, true);
+	(void)run_new(r, h, need);
+}
+
+static void
+ssh_release(struct executor *ex, struct exec_run *r, uint64_t memory)
+{
+	struct ssh_run *s = r->backend;
+
+	(void)ex;
+	(void)memory;
+	if (s == NULL || s->h == NULL)
+		return;
+	if (s->lost && s->rdir != NULL) {
+		/* held until the host answers again (host_sweep) */
+		struct ssh_lost *l = xcalloc(1, sizeof(*l));
+
+		l->id = r->id;
+		l->memory = s->memory;
+		l->rdir = xstrdup(s->rdir);
+		l->agent = s->agent != NULL ? xstrdup(s->agent) : NULL;
+		l->next = s->h->lost;
+		s->h->lost = l;
+		host_contact(s->h); /* keeps trying, with backoff */
+		return;
+	}
+	s->h->used -= s->memory < s->h->used ? s->memory : s->h->used;
+}
+
+/* --- the run's backend: freed once nothing is in flight ---------------------------------- */
+
+static void
+run_maybe_free(struct ssh_run *s)
+{
+	struct exec_run *r = s->r;
+
+	if (!s->torn || s->freed || s->op != NULL || s->cop != NULL || s->pack_open > 0 ||
+	    s->retry_open)
+		return;
+	s->freed = true;
+	for (size_t i = 0; i < s->nship; i++) {
+		free(s->ship_local[i]);
+		free(s->ship_remote[i]);
+		free(s->ship_name[i]);
+	}
+	free(s->ship_local);
+	free(s->ship_remote);
+	free(s->ship_name);
+	free(s->rdir);
+	free(s->agent);
+	buf_free(&s->pack_buf);
+	free(s);
+	r->backend = NULL;
+	exec_handle_closed(r); /* may free R */
+}
+
+static struct remote_req
+run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb)
+{
+	struct ssh_exec *se = sexec(s->r->ex);
+
+	return (struct remote_req){ s->r->loop, &se->ssh, &s->h->rh, timeout_ms, cb, s };
+}
+
+/* The run's provision ends: RC 0 (the agent runs), or failed with WHY. */
+static void
+prov_end(struct ssh_run *s, int rc, const char *why)
+{
+	exec_provisioned_fn *done = s->prov_done;
+
+	s->prov_done = NULL;
+	if (done != NULL && !s->torn)
+		done(s->r, rc, why);
+}
+
+/* A failure of ssh as a run's reason: a changed host key is its own failure ("host key: ..."),
+ * anything else a provision's. Caller frees. */
+static char *
+reason_of(const struct remote_result *res)
+{
+	if (res->fail == REMOTE_HOST_KEY)
+		return rundir_failure_reason(RUNDIR_FAILURE_HOST_KEY, res->why);
+	return xstrdup(res->why != NULL ? res->why : remote_fail_name(res->fail));
+}
+
+/* --- contact: hello and clock, once per connection ---------------------------------------- */
+
+static void host_sweep(struct ssh_host *h, const char *listing);
+
+static void
+host_wake(struct ssh_host *h, int rc, const char *why)
+{
+	struct ssh_run *w = h->waiters;
+
+	h->waiters = NULL;
+	while (w != NULL) {
+		struct ssh_run *next = w->wnext;
+
+		w->wnext = NULL;
+		run_contacted(w, rc, why);
+		w = next;
+	}
+}
+
+static void
+clock_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_host *h = data;
+	struct ssh_exec *se = h->se;
+
+	(void)op;
+	if (se_op_done(se))
+		return;
+	if (res->fail == REMOTE_OK) {
+		h->clock_offset = res->clock_offset;
+		h->st = H_UP;
+		host_answered(h);
+		host_wake(h, 0, NULL);
+	} else {
+		host_failed(h, res->why);
+		host_wake(h, fail_is_down(res->fail) ? -EAGAIN : -EIO, res->why);
+		if (h->lost != NULL)
+			host_contact(h); /* the lost runs' memory waits for it */
+	}
+}
+
+static void
+hello_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_host *h = data;
+	struct ssh_exec *se = h->se;
+	struct remote_req q;
+	char *save, *line, *out;
+	int rc;
+
+	(void)op;
+	if (se_op_done(se))
+		return;
+	if (res->fail != REMOTE_OK) {
+		char *why = reason_of(res);
+
+		host_failed(h, res->why);
+		/* a refused key or a changed host key will not mend by waiting */
+		host_wake(h, fail_is_down(res->fail) ? -EAGAIN : -EPERM, why);
+		free(why);
+		if (h->lost != NULL)
+			host_contact(h); /* the lost runs' memory waits for it */
+		return;
+	}
+	out = xstrdup(res->out);
+	line = strtok_r(out, "\n", &save);
+	free(h->abs);
+	h->abs = line != NULL && line[0] == '/' ? xstrdup(line) : NULL;
+	line = strtok_r(NULL, "\n", &save);
+	free(h->python);
+	h->python = line != NULL && strcmp(line, "none") != 0 ? xstrdup(line) : NULL;
+	line = strtok_r(NULL, "", &save);
+	if (h->abs == NULL) {
+		free(out);
+		host_failed(h, "the host's answer to the contact is not understood");
+		host_wake(h, -EPROTO, "the host's answer to the contact is not understood");
+		return;
+	}
+	host_sweep(h, line);
+	free(out);
+	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_HELLO_MS, clock_cb, h };
+	rc = remote_clock(&q, NULL);
+	if (rc < 0) {
+		host_wake(h, rc, strerror(-rc));
+		return;
+	}
+	se->nops++;
+}
+
+/* Makes contact with H unless it is made or being made (its waiters are told). */
+static void
+host_contact(struct ssh_host *h)
+{
+	struct ssh_exec *se = h->se;
+	char *dir, *cmd;
+	struct remote_req q;
+	int rc;
+
+	if (h->st != H_NONE || se->ex == NULL || se->stopping)
+		return;
+	if (mono_ms() < h->next_try_ms) {
+		/* after a failure: tried again once the backoff has passed */
+		if (!h->retry_open) {
+			uv_timer_init(se->ex->loop, &h->retry);
+			h->retry.data = h;
+			h->retry_open = true;
+			se->nops++;
+		}
+		if (!uv_is_active((uv_handle_t *)&h->retry))
+			uv_timer_start(&h->retry, host_retry_cb,
+			               (uint64_t)(h->next_try_ms - mono_ms()), 0);
+		return;
+	}
+	dir = remote_quote_path(se->set.dir);
+	cmd = xasprintf("d=%s/%s && mkdir -p \"$d/runs\" \"$d/files\" && cd \"$d\" && pwd -P && "
+	                "{ python3 -c 'import sys; print(\"%%d.%%d\" %% sys.version_info[:2])' "
+	                "2>/dev/null || echo none; } && ls runs",
+	                dir, se->ex->instance);
+	free(dir);
+	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_HELLO_MS, hello_cb, h };
+	rc = remote_run(&q, cmd, NULL, 0, 0, NULL);
+	free(cmd);
+	if (rc < 0) {
+		host_wake(h, rc, strerror(-rc));
+		return;
+	}
+	se->nops++;
+	h->st = H_HELLO;
+}
+
+/* --- host ops: removal, and the sweep after a contact ------------------------------------ */
+
+static void
+host_retry_cb(uv_timer_t *t)
+{
+	host_contact(t->data);
+}
+
+static void
+host_log(struct ssh_host *h, int64_t run, const char *msg)
+{
+	struct executor *ex = h->se->ex;
+
+	if (ex != NULL && ex->log != NULL)
+		ex->log(ex, run, msg, ex->health_arg);
+}
+
+/* What a removal is about: a run directory on a host. */
+struct hop {
+	struct ssh_host *h;
+	int64_t id;
+	bool lost; /* a run recorded lost: what it left is logged */
+};
+
+static void
+remove_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct hop *o = data;
+	struct ssh_host *h = o->h;
+
+	(void)op;
+	if (!se_op_done(h->se) && o->lost) {
+		char *msg;
+
+		if (res->fail == REMOTE_OK)
+			msg = xasprintf("recorded lost; its host %s answers again: its agent was "
+			                "stopped and its directory removed, not recorded; it had "
+			                "left: %s",
+			                h->key, res->out_len > 0 ? res->out : "(nothing)\n");
+		else
+			msg = xasprintf(
+			        "recorded lost; its directory on %s could not be removed: %s",
+			        h->key, res->why != NULL ? res->why : "?");
+		msg[strcspn(msg, "\0")] = '\0';
+		host_log(h, o->id, msg);
+		free(msg);
+	}
+	free(o);
+}
+
+/* Removes the run directory RDIR of run ID on H, its agent AGENT (NULL: none) stopped first
+ * when the run was recorded LOST (what it left is then logged). */
+static void
+host_remove(struct ssh_host *h, int64_t id, const char *rdir, const char *agent, bool lost)
+{
+	struct ssh_exec *se = h->se;
+	struct hop *o = xcalloc(1, sizeof(*o));
+	char *qr = remote_quote(rdir), *qa = agent != NULL ? remote_quote(agent) : NULL, *cmd;
+	struct remote_req q;
+	int rc;
+
+	o->h = h;
+	o->id = id;
+	o->lost = lost;
+	/* an agent still there is stopped first (it records the run cancelled, there) */
+	if (qa != NULL)
+		cmd = xasprintf(
+		        "r=%s; case $(%s --cancel \"$r\" 2>/dev/null) in sent) sleep 2;; esac; "
+		        "%s rm -rf \"$r\"",
+		        qr, qa,
+		        lost ? "if test -f \"$r/result.json\"; then echo \"a result: "
+		               "$(head -c 400 \"$r/result.json\")\"; fi; "
+		               "echo \"the end of its output: $(tail -c 400 \"$r/output.log\" "
+		               "2>/dev/null)\";"
+		             : "");
+	else
+		cmd = xasprintf("rm -rf %s", qr);
+	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_STATUS_MS, remove_cb, o };
+	rc = remote_run(&q, cmd, NULL, 0, 4096, NULL);
+	if (rc < 0)
+		free(o);
+	else
+		se->nops++;
+	free(cmd);
+	free(qr);
+	free(qa);
+}
+
+/* After a contact: the lost runs held on H are stopped and removed and their memory given
+ * back; the run directories of runs the store has ended (a removal a crash interrupted) are
+ * removed. LISTING: the names in DIR/<instance>/runs there. */
+static void
+host_sweep(struct ssh_host *h, const char *listing)
+{
+	struct ssh_exec *se = h->se;
+	char *copy, *save, *name;
+
+	while (h->lost != NULL) {
+		struct ssh_lost *l = h->lost;
+
+		h->lost = l->next;
+		host_remove(h, l->id, l->rdir, l->agent, true);
+		h->used -= l->memory < h->used ? l->memory : h->used;
+		lost_free(l);
+	}
+	if (listing == NULL)
+		return;
+	copy = xstrdup(listing);
+	for (name = strtok_r(copy, "\n", &save); name != NULL; name = strtok_r(NULL, "\n", &save)) {
+		struct store_run row;
+		char *end, *rdir;
+		long long id = strtoll(name, &end, 10);
+
+		if (*end != '\0' || id <= 0)
+			continue;
+		store_run_init(&row);
+		if (store_run_get(se->ex->store, id, &row) == 0 &&
+		    store_state_terminal(row.state) && row.handle != NULL &&
+		    strstr(row.handle, h->key) != NULL) {
+			json_t *hd = json_loads(row.handle, 0, NULL);
+			const char *agent = json_string_value(json_object_get(hd, "agent"));
+
+			rdir = xasprintf("%s/runs/%lld", h->abs, id);
+			host_remove(h, id, rdir, agent, false);
+			free(rdir);
+			json_decref(hd);
+		}
+		store_run_clear(&row);
+	}
+	free(copy);
+}
+
+static void
+ctl_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	(void)op;
+	(void)res;
+	(void)se_op_done(data);
+}
+
+static void
+retry_closed(uv_handle_t *t)
+{
+	struct ssh_host *h = t->data;
+
+	(void)se_op_done(h->se);
+}
+
+/* The process stops: the master connections end (the agents go on), the timers close. */
+static void
+ssh_stop(struct executor *ex)
+{
+	struct ssh_exec *se = sexec(ex);
+
+	se->stopping = true;
+	for (size_t i = 0; i < se->nhosts; i++) {
+		struct ssh_host *h = se->hosts[i];
+		struct remote_req q = { ex->loop, &se->ssh, &h->rh, 5000, ctl_cb, se };
+
+		if (h->retry_open) {
+			h->retry_open = false;
+			uv_close((uv_handle_t *)&h->retry, retry_closed);
+		}
+		if (h->st == H_UP && remote_ctl(&q, "exit", NULL) == 0)
+			se->nops++;
+		h->st = H_NONE;
+	}
+}
+
+/* --- provision ------------------------------------------------------------------------- */
+
+static void
+ssh_provision(struct exec_run *r, exec_provisioned_fn *done)
+{
+	struct ssh_run *s = r->backend;
+	struct ssh_exec *se = sexec(r->ex);
+
+	s->prov_done = done;
+	s->prov_t0 = rundir_now();
+	if (s->h == NULL) {
+		done(r, -EHOSTUNREACH, "the executor has no host");
+		return;
+	}
+	if (se->set.known_hosts == NULL) {
+		done(r, -EINVAL, "the executor has no known_hosts");
+		return;
+	}
+	s->step = S_CONTACT;
+	s->last_ok_ms = mono_ms();
+	if (s->h->st == H_UP) {
+		run_contacted(s, 0, NULL);
+		return;
+	}
+	s->wnext = s->h->waiters;
+	s->h->waiters = s;
+	host_contact(s->h);
+}
+
+/* The contact with S's host is made (RC 0) or failed (RC < 0, WHY). */
+static void
+run_contacted(struct ssh_run *s, int rc, const char *why)
+{
+	struct ssh_exec *se = sexec(s->r->ex);
+	char *msg;
+
+	if (s->torn)
+		return;
+	if (rc == -EAGAIN && mono_ms() - s->last_ok_ms < se->set.lost_after * 1000) {
+		/* not answering: wait for it (host_contact tries again, with backoff) */
+		s->wnext = s->h->waiters;
+		s->h->waiters = s;
+		host_contact(s->h);
+		return;
+	}
+	if (rc < 0) {
+		msg = rc == -EAGAIN ? xasprintf("%s has not answered for %llds: %s", s->h->key,
+		                                (long long)se->set.lost_after, why)
+		                    : xstrdup(why != NULL ? why : strerror(-rc));
+		prov_end(s, rc, msg);
+		free(msg);
+		return;
+	}
+	run_pack(s);
+}
+
+static void
+pack_closed(uv_handle_t *hd)
+{
+	struct ssh_run *s = hd->data;
+
+	s->pack_open--;
+	run_maybe_free(s);
+}
+
+/* Adds a file to ship: LOCAL, named NAME in the run (NULL: none). */
+static void
+ship_add(struct ssh_run *s, const char *local, const char *name)
+{
+	s->ship_local = xreallocarray(s->ship_local, s->nship + 1, sizeof(char *));
+	s->ship_remote = xreallocarray(s->ship_remote, s->nship + 1, sizeof(char *));
+	s->ship_name = xreallocarray(s->ship_name, s->nship + 1, sizeof(char *));
+	s->ship_local[s->nship] = xstrdup(local);
+	s->ship_remote[s->nship] = NULL;
+	s->ship_name[s->nship] = name != NULL ? xstrdup(name) : NULL;
+	s->nship++;
+}
+
+/* eph pack answered: what to ship, or why the run fails. */
+static void
+pack_answer(struct ssh_run *s)
+{
+	json_t *o = json_loadb(s->pack_buf.data, s->pack_buf.len, 0, NULL), *f, *v;
+	const char *err, *archive;
+	char exe[PATH_MAX], *slash, *agent;
+	size_t len = sizeof(exe), i;
+
+	if (o == NULL || !json_is_object(o)) {
+		char *why = xasprintf("eph pack gave no answer (status %lld)",
+		                      (long long)s->pack_status);
+
+		prov_end(s, -EIO, why);
+		free(why);
+		json_decref(o);
+		return;
+	}
+	if ((err = json_string_value(json_object_get(o, "error"))) != NULL) {
+		const char *fl = json_string_value(json_object_get(o, "failure"));
+		enum rundir_failure fr = RUNDIR_FAILURE_NONE;
+		char *why;
+
+		if (fl == NULL || rundir_failure_parse(fl, &fr) < 0)
+			fr = RUNDIR_FAILURE_SOURCE;
+		why = rundir_failure_reason(fr, err);
+		prov_end(s, -EIO, why);
+		free(why);
+		json_decref(o);
+		return;
+	}
+	archive = json_string_value(json_object_get(o, "archive"));
+	if (uv_exepath(exe, &len) < 0 || archive == NULL) {
+		prov_end(s, -EIO,
+		         archive == NULL ? "eph pack gave no archive"
+		                         : "cannot find this program's own path");
+		json_decref(o);
+		return;
+	}
+	slash = strrchr(exe, '/');
+	agent = xasprintf("%.*s/eph-agent", (int)(slash - exe), exe);
+	ship_add(s, agent, NULL);
+	free(agent);
+	ship_add(s, archive, NULL);
+	f = json_object_get(o, "files");
+	json_array_foreach(f, i, v)
+	{
+		const char *path = json_string_value(json_object_get(v, "path"));
+		const char *name = json_string_value(json_object_get(v, "name"));
+
+		if (path != NULL && name != NULL && strchr(name, '/') == NULL) {
+			ship_add(s, path, name);
+			s->has_wheels = true;
+		}
+	}
+	json_decref(o);
+	s->step = S_SHIP;
+	s->ship_i = 0;
+	run_ship_next(s);
+}
+
+static void
+pack_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct ssh_run *s = p->data;
+
+	s->pack_exited = true;
+	s->pack_status = sig != 0 ? -sig : status;
+	uv_close((uv_handle_t *)p, pack_closed);
+	if (s->pack_eof && !s->torn) /* its output is all read */
+		pack_answer(s);
+}
+
+static void
+pack_alloc(uv_handle_t *hd, size_t hint, uv_buf_t *b)
+{
+	(void)hd;
+	(void)hint;
+	b->base = xmalloc(64 << 10);
+	b->len = 64 << 10;
+}
+
+static void
+pack_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct ssh_run *s = st->data;
+
+	if (n > 0 && buf_append(&s->pack_buf, b->base, (size_t)n) < 0)
+		n = UV_ENOBUFS;
+	free(b->base);
+	if (n >= 0)
+		return;
+	s->pack_eof = true;
+	uv_close((uv_handle_t *)st, pack_closed);
+	if (s->pack_exited && !s->torn)
+		pack_answer(s);
+}
+
+/* Spawns `eph pack RUN_DIR [--python-version X.Y] --json`: the archive and wheels to ship. */
+static void
+run_pack(struct ssh_run *s)
+{
+	struct exec_run *r = s->r;
+	char exe[PATH_MAX], *args[7];
+	size_t len = sizeof(exe);
+	uv_process_options_t o = { 0 };
+	uv_stdio_container_t io[3];
+	int n = 0, rc;
+
+	s->step = S_PACK;
+	if ((rc = uv_exepath(exe, &len)) < 0) {
+		prov_end(s, rc, "cannot find this program's own path");
+		return;
+	}
+	args[n++] = exe;
+	args[n++] = (char *)"pack";
+	args[n++] = r->dir;
+	if (s->h->python != NULL) {
+		args[n++] = (char *)"--python-version";
+		args[n++] = s->h->python;
+	}
+	args[n++] = (char *)"--json";
+	args[n] = NULL;
+	uv_pipe_init(r->loop, &s->pack_out, 0);
+	s->pack_out.data = s;
+	s->pack.data = s;
+	s->pack_open = 2;
+	io[0].flags = UV_IGNORE;
+	io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	io[1].data.stream = (uv_stream_t *)&s->pack_out;
+	io[2].flags = UV_INHERIT_FD; /* its complaints go where ours go */
+	io[2].data.fd = 2;
+	o.file = exe;
+	o.args = args;
+	o.exit_cb = pack_exit;
+	o.stdio = io;
+	o.stdio_count = 3;
+	rc = uv_spawn(r->loop, &s->pack, &o);
+	if (rc < 0) {
+		uv_close((uv_handle_t *)&s->pack, pack_closed);
+		uv_close((uv_handle_t *)&s->pack_out, pack_closed);
+		prov_end(s, rc, "cannot run eph pack");
+		return;
+	}
+	uv_read_start((uv_stream_t *)&s->pack_out, pack_alloc, pack_read);
+}
+
+static void ship_cb(struct remote_op *op, const struct remote_result *res, void *data);
+static void run_start_agent(struct ssh_run *s);
+
+static void
+run_ship_next(struct ssh_run *s)
+{
+	struct remote_req q = run_req(s, SSH_SHIP_MS, ship_cb);
+	char *files;
+	int rc;
+
+	if (s->ship_i == s->nship) {
+		run_start_agent(s);
+		return;
+	}
+	files = xasprintf("%s/files", s->h->abs);
+	rc = remote_ship(&q, s->ship_local[s->ship_i], files, &s->op);
+	free(files);
+	if (rc < 0)
+		prov_end(s, rc, "cannot ship the run's files");
+}
+
+static void
+ship_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_run *s = data;
+	char *why;
+
+	(void)op;
+	s->op = NULL;
+	if (s->torn) {
+		run_maybe_free(s);
+		return;
+	}
+	if (res->fail != REMOTE_OK) {
+		if (fail_is_down(res->fail))
+			host_failed(s->h, res->why);
+		why = reason_of(res);
+		prov_end(s, -EIO, why);
+		free(why);
+		return;
+	}
+	s->ship_remote[s->ship_i] = xstrdup(res->remote_path);
+	s->ship_i++;
+	run_ship_next(s);
+}
+
+/* The handle: what finds the run again after a restart, whatever executor settings then. */
+static int
+run_write_handle(struct ssh_run *s, pid_t pid)
+{
+	struct ssh_exec *se = sexec(s->r->ex);
+	json_t *o = json_object();
+	char *text;
+	int rc;
+
+	json_object_set_new(o, "type", json_string("ssh"));
+	json_object_set_new(o, "host", json_string(s->h->key));
+	json_object_set_new(o, "dir", json_string(s->rdir));
+	json_object_set_new(o, "agent", json_string(s->agent));
+	json_object_set_new(o, "clock_offset", json_real(s->h->clock_offset));
+	if (se->set.known_hosts != NULL)
+		json_object_set_new(o, "known_hosts", json_string(se->set.known_hosts));
+	if (se->set.identity_file != NULL)
+		json_object_set_new(o, "identity_file", json_string(se->set.identity_file));
+	if (pid > 0)
+		json_object_set_new(o, "pid", json_integer(pid));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	rc = exec_run_set_handle(s->r, text);
+	free(text);
+	return rc;
+}
+
+/* The run's spec as the host reads it: the host's paths, no scheduler's path, its clock.
+ * Caller frees. NULL with *WHY (caller frees) when this machine's cannot be read. */
+static char *
+remote_spec(struct ssh_run *s, char **why)
+{
+	struct rundir_spec sp;
+	struct diag d;
+	char *tmpdir, *path, *text = NULL;
+	int rc;
+
+	diag_init(&d);
+	if (rundir_spec_read(s->r->dir, &sp, &d) < 0) {
+		*why = diag_nerrors(&d) > 0 ? diag_format(&d, 0) : xstrdup("cannot read spec.json");
+		diag_free(&d);
+		return NULL;
+	}
+	diag_free(&d);
+	free(sp.state_dir);
+	sp.state_dir = xstrdup(s->h->abs);
+	free(sp.source.mirror);
+	sp.source.mirror = NULL;
+	free(sp.source.archive);
+	sp.source.archive = xstrdup(s->ship_remote[1]);
+	free(sp.runtime.wheels);
+	sp.runtime.wheels = s->has_wheels ? xasprintf("%s/wheels", s->rdir) : NULL;
+	sp.clock_offset = s->h->clock_offset;
+	/* written where the run's own files are: what was shipped stays with the run */
+	tmpdir = xasprintf("%s/remote", s->r->dir);
+	rc = fsio_mkdirs(tmpdir, 0700);
+	if (rc == 0)
+		rc = rundir_spec_write(tmpdir, &sp);
+	rundir_spec_free(&sp);
+	if (rc == 0) {
+		struct buf b;
+
+		buf_init(&b, 4u << 20);
+		path = xasprintf("%s/%s", tmpdir, RUNDIR_SPEC);
+		rc = fsio_read_file(path, &b);
+		free(path);
+		if (rc == 0)
+			text = buf_steal(&b);
+		buf_free(&b);
+	}
+	if (rc < 0)
+		*why = xasprintf("cannot write the host's spec.json: %s", strerror(-rc));
+	free(tmpdir);
+	return text;
+}
+
+static void start_cb(struct remote_op *op, const struct remote_result *res, void *data);
+
+static void
+run_start_agent(struct ssh_run *s)
+{
+	struct remote_req q = run_req(s, SSH_START_MS, start_cb);
+	char *spec, *why = NULL, *qr, *qa;
+	struct buf cmd;
+	int rc;
+
+	s->step = S_START;
+	s->rdir = xasprintf("%s/runs/%lld", s->h->abs, (long long)s->r->id);
+	s->agent = xstrdup(s->ship_remote[0]);
+	if ((spec = remote_spec(s, &why)) == NULL) {
+		prov_end(s, -EIO, why);
+		free(why);
+		return;
+	}
+	/* in the store before the agent can exist: a restart finds it wherever it got to */
+	if ((rc = run_write_handle(s, 0)) < 0) {
+		free(spec);
+		prov_end(s, rc, "cannot record the run's handle");
+		return;
+	}
+	qr = remote_quote(s->rdir);
+	qa = remote_quote(s->agent);
+	buf_init(&cmd, 1u << 20);
+	rc = buf_printf(&cmd,
+	                "set -e; umask 077; r=%s; mkdir -p \"$r/wheels\"; "
+	                "cat >\"$r/spec.json.tmp\"; mv -f \"$r/spec.json.tmp\" \"$r/spec.json\"; ",
+	                qr);
+	for (size_t i = 2; rc == 0 && i < s->nship; i++) {
+		char *qf = remote_quote(s->ship_remote[i]), *qn = remote_quote(s->ship_name[i]);
+
+		rc = buf_printf(&cmd, "ln -f %s \"$r/wheels\"/%s; ", qf, qn);
+		free(qf);
+		free(qn);
+	}
+	if (rc == 0)
+		rc = buf_printf(&cmd, "exec %s --detach \"$r\"", qa);
+	free(qr);
+	free(qa);
+	if (rc == 0)
+		rc = remote_run(&q, buf_cstr(&cmd), spec, strlen(spec), 0, &s->op);
+	buf_free(&cmd);
+	free(spec);
+	if (rc < 0)
+		prov_end(s, rc, "cannot start the agent");
+}
+
+static void
+start_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_run *s = data;
+	char *end, *why;
+	long pid;
+
+	(void)op;
+	s->op = NULL;
+	if (s->torn) {
+		run_maybe_free(s);
+		return;
+	}
+	if (res->fail != REMOTE_OK) {
+		if (fail_is_down(res->fail))
+			host_failed(s->h, res->why);
+		why = reason_of(res);
+		prov_end(s, -EIO, why);
+		free(why);
+		return;
+	}
+	pid = strtol(res->out, &end, 10);
+	if (pid <= 0 || (*end != '\n' && *end != '\0')) {
+		prov_end(s, -EPROTO, "the agent's start said no pid");
+		return;
+	}
+	s->r->agent_pid = (pid_t)pid;
+	s->step = S_RUNNING;
+	s->last_ok_ms = mono_ms();
+	(void)run_write_handle(s, (pid_t)pid);
+	{
+		double now = rundir_now();
+		struct store_phase ph = { (char *)"ship", s->prov_t0, now, now - s->prov_t0 };
+
+		int prc = store_phase_add(s->r->store, s->r->id, &ph);
+
+		(void)prc; /* its phase is a nicety: the run goes on without it */
+	}
+	prov_end(s, 0, NULL);
+}
+
+/* The agent was started by provision: nothing is left to do. */
+static int
+ssh_start(struct exec_run *r)
+{
+	struct ssh_run *s = r->backend;
+
+	return s != NULL && s->step == S_RUNNING ? 0 : -EINVAL;
+}
+
+/* --- following: status and pulls by offset ------------------------------------------------ */
+
+/* The size of this machine's copy of the run's file NAME: the offset to fetch from. */
+static int64_t
+local_size(struct exec_run *r, const char *name)
+{
+	char *p = xasprintf("%s/%s", r->dir, name);
+	struct stat st;
+	int rc = stat(p, &st);
+
+	free(p);
+	return rc == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* Appends DATA[0..LEN) to this machine's copy of NAME. 0 or -errno. */
+static int
+local_append(struct exec_run *r, const char *name, const char *data, size_t len)
+{
+	char *p = xasprintf("%s/%s", r->dir, name);
+	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc;
+
+	free(p);
+	if (fd < 0)
+		return -errno;
+	rc = fsio_write_all(fd, data, len);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* The pull ends with RC (0, or -errno). */
+static void
+pull_end(struct ssh_run *s, int rc)
+{
+	exec_pulled_fn *done = s->pull_done;
+
+	s->pull_done = NULL;
+	if (done != NULL && !s->torn)
+		done(s->r, rc);
+}
+
+static void retry_last_cb(uv_timer_t *t);
+static int run_send_cancel(struct ssh_run *s);
+
+static void
+run_retry_closed(uv_handle_t *t)
+{
+	struct ssh_run *s = t->data;
+
+	s->retry_open = false;
+	run_maybe_free(s);
+}
+
+/* An op of S's failed with RES: its host is told, and the run is lost once the host has not
+ * answered it for lost_after. Returns whether the run was recorded lost. */
+static bool
+run_op_failed(struct ssh_run *s, const struct remote_result *res)
+{
+	struct ssh_exec *se = sexec(s->r->ex);
+	char *why;
+
+	s->fails++;
+	if (fail_is_down(res->fail) || res->fail == REMOTE_HOST_KEY || res->fail == REMOTE_AUTH)
+		host_failed(s->h, res->why);
+	s->next_try_ms = s->h->next_try_ms;
+	if (mono_ms() - s->last_ok_ms < se->set.lost_after * 1000)
+		return false;
+	why = xasprintf("its host %s has not answered for %llds (lost_after): %s", s->h->key,
+	                (long long)se->set.lost_after, res->why != NULL ? res->why : "?");
+	s->lost = true;
+	s->pull_done = NULL; /* the run is recorded now; exec.c expects no callback after */
+	exec_run_lost(s->r, why);
+	free(why);
+	return true;
+}
+
+static void
+pull_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_run *s = data;
+	struct exec_run *r = s->r;
+	const char *name = s->pull_stage == 1 ? RUNDIR_OUTPUT : RUNDIR_EVENTS;
+	int rc = 0;
+
+	(void)op;
+	s->op = NULL;
+	if (s->torn) {
+		run_maybe_free(s);
+		return;
+	}
+	if (res->fail != REMOTE_OK) {
+		bool lost = run_op_failed(s, res);
+
+		if (lost)
+			return;
+		if (s->pull_last) {
+			/* the last bytes must come: tried again after the backoff */
+			if (!s->retry_open) {
+				uv_timer_init(r->loop, &s->retry);
+				s->retry.data = s;
+				s->retry_open = true;
+			}
+			uv_timer_start(&s->retry, retry_last_cb,
+			               (uint64_t)(s->next_try_ms > mono_ms()
+			                                  ? s->next_try_ms - mono_ms()
+			                                  : 1000),
+			               0);
+			return;
+		}
+		pull_end(s, -EIO);
+		return;
+	}
+	s->last_ok_ms = mono_ms();
+	s->fails = 0;
+	host_answered(s->h);
+	if (s->pull_stage == 0) {
+		/* "alive PID|finished|lost|unstarted|missing\nSIZE_OUT\nSIZE_EV\n" */
+		char state[16] = "";
+		long long so = 0, sev = 0;
+
+		if (sscanf(res->out, "%15s %*[^\n]\n%lld\n%lld", state, &so, &sev) < 1 &&
+		    sscanf(res->out, "%15s\n%lld\n%lld", state, &so, &sev) < 1)
+			state[0] = '\0';
+		(void)sscanf(res->out, "%*[^\n]\n%lld\n%lld", &so, &sev);
+		s->size_out = so;
+		s->size_ev = sev;
+		if (state[0] != '\0' && strcmp(state, "alive") != 0 && !r->agent_gone) {
+			/* the agent is gone: exec.c asks for the last pull once this one ends */
+			exec_agent_gone(r, -1);
+			pull_end(s, 0);
+			return;
+		}
+		if (s->cancel_wanted && s->cop == NULL)
+			(void)run_send_cancel(s); /* the last one did not get through */
+		s->pull_stage = 1;
+	} else if (s->pull_stage == 1 || s->pull_stage == 2) {
+		if (res->out_len > 0)
+			rc = local_append(r, name, res->out, res->out_len);
+		if (rc < 0) {
+			pull_end(s, rc);
+			return;
+		}
+		if (!(res->out_len > 0 && (res->out_truncated || res->out_len >= REMOTE_MAX_FETCH)))
+			s->pull_stage++;
+	} else {
+		/* result.json, whole: written here aside, then renamed (the record reads it) */
+		if (!res->missing && res->out_len > 0) {
+			char *tmp = xasprintf("%s/%s.tmp", r->dir, RUNDIR_RESULT);
+			char *fin = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
+			int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+			rc = fd < 0 ? -errno : fsio_write_all(fd, res->out, res->out_len);
+			if (fd >= 0 && fsync(fd) < 0 && rc == 0)
+				rc = -errno;
+			if (fd >= 0)
+				close(fd);
+			if (rc == 0 && rename(tmp, fin) < 0)
+				rc = -errno;
+			free(tmp);
+			free(fin);
+		}
+		pull_end(s, rc);
+		return;
+	}
+	pull_step(s);
+}
+
+/* The next step of the pull in flight. */
+static void
+pull_step(struct ssh_run *s)
+{
+	struct exec_run *r = s->r;
+	struct remote_req q = run_req(s, SSH_STATUS_MS, pull_cb);
+	int rc;
+
+	if (s->pull_stage == 0) {
+		char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
+
+		cmd = xasprintf(
+		        "r=%s; %s --inspect \"$r\"; wc -c <\"$r/output.log\" 2>/dev/null || "
+		        "echo 0; wc -c <\"$r/events.jsonl\" 2>/dev/null || echo 0",
+		        qr, qa);
+		rc = remote_run(&q, cmd, NULL, 0, 4096, &s->op);
+		free(cmd);
+		free(qr);
+		free(qa);
+	} else if (s->pull_stage == 1 || s->pull_stage == 2) {
+		const char *name = s->pull_stage == 1 ? RUNDIR_OUTPUT : RUNDIR_EVENTS;
+		int64_t off = local_size(r, name),
+		        size = s->pull_stage == 1 ? s->size_out : s->size_ev;
+		char *path;
+
+		if (!s->pull_last && off >= size) {
+			/* nothing new, as the status said */
+			s->pull_stage++;
+			if (s->pull_stage == 3) {
+				pull_end(s, 0);
+				return;
+			}
+			pull_step(s);
+			return;
+		}
+		path = xasprintf("%s/%s", s->rdir, name);
+		rc = remote_fetch(&q, path, off, 0, &s->op);
+		free(path);
+	} else if (!s->pull_last) {
+		pull_end(s, 0);
+		return;
+	} else {
+		char *path = xasprintf("%s/%s", s->rdir, RUNDIR_RESULT);
+
+		rc = remote_fetch(&q, path, 0, 0, &s->op);
+		free(path);
+	}
+	if (rc < 0)
+		pull_end(s, rc);
+}
+
+static void
+retry_last_cb(uv_timer_t *t)
+{
+	struct ssh_run *s = t->data;
+
+	if (!s->torn && s->op == NULL)
+		pull_step(s);
+}
+
+static void
+ssh_pull(struct exec_run *r, bool last, exec_pulled_fn *done)
+{
+	struct ssh_run *s = r->backend;
+
+	if (s == NULL || s->step != S_RUNNING || s->op != NULL ||
+	    (!last && mono_ms() < s->next_try_ms)) {
+		if (last && s != NULL && s->step == S_RUNNING && s->op != NULL) {
+			/* after the op in flight (its callback goes on with this one) */
+			s->pull_done = done;
+			s->pull_last = true;
+			return;
+		}
+		done(r, -EAGAIN);
+		return;
+	}
+	s->pull_done = done;
+	s->pull_last = last;
+	/* the last pull needs no status: the agent is gone */
+	s->pull_stage = last ? 1 : 0;
+	pull_step(s);
+}
+
+/* Liveness comes with each pull's status: nothing more to ask. */
+static void
+ssh_poll(struct exec_run *r)
+{
+	(void)r;
+}
+
+static int
+ssh_alive(struct exec_run *r)
+{
+	struct ssh_run *s = r->backend;
+
+	if (s == NULL || s->step != S_RUNNING)
+		return -EAGAIN;
+	return 1; /* as far as the last status said: the pulls find out otherwise */
+}
+
+static void
+cancel_cb(struct remote_op *op, const struct remote_result *res, void *data)
+{
+	struct ssh_run *s = data;
+
+	(void)op;
+	s->cop = NULL;
+	if (s->torn) {
+		run_maybe_free(s);
+		return;
+	}
+	if (res->fail == REMOTE_OK)
+		s->cancel_wanted = false; /* sent (or the agent was gone already) */
+}
+
+static int
+run_send_cancel(struct ssh_run *s)
+{
+	struct remote_req q = run_req(s, SSH_STATUS_MS, cancel_cb);
+	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
+	int rc;
+
+	cmd = xasprintf("%s --cancel %s", qa, qr);
+	rc = remote_run(&q, cmd, NULL, 0, 4096, &s->cop);
+	free(cmd);
+	free(qr);
+	free(qa);
+	return rc;
+}
+
+static int
+ssh_cancel(struct exec_run *r)
+{
+	struct ssh_run *s = r->backend;
+
+	if (s == NULL || s->step != S_RUNNING || s->agent == NULL)
+		return -ESRCH;
+	s->cancel_wanted = true;
+	if (s->cop != NULL)
+		return 0;
+	return run_send_cancel(s);
+}
+
+/* Without a network, nothing can be told of a remote run: its executor finds out, followed. */
+static enum exec_found
+ssh_inspect(const struct store_run *row, char **why)
+{
+	(void)row;
+	*why = NULL;
+	return EXEC_ALIVE;
+}
+
+static int
+ssh_reattach(struct exec_run *r, const struct store_run *row)
+{
+	struct ssh_run *s = r->backend;
+	json_t *hd;
+	const char *dir, *agent;
+
+	if (s == NULL || s->h == NULL || row == NULL || row->handle == NULL ||
+	    (hd = json_loads(row->handle, 0, NULL)) == NULL)
+		return 0; /* nothing to follow it by: lost */
+	dir = json_string_value(json_object_get(hd, "dir"));
+	agent = json_string_value(json_object_get(hd, "agent"));
+	if (dir == NULL || agent == NULL) {
+		json_decref(hd);
+		return 0;
+	}
+	s->rdir = xstrdup(dir);
+	s->agent = xstrdup(agent);
+	r->agent_pid = (pid_t)json_integer_value(json_object_get(hd, "pid"));
+	json_decref(hd);
+	s->step = S_RUNNING;
+	s->last_ok_ms = mono_ms(); /* lost_after counts from now: the daemon was not looking */
+	return -EAGAIN;            /* the pulls' status tells */
+}
+
+static void
+ssh_teardown(struct exec_run *r)
+{
+	struct ssh_run *s = r->backend;
+
+	if (s == NULL || s->torn)
+		return;
+	s->torn = true;
+	if (s->step == S_CONTACT && s->h != NULL) {
+		struct ssh_run **pp = &s->h->waiters;
+
+		while (*pp != NULL && *pp != s)
+			pp = &(*pp)->wnext;
+		if (*pp != NULL)
+			*pp = s->wnext;
+	}
+	if (s->op != NULL)
+		remote_op_cancel(s->op);
+	if (s->cop != NULL)
+		remote_op_cancel(s->cop);
+	if (s->pack_open > 0 && !s->pack_exited)
+		(void)uv_process_kill(&s->pack, SIGTERM);
+	if (s->retry_open)
+		uv_close((uv_handle_t *)&s->retry, run_retry_closed);
+	/* recorded (not merely detached by a stop): its directory there goes, unless the host
+	 * could not be reached (lost: the sweep removes it when the host answers again) */
+	if (r->recorded && !s->lost && s->rdir != NULL && s->h != NULL)
+		host_remove(s->h, r->id, s->rdir, s->agent, false);
+	run_maybe_free(s);
+}
+
+const struct exec_ops exec_ssh_ops = {
+	.name = "ssh",
+	.fits = ssh_fits,
+	.reserve = ssh_reserve,
+	.release = ssh_release,
+	.configure = ssh_configure,
+	.destroy = ssh_destroy,
+	.stop = ssh_stop,
+	.provision = ssh_provision,
+	.start = ssh_start,
+	.cancel = ssh_cancel,
+	.poll = ssh_poll,
+	.alive = ssh_alive,
+	.inspect = ssh_inspect,
+	.reattach = ssh_reattach,
+	.pull = ssh_pull,
+	.teardown = ssh_teardown,
+};
