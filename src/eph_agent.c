@@ -13,13 +13,22 @@
  *   eph-agent --inspect RUN_DIR  prints what the run is, as the local executor tells it:
  *                                "alive PID", "finished", "lost", or "unstarted";
  *   eph-agent --cancel RUN_DIR   sends the run's agent SIGTERM (it stops its command and
- *                                records the run cancelled): prints "sent" or "gone". */
+ *                                records the run cancelled): prints "sent" or "gone";
+ *   eph-agent --follow RUN_DIR OUT EV
+ *                                streams the run's files as they grow, from byte OUT of
+ *                                output.log and EV of events.jsonl, until the agent is gone
+ *                                (follow_main: the frames). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -68,8 +77,10 @@ agent_detach(const char *dir)
 	exit(agent_main(dir));
 }
 
+/* Prints PREFIX and what the run in DIR is: "alive PID", "finished", "lost", "unstarted" or
+ * "missing". */
 static int
-agent_inspect(const char *dir)
+agent_inspect_to(const char *dir, const char *prefix)
 {
 	char *res = xasprintf("%s/%s", dir, RUNDIR_RESULT);
 	enum runlock_state ls;
@@ -79,24 +90,30 @@ agent_inspect(const char *dir)
 
 	free(res);
 	if (done) {
-		puts("finished");
+		printf("%sfinished\n", prefix);
 		return 0;
 	}
 	if (rundir_pid_read(dir, &pid, &start) < 0)
 		pid = 0;
 	if (pid != 0 && rundir_pid_alive(pid, start)) {
-		printf("alive %d\n", (int)pid);
+		printf("%salive %d\n", prefix, (int)pid);
 		return 0;
 	}
 	if (runlock_inspect(dir, &ls) < 0 || ls == RUNLOCK_HELD)
-		printf("alive %d\n", (int)pid); /* being started, or cannot tell */
+		printf("%salive %d\n", prefix, (int)pid); /* being started, or cannot tell */
 	else if (access(dir, F_OK) < 0)
-		puts("missing");
+		printf("%smissing\n", prefix);
 	else if (ls == RUNLOCK_PREPARED || (ls == RUNLOCK_NONE && pid == 0))
-		puts("unstarted");
+		printf("%sunstarted\n", prefix);
 	else
-		puts("lost");
+		printf("%slost\n", prefix);
 	return 0;
+}
+
+static int
+agent_inspect(const char *dir)
+{
+	return agent_inspect_to(dir, "");
 }
 
 static int
@@ -117,6 +134,138 @@ agent_cancel(const char *dir)
 	return 0;
 }
 
+#define FOLLOW_CHUNK     (256u << 10) /* bytes of a file per frame */
+#define FOLLOW_CHECK_MS  1000         /* the agent's liveness, without an event */
+#define FOLLOW_HEARTBEAT 5            /* seconds of silence before an "h" frame */
+
+/* Writes all of P[0..N) to stdout: false when the connection is gone. */
+static bool
+out_all(const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(1, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		c += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* Sends what DIR/NAME holds past *OFF as frames "TAG OFFSET LEN\n" + bytes. False when the
+ * connection is gone. */
+static bool
+follow_file(const char *dir, const char *name, char tag, int64_t *off, char *chunk)
+{
+	char *p = xasprintf("%s/%s", dir, name), head[64];
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	ssize_t got;
+	bool ok = true;
+
+	free(p);
+	if (fd < 0)
+		return true; /* not there yet */
+	while (ok && (got = pread(fd, chunk, FOLLOW_CHUNK, (off_t)*off)) > 0) {
+		int n = snprintf(head, sizeof(head), "%c %" PRId64 " %zd\n", tag, *off, got);
+
+		ok = out_all(head, (size_t)n) && out_all(chunk, (size_t)got);
+		*off += got;
+	}
+	close(fd);
+	return ok;
+}
+
+/* `--follow DIR OUT EV`: frames on stdout, each a line then maybe bytes:
+ *   o OFFSET LEN  + LEN bytes of output.log at OFFSET
+ *   e OFFSET LEN  + LEN bytes of events.jsonl at OFFSET
+ *   h             nothing new for a while (the connection is still there)
+ *   r LEN         + result.json, whole, once the agent wrote it
+ *   x STATE       the end: the agent is gone (STATE as --inspect says), everything is sent.
+ * It wakes on inotify events of DIR, and every second to ask whether the agent is alive. */
+static int
+agent_follow(const char *dir, const char *s_out, const char *s_ev)
+{
+	int64_t off_out = strtoll(s_out, NULL, 10), off_ev = strtoll(s_ev, NULL, 10);
+	char *chunk = xmalloc(FOLLOW_CHUNK), *res = xasprintf("%s/%s", dir, RUNDIR_RESULT);
+	int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), rc = 0;
+	time_t last = time(NULL);
+
+	signal(SIGPIPE, SIG_DFL); /* a connection gone ends it */
+	if (in >= 0 && inotify_add_watch(in, dir,
+	                                 IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+	                                         IN_DELETE_SELF) < 0) {
+		close(in);
+		in = -1; /* a second's tick alone */
+	}
+	for (;;) {
+		struct pollfd pf = { in, POLLIN, 0 };
+		enum runlock_state ls;
+		uint64_t start = 0;
+		pid_t pid = 0;
+		bool gone, done = access(res, F_OK) == 0;
+
+		if (!done) {
+			if (rundir_pid_read(dir, &pid, &start) < 0)
+				pid = 0;
+			gone = !(pid != 0 && rundir_pid_alive(pid, start)) &&
+			       !(runlock_inspect(dir, &ls) < 0 || ls == RUNLOCK_HELD);
+		} else {
+			gone = true;
+		}
+		if (!follow_file(dir, RUNDIR_OUTPUT, 'o', &off_out, chunk) ||
+		    !follow_file(dir, RUNDIR_EVENTS, 'e', &off_ev, chunk)) {
+			rc = 1;
+			break;
+		}
+		if (gone) {
+			char head[64];
+			int fd = open(res, O_RDONLY | O_CLOEXEC);
+			ssize_t got = fd >= 0 ? read(fd, chunk, FOLLOW_CHUNK) : -1;
+
+			if (fd >= 0)
+				close(fd);
+			if (got > 0) {
+				int n = snprintf(head, sizeof(head), "r %zd\n", got);
+
+				if (!out_all(head, (size_t)n) || !out_all(chunk, (size_t)got)) {
+					rc = 1;
+					break;
+				}
+			}
+			(void)agent_inspect_to(dir, "x ");
+			rc = fflush(stdout) == 0 ? 0 : 1;
+			break;
+		}
+		if (time(NULL) - last >= FOLLOW_HEARTBEAT) {
+			if (!out_all("h\n", 2)) {
+				rc = 1;
+				break;
+			}
+			last = time(NULL);
+		}
+		if (in >= 0 && poll(&pf, 1, FOLLOW_CHECK_MS) > 0) {
+			char ev[4096];
+
+			while (read(in, ev, sizeof(ev)) > 0)
+				;
+		} else if (in < 0) {
+			struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (in >= 0)
+		close(in);
+	free(chunk);
+	free(res);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -132,6 +281,8 @@ main(int argc, char **argv)
 		return agent_inspect(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--cancel") == 0)
 		return agent_cancel(argv[2]);
+	if (argc == 5 && strcmp(argv[1], "--follow") == 0)
+		return agent_follow(argv[2], argv[3], argv[4]);
 	if (argc != 2 || argv[1][0] == '-')
 		return usage(stderr, 2);
 	return agent_main(argv[1]);

@@ -231,6 +231,15 @@ cmd_run_json(const struct store_run *r)
 	json_object_set_new(o, "terminal", json_boolean(store_state_terminal(r->state)));
 	json_object_set_new(o, "reason", jstr(r->reason));
 	json_object_set_new(o, "executor", jstr(r->executor));
+	{
+		double off = 0;
+		char *host = cmd_run_host(r, &off);
+
+		json_object_set_new(o, "host", jstr(host));
+		if (host != NULL)
+			json_object_set_new(o, "clock_offset", json_real(off));
+		free(host);
+	}
 	json_object_set_new(o, "memory_limit", jint(r->memory_limit, 0));
 	json_object_set_new(o, "peak_bytes", jint(r->peak_bytes, -1));
 	json_object_set_new(o, "peak_method", jstr(r->peak_method));
@@ -278,9 +287,23 @@ cmd_run_json(const struct store_run *r)
 	return o;
 }
 
+char *
+cmd_run_host(const struct store_run *r, double *clock_offset)
+{
+	json_t *h = r->handle != NULL ? json_loads(r->handle, 0, NULL) : NULL;
+	const char *host = json_string_value(json_object_get(h, "host"));
+	char *out = host != NULL ? xstrdup(host) : NULL;
+
+	if (clock_offset != NULL)
+		*clock_offset = json_number_value(json_object_get(h, "clock_offset"));
+	json_decref(h);
+	return out;
+}
+
 enum {
 	COL_ID,
 	COL_JOB,
+	COL_ON,
 	COL_TRIGGER,
 	COL_STARTED,
 	COL_DURATION,
@@ -291,7 +314,7 @@ enum {
 };
 
 static const char *const col_names[NCOLS] = {
-	"ID", "JOB", "TRIGGER", "STARTED", "DURATION", "STATE", "PEAK / LIMIT", "EXIT",
+	"ID", "JOB", "ON", "TRIGGER", "STARTED", "DURATION", "STATE", "PEAK / LIMIT", "EXIT",
 };
 
 /* The display width of UTF-8 text S: one column per code point (job names are short text,
@@ -316,6 +339,9 @@ row_cells(const struct store_run *r, char *cells[NCOLS])
 
 	cells[COL_ID] = xasprintf("%lld", (long long)r->id);
 	cells[COL_JOB] = xstrdup(r->job != NULL ? r->job : "?");
+	/* the host of a remote run, else its executor ("local") */
+	if ((cells[COL_ON] = cmd_run_host(r, NULL)) == NULL)
+		cells[COL_ON] = xstrdup(r->executor != NULL ? r->executor : "local");
 	cells[COL_TRIGGER] = xstrdup(store_trigger_name(r->trigger));
 	if (r->started_at > 0) {
 		cmd_local_time(r->started_at, 0, a, sizeof(a));
@@ -389,9 +415,19 @@ print_table(struct store_run *runs, size_t n)
 	char *(*cells)[NCOLS] = xcalloc(n, sizeof(*cells));
 	size_t w[NCOLS], total = 0, width = (size_t)cmd_term_width(STDOUT_FILENO);
 	static const bool right[NCOLS] = { [COL_ID] = true, [COL_DURATION] = true };
+	bool shown[NCOLS], remote = false;
 
 	for (int c = 0; c < NCOLS; c++)
 		w[c] = text_width(col_names[c]);
+	for (size_t i = 0; i < n; i++) {
+		char *host = cmd_run_host(&runs[i], NULL);
+
+		remote = remote || host != NULL;
+		free(host);
+	}
+	/* where a run ran is said when some of them ran elsewhere than here */
+	for (int c = 0; c < NCOLS; c++)
+		shown[c] = c != COL_ON || remote;
 	for (size_t i = 0; i < n; i++) {
 		row_cells(&runs[i], cells[i]);
 		for (int c = 0; c < NCOLS; c++) {
@@ -402,7 +438,8 @@ print_table(struct store_run *runs, size_t n)
 		}
 	}
 	for (int c = 0; c < NCOLS; c++)
-		total += w[c] + (c + 1 < NCOLS ? 2 : 0);
+		if (shown[c])
+			total += w[c] + (c + 1 < NCOLS ? 2 : 0);
 	/* On a narrow terminal, the job name gives way first (down to 8 columns). */
 	if (isatty(STDOUT_FILENO) && total > width && w[COL_JOB] > 8) {
 		size_t over = total - width;
@@ -410,11 +447,13 @@ print_table(struct store_run *runs, size_t n)
 		w[COL_JOB] = over < w[COL_JOB] - 8 ? w[COL_JOB] - over : 8;
 	}
 	for (int c = 0; c < NCOLS; c++)
-		print_cell(col_names[c], w[c], !right[c], c + 1 == NCOLS);
+		if (shown[c])
+			print_cell(col_names[c], w[c], !right[c], c + 1 == NCOLS);
 	fputc('\n', stdout);
 	for (size_t i = 0; i < n; i++) {
 		for (int c = 0; c < NCOLS; c++) {
-			print_cell(cells[i][c], w[c], !right[c], c + 1 == NCOLS);
+			if (shown[c])
+				print_cell(cells[i][c], w[c], !right[c], c + 1 == NCOLS);
 			free(cells[i][c]);
 		}
 		fputc('\n', stdout);

@@ -39,6 +39,9 @@ json_t *cmd_run_json(const struct store_run *r);
 void cmd_signal_name(int sig, char *out, size_t n);
 /* Local time "2026-11-24 19:00:01" (with seconds when SECONDS), into OUT of N bytes. */
 void cmd_local_time(double t, int seconds, char *out, size_t n);
+/* Where run R ran: the host its remote executor's handle names (*CLOCK_OFFSET: that host's
+ * clock minus ours, when it says), or NULL for a run of this machine. Caller frees. */
+char *cmd_run_host(const struct store_run *r, double *clock_offset);
 /* The run's duration in seconds: ended - started, now - started while it runs, -1 if it never
  * started. */
 double cmd_run_duration(const struct store_run *r);

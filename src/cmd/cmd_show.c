@@ -216,7 +216,8 @@ print_time(const char *name, double t)
 static void
 print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s)
 {
-	char a[64], b[64];
+	char a[64], b[64], *host;
+	double offset = 0;
 	double dur = cmd_run_duration(r);
 
 	printf("run %lld: %s\n", (long long)r->id, r->job != NULL ? r->job : "?");
@@ -247,6 +248,11 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 	}
 	if (r->executor != NULL)
 		field("executor", "%s", r->executor);
+	if ((host = cmd_run_host(r, &offset)) != NULL) {
+		/* every time above is in this machine's clock; the host's differed by this */
+		field("host", "%s (its clock %+.3fs from ours)", host, offset);
+		free(host);
+	}
 	if (r->enforced != NULL)
 		field("enforced", "%s", r->enforced);
 	if (r->commit_id != NULL)

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,11 +132,9 @@ struct ssh_run {
 	/* following */
 	struct remote_op *op;  /* the one op of the run in flight, at most */
 	struct remote_op *cop; /* a cancel in flight */
-	exec_pulled_fn *pull_done;
-	bool pull_last;
-	int pull_stage;            /* 0 status, 1 output.log, 2 events.jsonl, 3 result.json */
-	int64_t size_out, size_ev; /* the remote files' sizes, as the status said */
-	int64_t last_ok_ms;        /* monotonic: the host last answered for this run */
+	bool stream_end;       /* the follower said "x": everything is here */
+	int stream_err;        /* what went wrong on our side of the stream */
+	int64_t last_ok_ms;    /* monotonic: the host last answered for this run */
 	int64_t next_try_ms;
 	int fails;
 	bool cancel_wanted;
@@ -152,7 +151,8 @@ static void host_retry_cb(uv_timer_t *t);
 static void run_contacted(struct ssh_run *s, int rc, const char *why);
 static void run_pack(struct ssh_run *s);
 static void run_ship_next(struct ssh_run *s);
-static void pull_step(struct ssh_run *s);
+static void stream_start(struct ssh_run *s);
+static int run_send_cancel(struct ssh_run *s);
 
 static int64_t
 mono_ms(void)
@@ -624,7 +624,10 @@ clock_cb(struct remote_op *op, const struct remote_result *res, void *data)
 	if (se_op_done(se))
 		return;
 	if (res->fail == REMOTE_OK) {
-		h->clock_offset = res->clock_offset;
+		/* an offset within what the measure cannot tell apart is none: applied, it would
+		 * only add its error to every time of the run */
+		h->clock_offset =
+		        fabs(res->clock_offset) > res->clock_bound ? res->clock_offset : 0;
 		h->st = H_UP;
 		host_answered(h);
 		host_wake(h, 0, NULL);
@@ -1320,6 +1323,7 @@ start_cb(struct remote_op *op, const struct remote_result *res, void *data)
 	s->r->agent_pid = (pid_t)pid;
 	s->step = S_RUNNING;
 	s->last_ok_ms = mono_ms();
+	stream_start(s);
 	(void)run_write_handle(s, (pid_t)pid);
 	{
 		double now = rundir_now();
@@ -1341,9 +1345,9 @@ ssh_start(struct exec_run *r)
 	return s != NULL && s->step == S_RUNNING ? 0 : -EINVAL;
 }
 
-/* --- following: status and pulls by offset ------------------------------------------------ */
+/* --- following: one stream per run ------------------------------------------------------- */
 
-/* The size of this machine's copy of the run's file NAME: the offset to fetch from. */
+/* The size of this machine's copy of the run's file NAME: the offset to follow from. */
 static int64_t
 local_size(struct exec_run *r, const char *name)
 {
@@ -1355,35 +1359,55 @@ local_size(struct exec_run *r, const char *name)
 	return rc == 0 ? (int64_t)st.st_size : 0;
 }
 
-/* Appends DATA[0..LEN) to this machine's copy of NAME. 0 or -errno. */
+/* Appends what DATA[0..LEN), the bytes of NAME from OFFSET, adds to this machine's copy
+ * (whose size is where it stands: an overlap is not written twice). 0 or -errno. */
 static int
-local_append(struct exec_run *r, const char *name, const char *data, size_t len)
+local_append(struct exec_run *r, const char *name, int64_t offset, const char *data, size_t len)
 {
 	char *p = xasprintf("%s/%s", r->dir, name);
-	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc;
+	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc = 0;
+	struct stat st;
 
 	free(p);
 	if (fd < 0)
 		return -errno;
-	rc = fsio_write_all(fd, data, len);
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+	} else if (offset <= (int64_t)st.st_size && offset + (int64_t)len > (int64_t)st.st_size) {
+		size_t skip = (size_t)((int64_t)st.st_size - offset);
+
+		rc = fsio_write_all(fd, data + skip, len - skip);
+	} else if (offset > (int64_t)st.st_size) {
+		rc = -EPROTO; /* a gap: the stream starts again from what is here */
+	}
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;
 }
 
-/* The pull ends with RC (0, or -errno). */
-static void
-pull_end(struct ssh_run *s, int rc)
+/* Writes result.json here, aside then renamed (the record reads it). 0 or -errno. */
+static int
+local_result(struct exec_run *r, const char *data, size_t len)
 {
-	exec_pulled_fn *done = s->pull_done;
+	char *tmp = xasprintf("%s/%s.tmp", r->dir, RUNDIR_RESULT);
+	char *fin = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), rc;
 
-	s->pull_done = NULL;
-	if (done != NULL && !s->torn)
-		done(s->r, rc);
+	rc = fd < 0 ? -errno : fsio_write_all(fd, data, len);
+	if (fd >= 0 && fsync(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, fin) < 0)
+		rc = -errno;
+	if (rc < 0)
+		(void)unlink(tmp);
+	free(tmp);
+	free(fin);
+	return rc;
 }
 
-static void retry_last_cb(uv_timer_t *t);
-static int run_send_cancel(struct ssh_run *s);
+static void stream_start(struct ssh_run *s);
 
 static void
 run_retry_closed(uv_handle_t *t)
@@ -1394,204 +1418,184 @@ run_retry_closed(uv_handle_t *t)
 	run_maybe_free(s);
 }
 
-/* An op of S's failed with RES: its host is told, and the run is lost once the host has not
- * answered it for lost_after. Returns whether the run was recorded lost. */
-static bool
+static void
+stream_retry_cb(uv_timer_t *t)
+{
+	struct ssh_run *s = t->data;
+
+	if (!s->torn && s->op == NULL)
+		stream_start(s);
+}
+
+/* Follows S again after the backoff. */
+static void
+stream_again(struct ssh_run *s)
+{
+	int64_t wait = s->next_try_ms - mono_ms();
+
+	if (!s->retry_open) {
+		uv_timer_init(s->r->loop, &s->retry);
+		s->retry.data = s;
+		s->retry_open = true;
+	}
+	uv_timer_start(&s->retry, stream_retry_cb, (uint64_t)(wait > 0 ? wait : 0), 0);
+}
+
+/* The stream of S failed with RES: the host is told, and the run is lost once the host has
+ * not answered it for lost_after; else it is followed again after a backoff. */
+static void
 run_op_failed(struct ssh_run *s, const struct remote_result *res)
 {
 	struct ssh_exec *se = sexec(s->r->ex);
 	char *why;
 
 	s->fails++;
-	if (fail_is_down(res->fail) || res->fail == REMOTE_HOST_KEY || res->fail == REMOTE_AUTH)
+	if (fail_is_down(res->fail)) {
 		host_failed(s->h, res->why);
-	s->next_try_ms = s->h->next_try_ms;
-	if (mono_ms() - s->last_ok_ms < se->set.lost_after * 1000)
-		return false;
-	why = xasprintf("its host %s has not answered for %llds (lost_after): %s", s->h->key,
-	                (long long)se->set.lost_after, res->why != NULL ? res->why : "?");
+		s->next_try_ms = s->h->next_try_ms;
+	} else {
+		s->next_try_ms = mono_ms() + 1000; /* the host answers; the follower did not */
+	}
+	if (mono_ms() - s->last_ok_ms < se->set.lost_after * 1000) {
+		stream_again(s);
+		return;
+	}
+	why = fail_is_down(res->fail)
+	              ? xasprintf("its host %s has not answered for %llds (lost_after): %s",
+	                          s->h->key, (long long)se->set.lost_after,
+	                          res->why != NULL ? res->why : "?")
+	              : xasprintf("its agent on %s could not be followed for %llds (lost_after): "
+	                          "%s",
+	                          s->h->key, (long long)se->set.lost_after,
+	                          res->why != NULL ? res->why : "its follower ended early");
 	s->lost = true;
-	s->pull_done = NULL; /* the run is recorded now; exec.c expects no callback after */
 	exec_run_lost(s->r, why);
 	free(why);
-	return true;
+}
+
+/* Takes the complete frames at the head of the stream's buffer. */
+static void
+stream_frames(struct ssh_run *s)
+{
+	struct exec_run *r = s->r;
+	struct buf *b = &s->pack_buf; /* the pack's answer is long read: the stream's now */
+	size_t used = 0;
+
+	while (used < b->len) {
+		const char *line = b->data + used;
+		const char *nl = memchr(line, '\n', b->len - used);
+		size_t hlen, need = 0;
+		char tag;
+		long long off = 0, len = 0;
+
+		if (nl == NULL)
+			break;
+		hlen = (size_t)(nl - line) + 1;
+		tag = line[0];
+		if ((tag == 'o' || tag == 'e') && sscanf(line + 1, "%lld %lld", &off, &len) == 2)
+			need = (size_t)len;
+		else if (tag == 'r' && sscanf(line + 1, "%lld", &len) == 1)
+			need = (size_t)len;
+		if (b->len - used - hlen < need)
+			break; /* its bytes are still coming */
+		if (tag == 'o' || tag == 'e') {
+			int rc = local_append(r, tag == 'o' ? RUNDIR_OUTPUT : RUNDIR_EVENTS, off,
+			                      nl + 1, need);
+
+			if (rc < 0)
+				s->stream_err = rc;
+		} else if (tag == 'r') {
+			if (local_result(r, nl + 1, need) < 0)
+				s->stream_err = -EIO;
+		} else if (tag == 'x') {
+			s->stream_end = true;
+		}
+		used += hlen + need;
+	}
+	memmove(b->data, b->data + used, b->len - used);
+	b->len -= used;
 }
 
 static void
-pull_cb(struct remote_op *op, const struct remote_result *res, void *data)
+stream_out(struct remote_op *op, const char *p, size_t len, void *data)
+{
+	struct ssh_run *s = data;
+
+	(void)op;
+	if (s->torn)
+		return;
+	s->last_ok_ms = mono_ms();
+	if (buf_append(&s->pack_buf, p, len) < 0) {
+		s->stream_err = -E2BIG; /* a frame past any the agent sends */
+		buf_reset(&s->pack_buf);
+		remote_op_cancel(s->op);
+		return;
+	}
+	stream_frames(s);
+}
+
+static void
+stream_cb(struct remote_op *op, const struct remote_result *res, void *data)
 {
 	struct ssh_run *s = data;
 	struct exec_run *r = s->r;
-	const char *name = s->pull_stage == 1 ? RUNDIR_OUTPUT : RUNDIR_EVENTS;
-	int rc = 0;
 
 	(void)op;
 	s->op = NULL;
+	buf_reset(&s->pack_buf);
 	if (s->torn) {
 		run_maybe_free(s);
 		return;
 	}
-	if (res->fail != REMOTE_OK) {
-		bool lost = run_op_failed(s, res);
-
-		if (lost)
-			return;
-		if (s->pull_last) {
-			/* the last bytes must come: tried again after the backoff */
-			if (!s->retry_open) {
-				uv_timer_init(r->loop, &s->retry);
-				s->retry.data = s;
-				s->retry_open = true;
-			}
-			uv_timer_start(&s->retry, retry_last_cb,
-			               (uint64_t)(s->next_try_ms > mono_ms()
-			                                  ? s->next_try_ms - mono_ms()
-			                                  : 1000),
-			               0);
-			return;
-		}
-		pull_end(s, -EIO);
+	if (s->stream_end) {
+		/* everything is here, result.json too if there is one */
+		s->last_ok_ms = mono_ms();
+		host_answered(s->h);
+		exec_agent_gone(r, -1);
 		return;
 	}
-	s->last_ok_ms = mono_ms();
-	s->fails = 0;
-	host_answered(s->h);
-	if (s->pull_stage == 0) {
-		/* "alive PID|finished|lost|unstarted|missing\nSIZE_OUT\nSIZE_EV\n" */
-		char state[16] = "";
-		long long so = 0, sev = 0;
-
-		if (sscanf(res->out, "%15s %*[^\n]\n%lld\n%lld", state, &so, &sev) < 1 &&
-		    sscanf(res->out, "%15s\n%lld\n%lld", state, &so, &sev) < 1)
-			state[0] = '\0';
-		(void)sscanf(res->out, "%*[^\n]\n%lld\n%lld", &so, &sev);
-		s->size_out = so;
-		s->size_ev = sev;
-		if (state[0] != '\0' && strcmp(state, "alive") != 0 && !r->agent_gone) {
-			/* the agent is gone: exec.c asks for the last pull once this one ends */
-			exec_agent_gone(r, -1);
-			pull_end(s, 0);
-			return;
-		}
-		if (s->cancel_wanted && s->cop == NULL)
-			(void)run_send_cancel(s); /* the last one did not get through */
-		s->pull_stage = 1;
-	} else if (s->pull_stage == 1 || s->pull_stage == 2) {
-		if (res->out_len > 0)
-			rc = local_append(r, name, res->out, res->out_len);
-		if (rc < 0) {
-			pull_end(s, rc);
-			return;
-		}
-		if (!(res->out_len > 0 && (res->out_truncated || res->out_len >= REMOTE_MAX_FETCH)))
-			s->pull_stage++;
-	} else {
-		/* result.json, whole: written here aside, then renamed (the record reads it) */
-		if (!res->missing && res->out_len > 0) {
-			char *tmp = xasprintf("%s/%s.tmp", r->dir, RUNDIR_RESULT);
-			char *fin = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
-			int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-			rc = fd < 0 ? -errno : fsio_write_all(fd, res->out, res->out_len);
-			if (fd >= 0 && fsync(fd) < 0 && rc == 0)
-				rc = -errno;
-			if (fd >= 0)
-				close(fd);
-			if (rc == 0 && rename(tmp, fin) < 0)
-				rc = -errno;
-			free(tmp);
-			free(fin);
-		}
-		pull_end(s, rc);
-		return;
-	}
-	pull_step(s);
+	/* the follower ended early (the connection, our side that could not write, the agent
+	 * binary gone): followed again, until lost_after */
+	s->stream_err = 0;
+	run_op_failed(s, res);
 }
 
-/* The next step of the pull in flight. */
+/* Follows S's agent: one ssh, `eph-agent --follow`, for as long as it runs. */
 static void
-pull_step(struct ssh_run *s)
+stream_start(struct ssh_run *s)
 {
 	struct exec_run *r = s->r;
-	struct remote_req q = run_req(s, SSH_STATUS_MS, pull_cb);
+	struct remote_req q = run_req(s, 0, stream_cb);
+	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
 	int rc;
 
-	if (s->pull_stage == 0) {
-		char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
-
-		cmd = xasprintf(
-		        "r=%s; %s --inspect \"$r\"; wc -c <\"$r/output.log\" 2>/dev/null || "
-		        "echo 0; wc -c <\"$r/events.jsonl\" 2>/dev/null || echo 0",
-		        qr, qa);
-		rc = remote_run(&q, cmd, NULL, 0, 4096, &s->op);
-		free(cmd);
-		free(qr);
-		free(qa);
-	} else if (s->pull_stage == 1 || s->pull_stage == 2) {
-		const char *name = s->pull_stage == 1 ? RUNDIR_OUTPUT : RUNDIR_EVENTS;
-		int64_t off = local_size(r, name),
-		        size = s->pull_stage == 1 ? s->size_out : s->size_ev;
-		char *path;
-
-		if (!s->pull_last && off >= size) {
-			/* nothing new, as the status said */
-			s->pull_stage++;
-			if (s->pull_stage == 3) {
-				pull_end(s, 0);
-				return;
-			}
-			pull_step(s);
-			return;
-		}
-		path = xasprintf("%s/%s", s->rdir, name);
-		rc = remote_fetch(&q, path, off, 0, &s->op);
-		free(path);
-	} else if (!s->pull_last) {
-		pull_end(s, 0);
-		return;
-	} else {
-		char *path = xasprintf("%s/%s", s->rdir, RUNDIR_RESULT);
-
-		rc = remote_fetch(&q, path, 0, 0, &s->op);
-		free(path);
+	s->stream_end = false;
+	s->stream_err = 0;
+	buf_reset(&s->pack_buf);
+	cmd = xasprintf("%s --follow %s %lld %lld", qa, qr, (long long)local_size(r, RUNDIR_OUTPUT),
+	                (long long)local_size(r, RUNDIR_EVENTS));
+	rc = remote_stream(&q, cmd, stream_out, &s->op);
+	free(cmd);
+	free(qr);
+	free(qa);
+	if (rc < 0) {
+		s->next_try_ms = mono_ms() + 1000;
+		stream_again(s);
 	}
-	if (rc < 0)
-		pull_end(s, rc);
+	if (s->cancel_wanted && s->cop == NULL)
+		(void)run_send_cancel(s); /* the last one did not get through */
 }
 
-static void
-retry_last_cb(uv_timer_t *t)
-{
-	struct ssh_run *s = t->data;
-
-	if (!s->torn && s->op == NULL)
-		pull_step(s);
-}
-
+/* The stream brings the bytes as they come: a pull has nothing to add. The last one comes
+ * after the stream's end, which brought everything. */
 static void
 ssh_pull(struct exec_run *r, bool last, exec_pulled_fn *done)
 {
-	struct ssh_run *s = r->backend;
-
-	if (s == NULL || s->step != S_RUNNING || s->op != NULL ||
-	    (!last && mono_ms() < s->next_try_ms)) {
-		if (last && s != NULL && s->step == S_RUNNING && s->op != NULL) {
-			/* after the op in flight (its callback goes on with this one) */
-			s->pull_done = done;
-			s->pull_last = true;
-			return;
-		}
-		done(r, -EAGAIN);
-		return;
-	}
-	s->pull_done = done;
-	s->pull_last = last;
-	/* the last pull needs no status: the agent is gone */
-	s->pull_stage = last ? 1 : 0;
-	pull_step(s);
+	(void)last;
+	done(r, 0);
 }
 
-/* Liveness comes with each pull's status: nothing more to ask. */
+/* Liveness comes with the stream: nothing more to ask. */
 static void
 ssh_poll(struct exec_run *r)
 {
@@ -1605,7 +1609,7 @@ ssh_alive(struct exec_run *r)
 
 	if (s == NULL || s->step != S_RUNNING)
 		return -EAGAIN;
-	return 1; /* as far as the last status said: the pulls find out otherwise */
+	return 1; /* as far as the stream says: its end says otherwise */
 }
 
 static void
@@ -1682,7 +1686,8 @@ ssh_reattach(struct exec_run *r, const struct store_run *row)
 	json_decref(hd);
 	s->step = S_RUNNING;
 	s->last_ok_ms = mono_ms(); /* lost_after counts from now: the daemon was not looking */
-	return -EAGAIN;            /* the pulls' status tells */
+	stream_start(s);
+	return -EAGAIN; /* the stream tells */
 }
 
 static void

@@ -51,6 +51,7 @@ struct remote_op {
 	int sig;
 	struct buf out, err;
 	size_t out_cap;
+	remote_out_cb on_out; /* remote_stream: stdout handed over as it comes */
 	bool out_trunc;
 	char *in;
 	size_t in_len;
@@ -285,6 +286,10 @@ remote_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		remote_close_pipe((uv_pipe_t *)s);
 		return;
 	}
+	if (nread > 0 && is_out && op->on_out != NULL) {
+		op->on_out(op, b->base, (size_t)nread, op->data);
+		return;
+	}
 	if (nread > 0 && buf_append(into, b->base, (size_t)nread) < 0) {
 		size_t room = into->limit - into->len;
 
@@ -492,6 +497,20 @@ remote_run(const struct remote_req *q, const char *command, const void *in, size
 		op->out_cap = out_cap;
 		buf_init(&op->out, out_cap);
 	}
+	return remote_begin(op, out);
+}
+
+int
+remote_stream(const struct remote_req *q, const char *command, remote_out_cb on_out,
+              struct remote_op **out)
+{
+	struct remote_op *op;
+
+	if (out != NULL)
+		*out = NULL;
+	op = remote_op_new(q, OP_RUN);
+	op->argv = remote_argv(q->ssh, q->host, NULL, command);
+	op->on_out = on_out;
 	return remote_begin(op, out);
 }
 

@@ -49,6 +49,8 @@ struct remote_result {
 };
 
 typedef void (*remote_cb)(struct remote_op *op, const struct remote_result *r, void *data);
+/* remote_stream's: LEN bytes of the command's stdout, as they come. */
+typedef void (*remote_out_cb)(struct remote_op *op, const char *p, size_t len, void *data);
 
 /* What every operation needs; SSH and HOST are copied into the op's argv at its start. */
 struct remote_req {
@@ -75,6 +77,10 @@ EPH_MUST_CHECK int remote_run(const struct remote_req *q, const char *command, c
  * "~/". LOCAL is read and hashed off the loop (libuv's thread pool). */
 EPH_MUST_CHECK int remote_ship(const struct remote_req *q, const char *local, const char *dir,
                                struct remote_op **out);
+/* As remote_run without stdin, for a command that runs as long as it has something to say:
+ * its stdout goes to ON_OUT as it comes (the result's out is then empty), from the loop. */
+EPH_MUST_CHECK int remote_stream(const struct remote_req *q, const char *command,
+                                 remote_out_cb on_out, struct remote_op **out);
 /* Fetches at most MAX (0 or past REMOTE_MAX_FETCH: REMOTE_MAX_FETCH) bytes of the remote
  * file PATH from byte OFFSET. Bytes are kept only when ssh succeeded, so that a dropped
  * connection loses nothing and, fetched again from the same offset, doubles nothing. */

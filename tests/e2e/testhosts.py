@@ -105,9 +105,15 @@ class Host:
         """sshd -D in the host's namespaces, inside its memory cgroup: everything a login
         starts (the agent, the command) is charged to the host's memory."""
         # the cgroup is joined before `ip netns exec`, which mounts a sysfs of its own
+        # `ip netns exec` mounts a sysfs of its own, without the cgroup mounts: the memory
+        # hierarchy is mounted again inside, so that an agent there finds its cgroup (the
+        # host's) and puts its command under it
         i = self.INSIDE
+        cg = ("mount -t tmpfs cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory && "
+              "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory" if self.cgv == 1
+              else "mount -t cgroup2 cgroup2 /sys/fs/cgroup")
         script = (f"mount -t tmpfs tmpfs /mnt && mkdir {i} && mount --bind {self.dir} {i} && "
-                  f"mount --bind {i}/home /root && mount --bind {i}/tmp /tmp && "
+                  f"mount --bind {i}/home /root && mount --bind {i}/tmp /tmp && {cg} && "
                   f"mkdir -p /run/sshd && "
                   f"exec {SSHD} -D -e -f {i}/sshd_config")
         log = open(self.dir / "sshd.log", "ab")
