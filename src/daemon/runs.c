@@ -413,6 +413,10 @@ dm_start(struct daemon *dm, struct drun *dr)
 	rc = exec_run_start(&dr->er);
 	if (rc < 0) /* already recorded failed; done and closed follow */
 		dlog(DLOG_ERROR, dr->id, dr->job, "cannot start: %s", strerror(-rc));
+	else if (dr->er.agent_pid == 0)
+		dlog(DLOG_INFO, dr->id, dr->job, "starting on executor %s (%s %s%s)", dr->ex->name,
+		     store_trigger_name(dr->trigger), when,
+		     ahead ? "; ahead: the command waits for its instant" : "");
 	else
 		dlog(DLOG_INFO, dr->id, dr->job, "started (%s %s, pid %d%s)",
 		     store_trigger_name(dr->trigger), when, (int)dr->er.agent_pid,

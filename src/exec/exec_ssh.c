@@ -61,6 +61,7 @@
 #define SSH_BACKOFF_MAX (30 * 1000)      /* ms between tries to reach a host, at most */
 #define SSH_PACK_OUT    (1u << 20)       /* eph pack's answer */
 #define SSH_DOWN_TELL_S 30               /* a host is told down once it failed this long */
+#define SSH_FILES_DAYS  "14" /* shipped files unused this long are removed at a contact */
 
 struct ssh_exec;
 
@@ -713,6 +714,8 @@ host_contact(struct ssh_host *h)
 	}
 	dir = remote_quote_path(se->set.dir);
 	cmd = xasprintf("d=%s/%s && mkdir -p \"$d/runs\" \"$d/files\" && cd \"$d\" && pwd -P && "
+	                "{ find files -type f -mtime +" SSH_FILES_DAYS
+	                " -exec rm -f {} + 2>/dev/null; true; } && "
 	                "{ python3 -c 'import sys; print(\"%%d.%%d\" %% sys.version_info[:2])' "
 	                "2>/dev/null || echo none; } && ls runs",
 	                dir, se->ex->instance);
@@ -1281,6 +1284,13 @@ run_start_agent(struct ssh_run *s)
 		rc = buf_printf(&cmd, "ln -f %s \"$r/wheels\"/%s; ", qf, qn);
 		free(qf);
 		free(qn);
+	}
+	/* what the run uses counts as used now (the contact removes what is long unused) */
+	for (size_t i = 0; rc == 0 && i < s->nship; i++) {
+		char *qf = remote_quote(s->ship_remote[i]);
+
+		rc = buf_printf(&cmd, "touch -c %s; ", qf);
+		free(qf);
 	}
 	if (rc == 0)
 		rc = buf_printf(&cmd, "exec %s --detach \"$r\"", qa);
