@@ -39,7 +39,7 @@ struct exec_type {
 
 static const struct exec_type exec_types[] = {
 	[CONF_EXEC_LOCAL] = { "local", &conf_sec_local, true, NULL, NULL, NULL },
-	/* its keys are settled; the executor itself is not built yet (issue 12) */
+	/* src/exec/exec_ssh.c */
 	[CONF_EXEC_SSH] = { "ssh", &conf_sec_ssh, true, conf_ssh_read, conf_ssh_free,
 	                    conf_ssh_job_check },
 	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", NULL, false, NULL, NULL, NULL },

@@ -326,7 +326,7 @@ def _ssh_files(d):
     key.chmod(0o640)  # too open: reported
 
 
-def test_ssh_executor_keys_are_checked_and_the_type_refused(tmp_path):
+def test_ssh_executor_keys_are_checked(tmp_path):
     _ssh_files(tmp_path)
     (tmp_path / "bad.yaml").write_text(SSH_BAD)
     errors = [
@@ -341,35 +341,26 @@ def test_ssh_executor_keys_are_checked_and_the_type_refused(tmp_path):
         'bad.yaml:12:82: job "train" runs on executor "pool" (ssh): its code travels as a '
         'commit, so the file needs a "source:" section (or run the daemon with --from-repo)',
     ]
-    refused = 'bad.yaml:3:11: executor type "ssh" is not available yet in this version'
     p = run_eph(["validate", "bad.yaml"], cwd=tmp_path)
-    assert (p.returncode, p.stdout) == (2, "")
-    assert p.stderr.splitlines() == [refused] + errors
-    # the switch of the tests: the same checks, without the refusal
-    p = run_eph(["validate", "bad.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
     assert (p.returncode, p.stdout) == (2, "")
     assert p.stderr.splitlines() == errors
     # --from-repo: the file's commit is the jobs' code
-    p = run_eph(["validate", "--json", "--from-repo", "bad.yaml"], cwd=tmp_path,
-                env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    p = run_eph(["validate", "--json", "--from-repo", "bad.yaml"], cwd=tmp_path)
     assert p.returncode == 2
     got = [f"{e['file']}:{e['line']}:{e['col']}: {e['message']}"
            for e in json.loads(p.stdout)["errors"]]
     assert got == errors[:-1]
 
 
-def test_ssh_executor_that_is_right_waits_only_for_its_executor(tmp_path):
+def test_ssh_executor_that_is_right_is_valid(tmp_path):
     _ssh_files(tmp_path)
     (tmp_path / "id_ed25519").chmod(0o600)
     (tmp_path / "good.yaml").write_text(SSH_GOOD)
     p = run_eph(["validate", "good.yaml"], cwd=tmp_path)
-    assert (p.returncode, p.stdout) == (2, "")
-    assert p.stderr == 'good.yaml:4:11: executor type "ssh" is not available yet in this version\n'
-    p = run_eph(["validate", "good.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
     assert (p.returncode, p.stdout, p.stderr) == (0, "good.yaml: 1 job OK\n", "")
     # a job no host could hold
     (tmp_path / "big.yaml").write_text(SSH_GOOD.replace("memory: 12GiB", "memory: 20GiB"))
-    p = run_eph(["validate", "big.yaml"], cwd=tmp_path, env={"EPH_UNFINISHED_EXECUTORS": "1"})
+    p = run_eph(["validate", "big.yaml"], cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr == ('big.yaml:11:65: job "train" needs 20.00 GiB but the largest host of '
                         'executor "pool" has 16.00 GiB\n')
