@@ -343,7 +343,8 @@ dm_holding(const struct drun *dr)
 /* At a stop, the runs started ahead whose agents hold their commands are cancelled, all at
  * once, then waited for together (a few ms: the agent is in ppoll on its signals), at most
  * DM_WITHDRAW_WAIT_MS; each is then withdrawn (dm_unprepare) or, if it ran the command after
- * all, left to its agent. Every other started run is left to its agent. */
+ * all, left to its agent. Every other started run is left to its agent, a remote one too
+ * (it runs at its instant; the next start follows it). */
 static void
 dm_stop_started(struct daemon *dm)
 {
@@ -353,8 +354,9 @@ dm_stop_started(struct daemon *dm)
 	bool any = false;
 
 	for (dr = dm->runs; dr != NULL; dr = dr->next) {
-		dr->withdraw = dr->phase == DR_STARTED && !dr->ended && dm_holding(dr) &&
-		               exec_run_cancel(&dr->er) == 0;
+		/* a remote agent is not waited for here (the loop would have to turn): left to it */
+		dr->withdraw = dr->phase == DR_STARTED && !dr->ended && dr->ex->ops->pull == NULL &&
+		               dm_holding(dr) && exec_run_cancel(&dr->er) == 0;
 		any = any || dr->withdraw;
 	}
 	while (any && clock_mono_ms() < until) {
