@@ -165,8 +165,9 @@ best_fit_then_wait(void **state)
 	struct fx *fx = *state;
 	struct exec_run *a, *b, *c;
 
-	make(fx, "512MiB,1GiB", "");
-	/* 400 MiB fits both: the tighter one, so that 1 GiB stays for a bigger run */
+	make(fx, "1GiB,512MiB", ""); /* the big one listed first */
+	/* 400 MiB fits both: the tighter one (first fit would take the 1 GiB one, and the
+	 * 700 MiB run below would wait) */
 	assert_true(fx->ex->ops->fits(fx->ex, 400 * MiB));
 	a = admit(fx, 400 * MiB);
 	/* 700 MiB: only the 1 GiB host */
