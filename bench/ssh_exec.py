@@ -72,7 +72,7 @@ t0=$(date +%s.%N)
 rc=$?
 for last; do :; done
 printf '%s %s %s %s\\n' "$t0" "$(date +%s.%N)" "$rc" "$(printf '%s' "$last" | tr '\\n' ' ' \
-  | cut -c1-90)" >>"$EPH_BENCH_SSH_LOG"
+  | cut -c1-300)" >>"$EPH_BENCH_SSH_LOG"
 exit $rc
 """
 
@@ -265,7 +265,7 @@ class Bench:
     def started_at(self, rid):
         """When the daemon started run RID (its log line)."""
         for e in self.log():
-            if e.get("run") == rid and e["msg"].startswith("started ("):
+            if e.get("run") == rid and e["msg"].startswith(("started (", "starting on")):
                 return iso(e["t"])
         return None
 
@@ -277,7 +277,8 @@ class Bench:
         prov = [c for c in calls if st - 0.001 <= c[0] <= s["cmd"] and
                 (c[3].startswith("test -f") or c[3].startswith("umask 077 && mkdir") or
                  c[3].startswith("set -e; umask 077; r="))]
-        after = [c for c in calls if s["cmd"] <= c[0] <= s["recorded"]]
+        after = [c for c in calls if s["cmd"] <= c[0] <= s["recorded"] and
+                 "--follow" not in c[3]]
         out = [("daemon: instant -> agent's provision starts", (st - s["instant"]) * 1000)]
         if len(prov) >= 3:
             ship = prov[:-1]
@@ -288,9 +289,17 @@ class Bench:
                      (prov[-1][0] - prov[0][0]) * 1000 - ssh_ms),
                     ("start: 1 ssh (spec, eph-agent --detach)",
                      (prov[-1][1] - prov[-1][0]) * 1000),
-                    ("that ssh's end -> the command prints (< 0: before it ends)",
+                    ("that ssh's end -> the command prints (agent on the host)",
                      (s["cmd"] - prov[-1][1]) * 1000)]
-        if after:
+        stream = [c for c in calls if c[0] <= s["recorded"] and s["cmd"] <= c[1] and
+                  "--follow" in c[3]]
+        if stream:
+            # one ssh follows the run (eph-agent --follow) and ends with it
+            out += [("the command's exit -> the follower's ssh ends",
+                     (stream[0][1] - s["cmd"]) * 1000),
+                    ("that ssh's end -> the run recorded", (s["recorded"] - stream[0][1]) * 1000)]
+        elif after:
+            # followed by polls: a status ssh at each tick, the last pull after it
             ssh_ms = sum(c[1] - c[0] for c in after) * 1000
             out += [("the command's exit -> the next tick's status ssh",
                      (after[0][0] - s["cmd"]) * 1000),
