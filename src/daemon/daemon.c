@@ -354,7 +354,8 @@ dm_stop_started(struct daemon *dm)
 	bool any = false;
 
 	for (dr = dm->runs; dr != NULL; dr = dr->next) {
-		/* a remote agent is not waited for here (the loop would have to turn): left to it */
+		/* a remote agent is not waited for here (the loop would have to turn): left to it
+		 */
 		dr->withdraw = dr->phase == DR_STARTED && !dr->ended && dr->ex->ops->pull == NULL &&
 		               dm_holding(dr) && exec_run_cancel(&dr->er) == 0;
 		any = any || dr->withdraw;

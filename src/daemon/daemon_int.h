@@ -65,7 +65,7 @@ struct drun {
 	                           * it waits for a place (its executor's max_wait) */
 	struct drun *prev, *next; /* every live run */
 	struct drun *qnext;       /* the queue of runs ready to start, in fire order */
-	struct executor *ex; /* borrowed: its runs keep it (retired ones too) */
+	struct executor *ex;      /* borrowed: its runs keep it (retired ones too) */
 	struct dprep *prep; /* DR_PREPARING: its code being resolved off the loop (prepare.c) */
 	char *job;
 	char *dir;     /* NULL while DR_PREPARING */
@@ -113,7 +113,7 @@ struct daemon {
 	struct drun *runs;
 	struct drun *qhead, *qtail;
 	struct dretry *retries;
-	struct executor **execs;   /* the jobs file's executors, by name (dexec.c) */
+	struct executor **execs; /* the jobs file's executors, by name (dexec.c) */
 	size_t nexecs;
 	struct executor **retired; /* gone from the file, freed once their runs have ended */
 	size_t nretired;
