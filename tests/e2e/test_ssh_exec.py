@@ -88,10 +88,10 @@ def test_a_run_on_a_host_is_recorded_complete_and_leaves_only_its_cache(pool):
 def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wait(pool):
     small, big = pool.host(512 * MiB), pool.host(1024 * MiB)
     pool.jobs({"wide": "run: sleep 1, memory: 700MiB",
-               "mid1": "run: sleep 4, memory: 400MiB",
-               "mid2": "run: sleep 4, memory: 400MiB",
+               "mid1": "run: sleep 5, memory: 400MiB",
+               "mid2": "run: sleep 5, memory: 400MiB",
                "hog": "run: sleep 60, memory: 700MiB"},
-              executor="max_wait: 8s")
+              executor="max_wait: 12s")
     d = pool.daemon()
     # 700 MiB fits only the big host
     rid = pool.run("wide")
@@ -106,8 +106,7 @@ def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wai
     assert {pool.host_of(m1), pool.host_of(m2)} == {small.target(), big.target()}
     # a third of 700 MiB finds no room (the big host has 624 MiB left): it waits ...
     w = pool.run("wide")
-    time.sleep(0.5)
-    assert pool.state_of(w) == "waiting", pool.row(w)
+    pool.wait_state(w, "waiting", 5)
     listed = {r["id"]: r for r in json.loads(pool.eph("runs", "--json").stdout)}
     assert listed[w]["state"] == "waiting"
     assert not listed[w]["terminal"]
@@ -131,7 +130,7 @@ def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wai
     row = pool.wait_end(w, 40)
     assert row["state"] == "failed", row
     assert row["reason"].startswith("unplaced:"), row
-    assert time.time() - t0 >= 7.5
+    assert time.time() - t0 >= 11.5
     assert pool.row(w)["started_at"] is None
     assert pool.state_of(hog) == "running"
     pool.eph("cancel", str(hog))
@@ -157,7 +156,7 @@ def test_a_command_over_the_memory_it_may_use_ends_oom(pool):
              "l = []\n"
              "for i in range(80):\n"
              "    l.append(bytearray(b'x') * (10 << 20))\n"
-             "    time.sleep(0.02)\n"
+             "    time.sleep(0.05)\n"
              "print('allocated', flush=True)\n")
     pool.jobs({"over_job": "run: python3 alloc.py, memory: 400MiB",
                "over_host": "run: python3 alloc.py, memory: 900MiB"},
@@ -200,6 +199,8 @@ def test_logs_follow_a_remote_run_live(pool):
     # lines that were printed after `eph logs -f` started came at most ~2 s behind
     lags = [at - said for at, said in stamps if said > stamps[0][0]]
     assert lags, stamps
+    # (measured: 0.0 to 1.0 s, the executor's tick; the half second over the issue's 2 s is
+    # for a loaded machine)
     assert max(lags) <= 2.5, lags
     assert pool.wait_end(rid)["state"] == "succeeded"
 
