@@ -67,15 +67,16 @@ def test_a_run_on_a_host_is_recorded_complete_and_leaves_only_its_cache(pool):
                if p["name"] in ("ship", "source", "exec")), shown["phase_list"]
     # the remote run directory goes once the scheduler holds everything; the cache stays
     wait_for(lambda: not pool.remote_runs(h), 10, "the remote run directory to go")
-    files = {n: p.stat().st_mtime_ns for n, p in pool.remote_files(h).items()}
+    # (by inode: a file shipped again is a new one, moved into place; a use may touch it)
+    files = {n: p.stat().st_ino for n, p in pool.remote_files(h).items()}
     assert len(files) >= 2, files  # the agent and the commit's archive, by content hash
 
-    # a second run of the same commit ships nothing: the cached files are not rewritten
+    # a second run of the same commit ships nothing: the cached files are not replaced
     rid2 = pool.run("hello")
     row = pool.wait_end(rid2)
     assert row["state"] == "succeeded", (row, pool.logs())
     assert numbered(pool.output(rid2)) == [1, 2, 3, 4, 5]
-    assert {n: p.stat().st_mtime_ns for n, p in pool.remote_files(h).items()} == files
+    assert {n: p.stat().st_ino for n, p in pool.remote_files(h).items()} == files
     wait_for(lambda: not pool.remote_runs(h), 10, "the second remote run directory to go")
 
     # `eph show` and `eph runs` name the host (issue 12, section 3, last bullet)
@@ -138,11 +139,12 @@ def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wai
     assert d.p.poll() is None
 
 
-def host_oom_kills(h):
-    """How many processes the kernel killed for the memory of H's cgroup."""
-    name = "memory.oom_control" if h.cgv == 1 else "memory.events"
-    for line in (h.cgroup / name).read_text().splitlines():
-        if line.startswith("oom_kill "):
+def host_limit_hits(h):
+    """How often H's cgroup reached its limit (v1 failcnt; v2 memory.events max)."""
+    if h.cgv == 1:
+        return int((h.cgroup / "memory.failcnt").read_text())
+    for line in (h.cgroup / "memory.events").read_text().splitlines():
+        if line.startswith("max "):
             return int(line.split()[1])
     return 0
 
@@ -163,11 +165,11 @@ def test_a_command_over_the_memory_it_may_use_ends_oom(pool):
               files={"alloc.py": alloc})
     pool.daemon()
     for job in ("over_job", "over_host"):
-        kills = host_oom_kills(h)
+        hits = host_limit_hits(h)
         rid = pool.run(job)
         row = pool.wait_end(rid, 60)
-        if job == "over_host":  # the premise: the kernel killed it at the host's limit
-            assert host_oom_kills(h) > kills
+        if job == "over_host":  # the premise: it reached the host's limit
+            assert host_limit_hits(h) > hits
         assert row["state"] == "oom", (job, row, pool.output(rid), pool.logs())
         assert "allocated" not in pool.output(rid)
         wait_for(lambda: only_sshd_left(h), 10, "the command to be gone")
