@@ -221,21 +221,7 @@ class Pool:
             # the ssh master connections (ControlPersist) live in the scheduler's namespace:
             # found by their control sockets' directory in their argv, ended by pid
             self._end_ssh_masters()
-            for h in self.hosts:
-                h.close()
-                self._remove_run_cgroups(h)
             self.net.close()
-
-    @staticmethod
-    def _remove_run_cgroups(h):
-        """An agent killed with its host (vanish) leaves its run's cgroup under the host's,
-        empty: removed, so that the host's can be (its path is reused by the next test)."""
-        for d in h.cgroup.glob("run-*"):
-            if d.is_dir():
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
 
     def control_dir(self):
         """Where the executor keeps ssh's master sockets (exec_ssh.c control_dir_for)."""

@@ -150,11 +150,15 @@ class Host:
         return f"{self.user}@{self.addr}"
 
     def procs(self):
-        """Pids in the host's cgroup (sshd, logins, agents, commands)."""
-        try:
-            return [int(p) for p in (self.cgroup / "cgroup.procs").read_text().split()]
-        except FileNotFoundError:
-            return []
+        """Pids in the host's cgroup and those below it (sshd, logins, agents, and the
+        commands, which an agent puts in a cgroup of their own under the host's)."""
+        pids = []
+        for d, _, _ in os.walk(self.cgroup):
+            try:
+                pids += [int(p) for p in (Path(d) / "cgroup.procs").read_text().split()]
+            except FileNotFoundError:
+                pass
+        return pids
 
     def cut(self):
         """The link goes down at the host's end: packets are dropped, nothing is refused or
@@ -184,6 +188,14 @@ class Host:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
+        # the cgroups made below the host's (an agent's for its command, left by an agent
+        # killed with its host), deepest first, so that the host's own can go
+        for d, _, _ in sorted(os.walk(self.cgroup), key=lambda w: -len(w[0])):
+            if Path(d) != self.cgroup:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 class TestNet:
