@@ -4,19 +4,20 @@ repository the jobs' code travels from, a jobs file whose executor `pool` names 
 
     p = Pool(tmp_path)                       # the namespace, the repository, a state dir
     a = p.host(512 * MiB)                    # a host (testhosts.Host)
-    p.jobs({"a": "sh a.sh"}, files={"a.sh": "echo hi\\n"})   # committed; jobs file written
+    p.jobs({"a": "run: sh a.sh"}, files={"a.sh": "echo hi\\n"})  # committed; file written
     d = p.daemon()                           # `eph daemon` in the namespace
-    p.eph("run", "a"); p.wait_state(1, "succeeded")
+    rid = p.run("a"); p.wait_state(rid, "succeeded")
+    p.stop()                                 # the daemons stopped: each exits 0 (no leak)
     p.close()                                # every process stopped by its pid, all removed
 
 Everything `eph` does on the hosts goes through the real ssh and sshd."""
 
 import hashlib
 import json
-import shutil
-import sqlite3
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import textwrap
 import time
@@ -208,6 +209,13 @@ class Pool:
             out.append(f"--- {d.log_path.name}\n{d.text()[-6000:]}")
         return "\n".join(out)
 
+    def stop(self):
+        """Stops the daemons still running with SIGTERM: each must exit 0, and a sanitizer's
+        report (a leak is found at exit only) fails the test."""
+        for d in self.daemons:
+            if d.p.poll() is None:
+                assert d.stop() == 0, d.text()[-4000:]
+
     def close(self):
         try:
             for p in self.procs:
@@ -241,7 +249,7 @@ class Pool:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if argv and argv[0].split(b"/")[-1].startswith(b"ssh") and any(mark in a for a in argv):
+            if argv[0].split(b"/")[-1].startswith(b"ssh") and any(mark in a for a in argv):
                 try:
                     os.kill(int(d), signal.SIGKILL)
                 except ProcessLookupError:

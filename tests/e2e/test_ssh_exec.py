@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import eph_bin, wait_for
-from sshpool import MiB, TERMINAL, pool  # noqa: F401 (a fixture)
+from sshpool import MiB, pool  # noqa: F401 (a fixture)
 from test_mail import free_port
 
 # every test here races the clock (backoffs, lost_after, max_wait, log lag): scripts/check
@@ -84,6 +84,7 @@ def test_a_run_on_a_host_is_recorded_complete_and_leaves_only_its_cache(pool):
     assert "pool" in text
     assert h.addr in text, text
     assert h.addr in pool.eph("runs").stdout
+    pool.stop()
 
 
 def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wait(pool):
@@ -93,7 +94,7 @@ def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wai
                "mid2": "run: sleep 5, memory: 400MiB",
                "hog": "run: sleep 60, memory: 700MiB"},
               executor="max_wait: 12s")
-    d = pool.daemon()
+    pool.daemon()
     # 700 MiB fits only the big host
     rid = pool.run("wide")
     assert pool.wait_end(rid)["state"] == "succeeded", pool.logs()
@@ -136,7 +137,7 @@ def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wai
     assert pool.state_of(hog) == "running"
     pool.eph("cancel", str(hog))
     pool.wait_end(hog, 30)
-    assert d.p.poll() is None
+    pool.stop()
 
 
 def host_limit_hits(h):
@@ -173,6 +174,7 @@ def test_a_command_over_the_memory_it_may_use_ends_oom(pool):
         assert row["state"] == "oom", (job, row, pool.output(rid), pool.logs())
         assert "allocated" not in pool.output(rid)
         wait_for(lambda: only_sshd_left(h), 10, "the command to be gone")
+    pool.stop()
 
 
 def test_logs_follow_a_remote_run_live(pool):
@@ -205,6 +207,7 @@ def test_logs_follow_a_remote_run_live(pool):
     # for a loaded machine)
     assert max(lags) <= 2.5, lags
     assert pool.wait_end(rid)["state"] == "succeeded"
+    pool.stop()
 
 
 def test_a_link_cut_for_20s_loses_nothing_and_doubles_nothing(pool):
@@ -222,6 +225,7 @@ def test_a_link_cut_for_20s_loses_nothing_and_doubles_nothing(pool):
     assert row["state"] == "succeeded", (row, pool.logs())
     assert numbered(pool.output(rid)) == list(range(1, 101))
     wait_for(lambda: not pool.remote_runs(h), 20, "the remote run directory to go")
+    pool.stop()
 
 
 def test_a_daemon_killed_mid_run_records_the_run_once_after_its_restart(pool):
@@ -241,6 +245,7 @@ def test_a_daemon_killed_mid_run_records_the_run_once_after_its_restart(pool):
     wait_for(lambda: not pool.remote_runs(h), 20, "the remote run directory to go")
     time.sleep(1.0)  # nothing more is recorded
     assert [(r["id"], r["state"]) for r in pool.rows()] == [(rid, "succeeded")]
+    pool.stop()
 
 
 def test_a_host_that_vanishes_makes_its_run_lost_and_the_retry_goes_elsewhere(pool):
@@ -268,6 +273,7 @@ def test_a_host_that_vanishes_makes_its_run_lost_and_the_retry_goes_elsewhere(po
     assert row["state"] == "succeeded", (row, pool.logs())
     assert pool.host_of(retry["id"]) == other.target()
     assert "done" in pool.output(retry["id"])
+    pool.stop()
 
 
 def test_cancel_reaches_the_remote_command(pool):
@@ -283,6 +289,7 @@ def test_cancel_reaches_the_remote_command(pool):
     assert row["state"] == "cancelled", (row, pool.logs())
     wait_for(lambda: only_sshd_left(h), 10, "the agent and its command to be gone")
     wait_for(lambda: not pool.remote_runs(h), 10, "the remote run directory to go")
+    pool.stop()
 
 
 def test_a_changed_host_key_fails_the_run_and_nothing_runs_there(pool, tmp_path):
@@ -303,6 +310,7 @@ def test_a_changed_host_key_fails_the_run_and_nothing_runs_there(pool, tmp_path)
     assert real.startswith("SHA256:") and real in row["reason"], (real, row)
     assert not (h.home / ".ephemeron").exists()  # nothing was made there, nothing ran
     assert only_sshd_left(h)
+    pool.stop()
 
 
 def test_a_key_the_host_refuses_is_a_clear_error(pool, tmp_path):
@@ -319,6 +327,7 @@ def test_a_key_the_host_refuses_is_a_clear_error(pool, tmp_path):
     assert re.search(r"refused", reason, re.I), row
     assert "key" in reason, row
     assert not (h.home / ".ephemeron").exists()
+    pool.stop()
 
 
 def test_a_host_that_does_not_answer_is_mailed_to_the_admin_once_and_once_back(pool):
@@ -337,7 +346,7 @@ def test_a_host_that_does_not_answer_is_mailed_to_the_admin_once_and_once_back(p
               executor="lost_after: 5m\nconnect_timeout: 2s",
               top=f"mail:\n  smtp: smtp://127.0.0.1:{port}\n  from: eph@example.com\n"
                   "  starttls: false\n  admin: [root@example.com]\n")
-    d = pool.daemon()
+    pool.daemon()
     rid = pool.run("long")
     pool.wait_state(rid, "running", 30)
     wait_for(lambda: "start" in pool.output(rid), 15, "the command to start")
@@ -362,4 +371,4 @@ def test_a_host_that_does_not_answer_is_mailed_to_the_admin_once_and_once_back(p
     assert row["state"] == "lost", (row, pool.logs())
     time.sleep(1.0)
     assert len(mails()) == 2
-    assert d.p.poll() is None
+    pool.stop()
