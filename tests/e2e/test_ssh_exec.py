@@ -172,6 +172,7 @@ def test_a_command_over_the_memory_it_may_use_ends_oom(pool):
         if job == "over_host":  # the premise: it reached the host's limit
             assert host_limit_hits(h) > hits
         assert row["state"] == "oom", (job, row, pool.output(rid), pool.logs())
+        assert "memory" in row["reason"], row
         assert "allocated" not in pool.output(rid)
         wait_for(lambda: only_sshd_left(h), 10, "the command to be gone")
     pool.stop()
@@ -245,6 +246,7 @@ def test_a_daemon_killed_mid_run_records_the_run_once_after_its_restart(pool):
     wait_for(lambda: not pool.remote_runs(h), 20, "the remote run directory to go")
     time.sleep(1.0)  # nothing more is recorded
     assert [(r["id"], r["state"]) for r in pool.rows()] == [(rid, "succeeded")]
+    assert "".join(d.text() for d in pool.daemons).count(f"run {rid} long succeeded") == 1
     pool.stop()
 
 
