@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # tests/e2e/cgroup2vm/init.sh: /init of the cgroup v2 VM test's initramfs (test_cgroup2_vm.py).
-# Mounts cgroup2 with the memory controller enabled at its root, runs /eph-agent on each run
+# Mounts cgroup2 (its root has the memory controller), runs /eph-agent on each run
 # directory that /cases names, where /cases says, then prints what each run left on the
 # serial console (base64 between markers: the guest has no other way out) and powers off.
 # A line of /cases is "NAME WHERE"; WHERE is
@@ -17,8 +17,9 @@ mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # the kernel's OOM reports go to dmesg (printed at the end), not amid the framed output
 echo 1 >/proc/sys/kernel/printk
-echo +memory >/sys/fs/cgroup/cgroup.subtree_control
 CG=/sys/fs/cgroup
+# +memory is not enabled at the root: the first run's agent enables it (as on a host without
+# systemd), the later ones find it enabled (as under systemd)
 
 emit() { # NAME FILE: the file, framed
 	echo "EPH-VM-BEGIN $1 $(basename "$2")"
@@ -27,7 +28,7 @@ emit() { # NAME FILE: the file, framed
 }
 
 echo "EPH-VM-KERNEL $(uname -r)"
-echo "EPH-VM-CONTROLLERS $(cat $CG/cgroup.subtree_control)"
+echo "EPH-VM-CONTROLLERS-BEFORE $(cat $CG/cgroup.controllers) /$(cat $CG/cgroup.subtree_control)"
 while read -r name where; do
 	d=/runs/$name
 	other=
@@ -71,6 +72,7 @@ while read -r name where; do
 	done
 	echo "EPH-VM-DONE $name"
 done </cases
+echo "EPH-VM-CONTROLLERS-AFTER $(cat $CG/cgroup.controllers) /$(cat $CG/cgroup.subtree_control)"
 dmesg >/tmp/dmesg
 emit vm /tmp/dmesg
 echo "EPH-VM-POWEROFF"
