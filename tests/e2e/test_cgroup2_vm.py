@@ -110,8 +110,7 @@ def kernel(cache):
         boot = sorted((x / "boot").glob("vmlinuz-*")) if p.returncode == 0 else []
         if not boot:
             _fail(f"no /boot/vmlinuz-* in {deb.name}", p)
-        shutil.move(str(boot[0]), vmlinuz.with_suffix(".part"))
-        os.replace(vmlinuz.with_suffix(".part"), vmlinuz)
+        os.replace(boot[0], vmlinuz)  # TMP is in CACHE: whole or not at all
     # the kernels of earlier point releases are of no more use
     for old in cache.glob("vmlinuz-*"):
         if old != vmlinuz:
