@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from test_agent_static import plain_agent
+from test_agent_static import plain_agent, readelf
 
 MiB = 1 << 20
 HERE = Path(__file__).resolve().parent / "cgroup2vm"
@@ -157,7 +157,7 @@ def spec(name):
 
 
 def initramfs(path, agent, memhog):
-    busybox = shutil.which("busybox") or "/bin/busybox"
+    busybox = shutil.which("busybox")
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "runs"):
         c.dir(d)
@@ -204,6 +204,8 @@ def vm(tmp_path_factory):
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static")):
         if shutil.which(tool) is None:
             _fail(f"no {tool}: apt-get install {pkg} (scripts/deps.sh installs it)")
+    if "INTERP" in readelf("-l", shutil.which("busybox")):
+        _fail("the busybox on PATH is dynamic: the guest needs busybox-static's")
     vmlinuz = kernel(agent.parent / "cgroup2-vm")
     tmp = tmp_path_factory.mktemp("vm")
     memhog = tmp / "memhog"
