@@ -182,10 +182,11 @@ def test_scheduled_commands_never_start_before_their_instant(tmp_path, state_dir
         assert r["started_at"] >= r["scheduled_at"], r
         with open(os.path.join(r["run_dir"], "events.jsonl")) as f:
             evs = [json.loads(l) for l in f]
-        agent = next(e for e in evs if e["ev"] == "start")
-        if agent["t"] < r["scheduled_at"]:
+        # started ahead, it waited for the instant, unless it was ready only after it (an
+        # agent started 12 ms before its instant on a loaded machine)
+        if any(e["ev"] == "wait" for e in evs):
             ahead += 1
-            assert any(e["ev"] == "wait" for e in evs), evs
+            assert next(e for e in evs if e["ev"] == "start")["t"] < r["scheduled_at"], evs
     # the path under test was taken: agents started before their instant, and waited
     assert ahead >= 1, runs
     assert "ahead: the command waits for its instant" in d.text()
