@@ -202,7 +202,7 @@ print_result(const char *who, const struct send_outcome *r)
 }
 
 void
-cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
+cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id, bool will_retry)
 {
 	const struct conf *c = ctx->conf;
 	struct send_outcome so;
@@ -212,7 +212,7 @@ cmd_mail_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
 	if (st == NULL || id <= 0 || c == NULL || c->mail.smtp == NULL)
 		return;
 	diag_init(&d);
-	rc = notify_run_finished(st, c, cmd_state_dir(ctx), id, false, NULL, &d);
+	rc = notify_run_finished(st, c, cmd_state_dir(ctx), id, will_retry, NULL, &d);
 	if (rc < 0)
 		diag_print(&d, stderr);
 	diag_free(&d);

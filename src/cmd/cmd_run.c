@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "daemon/ctl.h"
 #include "exec/exec.h"
+#include "exec/sizing.h"
 #include "rundir/logrec.h"
 #include "rundir/rundir.h"
 #include "store/store.h"
@@ -41,6 +42,9 @@ const struct cmd cmd_run = {
 	        "its stderr on stderr), then a one-line summary on stderr. Ctrl-C cancels the run,\n"
 	        "which is then recorded as \"cancelled\". The run goes on if eph itself is killed;\n"
 	        "the next eph run, runs or show records its result.\n\n"
+	        "A run that ends oom, of a job with retry_on_oom: grow, is retried here at once\n"
+	        "with twice the memory (up to its max); each retry is said on stderr, and the\n"
+	        "exit status is the last attempt's.\n\n"
 	        "Exit status: 0 if the run succeeded, 1 if it did not, 2 for bad input.\n\n"
 	        "Options:\n"
 	        "  --follow  print the output as it comes and wait for the end (always so in the\n"
@@ -60,6 +64,8 @@ struct run_ctx {
 	const struct conf_job *job;
 	int exit;
 	int closing;
+	int64_t grow_from; /* the run ended oom and grows: its limit, the next attempt's start */
+	uint64_t memory;   /* what the run was admitted with in its executor */
 };
 
 /* Prints a record of output.log as the command wrote it: its text, then a newline unless the
@@ -148,14 +154,26 @@ run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *a
 		        strerror(-err));
 		rc->exit = EPH_EXIT_FAIL;
 	} else {
-		if (rc->json) {
+		bool grow = !rc->cancelled && sizing_grows(rc->job, final);
+
+		if (rc->json && !grow)
 			run_json(final);
-		} else {
+		else if (!rc->json)
 			run_summary(rc->job->name, final);
-		}
 		rc->exit = final->state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
+		if (grow) {
+			char a[32], b[32];
+
+			rc->grow_from = final->memory_limit;
+			sizing_format((uint64_t) final->memory_limit, a, sizeof(a));
+			sizing_format(
+			        sizing_grow((uint64_t) final->memory_limit, rc->job->memory_max), b,
+			        sizeof(b));
+			fprintf(stderr, "%s: oom at %s: retrying with %s (retry_on_oom: grow)\n",
+			        rc->job->name, a, b);
+		}
 	}
-	er->ex->ops->release(er->ex, er, rc->job->memory);
+	er->ex->ops->release(er->ex, er, rc->memory);
 	if (er->ex->ops->stop != NULL)
 		er->ex->ops->stop(er->ex); /* its connections end: nothing else runs here */
 	uv_close((uv_handle_t *)&rc->sigint, NULL);
@@ -334,6 +352,83 @@ run_through_daemon(struct cmd_ctx *ctx, const char *job, bool follow, bool print
 	return EPH_EXIT_OK;
 }
 
+/* One attempt of RC->job in the foreground, created as HOW says: sets *ID and *DIR (caller
+ * frees) and RC->exit, and RC->grow_from when it ended oom and grows. */
+static void
+run_attempt(struct cmd_ctx *ctx, struct run_ctx *rc, const struct conf_executor *ce,
+            const char *instance, struct store *st, const struct exec_hooks *hooks,
+            const struct exec_new *how, int64_t *id, char **dir)
+{
+	struct executor *ex;
+	sigset_t stop, old;
+	struct diag d;
+	uv_loop_t loop;
+	int err;
+
+	rc->exit = EPH_EXIT_FAIL;
+	uv_loop_init(&loop);
+	/* no daemon runs: nothing else places runs on the executor's hosts from this state */
+	diag_init(&d);
+	ex = exec_executor_new(&loop, st, cmd_state_dir(ctx), instance, ctx->conf, ce, NULL, NULL,
+	                       &d);
+	if (ex == NULL) {
+		diag_print(&d, stderr);
+		diag_free(&d);
+		uv_loop_close(&loop);
+		return;
+	}
+	diag_free(&d);
+	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
+	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,
+	 * until the run has started; then they reach run_signal_cb, which cancels it. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stop, &old);
+	diag_init(&d);
+	err = exec_create(st, cmd_state_dir(ctx), ctx->conf, rc->job, how, id, dir, &d);
+	if (err < 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		diag_print(&d, stderr);
+		diag_free(&d);
+		goto out;
+	}
+	diag_free(&d);
+	if (err == 1) {
+		/* it ended before it could start: the code could not be had */
+		struct store_run final;
+
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		store_run_init(&final);
+		if (store_run_get(st, *id, &final) == 0) {
+			if (rc->json)
+				run_json(&final);
+			else
+				run_summary(rc->job->name, &final);
+		}
+		store_run_clear(&final);
+		goto out;
+	}
+
+	uv_signal_init(&loop, &rc->sigint);
+	uv_signal_init(&loop, &rc->sigterm);
+	rc->sigint.data = rc->sigterm.data = rc;
+	uv_signal_start(&rc->sigint, run_signal_cb, SIGINT);
+	uv_signal_start(&rc->sigterm, run_signal_cb, SIGTERM);
+	exec_run_init(&rc->er, ex, *id, *dir, NULL, hooks);
+	rc->memory = exec_created_memory(st, *id, rc->job->memory);
+	ex->ops->reserve(ex, &rc->er, rc->memory);
+	err = exec_run_start(&rc->er);
+	sigprocmask(SIG_SETMASK, &old, NULL); /* a Ctrl-C that came meanwhile cancels the run now */
+	if (err < 0)
+		fprintf(stderr, "eph run: cannot start the run: %s\n", strerror(-err));
+out:
+	uv_run(&loop, UV_RUN_DEFAULT); /* what the executor still has in flight ends */
+	if (uv_loop_close(&loop) != 0)
+		fprintf(stderr, "eph run: internal error: handles left open\n");
+	exec_executor_free(ex);
+}
+
 static int
 cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -347,11 +442,8 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct exec_hooks hooks = { run_output_cb, run_done_cb, run_closed_cb, &rc };
 	char instance[INSTANCE_ID_LEN + 1]; /* made here if this is the state's first run */
 	const struct conf_executor *ce;
-	struct executor *ex = NULL;
 	struct store *st = NULL;
-	sigset_t stop, old;
-	struct diag d;
-	uv_loop_t loop;
+	struct exec_new how;
 	int64_t id = 0;
 	char *dir = NULL;
 	bool follow = false;
@@ -395,69 +487,20 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (run_store_open(ctx, &st, instance) < 0)
 		return EPH_EXIT_FAIL;
 	(void)exec_reconcile(st); /* record what earlier runs left unrecorded */
-	uv_loop_init(&loop);
-	/* no daemon runs: nothing else places runs on the executor's hosts from this state */
-	diag_init(&d);
-	ex = exec_executor_new(&loop, st, cmd_state_dir(ctx), instance, ctx->conf, ce, NULL, NULL,
-	                       &d);
-	if (ex == NULL) {
-		diag_print(&d, stderr);
-		diag_free(&d);
-		uv_loop_close(&loop);
-		store_close(st);
-		return EPH_EXIT_FAIL;
+	how = (struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0, 0 };
+	for (;;) {
+		rc.grow_from = 0;
+		id = 0;
+		free(dir);
+		dir = NULL;
+		run_attempt(ctx, &rc, ce, instance, st, &hooks, &how, &id, &dir);
+		/* the attempt's mail, if its job asks for one */
+		cmd_mail_after_run(ctx, st, id, rc.grow_from > 0);
+		if (rc.grow_from <= 0)
+			break;
+		/* retry_on_oom: grow: the same attempt again, which sizing_decide grows */
+		how.trigger = STORE_RETRY;
 	}
-	diag_free(&d);
-
-	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
-	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,
-	 * until the run has started; then they reach run_signal_cb, which cancels it. */
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigprocmask(SIG_BLOCK, &stop, &old);
-	diag_init(&d);
-	err = exec_create(st, cmd_state_dir(ctx), ctx->conf, rc.job,
-	                  &(struct exec_new){ STORE_MANUAL, (int64_t)time(NULL), 1, 0, 0 }, &id,
-	                  &dir, &d);
-	if (err < 0) {
-		diag_print(&d, stderr);
-		diag_free(&d);
-		goto out;
-	}
-	diag_free(&d);
-	if (err == 1) {
-		/* it ended before it could start: the code could not be had */
-		struct store_run final;
-
-		store_run_init(&final);
-		if (store_run_get(st, id, &final) == 0) {
-			if (rc.json)
-				run_json(&final);
-			else
-				run_summary(rc.job->name, &final);
-		}
-		store_run_clear(&final);
-		goto out;
-	}
-
-	uv_signal_init(&loop, &rc.sigint);
-	uv_signal_init(&loop, &rc.sigterm);
-	rc.sigint.data = rc.sigterm.data = &rc;
-	uv_signal_start(&rc.sigint, run_signal_cb, SIGINT);
-	uv_signal_start(&rc.sigterm, run_signal_cb, SIGTERM);
-	exec_run_init(&rc.er, ex, id, dir, NULL, &hooks);
-	ex->ops->reserve(ex, &rc.er, rc.job->memory);
-	err = exec_run_start(&rc.er);
-	sigprocmask(SIG_SETMASK, &old, NULL); /* a Ctrl-C that came meanwhile cancels the run now */
-	if (err < 0)
-		fprintf(stderr, "eph run: cannot start the run: %s\n", strerror(-err));
-out:
-	uv_run(&loop, UV_RUN_DEFAULT); /* what the executor still has in flight ends */
-	if (uv_loop_close(&loop) != 0)
-		fprintf(stderr, "eph run: internal error: handles left open\n");
-	exec_executor_free(ex);
-	cmd_mail_after_run(ctx, st, id); /* the run's mail, if its job asks for one */
 	free(dir);
 	store_close(st);
 	return rc.exit;

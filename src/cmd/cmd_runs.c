@@ -241,6 +241,7 @@ cmd_run_json(const struct store_run *r)
 		free(host);
 	}
 	json_object_set_new(o, "memory_limit", jint(r->memory_limit, 0));
+	json_object_set_new(o, "memory_reason", jstr(r->memory_reason));
 	json_object_set_new(o, "peak_bytes", jint(r->peak_bytes, -1));
 	json_object_set_new(o, "peak_method", jstr(r->peak_method));
 	json_object_set_new(o, "enforced", jstr(r->enforced));

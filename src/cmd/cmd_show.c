@@ -283,6 +283,8 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 			      r->peak_method != NULL ? r->peak_method : "");
 		}
 	}
+	if (r->memory_reason != NULL)
+		field("sized", "%s", r->memory_reason);
 	if (cpu_user >= 0 && cpu_sys >= 0) {
 		units_format_duration(cpu_user + cpu_sys, a, sizeof(a));
 		field("cpu", "%s (user %.2fs, system %.2fs)", a, cpu_user, cpu_sys);

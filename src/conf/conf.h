@@ -21,6 +21,14 @@ enum conf_catchup { CONF_CATCHUP_NONE, CONF_CATCHUP_LATEST, CONF_CATCHUP_ALL };
 
 enum conf_fetch_error { CONF_FETCH_USE_LAST, CONF_FETCH_FAIL };
 
+/* retry_on_oom: what a run that ended oom gets. */
+enum conf_oom_retry {
+	CONF_OOM_RETRY_NONE, /* the job's retries, as for any failure */
+	CONF_OOM_RETRY_GROW, /* retried at once with the next size up, to memory's max */
+};
+
+#define CONF_MEMORY_MIN_DEFAULT (UINT64_C(512) << 20) /* memory: auto with no min */
+
 /* notify.on, as bits */
 enum conf_notify_on {
 	CONF_NOTIFY_FAILURE = 1 << 0, /* every unsuccessful outcome */
@@ -55,7 +63,7 @@ struct conf_job {
 	const struct tz *tz;      /* borrowed from struct conf's zone list */
 	char *run;                /* shell string, or NULL */
 	struct conf_strv command; /* argv, or n == 0 */
-	uint64_t memory;          /* bytes; 0 = no limit (still measured) */
+	uint64_t memory;          /* bytes; 0 = no limit (still measured), or memory_auto */
 	int64_t timeout;          /* seconds; 0 = none */
 	int64_t kill_grace;       /* seconds between SIGTERM and SIGKILL */
 	const char *executor;     /* its executor's name, borrowed from executors[executor_ix] */
@@ -71,6 +79,12 @@ struct conf_job {
 	struct conf_notify notify;
 	char *requirements; /* python requirements file, or NULL */
 	char *interpreter;  /* python interpreter, default "python3" */
+	/* memory: auto (or {auto: true, min, max}): each run's limit is decided from the job's
+	 * runs when it is created (exec/sizing.h), within [memory_min, memory_max] */
+	bool memory_auto;
+	uint64_t memory_min; /* bytes; CONF_MEMORY_MIN_DEFAULT unless written */
+	uint64_t memory_max; /* bytes; 0 = none; a local job's is memory_budget unless written */
+	enum conf_oom_retry retry_on_oom;
 };
 
 struct conf_source {

@@ -39,8 +39,9 @@ struct conf_section;
 /* A job being built: the job, and where its values came from, for later checks. */
 struct jobb {
 	struct conf_job j;
-	struct diag_pos memory_at, email_at, run_at, command_at, executor_at;
+	struct diag_pos memory_at, email_at, run_at, command_at, executor_at, oom_retry_at;
 	bool has_schedule, email_from_defaults;
+	bool memory_max_written; /* memory's max was written (retry_on_oom: grow needs it) */
 };
 
 /* The context of one load: the file, where its errors go, the configuration being built,

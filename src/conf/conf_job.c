@@ -442,6 +442,70 @@ job_workdir(struct pctx *p, struct conf_job *j, struct fy_node *v, struct diag_p
 	j->workdir = s;
 }
 
+/* One key of memory's mapping: auto, min or max, with where max was written. */
+static void
+memory_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct fy_node *v,
+            void *arg)
+{
+	struct jobb *jb = arg;
+	const struct conf_key *ck = conf_key_find(&conf_sec_memory, k, klen);
+
+	if (ck == NULL) {
+		conf_unknown_key(p, &conf_sec_memory, key, k, klen, NULL);
+		return;
+	}
+	if (v != NULL && (v = conf_deref(p, v)) == NULL)
+		return; /* a broken alias, reported */
+	if (strcmp(ck->name, "max") == 0)
+		jb->memory_max_written = true;
+	conf_set_generic(p, ck, v, conf_pos(p, key), &jb->j);
+}
+
+/* "memory": a size (a fixed limit), "auto", or {auto: true, min: SIZE, max: SIZE}: each
+ * form replaces what the defaults said. */
+static void
+job_memory(struct pctx *p, struct jobb *jb, const struct conf_key *ck, struct fy_node *v,
+           struct diag_pos at)
+{
+	struct conf_job *j = &jb->j;
+	size_t before = conf_nerrors(p);
+	const char *s;
+	size_t len;
+
+	jb->memory_at = conf_pos_or(p, v, at);
+	j->memory = 0;
+	j->memory_auto = false;
+	j->memory_min = CONF_MEMORY_MIN_DEFAULT;
+	j->memory_max = 0;
+	jb->memory_max_written = false;
+	if (v != NULL && fy_node_is_scalar(v) && (s = fy_node_get_scalar(v, &len)) != NULL &&
+	    len == 4 && memcmp(s, "auto", 4) == 0) {
+		j->memory_auto = true;
+		return;
+	}
+	if (v == NULL || !fy_node_is_mapping(v)) {
+		conf_set_generic(p, ck, v, at, j);
+		return;
+	}
+	conf_map_walk(p, v, memory_pair, jb);
+	if (conf_nerrors(p) != before)
+		return;
+	if (!j->memory_auto) {
+		conf_err(
+		        p, conf_pos_or(p, v, at),
+		        "\"memory\" as a mapping sizes the limit from the job's runs: it needs auto: true (for a fixed limit write memory: SIZE)");
+		return;
+	}
+	if (j->memory_max > 0 && j->memory_min > j->memory_max) {
+		char a[32], b[32];
+
+		units_format_size(j->memory_min, a, sizeof(a));
+		units_format_size(j->memory_max, b, sizeof(b));
+		conf_err(p, conf_pos_or(p, fy_node_mapping_lookup_by_string(v, "max", 3), at),
+		         "memory's max (%s) is less than its min (%s)", b, a);
+	}
+}
+
 /* "notify": merged per sub-key into the inherited one. */
 static void
 job_notify(struct pctx *p, struct jobb *jb, struct fy_node *key, struct fy_node *v)
@@ -488,7 +552,10 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		command_set(p, v, at, j);
 		return;
 	case K_MEMORY:
-		jb->memory_at = conf_pos_or(p, v, at);
+		job_memory(p, jb, ck, v, at);
+		return;
+	case K_RETRY_ON_OOM:
+		jb->oom_retry_at = conf_pos_or(p, v, at);
 		conf_set_generic(p, ck, v, at, j);
 		return;
 	case K_TIMEZONE:
@@ -510,6 +577,42 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 	default: /* K_RUN and the generic keys */
 		conf_set_generic(p, ck, v, at, j);
 		return;
+	}
+}
+
+/* The checks of memory: auto and retry_on_oom: grow of job JB (named at AT, Q its name
+ * quoted): a local job's sizes within memory_budget (its max is the budget unless written),
+ * and grow's max written. */
+static void
+job_check_auto(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
+{
+	struct conf_job *j = &jb->j;
+	uint64_t budget = p->c->local.memory_budget;
+	struct diag_pos mat = jb->memory_at.line > 0 ? jb->memory_at : at;
+	char a[32], b[32];
+
+	if (j->retry_on_oom == CONF_OOM_RETRY_GROW && !(j->memory_auto && jb->memory_max_written))
+		conf_err(
+		        p, jb->oom_retry_at.line > 0 ? jb->oom_retry_at : at,
+		        "job %s has retry_on_oom: grow but no size to grow up to: write memory: {auto: true, max: SIZE}",
+		        q);
+	if (!j->memory_auto || j->executor_ix != 0)
+		return;
+	units_format_size(budget, b, sizeof(b));
+	if (j->memory_min > budget) {
+		units_format_size(j->memory_min, a, sizeof(a));
+		conf_err(
+		        p, mat,
+		        "job %s has memory min %s, more than executors.local.memory_budget (%s): it could never start",
+		        q, a, b);
+	} else if (j->memory_max > budget) {
+		units_format_size(j->memory_max, a, sizeof(a));
+		conf_err(
+		        p, mat,
+		        "job %s has memory max %s, more than executors.local.memory_budget (%s): a run that large could never start",
+		        q, a, b);
+	} else if (j->memory_max == 0) {
+		j->memory_max = budget;
 	}
 }
 
@@ -544,6 +647,7 @@ job_check(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
 		        "job %s needs memory %s, more than executors.local.memory_budget (%s): it could never start",
 		        q, a, b);
 	}
+	job_check_auto(p, jb, q, at);
 	conf_executor_job_check(p, jb, q, at);
 	if (jb->j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
 	    !(jb->email_from_defaults && p->defaults_email_reported)) {

@@ -14,6 +14,7 @@
 static const char *const fetch_error_values[] = { "use_last", "fail", NULL };
 static const char *const concurrency_values[] = { "forbid", "allow", "replace", NULL };
 static const char *const catchup_values[] = { "none", "latest", "all", NULL };
+static const char *const oom_retry_values[] = { "none", "grow", NULL };
 
 const char *const conf_notify_on_names[] = {
 	"failure", "oom", "timeout", "lost", "success", "always", "recovered", NULL,
@@ -112,7 +113,8 @@ static const struct conf_key job_keys[] = {
 	{ "command", CK_STRV, K_COMMAND, offsetof(struct conf_job, command), 0, 0, NULL,
 	  "run or command", "argv, executed without a shell" },
 	{ "memory", CK_SIZE, K_MEMORY, offsetof(struct conf_job, memory), 1 << 20, SIZE_MAX_, NULL,
-	  "none: no limit", "memory limit of the run" },
+	  "none: no limit",
+	  "memory limit of the run: a size, auto, or {auto: true, min: SIZE, max: SIZE}" },
 	{ "timeout", CK_DUR, K_TIMEOUT, offsetof(struct conf_job, timeout), 0, DUR_MAX, NULL,
 	  "0: none", "the run is stopped after this long" },
 	{ "kill_grace", CK_DUR, K_KILL_GRACE, offsetof(struct conf_job, kill_grace), 0, 3600, NULL,
@@ -124,6 +126,9 @@ static const struct conf_key job_keys[] = {
 	  "attempts after a failed one" },
 	{ "retry_backoff", CK_DUR, K_RETRY_BACKOFF, offsetof(struct conf_job, retry_backoff), 1,
 	  86400, NULL, "30s", "delay before the first retry; doubles each time" },
+	{ "retry_on_oom", CK_ENUM, K_RETRY_ON_OOM, offsetof(struct conf_job, retry_on_oom), 0, 0,
+	  oom_retry_values, "none",
+	  "grow: an oom run is retried at once with twice the memory, up to memory's max" },
 	{ "concurrency", CK_ENUM, K_CONCURRENCY, offsetof(struct conf_job, concurrency), 0, 0,
 	  concurrency_values, "forbid", "when a fire finds the previous run still going" },
 	{ "catchup", CK_ENUM, K_CATCHUP, offsetof(struct conf_job, catchup), 0, 0, catchup_values,
@@ -151,6 +156,16 @@ static const struct conf_key notify_keys[] = {
 	  0, 0, NULL, "false", "mail about every failed attempt, not only the last" },
 };
 
+/* memory: {auto: true, min: SIZE, max: SIZE}, read into a struct conf_job */
+static const struct conf_key memory_keys[] = {
+	{ "auto", CK_BOOL, K_OTHER, offsetof(struct conf_job, memory_auto), 0, 0, NULL,
+	  "required: true", "the limit comes from the job's runs" },
+	{ "min", CK_SIZE, K_OTHER, offsetof(struct conf_job, memory_min), 1 << 20, SIZE_MAX_, NULL,
+	  "512MiB", "the least limit, and the limit with no history" },
+	{ "max", CK_SIZE, K_OTHER, offsetof(struct conf_job, memory_max), 1 << 20, SIZE_MAX_, NULL,
+	  "none (local: memory_budget)", "the largest limit; required with retry_on_oom: grow" },
+};
+
 const struct conf_section conf_sec_top = { "the top level", KEYS(top_keys) };
 const struct conf_section conf_sec_source = { "source", KEYS(source_keys) };
 const struct conf_section conf_sec_python = { "python", KEYS(python_keys) };
@@ -160,6 +175,7 @@ const struct conf_section conf_sec_local = { "executors.local", KEYS(local_keys)
 const struct conf_section conf_sec_retention = { "retention", KEYS(retention_keys) };
 const struct conf_section conf_sec_job = { "a job", KEYS(job_keys) };
 const struct conf_section conf_sec_notify = { "notify", KEYS(notify_keys) };
+const struct conf_section conf_sec_memory = { "memory", KEYS(memory_keys) };
 
 const struct conf_key *
 conf_key_find(const struct conf_section *s, const char *name, size_t len)

@@ -39,6 +39,7 @@ enum conf_kid {
 	K_EXECUTOR,
 	K_RETRIES,
 	K_RETRY_BACKOFF,
+	K_RETRY_ON_OOM,
 	K_CONCURRENCY,
 	K_CATCHUP,
 	K_STARTING_DEADLINE,
@@ -86,7 +87,8 @@ struct conf_section {
 };
 
 extern const struct conf_section conf_sec_top, conf_sec_source, conf_sec_python, conf_sec_mail,
-        conf_sec_executors, conf_sec_local, conf_sec_retention, conf_sec_job, conf_sec_notify;
+        conf_sec_executors, conf_sec_local, conf_sec_retention, conf_sec_job, conf_sec_notify,
+        conf_sec_memory;
 
 extern const char *const conf_notify_on_names[]; /* bit i = 1 << i; NULL-terminated */
 

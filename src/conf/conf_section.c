@@ -273,6 +273,7 @@ walk_defaults(struct pctx *p, const struct top *t, struct jobb *dflt)
 	dflt->j.executor = p->c->executors[0].name;
 	dflt->j.executor_ix = 0;
 	dflt->j.retry_backoff = 30;
+	dflt->j.memory_min = CONF_MEMORY_MIN_DEFAULT;
 	dflt->j.concurrency = CONF_CONC_FORBID;
 	dflt->j.catchup = CONF_CATCHUP_LATEST;
 	dflt->j.starting_deadline = 3600;

@@ -23,6 +23,7 @@
 #include "daemon/evheap.h"
 #include "daemon/plan.h"
 #include "exec/exec.h"
+#include "exec/sizing.h"
 #include "notify/notify.h"
 #include "rundir/rundir.h"
 #include "sched/cronexpr.h"
@@ -203,6 +204,26 @@ dm_notify(struct daemon *dm, int64_t run_id, const char *job, bool will_retry)
 	dm_notify_subject(dm, run_id, job, will_retry, NULL);
 }
 
+/* Schedules attempt ATTEMPT of JOB's fire SCHEDULED_AT (after run RUN_ID) at AT_MS. */
+static void
+dm_retry_push(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt, int64_t run_id,
+              int64_t at_ms)
+{
+	struct dretry *rt = xcalloc(1, sizeof(*rt));
+
+	evheap_node_init(&rt->ev, DM_EV_RETRY);
+	rt->job = xstrdup(job);
+	rt->run_id = run_id;
+	rt->scheduled_at = scheduled_at;
+	rt->attempt = attempt;
+	rt->next = dm->retries;
+	if (dm->retries != NULL)
+		dm->retries->prev = rt;
+	dm->retries = rt;
+	evheap_push(&dm->heap, &rt->ev, at_ms);
+	dm_arm(dm);
+}
+
 /* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
  * its job has retries left: its backoff after ENDED_MS (UTC ms), or now if that is past.
  * Returns true when one is scheduled. */
@@ -211,7 +232,6 @@ dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at
                         int64_t run_id, int64_t ended_ms)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, job);
-	struct dretry *rt;
 	int64_t delay, now = clock_real_ms();
 
 	if (cj == NULL || attempt > cj->retries)
@@ -220,20 +240,28 @@ dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at
 	delay = (ended_ms + delay * 1000 - now + 999) / 1000;
 	if (delay < 0)
 		delay = 0;
-	rt = xcalloc(1, sizeof(*rt));
-	evheap_node_init(&rt->ev, DM_EV_RETRY);
-	rt->job = xstrdup(job);
-	rt->run_id = run_id;
-	rt->scheduled_at = scheduled_at;
-	rt->attempt = attempt + 1;
-	rt->next = dm->retries;
-	if (dm->retries != NULL)
-		dm->retries->prev = rt;
-	dm->retries = rt;
-	evheap_push(&dm->heap, &rt->ev, now + delay * 1000);
 	dlog(DLOG_INFO, run_id, job, "retry %d of %d in %llds", attempt, cj->retries,
 	     (long long)delay);
-	dm_arm(dm);
+	dm_retry_push(dm, job, scheduled_at, attempt + 1, run_id, now + delay * 1000);
+	return true;
+}
+
+/* retry_on_oom: grow: run FINAL (of DR) ended oom below its job's max: the same attempt again
+ * at once, its limit the next size up (sizing_decide finds the oom it grows from), not
+ * counted against the job's retries. Returns true when one is scheduled. */
+static bool
+dm_schedule_grow(struct daemon *dm, const struct drun *dr, const struct store_run *final)
+{
+	const struct conf_job *cj = conf_job_find(dm->conf, dr->job);
+	char a[32], b[32];
+
+	if (cj == NULL || !sizing_grows(cj, final))
+		return false;
+	sizing_format((uint64_t) final->memory_limit, a, sizeof(a));
+	sizing_format(sizing_grow((uint64_t) final->memory_limit, cj->memory_max), b, sizeof(b));
+	dlog(DLOG_INFO, dr->id, dr->job, "oom at %s: retrying at once with %s (retry_on_oom: grow)",
+	     a, b);
+	dm_retry_push(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id, clock_real_ms());
 	return true;
 }
 
@@ -376,7 +404,8 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 		return;
 	}
 	retry = dm_retryable(final->state) &&
-	        dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id);
+	        (dm_schedule_grow(dm, dr, final) ||
+	         dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id));
 	dm_notify_subject(dm, dr->id, dr->job, retry, dr->subject);
 	free(dm->retention_job);
 	dm->retention_job = xstrdup(dr->job);
@@ -572,7 +601,8 @@ dm_create(struct daemon *dm, const struct conf_job *cj, enum store_trigger trig,
 	dr->ex = ex;
 	dr->job = xstrdup(cj->name);
 	dr->id = id;
-	dr->memory = cj->memory; /* what it counts for is its executor's to say (ops->fits) */
+	/* as decided for it (exec/sizing.h); what it counts for is its executor's to say */
+	dr->memory = exec_created_memory(dm->store, id, cj->memory);
 	dr->trigger = trig;
 	dr->scheduled_at = at;
 	dr->start_ms = start_ms;

@@ -290,7 +290,8 @@ struct exec_new {
 	double not_before;
 };
 
-/* Creates a run of job J of configuration C: writes its row (queued), resolves its code to a
+/* Creates a run of job J of configuration C: writes its row (queued) with the memory limit
+ * decided for it (exec/sizing.h: J's fixed memory, or from its history), resolves its code to a
  * commit (source_resolve: the mirror is fetched at most once per source.refresh), makes
  * STATE_DIR/runs/ID and writes its spec.json, and records the run as provisioning, with its
  * commit and any warning (a failed fetch that fell back to the last commit). Sets *ID and
@@ -311,6 +312,10 @@ EPH_MUST_CHECK int exec_create_finish(struct store *s, const char *state_dir, co
                                       const struct conf_job *j, const struct exec_new *how,
                                       int64_t id, const struct source_pin *pin,
                                       const char *source_error, char **dir, struct diag *d);
+
+/* The memory limit (bytes; 0 = none) that exec_create_row decided for run ID (exec/sizing.h)
+ * and recorded in its row: what the run is admitted with; DFLT when the row cannot be read. */
+uint64_t exec_created_memory(struct store *s, int64_t id, uint64_t dflt);
 
 /* Records the end of run ID whose directory is DIR from its result.json (and its memory
  * samples from events.jsonl), or as `lost` with REASON when LOST_REASON is non-NULL and there

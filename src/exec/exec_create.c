@@ -7,6 +7,7 @@
 
 #include "conf/conf.h"
 #include "exec/exec.h"
+#include "exec/sizing.h"
 #include "rundir/rundir.h"
 #include "source/source.h"
 #include "util/diag.h"
@@ -23,10 +24,12 @@ create_join(const char *dir, const char *rel)
 	return xasprintf("%s/%s", dir, rel);
 }
 
-/* Fills SPEC (owning every member) for run ID of job J, whose code is PIN. */
+/* Fills SPEC (owning every member) for run ID of job J, whose code is PIN and whose memory
+ * limit was decided as MEMORY. */
 static void
 create_spec(const char *state_dir, const struct conf *c, const struct conf_job *j, int64_t id,
-            const struct exec_new *how, const struct source_pin *pin, struct rundir_spec *spec)
+            const struct exec_new *how, const struct source_pin *pin, uint64_t memory,
+            struct rundir_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
 	spec->version = RUNDIR_VERSION;
@@ -53,7 +56,7 @@ create_spec(const char *state_dir, const struct conf *c, const struct conf_job *
 		spec->env[spec->nenv].value = xstrdup(eq + 1);
 		spec->nenv++;
 	}
-	spec->memory = j->memory;
+	spec->memory = memory;
 	spec->timeout = j->timeout;
 	spec->kill_grace = j->kill_grace;
 	spec->enforce = RUNDIR_ENFORCE_AUTO;
@@ -99,17 +102,20 @@ exec_create_row(struct store *s, const struct conf_job *j, const struct exec_new
                 struct diag *d)
 {
 	struct store_run row;
+	struct sizing z;
 	int rc;
 
 	*id = 0;
 	store_run_init(&row);
+	sizing_decide(s, j, how->trigger, how->scheduled_at, how->attempt, &z);
+	row.memory_limit = (int64_t)z.limit;
+	row.memory_reason = z.reason; /* the row's now */
 	row.job = xstrdup(j->name);
 	row.trigger = how->trigger;
 	row.scheduled_at = how->scheduled_at;
 	row.attempt = how->attempt;
 	row.jitter = how->jitter;
 	row.executor = xstrdup(j->executor != NULL ? j->executor : "local");
-	row.memory_limit = (int64_t)j->memory;
 	rc = store_run_create(s, &row, id);
 	if (rc < 0)
 		diag_error(d, (struct diag_pos){ 0 }, "cannot record a run of %s: %s", j->name,
@@ -142,9 +148,15 @@ exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
 		}
 		return 1;
 	}
-	store_run_init(&row);
+	/* the row as exec_create_row wrote it: its memory limit was decided then */
+	if ((rc = store_run_get(s, id, &row)) < 0) {
+		diag_error(d, (struct diag_pos){ 0 }, "cannot read run %lld: %s", (long long)id,
+		           store_errmsg(s));
+		return rc;
+	}
 	rundir = xasprintf("%s/runs/%lld", state_dir, (long long)id);
-	create_spec(state_dir, c, j, id, how, pin, &spec);
+	create_spec(state_dir, c, j, id, how, pin,
+	            row.memory_limit > 0 ? (uint64_t)row.memory_limit : 0, &spec);
 	if ((rc = fsio_mkdirs(rundir, 0700)) < 0 || (rc = rundir_spec_write(rundir, &spec)) < 0) {
 		char *reason =
 		        xasprintf("cannot write %s/%s: %s", rundir, RUNDIR_SPEC, strerror(-rc));
@@ -156,11 +168,13 @@ exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
 		goto out;
 	}
 	rundir_spec_free(&spec);
-	/* store_run_update writes these again, with the ones below */
-	row.executor = xstrdup(j->executor != NULL ? j->executor : "local");
-	row.memory_limit = (int64_t)j->memory;
 	row.id = id;
 	row.state = STORE_PROVISIONING;
+	free(row.run_dir);
+	free(row.log_path);
+	free(row.commit_id);
+	free(row.warning);
+	row.warning = NULL;
 	row.run_dir = xstrdup(rundir);
 	row.log_path = xasprintf("%s/%s", rundir, RUNDIR_OUTPUT);
 	row.commit_id = pin->commit != NULL ? xstrdup(pin->commit) : NULL;
@@ -184,6 +198,18 @@ out:
 	free(rundir);
 	store_run_clear(&row);
 	return rc;
+}
+
+uint64_t
+exec_created_memory(struct store *s, int64_t id, uint64_t dflt)
+{
+	struct store_run row;
+	uint64_t m = dflt;
+
+	if (store_run_get(s, id, &row) == 0)
+		m = row.memory_limit > 0 ? (uint64_t)row.memory_limit : 0;
+	store_run_clear(&row);
+	return m;
 }
 
 int

@@ -13,6 +13,7 @@
 #include "store/migrate_3_sql.h"
 #include "store/migrate_4_sql.h"
 #include "store/migrate_5_sql.h"
+#include "store/migrate_6_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
 #include "util/clock.h"
@@ -28,7 +29,8 @@ struct store {
 
 /* Migration step I takes a database from user_version I to I + 1. */
 static const char *const migrations[] = {
-	store_schema_v1, store_schema_v2, store_schema_v3, store_schema_v4, store_schema_v5,
+	store_schema_v1, store_schema_v2, store_schema_v3,
+	store_schema_v4, store_schema_v5, store_schema_v6,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -64,7 +66,7 @@ static const char *const trigger_names[] = {
 	"id, job, trigger, scheduled_at, attempt, state, reason, executor, memory_limit, "         \
 	"peak_bytes, peak_method, enforced, exit_code, signal, created_at, started_at, ended_at, " \
 	"cpu_user, cpu_system, commit_id, run_dir, log_path, agent_pid, agent_start, warning, "    \
-	"jitter, handle"
+	"jitter, handle, memory_reason"
 
 const char *
 store_state_name(enum store_state st)
@@ -138,6 +140,7 @@ store_run_clear(struct store_run *r)
 	free(r->warning);
 	store_phases_free(r->phases, r->nphases);
 	free(r->handle);
+	free(r->memory_reason);
 	store_run_init(r);
 }
 
@@ -443,8 +446,8 @@ store_run_create(struct store *s, const struct store_run *r, int64_t *id)
 	        s,
 	        "INSERT INTO runs (job, trigger, scheduled_at, attempt, state, reason, "
 	        "executor, memory_limit, created_at, ended_at, commit_id, run_dir, log_path, "
-	        "warning, jitter) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-	        "?13, ?14, ?15)",
+	        "warning, jitter, memory_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+	        "?10, ?11, ?12, ?13, ?14, ?15, ?16)",
 	        &st);
 	if (rc < 0)
 		return rc;
@@ -469,6 +472,7 @@ store_run_create(struct store *s, const struct store_run *r, int64_t *id)
 	store_sql_bind_text(st, 13, r->log_path);
 	store_sql_bind_text(st, 14, r->warning);
 	sqlite3_bind_int64(st, 15, r->jitter);
+	store_sql_bind_text(st, 16, r->memory_reason);
 	if ((rc = step_done(st)) < 0)
 		return rc;
 	*id = sqlite3_last_insert_rowid(s->db);
@@ -519,7 +523,7 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 	        s,
 	        "UPDATE runs SET state = ?2, executor = ?3, memory_limit = ?4, enforced = ?5, "
 	        "started_at = ?6, commit_id = ?7, run_dir = ?8, log_path = ?9, "
-	        "agent_pid = ?10, agent_start = ?11, warning = ?12 "
+	        "agent_pid = ?10, agent_start = ?11, warning = ?12, memory_reason = ?13 "
 	        "WHERE id = ?1 AND state NOT IN " TERMINAL_SQL,
 	        &st);
 	if (rc < 0)
@@ -536,6 +540,7 @@ store_run_update(struct store *s, int64_t id, const struct store_run *r)
 	bind_int(st, 10, r->agent_pid, 0);
 	bind_int(st, 11, r->agent_start, 0);
 	store_sql_bind_text(st, 12, r->warning);
+	store_sql_bind_text(st, 13, r->memory_reason);
 	return step_one_live(s, st, id);
 }
 
@@ -739,6 +744,7 @@ row_to_run(sqlite3_stmt *st, struct store_run *r)
 	r->warning = store_sql_col_text(st, 24);
 	r->jitter = col_int(st, 25, 0);
 	r->handle = store_sql_col_text(st, 26);
+	r->memory_reason = store_sql_col_text(st, 27);
 }
 
 /* Runs a query of RUN_COLUMNS whose parameters are bound; reads at most one row, and its

@@ -14,7 +14,7 @@ struct diag;
 struct store; /* opaque: one connection */
 
 /* The schema version this eph writes and understands. */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 enum store_state {
 	STORE_QUEUED,
@@ -63,6 +63,8 @@ struct store_run {
 	char *reason;   /* why it ended as it did ("exit code 3", "killed by the memory limit") */
 	char *executor; /* "local", … */
 	int64_t memory_limit;       /* bytes; 0 = no limit */
+	char *memory_reason;        /* how memory_limit was decided (exec/sizing.h); NULL =
+	                             * unknown (recorded before schema version 6) */
 	int64_t peak_bytes;         /* -1 = not measured */
 	char *peak_method;          /* "cgroup1 memory.max_usage_in_bytes", … */
 	char *enforced;             /* "cgroup2" | "cgroup1" | "sampled" */
@@ -124,9 +126,9 @@ const char *store_errmsg(struct store *s);
  * (-EINVAL otherwise); R->id is ignored. Sets *ID. The commit is durable on return. */
 EPH_MUST_CHECK int store_run_create(struct store *s, const struct store_run *r, int64_t *id);
 /* Records a non-terminal change of run ID: writes R's state (which must not be terminal:
- * -EINVAL), executor, memory_limit, enforced, started_at, commit_id, run_dir, log_path,
- * agent_pid, agent_start and warning — keep R as read with store_run_get, change it, pass it.
- * -EALREADY (and nothing written) when the run is already terminal. */
+ * -EINVAL), executor, memory_limit, memory_reason, enforced, started_at, commit_id, run_dir,
+ * log_path, agent_pid, agent_start and warning — keep R as read with store_run_get, change it, pass
+ * it. -EALREADY (and nothing written) when the run is already terminal. */
 EPH_MUST_CHECK int store_run_update(struct store *s, int64_t id, const struct store_run *r);
 /* Records that run ID's agent started: state running, STARTED_AT (UTC s), AGENT_PID and
  * AGENT_START, and nothing else of the row (a targeted update: no read, so nothing written
@@ -186,6 +188,28 @@ void store_phases_free(struct store_phase *p, size_t n); /* NULL is fine */
  * R's phases, for store_run_finish. */
 void store_run_add_phase(struct store_run *r, const char *name, double started_at, double ended_at,
                          double seconds);
+
+/* ---- store_sizing.c: what sizing a job's memory reads (exec/sizing.h) ---- */
+
+/* One run of a job's memory history. */
+struct store_size_obs {
+	int64_t id;
+	bool oom;             /* ended oom (else succeeded) */
+	int64_t peak_bytes;   /* -1 = not measured */
+	int64_t memory_limit; /* bytes; 0 = none */
+	double seconds;       /* ended - started; -1 = unknown */
+};
+
+/* The latest runs of JOB that ended succeeded or oom, newest first, at most LIMIT (> 0):
+ * *OUT is a new array of *N (free(); NULL when none). Runs of other outcomes say nothing of
+ * what the job needs (a failure may have stopped early) and are left out. */
+EPH_MUST_CHECK int store_size_history(struct store *s, const char *job, size_t limit,
+                                      struct store_size_obs **out, size_t *n);
+/* The memory limit of the latest run of JOB scheduled at SCHEDULED_AT, attempt ATTEMPT, that
+ * ended oom, into *LIMIT (bytes, 0 = none): what a retry of that attempt grows from. 0, or
+ * -ENOENT when there is none. */
+EPH_MUST_CHECK int store_oom_limit(struct store *s, const char *job, int64_t scheduled_at,
+                                   int attempt, int64_t *limit);
 
 /* The daemon's per-job state: the time up to which JOB's fires have been planned (UTC
  * seconds). get: -ENOENT when the job has no row. */

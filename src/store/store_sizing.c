@@ -1,0 +1,87 @@
+/* src/store/store_sizing.c: the queries that sizing a job's memory reads: its recent
+ * successful and OOM runs, and the OOM an attempt's retry grows from. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "store/store_sql.h"
+#include "util/xalloc.h"
+
+int
+store_size_history(struct store *s, const char *job, size_t limit, struct store_size_obs **out,
+                   size_t *n)
+{
+	struct store_size_obs *v = NULL;
+	size_t len = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = store_sql_prepare(s,
+	                       "SELECT id, state = 'oom', peak_bytes, memory_limit, "
+	                       "ended_at - started_at FROM runs "
+	                       "WHERE job = ?1 AND state IN ('succeeded', 'oom') "
+	                       "ORDER BY id DESC LIMIT ?2",
+	                       &st);
+	if (rc < 0)
+		return rc;
+	store_sql_bind_text(st, 1, job);
+	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? 1 : (int64_t)limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap != 0 ? cap * 2 : 32;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		v[len].id = sqlite3_column_int64(st, 0);
+		v[len].oom = sqlite3_column_int(st, 1) != 0;
+		v[len].peak_bytes = sqlite3_column_type(st, 2) == SQLITE_NULL
+		                            ? -1
+		                            : sqlite3_column_int64(st, 2);
+		v[len].memory_limit =
+		        sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+		v[len].seconds = sqlite3_column_type(st, 4) == SQLITE_NULL
+		                         ? -1
+		                         : sqlite3_column_double(st, 4);
+		len++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return store_sql_errno(rc);
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int
+store_oom_limit(struct store *s, const char *job, int64_t scheduled_at, int attempt, int64_t *limit)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_sql_prepare(s,
+	                       "SELECT memory_limit FROM runs WHERE job = ?1 AND "
+	                       "scheduled_at IS ?2 AND attempt = ?3 AND state = 'oom' "
+	                       "ORDER BY id DESC LIMIT 1",
+	                       &st);
+	if (rc < 0)
+		return rc;
+	store_sql_bind_text(st, 1, job);
+	if (scheduled_at == 0)
+		sqlite3_bind_null(st, 2);
+	else
+		sqlite3_bind_int64(st, 2, scheduled_at);
+	sqlite3_bind_int(st, 3, attempt);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*limit =
+		        sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
+}
