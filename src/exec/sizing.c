@@ -107,7 +107,8 @@ sizing_from_history(const struct store_size_obs *obs, size_t n, uint64_t min, ui
 	if (oom_floor > want) {
 		want = oom_floor;
 		sizing_format(oom_at, b, sizeof(b));
-		why = xasprintf("oom at %s in the last %zu runs + %d%%", b, k, SIZING_HEADROOM);
+		why = xasprintf("oom at %s in the last %zu run%s + %d%%", b, k, k == 1 ? "" : "s",
+		                SIZING_HEADROOM);
 	} else {
 		why = xasprintf("p%d of %zu run%s %s + %d%%", SIZING_PCT, k, k == 1 ? "" : "s", a,
 		                SIZING_HEADROOM);

@@ -784,6 +784,59 @@ handle_is_kept_until_the_run_is_terminal(void **state)
 	assert_int_equal(store_run_set_handle(f->s, id + 1000, "{}"), -ENOENT);
 }
 
+/* Migration 6: a version-5 database gets memory_reason, NULL for the runs it had; a run
+ * created with a reason keeps it through an update. */
+static void
+migration_6_adds_the_memory_reason(void **state)
+{
+	static const char *const steps[] = { "schema.sql", "migrate_2.sql", "migrate_3.sql",
+		                             "migrate_4.sql", "migrate_5.sql" };
+	struct fx *f = *state;
+	char *path = xasprintf("%s/v5.db", f->dir);
+	struct store *s = NULL;
+	struct store_run r;
+	struct diag d;
+	int64_t id = 0;
+
+	for (size_t i = 0; i < EPH_ARRAY_LEN(steps); i++) {
+		char *sql = store_sql_file(steps[i]);
+
+		assert_int_equal(raw_exec(path, sql), SQLITE_OK);
+		free(sql);
+	}
+	assert_int_equal(raw_exec(path, "PRAGMA user_version = 5;"
+	                                "INSERT INTO runs (id, job, trigger, state, created_at, "
+	                                "memory_limit, peak_bytes) VALUES "
+	                                "(1, 'a', 'manual', 'succeeded', 1.0, 1048576, 4096);"),
+	                 SQLITE_OK);
+	diag_init(&d);
+	assert_int_equal(store_open(path, &s, &d), 0);
+	assert_int_equal(diag_nerrors(&d), 0);
+	diag_free(&d);
+	assert_int_equal(store_run_get(s, 1, &r), 0);
+	assert_null(r.memory_reason);
+	assert_int_equal(r.memory_limit, 1048576);
+	assert_int_equal(r.peak_bytes, 4096);
+	store_run_clear(&r);
+	store_run_init(&r);
+	r.job = xstrdup("a");
+	r.memory_limit = 640 << 20;
+	r.memory_reason = xstrdup("p95 of 1 run 512 MiB + 25%");
+	assert_int_equal(store_run_create(s, &r, &id), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(s, id, &r), 0);
+	assert_string_equal(r.memory_reason, "p95 of 1 run 512 MiB + 25%");
+	r.state = STORE_PROVISIONING;
+	assert_int_equal(store_run_update(s, id, &r), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_run_get(s, id, &r), 0);
+	assert_string_equal(r.memory_reason, "p95 of 1 run 512 MiB + 25%");
+	assert_int_equal(r.memory_limit, 640 << 20);
+	store_run_clear(&r);
+	store_close(s);
+	free(path);
+}
+
 int
 main(void)
 {
@@ -801,6 +854,7 @@ main(void)
 		T(migrates_an_empty_database_to_the_current_version),
 		T(phases_are_added_completed_and_listed_in_order),
 		T(migration_4_moves_the_phase_columns_into_their_table),
+		T(migration_6_adds_the_memory_reason),
 		T(refuses_a_database_from_a_newer_eph),
 		T(readonly_open_of_a_missing_file_is_enoent_and_creates_nothing),
 		T(readonly_connection_cannot_write),
