@@ -151,8 +151,9 @@ sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trig
               int64_t scheduled_at, int attempt, struct sizing *out)
 {
 	struct store_size_obs *obs = NULL;
+	struct store_fire_last last = { 0 };
+	bool retry;
 	size_t n = 0;
-	int64_t was;
 	char a[32];
 	int rc;
 
@@ -163,12 +164,14 @@ sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trig
 		out->reason = xstrdup(j->memory > 0 ? "configured" : "no limit configured");
 		return;
 	}
-	/* a retry of an attempt that ended oom, of a job that grows: the next size up */
-	if (trigger == STORE_RETRY && j->retry_on_oom == CONF_OOM_RETRY_GROW &&
-	    store_oom_limit(s, j->name, scheduled_at, attempt, &was) == 0 && was > 0 &&
-	    (j->memory_max == 0 || (uint64_t)was < j->memory_max)) {
-		out->limit = sizing_grow((uint64_t)was, j->memory_max);
-		sizing_format((uint64_t)was, a, sizeof(a));
+	retry = trigger == STORE_RETRY && store_fire_last(s, j->name, scheduled_at, &last) == 0 &&
+	        last.memory_limit > 0;
+	/* the same attempt again after it ended oom, of a job that grows: the next size up */
+	if (retry && last.state == STORE_OOM && last.attempt == attempt &&
+	    j->retry_on_oom == CONF_OOM_RETRY_GROW &&
+	    (j->memory_max == 0 || (uint64_t)last.memory_limit < j->memory_max)) {
+		out->limit = sizing_grow((uint64_t)last.memory_limit, j->memory_max);
+		sizing_format((uint64_t)last.memory_limit, a, sizeof(a));
 		out->reason = xasprintf("grown after oom at %s", a);
 		return;
 	}
@@ -181,6 +184,17 @@ sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trig
 	}
 	sizing_from_history(obs, n, j->memory_min, j->memory_max, out);
 	free(obs);
+	/* a retry after another failure keeps what the attempt before it had: that attempt
+	 * (which the history leaves out) may well have needed it */
+	if (retry && (uint64_t)last.memory_limit > out->limit &&
+	    (j->memory_max == 0 || (uint64_t)last.memory_limit <= j->memory_max)) {
+		char *why = out->reason;
+
+		sizing_format((uint64_t)last.memory_limit, a, sizeof(a));
+		out->limit = (uint64_t)last.memory_limit;
+		out->reason = xasprintf("%s, kept at attempt %d's %s", why, last.attempt, a);
+		free(why);
+	}
 }
 
 void

@@ -49,9 +49,11 @@ uint64_t sizing_grow(uint64_t limit, uint64_t max);
  * ended oom at a limit below J's max. */
 bool sizing_grows(const struct conf_job *j, const struct store_run *final);
 /* Decides the limit of a new run of J (TRIGGER, SCHEDULED_AT, ATTEMPT as the run will be
- * recorded) from the store S: fixed, grown (a retry of an attempt that ended oom, when J
- * grows), or from the history. Always fills OUT: a history that cannot be read gives J's
- * min, with the reason saying so. */
+ * recorded) from the store S: fixed; grown (a retry of the same attempt, after it ended oom,
+ * when J grows: the daemon and eph run give a grow retry the attempt number of the run it
+ * retries); or from the history, and for a retry at least the limit of the fire's attempt
+ * before it (within max). Always fills OUT: a history that cannot be read gives J's min,
+ * with the reason saying so. */
 void sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trigger,
                    int64_t scheduled_at, int attempt, struct sizing *out);
 

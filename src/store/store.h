@@ -205,11 +205,18 @@ struct store_size_obs {
  * what the job needs (a failure may have stopped early) and are left out. */
 EPH_MUST_CHECK int store_size_history(struct store *s, const char *job, size_t limit,
                                       struct store_size_obs **out, size_t *n);
-/* The memory limit of the latest run of JOB scheduled at SCHEDULED_AT, attempt ATTEMPT, that
- * ended oom, into *LIMIT (bytes, 0 = none): what a retry of that attempt grows from. 0, or
- * -ENOENT when there is none. */
-EPH_MUST_CHECK int store_oom_limit(struct store *s, const char *job, int64_t scheduled_at,
-                                   int attempt, int64_t *limit);
+
+/* The latest run of JOB's fire SCHEDULED_AT (0: a run without one) that has ended: what a
+ * retry of it starts from. */
+struct store_fire_last {
+	int attempt;
+	enum store_state state;
+	int64_t memory_limit; /* bytes; 0 = none */
+};
+
+/* Fills *OUT; 0, or -ENOENT when that fire has no ended run. */
+EPH_MUST_CHECK int store_fire_last(struct store *s, const char *job, int64_t scheduled_at,
+                                   struct store_fire_last *out);
 
 /* The daemon's per-job state: the time up to which JOB's fires have been planned (UTC
  * seconds). get: -ENOENT when the job has no row. */

@@ -1,5 +1,5 @@
 /* src/store/store_sizing.c: the queries that sizing a job's memory reads: its recent
- * successful and OOM runs, and the OOM an attempt's retry grows from. */
+ * successful and OOM runs, and the last run of a fire, which its retry starts from. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -58,14 +58,15 @@ store_size_history(struct store *s, const char *job, size_t limit, struct store_
 }
 
 int
-store_oom_limit(struct store *s, const char *job, int64_t scheduled_at, int attempt, int64_t *limit)
+store_fire_last(struct store *s, const char *job, int64_t scheduled_at, struct store_fire_last *out)
 {
+	const unsigned char *t;
 	sqlite3_stmt *st;
 	int rc;
 
 	rc = store_sql_prepare(s,
-	                       "SELECT memory_limit FROM runs WHERE job = ?1 AND "
-	                       "scheduled_at IS ?2 AND attempt = ?3 AND state = 'oom' "
+	                       "SELECT attempt, state, memory_limit FROM runs WHERE job = ?1 AND "
+	                       "scheduled_at IS ?2 AND ended_at IS NOT NULL AND state != 'skipped' "
 	                       "ORDER BY id DESC LIMIT 1",
 	                       &st);
 	if (rc < 0)
@@ -75,11 +76,15 @@ store_oom_limit(struct store *s, const char *job, int64_t scheduled_at, int atte
 		sqlite3_bind_null(st, 2);
 	else
 		sqlite3_bind_int64(st, 2, scheduled_at);
-	sqlite3_bind_int(st, 3, attempt);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*limit =
-		        sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+	if (rc == SQLITE_ROW) {
+		out->attempt = sqlite3_column_int(st, 0);
+		out->state = STORE_FAILED;
+		if ((t = sqlite3_column_text(st, 1)) != NULL)
+			(void)store_state_parse((const char *)t, &out->state);
+		out->memory_limit =
+		        sqlite3_column_type(st, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 2);
+	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
 		return 0;

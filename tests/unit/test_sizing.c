@@ -357,6 +357,16 @@ decide_from_the_store(void **state)
 	sizing_decide(f->s, &j, STORE_RETRY, 100, 1, &z);
 	assert_int_equal(z.limit, 5000 * MiB);
 	sizing_clear(&z);
+	/* a retry after a failure keeps the limit of the attempt before it */
+	j.memory_max = 16 * GiB;
+	add_run(f->s, "train", STORE_SCHEDULE, 200, 1, STORE_FAILED, 6 * GiB, 7 * GiB);
+	sizing_decide(f->s, &j, STORE_RETRY, 200, 2, &z);
+	assert_int_equal(z.limit, 7 * GiB);
+	assert_string_equal(z.reason, "p95 of 4 runs 3.91 GiB + 25%, kept at attempt 1's 7 GiB");
+	sizing_clear(&z);
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 300, 1, &z); /* not a retry: the history */
+	assert_int_equal(z.limit, 5000 * MiB);
+	sizing_clear(&z);
 }
 
 static void
@@ -365,7 +375,7 @@ history_is_the_latest_succeeded_and_oom_runs(void **state)
 	struct fx *f = *state;
 	struct store_size_obs *obs = NULL;
 	size_t n = 0;
-	int64_t limit = 0;
+	struct store_fire_last last;
 
 	for (int i = 0; i < 25; i++)
 		add_run(f->s, "j", STORE_SCHEDULE, 10 + i, 1,
@@ -382,10 +392,13 @@ history_is_the_latest_succeeded_and_oom_runs(void **state)
 	assert_int_equal(store_size_history(f->s, "none", 20, &obs, &n), 0);
 	assert_int_equal(n, 0);
 	assert_null(obs);
-	assert_int_equal(store_oom_limit(f->s, "j", 99, 2, &limit), 0);
-	assert_int_equal(limit, GiB);
-	assert_int_equal(store_oom_limit(f->s, "j", 99, 1, &limit), -ENOENT);
-	assert_int_equal(store_oom_limit(f->s, "j", 10, 1, &limit), -ENOENT);
+	assert_int_equal(store_fire_last(f->s, "j", 99, &last), 0);
+	assert_int_equal(last.attempt, 2);
+	assert_int_equal(last.state, STORE_OOM);
+	assert_int_equal(last.memory_limit, GiB);
+	assert_int_equal(store_fire_last(f->s, "j", 14, &last), 0);
+	assert_int_equal(last.state, STORE_TIMEOUT);
+	assert_int_equal(store_fire_last(f->s, "j", 98, &last), -ENOENT);
 }
 
 int
