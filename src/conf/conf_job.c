@@ -451,7 +451,9 @@ memory_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 	const struct conf_key *ck = conf_key_find(&conf_sec_memory, k, klen);
 
 	if (ck == NULL) {
-		conf_unknown_key(p, &conf_sec_memory, key, k, klen, NULL);
+		conf_unknown_key(
+		        p, &conf_sec_memory, key, k, klen,
+		        " in \"memory\" (a size, auto, or a mapping {auto: true, min: SIZE, max: SIZE})");
 		return;
 	}
 	if (v != NULL && (v = conf_deref(p, v)) == NULL)
