@@ -221,9 +221,33 @@ run_closed_cb(struct exec_run *er, void *arg)
 	exec_run_release(er);
 }
 
-/* Through the daemon: prints run ID's output (when PRINT) from its output.log until the store
- * records it terminal, then its summary (or JSON). Returns the exit status. */
 static volatile sig_atomic_t run_follow_stop;
+
+/* After run R (of JOB, followed through the daemon) ended oom: the run the daemon retries it
+ * with at once when its job grows (retry_on_oom: grow: the same fire and attempt, trigger
+ * retry), which it creates right after recording R. Its id, or 0 when none came within a
+ * second. */
+static int64_t
+run_grow_next(struct store *st, const char *job, const struct store_run *r)
+{
+	for (int i = 0; i < 20 && !run_follow_stop; i++) {
+		struct store_run *runs = NULL;
+		size_t n = 0;
+		int64_t next = 0;
+
+		if (store_runs_list(st, job, 8, &runs, &n) == 0)
+			for (size_t k = 0; k < n && next == 0; k++)
+				if (runs[k].id > r->id && runs[k].trigger == STORE_RETRY &&
+				    runs[k].scheduled_at == r->scheduled_at &&
+				    runs[k].attempt == r->attempt)
+					next = runs[k].id;
+		store_runs_free(runs, n);
+		if (next != 0)
+			return next;
+		nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+	}
+	return 0;
+}
 
 static void
 run_follow_sig(int sig)
@@ -232,36 +256,29 @@ run_follow_sig(int sig)
 	run_follow_stop = 1;
 }
 
+/* Prints run ID's output (when PRINT) from its output.log until the store (ST) records the
+ * run terminal, into *R. 1 when it is, 0 when following was stopped (Ctrl-C), -errno when the
+ * run cannot be read (said). */
 static int
-run_follow_daemon(struct cmd_ctx *ctx, const char *job, int64_t id, bool print, bool json)
+run_follow_one(struct cmd_ctx *ctx, struct store *st, int64_t id, bool print, struct store_run *r)
 {
 	char *path = xasprintf("%s/runs/%lld/%s", cmd_state_dir(ctx), (long long)id, RUNDIR_OUTPUT);
-	struct store *st = NULL;
-	struct store_run r;
 	struct buf pend;
 	char chunk[65536];
-	int fd = -1, exit = EPH_EXIT_FAIL, rc;
-	bool done = false;
+	int fd = -1, rc = 0;
 
 	buf_init(&pend, BUF_MAX_LINE * 16);
-	store_run_init(&r);
-	signal(SIGINT, run_follow_sig);
-	signal(SIGTERM, run_follow_sig);
-	rc = cmd_store_open(ctx, &st);
-	if (rc < 0) {
-		fprintf(stderr, "eph run: cannot read the store: %s\n", strerror(-rc));
-		goto out;
-	}
 	while (!run_follow_stop) {
 		ssize_t got;
+		bool done;
 
-		store_run_clear(&r);
-		if ((rc = store_run_get(st, id, &r)) < 0) {
+		store_run_clear(r);
+		if ((rc = store_run_get(st, id, r)) < 0) {
 			fprintf(stderr, "eph run: cannot read run %lld: %s\n", (long long)id,
 			        strerror(-rc));
-			goto out;
+			break;
 		}
-		done = store_state_terminal(r.state);
+		done = store_state_terminal(r->state);
 		if (fd < 0)
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 		while (fd >= 0 && (got = read(fd, chunk, sizeof(chunk))) > 0) {
@@ -284,31 +301,74 @@ run_follow_daemon(struct cmd_ctx *ctx, const char *job, int64_t id, bool print, 
 				pend.len -= k;
 			}
 		}
-		if (done)
+		if (done) {
+			if (pend.len > 0 && print)
+				run_print_records(pend.data, pend.len);
+			fflush(stdout);
+			rc = 1;
 			break;
+		}
 		nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
 	}
-	if (!done) {
+	if (fd >= 0)
+		close(fd);
+	buf_free(&pend);
+	free(path);
+	return rc;
+}
+
+/* Through the daemon: prints run ID's output (when PRINT) from its output.log until the store
+ * records it terminal, then its summary (or JSON); and so for each run the daemon grows it
+ * into after an oom (retry_on_oom: grow). Returns the exit status, the last run's. */
+static int
+run_follow_daemon(struct cmd_ctx *ctx, const char *job, int64_t id, bool print, bool json)
+{
+	struct store *st = NULL;
+	struct store_run r, nr;
+	int exit = EPH_EXIT_FAIL, rc;
+	int64_t next;
+	char a[32], b[32];
+
+	store_run_init(&r);
+	signal(SIGINT, run_follow_sig);
+	signal(SIGTERM, run_follow_sig);
+	rc = cmd_store_open(ctx, &st);
+	if (rc < 0) {
+		fprintf(stderr, "eph run: cannot read the store: %s\n", strerror(-rc));
+		goto out;
+	}
+	while ((rc = run_follow_one(ctx, st, id, print, &r)) == 1 && r.state == STORE_OOM &&
+	       (next = run_grow_next(st, job, &r)) != 0) {
+		/* the daemon grows it: say so, and follow the retry */
+		if (!json)
+			run_summary(job, &r);
+		store_run_init(&nr);
+		if (store_run_get(st, next, &nr) == 0 && nr.memory_limit > 0 &&
+		    r.memory_limit > 0) {
+			sizing_format((uint64_t)r.memory_limit, a, sizeof(a));
+			sizing_format((uint64_t)nr.memory_limit, b, sizeof(b));
+			fprintf(stderr, "%s: oom at %s: retrying with %s (retry_on_oom: grow)\n",
+			        job, a, b);
+		}
+		store_run_clear(&nr);
+		id = next;
+	}
+	if (rc < 0)
+		goto out;
+	if (rc == 0) {
 		fprintf(stderr, "\neph run: stopped following run %lld; it goes on in the daemon\n",
 		        (long long)id);
 		exit = EPH_EXIT_OK;
 		goto out;
 	}
-	if (pend.len > 0 && print)
-		run_print_records(pend.data, pend.len);
-	fflush(stdout);
 	if (json)
 		run_json(&r);
 	else
 		run_summary(job, &r);
 	exit = r.state == STORE_SUCCEEDED ? EPH_EXIT_OK : EPH_EXIT_FAIL;
 out:
-	if (fd >= 0)
-		close(fd);
-	buf_free(&pend);
 	store_run_clear(&r);
 	store_close(st);
-	free(path);
 	return exit;
 }
 

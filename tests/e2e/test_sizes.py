@@ -168,9 +168,16 @@ def test_the_daemon_grows_an_oom_run_without_counting_a_retry(tmp_path, state_di
             retry_backoff: 1s
         """)
     d = daemons(jobs, state_dir)
-    p = subprocess.run([eph_bin(), "-f", str(jobs), "run", "big"], capture_output=True,
-                       text=True, env=dict(os.environ, EPH_STATE=str(state_dir)))
-    assert p.returncode == 0, p.stderr
+    # --follow: the output and outcome of the run, and of the run the daemon grows it into
+    p = subprocess.run([eph_bin(), "-f", str(jobs), "run", "big", "--follow"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, EPH_STATE=str(state_dir)))
+    assert p.returncode == 1, p.stderr
+    assert p.stdout == "held 200\n"
+    err = p.stderr.splitlines()
+    assert err[0].startswith("big: oom after ") and "of 128 MiB limit" in err[0], err
+    assert "big: oom at 128 MiB: retrying with 256 MiB (retry_on_oom: grow)" in err
+    assert err[-2].startswith("big: failed after ") and "(exit 3)" in err[-2], err
     # oom at 128 MiB; grown to 256 MiB, the same attempt, where it fails (exit 3); then its
     # one retry, attempt 2, which keeps the 256 MiB (and fails again)
     wait_for(lambda: len(rows(state_dir, "big")) >= 3 and
