@@ -224,17 +224,48 @@ dm_retry_push(struct daemon *dm, const char *job, int64_t scheduled_at, int atte
 	dm_arm(dm);
 }
 
+/* Whether run RUN_ID of CJ ended oom and gets a grow retry (retry_on_oom: grow, below max):
+ * its limit, else 0. */
+static int64_t
+dm_grows(struct daemon *dm, const struct conf_job *cj, int64_t run_id)
+{
+	struct store_run r;
+	int64_t limit = 0;
+
+	if (cj->retry_on_oom != CONF_OOM_RETRY_GROW)
+		return 0;
+	if (store_run_get(dm->store, run_id, &r) == 0 && sizing_grows(cj, &r))
+		limit = r.memory_limit;
+	store_run_clear(&r);
+	return limit;
+}
+
 /* Schedules the next attempt of a run whose attempt ATTEMPT (run RUN_ID) was unsuccessful, if
- * its job has retries left: its backoff after ENDED_MS (UTC ms), or now if that is past.
- * Returns true when one is scheduled. */
+ * its job has retries left: its backoff after ENDED_MS (UTC ms), or now if that is past. A run
+ * that ended oom, of a job with retry_on_oom: grow, is retried at once as the same attempt
+ * (not counted against retries), with the next size up. Returns true when one is scheduled. */
 bool
 dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at, int attempt,
                         int64_t run_id, int64_t ended_ms)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, job);
 	int64_t delay, now = clock_real_ms();
+	int64_t grew;
 
-	if (cj == NULL || attempt > cj->retries)
+	if (cj == NULL)
+		return false;
+	if ((grew = dm_grows(dm, cj, run_id)) > 0) {
+		char a[32], b[32];
+
+		/* the same attempt again, at once: sizing_decide gives it the next size up */
+		sizing_format((uint64_t)grew, a, sizeof(a));
+		sizing_format(sizing_grow((uint64_t)grew, cj->memory_max), b, sizeof(b));
+		dlog(DLOG_INFO, run_id, job,
+		     "oom at %s: retrying at once with %s (retry_on_oom: grow)", a, b);
+		dm_retry_push(dm, job, scheduled_at, attempt, run_id, now);
+		return true;
+	}
+	if (attempt > cj->retries)
 		return false;
 	delay = plan_backoff(cj->retry_backoff, attempt);
 	delay = (ended_ms + delay * 1000 - now + 999) / 1000;
@@ -243,25 +274,6 @@ dm_schedule_retry_after(struct daemon *dm, const char *job, int64_t scheduled_at
 	dlog(DLOG_INFO, run_id, job, "retry %d of %d in %llds", attempt, cj->retries,
 	     (long long)delay);
 	dm_retry_push(dm, job, scheduled_at, attempt + 1, run_id, now + delay * 1000);
-	return true;
-}
-
-/* retry_on_oom: grow: run FINAL (of DR) ended oom below its job's max: the same attempt again
- * at once, its limit the next size up (sizing_decide finds the oom it grows from), not
- * counted against the job's retries. Returns true when one is scheduled. */
-static bool
-dm_schedule_grow(struct daemon *dm, const struct drun *dr, const struct store_run *final)
-{
-	const struct conf_job *cj = conf_job_find(dm->conf, dr->job);
-	char a[32], b[32];
-
-	if (cj == NULL || !sizing_grows(cj, final))
-		return false;
-	sizing_format((uint64_t) final->memory_limit, a, sizeof(a));
-	sizing_format(sizing_grow((uint64_t) final->memory_limit, cj->memory_max), b, sizeof(b));
-	dlog(DLOG_INFO, dr->id, dr->job, "oom at %s: retrying at once with %s (retry_on_oom: grow)",
-	     a, b);
-	dm_retry_push(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id, clock_real_ms());
 	return true;
 }
 
@@ -283,10 +295,12 @@ dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
 	bool owed = false;
 	int64_t due;
 
-	if (cj == NULL || !dm_retryable(r->state) || r->attempt > cj->retries)
+	bool grows = cj != NULL && sizing_grows(cj, r);
+
+	if (cj == NULL || !dm_retryable(r->state) || (r->attempt > cj->retries && !grows))
 		return false;
 	*ended_ms = (int64_t)((r->ended_at > 0 ? r->ended_at : r->created_at) * 1000);
-	due = *ended_ms + plan_backoff(cj->retry_backoff, r->attempt) * 1000;
+	due = *ended_ms + (grows ? 0 : plan_backoff(cj->retry_backoff, r->attempt) * 1000);
 	if (cj->starting_deadline > 0 && clock_real_ms() - due > cj->starting_deadline * 1000)
 		return false;
 	store_run_init(&latest);
@@ -404,8 +418,7 @@ dm_done_cb(struct exec_run *er, const struct store_run *final, int rc, void *arg
 		return;
 	}
 	retry = dm_retryable(final->state) &&
-	        (dm_schedule_grow(dm, dr, final) ||
-	         dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id));
+	        dm_schedule_retry(dm, dr->job, dr->scheduled_at, dr->attempt, dr->id);
 	dm_notify_subject(dm, dr->id, dr->job, retry, dr->subject);
 	free(dm->retention_job);
 	dm->retention_job = xstrdup(dr->job);
