@@ -292,10 +292,8 @@ dm_retry_owed(struct daemon *dm, const struct store_run *r, int64_t *ended_ms)
 {
 	const struct conf_job *cj = conf_job_find(dm->conf, r->job);
 	struct store_run latest;
-	bool owed = false;
+	bool owed = false, grows = cj != NULL && sizing_grows(cj, r);
 	int64_t due;
-
-	bool grows = cj != NULL && sizing_grows(cj, r);
 
 	if (cj == NULL || !dm_retryable(r->state) || (r->attempt > cj->retries && !grows))
 		return false;
