@@ -6,6 +6,7 @@ ending oom at max, and what `eph sizes`, `eph runs --json` and `eph show` say.""
 import json
 import math
 import os
+import signal
 import subprocess
 import textwrap
 
@@ -194,3 +195,33 @@ def test_the_daemon_grows_an_oom_run_without_counting_a_retry(tmp_path, state_di
     assert r[2]["memory_reason"].endswith(", kept at attempt 1's 256 MiB"), r[2]
     assert d.text().count("retry 1 of 1 in") == 1
     assert "oom at 128 MiB: retrying at once with 256 MiB (retry_on_oom: grow)" in d.text()
+
+
+@pytest.mark.timing
+def test_a_grow_owed_when_the_daemon_died_is_made_at_its_next_start(tmp_path, state_dir, daemons):  # noqa: F811
+    (tmp_path / "slow.py").write_text("import time; time.sleep(1.5)\n" + HOG)
+    jobs = jobs_file(tmp_path, f"""\
+        jobs:
+          big:
+            schedule: "0 0 1 1 *"
+            command: [{PY}, slow.py, "200"]
+            memory: {{auto: true, min: 128MiB, max: 1GiB}}
+            retry_on_oom: grow
+        """)
+    d = daemons(jobs, state_dir)
+    p = subprocess.run([eph_bin(), "-f", str(jobs), "run", "big"], capture_output=True,
+                       text=True, timeout=30, env=dict(os.environ, EPH_STATE=str(state_dir)))
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: [x["state"] for x in rows(state_dir, "big")] == ["running"], 15,
+             "the run to start")
+    d.stop(signal.SIGKILL)  # its agent goes on, and is killed by the limit meanwhile
+    wait_for(lambda: os.path.exists(f"{state_dir}/runs/1/result.json"), 15, "the oom")
+    d2 = daemons(jobs, state_dir, "daemon2.log")
+    wait_for(lambda: len(rows(state_dir, "big")) == 2 and
+             rows(state_dir, "big")[1]["state"] == "succeeded", 20, "the grown retry")
+    d2.stop()
+    r = rows(state_dir, "big")
+    assert [(x["trigger"], x["attempt"], x["state"], x["memory_limit"] // MiB) for x in r] == [
+        ("manual", 1, "oom", 128), ("retry", 1, "succeeded", 256)]
+    assert r[1]["memory_reason"] == "grown after oom at 128 MiB"
+    assert "oom at 128 MiB: retrying at once with 256 MiB (retry_on_oom: grow)" in d2.text()
