@@ -283,6 +283,48 @@ unset_keys_take_the_documented_defaults(void **state)
 	conf_free(c);
 }
 
+/* memory: auto and its mapping: min 512 MiB unless written, a local job's max its budget
+ * unless written; a job's memory replaces the defaults' whole; retry_on_oom: grow. */
+static void
+memory_auto_forms_and_their_defaults(void **state)
+{
+	struct conf *c = load_ok("executors:\n"
+	                         "  local: { memory_budget: 8GiB }\n"
+	                         "defaults:\n"
+	                         "  memory: { auto: true, min: 1GiB, max: 4GiB }\n"
+	                         "jobs:\n"
+	                         "  inherits: { schedule: '@hourly', run: 'true' }\n"
+	                         "  plain: { schedule: '@hourly', run: 'true', memory: auto }\n"
+	                         "  fixed: { schedule: '@hourly', run: 'true', memory: 2GiB }\n"
+	                         "  grows:\n"
+	                         "    schedule: '@hourly'\n"
+	                         "    run: 'true'\n"
+	                         "    memory: { auto: true, max: 2GiB }\n"
+	                         "    retry_on_oom: grow\n");
+	const struct conf_job *j;
+
+	(void)state;
+	j = conf_job_find(c, "inherits");
+	assert_true(j->memory_auto);
+	assert_int_equal(j->memory, 0);
+	assert_int_equal(j->memory_min, UINT64_C(1) << 30);
+	assert_int_equal(j->memory_max, UINT64_C(4) << 30);
+	assert_int_equal(j->retry_on_oom, CONF_OOM_RETRY_NONE);
+	j = conf_job_find(c, "plain");
+	assert_true(j->memory_auto);
+	assert_int_equal(j->memory_min, CONF_MEMORY_MIN_DEFAULT);
+	assert_int_equal(j->memory_max, UINT64_C(8) << 30); /* the local budget */
+	j = conf_job_find(c, "fixed");
+	assert_false(j->memory_auto);
+	assert_int_equal(j->memory, UINT64_C(2) << 30);
+	j = conf_job_find(c, "grows");
+	assert_true(j->memory_auto);
+	assert_int_equal(j->memory_min, CONF_MEMORY_MIN_DEFAULT);
+	assert_int_equal(j->memory_max, UINT64_C(2) << 30);
+	assert_int_equal(j->retry_on_oom, CONF_OOM_RETRY_GROW);
+	conf_free(c);
+}
+
 static void
 memory_budget_defaults_to_80_percent_of_memtotal(void **state)
 {
@@ -915,6 +957,7 @@ main(void)
 		cmocka_unit_test(defaults_merge_into_jobs_and_the_job_wins),
 		cmocka_unit_test(unset_keys_take_the_documented_defaults),
 		cmocka_unit_test(memory_budget_defaults_to_80_percent_of_memtotal),
+		cmocka_unit_test(memory_auto_forms_and_their_defaults),
 		cmocka_unit_test(sizes_are_binary_and_bounded),
 		cmocka_unit_test(durations_are_checked_against_each_keys_bounds),
 		cmocka_unit_test(unknown_keys_suggest_the_closest_valid_key),
