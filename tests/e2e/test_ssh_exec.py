@@ -294,6 +294,20 @@ def test_cancel_reaches_the_remote_command(pool):
     pool.stop()
 
 
+def test_the_jobs_timeout_ends_the_remote_command(pool):
+    # the agent on the host keeps the time: the daemon only hears of the end
+    h = pool.host(512 * MiB)
+    pool.jobs({"slow": "run: sh -c 'echo start; sleep 120', memory: 64MiB, timeout: 3s"})
+    pool.daemon()
+    rid = pool.run("slow")
+    row = pool.wait_end(rid, 60)
+    assert row["state"] == "timeout", (row, pool.logs())
+    assert "start" in pool.output(rid)
+    assert row["ended_at"] - row["started_at"] < 30, row
+    wait_for(lambda: only_sshd_left(h), 10, "the agent and its command to be gone")
+    pool.stop()
+
+
 def test_a_changed_host_key_fails_the_run_and_nothing_runs_there(pool, tmp_path):
     h = pool.host(512 * MiB)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"],
