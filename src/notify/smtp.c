@@ -19,9 +19,9 @@
 int
 smtp_password(const struct conf_mail *m, char **out, struct diag *d)
 {
-	struct stat sb;
+	mode_t mode = 0;
 	struct buf b;
-	int fd, rc;
+	int rc;
 
 	*out = NULL;
 	if (m->username == NULL)
@@ -43,33 +43,20 @@ smtp_password(const struct conf_mail *m, char **out, struct diag *d)
 		           "mail.username needs mail.password_file or mail.password_env");
 		return -EINVAL;
 	}
-	fd = open(m->password_file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		diag_error(d, (struct diag_pos){ 0 }, "mail.password_file %s: %s", m->password_file,
-		           strerror(-rc));
-		return rc;
-	}
-	if (fstat(fd, &sb) != 0) {
-		rc = -errno;
-		close(fd);
-		diag_error(d, (struct diag_pos){ 0 }, "mail.password_file %s: %s", m->password_file,
-		           strerror(-rc));
-		return rc;
-	}
-	close(fd);
-	if (sb.st_mode & 077) {
+	buf_init(&b, SMTP_MAX_PASSWORD);
+	rc = fsio_read_private(m->password_file, &b, &mode);
+	if (rc == -EPERM && (mode & 077) != 0) {
 		diag_error(d, (struct diag_pos){ 0 },
 		           "mail.password_file %s can be read by group or others (mode %04o); "
 		           "refusing to use it: chmod 600 %s",
-		           m->password_file, (unsigned)(sb.st_mode & 07777), m->password_file);
-		return -EPERM;
-	}
-	buf_init(&b, SMTP_MAX_PASSWORD);
-	rc = fsio_read_file(m->password_file, &b);
-	if (rc < 0) {
+		           m->password_file, (unsigned)mode, m->password_file);
+	} else if (rc < 0) {
 		diag_error(d, (struct diag_pos){ 0 }, "mail.password_file %s: %s", m->password_file,
 		           rc == -E2BIG ? "too large for a password" : strerror(-rc));
+	}
+	if (rc < 0) {
+		if (b.data != NULL)
+			explicit_bzero(b.data, b.cap);
 		buf_free(&b);
 		return rc;
 	}

@@ -62,6 +62,50 @@ fsio_read_file(const char *path, struct buf *b)
 }
 
 int
+fsio_read_private(const char *path, struct buf *b, mode_t *mode)
+{
+	char chunk[FSIO_CHUNK];
+	struct stat st;
+	int fd, rc = 0;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (mode != NULL)
+		*mode = st.st_mode & 07777;
+	if ((st.st_mode & 077) != 0) {
+		close(fd);
+		return -EPERM;
+	}
+	if (b->data == NULL && st.st_size >= 0 && (size_t)st.st_size < b->limit &&
+	    (size_t)st.st_size < ((size_t)-1) - FSIO_CHUNK - 1) {
+		b->cap = (size_t)st.st_size + FSIO_CHUNK + 1;
+		b->data = xmalloc(b->cap);
+		b->data[0] = '\0';
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0 || (rc = buf_append(b, chunk, (size_t)n)) < 0)
+			break;
+	}
+	explicit_bzero(chunk, sizeof(chunk));
+	close(fd);
+	return rc;
+}
+
+int
 fsio_write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;

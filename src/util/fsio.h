@@ -15,6 +15,14 @@ EPH_MUST_CHECK int fsio_mkdirs(const char *dir, mode_t mode);
  * retried); -E2BIG when it does not fit B's limit (B then holds what fitted before). */
 EPH_MUST_CHECK int fsio_read_file(const char *path, struct buf *b);
 
+/* As fsio_read_file, for a file that holds a secret (mail.password_file, a secret's file):
+ * refused with -EPERM when group or others may read or write it (mode & 077), and *MODE
+ * (may be NULL) then says its mode; the mode is checked on the file that is read (fstat of
+ * the open descriptor). An empty B gets storage for the whole file at once, so that a
+ * value is not left behind in memory a growth freed (the caller wipes B->data, B->cap,
+ * before buf_free). */
+EPH_MUST_CHECK int fsio_read_private(const char *path, struct buf *b, mode_t *mode);
+
 /* Writes the N bytes at P to FD, through short writes and EINTR. 0 or -errno of write(2). */
 EPH_MUST_CHECK int fsio_write_all(int fd, const void *p, size_t n);
 
