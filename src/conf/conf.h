@@ -85,6 +85,30 @@ struct conf_job {
 	uint64_t memory_min; /* bytes; CONF_MEMORY_MIN_DEFAULT unless written */
 	uint64_t memory_max; /* bytes; 0 = none; a local job's is memory_budget unless written */
 	enum conf_oom_retry retry_on_oom;
+	/* "VAR=secret_name", defaults' first, then the job's: the command's variable VAR is set
+	 * to the value of the top-level secret secret_name, read at each run (conf_secret_find) */
+	struct conf_strv secrets;
+};
+
+/* Where a secret's value is, read at each run by the process that starts the agent. */
+enum conf_secret_kind {
+	CONF_SECRET_FILE, /* the whole file, less one trailing newline */
+	CONF_SECRET_ENV,  /* a variable of the starting process's environment */
+};
+
+/* The most bytes of secrets a run is given (names, values and separators: docs/rundir.md),
+ * and the fewest bytes of a value (a shorter one could not be masked in the output without
+ * masking ordinary text). */
+#define CONF_SECRETS_MAX     (32u << 10)
+#define CONF_SECRET_MIN      4
+#define CONF_MAX_JOB_SECRETS 64
+
+/* A secret of the top-level "secrets" mapping. */
+struct conf_secret {
+	char *name; /* as the jobs name it */
+	enum conf_secret_kind kind;
+	char *from;    /* FILE: absolute path; ENV: the variable's name */
+	int line, col; /* where its name stands */
 };
 
 struct conf_source {
@@ -173,7 +197,9 @@ struct conf {
 	struct conf_executor *executors; /* [0] is always the built-in "local" */
 	size_t nexecutors;
 	struct conf_retention retention;
-	int max_parallel;      /* 0 = no limit */
+	int max_parallel;            /* 0 = no limit */
+	struct conf_secret *secrets; /* in file order */
+	size_t nsecrets;
 	struct conf_job *jobs; /* sorted by name */
 	size_t njobs;
 	struct tz **zones; /* every zone the jobs use, owned */
@@ -197,6 +223,8 @@ EPH_MUST_CHECK int conf_load_mem(const char *name, const char *dir, const char *
 void conf_free(struct conf *c); /* NULL is fine */
 /* Sets S to the defaults of the source section (docs/jobs-file.md), with no repository. */
 void conf_source_defaults(struct conf_source *s);
+/* The secret called NAME, or NULL. */
+const struct conf_secret *conf_secret_find(const struct conf *c, const char *name);
 /* The executor called NAME, or NULL. */
 const struct conf_executor *conf_executor_find(const struct conf *c, const char *name);
 /* The name of type T, as "type:" writes it ("local", "ssh", ...). */

@@ -154,7 +154,7 @@ conf_compact(struct conf *c)
 
 	for (size_t i = 0; i < c->njobs; i++) {
 		const struct conf_job *j = &c->jobs[i];
-		size_t nv = j->command.n + j->env.n + j->notify.email.n;
+		size_t nv = j->command.n + j->env.n + j->notify.email.n + j->secrets.n;
 
 		nstr += 8 + nv;
 		bytes += (8 + nv) * 2 * sizeof(void *) + strlen(j->name); /* a guess */
@@ -162,7 +162,7 @@ conf_compact(struct conf *c)
 	/* small files get a small block: the guess, which interning mostly beats */
 	k.block = bytes < CONF_POOL_BLOCK ? bytes : CONF_POOL_BLOCK;
 	itab_init(&k.strs, nstr);
-	itab_init(&k.vecs, 3 * c->njobs);
+	itab_init(&k.vecs, 4 * c->njobs);
 	itab_init(&k.crons, c->njobs);
 	/* the pool owns the expressions: c->crons, for a conf not compacted, stays empty */
 	for (size_t i = 0; i < c->njobs; i++) {
@@ -180,6 +180,7 @@ conf_compact(struct conf *c)
 		intern_strv(&k, &j->command);
 		intern_strv(&k, &j->env);
 		intern_strv(&k, &j->notify.email);
+		intern_strv(&k, &j->secrets);
 		/* the same text compiles to the same expression; interned, the same pointer.
 		 * Each distinct one moves into the pool too: left where parsing allocated it,
 		 * among what the parser then freed, 10,000 of them kept 2 MiB of pages

@@ -40,6 +40,7 @@ struct conf_section;
 struct jobb {
 	struct conf_job j;
 	struct diag_pos memory_at, email_at, run_at, command_at, executor_at, oom_retry_at;
+	struct diag_pos secrets_at; /* where its (or the defaults') "secrets" key stands */
 	bool has_schedule, email_from_defaults;
 	bool memory_max_written; /* memory's max was written (retry_on_oom: grow needs it) */
 };
@@ -222,6 +223,21 @@ void conf_ssh_free(void *keys);
 /* conf_executor_job_check for a job JB on E, of type ssh; KEYS_OK: E's keys had no error. */
 void conf_ssh_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
                         const struct jobb *jb, const char *q, struct diag_pos at);
+
+/* ---- conf_secrets.c ---- */
+
+/* The top-level "secrets" mapping M (KEY where it stands) into P->c->secrets: each secret's
+ * kind and source checked, a file one where it can be seen (it exists, and group and others
+ * cannot read it); a variable is not looked at (the daemon's environment may differ). */
+void conf_secrets_read(struct pctx *p, struct fy_node *key, struct fy_node *v);
+/* A job's (or the defaults') "secrets" mapping, merged into J->secrets. */
+void conf_job_secrets(struct pctx *p, struct jobb *jb, struct fy_node *key, struct fy_node *v);
+/* The checks of JB's secrets as a whole: none also set by its "env", none on an executor
+ * that cannot carry them. */
+void conf_secrets_job_check(struct pctx *p, const struct jobb *jb, const char *q,
+                            struct diag_pos at);
+/* Frees C's secrets. */
+void conf_secrets_free(struct conf *c);
 
 /* ---- conf_section.c ---- */
 

@@ -28,6 +28,7 @@ conf_job_clear(struct conf_job *j)
 	conf_strv_free(&j->env);
 	free(j->workdir);
 	conf_strv_free(&j->notify.email);
+	conf_strv_free(&j->secrets);
 	free(j->requirements);
 	free(j->interpreter);
 	memset(j, 0, sizeof(*j));
@@ -51,6 +52,8 @@ jobb_copy(struct pctx *p, struct jobb *dst, const struct jobb *src, struct diag_
 	conf_strv_copy(p, &dst->j.env, &src->j.env, at);
 	dst->j.notify.email = (struct conf_strv){ NULL, 0 };
 	conf_strv_copy(p, &dst->j.notify.email, &src->j.notify.email, at);
+	dst->j.secrets = (struct conf_strv){ NULL, 0 };
+	conf_strv_copy(p, &dst->j.secrets, &src->j.secrets, at);
 	dst->email_from_defaults = src->j.notify.email.n > 0;
 }
 
@@ -576,6 +579,10 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 	case K_NOTIFY:
 		job_notify(p, jb, key, v);
 		return;
+	case K_JOB_SECRETS:
+		jb->secrets_at = at;
+		conf_job_secrets(p, jb, key, v);
+		return;
 	default: /* K_RUN and the generic keys */
 		conf_set_generic(p, ck, v, at, j);
 		return;
@@ -651,6 +658,7 @@ job_check(struct pctx *p, struct jobb *jb, const char *q, struct diag_pos at)
 	}
 	job_check_auto(p, jb, q, at);
 	conf_executor_job_check(p, jb, q, at);
+	conf_secrets_job_check(p, jb, q, at);
 	if (jb->j.notify.email.n > 0 && p->c->mail.smtp == NULL &&
 	    !(jb->email_from_defaults && p->defaults_email_reported)) {
 		conf_err(p, jb->email_at.line > 0 ? jb->email_at : at,

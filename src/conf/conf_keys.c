@@ -38,6 +38,8 @@ static const struct conf_key top_keys[] = {
 	  "how long run records and directories are kept" },
 	{ "max_parallel", CK_INT, K_MAX_PARALLEL, offsetof(struct conf, max_parallel), 0, 100000,
 	  NULL, "0", "most runs going at once, over all jobs; 0 = no limit" },
+	{ "secrets", CK_SPECIAL, K_SECRETS, 0, 0, 0, NULL, "none",
+	  "named secrets, given to jobs by name: { file: PATH } or { env: VAR }" },
 	{ "jobs", CK_SPECIAL, K_JOBS, 0, 0, 0, NULL, "required", "the jobs, by name" },
 };
 
@@ -146,6 +148,15 @@ static const struct conf_key job_keys[] = {
 	  NULL, "python.requirements", "requirements file of this job's venv" },
 	{ "interpreter", CK_STR, K_INTERPRETER, offsetof(struct conf_job, interpreter), 0, 0, NULL,
 	  "python.interpreter", "interpreter of this job's venv" },
+	{ "secrets", CK_SPECIAL, K_JOB_SECRETS, 0, 0, 0, NULL, "none",
+	  "environment variables set from named secrets: { VAR: secret_name }" },
+};
+
+static const struct conf_key secret_keys[] = {
+	{ "file", CK_STR, K_SECRET_FILE, 0, 0, 0, NULL, "file or env",
+	  "file holding the value, relative to the jobs file; mode 600" },
+	{ "env", CK_STR, K_SECRET_ENV, 0, 0, 0, NULL, "file or env",
+	  "variable of the scheduler's environment holding the value" },
 };
 
 static const struct conf_key notify_keys[] = {
@@ -176,6 +187,7 @@ const struct conf_section conf_sec_retention = { "retention", KEYS(retention_key
 const struct conf_section conf_sec_job = { "a job", KEYS(job_keys) };
 const struct conf_section conf_sec_notify = { "notify", KEYS(notify_keys) };
 const struct conf_section conf_sec_memory = { "memory", KEYS(memory_keys) };
+const struct conf_section conf_sec_secret = { "a secret", KEYS(secret_keys) };
 
 const struct conf_key *
 conf_key_find(const struct conf_section *s, const char *name, size_t len)

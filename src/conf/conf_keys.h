@@ -27,6 +27,7 @@ enum conf_kid {
 	K_EXECUTORS,
 	K_RETENTION,
 	K_MAX_PARALLEL,
+	K_SECRETS,
 	K_JOBS,
 	/* a job */
 	K_SCHEDULE,
@@ -49,6 +50,10 @@ enum conf_kid {
 	K_NOTIFY,
 	K_REQUIREMENTS,
 	K_INTERPRETER,
+	K_JOB_SECRETS,
+	/* a secret */
+	K_SECRET_FILE,
+	K_SECRET_ENV,
 	/* notify */
 	K_NOTIFY_EMAIL,
 	K_NOTIFY_ON,
@@ -88,7 +93,7 @@ struct conf_section {
 
 extern const struct conf_section conf_sec_top, conf_sec_source, conf_sec_python, conf_sec_mail,
         conf_sec_executors, conf_sec_local, conf_sec_retention, conf_sec_job, conf_sec_notify,
-        conf_sec_memory;
+        conf_sec_memory, conf_sec_secret;
 
 extern const char *const conf_notify_on_names[]; /* bit i = 1 << i; NULL-terminated */
 

@@ -258,6 +258,8 @@ walk_sections(struct pctx *p, const struct top *t)
 		                 conf_pos(p, t->key[K_MAX_PARALLEL]), c);
 	}
 	walk_mail(p, t);
+	if (t->key[K_SECRETS] != NULL)
+		conf_secrets_read(p, t->key[K_SECRETS], t->val[K_SECRETS]);
 }
 
 /* What every job starts from: these, then the defaults section of T. The caller clears
