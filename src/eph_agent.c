@@ -9,7 +9,10 @@
  * forms, so that a host needs nothing but a POSIX shell (docs/remote.md, "On a host"):
  *   eph-agent --detach RUN_DIR   starts the agent in a session of its own, its output into
  *                                RUN_DIR/agent.log, and prints its pid: it outlives the ssh
- *                                connection that started it;
+ *                                connection that started it; when the run's spec.json names
+ *                                secrets, what its own stdin holds (the secrets' blob, read
+ *                                whole first) goes to the agent's stdin through a pipe, never
+ *                                through a file;
  *   eph-agent --inspect RUN_DIR  prints what the run is, as the local executor tells it:
  *                                "alive PID", "finished", "lost", or "unstarted";
  *   eph-agent --cancel RUN_DIR   sends the run's agent SIGTERM (it stops its command and
@@ -23,6 +26,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,7 @@
 #include "agent/agent.h"
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
+#include "util/diag.h"
 #include "util/xalloc.h"
 
 static int
@@ -44,12 +49,53 @@ usage(FILE *f, int rc)
 	return rc;
 }
 
+/* Whether the spec.json of run DIR names secrets (a bad spec: the agent says so itself). */
+static bool
+spec_has_secrets(const char *dir)
+{
+	struct rundir_spec sp;
+	struct diag d;
+	bool has = false;
+
+	diag_init(&d);
+	if (rundir_spec_read(dir, &sp, &d) == 0) {
+		has = sp.nsecrets > 0;
+		rundir_spec_free(&sp);
+	}
+	diag_free(&d);
+	return has;
+}
+
+/* Reads our stdin whole, to one byte past what the agent takes (so that it can tell that
+ * there was more): the length, into *B (RUNDIR_SECRETS_MAX + 1 bytes, caller wipes and frees).
+ */
+static size_t
+read_blob(char **b)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	*b = xmalloc(RUNDIR_SECRETS_MAX + 1);
+	while (n < RUNDIR_SECRETS_MAX + 1) {
+		r = read(0, *b + n, RUNDIR_SECRETS_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break; /* a read error: the agent finds what it lacks and says so */
+		n += (size_t)r;
+	}
+	return n;
+}
+
 static int
 agent_detach(const char *dir)
 {
 	char *log = xasprintf("%s/agent.log", dir);
 	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int sp[2] = { -1, -1 };
+	char *blob = NULL;
+	size_t blen = 0;
 	pid_t pid;
 
 	if (fd < 0 || null < 0) {
@@ -59,6 +105,15 @@ agent_detach(const char *dir)
 		return 1;
 	}
 	free(log);
+	if (spec_has_secrets(dir)) {
+		blen = read_blob(&blob);
+		if (pipe2(sp, O_CLOEXEC) < 0) {
+			fprintf(stderr, "eph-agent: cannot make a pipe: %s\n", strerror(errno));
+			explicit_bzero(blob, RUNDIR_SECRETS_MAX + 1);
+			free(blob);
+			return 1;
+		}
+	}
 	fflush(stdout);
 	pid = fork();
 	if (pid < 0) {
@@ -66,12 +121,38 @@ agent_detach(const char *dir)
 		return 1;
 	}
 	if (pid > 0) {
+		if (blob != NULL) {
+			/* the agent reads it whole first thing; one that died first: a failed
+			 * write, not SIGPIPE */
+			signal(SIGPIPE, SIG_IGN);
+			close(sp[0]);
+			for (size_t off = 0; off < blen;) {
+				ssize_t w = write(sp[1], blob + off, blen - off);
+
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0)
+					break;
+				off += (size_t)w;
+			}
+			close(sp[1]);
+			explicit_bzero(blob, RUNDIR_SECRETS_MAX + 1);
+			free(blob);
+		}
 		printf("%d\n", (int)pid);
 		return fflush(stdout) == 0 ? 0 : 1;
 	}
 	/* the child: a session of its own, so that no hangup of the connection reaches it */
-	if (setsid() < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+	if (sp[0] >= 0) {
+		explicit_bzero(blob, RUNDIR_SECRETS_MAX + 1); /* its copy: the pipe brings them */
+		free(blob);
+		close(sp[1]);
+	}
+	if (setsid() < 0 || dup2(sp[0] >= 0 ? sp[0] : null, 0) < 0 || dup2(fd, 1) < 0 ||
+	    dup2(fd, 2) < 0)
 		_exit(1);
+	if (sp[0] >= 0)
+		close(sp[0]);
 	close(null);
 	close(fd);
 	exit(agent_main(dir));

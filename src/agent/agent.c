@@ -382,6 +382,15 @@ agent_free(struct agent *a)
 {
 	outlog_free(&a->log);
 	free(a->rbuf);
+	mask_free(&a->mask[0]);
+	mask_free(&a->mask[1]);
+	for (size_t i = 0; i < a->nsecrets; i++) {
+		free(a->secrets[i].name);
+		explicit_bzero(a->secrets[i].value, strlen(a->secrets[i].value));
+		free(a->secrets[i].value);
+	}
+	free(a->secrets);
+	free(a->secret_vals);
 	if (a->out_fd >= 0)
 		close(a->out_fd);
 	if (a->ev_fd >= 0)
@@ -415,7 +424,7 @@ agent_main(const char *dir)
 	a = agent_new(dir);
 	if (agent_lock(a) && agent_open(a) == 0) {
 		agent_loop_init(a);
-		a->ready = agent_prepare(a);
+		a->ready = agent_secrets(a) && agent_prepare(a);
 		agent_run(a);
 		ret = agent_finish(a);
 	}

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "agent/cgroup.h"
+#include "agent/mask.h"
 #include "agent/outlog.h"
 #include "agent/venv.h"
 #include "rundir/rundir.h"
@@ -36,6 +37,12 @@ struct agent {
 	int out_fd, ev_fd;
 	struct outlog log;
 	char *rbuf;
+	/* the secrets spec.json names, with the values read from our stdin (agent_secrets):
+	 * for the command's environment only; masked in its output (stdout, stderr) */
+	struct rundir_env *secrets;
+	size_t nsecrets;
+	const char **secret_vals; /* the values, for the masks */
+	struct mask mask[2];
 
 	uv_pipe_t pipe[2];
 	bool pipe_open[2];
@@ -92,9 +99,13 @@ const char *agent_enforced_name(enum enforced e);
 /* agent_prep.c: before the command */
 
 /* The command's environment: ours + spec.env + EPH_* (+ the venv's VIRTUAL_ENV and PATH, and no
- * PYTHONHOME, when the run has a runtime); caller frees it (agent_strv_free). */
-char **agent_env(const struct agent *a);
-void agent_strv_free(char **v); /* NULL is fine */
+ * PYTHONHOME, when the run has a runtime) + with SECRETS the run's secrets (the command's
+ * only: never the runtime phase's); caller frees it (agent_strv_free). */
+char **agent_env(const struct agent *a, bool secrets);
+void agent_strv_free(char **v); /* wipes the strings (they may hold secrets); NULL is fine */
+/* Reads the secrets spec.json names from our stdin (docs/rundir.md, "Secrets"), only when it
+ * names some: false, with a->prep_error "secrets: ...", when one is missing. */
+bool agent_secrets(struct agent *a);
 /* Whether a SIGTERM or SIGINT came while the phases ran (consumes it). */
 bool agent_cancel_pending(struct agent *a);
 /* Runs the phases before the command; false when the run ends there (a->prep_error or

@@ -7,6 +7,7 @@
  * (and is noticed after a checkout). The venv build runs outside the run's memory cgroup: the
  * limit is the command's, and a pip that needs more memory than the job is not the job's OOM. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,9 @@ env_overridden(const struct agent *a, const char *kv)
 	for (size_t i = 0; i < a->spec.nenv; i++)
 		if (name_is(kv, l, a->spec.env[i].name))
 			return true;
+	for (size_t i = 0; i < a->nsecrets; i++)
+		if (name_is(kv, l, a->secrets[i].name))
+			return true;
 	return false;
 }
 
@@ -79,14 +83,14 @@ command_path(const struct agent *a)
  * PYTHONHOME, when the run has a runtime); caller frees each string and the array. The venv
  * build gets the same, minus the venv. */
 char **
-agent_env(const struct agent *a)
+agent_env(const struct agent *a, bool secrets)
 {
 	size_t n = 0, k = 0;
 	char **env, iso[32];
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + a->spec.nenv + 8, sizeof(char *));
+	env = xcalloc(n + a->spec.nenv + a->nsecrets + 8, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (!env_overridden(a, environ[i]))
 			env[k++] = xstrdup(environ[i]);
@@ -114,6 +118,8 @@ agent_env(const struct agent *a)
 	env[k++] = xasprintf("EPH_SCHEDULED_AT=%s", iso);
 	if (run_commit(a) != NULL)
 		env[k++] = xasprintf("EPH_COMMIT=%s", run_commit(a));
+	for (size_t i = 0; secrets && i < a->nsecrets; i++)
+		env[k++] = xasprintf("%s=%s", a->secrets[i].name, a->secrets[i].value);
 	env[k] = NULL;
 	return env;
 }
@@ -123,9 +129,89 @@ agent_strv_free(char **v)
 {
 	if (v == NULL)
 		return;
-	for (char **p = v; *p != NULL; p++)
+	for (char **p = v; *p != NULL; p++) {
+		explicit_bzero(*p, strlen(*p));
 		free(*p);
+	}
 	free(v);
+}
+
+/* ---- the secrets */
+
+/* The value of NAME in the blob B[0..N) ("NAME=VALUE\0" each), or NULL. */
+static const char *
+blob_find(const char *b, size_t n, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < n;) {
+		const char *e = b + i;
+		size_t el = strnlen(e, n - i);
+
+		if (el > nl && memcmp(e, name, nl) == 0 && e[nl] == '=')
+			return e + nl + 1;
+		i += el + 1;
+	}
+	return NULL;
+}
+
+bool
+agent_secrets(struct agent *a)
+{
+	char *b, *why = NULL;
+	size_t n = 0;
+	ssize_t r;
+	int null;
+
+	if (a->spec.nsecrets == 0)
+		return true; /* stdin is not ours to read */
+	b = xmalloc(RUNDIR_SECRETS_MAX + 1);
+	for (;;) {
+		r = read(0, b + n, RUNDIR_SECRETS_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == RUNDIR_SECRETS_MAX + 1)
+			break;
+	}
+	if (r < 0)
+		why = xasprintf("cannot read them from the agent's standard input: %s",
+		                strerror(errno));
+	else if (n > RUNDIR_SECRETS_MAX)
+		why = xasprintf("more than %u KiB on the agent's standard input",
+		                RUNDIR_SECRETS_MAX >> 10);
+	/* nothing else reads it: the command's stdin is /dev/null anyway */
+	if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+		(void)dup2(null, 0);
+		close(null);
+	}
+	a->secrets = xcalloc(a->spec.nsecrets, sizeof(*a->secrets));
+	a->secret_vals = xcalloc(a->spec.nsecrets, sizeof(*a->secret_vals));
+	for (size_t i = 0; why == NULL && i < a->spec.nsecrets; i++) {
+		const char *v = blob_find(b, n, a->spec.secrets[i]);
+
+		if (v == NULL || *v == '\0') {
+			why = xasprintf("%s was not given to the agent (no value for it on its "
+			                "standard input)",
+			                a->spec.secrets[i]);
+			break;
+		}
+		a->secrets[i].name = xstrdup(a->spec.secrets[i]);
+		a->secrets[i].value = xstrdup(v);
+		a->secret_vals[i] = a->secrets[i].value;
+		a->nsecrets++;
+	}
+	explicit_bzero(b, RUNDIR_SECRETS_MAX + 1);
+	free(b);
+	if (why != NULL) {
+		a->failure = RUNDIR_FAILURE_SECRETS;
+		a->prep_error = rundir_failure_reason(RUNDIR_FAILURE_SECRETS, why);
+		free(why);
+		return false;
+	}
+	return true;
 }
 
 /* ---- the source and runtime phases */
@@ -228,7 +314,7 @@ phase_runtime(struct agent *a)
 	if (a->spec.runtime.wheels != NULL)
 		json_object_set_new(f, "wheels", json_string(a->spec.runtime.wheels));
 	agent_event(a, "runtime", "start", rundir_now(), f);
-	envp = agent_env(a); /* no venv yet: the environment pip runs in */
+	envp = agent_env(a, false); /* no venv yet, no secrets: the environment pip runs in */
 	o.state_dir = a->spec.state_dir;
 	o.interpreter = a->spec.runtime.interpreter;
 	o.requirements = a->spec.runtime.requirements;

@@ -137,6 +137,7 @@ close_pipe(struct agent *a, int s)
 	a->pipe_open[s] = false;
 	uv_read_stop((uv_stream_t *)&a->pipe[s]);
 	uv_close((uv_handle_t *)&a->pipe[s], NULL);
+	mask_finish(&a->mask[s]); /* what it held back, now that no more can come */
 	(void)outlog_flush_partial(&a->log, (enum outlog_stream)s, clock_real_ms(),
 	                           (int64_t)agent_mono_ms(), 0);
 }
@@ -255,6 +256,30 @@ keep_errtail(struct agent *a, const char *p, size_t n)
 	a->errtail_len += n;
 }
 
+/* The command's output, its secrets masked (agent/mask.h), into output.log. */
+static void
+masked_out(struct agent *a, int s, const char *p, size_t n)
+{
+	/* a write error stays in a->log.err (later output is dropped) and is reported once, at
+	 * the end (outlog_sync) */
+	(void)outlog_feed(&a->log, (enum outlog_stream)s, p, n, clock_real_ms(),
+	                  (int64_t)agent_mono_ms());
+	if (s == OUTLOG_ERR)
+		keep_errtail(a, p, n);
+}
+
+static void
+masked_stdout(void *arg, const char *p, size_t n)
+{
+	masked_out(arg, OUTLOG_OUT, p, n);
+}
+
+static void
+masked_stderr(void *arg, const char *p, size_t n)
+{
+	masked_out(arg, OUTLOG_ERR, p, n);
+}
+
 static void
 read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
@@ -262,12 +287,7 @@ read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	int s = (uv_pipe_t *)st == &a->pipe[0] ? OUTLOG_OUT : OUTLOG_ERR;
 
 	if (n > 0) {
-		/* a write error stays in a->log.err (later output is dropped) and is reported
-		 * once, at the end (outlog_sync) */
-		(void)outlog_feed(&a->log, (enum outlog_stream)s, b->base, (size_t)n,
-		                  clock_real_ms(), (int64_t)agent_mono_ms());
-		if (s == OUTLOG_ERR)
-			keep_errtail(a, b->base, (size_t)n);
+		mask_feed(&a->mask[s], b->base, (size_t)n);
 		if ((a->log.pend[s].len > 0) && !uv_is_active((uv_handle_t *)&a->t_partial))
 			uv_timer_start(&a->t_partial, partial_cb, PARTIAL_MS, 0);
 		return;
@@ -465,7 +485,7 @@ hold_child(pid_t pid, void *arg)
 static int
 start_command(struct agent *a)
 {
-	char **envp = agent_env(a), *shargv[4], *resolved = NULL;
+	char **envp = agent_env(a, true), *shargv[4], *resolved = NULL;
 	struct spawn_opts o = {
 		.envp = envp, .cwd = a->cmd_cwd, .setsid = true, .hold = hold_child, .arg = a
 	};
@@ -498,6 +518,8 @@ start_command(struct agent *a)
 		                : xasprintf("cannot set up the command: %s",
 		                            strerror(sp.stage_err));
 	}
+	mask_init(&a->mask[0], a->secret_vals, a->nsecrets, masked_stdout, a);
+	mask_init(&a->mask[1], a->secret_vals, a->nsecrets, masked_stderr, a);
 	uv_pipe_init(&a->loop, &a->pipe[0], 0);
 	uv_pipe_init(&a->loop, &a->pipe[1], 0);
 	for (int s = 0; s < 2; s++) {

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "daemon/ctl.h"
 #include "exec/exec.h"
+#include "exec/exec_secrets.h"
 #include "exec/sizing.h"
 #include "rundir/logrec.h"
 #include "rundir/rundir.h"
@@ -476,6 +477,7 @@ run_attempt(struct cmd_ctx *ctx, struct run_ctx *rc, const struct conf_executor 
 	uv_signal_start(&rc->sigint, run_signal_cb, SIGINT);
 	uv_signal_start(&rc->sigterm, run_signal_cb, SIGTERM);
 	exec_run_init(&rc->er, ex, *id, *dir, NULL, hooks);
+	exec_secrets_of_job(&rc->er.secrets, ctx->conf, rc->job); /* read right before the start */
 	rc->memory = exec_created_memory(st, *id, rc->job->memory);
 	ex->ops->reserve(ex, &rc->er, rc->memory);
 	err = exec_run_start(&rc->er);

@@ -70,6 +70,7 @@ struct drun {
 	char *job;
 	char *dir;     /* NULL while DR_PREPARING */
 	char *subject; /* its commit's subject line, for its mail; NULL if none or unknown */
+	struct exec_secrets secrets; /* where its secrets are, until it starts (then er's) */
 	int64_t id;
 	uint64_t memory;
 	enum store_trigger trigger;

@@ -96,6 +96,7 @@ drun_free(struct drun *dr)
 	free(dr->job);
 	free(dr->dir);
 	free(dr->subject);
+	exec_secrets_clear(&dr->secrets);
 	free(dr);
 }
 
@@ -447,6 +448,7 @@ dm_start(struct daemon *dm, struct drun *dr)
 	dm->nstarted++;
 	evheap_remove(&dm->heap, &dr->ev); /* its max_wait, if it waited */
 	exec_run_init(&dr->er, dr->ex, dr->id, dr->dir, NULL, &hooks);
+	exec_secrets_move(&dr->er.secrets, &dr->secrets);
 	dr->ex->ops->reserve(dr->ex, &dr->er, dr->memory);
 	dr->er.not_before = dr->not_before;
 	dm_hms(dr->scheduled_at, when, sizeof(when));
@@ -710,6 +712,9 @@ dm_prepared(struct daemon *dm, struct drun *dr, const struct source_pin *pin, co
 	}
 	diag_free(&d);
 	dr->dir = dir;
+	/* where its secrets are, as the configuration that wrote its spec.json says: read when
+	 * it starts */
+	exec_secrets_of_job(&dr->secrets, dm->conf, cj);
 	if (dm_ahead(dm, dr, cj)) {
 		dr->check_conc = false;
 		dm_start(dm, dr);

@@ -515,6 +515,10 @@ exec_run_release(struct exec_run *r)
 	free(r->gone_why);
 	r->gone_why = NULL;
 	buf_free(&r->out_pending);
+	exec_secrets_clear(&r->secrets);
+	exec_secrets_wipe(r->secrets_blob, r->secrets_len);
+	r->secrets_blob = NULL;
+	r->secrets_len = 0;
 }
 
 /* Follows R: output.log as it grows (inotify on its directory, for promptness) and the

@@ -40,6 +40,7 @@
 
 #include <uv.h>
 
+#include "exec/exec_secrets.h"
 #include "store/store.h"
 #include "util/attr.h"
 #include "util/buf.h"
@@ -232,6 +233,16 @@ struct exec_run {
 	 * freed by it once its handles are closed */
 	void *backend;
 	char *handle; /* owned: the handle the store had for R when it was re-attached, or NULL */
+	/* Where the run's secrets are (spec.json lists their names): set by the owner after
+	 * exec_run_init, before exec_run_start (exec_secrets_of_job with the configuration that
+	 * created the run); freed by exec_run_release. The executor reads them right before it
+	 * starts the agent (exec_secrets_read) and hands the blob to the agent's stdin; when they
+	 * cannot be read, its provision fails with the "secrets: ..." reason (recorded as is). */
+	struct exec_secrets secrets;
+	/* the blob read by a provision for the start that follows at once (local), wiped by
+	 * the start or by exec_run_release */
+	char *secrets_blob;
+	size_t secrets_len;
 };
 
 /* Prepares R for run ID in directory DIR (copied) on EX's loop, recording into EX's store.

@@ -56,6 +56,11 @@ create_spec(const char *state_dir, const struct conf *c, const struct conf_job *
 		spec->env[spec->nenv].value = xstrdup(eq + 1);
 		spec->nenv++;
 	}
+	/* the secrets' names only: their values come on the agent's stdin (exec_secrets.h) */
+	spec->secrets = xcalloc(j->secrets.n + 1, sizeof(*spec->secrets));
+	for (size_t i = 0; i < j->secrets.n; i++)
+		spec->secrets[spec->nsecrets++] =
+		        xstrndup(j->secrets.v[i], strcspn(j->secrets.v[i], "="));
 	spec->memory = memory;
 	spec->timeout = j->timeout;
 	spec->kill_grace = j->kill_grace;

@@ -12,6 +12,7 @@
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
 #include "store/store.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 /* A run's agent that this process spawned (R->backend): its exit status comes through the
@@ -26,7 +27,81 @@ struct local_run {
 static void
 local_provision(struct exec_run *r, exec_provisioned_fn *done)
 {
-	done(r, 0, NULL); /* the place is this machine */
+	char *why = NULL;
+	int rc;
+
+	/* the place is this machine; the secrets are read now, right before the start */
+	exec_secrets_wipe(r->secrets_blob, r->secrets_len);
+	r->secrets_blob = NULL;
+	r->secrets_len = 0;
+	rc = exec_secrets_read(&r->secrets, &r->secrets_blob, &r->secrets_len, &why);
+	done(r, rc, why);
+	free(why);
+}
+
+/* The agent's stdin when the run has secrets: a pipe holding the blob (docs/rundir.md,
+ * "Secrets"). What fits is written now, before the spawn; *REST_FD (else -1) is the write end
+ * when more is left for local_secrets_rest. 0 or -errno; *RD_FD the read end. */
+static int
+local_secrets_pipe(struct exec_run *r, int *rd_fd, int *rest_fd, size_t *off)
+{
+	int fds[2], rc;
+	ssize_t n;
+
+	*rd_fd = *rest_fd = -1;
+	*off = 0;
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	/* room for the whole blob (small: CONF_SECRETS_MAX), so that nothing waits on it */
+	if (fcntl(fds[1], F_GETPIPE_SZ) < (int)r->secrets_len)
+		(void)fcntl(fds[1], F_SETPIPE_SZ, (int)r->secrets_len);
+	if (fcntl(fds[1], F_SETFL, O_NONBLOCK) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	while (*off < r->secrets_len) {
+		n = write(fds[1], r->secrets_blob + *off, r->secrets_len - *off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break; /* the rest once the agent reads */
+		if (n < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		*off += (size_t)n;
+	}
+	*rd_fd = fds[0];
+	if (*off < r->secrets_len)
+		*rest_fd = fds[1];
+	else
+		close(fds[1]);
+	return 0;
+fail:
+	close(fds[0]);
+	close(fds[1]);
+	return rc;
+}
+
+/* What did not fit in the pipe, written once the agent runs, which reads it first thing;
+ * then the write end is closed (the agent sees the end of the blob). */
+static void
+local_secrets_rest(struct exec_run *r, int fd, size_t off)
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+
+	if (fd < 0)
+		return;
+	/* an agent that died before reading: a failed write (it records nothing, the run is
+	 * found lost or unstarted), not SIGPIPE */
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, &old);
+	if (fcntl(fd, F_SETFL, 0) == 0 &&
+	    fsio_write_all(fd, r->secrets_blob + off, r->secrets_len - off) < 0) {
+		/* the agent, without its whole blob, fails the run "secrets: ..." itself */
+	}
+	sigaction(SIGPIPE, &old, NULL);
+	close(fd);
 }
 
 static void
@@ -78,7 +153,8 @@ local_start(struct exec_run *r)
 	uv_process_options_t o = { 0 };
 	struct store_run row;
 	struct local_run *l;
-	int logfd, lockfd, rc;
+	int logfd, lockfd, rc, sin = -1, srest = -1;
+	size_t soff = 0;
 
 	rc = uv_exepath(exe, &exelen);
 	if (rc < 0)
@@ -119,6 +195,16 @@ local_start(struct exec_run *r)
 		args[3] = NULL;
 	}
 	stdio[0].flags = UV_IGNORE;
+	if (r->secrets_blob != NULL) {
+		if ((rc = local_secrets_pipe(r, &sin, &srest, &soff)) < 0) {
+			free(slim);
+			close(logfd);
+			close(lockfd);
+			goto out;
+		}
+		stdio[0].flags = UV_INHERIT_FD;
+		stdio[0].data.fd = sin;
+	}
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = logfd;
 	stdio[2].flags = UV_INHERIT_FD;
@@ -138,18 +224,28 @@ local_start(struct exec_run *r)
 	rc = uv_spawn(r->loop, &l->proc, &o);
 	close(logfd);
 	close(lockfd); /* the agent's copy holds it now */
+	if (sin >= 0)
+		close(sin);
 	free(slim);
 	r->handles_open++; /* uv_spawn initialises the handle even when it fails */
 	if (rc < 0) {
+		if (srest >= 0)
+			close(srest);
 		uv_close((uv_handle_t *)&l->proc, local_proc_closed);
-		return rc;
+		goto out;
 	}
+	local_secrets_rest(r, srest, soff);
 	l->active = true;
 	l->open = true;
 	r->agent_pid = l->proc.pid;
 	if (rundir_proc_starttime(r->agent_pid, &r->agent_start) < 0)
 		r->agent_start = 0;
-	return 0;
+out:
+	/* the values live no longer than the start */
+	exec_secrets_wipe(r->secrets_blob, r->secrets_len);
+	r->secrets_blob = NULL;
+	r->secrets_len = 0;
+	return rc;
 }
 
 static int

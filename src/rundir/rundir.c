@@ -359,7 +359,37 @@ rundir_spec_free(struct rundir_spec *s)
 	free(s->runtime.requirements);
 	free(s->runtime.wheels);
 	free(s->workdir);
+	for (size_t i = 0; i < s->nsecrets; i++)
+		free(s->secrets[i]);
+	free(s->secrets);
 	memset(s, 0, sizeof(*s));
+}
+
+/* (version 3) "secrets": the names of the variables whose values come on stdin. */
+static void
+spec_parse_secrets(struct jrd *r, struct rundir_spec *s)
+{
+	json_t *v = json_object_get(r->root, "secrets");
+	size_t n;
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_array(v)) {
+		jerr(r, "secrets", "must be an array of names");
+		return;
+	}
+	n = json_array_size(v);
+	s->secrets = xcalloc(n + 1, sizeof(*s->secrets));
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_array_get(v, i);
+		const char *k = json_is_string(a) ? json_string_value(a) : NULL;
+
+		if (k == NULL || *k == '\0' || strchr(k, '=') != NULL) {
+			jerr(r, "secrets", "must be an array of names (without '=')");
+			return;
+		}
+		s->secrets[s->nsecrets++] = xstrdup(k);
+	}
 }
 
 int
@@ -455,6 +485,8 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 		jerr(&r, "enforce", "must be \"auto\" or \"sampled\"");
 	free(enforce);
 	spec_parse_prep(&r, s);
+	if (s->version >= 3)
+		spec_parse_secrets(&r, s);
 	json_decref(root);
 	if (diag_nerrors(d) > before) {
 		rundir_spec_free(s);
@@ -491,6 +523,8 @@ static double ms(double x);
 static int
 spec_version_needed(const struct rundir_spec *s)
 {
+	if (s->nsecrets > 0)
+		return 3;
 	return s->source.archive != NULL || s->clock_offset != 0 ? 2 : 1;
 }
 
@@ -547,6 +581,13 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 		json_object_set_new(o, "source", json_null());
 	}
 	json_object_set_new(o, "workdir", jstr_or_null(s->workdir));
+	if (s->nsecrets > 0) { /* absent otherwise: the spec of before */
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < s->nsecrets; i++)
+			json_array_append_new(a, json_string(s->secrets[i]));
+		json_object_set_new(o, "secrets", a);
+	}
 	if (s->runtime.requirements != NULL) {
 		json_t *ro = json_object();
 

@@ -17,18 +17,23 @@ struct diag;
 /* The files' versions (docs/rundir.md, "Versions"). A writer stamps a file with the lowest
  * version whose readers understand everything it holds; a file's version goes up only when
  * its own format changes in a way an older reader would get wrong.
- * spec.json: 1, or 2 once it uses source.archive or clock_offset. The agent refuses a spec
+ * spec.json: 1, 2 once it uses source.archive or clock_offset, 3 once it lists secrets (an
+ * older agent would run the command without them, and unmasked). The agent refuses a spec
  * newer than RUNDIR_VERSION (it would run something other than what was asked).
  * result.json: 1 (unchanged since). Read whatever its version (>= 1), as far as it is
  * understood: a daemon reads what older and newer agents write, its remote runs outliving an
  * upgrade or a downgrade. */
-#define RUNDIR_VERSION        2 /* the newest spec.json this code reads (and writes) */
+#define RUNDIR_VERSION        3 /* the newest spec.json this code reads (and writes) */
 #define RUNDIR_RESULT_VERSION 1 /* the version result.json is written with */
 
 /* The last instant the run directory's files may hold, 9999-12-31T23:59:59Z: ISO 8601's four
  * digit years. The readers refuse instants outside [0, RUNDIR_TIME_MAX] (and durations outside
  * [0, RUNDIR_TIME_MAX] seconds), so that nothing downstream formats a year it cannot print. */
 #define RUNDIR_TIME_MAX INT64_C(253402300799)
+
+/* The most bytes of the secrets blob an agent reads from its stdin (docs/rundir.md,
+ * "Secrets"): conf.h's CONF_SECRETS_MAX, which the scheduler keeps to. */
+#define RUNDIR_SECRETS_MAX (32u << 10)
 
 /* File names inside a run directory. */
 #define RUNDIR_SPEC   "spec.json"
@@ -96,6 +101,10 @@ struct rundir_spec {
 	struct rundir_source source;
 	struct rundir_runtime runtime;
 	char *workdir; /* with "source": relative to the worktree; NULL = its root */
+	/* (version 3) the names of the command's variables set from secrets, never their values:
+	 * these come on the agent's standard input (docs/rundir.md, "Secrets") */
+	char **secrets;
+	size_t nsecrets;
 };
 
 /* Reads DIR/spec.json into *S (zeroed first). Returns 0; -errno if the file cannot be read;
