@@ -213,8 +213,26 @@ print_time(const char *name, double t)
 	field(name, "%s", buf);
 }
 
+/* The names of the secrets run R got, from its spec.json (never their values: they are in no
+ * file): into *SP, true; false when its run directory has no spec any more. */
+static bool
+read_spec(const struct store_run *r, struct rundir_spec *sp)
+{
+	struct diag d;
+	int rc;
+
+	memset(sp, 0, sizeof(*sp));
+	if (r->run_dir == NULL)
+		return false;
+	diag_init(&d);
+	rc = rundir_spec_read(r->run_dir, sp, &d);
+	diag_free(&d);
+	return rc == 0;
+}
+
 static void
-print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s)
+print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s,
+          const struct rundir_spec *sp)
 {
 	char a[64], b[64], *host;
 	double offset = 0;
@@ -257,6 +275,12 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 		field("enforced", "%s", r->enforced);
 	if (r->commit_id != NULL)
 		field("commit", "%s", r->commit_id);
+	if (sp != NULL && sp->nsecrets > 0) {
+		printf("%-11s ", "secrets");
+		for (size_t i = 0; i < sp->nsecrets; i++)
+			printf("%s%s", i > 0 ? ", " : "", sp->secrets[i]);
+		fputc('\n', stdout);
+	}
 	if (r->signal > 0) {
 		cmd_signal_name(r->signal, a, sizeof(a));
 		field("exit", "killed by %s (%d)", a, r->signal);
@@ -321,7 +345,8 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	struct store_run r;
 	const char *from;
 	double cpu_user, cpu_sys;
-	bool json = false;
+	bool json = false, have_spec;
+	struct rundir_spec sp;
 	int opt, rc;
 
 	opterr = 0;
@@ -352,6 +377,7 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return EPH_EXIT_FAIL;
 	}
 	load_samples(st, &r, &s, &from);
+	have_spec = read_spec(&r, &sp);
 	cpu_user = r.cpu_user;
 	cpu_sys = r.cpu_system;
 	if ((cpu_user < 0 || cpu_sys < 0) && r.run_dir != NULL) {
@@ -379,12 +405,20 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			                                   (json_int_t)s.v[i].bytes));
 		json_object_set_new(o, "samples_from", json_string(from));
 		json_object_set_new(o, "samples", a);
+		if (have_spec) { /* the names only, as spec.json has them */
+			json_t *sa = json_array();
+
+			for (size_t i = 0; i < sp.nsecrets; i++)
+				json_array_append_new(sa, json_string(sp.secrets[i]));
+			json_object_set_new(o, "secrets", sa);
+		}
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 		json_decref(o);
 	} else {
-		print_run(&r, cpu_user, cpu_sys, &s);
+		print_run(&r, cpu_user, cpu_sys, &s, have_spec ? &sp : NULL);
 	}
+	rundir_spec_free(&sp);
 	free(s.v);
 	store_run_clear(&r);
 	store_close(st);

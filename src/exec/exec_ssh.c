@@ -55,6 +55,7 @@ run_maybe_free(struct ssh_run *s)
 	free(s->ship_name);
 	free(s->rdir);
 	free(s->agent);
+	exec_secrets_wipe(s->sblob, s->slen);
 	buf_free(&s->pack_buf);
 	free(s);
 	r->backend = NULL;
@@ -440,6 +441,12 @@ run_start_agent(struct ssh_run *s)
 	s->step = S_START;
 	s->rdir = xasprintf("%s/runs/%lld", s->h->abs, (long long)s->r->id);
 	s->agent = xstrdup(s->ship_remote[0]);
+	/* the secrets, read now, right before the start: nothing is started without them */
+	if ((rc = exec_secrets_read(&s->r->secrets, &s->sblob, &s->slen, &why)) < 0) {
+		prov_end(s, rc, why);
+		free(why);
+		return;
+	}
 	if ((spec = remote_spec(s, &why)) == NULL) {
 		prov_end(s, -EIO, why);
 		free(why);
@@ -472,14 +479,40 @@ run_start_agent(struct ssh_run *s)
 		rc = buf_printf(&cmd, "touch -c %s; ", qf);
 		free(qf);
 	}
+	/* with secrets, the agent is started by a second ssh, the blob on its stdin
+	 * (run_start_detach) */
 	if (rc == 0)
-		rc = buf_printf(&cmd, "exec %s --detach \"$r\"", qa);
+		rc = s->sblob != NULL ? buf_puts(&cmd, "true")
+		                      : buf_printf(&cmd, "exec %s --detach \"$r\"", qa);
 	free(qr);
 	free(qa);
 	if (rc == 0)
 		rc = remote_run(&q, buf_cstr(&cmd), spec, strlen(spec), 0, &s->op);
 	buf_free(&cmd);
 	free(spec);
+	if (rc < 0)
+		prov_end(s, rc, "cannot start the agent");
+}
+
+/* The spec is on the host: the second ssh starts the agent with the secrets' blob on its
+ * stdin, which `eph-agent --detach` pipes to the agent (never into a file). */
+static void
+run_start_detach(struct ssh_run *s)
+{
+	struct remote_req q = run_req(s, SSH_START_MS, start_cb);
+	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent);
+	char *cmd = xasprintf("exec %s --detach %s", qa, qr);
+	int rc;
+
+	s->spec_sent = true;
+	rc = remote_run(&q, cmd, s->sblob, s->slen, 0, &s->op);
+	/* the op holds its own copy, wiped when it is freed */
+	exec_secrets_wipe(s->sblob, s->slen);
+	s->sblob = NULL;
+	s->slen = 0;
+	free(cmd);
+	free(qr);
+	free(qa);
 	if (rc < 0)
 		prov_end(s, rc, "cannot start the agent");
 }
@@ -503,6 +536,10 @@ start_cb(struct remote_op *op, const struct remote_result *res, void *data)
 		why = ssh_reason(res);
 		prov_end(s, -EIO, why);
 		free(why);
+		return;
+	}
+	if (s->sblob != NULL && !s->spec_sent) {
+		run_start_detach(s);
 		return;
 	}
 	pid = strtol(res->out, &end, 10);

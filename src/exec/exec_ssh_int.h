@@ -105,6 +105,12 @@ struct ssh_run {
 	size_t nship, ship_i;
 	bool has_wheels;
 	double prov_t0;
+	/* the secrets' blob (exec_secrets_read), read right before the start: the spec goes in
+	 * one ssh, then the blob in the stdin of a second that starts the agent; wiped once
+	 * handed to that ssh */
+	char *sblob;
+	size_t slen;
+	bool spec_sent; /* the first ssh is done: the next start_cb is the agent's */
 	/* following */
 	struct remote_op *op;  /* the one op of the run in flight, at most */
 	struct remote_op *cop; /* a cancel in flight */

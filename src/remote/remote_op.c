@@ -119,6 +119,8 @@ remote_op_free(struct remote_op *op)
 	free(op->host);
 	buf_free(&op->out);
 	buf_free(&op->err);
+	if (op->in != NULL) /* it may hold secrets (exec_ssh.c's start) */
+		explicit_bzero(op->in, op->in_len);
 	free(op->in);
 	if (op->in_fd >= 0)
 		close(op->in_fd);
