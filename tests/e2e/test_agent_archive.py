@@ -222,14 +222,14 @@ def test_without_tar_the_run_fails_with_reason_source(tmp_path, host, repo):
 
 def test_a_spec_newer_than_the_agent_is_refused_and_nothing_runs(tmp_path, host):
     marker = tmp_path / "ran"
-    d = make_run(tmp_path, host, "run", version=3, shell=f"echo > {marker}",
+    d = make_run(tmp_path, host, "run", version=4, shell=f"echo > {marker}",
                  source={"somewhere": "new"})
     p = run_agent(d, host)
     assert p.returncode == 2
     res = result(d)
     assert res["outcome"] == "failed" and res["version"] == 1, res
-    assert "spec.json version 3 is newer than this agent (2)" in res["reason"], res
-    assert "spec.json version 3 is newer than this agent (2)" in p.stderr
+    assert "spec.json version 4 is newer than this agent (3)" in res["reason"], res
+    assert "spec.json version 4 is newer than this agent (3)" in p.stderr
     assert not marker.exists()
 
 
