@@ -80,6 +80,8 @@ mask_feed(struct mask *m, const void *p, size_t n)
 {
 	size_t need;
 
+	if (n == 0)
+		return;
 	if (m->n == 0) {
 		mask_emit(m, p, n);
 		return;

@@ -162,6 +162,10 @@ dm_rerun(struct daemon *dm, const struct store_run *r)
 	}
 	dlog(DLOG_INFO, r->id, r->job,
 	     "prepared before the scheduler stopped, its command never started: it runs now");
+	/* where its secrets are, as the jobs file says now (its spec.json names the variables the
+	 * agent must get: one no longer there fails the run "secrets: ...") */
+	if (cj != NULL)
+		exec_secrets_of_job(&dr->secrets, dm->conf, cj);
 	if (r->trigger == STORE_MANUAL && cj != NULL)
 		dm_enqueue(dm, dr);
 	else
