@@ -220,3 +220,44 @@ def test_validate_reports_every_secret_problem_with_its_place(tmp_path):
         f'{f}:10:5: job "a" sets DB both in "env" and in "secrets": keep one',
         f'{f}:10:27: unknown secret "dbb" (did you mean "db"?)',
     ], v.stderr
+
+
+# ---- the agent and its stdin (docs/rundir.md, "Secrets")
+
+
+def agent_run(tmp_path, name, stdin, **spec):
+    from agentrun import AGENT, make_run, result
+    d = make_run(tmp_path, name, 1, **spec)
+    p = subprocess.run([*AGENT, str(d)], input=stdin, capture_output=True, timeout=30)
+    return d, p, result(d)
+
+
+def test_the_agent_takes_only_the_listed_secrets_from_its_stdin(tmp_path):
+    blob = b"PW=hunter22\0OTHER=not-for-it\0DB=db-value-1\0"
+    d, p, res = agent_run(tmp_path, "ok", blob, version=3, secrets=["PW", "DB"],
+                          shell='echo "$PW $DB ${OTHER:-unset}"; '
+                                'printf "%s" "$PW" | sha256sum')
+    assert res["outcome"] == "succeeded", (res, p.stderr)
+    log = (d / "output.log").read_text()
+    assert " out *** *** unset\n" in log, log
+    assert sha("hunter22") in log
+    # one it lacks: the run fails before any phase, naming it
+    d, p, res = agent_run(tmp_path, "lacks", b"PW=hunter22\0", version=3,
+                          secrets=["PW", "DB"], shell="echo ran")
+    assert res["outcome"] == "failed" and res["failure"] == "secrets", res
+    assert res["reason"] == ("secrets: DB was not given to the agent (no value for it on its "
+                             "standard input)"), res
+    assert not (d / "output.log").exists() or "ran" not in (d / "output.log").read_text()
+
+
+def test_the_agent_never_reads_its_stdin_without_secrets(tmp_path):
+    from agentrun import AGENT, make_run
+    d = make_run(tmp_path, "plain", 1, shell="echo ran")
+    r, w = os.pipe()  # never written, never closed here: a read would block
+    try:
+        p = subprocess.run([*AGENT, str(d)], stdin=r, capture_output=True, timeout=30)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert p.returncode == 0, p.stderr
+    assert " out ran\n" in (d / "output.log").read_text()

@@ -181,6 +181,13 @@ every_problem_with_secrets_is_reported_at_once(void **state)
 	e = load_err(dir, "jobs:\n  a: { schedule: '@hourly', run: true, secrets: { A: x } }\n");
 	assert_non_null(strstr(e, "unknown secret \"x\": the top-level \"secrets\" names none\n"));
 	free(e);
+	/* a slurm job has no private channel to its node */
+	e = load_err(dir, "secrets:\n  db: { env: X }\nexecutors:\n  hpc: { type: slurm }\n"
+	                  "jobs:\n  a: { schedule: '@hourly', run: 'true', executor: hpc, "
+	                  "secrets: { DB: db } }\n");
+	assert_non_null(strstr(e, "6:57: job \"a\" has secrets, which the slurm executor cannot "
+	                          "carry (a batch job has no private channel to its node)\n"));
+	free(e);
 }
 
 static void
