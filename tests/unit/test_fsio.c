@@ -113,6 +113,44 @@ read_file_says_e2big_past_the_limit_and_enoent_when_missing(void **state)
 }
 
 static void
+read_private_refuses_a_file_group_or_others_may_read(void **state)
+{
+	char *path = file_of(20000); /* more than a chunk: storage for it all at once */
+	mode_t mode = 0;
+	struct buf b;
+
+	(void)state;
+	assert_int_equal(chmod(path, 0600), 0);
+	buf_init(&b, 1u << 20);
+	assert_int_equal(fsio_read_private(path, &b, &mode), 0);
+	assert_int_equal(b.len, 20000);
+	assert_int_equal(mode, 0600);
+	assert_true(b.cap >= 20001);
+	buf_free(&b);
+	static const mode_t open_modes[] = { 0604, 0640, 0660 };
+
+	for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+		mode_t m = open_modes[i];
+
+		assert_int_equal(chmod(path, m), 0);
+		buf_init(&b, 1u << 20);
+		assert_int_equal(fsio_read_private(path, &b, &mode), -EPERM);
+		assert_int_equal(mode, m);
+		assert_int_equal(b.len, 0);
+		buf_free(&b);
+	}
+	assert_int_equal(chmod(path, 0400), 0);
+	buf_init(&b, 100);
+	assert_int_equal(fsio_read_private(path, &b, NULL), -E2BIG);
+	buf_free(&b);
+	unlink(path);
+	buf_init(&b, 100);
+	assert_int_equal(fsio_read_private(path, &b, &mode), -ENOENT);
+	buf_free(&b);
+	free(path);
+}
+
+static void
 write_all_writes_every_byte_and_reports_a_bad_fd(void **state)
 {
 	size_t n = 200000; /* many chunks of a regular file */
@@ -275,6 +313,7 @@ main(void)
 		cmocka_unit_test(mkdirs_makes_every_missing_parent_with_the_mode),
 		cmocka_unit_test(read_file_reads_a_file_larger_than_one_chunk_whole),
 		cmocka_unit_test(read_file_says_e2big_past_the_limit_and_enoent_when_missing),
+		cmocka_unit_test(read_private_refuses_a_file_group_or_others_may_read),
 		cmocka_unit_test(write_all_writes_every_byte_and_reports_a_bad_fd),
 		cmocka_unit_test(write_atomic_replaces_the_file_whole_and_leaves_no_tmp),
 		cmocka_unit_test(write_atomic_takes_a_name_without_a_directory),
