@@ -148,7 +148,7 @@ local_start(struct exec_run *r)
 {
 	char exe[4096];
 	size_t exelen = sizeof(exe);
-	char *args[4], *logpath, *slim, *slash;
+	char *args[4], *logpath, *slim, *slash, **envp;
 	uv_stdio_container_t stdio[RUNLOCK_FD + 1];
 	uv_process_options_t o = { 0 };
 	struct store_run row;
@@ -211,6 +211,10 @@ local_start(struct exec_run *r)
 	stdio[2].data.fd = logfd;
 	stdio[RUNLOCK_FD].flags = UV_INHERIT_FD;
 	stdio[RUNLOCK_FD].data.fd = lockfd;
+	/* the variables the jobs' secrets come from stay here: a command gets a secret only
+	 * by name (and masked), never by inheriting ours */
+	envp = exec_secrets_environ(&r->secrets, environ);
+	o.env = envp;
 	o.file = args[0];
 	o.args = args;
 	o.exit_cb = local_exit_cb;
@@ -226,6 +230,7 @@ local_start(struct exec_run *r)
 	close(lockfd); /* the agent's copy holds it now */
 	if (sin >= 0)
 		close(sin);
+	free(envp);
 	free(slim);
 	r->handles_open++; /* uv_spawn initialises the handle even when it fails */
 	if (rc < 0) {

@@ -2,6 +2,7 @@
 #include "exec/exec_secrets.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,14 @@ exec_secrets_of_job(struct exec_secrets *out, const struct conf *c, const struct
 {
 	out->v = NULL;
 	out->n = 0;
+	out->hide = NULL;
+	out->nhide = 0;
+	for (size_t i = 0; i < c->nsecrets; i++) {
+		if (c->secrets[i].kind != CONF_SECRET_ENV)
+			continue;
+		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
+		out->hide[out->nhide++] = xstrdup(c->secrets[i].from);
+	}
 	if (j->secrets.n == 0)
 		return;
 	out->v = xcalloc(j->secrets.n, sizeof(*out->v));
@@ -46,6 +55,11 @@ exec_secrets_clear(struct exec_secrets *s)
 	free(s->v);
 	s->v = NULL;
 	s->n = 0;
+	for (size_t i = 0; i < s->nhide; i++)
+		free(s->hide[i]);
+	free(s->hide);
+	s->hide = NULL;
+	s->nhide = 0;
 }
 
 void
@@ -54,6 +68,32 @@ exec_secrets_move(struct exec_secrets *to, struct exec_secrets *from)
 	*to = *from;
 	from->v = NULL;
 	from->n = 0;
+	from->hide = NULL;
+	from->nhide = 0;
+}
+
+char **
+exec_secrets_environ(const struct exec_secrets *s, char *const *environ_)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	if (s->nhide == 0)
+		return NULL;
+	while (environ_[n] != NULL)
+		n++;
+	env = xcalloc(n + 1, sizeof(*env));
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strcspn(environ_[i], "=");
+		bool hidden = false;
+
+		for (size_t h = 0; h < s->nhide && !hidden; h++)
+			hidden = strlen(s->hide[h]) == l && memcmp(s->hide[h], environ_[i], l) == 0;
+		if (!hidden)
+			env[k++] = environ_[i];
+	}
+	env[k] = NULL;
+	return env;
 }
 
 void

@@ -22,9 +22,15 @@ struct exec_secret {
 struct exec_secrets {
 	struct exec_secret *v;
 	size_t n;
+	/* the variables of the starter's environment that C's secrets are read from (every
+	 * `env` secret, whichever job it is for): kept out of the agent's environment, so that a
+	 * command gets a secret only by name, masked (exec_secrets_environ) */
+	char **hide;
+	size_t nhide;
 };
 
-/* Sets *OUT (which holds nothing) to the secrets of job J of configuration C: copies. */
+/* Sets *OUT (which holds nothing) to the secrets of job J of configuration C, and the
+ * variables to hide from every run of C (even one without secrets): copies. */
 void exec_secrets_of_job(struct exec_secrets *out, const struct conf *c, const struct conf_job *j);
 /* Frees what S holds and empties it. */
 void exec_secrets_clear(struct exec_secrets *s);
@@ -40,6 +46,9 @@ void exec_secrets_move(struct exec_secrets *to, struct exec_secrets *from);
  * *BLOB NULL, *LEN 0. */
 EPH_MUST_CHECK int exec_secrets_read(const struct exec_secrets *s, char **blob, size_t *len,
                                      char **why);
+/* The environment for an agent: ENVIRON without the variables S hides. A new vector of
+ * borrowed strings (free the vector only), or NULL when S hides nothing (inherit ENVIRON). */
+char **exec_secrets_environ(const struct exec_secrets *s, char *const *environ_);
 /* Overwrites the LEN bytes of BLOB and frees it; NULL is fine. */
 void exec_secrets_wipe(char *blob, size_t len);
 

@@ -38,6 +38,9 @@ def jobs_text(marker="", hold=0):
             run: '{CMD}'
             secrets: {{ PW: pw, DB: db }}
             env: {{ HOLD: "{hold}", MARKER: "{marker}" }}
+          plain:
+            schedule: "@hourly"
+            run: 'echo "db: ${{EPH_TEST_SECRET_DB:-not inherited}}"'
         """
 
 
@@ -87,7 +90,9 @@ def test_a_run_gets_its_secrets_masked_and_written_nowhere(tmp_path, state_dir):
         assert pw.encode() not in cmdline and db.encode() not in cmdline, cmdline
     agent_pid = int((state_dir / "runs" / "1" / "agent.pid").read_text().split()[0])
     with open(f"/proc/{agent_pid}/environ", "rb") as f:
-        assert pw.encode() not in f.read()
+        agent_env = f.read()
+    # the variable an env secret comes from stays with the starter: not inherited
+    assert pw.encode() not in agent_env and db.encode() not in agent_env
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     log = (state_dir / "runs" / "1" / "output.log").read_text()
@@ -119,6 +124,11 @@ def test_a_run_gets_its_secrets_masked_and_written_nowhere(tmp_path, state_dir):
     assert js["secrets"] == ["PW", "DB"]
     logs = run_eph(["logs", "1"])
     assert "pw=*** db=***" in logs.stdout and pw not in logs.stdout
+    # a job without secrets does not inherit the variable a secret comes from either
+    p = subprocess.run([eph_bin(), "-f", str(jobs), "run", "plain"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert " out db: not inherited\n" in (state_dir / "runs" / "2" / "output.log").read_text()
 
 
 def test_a_rotated_file_takes_effect_at_the_next_run_and_a_missing_one_fails_it(

@@ -347,6 +347,42 @@ a_secret_that_cannot_be_had_fails_naming_it_not_its_value(void **state)
 	unsetenv("EPH_TEST_UNSET");
 }
 
+static void
+the_variables_secrets_come_from_are_hidden_from_every_run(void **state)
+{
+	const char *dir = *state;
+	struct exec_secrets s;
+	char *env[] = { (char *)"PATH=/bin",        (char *)"REPORTS_DB=x", (char *)"REPORTS_DB2=y",
+		        (char *)"OTHER=REPORTS_DB", (char *)"API=z",        NULL };
+	char **out;
+	struct conf *c;
+
+	write_file(dir, "pw", "hunter22", 8, 0600);
+	c = load_ok(dir, "secrets:\n  db: { env: REPORTS_DB }\n  api: { env: API }\n"
+	                 "  pw: { file: pw }\n"
+	                 "jobs:\n  plain: { schedule: '@hourly', run: 'true' }\n");
+	/* a job without secrets: nothing to read, the sources hidden all the same */
+	exec_secrets_of_job(&s, c, conf_job_find(c, "plain"));
+	assert_int_equal(s.n, 0);
+	assert_int_equal(s.nhide, 2);
+	out = exec_secrets_environ(&s, env);
+	assert_non_null(out);
+	assert_string_equal(out[0], "PATH=/bin");
+	assert_string_equal(out[1], "REPORTS_DB2=y");
+	assert_string_equal(out[2], "OTHER=REPORTS_DB");
+	assert_null(out[3]);
+	free(out);
+	exec_secrets_clear(&s);
+	conf_free(c);
+	/* no env secret: the environment is inherited as it is */
+	c = load_ok(dir, "secrets:\n  pw: { file: pw }\n"
+	                 "jobs:\n  plain: { schedule: '@hourly', run: 'true' }\n");
+	exec_secrets_of_job(&s, c, conf_job_find(c, "plain"));
+	assert_null(exec_secrets_environ(&s, env));
+	exec_secrets_clear(&s);
+	conf_free(c);
+}
+
 int
 main(void)
 {
@@ -361,6 +397,9 @@ main(void)
 		                                tmpfx_setup, tmpfx_teardown),
 		cmocka_unit_test_setup_teardown(
 		        a_secret_that_cannot_be_had_fails_naming_it_not_its_value, tmpfx_setup,
+		        tmpfx_teardown),
+		cmocka_unit_test_setup_teardown(
+		        the_variables_secrets_come_from_are_hidden_from_every_run, tmpfx_setup,
 		        tmpfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
