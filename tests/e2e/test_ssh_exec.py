@@ -19,9 +19,9 @@ from conftest import eph_bin, wait_for
 from sshpool import MiB, pool  # noqa: F401 (a fixture)
 from test_mail import free_port
 
-# every test here races the clock (backoffs, lost_after, max_wait, log lag): scripts/check
-# runs them again with both cores busy (conftest.py)
-pytestmark = pytest.mark.timing
+# the tests whose verdict rests on a deadline (max_wait, the log's lag, lost_after) are
+# marked timing: scripts/check runs them once more with both cores busy (conftest.py); the
+# others wait for events, whatever the load, and run once
 
 SMTPD = Path(__file__).resolve().parent / "smtpd_server.py"
 
@@ -87,6 +87,7 @@ def test_a_run_on_a_host_is_recorded_complete_and_leaves_only_its_cache(pool):
     pool.stop()
 
 
+@pytest.mark.timing
 def test_runs_are_placed_by_memory_wait_for_room_and_fail_unplaced_after_max_wait(pool):
     small, big = pool.host(512 * MiB), pool.host(1024 * MiB)
     pool.jobs({"wide": "run: sleep 1, memory: 700MiB",
@@ -178,6 +179,7 @@ def test_a_command_over_the_memory_it_may_use_ends_oom(pool):
     pool.stop()
 
 
+@pytest.mark.timing
 def test_logs_follow_a_remote_run_live(pool):
     pool.host(512 * MiB)
     pool.jobs({"ticks": "run: sh ticks.sh, memory: 64MiB"},
@@ -250,6 +252,7 @@ def test_a_daemon_killed_mid_run_records_the_run_once_after_its_restart(pool):
     pool.stop()
 
 
+@pytest.mark.timing
 def test_a_host_that_vanishes_makes_its_run_lost_and_the_retry_goes_elsewhere(pool):
     a, b = pool.host(512 * MiB), pool.host(512 * MiB)
     pool.jobs({"work": "run: sh -c 'echo start; sleep 6; echo done', memory: 300MiB, "
