@@ -81,6 +81,29 @@ prov_end(struct ssh_run *s, int rc, const char *why)
 		done(s->r, rc, why);
 }
 
+/* The op of a provision step ended with RES: whether it went well and the run goes on (the
+ * run torn down meanwhile is freed once nothing is in flight; a failure ends the provision
+ * with its reason, and tells the host's health when the host did not answer). */
+static bool
+prov_op_ok(struct ssh_run *s, const struct remote_result *res)
+{
+	char *why;
+
+	s->op = NULL;
+	if (s->torn) {
+		run_maybe_free(s);
+		return false;
+	}
+	if (res->fail == REMOTE_OK)
+		return true;
+	if (ssh_fail_is_down(res->fail))
+		ssh_host_failed(s->h, res->why);
+	why = ssh_reason(res);
+	prov_end(s, -EIO, why);
+	free(why);
+	return false;
+}
+
 /* --- provision ------------------------------------------------------------------------- */
 
 static void
@@ -331,22 +354,10 @@ static void
 ship_cb(struct remote_op *op, const struct remote_result *res, void *data)
 {
 	struct ssh_run *s = data;
-	char *why;
 
 	(void)op;
-	s->op = NULL;
-	if (s->torn) {
-		run_maybe_free(s);
+	if (!prov_op_ok(s, res))
 		return;
-	}
-	if (res->fail != REMOTE_OK) {
-		if (ssh_fail_is_down(res->fail))
-			ssh_host_failed(s->h, res->why);
-		why = ssh_reason(res);
-		prov_end(s, -EIO, why);
-		free(why);
-		return;
-	}
 	s->ship_remote[s->ship_i] = xstrdup(res->remote_path);
 	s->ship_i++;
 	run_ship_next(s);
@@ -521,23 +532,12 @@ static void
 start_cb(struct remote_op *op, const struct remote_result *res, void *data)
 {
 	struct ssh_run *s = data;
-	char *end, *why;
+	char *end;
 	long pid;
 
 	(void)op;
-	s->op = NULL;
-	if (s->torn) {
-		run_maybe_free(s);
+	if (!prov_op_ok(s, res))
 		return;
-	}
-	if (res->fail != REMOTE_OK) {
-		if (ssh_fail_is_down(res->fail))
-			ssh_host_failed(s->h, res->why);
-		why = ssh_reason(res);
-		prov_end(s, -EIO, why);
-		free(why);
-		return;
-	}
 	if (s->sblob != NULL && !s->spec_sent) {
 		run_start_detach(s);
 		return;
