@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "agent/cgroup.h"
 #include "agent/outlog.h"
 #include "agent/venv.h"
+#include "rundir/results.h"
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
 #include "source/source.h"
@@ -245,6 +247,18 @@ open_append(const char *dir, const char *name, int *fd)
 	return *fd < 0 ? -errno : 0;
 }
 
+/* RUN_DIR/results, the command's $EPH_RESULTS: made empty (one left by an earlier start of the
+ * same run is kept, with what it holds). */
+static int
+make_results(const char *dir)
+{
+	char *path = xasprintf("%s/%s", dir, RUNDIR_RESULTS);
+	int rc = mkdir(path, 0755) < 0 && errno != EEXIST ? -errno : 0;
+
+	free(path);
+	return rc;
+}
+
 /* ---- the steps of agent_main */
 
 /* The agent before anything is written: its fields, and SIGTERM and SIGINT blocked (see the
@@ -327,6 +341,15 @@ agent_open(struct agent *a)
 	if ((rc = open_append(dir, RUNDIR_EVENTS, &a->ev_fd)) < 0 ||
 	    (rc = open_append(dir, RUNDIR_OUTPUT, &a->out_fd)) < 0) {
 		char *reason = xasprintf("cannot open the run's files: %s", strerror(-rc));
+
+		fprintf(stderr, "eph agent: %s\n", reason);
+		(void)write_failure(dir, a->started_at, reason);
+		free(reason);
+		return -1;
+	}
+	if ((rc = make_results(dir)) < 0) {
+		char *reason =
+		        xasprintf("cannot make %s/%s: %s", dir, RUNDIR_RESULTS, strerror(-rc));
 
 		fprintf(stderr, "eph agent: %s\n", reason);
 		(void)write_failure(dir, a->started_at, reason);

@@ -20,6 +20,7 @@
 #include "agent/agent_int.h"
 #include "agent/outlog.h"
 #include "agent/venv.h"
+#include "rundir/results.h"
 #include "rundir/rundir.h"
 #include "source/source.h"
 #include "util/clock.h"
@@ -42,7 +43,7 @@ env_overridden(const struct agent *a, const char *kv)
 {
 	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",    "EPH_ATTEMPT",
 		                            "EPH_SCHEDULED_AT", "EPH_COMMIT", "EPH_CGROUP_ROOT",
-		                            "EPH_ENFORCE" };
+		                            "EPH_ENFORCE",      "EPH_RESULTS" };
 	const char *eq = strchr(kv, '=');
 	size_t l = eq != NULL ? (size_t)(eq - kv) : strlen(kv);
 
@@ -90,7 +91,7 @@ agent_env(const struct agent *a, bool secrets)
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + a->spec.nenv + a->nsecrets + 8, sizeof(char *));
+	env = xcalloc(n + a->spec.nenv + a->nsecrets + 9, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (!env_overridden(a, environ[i]))
 			env[k++] = xstrdup(environ[i]);
@@ -116,6 +117,7 @@ agent_env(const struct agent *a, bool secrets)
 	env[k++] = xasprintf("EPH_JOB=%s", a->spec.job);
 	env[k++] = xasprintf("EPH_ATTEMPT=%d", a->spec.attempt);
 	env[k++] = xasprintf("EPH_SCHEDULED_AT=%s", iso);
+	env[k++] = xasprintf("EPH_RESULTS=%s/%s", a->dir, RUNDIR_RESULTS);
 	if (run_commit(a) != NULL)
 		env[k++] = xasprintf("EPH_COMMIT=%s", run_commit(a));
 	for (size_t i = 0; secrets && i < a->nsecrets; i++)

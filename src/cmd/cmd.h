@@ -32,6 +32,7 @@ extern const struct cmd cmd_run;
 extern const struct cmd cmd_runs;
 extern const struct cmd cmd_show;
 extern const struct cmd cmd_logs;
+extern const struct cmd cmd_results;
 extern const struct cmd cmd_agent;
 extern const struct cmd cmd_gc;
 extern const struct cmd cmd_daemon;

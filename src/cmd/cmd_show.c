@@ -15,6 +15,7 @@
 
 #include "cmd/cmd.h"
 #include "cmd/cmd_runs.h"
+#include "rundir/results.h"
 #include "rundir/rundir.h"
 #include "store/store.h"
 #include "util/diag.h"
@@ -230,6 +231,39 @@ read_spec(const struct store_run *r, struct rundir_spec *sp)
 	return rc == 0;
 }
 
+/* The files in run R's results directory (rundir/results.h), with their sizes: one line each
+ * under a "results" field, or into JSON object O as "results" (when O is not NULL). */
+static void
+show_results(const struct store_run *r, json_t *o)
+{
+	struct results_file *f = NULL;
+	uint64_t total = 0;
+	size_t n = 0;
+	char sz[32];
+
+	if (r->run_dir == NULL || results_list(r->run_dir, &f, &n) < 0)
+		return;
+	if (o != NULL) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, json_pack("{s:s,s:I}", "path", f[i].path, "size",
+			                                   (json_int_t)f[i].size));
+		json_object_set_new(o, "results", a);
+	} else if (n > 0) {
+		for (size_t i = 0; i < n; i++)
+			total += f[i].size;
+		units_format_size(total, sz, sizeof(sz));
+		field("results", "%zu file%s, %s (eph results %lld)", n, n == 1 ? "" : "s", sz,
+		      (long long)r->id);
+		for (size_t i = 0; i < n; i++) {
+			units_format_size(f[i].size, sz, sizeof(sz));
+			printf("%-11s %8s  %s\n", "", sz, f[i].path);
+		}
+	}
+	results_files_free(f, n);
+}
+
 static void
 print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s,
           const struct rundir_spec *sp)
@@ -321,6 +355,7 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 		field("agent", "pid %lld", (long long)r->agent_pid);
 	if (r->warning != NULL)
 		field("warning", "%s", r->warning);
+	show_results(r, NULL);
 	fputc('\n', stdout);
 	if (s->n == 0) {
 		puts("memory: no samples");
@@ -412,6 +447,7 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 				json_array_append_new(sa, json_string(sp.secrets[i]));
 			json_object_set_new(o, "secrets", sa);
 		}
+		show_results(&r, o);
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 		json_decref(o);

@@ -1,0 +1,98 @@
+"""A run's results, end to end on the local executor: the command writes into $EPH_RESULTS
+(RUN_DIR/results); `eph results` lists them and copies them out, `eph show` names them."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+PY = "/usr/bin/python3"
+WRITER = """\
+import os, sys
+res = os.environ["EPH_RESULTS"]
+os.makedirs(os.path.join(res, "out"), exist_ok=True)
+with open(os.path.join(res, "out", "report.csv"), "w") as f:
+    f.write("a,b\\n1,2\\n")
+with open(os.path.join(res, "big.bin"), "wb") as f:
+    f.write(os.urandom(3 << 20))
+sys.exit(int(sys.argv[1]))
+"""
+
+JOBS = textwrap.dedent(f"""\
+    defaults:
+      timeout: 2m
+    jobs:
+      writes:
+        schedule: "@hourly"
+        command: [{PY}, writer.py, "0"]
+      writes-then-fails:
+        schedule: "@hourly"
+        command: [{PY}, writer.py, "4"]
+      writes-nothing:
+        schedule: "@hourly"
+        run: test -d "$EPH_RESULTS" && test -z "$(ls -A "$EPH_RESULTS")"
+    """)
+
+
+@pytest.fixture
+def jobs(tmp_path, state_dir):
+    (tmp_path / "writer.py").write_text(WRITER)
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(JOBS)
+    return f
+
+
+def test_results_are_listed_and_copied_out(run, jobs, state_dir, tmp_path):
+    p = run(["-f", jobs, "run", "writes"])
+    assert p.returncode == 0, p.stderr
+    res = state_dir / "runs" / "1" / "results"
+    assert (res / "out" / "report.csv").read_text() == "a,b\n1,2\n"
+
+    p = run(["results", "1"])
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert [ln.split()[-1] for ln in lines] == ["big.bin", "out/report.csv"]
+
+    p = run(["results", "writes", "--json"])
+    assert p.returncode == 0, p.stderr
+    o = json.loads(p.stdout)
+    assert o["run"] == 1 and o["dir"] == str(res)
+    assert o["files"] == [{"path": "big.bin", "size": 3 << 20},
+                          {"path": "out/report.csv", "size": 8}]
+
+    to = tmp_path / "got"
+    p = run(["results", "1", "--to", to])
+    assert p.returncode == 0, p.stderr
+    assert (to / "out" / "report.csv").read_text() == "a,b\n1,2\n"
+    assert (to / "big.bin").read_bytes() == (res / "big.bin").read_bytes()
+
+    p = run(["show", "1"])
+    assert p.returncode == 0, p.stderr
+    assert "out/report.csv" in p.stdout and "big.bin" in p.stdout
+    p = run(["show", "1", "--json"])
+    assert json.loads(p.stdout)["results"] == o["files"]
+
+
+def test_a_failed_run_keeps_its_results(run, jobs, state_dir):
+    p = run(["-f", jobs, "run", "writes-then-fails"])
+    assert p.returncode == 1
+    p = run(["results", "1", "--json"])
+    assert p.returncode == 0, p.stderr
+    assert [f["path"] for f in json.loads(p.stdout)["files"]] == ["big.bin", "out/report.csv"]
+
+
+def test_each_run_starts_with_an_empty_results_dir(run, jobs, state_dir):
+    p = run(["-f", jobs, "run", "writes-nothing"])
+    assert p.returncode == 0, p.stderr
+    p = run(["results", "1"])
+    assert p.returncode == 0 and p.stdout == ""
+
+
+def test_bad_usage_and_no_such_run(run, jobs, state_dir):
+    assert run(["results"]).returncode == 2
+    assert run(["results", "1", "--to"]).returncode == 2
+    p = run(["-f", jobs, "run", "writes-nothing"])
+    assert p.returncode == 0
+    p = run(["results", "99"])
+    assert p.returncode == 2 and "no run 99" in p.stderr
