@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "rundir/results.h"
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
 #include "util/diag.h"
@@ -261,11 +262,57 @@ follow_file(const char *dir, const char *name, char tag, int64_t *off, char *chu
 	return ok;
 }
 
+/* Sends the files under DIR/results as frames "f OFFSET LEN PATH\n" + LEN bytes, FOLLOW_CHUNK at
+ * most each, from offset 0 (an empty file: one frame of LEN 0). A path with a newline cannot be
+ * framed: left out. False when the connection is gone. */
+static bool
+follow_results(const char *dir, char *chunk)
+{
+	struct results_file *f = NULL;
+	size_t n = 0;
+	bool ok = true;
+	char *top = xasprintf("%s/%s", dir, RUNDIR_RESULTS);
+
+	if (results_list(dir, &f, &n) < 0)
+		n = 0; /* what cannot be read stays on the host, as the run's record says */
+	for (size_t i = 0; ok && i < n; i++) {
+		char *p;
+		int fd;
+		int64_t off = 0;
+		ssize_t got;
+
+		if (strchr(f[i].path, '\n') != NULL)
+			continue;
+		p = xasprintf("%s/%s", top, f[i].path);
+		fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		free(p);
+		if (fd < 0)
+			continue;
+		do {
+			char *head;
+
+			got = pread(fd, chunk, FOLLOW_CHUNK, (off_t)off);
+			if (got < 0)
+				break;
+			head = xasprintf("f %" PRId64 " %zd %s\n", off, got, f[i].path);
+			ok = out_all(head, strlen(head)) && out_all(chunk, (size_t)got);
+			free(head);
+			off += got;
+		} while (ok && got > 0);
+		close(fd);
+	}
+	free(top);
+	results_files_free(f, n);
+	return ok;
+}
+
 /* `--follow DIR OUT EV`: frames on stdout, each a line then maybe bytes:
  *   o OFFSET LEN  + LEN bytes of output.log at OFFSET
  *   e OFFSET LEN  + LEN bytes of events.jsonl at OFFSET
  *   h             nothing new for a while (the connection is still there)
  *   r LEN         + result.json, whole, once the agent wrote it
+ *   f OFF LEN PATH + LEN bytes at OFF of results/PATH, after the result (follow_results;
+ *                  a stream started again sends them all again, each from 0)
  *   x STATE       the end: the agent is gone (STATE as --inspect says), everything is sent.
  * It wakes on inotify events of DIR, and every second to ask whether the agent is alive. */
 static int
@@ -317,6 +364,10 @@ agent_follow(const char *dir, const char *s_out, const char *s_ev)
 					rc = 1;
 					break;
 				}
+			}
+			if (!follow_results(dir, chunk)) {
+				rc = 1;
+				break;
 			}
 			(void)agent_inspect_to(dir, "x ");
 			rc = fflush(stdout) == 0 ? 0 : 1;

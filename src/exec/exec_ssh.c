@@ -29,6 +29,8 @@
  * removal, the sweep of lost runs) belong to the executor, which is freed once they end. */
 #include "exec/exec_ssh_int.h"
 
+#include "rundir/results.h"
+
 static void run_pack(struct ssh_run *s);
 static void run_ship_next(struct ssh_run *s);
 static void stream_start(struct ssh_run *s);
@@ -634,6 +636,72 @@ local_result(struct exec_run *r, const char *data, size_t len)
 	return rc;
 }
 
+/* Whether P (LEN bytes, no NUL) is a path that stays under results/: relative, no empty, "."
+ * nor ".." component. */
+static bool
+result_path_ok(const char *p, size_t len)
+{
+	size_t i = 0;
+
+	if (len == 0 || p[0] == '/' || memchr(p, '\0', len) != NULL)
+		return false;
+	while (i < len) {
+		const char *c = p + i, *sl = memchr(c, '/', len - i);
+		size_t cl = sl != NULL ? (size_t)(sl - c) : len - i;
+
+		if (cl == 0 || (cl == 1 && c[0] == '.') || (cl == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		i += cl + 1;
+		if (sl != NULL && i == len)
+			return false; /* a trailing "/" */
+	}
+	return true;
+}
+
+/* Writes DATA[0..LEN), the bytes of the run's results/PATH at OFFSET, into this machine's run
+ * directory (offset 0 starts the file anew: a stream started again sends it all again). The
+ * directories PATH needs are made. 0 or -errno (-EPROTO for a path outside results/). */
+static int
+local_result_file(struct exec_run *r, const char *path, size_t plen, int64_t offset,
+                  const char *data, size_t len)
+{
+	char *rel = xstrndup(path, plen), *p = xasprintf("%s/%s/%s", r->dir, RUNDIR_RESULTS, rel);
+	size_t top = strlen(r->dir) + 1;
+	int fd, rc = 0;
+
+	free(rel);
+	if (!result_path_ok(path, plen) || offset < 0) {
+		free(p);
+		return -EPROTO;
+	}
+	for (char *c = p + top; (c = strchr(c, '/')) != NULL; c++) {
+		*c = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			rc = -errno;
+		*c = '/';
+		if (rc < 0) {
+			free(p);
+			return rc;
+		}
+	}
+	fd = open(p, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0),
+	          0600);
+	free(p);
+	if (fd < 0)
+		return -errno;
+	for (size_t done = 0; rc == 0 && done < len;) {
+		ssize_t w = pwrite(fd, data + done, len - done, (off_t)(offset + (int64_t)done));
+
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		else if (w > 0)
+			done += (size_t)w;
+	}
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
 static void
 run_retry_closed(uv_handle_t *t)
 {
@@ -712,12 +780,16 @@ stream_frames(struct ssh_run *s)
 		size_t hlen, need = 0;
 		char tag;
 		long long off = 0, len = 0;
+		int pat = -1;
 
 		if (nl == NULL)
 			break;
 		hlen = (size_t)(nl - line) + 1;
 		tag = line[0];
 		if ((tag == 'o' || tag == 'e') && sscanf(line + 1, "%lld %lld", &off, &len) == 2)
+			need = (size_t)len;
+		else if (tag == 'f' && sscanf(line + 1, "%lld %lld %n", &off, &len, &pat) == 2 &&
+		         pat > 0 && len >= 0)
 			need = (size_t)len;
 		else if (tag == 'r' && sscanf(line + 1, "%lld", &len) == 1)
 			need = (size_t)len;
@@ -732,6 +804,19 @@ stream_frames(struct ssh_run *s)
 		} else if (tag == 'r') {
 			if (local_result(r, nl + 1, need) < 0)
 				s->stream_err = -EIO;
+		} else if (tag == 'f' && pat > 0) {
+			const char *path = line + 1 + pat;
+			int rc = local_result_file(r, path, (size_t)(nl - path), off, nl + 1, need);
+
+			if (rc < 0 && r->ex->log != NULL) {
+				char *msg = xasprintf("results from %s: %.*s: %s", s->h->key,
+				                      (int)(nl - path), path, strerror(-rc));
+
+				r->ex->log(r->ex, r->id, msg, r->ex->health_arg);
+				free(msg);
+			}
+			if (rc < 0)
+				s->stream_err = rc;
 		} else if (tag == 'x') {
 			s->stream_end = true;
 		}
