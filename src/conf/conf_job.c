@@ -97,7 +97,7 @@ env_name_ok(const char *k, size_t n)
 /* The variables the agent sets for the command (src/agent/agent.c): a job's own would be
  * silently replaced. */
 static const char *const env_reserved[] = {
-	"EPH_RUN_ID", "EPH_JOB", "EPH_ATTEMPT", "EPH_SCHEDULED_AT", "EPH_COMMIT",
+	"EPH_RUN_ID", "EPH_JOB", "EPH_ATTEMPT", "EPH_SCHEDULED_AT", "EPH_COMMIT", "EPH_RESULTS",
 };
 
 static bool
@@ -143,7 +143,7 @@ env_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struct
 		q = conf_quote(k, klen);
 		conf_err(
 		        p, at,
-		        "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run",
+		        "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT, EPH_COMMIT and EPH_RESULTS for each run",
 		        q);
 		free(q);
 		return;

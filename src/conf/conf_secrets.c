@@ -35,8 +35,8 @@ secret_var_ok(const char *k, size_t n)
 static bool
 secret_var_reserved(const char *k, size_t n)
 {
-	static const char *const reserved[] = { "EPH_RUN_ID", "EPH_JOB", "EPH_ATTEMPT",
-		                                "EPH_SCHEDULED_AT", "EPH_COMMIT" };
+	static const char *const reserved[] = { "EPH_RUN_ID",       "EPH_JOB",    "EPH_ATTEMPT",
+		                                "EPH_SCHEDULED_AT", "EPH_COMMIT", "EPH_RESULTS" };
 
 	for (size_t i = 0; i < EPH_ARRAY_LEN(reserved); i++)
 		if (strlen(reserved[i]) == n && memcmp(reserved[i], k, n) == 0)
@@ -246,7 +246,7 @@ job_secret_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen,
 	if (secret_var_reserved(k, klen)) {
 		conf_err(
 		        p, at,
-		        "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run",
+		        "environment variable %s is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT, EPH_COMMIT and EPH_RESULTS for each run",
 		        q);
 		goto out;
 	}

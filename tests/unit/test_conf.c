@@ -685,12 +685,12 @@ meaningless_values_are_refused(void **state)
 	(void)state;
 	assert_string_equal(
 	        e,
-	        "2:9: environment variable \"EPH_JOB\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run\n"
+	        "2:9: environment variable \"EPH_JOB\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT, EPH_COMMIT and EPH_RESULTS for each run\n"
 	        "4:33: \"run\" is only whitespace\n"
 	        "5:45: \"workdir\" is only whitespace\n"
 	        "6:37: \"command\" must start with a program, not the option \"-x\" (a command is [PROGRAM, ARGUMENT, ...])\n"
 	        "7:38: \"command\" must start with a program, not \" \"\n"
-	        "8:41: environment variable \"EPH_RUN_ID\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT and EPH_COMMIT for each run\n");
+	        "8:41: environment variable \"EPH_RUN_ID\" is reserved: ephemeron sets EPH_RUN_ID, EPH_JOB, EPH_ATTEMPT, EPH_SCHEDULED_AT, EPH_COMMIT and EPH_RESULTS for each run\n");
 	free(e);
 	/* options after the program, blank arguments and other EPH_ names are fine */
 	c = load_ok("jobs:\n"
