@@ -362,6 +362,63 @@ agent_open(struct agent *a)
 	return 0;
 }
 
+/* Holds RUN_DIR/results to spec.results_max, whatever the outcome: the files are taken in path
+ * order, each kept while the total stays within it, the others removed. A "results" event says
+ * what is kept and what was left out (with a "warn" naming them). Nothing is read. */
+static void
+limit_results(struct agent *a)
+{
+	struct results_file *f = NULL;
+	uint64_t kept = 0, left = 0, max = a->spec.results_max;
+	size_t n = 0, nleft = 0;
+	json_t *ev, *out;
+	int rc = results_list(a->dir, &f, &n);
+
+	if (rc < 0) {
+		agent_warn(a, "cannot read %s: %s", RUNDIR_RESULTS, strerror(-rc));
+		return;
+	}
+	out = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char *p;
+
+		if (f[i].size <= max - kept) { /* kept <= max */
+			kept += f[i].size;
+			continue;
+		}
+		p = xasprintf("%s/%s/%s", a->dir, RUNDIR_RESULTS, f[i].path);
+		if (unlink(p) < 0 && errno != ENOENT) {
+			agent_warn(a, "cannot remove %s, past results_max: %s", p, strerror(errno));
+			kept += f[i].size; /* it stays: said as kept */
+		} else {
+			json_array_append_new(out, json_pack("{s:s,s:I}", "path", f[i].path, "size",
+			                                     (json_int_t)f[i].size));
+			left += f[i].size;
+			nleft++;
+		}
+		free(p);
+	}
+	ev = json_pack("{s:I,s:I,s:I}", "files", (json_int_t)(n - nleft), "bytes", (json_int_t)kept,
+	               "results_max", (json_int_t)max);
+	if (nleft > 0) {
+		char lim[32], lb[32];
+
+		units_format_size(max, lim, sizeof(lim));
+		units_format_size(left, lb, sizeof(lb));
+		agent_warn(a,
+		           "results over results_max (%s): %zu file%s (%s) left out, the first %s",
+		           lim, nleft, nleft == 1 ? "" : "s", lb,
+		           json_string_value(json_object_get(json_array_get(out, 0), "path")));
+		json_object_set_new(ev, "left_out", out);
+		json_object_set_new(ev, "left_out_bytes", json_integer((json_int_t)left));
+	} else {
+		json_decref(out);
+	}
+	(void)rundir_event_append(a->ev_fd, "results", rundir_now(), ev);
+	json_decref(ev);
+	results_files_free(f, n);
+}
+
 /* Writes result.json; returns the agent's exit status. */
 static int
 agent_finish(struct agent *a)
@@ -379,6 +436,7 @@ agent_finish(struct agent *a)
 	}
 	r.source_seconds = a->source_s;
 	r.runtime_seconds = a->runtime_s;
+	limit_results(a);
 	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
 		agent_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
 	/* the run started when its command did: after the source and runtime phases (in

@@ -66,6 +66,7 @@ struct conf_job {
 	uint64_t memory;          /* bytes; 0 = no limit (still measured), or memory_auto */
 	int64_t timeout;          /* seconds; 0 = none */
 	int64_t kill_grace;       /* seconds between SIGTERM and SIGKILL */
+	uint64_t results_max;     /* bytes of results a run keeps (RUN_DIR/results); 1 GiB */
 	const char *executor;     /* its executor's name, borrowed from executors[executor_ix] */
 	int retries;
 	unsigned executor_ix;  /* index into struct conf's executors (0: local) */

@@ -121,6 +121,8 @@ static const struct conf_key job_keys[] = {
 	  "0: none", "the run is stopped after this long" },
 	{ "kill_grace", CK_DUR, K_KILL_GRACE, offsetof(struct conf_job, kill_grace), 0, 3600, NULL,
 	  "10s", "between SIGTERM and SIGKILL" },
+	{ "results_max", CK_SIZE, K_OTHER, offsetof(struct conf_job, results_max), 0, SIZE_MAX_,
+	  NULL, "1GiB", "the most bytes of results ($EPH_RESULTS) a run keeps" },
 	{ "timezone", CK_SPECIAL, K_TIMEZONE, 0, 0, 0, NULL, "the machine's",
 	  "IANA zone the schedule is read in" },
 	{ "executor", CK_SPECIAL, K_EXECUTOR, 0, 0, 0, NULL, "local", "where the job runs" },

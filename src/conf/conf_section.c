@@ -272,6 +272,7 @@ walk_defaults(struct pctx *p, const struct top *t, struct jobb *dflt)
 
 	memset(dflt, 0, sizeof(*dflt));
 	dflt->j.kill_grace = 10;
+	dflt->j.results_max = UINT64_C(1) << 30;
 	dflt->j.executor = p->c->executors[0].name;
 	dflt->j.executor_ix = 0;
 	dflt->j.retry_backoff = 30;

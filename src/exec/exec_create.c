@@ -64,6 +64,7 @@ create_spec(const char *state_dir, const struct conf *c, const struct conf_job *
 	spec->memory = memory;
 	spec->timeout = j->timeout;
 	spec->kill_grace = j->kill_grace;
+	spec->results_max = j->results_max;
 	spec->enforce = RUNDIR_ENFORCE_AUTO;
 	spec->state_dir = xstrdup(state_dir);
 	if (pin->in_place) {

@@ -91,11 +91,12 @@ struct rundir_spec {
 	char *shell; /* "/bin/sh -c SHELL", or NULL when argv is set */
 	struct rundir_env *env;
 	size_t nenv;
-	char *cwd;          /* NULL: the agent's own cwd */
-	uint64_t memory;    /* bytes; 0 = no limit */
-	int64_t timeout;    /* seconds; 0 = none */
-	int64_t kill_grace; /* seconds between SIGTERM and SIGKILL */
-	char *commit;       /* NULL if unknown */
+	char *cwd;            /* NULL: the agent's own cwd */
+	uint64_t memory;      /* bytes; 0 = no limit */
+	int64_t timeout;      /* seconds; 0 = none */
+	int64_t kill_grace;   /* seconds between SIGTERM and SIGKILL */
+	uint64_t results_max; /* bytes RUN_DIR/results keeps (rundir/results.h); default 1 GiB */
+	char *commit;         /* NULL if unknown */
 	enum rundir_enforce enforce;
 	char *state_dir; /* absolute; required with "source" or "runtime"; else NULL */
 	struct rundir_source source;

@@ -29,6 +29,10 @@ JOBS = textwrap.dedent(f"""\
       writes-then-fails:
         schedule: "@hourly"
         command: [{PY}, writer.py, "4"]
+      writes-too-much:
+        schedule: "@hourly"
+        command: [{PY}, writer.py, "5"]
+        results_max: 1MiB
       writes-nothing:
         schedule: "@hourly"
         run: test -d "$EPH_RESULTS" && test -z "$(ls -A "$EPH_RESULTS")"
@@ -96,3 +100,29 @@ def test_bad_usage_and_no_such_run(run, jobs, state_dir):
     assert p.returncode == 0
     p = run(["results", "99"])
     assert p.returncode == 2 and "no run 99" in p.stderr
+
+
+def events(state_dir, rid, ev):
+    with open(state_dir / "runs" / str(rid) / "events.jsonl") as f:
+        return [e for e in map(json.loads, f) if e["ev"] == ev]
+
+
+def test_results_max_keeps_what_fits_and_says_what_was_left_out(run, jobs, state_dir):
+    p = run(["-f", jobs, "run", "writes-too-much"])
+    assert p.returncode == 1  # and its results are still held to results_max
+    p = run(["results", "1", "--json"])
+    assert [f["path"] for f in json.loads(p.stdout)["files"]] == ["out/report.csv"]
+    (e,) = events(state_dir, 1, "results")
+    assert e["files"] == 1 and e["bytes"] == 8 and e["results_max"] == 1 << 20
+    assert e["left_out"] == [{"path": "big.bin", "size": 3 << 20}]
+    assert e["left_out_bytes"] == 3 << 20
+    (w,) = [w for w in events(state_dir, 1, "warn") if "results_max" in w["msg"]]
+    assert "1 file (3.00 MiB) left out, the first big.bin" in w["msg"]
+
+
+def test_results_within_results_max_are_all_kept(run, jobs, state_dir):
+    p = run(["-f", jobs, "run", "writes"])
+    assert p.returncode == 0, p.stderr
+    (e,) = events(state_dir, 1, "results")
+    assert e == {"ev": "results", "t": e["t"], "files": 2, "bytes": (3 << 20) + 8,
+                 "results_max": 1 << 30}
