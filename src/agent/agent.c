@@ -32,6 +32,7 @@
 #include "rundir/results.h"
 #include "rundir/rundir.h"
 #include "rundir/runlock.h"
+#include "rundir/treecopy.h"
 #include "source/source.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -437,6 +438,8 @@ agent_finish(struct agent *a)
 	r.source_seconds = a->source_s;
 	r.runtime_seconds = a->runtime_s;
 	limit_results(a);
+	if (a->work != NULL && (rc = treecopy_remove(a->work)) < 0)
+		agent_warn(a, "cannot remove the run's copy %s: %s", a->work, strerror(-rc));
 	if (a->have_cg && (rc = cgroup_destroy(&a->cg)) < 0)
 		agent_warn(a, "cannot remove the run's cgroup: %s", strerror(-rc));
 	/* the run started when its command did: after the source and runtime phases (in
@@ -481,6 +484,7 @@ agent_free(struct agent *a)
 	free(a->exec_error);
 	free(a->prep_error);
 	free(a->cmd_cwd);
+	free(a->work);
 	venv_release(&a->venv);
 	source_worktree_release(&a->wt);
 	if (a->sfd >= 0)

@@ -75,6 +75,7 @@ struct agent {
 	int sfd;       /* signalfd of SIGTERM and SIGINT while they run; -1 after */
 	char *cmd_cwd; /* where the command runs; NULL: the agent's own cwd */
 	struct source_worktree wt;
+	char *work; /* RUN_DIR/work: the run's private copy of wt.path, removed at its end */
 	struct venv venv;
 	bool have_venv;
 	double source_s, runtime_s; /* < 0: the phase did not run */

@@ -22,6 +22,7 @@
 #include "agent/venv.h"
 #include "rundir/results.h"
 #include "rundir/rundir.h"
+#include "rundir/treecopy.h"
 #include "source/source.h"
 #include "util/clock.h"
 #include "util/diag.h"
@@ -251,6 +252,32 @@ agent_cancel_pending(struct agent *a)
 	return a->prep_cancelled;
 }
 
+/* The run's own writable copy of the shared, read-only tree a->wt.path: RUN_DIR/work (one left
+ * by an earlier start of the run is made anew). Its path and the seconds the copy took go in
+ * F, the source phase's end event. 0, or -errno with a->prep_error set. */
+static int
+work_copy(struct agent *a, json_t *f)
+{
+	uint64_t t0 = agent_mono_ms();
+	char *failed = NULL;
+	int rc;
+
+	a->work = xasprintf("%s/%s", a->dir, RUNDIR_WORK);
+	if ((rc = treecopy_remove(a->work)) == 0)
+		rc = treecopy(a->wt.path, a->work, &failed);
+	if (rc < 0) {
+		a->failure = RUNDIR_FAILURE_SOURCE;
+		a->prep_error = xasprintf("source: cannot copy %s%s%s into %s: %s", a->wt.path,
+		                          failed != NULL ? "/" : "", failed != NULL ? failed : "",
+		                          a->work, strerror(-rc));
+		free(failed);
+		return rc;
+	}
+	json_object_set_new(f, "work", json_string(a->work));
+	json_object_set_new(f, "copy_seconds", json_real((double)(agent_mono_ms() - t0) / 1000.0));
+	return 0;
+}
+
 static void
 phase_source(struct agent *a)
 {
@@ -284,13 +311,15 @@ phase_source(struct agent *a)
 	if (rc < 0) {
 		phase_fail(a, RUNDIR_FAILURE_SOURCE, &d, rc);
 		json_object_set_new(f, "error", json_string(a->prep_error));
+	} else if ((rc = work_copy(a, f)) < 0) {
+		json_object_set_new(f, "error", json_string(a->prep_error));
 	} else {
 		/* a relative cwd with a source is the workdir too (older specs) */
 		if (wd == NULL && a->spec.cwd != NULL && a->spec.cwd[0] != '/')
 			wd = a->spec.cwd;
 		a->cmd_cwd = wd != NULL && *wd != '\0' && strcmp(wd, ".") != 0
-		                     ? xasprintf("%s/%s", a->wt.path, wd)
-		                     : xstrdup(a->wt.path);
+		                     ? xasprintf("%s/%s", a->work, wd)
+		                     : xstrdup(a->work);
 		json_object_set_new(f, "path", json_string(a->wt.path));
 		json_object_set_new(f, "built", json_boolean(a->wt.built));
 	}

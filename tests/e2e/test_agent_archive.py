@@ -115,11 +115,14 @@ def test_a_run_from_an_archive_sees_exactly_the_commits_files_without_git(tmp_pa
     assert p.returncode == 0 and res["outcome"] == "succeeded", (res, p.stderr)
     tree = host["state"] / "sources" / c
     out = [l.split(" ", 2)[2] for l in (d / "output.log").read_text().splitlines()]
-    assert out == [str(tree / "sub"), ".", "./job.sh", "./run.sh", "./sub", "./sub/data.txt",
-                   "data of the first commit", "run"], out
+    # the command works in the run's own writable copy of the shared tree, removed at its end
+    assert out == [str(d / "work" / "sub"), ".", "./job.sh", "./run.sh", "./sub",
+                   "./sub/data.txt", "data of the first commit", "run"], out
+    assert not (d / "work").exists()
     start, end = source_events(d)
     assert start["commit"] == c
     assert end["path"] == str(tree) and end["built"] is True
+    assert end["work"] == str(d / "work") and end["copy_seconds"] >= 0
     assert end["seconds"] >= 0 and res["phases"]["source"] == pytest.approx(end["seconds"],
                                                                              abs=0.002)
     # shared by later runs: read-only, as a checkout is; nothing left aside
@@ -336,6 +339,6 @@ def test_a_remote_run_needs_nothing_of_the_schedulers_but_what_it_shipped(tmp_pa
                                                                   (d / "output.log").read_text())
     venv = next(v for v in (state / "venvs").iterdir() if v.is_dir())
     assert (d / "output.log").read_text().splitlines()[-1].endswith(
-        f" out {venv} {state / 'sources' / commit}")
+        f" out {venv} {d / 'work'}")  # the run's own copy of sources/<commit>
     assert t0 - 3600 - 1.5 <= res["started_at"] <= time.time() - 3600 + 1.5, res
     assert set(res["phases"]) == {"source", "runtime", "exec"}

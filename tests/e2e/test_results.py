@@ -126,3 +126,47 @@ def test_results_within_results_max_are_all_kept(run, jobs, state_dir):
     (e,) = events(state_dir, 1, "results")
     assert e == {"ev": "results", "t": e["t"], "files": 2, "bytes": (3 << 20) + 8,
                  "results_max": 1 << 30}
+
+
+# ---- a pinned run works in its own copy of the shared checkout
+
+
+def test_a_pinned_run_writes_next_to_its_code_in_its_own_copy(tmp_path, state_dir, run):
+    from agentrun import git
+
+    bare, work = tmp_path / "origin.git", tmp_path / "code"
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    git("init", "-q", "-b", "main", str(work))
+    git("remote", "add", "origin", str(bare), cwd=work)
+    (work / "job.py").write_text(textwrap.dedent("""\
+        import os, shutil
+        os.makedirs("out", exist_ok=True)
+        with open("out/report.csv", "w") as f:
+            f.write("x\\n")
+        with open("job.py", "a") as f:
+            f.write("# changed by the run\\n")
+        shutil.copy("out/report.csv", os.environ["EPH_RESULTS"])
+        print(os.getcwd())
+        """))
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "job", cwd=work)
+    git("push", "-q", "origin", "HEAD", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
+    jobs = tmp_path / "ephemeron.yaml"
+    jobs.write_text(f"source:\n  repo: file://{bare}\n" + textwrap.dedent(f"""\
+        jobs:
+          pinned:
+            schedule: "@hourly"
+            command: [{PY}, job.py]
+        """))
+    for rid in (1, 2):
+        p = run(["-f", jobs, "run", "pinned"])
+        assert p.returncode == 0, p.stderr
+        d = state_dir / "runs" / str(rid)
+        assert p.stdout == f"{d / 'work'}\n"
+        assert (d / "results" / "report.csv").read_text() == "x\n"
+        # the copy is gone once the run is over; the shared checkout is untouched
+        assert not (d / "work").exists()
+        shared = state_dir / "src" / commit
+        assert not (shared / "out").exists()
+        assert (shared / "job.py").read_text() == (work / "job.py").read_text()

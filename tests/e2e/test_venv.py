@@ -212,7 +212,8 @@ def test_requirements_are_read_from_the_pinned_worktree(tmp_path, wheels):
                  source={"mirror": str(mirror), "commit": commit},
                  runtime={"interpreter": PY, "requirements": "requirements.txt"})
     assert run_agent(a).returncode == 0, log(a)
-    assert f"out 2.0 {tmp_path}/state/src/{commit}/jobs" in log(a)
+    # the command runs in the run's own copy of the checkout
+    assert f"out 2.0 {a}/work/jobs" in log(a)
     assert set(result(a)["phases"]) == {"source", "runtime", "exec"}
     assert [p for p, s in phase_events(a) if s == "start"] == ["source", "runtime", "exec"]
 
