@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -363,6 +365,123 @@ agent_open(struct agent *a)
 	return 0;
 }
 
+/* The instant after which a file's ctime means the command made or changed it: the real time
+ * at the end of the phases (no file the copy made can be stamped later, even with the
+ * fine-grained stamps of multigrain timestamps), and then a wait until the coarse clock file
+ * systems stamp with has passed it, so that every change the command makes is later. */
+static void
+mark_results_t0(struct agent *a)
+{
+	struct timespec now;
+
+	if (a->spec.nresults == 0 || clock_gettime(CLOCK_REALTIME, &a->results_t0) < 0)
+		return;
+	for (int i = 0; i < 100; i++) {
+		struct timespec ms = { 0, 1000 * 1000 };
+
+		if (clock_gettime(CLOCK_REALTIME_COARSE, &now) < 0 ||
+		    now.tv_sec > a->results_t0.tv_sec ||
+		    (now.tv_sec == a->results_t0.tv_sec && now.tv_nsec > a->results_t0.tv_nsec))
+			return;
+		nanosleep(&ms, NULL);
+	}
+}
+
+static bool
+after_t0(const struct agent *a, const struct timespec *t)
+{
+	return t->tv_sec > a->results_t0.tv_sec ||
+	       (t->tv_sec == a->results_t0.tv_sec && t->tv_nsec > a->results_t0.tv_nsec);
+}
+
+/* Copies regular file REL (relative to the current directory) to RUN_DIR/results/REL unless
+ * the command put one there itself. 0, 1 when copied, or -errno. */
+static int
+collect_one(struct agent *a, const char *rel)
+{
+	char *dst = xasprintf("%s/%s/%s", a->dir, RUNDIR_RESULTS, rel);
+	size_t top = strlen(a->dir) + strlen(RUNDIR_RESULTS) + 2;
+	int in = -1, out = -1, rc = 0;
+
+	for (char *c = dst + top; (c = strchr(c, '/')) != NULL; c++) {
+		*c = '\0';
+		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+			rc = -errno;
+		*c = '/';
+		if (rc < 0)
+			goto done;
+	}
+	if ((in = open(rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto done;
+	}
+	if ((out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0) {
+		rc = errno == EEXIST ? 0 : -errno;
+		goto done;
+	}
+	rc = results_copy_fd(in, out);
+	if (close(out) < 0 && rc == 0)
+		rc = -errno;
+	out = -1;
+	if (rc == 0)
+		rc = 1;
+done:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	free(dst);
+	return rc;
+}
+
+/* spec.results: the regular files its globs match in the command's working directory that
+ * the command made or changed (ctime after results_t0), copied into RUN_DIR/results with
+ * their relative paths. */
+static void
+collect_results(struct agent *a)
+{
+	int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	const char *cwd = a->cmd_cwd;
+
+	if (a->spec.nresults == 0 || here < 0) {
+		if (here >= 0)
+			close(here);
+		return;
+	}
+	if (cwd != NULL && chdir(cwd) < 0) {
+		agent_warn(a, "results: cannot enter %s: %s", cwd, strerror(errno));
+		close(here);
+		return;
+	}
+	for (size_t i = 0; i < a->spec.nresults; i++) {
+		glob_t g;
+		int grc = glob(a->spec.results[i], 0, NULL, &g);
+
+		if (grc == GLOB_NOMATCH)
+			continue;
+		if (grc != 0) {
+			agent_warn(a, "results: %s: cannot be matched", a->spec.results[i]);
+			continue;
+		}
+		for (size_t k = 0; k < g.gl_pathc; k++) {
+			const char *p = g.gl_pathv[k];
+			struct stat st;
+			int rc;
+
+			if (p[0] == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
+			    strstr(p, "/../") != NULL || lstat(p, &st) < 0 ||
+			    !S_ISREG(st.st_mode) || !after_t0(a, &st.st_ctim))
+				continue;
+			if ((rc = collect_one(a, p[0] == '.' && p[1] == '/' ? p + 2 : p)) < 0)
+				agent_warn(a, "results: cannot collect %s: %s", p, strerror(-rc));
+		}
+		globfree(&g);
+	}
+	if (fchdir(here) < 0)
+		agent_warn(a, "results: cannot go back: %s", strerror(errno));
+	close(here);
+}
+
 /* Holds RUN_DIR/results to spec.results_max, whatever the outcome: the files are taken in path
  * order, each kept while the total stays within it, the others removed. A "results" event says
  * what is kept and what was left out (with a "warn" naming them). Nothing is read. */
@@ -437,6 +556,8 @@ agent_finish(struct agent *a)
 	}
 	r.source_seconds = a->source_s;
 	r.runtime_seconds = a->runtime_s;
+	if (ready)
+		collect_results(a);
 	limit_results(a);
 	if (a->work != NULL && (rc = treecopy_remove(a->work)) < 0)
 		agent_warn(a, "cannot remove the run's copy %s: %s", a->work, strerror(-rc));
@@ -510,6 +631,7 @@ agent_main(const char *dir)
 	if (agent_lock(a) && agent_open(a) == 0) {
 		agent_loop_init(a);
 		a->ready = agent_secrets(a) && agent_prepare(a);
+		mark_results_t0(a);
 		agent_run(a);
 		ret = agent_finish(a);
 	}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -76,6 +77,7 @@ struct agent {
 	char *cmd_cwd; /* where the command runs; NULL: the agent's own cwd */
 	struct source_worktree wt;
 	char *work; /* RUN_DIR/work: the run's private copy of wt.path, removed at its end */
+	struct timespec results_t0; /* spec.results: a file changed after this is the command's */
 	struct venv venv;
 	bool have_venv;
 	double source_s, runtime_s; /* < 0: the phase did not run */

@@ -67,6 +67,7 @@ struct conf_job {
 	int64_t timeout;          /* seconds; 0 = none */
 	int64_t kill_grace;       /* seconds between SIGTERM and SIGKILL */
 	uint64_t results_max;     /* bytes of results a run keeps (RUN_DIR/results); 1 GiB */
+	struct conf_strv results; /* globs of files to collect, relative to the working dir */
 	const char *executor;     /* its executor's name, borrowed from executors[executor_ix] */
 	int retries;
 	unsigned executor_ix;  /* index into struct conf's executors (0: local) */

@@ -154,7 +154,8 @@ conf_compact(struct conf *c)
 
 	for (size_t i = 0; i < c->njobs; i++) {
 		const struct conf_job *j = &c->jobs[i];
-		size_t nv = j->command.n + j->env.n + j->notify.email.n + j->secrets.n;
+		size_t nv =
+		        j->command.n + j->env.n + j->notify.email.n + j->secrets.n + j->results.n;
 
 		nstr += 8 + nv;
 		bytes += (8 + nv) * 2 * sizeof(void *) + strlen(j->name); /* a guess */
@@ -181,6 +182,7 @@ conf_compact(struct conf *c)
 		intern_strv(&k, &j->env);
 		intern_strv(&k, &j->notify.email);
 		intern_strv(&k, &j->secrets);
+		intern_strv(&k, &j->results);
 		/* the same text compiles to the same expression; interned, the same pointer.
 		 * Each distinct one moves into the pool too: left where parsing allocated it,
 		 * among what the parser then freed, 10,000 of them kept 2 MiB of pages

@@ -29,6 +29,7 @@ conf_job_clear(struct conf_job *j)
 	free(j->workdir);
 	conf_strv_free(&j->notify.email);
 	conf_strv_free(&j->secrets);
+	conf_strv_free(&j->results);
 	free(j->requirements);
 	free(j->interpreter);
 	memset(j, 0, sizeof(*j));
@@ -54,6 +55,8 @@ jobb_copy(struct pctx *p, struct jobb *dst, const struct jobb *src, struct diag_
 	conf_strv_copy(p, &dst->j.notify.email, &src->j.notify.email, at);
 	dst->j.secrets = (struct conf_strv){ NULL, 0 };
 	conf_strv_copy(p, &dst->j.secrets, &src->j.secrets, at);
+	dst->j.results = (struct conf_strv){ NULL, 0 };
+	conf_strv_copy(p, &dst->j.results, &src->j.results, at);
 	dst->email_from_defaults = src->j.notify.email.n > 0;
 }
 
@@ -320,6 +323,36 @@ command_set(struct pctx *p, struct fy_node *v, struct diag_pos at, struct conf_j
 	j->command = sv;
 }
 
+/* "results": a glob or a list of them, each relative to the working directory and staying in
+ * it (no absolute path, no ".." component). */
+static void
+results_set(struct pctx *p, struct fy_node *v, struct diag_pos at, struct conf_job *j)
+{
+	struct conf_strv sv = { NULL, 0 };
+
+	if (conf_get_strv(p, "results", v, at, &sv, true, false) < 0)
+		return;
+	for (size_t i = 0; i < sv.n; i++) {
+		const char *g = sv.v[i];
+		size_t l = strlen(g);
+		bool up = strcmp(g, "..") == 0 || strncmp(g, "../", 3) == 0 ||
+		          strstr(g, "/../") != NULL || (l >= 3 && strcmp(g + l - 3, "/..") == 0);
+
+		if (conf_blank(g) || g[0] == '/' || up) {
+			char *q = conf_quote_redacted(g);
+
+			conf_err(
+			        p, conf_pos_or(p, fy_node_sequence_get_by_index(v, (int)i), at),
+			        "\"results\": %s must be a glob relative to the working directory, "
+			        "inside it (no leading /, no ..)",
+			        q);
+			free(q);
+		}
+	}
+	conf_strv_free(&j->results);
+	j->results = sv;
+}
+
 /* Compiles schedule S, whose text starts at AT, into *OUT; its errors go through conf_err. */
 static void
 schedule_parse(struct pctx *p, const char *s, struct diag_pos at, struct cronexpr **out)
@@ -578,6 +611,9 @@ conf_job_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, s
 		return;
 	case K_NOTIFY:
 		job_notify(p, jb, key, v);
+		return;
+	case K_RESULTS:
+		results_set(p, v, at, j);
 		return;
 	case K_JOB_SECRETS:
 		jb->secrets_at = at;

@@ -123,6 +123,9 @@ static const struct conf_key job_keys[] = {
 	  "10s", "between SIGTERM and SIGKILL" },
 	{ "results_max", CK_SIZE, K_OTHER, offsetof(struct conf_job, results_max), 0, SIZE_MAX_,
 	  NULL, "1GiB", "the most bytes of results ($EPH_RESULTS) a run keeps" },
+	{ "results", CK_SPECIAL, K_RESULTS, 0, 0, 0, NULL, "none",
+	  "files the command creates or changes to keep as results: globs relative to its "
+	  "working directory" },
 	{ "timezone", CK_SPECIAL, K_TIMEZONE, 0, 0, 0, NULL, "the machine's",
 	  "IANA zone the schedule is read in" },
 	{ "executor", CK_SPECIAL, K_EXECUTOR, 0, 0, 0, NULL, "local", "where the job runs" },

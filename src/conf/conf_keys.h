@@ -51,6 +51,7 @@ enum conf_kid {
 	K_REQUIREMENTS,
 	K_INTERPRETER,
 	K_JOB_SECRETS,
+	K_RESULTS,
 	/* a secret */
 	K_SECRET_FILE,
 	K_SECRET_ENV,

@@ -65,6 +65,9 @@ create_spec(const char *state_dir, const struct conf *c, const struct conf_job *
 	spec->timeout = j->timeout;
 	spec->kill_grace = j->kill_grace;
 	spec->results_max = j->results_max;
+	spec->results = xcalloc(j->results.n + 1, sizeof(*spec->results));
+	for (size_t i = 0; i < j->results.n; i++)
+		spec->results[spec->nresults++] = xstrdup(j->results.v[i]);
 	spec->enforce = RUNDIR_ENFORCE_AUTO;
 	spec->state_dir = xstrdup(state_dir);
 	if (pin->in_place) {

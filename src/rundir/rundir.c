@@ -362,6 +362,9 @@ rundir_spec_free(struct rundir_spec *s)
 	for (size_t i = 0; i < s->nsecrets; i++)
 		free(s->secrets[i]);
 	free(s->secrets);
+	for (size_t i = 0; i < s->nresults; i++)
+		free(s->results[i]);
+	free(s->results);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -389,6 +392,33 @@ spec_parse_secrets(struct jrd *r, struct rundir_spec *s)
 			return;
 		}
 		s->secrets[s->nsecrets++] = xstrdup(k);
+	}
+}
+
+/* "results": the globs of files to collect (absent in the specs of before). */
+static void
+spec_parse_results(struct jrd *r, struct rundir_spec *s)
+{
+	json_t *v = json_object_get(r->root, "results");
+	size_t n;
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_array(v)) {
+		jerr(r, "results", "must be an array of globs");
+		return;
+	}
+	n = json_array_size(v);
+	s->results = xcalloc(n + 1, sizeof(*s->results));
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_array_get(v, i);
+		const char *g = json_is_string(a) ? json_string_value(a) : NULL;
+
+		if (g == NULL || *g == '\0' || *g == '/') {
+			jerr(r, "results", "must be an array of relative globs");
+			return;
+		}
+		s->results[s->nresults++] = xstrdup(g);
 	}
 }
 
@@ -488,6 +518,7 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	spec_parse_prep(&r, s);
 	if (s->version >= 3)
 		spec_parse_secrets(&r, s);
+	spec_parse_results(&r, s);
 	json_decref(root);
 	if (diag_nerrors(d) > before) {
 		rundir_spec_free(s);
@@ -589,6 +620,13 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 		for (size_t i = 0; i < s->nsecrets; i++)
 			json_array_append_new(a, json_string(s->secrets[i]));
 		json_object_set_new(o, "secrets", a);
+	}
+	if (s->nresults > 0) { /* absent otherwise: the spec of before */
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < s->nresults; i++)
+			json_array_append_new(a, json_string(s->results[i]));
+		json_object_set_new(o, "results", a);
 	}
 	if (s->runtime.requirements != NULL) {
 		json_t *ro = json_object();

@@ -106,6 +106,10 @@ struct rundir_spec {
 	 * these come on the agent's standard input (docs/rundir.md, "Secrets") */
 	char **secrets;
 	size_t nsecrets;
+	/* globs of files to collect into results/, relative to the command's working directory
+	 * (docs/rundir.md, "results"); absent: none */
+	char **results;
+	size_t nresults;
 };
 
 /* Reads DIR/spec.json into *S (zeroed first). Returns 0; -errno if the file cannot be read;

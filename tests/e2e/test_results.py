@@ -138,11 +138,15 @@ def test_a_pinned_run_writes_next_to_its_code_in_its_own_copy(tmp_path, state_di
     git("init", "-q", "--bare", "-b", "main", str(bare))
     git("init", "-q", "-b", "main", str(work))
     git("remote", "add", "origin", str(bare), cwd=work)
+    (work / "out").mkdir()
+    (work / "out" / "committed.csv").write_text("from the repository\n")
     (work / "job.py").write_text(textwrap.dedent("""\
         import os, shutil
         os.makedirs("out", exist_ok=True)
         with open("out/report.csv", "w") as f:
             f.write("x\\n")
+        with open("model.pkl", "wb") as f:
+            f.write(b"\\x80model")
         with open("job.py", "a") as f:
             f.write("# changed by the run\\n")
         shutil.copy("out/report.csv", os.environ["EPH_RESULTS"])
@@ -158,15 +162,56 @@ def test_a_pinned_run_writes_next_to_its_code_in_its_own_copy(tmp_path, state_di
           pinned:
             schedule: "@hourly"
             command: [{PY}, job.py]
+            results: [out/*.csv, model.pkl, "*.missing"]
         """))
     for rid in (1, 2):
         p = run(["-f", jobs, "run", "pinned"])
         assert p.returncode == 0, p.stderr
         d = state_dir / "runs" / str(rid)
         assert p.stdout == f"{d / 'work'}\n"
-        assert (d / "results" / "report.csv").read_text() == "x\n"
+        assert (d / "results" / "report.csv").read_text() == "x\n"  # its own copy
+        # the globs: what the command made or changed, not what the commit brought
+        assert (d / "results" / "out" / "report.csv").read_text() == "x\n"
+        assert (d / "results" / "model.pkl").read_bytes() == b"\x80model"
+        assert not (d / "results" / "out" / "committed.csv").exists()
+        listed = json.loads(run(["results", str(rid), "--json"]).stdout)["files"]
+        assert sorted(f["path"] for f in listed) == ["model.pkl", "out/report.csv",
+                                                     "report.csv"]
         # the copy is gone once the run is over; the shared checkout is untouched
         assert not (d / "work").exists()
         shared = state_dir / "src" / commit
-        assert not (shared / "out").exists()
+        assert sorted(os.listdir(shared / "out")) == ["committed.csv"]
         assert (shared / "job.py").read_text() == (work / "job.py").read_text()
+
+
+def test_results_globs_in_place_take_only_what_the_command_changed(run, state_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.csv").write_text("old\n")
+    (tmp_path / "out" / "touched.csv").write_text("old\n")
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(textwrap.dedent("""\
+        jobs:
+          inplace:
+            schedule: "@hourly"
+            run: echo new > out/fresh.csv; echo more >> out/touched.csv; exit 2
+            results: out/*.csv
+        """))
+    p = run(["-f", f, "run", "inplace"])
+    assert p.returncode == 1  # a failed run's results are collected too
+    res = state_dir / "runs" / "1" / "results" / "out"
+    assert sorted(os.listdir(res)) == ["fresh.csv", "touched.csv"]
+    assert (res / "touched.csv").read_text() == "old\nmore\n"
+
+
+def test_results_globs_are_checked(run, state_dir, tmp_path):
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(textwrap.dedent("""\
+        jobs:
+          bad:
+            schedule: "@hourly"
+            run: "true"
+            results: [/etc/passwd, ../up.csv, ok/*.csv]
+        """))
+    p = run(["-f", f, "validate"])
+    assert p.returncode == 2
+    assert p.stderr.count("must be a glob relative to the working directory") == 2, p.stderr
