@@ -506,9 +506,11 @@ def test_source_phase_runs_the_command_in_the_pinned_worktree(tmp_path, mirror):
     assert r["outcome"] == "succeeded" and r["failure"] is None
     assert set(r["phases"]) == {"source", "exec"}
     out = output(d)
-    assert f"out {state}/src/{commit}/jobs\n" in out
+    # the command runs in the run's own copy of the shared checkout (RUN_DIR/work)
+    assert f"out {d}/work/jobs\n" in out
     assert f"out commit={commit}\n" in out
-    assert f"out hello from {commit}\n" in out
+    assert "out hello from work\n" in out
+    assert not (d / "work").exists()
     ev = [e for e in events(d) if e["ev"] == "phase"]
     assert [(e["phase"], e["state"]) for e in ev] == [
         ("source", "start"), ("source", "end"), ("exec", "start"), ("exec", "end")]
