@@ -28,7 +28,6 @@
  * closed when it is freed (teardown, once nothing is in flight). Host-wide ops (contact,
  * removal, the sweep of lost runs) belong to the executor, which is freed once they end. */
 #include "exec/exec_ssh_int.h"
-
 #include "rundir/results.h"
 
 static void run_pack(struct ssh_run *s);
