@@ -551,6 +551,7 @@ agent_finish(struct agent *a)
 	if (ready) {
 		agent_event_exec(a, "end", rundir_now());
 		fill_result(a, &r);
+		agent_profile_end(a, &r);
 	} else {
 		fill_prep_result(a, &r);
 	}

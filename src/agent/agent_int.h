@@ -115,6 +115,15 @@ bool agent_cancel_pending(struct agent *a);
  * a->prep_cancelled says why). */
 bool agent_prepare(struct agent *a);
 
+/* profile.c: a profiled run (docs/profile.md) */
+
+/* With spec.profile_room > 0: writes the hook and puts it first on the PYTHONPATH of ENV (the
+ * command's, K entries, room for two more), with EPH_PROFILE_DIR; returns the new K. */
+size_t agent_profile_env(const struct agent *a, char **env, size_t k);
+/* With spec.profile_room > 0: R's limit is the one given (without the room), its peak without
+ * the profiler's own; a "profile" event with the top sites, or an "unprofiled" one. */
+void agent_profile_end(struct agent *a, struct rundir_result *r);
+
 /* agent_run.c: the command */
 
 /* The loop's handles: SIGCHLD, SIGTERM, SIGINT and the timers. */

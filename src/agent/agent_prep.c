@@ -42,9 +42,9 @@ name_is(const char *kv, size_t l, const char *name)
 static bool
 env_overridden(const struct agent *a, const char *kv)
 {
-	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",    "EPH_ATTEMPT",
-		                            "EPH_SCHEDULED_AT", "EPH_COMMIT", "EPH_CGROUP_ROOT",
-		                            "EPH_ENFORCE",      "EPH_RESULTS" };
+	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",        "EPH_ATTEMPT",
+		                            "EPH_SCHEDULED_AT", "EPH_COMMIT",     "EPH_CGROUP_ROOT",
+		                            "EPH_ENFORCE",      "EPH_RESULTS",    "EPH_PROFILE_DIR" };
 	const char *eq = strchr(kv, '=');
 	size_t l = eq != NULL ? (size_t)(eq - kv) : strlen(kv);
 
@@ -92,7 +92,7 @@ agent_env(const struct agent *a, bool secrets)
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + a->spec.nenv + a->nsecrets + 9, sizeof(char *));
+	env = xcalloc(n + a->spec.nenv + a->nsecrets + 11, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (!env_overridden(a, environ[i]))
 			env[k++] = xstrdup(environ[i]);
@@ -123,6 +123,8 @@ agent_env(const struct agent *a, bool secrets)
 		env[k++] = xasprintf("EPH_COMMIT=%s", run_commit(a));
 	for (size_t i = 0; secrets && i < a->nsecrets; i++)
 		env[k++] = xasprintf("%s=%s", a->secrets[i].name, a->secrets[i].value);
+	if (secrets) /* the command's */
+		k = agent_profile_env(a, env, k);
 	env[k] = NULL;
 	return env;
 }

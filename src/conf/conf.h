@@ -27,6 +27,13 @@ enum conf_oom_retry {
 	CONF_OOM_RETRY_GROW, /* retried at once with the next size up, to memory's max */
 };
 
+/* profile: which runs run Python with eph's tracemalloc hook (docs/profile.md). */
+enum conf_profile {
+	CONF_PROFILE_ON_OOM, /* the run after one that ended oom (the default) */
+	CONF_PROFILE_MEMORY, /* every run */
+	CONF_PROFILE_OFF,
+};
+
 #define CONF_MEMORY_MIN_DEFAULT (UINT64_C(512) << 20) /* memory: auto with no min */
 
 /* notify.on, as bits */
@@ -87,6 +94,7 @@ struct conf_job {
 	uint64_t memory_min; /* bytes; CONF_MEMORY_MIN_DEFAULT unless written */
 	uint64_t memory_max; /* bytes; 0 = none; a local job's is memory_budget unless written */
 	enum conf_oom_retry retry_on_oom;
+	enum conf_profile profile;
 	/* "VAR=secret_name", defaults' first, then the job's: the command's variable VAR is set
 	 * to the value of the top-level secret secret_name, read at each run (conf_secret_find) */
 	struct conf_strv secrets;

@@ -15,6 +15,7 @@ static const char *const fetch_error_values[] = { "use_last", "fail", NULL };
 static const char *const concurrency_values[] = { "forbid", "allow", "replace", NULL };
 static const char *const catchup_values[] = { "none", "latest", "all", NULL };
 static const char *const oom_retry_values[] = { "none", "grow", NULL };
+static const char *const profile_values[] = { "on_oom", "memory", "off", NULL };
 
 const char *const conf_notify_on_names[] = {
 	"failure", "oom", "timeout", "lost", "success", "always", "recovered", NULL,
@@ -136,6 +137,9 @@ static const struct conf_key job_keys[] = {
 	{ "retry_on_oom", CK_ENUM, K_RETRY_ON_OOM, offsetof(struct conf_job, retry_on_oom), 0, 0,
 	  oom_retry_values, "none",
 	  "grow: an oom run is retried at once with twice the memory, up to memory's max" },
+	{ "profile", CK_ENUM, K_OTHER, offsetof(struct conf_job, profile), 0, 0, profile_values,
+	  "on_oom",
+	  "where a Python run's memory goes: on_oom (the run after an oom), memory, off" },
 	{ "concurrency", CK_ENUM, K_CONCURRENCY, offsetof(struct conf_job, concurrency), 0, 0,
 	  concurrency_values, "forbid", "when a fire finds the previous run still going" },
 	{ "catchup", CK_ENUM, K_CATCHUP, offsetof(struct conf_job, catchup), 0, 0, catchup_values,

@@ -166,6 +166,12 @@ exec_create_finish(struct store *s, const char *state_dir, const struct conf *c,
 	rundir = xasprintf("%s/runs/%lld", state_dir, (long long)id);
 	create_spec(state_dir, c, j, id, how, pin,
 	            row.memory_limit > 0 ? (uint64_t)row.memory_limit : 0, &spec);
+	if (sizing_profiled(row.memory_reason)) {
+		/* room for tracemalloc's own records on top of the limit (docs/profile.md) */
+		spec.profile_room = sizing_profile_room(spec.memory);
+		if (spec.memory > 0)
+			spec.memory += spec.profile_room;
+	}
 	if ((rc = fsio_mkdirs(rundir, 0700)) < 0 || (rc = rundir_spec_write(rundir, &spec)) < 0) {
 		char *reason =
 		        xasprintf("cannot write %s/%s: %s", rundir, RUNDIR_SPEC, strerror(-rc));

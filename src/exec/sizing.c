@@ -146,9 +146,9 @@ sizing_grows(const struct conf_job *j, const struct store_run *final)
 	       (j->memory_max == 0 || (uint64_t) final->memory_limit < j->memory_max);
 }
 
-void
-sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trigger,
-              int64_t scheduled_at, int attempt, struct sizing *out)
+static void
+sizing_limit(struct store *s, const struct conf_job *j, enum store_trigger trigger,
+             int64_t scheduled_at, int attempt, struct sizing *out)
 {
 	struct store_size_obs *obs = NULL;
 	struct store_fire_last last = { 0 };
@@ -236,4 +236,41 @@ sizing_stats(const struct store_size_obs *obs, size_t n, struct sizing_stats *st
 	if (st->nunused > 0)
 		st->unused_mean = (uint64_t)(unused_sum / (double)st->nunused + 0.5);
 	free(v);
+}
+
+uint64_t
+sizing_profile_room(uint64_t limit)
+{
+	uint64_t q = limit / 4, least = UINT64_C(64) << 20;
+
+	return q > least ? q : least;
+}
+
+bool
+sizing_profiled(const char *reason)
+{
+	return reason != NULL && strstr(reason, STORE_PROFILED_MARK) != NULL;
+}
+
+void
+sizing_decide(struct store *s, const struct conf_job *j, enum store_trigger trigger,
+              int64_t scheduled_at, int attempt, struct sizing *out)
+{
+	enum store_state last = STORE_SUCCEEDED;
+	char *why;
+	char b[32];
+
+	sizing_limit(s, j, trigger, scheduled_at, attempt, out);
+	/* profile: on_oom profiles the run after one that ended oom: a grow retry, or the
+	 * job's next run */
+	if (j->profile == CONF_PROFILE_OFF ||
+	    (j->profile == CONF_PROFILE_ON_OOM &&
+	     (store_job_last_state(s, j->name, &last) < 0 || last != STORE_OOM)))
+		return;
+	why = out->reason;
+	sizing_format(sizing_profile_room(out->limit), b, sizeof(b));
+	out->reason =
+	        xasprintf("%s" STORE_PROFILED_MARK "%s for the profiler (%s)", why, b,
+	                  j->profile == CONF_PROFILE_MEMORY ? "profile: memory" : "after an oom");
+	free(why);
 }

@@ -35,6 +35,12 @@ struct sizing {
 	char *reason;   /* owned (sizing_clear) */
 };
 
+/* The room a profiled run gets on top of LIMIT for tracemalloc's own records: a quarter of
+ * it, at least 64 MiB. */
+uint64_t sizing_profile_room(uint64_t limit);
+/* Whether REASON (a run's memory_reason) says the run is profiled (STORE_PROFILED_MARK). */
+bool sizing_profiled(const char *reason);
+
 void sizing_clear(struct sizing *z); /* frees the reason; Z itself is the caller's */
 
 /* The limit for a job with memory: auto from its history OBS (N runs, newest first, as

@@ -508,6 +508,7 @@ rundir_spec_parse(const char *text, size_t len, const char *name, struct rundir_
 	s->timeout = jint(&r, "timeout", false, 0, INT64_MAX / 1000, 0);
 	s->kill_grace = jint(&r, "kill_grace", false, 0, INT64_MAX / 1000, 10);
 	s->results_max = (uint64_t)jint(&r, "results_max", false, 0, INT64_MAX, INT64_C(1) << 30);
+	s->profile_room = (uint64_t)jint(&r, "profile_room", false, 0, INT64_MAX, 0);
 	s->commit = jstr(&r, "commit", false);
 	enforce = jstr(&r, "enforce", false);
 	if (enforce != NULL && strcmp(enforce, "sampled") == 0)
@@ -594,6 +595,8 @@ rundir_spec_write(const char *dir, const struct rundir_spec *s)
 	json_object_set_new(o, "timeout", json_integer(s->timeout));
 	json_object_set_new(o, "kill_grace", json_integer(s->kill_grace));
 	json_object_set_new(o, "results_max", json_integer((json_int_t)s->results_max));
+	if (s->profile_room > 0)
+		json_object_set_new(o, "profile_room", json_integer((json_int_t)s->profile_room));
 	json_object_set_new(o, "commit", jstr_or_null(s->commit));
 	json_object_set_new(o, "enforce",
 	                    json_string(s->enforce == RUNDIR_ENFORCE_SAMPLED ? "sampled" : "auto"));

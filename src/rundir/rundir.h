@@ -96,7 +96,10 @@ struct rundir_spec {
 	int64_t timeout;      /* seconds; 0 = none */
 	int64_t kill_grace;   /* seconds between SIGTERM and SIGKILL */
 	uint64_t results_max; /* bytes RUN_DIR/results keeps (rundir/results.h); default 1 GiB */
-	char *commit;         /* NULL if unknown */
+	/* bytes: > 0 = a profiled run (docs/profile.md), whose MEMORY includes this much room
+	 * for the profiler on top of the limit it was given; 0 = not profiled */
+	uint64_t profile_room;
+	char *commit; /* NULL if unknown */
 	enum rundir_enforce enforce;
 	char *state_dir; /* absolute; required with "source" or "runtime"; else NULL */
 	struct rundir_source source;

@@ -218,6 +218,15 @@ struct store_fire_last {
 EPH_MUST_CHECK int store_fire_last(struct store *s, const char *job, int64_t scheduled_at,
                                    struct store_fire_last *out);
 
+/* The state of JOB's latest ended run (skipped ones left out) into *OUT; 0, or -ENOENT when
+ * it has none. */
+EPH_MUST_CHECK int store_job_last_state(struct store *s, const char *job, enum store_state *out);
+
+/* What a profiled run's memory_reason ends with ("; profiled: +64 MiB for the profiler",
+ * exec/sizing.h): such a run is left out of the job's sizing history (its peak holds the
+ * profiler's own memory). */
+#define STORE_PROFILED_MARK "; profiled: +"
+
 /* The daemon's per-job state: the time up to which JOB's fires have been planned (UTC
  * seconds). get: -ENOENT when the job has no row. */
 EPH_MUST_CHECK int store_job_state_get(struct store *s, const char *job, int64_t *scheduled_until);

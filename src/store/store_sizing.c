@@ -20,12 +20,14 @@ store_size_history(struct store *s, const char *job, size_t limit, struct store_
 
 	*out = NULL;
 	*n = 0;
-	rc = store_sql_prepare(s,
-	                       "SELECT id, state = 'oom', peak_bytes, memory_limit, "
-	                       "ended_at - started_at FROM runs "
-	                       "WHERE job = ?1 AND state IN ('succeeded', 'oom') "
-	                       "ORDER BY id DESC LIMIT ?2",
-	                       &st);
+	rc = store_sql_prepare(
+	        s,
+	        "SELECT id, state = 'oom', peak_bytes, memory_limit, "
+	        "ended_at - started_at FROM runs "
+	        "WHERE job = ?1 AND state IN ('succeeded', 'oom') AND "
+	        "(memory_reason IS NULL OR instr(memory_reason, '" STORE_PROFILED_MARK
+	        "') = 0) ORDER BY id DESC LIMIT ?2",
+	        &st);
 	if (rc < 0)
 		return rc;
 	store_sql_bind_text(st, 1, job);
@@ -84,6 +86,32 @@ store_fire_last(struct store *s, const char *job, int64_t scheduled_at, struct s
 			(void)store_state_parse((const char *)t, &out->state);
 		out->memory_limit =
 		        sqlite3_column_type(st, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_sql_errno(rc);
+}
+
+int
+store_job_last_state(struct store *s, const char *job, enum store_state *out)
+{
+	const unsigned char *t;
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_sql_prepare(s,
+	                       "SELECT state FROM runs WHERE job = ?1 AND ended_at IS NOT NULL AND "
+	                       "state != 'skipped' ORDER BY id DESC LIMIT 1",
+	                       &st);
+	if (rc < 0)
+		return rc;
+	store_sql_bind_text(st, 1, job);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = STORE_FAILED;
+		if ((t = sqlite3_column_text(st, 0)) != NULL)
+			(void)store_state_parse((const char *)t, out);
 	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)

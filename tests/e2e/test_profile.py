@@ -1,0 +1,148 @@
+"""Where the memory goes (docs/profile.md): a profiled Python run names the line and the
+function holding its memory, also when the memory limit killed it; profile: off gives no
+profile; a command that is not Python says it went unprofiled, and why."""
+
+import json
+import textwrap
+
+from conftest import store_rows
+
+PY = "/usr/bin/python3"
+MiB = 1 << 20
+# 300 MiB held at line 6, in load_all; then, with an argument, grows until killed
+HOLD = """\
+import sys
+import time
+
+
+def load_all():
+    data = [bytearray(1 << 20) for _ in range(300)]
+    return data
+
+
+def main():
+    d = load_all()
+    for b in d:
+        b[::4096] = b"x" * len(b[::4096])
+    time.sleep(0.5)
+    more = []
+    while len(sys.argv) > 1:
+        more.append(bytearray(8 << 20))
+        time.sleep(0.01)
+    print("held", len(d))
+
+
+main()
+"""
+
+
+def jobs_at(tmp_path, body):
+    (tmp_path / "hold.py").write_text(HOLD)
+    f = tmp_path / "ephemeron.yaml"
+    f.write_text(textwrap.dedent(body))
+    return f
+
+
+def events(state_dir, job, kind):
+    r = store_rows(state_dir, "runs", "job = ?", (job,))
+    out = []
+    for line in open(f"{r[-1]['run_dir']}/events.jsonl"):
+        e = json.loads(line)
+        if e.get("ev") == kind or e.get("event") == kind:
+            out.append(e)
+    return r, out
+
+
+def test_a_profiled_run_names_the_line_and_function(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py]
+            memory: 1GiB
+            profile: memory
+        """)
+    p = run(["-f", jobs, "run", "hold"])
+    assert p.returncode == 0, p.stderr
+    r, ev = events(state_dir, "hold", "profile")
+    assert len(ev) == 1, ev
+    top = ev[0]["sites"][0]
+    assert (top["file"], top["line"], top["function"]) == ("hold.py", 6, "load_all")
+    assert 300 * MiB <= top["bytes"] < 310 * MiB
+    assert "profiled: +256 MiB for the profiler (profile: memory)" in r[-1]["memory_reason"]
+    assert r[-1]["memory_limit"] == 1 << 30
+    show = run(["-f", jobs, "show", str(r[-1]["id"])]).stdout
+    assert "hold.py:6 in load_all: 3" in show, show
+    # a profiled run is kept out of the job's sizing history
+    out = json.loads(run(["-f", jobs, "sizes", "--json"]).stdout)["jobs"][0]
+    assert out["runs"] == 0, out
+
+
+def test_an_oom_killed_run_keeps_its_last_snapshot(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py, grow]
+            memory: 400MiB
+            profile: memory
+        """)
+    p = run(["-f", jobs, "run", "hold"])
+    assert p.returncode != 0
+    r, ev = events(state_dir, "hold", "profile")
+    assert r[-1]["state"] == "oom", r[-1]
+    sites = {(s["file"], s["line"], s["function"]): s["bytes"] for s in ev[0]["sites"]}
+    assert 300 * MiB <= sites[("hold.py", 6, "load_all")] < 310 * MiB, sites
+    assert ("hold.py", 17, "main") in sites, sites
+
+
+def test_the_run_after_an_oom_is_profiled_by_default(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py]
+            memory: 200MiB
+        """)
+    assert run(["-f", jobs, "run", "hold"]).returncode != 0
+    r, ev = events(state_dir, "hold", "profile")
+    assert r[-1]["state"] == "oom" and ev == []
+    assert "profiled" not in r[-1]["memory_reason"]
+    run(["-f", jobs, "run", "hold"])
+    r, ev = events(state_dir, "hold", "profile")
+    assert "(after an oom)" in r[-1]["memory_reason"]
+    assert len(ev) == 1
+
+
+def test_profile_off_gives_no_profile(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py]
+            memory: 200MiB
+            profile: off
+        """)
+    run(["-f", jobs, "run", "hold"])
+    run(["-f", jobs, "run", "hold"])
+    r, ev = events(state_dir, "hold", "profile")
+    assert len(r) == 2 and ev == []
+    assert not any("profiled" in x["memory_reason"] for x in r)
+    assert not (tmp_path / "state" / "runs" / str(r[-1]["id"]) / "profile.json").exists()
+
+
+def test_a_command_that_is_not_python_goes_unprofiled(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, """\
+        jobs:
+          shell:
+            schedule: "@hourly"
+            run: echo hi
+            memory: 200MiB
+            profile: memory
+        """)
+    p = run(["-f", jobs, "run", "shell"])
+    assert p.returncode == 0, p.stderr
+    r, ev = events(state_dir, "shell", "unprofiled")
+    assert len(ev) == 1 and "not Python" in ev[0]["reason"], ev
+    show = run(["-f", jobs, "show", str(r[-1]["id"])]).stdout
+    assert "unprofiled: no Python" in show, show
