@@ -17,6 +17,7 @@
 #include "cmd/cmd_runs.h"
 #include "rundir/results.h"
 #include "rundir/rundir.h"
+#include "rundir/runprofile.h"
 #include "store/store.h"
 #include "util/diag.h"
 #include "util/units.h"
@@ -268,7 +269,7 @@ static void
 print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s,
           const struct rundir_spec *sp)
 {
-	char a[64], b[64], *host;
+	char a[64], b[64], *host, *prof;
 	double offset = 0;
 	double dur = cmd_run_duration(r);
 
@@ -356,6 +357,12 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 	if (r->warning != NULL)
 		field("warning", "%s", r->warning);
 	show_results(r, NULL);
+	if ((prof = runprofile_text(r->run_dir, r->peak_bytes > 0 ? (uint64_t)r->peak_bytes : 0,
+	                            "            ")) != NULL) {
+		fputs("where the memory went (tracemalloc, at the highest snapshot)\n", stdout);
+		fputs(prof, stdout);
+		free(prof);
+	}
 	fputc('\n', stdout);
 	if (s->n == 0) {
 		puts("memory: no samples");

@@ -14,6 +14,7 @@
 #include "conf/conf.h"
 #include "rundir/logrec.h"
 #include "rundir/rundir.h"
+#include "rundir/runprofile.h"
 #include "source/source.h"
 #include "store/outbox.h"
 #include "util/diag.h"
@@ -222,7 +223,7 @@ int
 notify_body(const struct notify_info *in, struct buf *b)
 {
 	const struct store_run *r = in->run;
-	char t[64], dur[32], peak[32], lim[32];
+	char t[64], dur[32], peak[32], lim[32], *prof;
 	int rc;
 
 	units_format_duration(run_duration(r), dur, sizeof(dur));
@@ -273,6 +274,14 @@ notify_body(const struct notify_info *in, struct buf *b)
 		return rc;
 	if (r->warning != NULL && (rc = buf_printf(b, "Warning:    %s\n", r->warning)) < 0)
 		return rc;
+	if ((prof = runprofile_text(r->run_dir, r->peak_bytes > 0 ? (uint64_t)r->peak_bytes : 0,
+	                            "  ")) != NULL) {
+		rc = buf_printf(b, "\nWhere the memory went (tracemalloc, highest snapshot):\n%s",
+		                prof);
+		free(prof);
+		if (rc < 0)
+			return rc;
+	}
 	if (in->nsamples > 0) {
 		units_format_size((uint64_t)(r->peak_bytes > 0 ? r->peak_bytes : 0), peak,
 		                  sizeof(peak));
