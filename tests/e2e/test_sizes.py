@@ -117,6 +117,7 @@ GROW = f"""\
         schedule: "@hourly"
         command: [{PY}, hog.py, "300"]
         memory: {{auto: true, min: 128MiB, max: MAX}}
+        profile: off  # these runs are about sizing, not profiling (test_profile.py)
         retry_on_oom: grow
     """
 
@@ -164,6 +165,7 @@ def test_the_daemon_grows_an_oom_run_without_counting_a_retry(tmp_path, state_di
             schedule: "0 0 1 1 *"
             command: [{PY}, hog.py, "200", "3"]
             memory: {{auto: true, min: 128MiB, max: 1GiB}}
+            profile: off  # these runs are about sizing, not profiling (test_profile.py)
             retry_on_oom: grow
             retries: 1
             retry_backoff: 1s
@@ -206,6 +208,7 @@ def test_a_grow_owed_when_the_daemon_died_is_made_at_its_next_start(tmp_path, st
             schedule: "0 0 1 1 *"
             command: [{PY}, slow.py, "200"]
             memory: {{auto: true, min: 128MiB, max: 1GiB}}
+            profile: off  # these runs are about sizing, not profiling (test_profile.py)
             retry_on_oom: grow
         """)
     d = daemons(jobs, state_dir)
