@@ -29,6 +29,8 @@ def _eph_profile():
     tick = 0.05  # the traced memory is looked at every 50 ms
     state = {"traced": 0, "sites": [], "overhead": 0, "snapshots": 0, "snap_s": 0.0}
     funcs = {}  # file -> [(first line, last line, name)]
+    skip = (tracemalloc.__file__, __file__, "<unknown>")
+    limit = {"until": 0.0}  # no snapshot before this (monotonic): the rate limit
 
     def enclosing(filename, line):
         spans = funcs.get(filename)
@@ -68,14 +70,11 @@ def _eph_profile():
         os.replace(tmp, path)
 
     def snapshot(traced):
-        t0 = time.monotonic()
-        snap = tracemalloc.take_snapshot().filter_traces((
-            tracemalloc.Filter(False, tracemalloc.__file__),
-            tracemalloc.Filter(False, __file__),
-            tracemalloc.Filter(False, "<unknown>"),
-        ))
-        stats = snap.statistics("lineno")[:top_n]
-        took = time.monotonic() - t0
+        t0 = time.thread_time()  # this thread's CPU time: not its waits for the GIL
+        snap = tracemalloc.take_snapshot()  # (filter_traces is slow Python: filter below)
+        stats = [s for s in snap.statistics("lineno")[:top_n + 4]
+                 if s.traceback[0].filename not in skip][:top_n]
+        took = time.thread_time() - t0
         sites = []
         for s in stats:
             fr = s.traceback[0]
@@ -91,10 +90,12 @@ def _eph_profile():
         state["traced"] = traced
         state["snapshots"] += 1
         state["snap_s"] += took
-        return took  # the function lookups are cached per file: not counted
+        # rate limit: a snapshot costs time in proportion to the live allocations; waiting
+        # 9x its time keeps the profiler under ~10% of the run's (the function lookups are
+        # cached per file: not counted)
+        limit["until"] = time.monotonic() + 9 * took
 
     def watch():
-        wait_until = 0.0
         while True:
             time.sleep(tick)
             try:
@@ -103,13 +104,9 @@ def _eph_profile():
                 last = state["traced"]
                 if traced < last + max(step_min, int(last * step_frac)):
                     continue
-                now = time.monotonic()
-                if now < wait_until:
+                if time.monotonic() < limit["until"]:
                     continue
-                took = snapshot(traced)
-                # rate limit: a snapshot costs time in proportion to the live allocations;
-                # waiting 9x its time keeps the profiler under ~10% of the run's
-                wait_until = time.monotonic() + 9 * took
+                snapshot(traced)
                 write()
             except Exception:
                 return
@@ -125,7 +122,8 @@ def _eph_profile():
         try:
             traced = tracemalloc.get_traced_memory()[0]
             state["overhead"] = max(state["overhead"], tracemalloc.get_tracemalloc_memory())
-            if traced > state["traced"] + max(step_min, int(state["traced"] * step_frac)):
+            if (traced > state["traced"] + max(step_min, int(state["traced"] * step_frac))
+                    and time.monotonic() >= limit["until"]):
                 snapshot(traced)
             write()
         except Exception:

@@ -87,7 +87,7 @@ agent_profile_end(struct agent *a, struct rundir_result *r)
 	json_t *doc, *sites, *f, *out;
 	json_error_t err;
 	const char *cwd;
-	uint64_t prof;
+	uint64_t prof, traced;
 	size_t i;
 
 	if (a->spec.profile_room == 0)
@@ -112,6 +112,7 @@ agent_profile_end(struct agent *a, struct rundir_result *r)
 	/* the run's peak without tracemalloc's own records */
 	if (prof > 0 && r->peak_bytes > prof)
 		r->peak_bytes -= prof;
+	traced = (uint64_t)json_integer_value(json_object_get(doc, "traced_bytes"));
 	cwd = json_string_value(json_object_get(doc, "cwd"));
 	sites = json_object_get(doc, "sites");
 	out = json_array();
@@ -120,8 +121,10 @@ agent_profile_end(struct agent *a, struct rundir_result *r)
 		const char *file = json_string_value(json_object_get(s, "file"));
 		const char *fn = json_string_value(json_object_get(s, "function"));
 
-		if (file == NULL)
-			continue;
+		if (file == NULL ||
+		    (json_array_size(out) > 0 &&
+		     (uint64_t)json_integer_value(json_object_get(s, "bytes")) < traced / 100))
+			continue; /* under 1% of the traced memory: noise */
 		o = json_object();
 		json_object_set_new(o, "file", json_string(site_file(file, cwd)));
 		json_object_set(o, "line", json_object_get(s, "line"));

@@ -24,7 +24,7 @@ def main():
     d = load_all()
     for b in d:
         b[::4096] = b"x" * len(b[::4096])
-    time.sleep(0.5)
+    time.sleep(1)
     more = []
     while len(sys.argv) > 1:
         more.append(bytearray(8 << 20))
@@ -68,7 +68,8 @@ def test_a_profiled_run_names_the_line_and_function(run, tmp_path, state_dir):
     assert len(ev) == 1, ev
     top = ev[0]["sites"][0]
     assert (top["file"], top["line"], top["function"]) == ("hold.py", 6, "load_all")
-    assert 300 * MiB <= top["bytes"] < 310 * MiB
+    # within the step between snapshots (5%) of the 300 MiB
+    assert 280 * MiB <= top["bytes"] < 310 * MiB
     assert "profiled: +256 MiB for the profiler (profile: memory)" in r[-1]["memory_reason"]
     assert r[-1]["memory_limit"] == 1 << 30
     show = run(["-f", jobs, "show", str(r[-1]["id"])]).stdout
@@ -92,7 +93,7 @@ def test_an_oom_killed_run_keeps_its_last_snapshot(run, tmp_path, state_dir):
     r, ev = events(state_dir, "hold", "profile")
     assert r[-1]["state"] == "oom", r[-1]
     sites = {(s["file"], s["line"], s["function"]): s["bytes"] for s in ev[0]["sites"]}
-    assert 300 * MiB <= sites[("hold.py", 6, "load_all")] < 310 * MiB, sites
+    assert 280 * MiB <= sites[("hold.py", 6, "load_all")] < 310 * MiB, sites
     assert ("hold.py", 17, "main") in sites, sites
 
 
