@@ -292,6 +292,71 @@ add_run(struct store *s, const char *job, enum store_trigger trig, int64_t at, i
 	return id;
 }
 
+/* profile: on_oom profiles the run after an oom, memory every run, off none; a profiled run
+ * gets room on top of its limit and is left out of the history */
+static void
+profiled_runs(void **state)
+{
+	struct fx *f = *state;
+	struct conf_job j = { 0 };
+	struct store_run r;
+	struct store_size_obs *obs = NULL;
+	struct sizing z;
+	size_t n = 0;
+	int64_t id;
+
+	j.name = (char *)"train";
+	j.memory = GiB;
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 100, 1, &z); /* on_oom, no run yet */
+	assert_string_equal(z.reason, "configured");
+	sizing_clear(&z);
+	add_run(f->s, "train", STORE_SCHEDULE, 100, 1, STORE_OOM, GiB, GiB);
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 200, 1, &z);
+	assert_int_equal(z.limit, GiB);
+	assert_string_equal(z.reason,
+	                    "configured; profiled: +256 MiB for the profiler (after an oom)");
+	assert_true(sizing_profiled(z.reason));
+	sizing_clear(&z);
+	j.profile = CONF_PROFILE_OFF;
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 200, 1, &z);
+	assert_false(sizing_profiled(z.reason));
+	sizing_clear(&z);
+	add_run(f->s, "train", STORE_SCHEDULE, 200, 1, STORE_SUCCEEDED, 100 * MiB, GiB);
+	j.profile = CONF_PROFILE_ON_OOM;
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 300, 1, &z);
+	assert_false(sizing_profiled(z.reason));
+	sizing_clear(&z);
+	j.profile = CONF_PROFILE_MEMORY;
+	j.memory = 0; /* no limit: still profiled; the room is the least */
+	sizing_decide(f->s, &j, STORE_SCHEDULE, 300, 1, &z);
+	assert_string_equal(
+	        z.reason,
+	        "no limit configured; profiled: +64 MiB for the profiler (profile: memory)");
+	sizing_clear(&z);
+	assert_int_equal(sizing_profile_room(0), 64 * MiB);
+	assert_int_equal(sizing_profile_room(4 * GiB), GiB);
+	/* a profiled run is not in the history */
+	store_run_init(&r);
+	r.job = xstrdup("train");
+	r.trigger = STORE_SCHEDULE;
+	r.scheduled_at = 400;
+	r.attempt = 1;
+	r.memory_limit = (int64_t)GiB;
+	r.memory_reason = xstrdup("configured" STORE_PROFILED_MARK "256 MiB for the profiler");
+	assert_int_equal(store_run_create(f->s, &r, &id), 0);
+	store_run_clear(&r);
+	r.state = STORE_SUCCEEDED;
+	r.peak_bytes = (int64_t)(900 * MiB);
+	r.started_at = 1000;
+	r.ended_at = 1010;
+	assert_int_equal(store_run_finish(f->s, id, &r, NULL, 0), 0);
+	store_run_clear(&r);
+	assert_int_equal(store_size_history(f->s, "train", 20, &obs, &n), 0);
+	assert_int_equal(n, 2); /* the oom and the succeeded run before */
+	assert_int_equal(obs[0].peak_bytes, 100 * MiB);
+	free(obs);
+}
+
 static void
 decide_from_the_store(void **state)
 {
@@ -301,6 +366,7 @@ decide_from_the_store(void **state)
 
 	j.name = (char *)"train";
 	j.memory = GiB;
+	j.profile = CONF_PROFILE_OFF; /* sizing alone (profiled_runs below) */
 	sizing_decide(f->s, &j, STORE_SCHEDULE, 100, 1, &z);
 	assert_int_equal(z.limit, GiB);
 	assert_string_equal(z.reason, "configured");
@@ -415,6 +481,7 @@ main(void)
 		cmocka_unit_test(format_is_whole_when_it_can_be),
 		cmocka_unit_test(stats_are_of_the_succeeded_peaks_and_the_unused_memory),
 		cmocka_unit_test_setup_teardown(decide_from_the_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(profiled_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(history_is_the_latest_succeeded_and_oom_runs, setup,
 		                                teardown),
 	};
