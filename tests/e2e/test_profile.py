@@ -147,3 +147,28 @@ def test_a_command_that_is_not_python_goes_unprofiled(run, tmp_path, state_dir):
     assert len(ev) == 1 and "not Python" in ev[0]["reason"], ev
     show = run(["-f", jobs, "show", str(r[-1]["id"])]).stdout
     assert "unprofiled: no Python" in show, show
+
+
+def test_the_grow_retry_after_an_oom_is_profiled(run, tmp_path, state_dir):
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py]
+            memory: {{auto: true, min: 128MiB, max: 1GiB}}
+            retry_on_oom: grow
+        """)
+    p = run(["-f", jobs, "run", "hold"])
+    assert p.returncode == 0, p.stderr
+    r, ev = events(state_dir, "hold", "profile")
+    assert r[0]["state"] == "oom" and "profiled" not in r[0]["memory_reason"]
+    assert len(r) >= 2 and r[-1]["state"] == "succeeded"
+    for x in r[1:]:
+        assert x["trigger"] == "retry"
+        assert x["memory_reason"].endswith("for the profiler (after an oom)"), x
+    top = ev[0]["sites"][0]
+    assert (top["file"], top["line"], top["function"]) == ("hold.py", 6, "load_all")
+    # the room is not the limit the run was given; the profiled runs are not its history
+    assert r[-1]["memory_limit"] in (256 * MiB, 512 * MiB)
+    out = json.loads(run(["-f", jobs, "sizes", "--json"]).stdout)["jobs"][0]
+    assert out["runs"] == 1, out
