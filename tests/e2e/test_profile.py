@@ -172,3 +172,22 @@ def test_the_grow_retry_after_an_oom_is_profiled(run, tmp_path, state_dir):
     assert r[-1]["memory_limit"] in (256 * MiB, 512 * MiB)
     out = json.loads(run(["-f", jobs, "sizes", "--json"]).stdout)["jobs"][0]
     assert out["runs"] == 1, out
+
+
+def test_the_sitecustomize_the_hook_shadows_still_runs(run, tmp_path, state_dir):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text('print("the job\'s sitecustomize")\n')
+    jobs = jobs_at(tmp_path, f"""\
+        jobs:
+          hold:
+            schedule: "@hourly"
+            command: [{PY}, hold.py]
+            memory: 1GiB
+            profile: memory
+            env: {{PYTHONPATH: {tmp_path / "site"}}}
+        """)
+    p = run(["-f", jobs, "run", "hold"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "the job's sitecustomize\nheld 300\n"
+    r, ev = events(state_dir, "hold", "profile")
+    assert ev[0]["sites"][0]["function"] == "load_all"
