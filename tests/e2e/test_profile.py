@@ -5,7 +5,9 @@ profile; a command that is not Python says it went unprofiled, and why."""
 import json
 import textwrap
 
-from conftest import store_rows
+from conftest import store_rows, wait_for
+from test_daemon import daemons  # noqa: F401 (a fixture)
+from test_mail import smtpd  # noqa: F401 (a fixture)
 
 PY = "/usr/bin/python3"
 MiB = 1 << 20
@@ -191,3 +193,25 @@ def test_the_sitecustomize_the_hook_shadows_still_runs(run, tmp_path, state_dir)
     assert p.stdout == "the job's sitecustomize\nheld 300\n"
     r, ev = events(state_dir, "hold", "profile")
     assert ev[0]["sites"][0]["function"] == "load_all"
+
+
+def test_the_mail_of_an_oom_run_lists_the_sites(tmp_path, smtpd, daemons, state_dir):  # noqa: F811
+    from test_daemon_mail import jobs_yaml
+    from test_daemon import write_jobs
+
+    (tmp_path / "hold.py").write_text(HOLD)
+    s = smtpd().start()
+    jobs = write_jobs(tmp_path / "jobs.yaml", jobs_yaml(s.port, f"""\
+          hold:
+            schedule: "@every 2s"
+            command: [{PY}, hold.py, grow]
+            memory: 400MiB
+            profile: memory
+            notify: {{ on: [oom] }}
+        """))
+    d = daemons(jobs, state_dir)
+    wait_for(lambda: len(s.messages()) >= 1, 30, "a message")
+    assert d.stop() == 0
+    body = s.messages()[0].get_content()
+    assert "Where the memory went (tracemalloc, highest snapshot):" in body, body
+    assert "  hold.py:6 in load_all: " in body, body
