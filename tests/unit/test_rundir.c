@@ -41,6 +41,7 @@ spec_round_trips(void **state)
 		.memory = UINT64_C(2) << 30,
 		.timeout = 7200,
 		.kill_grace = 10,
+		.profile_room = UINT64_C(64) << 20,
 		.commit = (char *)"abc",
 		.enforce = RUNDIR_ENFORCE_SAMPLED,
 	};
@@ -68,6 +69,7 @@ spec_round_trips(void **state)
 	assert_int_equal(r.memory, UINT64_C(2) << 30);
 	assert_int_equal(r.timeout, 7200);
 	assert_int_equal(r.kill_grace, 10);
+	assert_int_equal(r.profile_room, UINT64_C(64) << 20);
 	assert_string_equal(r.commit, "abc");
 	assert_int_equal(r.enforce, RUNDIR_ENFORCE_SAMPLED);
 	rundir_spec_free(&r);
