@@ -118,7 +118,8 @@ bool agent_prepare(struct agent *a);
 /* profile.c: a profiled run (docs/profile.md) */
 
 /* With spec.profile_room > 0: writes the hook and puts it first on the PYTHONPATH of ENV (the
- * command's, K entries, room for two more), with EPH_PROFILE_DIR; returns the new K. */
+ * command's, K entries, room for three more), with EPH_PROFILE_DIR and EPH_PROFILE_HOOK; returns
+ * the new K. */
 size_t agent_profile_env(const struct agent *a, char **env, size_t k);
 /* With spec.profile_room > 0: R's limit is the one given (without the room), its peak without
  * the profiler's own; a "profile" event with the top sites, or an "unprofiled" one. */

@@ -154,4 +154,5 @@ def _eph_chain():
         sys.path[:] = saved
 
 
-_eph_chain()
+if __name__ == "sitecustomize":  # not when run from the venv's eph-profile.pth
+    _eph_chain()

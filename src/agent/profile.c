@@ -63,6 +63,8 @@ agent_profile_env(const struct agent *a, char **env, size_t k)
 	            old != NULL ? xasprintf("PYTHONPATH=%s:%s", hook, old)
 	                        : xasprintf("PYTHONPATH=%s", hook));
 	k = env_put(env, k, "EPH_PROFILE_DIR", xasprintf("EPH_PROFILE_DIR=%s", dir));
+	/* for the .pth of the venvs eph builds, which runs even without PYTHONPATH (-E) */
+	k = env_put(env, k, "EPH_PROFILE_HOOK", xasprintf("EPH_PROFILE_HOOK=%s", file));
 	free(file);
 	free(hook);
 	free(dir);

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <nettle/sha2.h>
 #include <poll.h>
 #include <signal.h>
@@ -339,6 +340,39 @@ venv_ready(const char *path)
 	return ok;
 }
 
+/* The .pth file through which a profiled run's Python starts eph's hook (docs/profile.md):
+ * run at start-up from the venv's site-packages, also with -E (no PYTHONPATH); it does
+ * nothing unless the agent set EPH_PROFILE_HOOK and EPH_PROFILE_DIR for a profiled run. */
+static const char venv_pth[] =
+        "import os; h = os.environ.get('EPH_PROFILE_HOOK'); "
+        "h and os.environ.get('EPH_PROFILE_DIR') and exec(compile(open(h).read(), h, 'exec'), "
+        "{'__file__': h, '__name__': 'eph_profile'})\n";
+
+/* Writes eph-profile.pth into each site-packages of the venv at PATH (none: nothing). 0 or
+ * -errno. */
+static int
+write_pth(const char *path)
+{
+	char *pat = xasprintf("%s/lib/python*/site-packages", path);
+	glob_t g;
+	int rc = 0;
+
+	rc = glob(pat, GLOB_NOSORT, NULL, &g);
+	free(pat);
+	if (rc == GLOB_NOMATCH)
+		return 0; /* not a CPython layout: the PYTHONPATH hook alone */
+	if (rc != 0)
+		return -EIO;
+	for (size_t i = 0; i < g.gl_pathc && rc == 0; i++) {
+		char *f = xasprintf("%s/eph-profile.pth", g.gl_pathv[i]);
+
+		rc = fsio_write_atomic(f, venv_pth, strlen(venv_pth), 0644, FSIO_NOSYNC);
+		free(f);
+	}
+	globfree(&g);
+	return rc;
+}
+
 static int
 write_marker(const char *path, const char *interp, const char *version, const char *reqs)
 {
@@ -491,7 +525,10 @@ build(const struct venv_opts *o, const char *interp, const char *version, const 
 			break;
 		}
 	}
-	if (rc == 0 && (rc = write_marker(path, interp, version, reqs)) < 0)
+	if (rc == 0 && (rc = write_pth(path)) < 0)
+		venv_err(d, "cannot write eph-profile.pth into the venv %s: %s", path,
+		         strerror(-rc));
+	else if (rc == 0 && (rc = write_marker(path, interp, version, reqs)) < 0)
 		venv_err(d, "cannot complete the venv %s: %s", path, strerror(-rc));
 	if (rc < 0) {
 		int r2 = source_rmtree(path);

@@ -294,3 +294,25 @@ def test_cancel_ends_the_build_even_if_a_descendant_keeps_its_output_open(tmp_pa
             p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_a_profiled_run_in_a_venv_is_profiled_by_its_pth_even_with_python_E(tmp_path, wheels):
+    # docs/profile.md: the venvs eph builds hold eph-profile.pth, which starts the hook
+    # without PYTHONPATH (python -E ignores it); without EPH_PROFILE_HOOK it does nothing
+    reqs(tmp_path / "requirements.txt", wheels, "mypkg==1.0")
+    rt = {"interpreter": PY, "requirements": "requirements.txt"}
+    (tmp_path / "big.py").write_text("def grab():\n    return bytearray(64 << 20)\n\n\n"
+                                     "b = grab()\nimport time\ntime.sleep(0.5)\n")
+    a = make_run(tmp_path, "a", argv=["python", "-E", str(tmp_path / "big.py")],
+                 runtime=rt, profile_room=64 << 20)
+    assert run_agent(a).returncode == 0, log(a)
+    prof = [e for e in events(a) if e["ev"] == "profile"]
+    assert prof and prof[0]["sites"][0]["function"] == "grab", events(a)
+    assert prof[0]["sites"][0]["line"] == 2
+    # the same venv, unprofiled: the .pth is there and does nothing
+    b = make_run(tmp_path, "b", argv=["python", "-c", "import tracemalloc; "
+                                      "print(tracemalloc.is_tracing())"], runtime=rt)
+    assert run_agent(b).returncode == 0, log(b)
+    assert "False" in log(b)
+    assert not (b / "profile.json").exists()
+    assert not [e for e in events(b) if e["ev"] in ("profile", "unprofiled")]
