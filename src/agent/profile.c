@@ -104,7 +104,8 @@ agent_profile_end(struct agent *a, struct rundir_result *r)
 		f = json_object();
 		json_object_set_new(f, "reason",
 		                    json_string("no Python of the command started eph's hook (not "
-		                                "Python, or Python run with -I, -E or -S)"));
+		                                "Python, or Python run with -S, or with -I or -E "
+		                                "outside a venv eph built)"));
 		(void)rundir_event_append(a->ev_fd, "unprofiled", rundir_now(), f);
 		json_decref(f);
 		json_decref(doc);
