@@ -94,7 +94,8 @@ agent_env(const struct agent *a, bool secrets)
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + a->spec.nenv + a->nsecrets + 11, sizeof(char *));
+	/* 8 of ours, 3 of the profiler's, the NULL */
+	env = xcalloc(n + a->spec.nenv + a->nsecrets + 12, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (!env_overridden(a, environ[i]))
 			env[k++] = xstrdup(environ[i]);
