@@ -42,11 +42,10 @@ name_is(const char *kv, size_t l, const char *name)
 static bool
 env_overridden(const struct agent *a, const char *kv)
 {
-	static const char *const ours[] = { "EPH_RUN_ID",      "EPH_JOB",
-		                            "EPH_ATTEMPT",     "EPH_SCHEDULED_AT",
-		                            "EPH_COMMIT",      "EPH_CGROUP_ROOT",
-		                            "EPH_ENFORCE",     "EPH_RESULTS",
-		                            "EPH_PROFILE_DIR", "EPH_PROFILE_HOOK" };
+	static const char *const ours[] = { "EPH_RUN_ID",       "EPH_JOB",     "EPH_ATTEMPT",
+		                            "EPH_SCHEDULED_AT", "EPH_COMMIT",  "EPH_CGROUP_ROOT",
+		                            "EPH_ENFORCE",      "EPH_RESULTS", "EPH_PROFILE_DIR",
+		                            "EPH_PROFILE_HOOK" };
 	const char *eq = strchr(kv, '=');
 	size_t l = eq != NULL ? (size_t)(eq - kv) : strlen(kv);
 
