@@ -28,17 +28,14 @@
  * closed when it is freed (teardown, once nothing is in flight). Host-wide ops (contact,
  * removal, the sweep of lost runs) belong to the executor, which is freed once they end. */
 #include "exec/exec_ssh_int.h"
-#include "rundir/results.h"
 
 static void run_pack(struct ssh_run *s);
 static void run_ship_next(struct ssh_run *s);
-static void stream_start(struct ssh_run *s);
-static int run_send_cancel(struct ssh_run *s);
 
 /* --- the run's backend: freed once nothing is in flight ---------------------------------- */
 
-static void
-run_maybe_free(struct ssh_run *s)
+void
+ssh_run_maybe_free(struct ssh_run *s)
 {
 	struct exec_run *r = s->r;
 
@@ -63,8 +60,8 @@ run_maybe_free(struct ssh_run *s)
 	exec_handle_closed(r); /* may free R */
 }
 
-static struct remote_req
-run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb)
+struct remote_req
+ssh_run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb)
 {
 	struct ssh_exec *se = sexec(s->r->ex);
 
@@ -92,7 +89,7 @@ prov_op_ok(struct ssh_run *s, const struct remote_result *res)
 
 	s->op = NULL;
 	if (s->torn) {
-		run_maybe_free(s);
+		ssh_run_maybe_free(s);
 		return false;
 	}
 	if (res->fail == REMOTE_OK)
@@ -167,7 +164,7 @@ pack_closed(uv_handle_t *hd)
 	struct ssh_run *s = hd->data;
 
 	s->pack_open--;
-	run_maybe_free(s);
+	ssh_run_maybe_free(s);
 }
 
 /* Adds a file to ship: LOCAL, named NAME in the run (NULL: none). */
@@ -336,7 +333,7 @@ static void run_start_agent(struct ssh_run *s);
 static void
 run_ship_next(struct ssh_run *s)
 {
-	struct remote_req q = run_req(s, SSH_SHIP_MS, ship_cb);
+	struct remote_req q = ssh_run_req(s, SSH_SHIP_MS, ship_cb);
 	char *files;
 	int rc;
 
@@ -445,7 +442,7 @@ static void start_cb(struct remote_op *op, const struct remote_result *res, void
 static void
 run_start_agent(struct ssh_run *s)
 {
-	struct remote_req q = run_req(s, SSH_START_MS, start_cb);
+	struct remote_req q = ssh_run_req(s, SSH_START_MS, start_cb);
 	char *spec, *why = NULL, *qr, *qa;
 	struct buf cmd;
 	int rc;
@@ -511,7 +508,7 @@ run_start_agent(struct ssh_run *s)
 static void
 run_start_detach(struct ssh_run *s)
 {
-	struct remote_req q = run_req(s, SSH_START_MS, start_cb);
+	struct remote_req q = ssh_run_req(s, SSH_START_MS, start_cb);
 	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent);
 	char *cmd = xasprintf("exec %s --detach %s", qa, qr);
 	int rc;
@@ -551,7 +548,7 @@ start_cb(struct remote_op *op, const struct remote_result *res, void *data)
 	s->r->agent_pid = (pid_t)pid;
 	s->step = S_RUNNING;
 	s->last_ok_ms = mono_ms();
-	stream_start(s);
+	ssh_stream_start(s);
 	(void)run_write_handle(s, (pid_t)pid);
 	{
 		double now = rundir_now();
@@ -571,328 +568,6 @@ ssh_start(struct exec_run *r)
 	struct ssh_run *s = r->backend;
 
 	return s != NULL && s->step == S_RUNNING ? 0 : -EINVAL;
-}
-
-/* --- following: one stream per run ------------------------------------------------------- */
-
-/* The size of this machine's copy of the run's file NAME: the offset to follow from. */
-static int64_t
-local_size(struct exec_run *r, const char *name)
-{
-	char *p = xasprintf("%s/%s", r->dir, name);
-	struct stat st;
-	int rc = stat(p, &st);
-
-	free(p);
-	return rc == 0 ? (int64_t)st.st_size : 0;
-}
-
-/* Appends what DATA[0..LEN), the bytes of NAME from OFFSET, adds to this machine's copy
- * (whose size is where it stands: an overlap is not written twice). 0 or -errno. */
-static int
-local_append(struct exec_run *r, const char *name, int64_t offset, const char *data, size_t len)
-{
-	char *p = xasprintf("%s/%s", r->dir, name);
-	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc = 0;
-	struct stat st;
-
-	free(p);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-	} else if (offset <= (int64_t)st.st_size && offset + (int64_t)len > (int64_t)st.st_size) {
-		size_t skip = (size_t)((int64_t)st.st_size - offset);
-
-		rc = fsio_write_all(fd, data + skip, len - skip);
-	} else if (offset > (int64_t)st.st_size) {
-		rc = -EPROTO; /* a gap: the stream starts again from what is here */
-	}
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
-/* Writes result.json here, aside then renamed (the record reads it). 0 or -errno. */
-static int
-local_result(struct exec_run *r, const char *data, size_t len)
-{
-	char *tmp = xasprintf("%s/%s.tmp", r->dir, RUNDIR_RESULT);
-	char *fin = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), rc;
-
-	rc = fd < 0 ? -errno : fsio_write_all(fd, data, len);
-	if (fd >= 0 && fsync(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (fd >= 0 && close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, fin) < 0)
-		rc = -errno;
-	if (rc < 0)
-		(void)unlink(tmp);
-	free(tmp);
-	free(fin);
-	return rc;
-}
-
-/* Whether P (LEN bytes, no NUL) is a path that stays under results/: relative, no empty, "."
- * nor ".." component. */
-static bool
-result_path_ok(const char *p, size_t len)
-{
-	size_t i = 0;
-
-	if (len == 0 || p[0] == '/' || memchr(p, '\0', len) != NULL)
-		return false;
-	while (i < len) {
-		const char *c = p + i, *sl = memchr(c, '/', len - i);
-		size_t cl = sl != NULL ? (size_t)(sl - c) : len - i;
-
-		if (cl == 0 || (cl == 1 && c[0] == '.') || (cl == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		i += cl + 1;
-		if (sl != NULL && i == len)
-			return false; /* a trailing "/" */
-	}
-	return true;
-}
-
-/* Writes DATA[0..LEN), the bytes of the run's results/PATH at OFFSET, into this machine's run
- * directory (offset 0 starts the file anew: a stream started again sends it all again). The
- * directories PATH needs are made. 0 or -errno (-EPROTO for a path outside results/). */
-static int
-local_result_file(struct exec_run *r, const char *path, size_t plen, int64_t offset,
-                  const char *data, size_t len)
-{
-	char *rel = xstrndup(path, plen), *p = xasprintf("%s/%s/%s", r->dir, RUNDIR_RESULTS, rel);
-	size_t top = strlen(r->dir) + 1;
-	int fd, rc = 0;
-
-	free(rel);
-	if (!result_path_ok(path, plen) || offset < 0) {
-		free(p);
-		return -EPROTO;
-	}
-	for (char *c = p + top; (c = strchr(c, '/')) != NULL; c++) {
-		*c = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*c = '/';
-		if (rc < 0) {
-			free(p);
-			return rc;
-		}
-	}
-	fd = open(p, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0),
-	          0600);
-	free(p);
-	if (fd < 0)
-		return -errno;
-	for (size_t done = 0; rc == 0 && done < len;) {
-		ssize_t w = pwrite(fd, data + done, len - done, (off_t)(offset + (int64_t)done));
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		else if (w > 0)
-			done += (size_t)w;
-	}
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
-static void
-run_retry_closed(uv_handle_t *t)
-{
-	struct ssh_run *s = t->data;
-
-	s->retry_open = false;
-	run_maybe_free(s);
-}
-
-static void
-stream_retry_cb(uv_timer_t *t)
-{
-	struct ssh_run *s = t->data;
-
-	if (!s->torn && s->op == NULL)
-		stream_start(s);
-}
-
-/* Follows S again after the backoff. */
-static void
-stream_again(struct ssh_run *s)
-{
-	int64_t wait = s->next_try_ms - mono_ms();
-
-	if (!s->retry_open) {
-		uv_timer_init(s->r->loop, &s->retry);
-		s->retry.data = s;
-		s->retry_open = true;
-	}
-	uv_timer_start(&s->retry, stream_retry_cb, (uint64_t)(wait > 0 ? wait : 0), 0);
-}
-
-/* The stream of S failed with RES: the host is told, and the run is lost once the host has
- * not answered it for lost_after; else it is followed again after a backoff. */
-static void
-run_op_failed(struct ssh_run *s, const struct remote_result *res)
-{
-	struct ssh_exec *se = sexec(s->r->ex);
-	char *why;
-
-	s->fails++;
-	if (ssh_fail_is_down(res->fail)) {
-		ssh_host_failed(s->h, res->why);
-		s->next_try_ms = s->h->next_try_ms;
-	} else {
-		s->next_try_ms = mono_ms() + 1000; /* the host answers; the follower did not */
-	}
-	if (mono_ms() - s->last_ok_ms < se->set.lost_after * 1000) {
-		stream_again(s);
-		return;
-	}
-	why = ssh_fail_is_down(res->fail)
-	              ? xasprintf("its host %s has not answered for %llds (lost_after): %s",
-	                          s->h->key, (long long)se->set.lost_after,
-	                          res->why != NULL ? res->why : "?")
-	              : xasprintf("its agent on %s could not be followed for %llds (lost_after): "
-	                          "%s",
-	                          s->h->key, (long long)se->set.lost_after,
-	                          res->why != NULL ? res->why : "its follower ended early");
-	s->lost = true;
-	exec_run_lost(s->r, why);
-	free(why);
-}
-
-/* Takes the complete frames at the head of the stream's buffer. */
-static void
-stream_frames(struct ssh_run *s)
-{
-	struct exec_run *r = s->r;
-	struct buf *b = &s->pack_buf; /* the pack's answer is long read: the stream's now */
-	size_t used = 0;
-
-	while (used < b->len) {
-		const char *line = b->data + used;
-		const char *nl = memchr(line, '\n', b->len - used);
-		size_t hlen, need = 0;
-		char tag;
-		long long off = 0, len = 0;
-		int pat = -1;
-
-		if (nl == NULL)
-			break;
-		hlen = (size_t)(nl - line) + 1;
-		tag = line[0];
-		if ((tag == 'o' || tag == 'e') && sscanf(line + 1, "%lld %lld", &off, &len) == 2)
-			need = (size_t)len;
-		else if (tag == 'f' && sscanf(line + 1, "%lld %lld %n", &off, &len, &pat) == 2 &&
-		         pat > 0 && len >= 0)
-			need = (size_t)len;
-		else if (tag == 'r' && sscanf(line + 1, "%lld", &len) == 1)
-			need = (size_t)len;
-		if (b->len - used - hlen < need)
-			break; /* its bytes are still coming */
-		if (tag == 'o' || tag == 'e') {
-			int rc = local_append(r, tag == 'o' ? RUNDIR_OUTPUT : RUNDIR_EVENTS, off,
-			                      nl + 1, need);
-
-			if (rc < 0)
-				s->stream_err = rc;
-		} else if (tag == 'r') {
-			if (local_result(r, nl + 1, need) < 0)
-				s->stream_err = -EIO;
-		} else if (tag == 'f' && pat > 0) {
-			const char *path = line + 1 + pat;
-			int rc = local_result_file(r, path, (size_t)(nl - path), off, nl + 1, need);
-
-			if (rc < 0 && r->ex->log != NULL) {
-				char *msg = xasprintf("results from %s: %.*s: %s", s->h->key,
-				                      (int)(nl - path), path, strerror(-rc));
-
-				r->ex->log(r->ex, r->id, msg, r->ex->health_arg);
-				free(msg);
-			}
-			if (rc < 0)
-				s->stream_err = rc;
-		} else if (tag == 'x') {
-			s->stream_end = true;
-		}
-		used += hlen + need;
-	}
-	memmove(b->data, b->data + used, b->len - used);
-	b->len -= used;
-}
-
-static void
-stream_out(struct remote_op *op, const char *p, size_t len, void *data)
-{
-	struct ssh_run *s = data;
-
-	(void)op;
-	if (s->torn)
-		return;
-	s->last_ok_ms = mono_ms();
-	if (buf_append(&s->pack_buf, p, len) < 0) {
-		s->stream_err = -E2BIG; /* a frame past any the agent sends */
-		buf_reset(&s->pack_buf);
-		remote_op_cancel(s->op);
-		return;
-	}
-	stream_frames(s);
-}
-
-static void
-stream_cb(struct remote_op *op, const struct remote_result *res, void *data)
-{
-	struct ssh_run *s = data;
-	struct exec_run *r = s->r;
-
-	(void)op;
-	s->op = NULL;
-	buf_reset(&s->pack_buf);
-	if (s->torn) {
-		run_maybe_free(s);
-		return;
-	}
-	if (s->stream_end) {
-		/* everything is here, result.json too if there is one */
-		s->last_ok_ms = mono_ms();
-		ssh_host_answered(s->h);
-		exec_agent_gone(r, -1);
-		return;
-	}
-	/* the follower ended early (the connection, our side that could not write, the agent
-	 * binary gone): followed again, until lost_after */
-	s->stream_err = 0;
-	run_op_failed(s, res);
-}
-
-/* Follows S's agent: one ssh, `eph-agent --follow`, for as long as it runs. */
-static void
-stream_start(struct ssh_run *s)
-{
-	struct exec_run *r = s->r;
-	struct remote_req q = run_req(s, 0, stream_cb);
-	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
-	int rc;
-
-	s->stream_end = false;
-	s->stream_err = 0;
-	buf_reset(&s->pack_buf);
-	cmd = xasprintf("%s --follow %s %lld %lld", qa, qr, (long long)local_size(r, RUNDIR_OUTPUT),
-	                (long long)local_size(r, RUNDIR_EVENTS));
-	rc = remote_stream(&q, cmd, stream_out, &s->op);
-	free(cmd);
-	free(qr);
-	free(qa);
-	if (rc < 0) {
-		s->next_try_ms = mono_ms() + 1000;
-		stream_again(s);
-	}
-	if (s->cancel_wanted && s->cop == NULL)
-		(void)run_send_cancel(s); /* the last one did not get through */
 }
 
 /* The stream brings the bytes as they come: a pull has nothing to add. The last one comes
@@ -929,17 +604,17 @@ cancel_cb(struct remote_op *op, const struct remote_result *res, void *data)
 	(void)op;
 	s->cop = NULL;
 	if (s->torn) {
-		run_maybe_free(s);
+		ssh_run_maybe_free(s);
 		return;
 	}
 	if (res->fail == REMOTE_OK)
 		s->cancel_wanted = false; /* sent (or the agent was gone already) */
 }
 
-static int
-run_send_cancel(struct ssh_run *s)
+int
+ssh_run_send_cancel(struct ssh_run *s)
 {
-	struct remote_req q = run_req(s, SSH_STATUS_MS, cancel_cb);
+	struct remote_req q = ssh_run_req(s, SSH_STATUS_MS, cancel_cb);
 	char *qr = remote_quote(s->rdir), *qa = remote_quote(s->agent), *cmd;
 	int rc;
 
@@ -961,7 +636,7 @@ ssh_cancel(struct exec_run *r)
 	s->cancel_wanted = true;
 	if (s->cop != NULL)
 		return 0;
-	return run_send_cancel(s);
+	return ssh_run_send_cancel(s);
 }
 
 /* Without a network, nothing can be told of a remote run: its executor finds out, followed. */
@@ -995,7 +670,7 @@ ssh_reattach(struct exec_run *r, const struct store_run *row)
 	json_decref(hd);
 	s->step = S_RUNNING;
 	s->last_ok_ms = mono_ms(); /* lost_after counts from now: the daemon was not looking */
-	stream_start(s);
+	ssh_stream_start(s);
 	return -EAGAIN; /* the stream tells */
 }
 
@@ -1022,12 +697,12 @@ ssh_teardown(struct exec_run *r)
 	if (s->pack_open > 0 && !s->pack_exited)
 		(void)uv_process_kill(&s->pack, SIGTERM);
 	if (s->retry_open)
-		uv_close((uv_handle_t *)&s->retry, run_retry_closed);
+		uv_close((uv_handle_t *)&s->retry, ssh_run_retry_closed);
 	/* recorded (not merely detached by a stop): its directory there goes, unless the host
 	 * could not be reached (lost: the sweep removes it when the host answers again) */
 	if (r->recorded && !s->lost && s->rdir != NULL && s->h != NULL)
 		ssh_host_remove(s->h, r->id, s->rdir, s->agent, false);
-	run_maybe_free(s);
+	ssh_run_maybe_free(s);
 }
 
 const struct exec_ops exec_ssh_ops = {

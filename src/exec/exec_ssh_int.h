@@ -156,6 +156,13 @@ void ssh_reserve(struct executor *ex, struct exec_run *r, uint64_t memory);
 void ssh_release(struct executor *ex, struct exec_run *r, uint64_t memory);
 
 /* exec_ssh.c: a run */
+struct remote_req ssh_run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb);
+/* S's backend is freed once it is torn down and nothing of it is in flight. */
+void ssh_run_maybe_free(struct ssh_run *s);
+int ssh_run_send_cancel(struct ssh_run *s);
+/* exec_ssh_stream.c: following a run */
+void ssh_stream_start(struct ssh_run *s);
+void ssh_run_retry_closed(uv_handle_t *t);
 void ssh_run_contacted(struct ssh_run *s, int rc, const char *why);
 
 #endif
