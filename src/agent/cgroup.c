@@ -535,8 +535,13 @@ cgroup_destroy(struct cgroup *cg)
 		return 0;
 	if (cg->path != NULL)
 		rc = rmdir_wait(cg->path);
-	if (cg->freezer != NULL)
-		(void)rmdir_wait(cg->freezer);
+	/* the freezer's failure is said too: its directories were seen left behind */
+	if (cg->freezer != NULL) {
+		int frc = rmdir_wait(cg->freezer);
+
+		if (rc == 0)
+			rc = frc;
+	}
 	free(cg->path);
 	free(cg->freezer);
 	memset(cg, 0, sizeof(*cg));
