@@ -149,6 +149,7 @@ struct conf_mail {
 
 struct conf_local {
 	uint64_t memory_budget; /* bytes; default 80% of the machine's memory */
+	double price_monthly;   /* what this machine costs a month (eph cost); 0 = unpriced */
 };
 
 /* The kinds of executor, as "type:" names them (conf_exec_type_name). Validation refuses a
@@ -166,6 +167,8 @@ struct conf_ssh_host {
 	char *text;              /* as written: "[user@]addr[:port]" */
 	struct remote_host host; /* parsed (remote/remote.h) */
 	uint64_t memory;         /* bytes, required, > 0 */
+	double price_monthly;    /* what the host costs a month (eph cost), when price_set */
+	bool price_set;          /* false: the executor's price_monthly */
 	int line, col;           /* where its "host" value stands */
 };
 
@@ -180,6 +183,7 @@ struct conf_ssh {
 	int64_t lost_after;      /* seconds, 600 */
 	int64_t max_wait;        /* seconds, 3600 */
 	int64_t connect_timeout; /* seconds, 10 */
+	double price_monthly;    /* what each host costs a month unless it says (eph cost); 0 */
 };
 
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read

@@ -52,6 +52,8 @@ static const struct conf_key ssh_keys[] = {
 	  "a run waiting this long for a host with room fails (reason unplaced)" },
 	{ "connect_timeout", CK_DUR, K_OTHER, offsetof(struct conf_ssh, connect_timeout), 1, 3600,
 	  NULL, "10s", "longest ssh waits for a connection (ConnectTimeout)" },
+	{ "price_monthly", CK_PRICE, K_OTHER, offsetof(struct conf_ssh, price_monthly), 0,
+	  CONF_PRICE_MAX, NULL, "0", "what each host costs a month unless it says, for eph cost" },
 };
 
 enum { HK_HOST, HK_MEMORY };
@@ -62,6 +64,9 @@ static const struct conf_key host_keys[] = {
 	[HK_MEMORY] = { "memory", CK_SIZE, K_OTHER, offsetof(struct conf_ssh_host, memory), 1 << 20,
 	                SIZE_MAX_, NULL, "required",
 	                "memory the runs on the host may use together" },
+	{ "price_monthly", CK_PRICE, K_OTHER, offsetof(struct conf_ssh_host, price_monthly), 0,
+	  CONF_PRICE_MAX, NULL, "the executor's price_monthly",
+	  "what the host costs a month, for eph cost" },
 };
 
 const struct conf_section conf_sec_ssh = { "an ssh executor", KEYS(ssh_keys) };
@@ -151,6 +156,8 @@ host_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, struc
 
 	if (klen == 6 && memcmp(k, "memory", 6) == 0)
 		hb->memory_written = true;
+	if (klen == 13 && memcmp(k, "price_monthly", 13) == 0)
+		hb->h.price_set = true;
 	conf_generic_pair(p, key, k, klen, v, &hb->g);
 }
 

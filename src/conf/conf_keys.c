@@ -99,6 +99,8 @@ static const struct conf_key executors_keys[] = {
 static const struct conf_key local_keys[] = {
 	{ "memory_budget", CK_SIZE, K_OTHER, offsetof(struct conf_local, memory_budget), 1 << 20,
 	  SIZE_MAX_, NULL, "80% of MemTotal", "memory the local runs may use together" },
+	{ "price_monthly", CK_PRICE, K_OTHER, offsetof(struct conf_local, price_monthly), 0,
+	  CONF_PRICE_MAX, NULL, "0", "what this machine costs a month, for eph cost" },
 };
 
 static const struct conf_key retention_keys[] = {

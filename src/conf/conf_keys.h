@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define CONF_PRICE_MAX 10000000 /* the largest price_monthly */
+
 enum conf_ktype {
 	CK_STR,     /* char *, a non-empty string */
 	CK_BOOL,    /* bool: true/false */
@@ -14,6 +16,7 @@ enum conf_ktype {
 	CK_SIZE,    /* uint64_t bytes within [min, max] */
 	CK_DUR,     /* int64_t seconds within [min, max] */
 	CK_ENUM,    /* an enum, the index of the value in values[] */
+	CK_PRICE,   /* double, a price: a decimal number within [min, max], at most 4 decimals */
 	CK_STRV,    /* struct conf_strv, a list of non-empty strings */
 	CK_SPECIAL, /* parsed by the section's own code */
 };

@@ -339,6 +339,31 @@ set_dur(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_po
 	*(int64_t *)dst = i64;
 }
 
+/* A price: digits, optionally a point and at most 4 more digits ("24", "24.50"), no sign, no
+ * exponent, within [min, max]. */
+static void
+set_price(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
+{
+	size_t ni = strspn(s, "0123456789"), nf = 0;
+	double v;
+	char *q;
+
+	if (s[ni] == '.')
+		nf = strspn(s + ni + 1, "0123456789");
+	if (ni == 0 || ni > 12 || nf > 4 || s[ni + (s[ni] == '.' ? 1 + nf : 0)] != '\0' ||
+	    (s[ni] == '.' && nf == 0) || (v = strtod(s, NULL)) < (double)ck->min ||
+	    v > (double)ck->max) {
+		q = conf_quote_redacted(s);
+		conf_err(p, at,
+		         "\"%s\" must be a price from %" PRId64 " to %" PRId64
+		         ", with at most 4 decimals (24 or 24.50), not %s",
+		         ck->name, ck->min, ck->max, q);
+		free(q);
+		return;
+	}
+	*(double *)dst = v;
+}
+
 /* The value index, or a message with the values and the closest one. */
 static void
 set_enum(struct pctx *p, const struct conf_key *ck, const char *s, struct diag_pos at, void *dst)
@@ -416,6 +441,9 @@ conf_set_generic(struct pctx *p, const struct conf_key *ck, struct fy_node *v,
 		break;
 	case CK_ENUM:
 		set_enum(p, ck, s, at, dst);
+		break;
+	case CK_PRICE:
+		set_price(p, ck, s, at, dst);
 		break;
 	case CK_STRV:
 	case CK_SPECIAL:

@@ -227,6 +227,24 @@ EPH_MUST_CHECK int store_job_last_state(struct store *s, const char *job, enum s
  * profiler's own memory). */
 #define STORE_PROFILED_MARK "; profiled: +"
 
+/* ---- store_cost.c: what `eph cost` reads (exec/cost.h) ---- */
+
+/* One run that ended in the window. */
+struct store_cost_run {
+	enum store_state state;
+	double seconds;       /* ended - started; -1 = it never started */
+	int64_t memory_limit; /* bytes; 0 = none */
+	int64_t peak_bytes;   /* -1 = not measured */
+	char *executor;       /* owned; NULL = unknown */
+	char *host;           /* owned: the host its handle names (ssh); NULL = none */
+};
+
+/* The runs of JOB that ended at or after SINCE (UTC seconds), skipped ones left out, oldest
+ * first: *OUT is a new array of *N (store_cost_runs_free; NULL when none). */
+EPH_MUST_CHECK int store_cost_runs(struct store *s, const char *job, double since,
+                                   struct store_cost_run **out, size_t *n);
+void store_cost_runs_free(struct store_cost_run *v, size_t n); /* NULL is fine */
+
 /* The daemon's per-job state: the time up to which JOB's fires have been planned (UTC
  * seconds). get: -ENOENT when the job has no row. */
 EPH_MUST_CHECK int store_job_state_get(struct store *s, const char *job, int64_t *scheduled_until);
