@@ -81,6 +81,7 @@ class Pool:
         self.procs = []  # other processes started here (eph logs -f, smtpd)
         self.hosts = []
         self.host_memory = {}  # what the jobs file says each host holds (default: its cgroup)
+        self.host_price = {}  # a host's price_monthly in the jobs file (eph cost), if any
 
     def env(self, **kw):
         return dict(os.environ, EPH_STATE=str(self.state), **kw)
@@ -89,10 +90,12 @@ class Pool:
         subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
                        cwd=self.repo, check=True, capture_output=True)
 
-    def host(self, memory, declared=None):
+    def host(self, memory, declared=None, price=None):
         h = self.net.host(memory=memory)
         self.hosts.append(h)
         self.host_memory[h] = declared or memory
+        if price is not None:
+            self.host_price[h] = price
         return h
 
     def jobs(self, jobs, files=None, executor="", top="", identity=None):
@@ -103,7 +106,9 @@ class Pool:
         if files:
             self.git("add", "-A")
             self.git("commit", "-qm", "files")
-        hosts = "".join(f"      - {{ host: {h.target()}, memory: {self.host_memory[h]} }}\n"
+        hosts = "".join(f"      - {{ host: {h.target()}, memory: {self.host_memory[h]}"
+                        + (f", price_monthly: {self.host_price[h]}" if h in self.host_price
+                           else "") + " }\n"
                         for h in self.hosts)
         text = (f"source: {{ repo: {self.repo}, refresh: 0 }}\n"
                 + textwrap.dedent(top)

@@ -7,15 +7,14 @@ import json
 import math
 import os
 import sqlite3
-import subprocess
 import textwrap
 
 import pytest
 
 from conftest import run_eph, store_rows
+from sshpool import MiB, pool  # noqa: F401 (a fixture)
 
 PY = "/usr/bin/python3"
-MiB = 1 << 20
 MONTH = 730 * 3600
 PRICE = 24.0
 # holds N MiB, every page touched
@@ -234,3 +233,25 @@ def test_bad_usage_exits_2(tmp_path, args, msg):
     p = run_eph(["-f", f, "cost", *args], env={"EPH_STATE": str(tmp_path)})
     assert p.returncode == 2
     assert msg in p.stderr
+
+
+def test_an_ssh_run_pays_the_host_it_ran_on(pool):  # noqa: F811 (a fixture)
+    # the first host, at the executor's price, cannot hold the job: it runs on the second,
+    # which has a price of its own, and a price per byte twice the first's
+    pool.host(256 * MiB)
+    big = pool.host(1024 * MiB, price=80)
+    pool.jobs({"sum": "run: sh -c 'echo 42', memory: 300MiB"}, executor="price_monthly: 10")
+    pool.daemon()
+    rid = pool.run("sum")
+    row = pool.wait_end(rid)
+    assert row["state"] == "succeeded", (row, pool.logs())
+    assert pool.host_of(rid) == big.target()
+    out = json.loads(pool.eph("cost", "--json").stdout)
+    (j,) = out["jobs"]
+    secs = row["ended_at"] - row["started_at"]
+    assert (j["executor"], j["runs"], j["unpriced_runs"]) == ("pool", 1, 0)
+    assert j["cost"] > 0
+    assert close(j["cost"], 80 * (300 / 1024) * secs / MONTH)
+    # the always-on server at the rate of the host the job ran on
+    assert close(j["always_on"]["price_monthly"], 80 * 512 / 1024)
+    pool.stop()

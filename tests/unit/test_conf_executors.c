@@ -263,6 +263,42 @@ ssh_keys_take_their_values(void **state)
 	free(kh);
 }
 
+/* price_monthly (eph cost): local's, the ssh executor's, and a host's own, which only a host
+ * that writes it has (price_set); 0 by default. */
+static void
+prices_are_read_where_written(void **state)
+{
+	const char *dir = *state;
+	const struct conf_ssh *s;
+	struct conf *c;
+
+	conf_exec_allow_unfinished(true);
+	c = load_ok_in(
+	        dir,
+	        "source: {repo: 'https://example.com/jobs.git'}\n"
+	        "executors:\n"
+	        "  local: {price_monthly: 24.5}\n"
+	        "  pool:\n"
+	        "    type: ssh\n"
+	        "    price_monthly: 48\n"
+	        "    hosts:\n"
+	        "      - { host: eph@10.0.0.5, memory: 4GiB }\n"
+	        "      - { host: \"eph@[fd00::5]:2222\", memory: 16GiB, price_monthly: 0.0125 }\n"
+	        "    known_hosts: known_hosts\n"
+	        "jobs:\n"
+	        "  a: {schedule: '@daily', run: 'true'}\n");
+	assert_float_equal(c->local.price_monthly, 24.5, 1e-12);
+	s = conf_executor_ssh(conf_executor_find(c, "pool"));
+	assert_float_equal(s->price_monthly, 48, 1e-12);
+	assert_false(s->hosts[0].price_set);
+	assert_true(s->hosts[1].price_set);
+	assert_float_equal(s->hosts[1].price_monthly, 0.0125, 1e-12);
+	conf_free(c);
+	c = load_ok("jobs:\n  a: {schedule: '@daily', run: 'true'}\n");
+	assert_float_equal(c->local.price_monthly, 0, 0);
+	conf_free(c);
+}
+
 static void
 ssh_is_accepted_or_every_fault_reported(void **state)
 {
@@ -613,6 +649,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(ssh_keys_are_read_with_their_defaults, ssh_setup,
 		                                ssh_teardown),
 		cmocka_unit_test_setup_teardown(ssh_keys_take_their_values, ssh_setup,
+		                                ssh_teardown),
+		cmocka_unit_test_setup_teardown(prices_are_read_where_written, ssh_setup,
 		                                ssh_teardown),
 		cmocka_unit_test_setup_teardown(ssh_is_accepted_or_every_fault_reported, ssh_setup,
 		                                ssh_teardown),
