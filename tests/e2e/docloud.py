@@ -16,6 +16,7 @@ namespace's address (type public) once it is active.
     cloud.token_file(tmp_path / "tok")          # the token, written 0600; cloud.token
     cloud.faults(ratelimit=3.0)                 # faults on demand (see faults())
     cloud.droplets()                            # the live droplets (API dicts), by id
+    cloud.create(name=..., region=..., ...)     # a droplet made as POST /v2/droplets would
     cloud.host(droplet_id)                      # its testhosts.Host once booted, else None
     cloud.requests                              # the request log (Request: t, method, ...)
     cloud.close()                               # every droplet deleted, the server stopped
@@ -369,6 +370,12 @@ class DoCloud:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(prefix)
                     and (method is None or r.method == method)]
+
+    def create(self, **body):
+        """A droplet made directly (as the API's POST /v2/droplets with BODY would, with no
+        request logged): (status, answer)."""
+        with self.lock:
+            return self._create(body)
 
     def wait_active(self, did, timeout=30):
         deadline = time.monotonic() + timeout
