@@ -217,7 +217,8 @@ cloud_call(struct cloud_ctx *c, const char *method, const char *url, const json_
 		}
 		http_resp_free(r);
 		http_resp_init(r);
-		rc = http_request(method, url, c->token, text, left, r);
+		rc = http_request(method, url, c->token, text,
+		                  left < CLOUD_TRY_MAX_S ? left : CLOUD_TRY_MAX_S, r);
 		if (rc == -E2BIG) {
 			cloud_fail(c, CLOUD_SERVER, r->status,
 			           "%s %s: the answer is larger than %u bytes", method, url,

@@ -13,6 +13,7 @@
 
 #define CLOUD_MAX_TOKEN 4096u /* a token file: DigitalOcean's are 71 bytes */
 #define CLOUD_MAX_PAGES 1000  /* pages of one listing followed, at most */
+#define CLOUD_TRY_MAX_S 30.0  /* one try's longest wait: a hung answer is tried again */
 
 /* The error kinds of the contract, each with its name in eph-cloud's output. */
 enum cloud_kind {

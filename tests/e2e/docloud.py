@@ -121,14 +121,23 @@ class Droplet:
     deleted: bool = False
     timer: threading.Timer = None
     problems: list = field(default_factory=list)  # why a boot did not go as asked
+    ssh_delay: float = 0.0  # seconds from active to sshd answering
+    ssh_never: bool = False  # active, but sshd never answers
+    active_at: float = None  # time.time() it became active
+    ssh_at: float = None  # time.time() its sshd answered
 
 
 class DropletHost(Host):
     """A test host whose keys come from a droplet's cloud-init user data."""
 
-    def __init__(self, net, n, memory, host_keys, authorized):
+    def __init__(self, net, n, memory, host_keys, authorized, defer_sshd=False):
         super().__init__(net, n, memory)
         self.host_keys, self.authorized = host_keys, authorized
+        self.defer_sshd = defer_sshd
+
+    def start_sshd(self):
+        if not self.defer_sshd:  # Host.start's; else started by the cloud when it is time
+            super().start_sshd()
 
     def write_config(self):
         # Host.start made a key of its own: cloud-init's ssh_keys replace the host keys
@@ -228,10 +237,11 @@ class DoCloud:
     """The fake API and its droplets. Everything is guarded by one lock; boots run on timer
     threads. See the module's docstring for the API."""
 
-    def __init__(self, net, boot_delay=0.5, token=None, sizes=None, per_page_max=200,
-                 ratelimit_limit=5000):
+    def __init__(self, net, boot_delay=0.5, ssh_delay=0.0, token=None, sizes=None,
+                 per_page_max=200, ratelimit_limit=5000):
         self.net = net
         self.boot_delay = boot_delay
+        self.ssh_delay = ssh_delay
         self.token = token or "dop_v1_" + uuid.uuid4().hex + uuid.uuid4().hex
         self.sizes = [dict(s) for s in (sizes if sizes is not None else SIZES)]
         self.per_page_max = per_page_max
@@ -242,7 +252,7 @@ class DoCloud:
         self._ids = itertools.count(3164444)
         self._fault = dict(ratelimit_until=0, retry_after=False, server_errors=0,
                            server_error_paths=None, unavailable=set(), boot_never=False,
-                           drop=0)
+                           drop=0, slow=0.0)
         self._remaining = ratelimit_limit
         self._hosts_made = 0
         self.server = None
@@ -289,7 +299,8 @@ class DoCloud:
 
     def faults(self, *, ratelimit=None, retry_after=None, server_errors=None,
                server_error_paths=None, unavailable=None, down=None, boot_never=None,
-               boot_delay=None, drop=None, delete=None, clear=False):
+               boot_delay=None, ssh_delay=None, drop=None, slow=None, delete=None,
+               clear=False):
         """Faults on demand (each keyword optional; clear=True first resets all):
         ratelimit=S     a 429 storm: every API request is refused for S seconds from now with
                         ratelimit-remaining 0 and ratelimit-reset the epoch second it ends
@@ -301,14 +312,18 @@ class DoCloud:
         down=True/False the API stops listening (connections refused) / listens again on the
                         same port
         drop=N          the next N requests are read and the connection closed unanswered
-        boot_never=True droplets created from now on stay "new" forever (no host made)
+        slow=S          every API request is answered S seconds late (0: not)
+        boot_never=True droplets created from now on stay "new" forever (no host made);
+                   "ssh": they become active (with their address) but sshd never answers
         boot_delay=S    seconds from create to active for droplets created from now on
+        ssh_delay=S     seconds from active to sshd answering, for droplets created from now
+                        on (a real droplet is "active" before it has booted)
         delete=ID       droplet ID deleted behind our back (gone from the API, host killed)"""
         with self.lock:
             if clear:
                 self._fault.update(ratelimit_until=0, retry_after=False, server_errors=0,
                                    server_error_paths=None, unavailable=set(),
-                                   boot_never=False, drop=0)
+                                   boot_never=False, drop=0, slow=0.0)
             if ratelimit is not None:
                 self._fault["ratelimit_until"] = math.ceil(time.time() + ratelimit)
             if retry_after is not None:
@@ -320,11 +335,16 @@ class DoCloud:
             if unavailable is not None:
                 self._fault["unavailable"] = set(unavailable)
             if boot_never is not None:
-                self._fault["boot_never"] = bool(boot_never)
+                self._fault["boot_never"] = boot_never if boot_never == "ssh" \
+                    else bool(boot_never)
             if boot_delay is not None:
                 self.boot_delay = float(boot_delay)
+            if ssh_delay is not None:
+                self.ssh_delay = float(ssh_delay)
             if drop is not None:
                 self._fault["drop"] = int(drop)
+            if slow is not None:
+                self._fault["slow"] = float(slow)
         if delete is not None:
             self.delete_behind(int(delete))
         if down is True:
@@ -486,8 +506,10 @@ class DoCloud:
         if host_keys is None:
             d.problems.append(f"user data not applied: {auth}")
             host_keys, auth = {}, []
+        d.ssh_delay = self.ssh_delay
+        d.ssh_never = self._fault["boot_never"] == "ssh"
         self._droplets[d.id] = d
-        if not self._fault["boot_never"]:
+        if self._fault["boot_never"] is not True:
             d.timer = threading.Timer(self.boot_delay, self._boot, (d, host_keys, auth))
             d.timer.daemon = True
             d.timer.start()
@@ -506,7 +528,8 @@ class DoCloud:
         else:
             with self.lock:
                 n = len(self.net.hosts) + 1
-                h = DropletHost(self.net, n, d.size["memory"] * MiB, host_keys, auth)
+                h = DropletHost(self.net, n, d.size["memory"] * MiB, host_keys, auth,
+                                defer_sshd=d.ssh_never or d.ssh_delay > 0)
                 self.net.hosts.append(h)
             try:
                 h.start()
@@ -522,6 +545,28 @@ class DoCloud:
             else:
                 kill = False
                 d.status = "active"
+                d.active_at = time.time()
+                if h is not None and not h.defer_sshd:
+                    d.ssh_at = d.active_at
+        if kill:
+            self._destroy(d)
+            return
+        if h is None or not h.defer_sshd or d.ssh_never:
+            return
+        time.sleep(d.ssh_delay)  # a timer thread of its own
+        with self.lock:
+            if d.deleted:
+                return
+            h.defer_sshd = False
+        try:
+            h.start_sshd()
+        except Exception as e:  # noqa: BLE001 (recorded)
+            with self.lock:
+                d.problems.append(f"sshd did not start: {e}")
+            return
+        with self.lock:
+            d.ssh_at = time.time()
+            kill = d.deleted
         if kill:
             self._destroy(d)
 
@@ -660,12 +705,16 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = raw.decode(errors="replace")
         req = Request(time.time(), self.command, self.path, body)
+        fake = self.path.startswith("/_fake/")
         with cloud.lock:
             cloud.requests.append(req)
-            if cloud._fault["drop"] > 0 and not self.path.startswith("/_fake/"):
+            if cloud._fault["drop"] > 0 and not fake:
                 cloud._fault["drop"] -= 1
                 self.close_connection = True
                 return
+            slow = 0 if fake else cloud._fault["slow"]
+        if slow > 0:
+            time.sleep(slow)
         if isinstance(body, str):
             status, extra, out = 400, {}, _err("bad_request", "unable to parse request body")
         else:

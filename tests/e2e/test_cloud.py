@@ -163,6 +163,14 @@ def test_the_api_down_is_a_network_error_at_the_deadline(cloud, tok):
     assert run(cloud, tok, "sizes")[0] == 0
 
 
+def test_a_server_that_never_answers_costs_no_more_than_the_deadline(cloud, tok):
+    cloud.faults(slow=10)
+    t0 = time.monotonic()
+    st, out, _ = run(cloud, tok, "sizes", deadline=1.5)
+    assert (st, out["kind"]) == (1, "network") and "timed out" in out["error"].lower(), out
+    assert time.monotonic() - t0 < 3
+
+
 def test_the_token_file_must_be_private_and_the_token_is_never_shown(cloud, tok, tmp_path):
     os.chmod(tok, 0o640)
     st, out, _ = run(cloud, tok, "sizes")

@@ -104,7 +104,7 @@ def test_faults_storm_500s_down_vanish_and_boot_never(cloud):
     st, h, b = call(cloud, "GET", "/v2/sizes")
     assert (st, b["id"]) == (429, "too_many_requests")
     assert int(h["ratelimit-reset"]) == cloud.ratelimit_reset and h["ratelimit-remaining"] == "0"
-    assert 0 < int(h["retry-after"]) <= 2
+    assert 0 < int(h["retry-after"]) <= 3  # the storm ends on a whole second
     time.sleep(max(0, cloud.ratelimit_reset - time.time()))
     cloud.faults(server_errors=2, boot_never=True)
     assert [call(cloud, "GET", "/v2/sizes")[0] for _ in range(3)] == [500, 500, 200]
@@ -183,3 +183,28 @@ def test_a_droplet_boots_as_a_host_with_its_user_datas_keys(tmp_path):
         net.close()
     assert f"eph-h{os.getpid()}-" not in subprocess.run(["ip", "netns", "list"],
                                                         capture_output=True, text=True).stdout
+
+
+def test_a_droplet_is_active_before_ssh_answers_and_may_never_answer(tmp_path):
+    net = TestNet(tmp_path)
+    cloud = DoCloud(net, boot_delay=0.1, ssh_delay=1.5)
+    try:
+        did = cloud.create(**create_body())[1]["droplet"]["id"]
+        d = cloud.wait_active(did)
+        probe = ["bash", "-c", f"exec 3<>/dev/tcp/{d.addr}/22"]
+        assert net.run(probe, check=False, timeout=10).returncode != 0  # booting still
+        deadline = time.monotonic() + 15
+        while d.ssh_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert d.ssh_at is not None and d.ssh_at - d.active_at >= 1.5
+        assert net.run(probe, check=False, timeout=10).returncode == 0
+        cloud.faults(boot_never="ssh", ssh_delay=0)
+        did = cloud.create(**create_body(name="never"))[1]["droplet"]["id"]
+        d = cloud.wait_active(did)
+        time.sleep(0.5)
+        assert d.ssh_at is None
+        assert net.run(probe[:2] + [f"exec 3<>/dev/tcp/{d.addr}/22"], check=False,
+                       timeout=10).returncode != 0
+    finally:
+        cloud.close()
+        net.close()
