@@ -252,7 +252,7 @@ class DoCloud:
         self._ids = itertools.count(3164444)
         self._fault = dict(ratelimit_until=0, retry_after=False, server_errors=0,
                            server_error_paths=None, unavailable=set(), boot_never=False,
-                           drop=0, slow=0.0)
+                           drop=0, slow=0.0, links_base=None)
         self._remaining = ratelimit_limit
         self._hosts_made = 0
         self.server = None
@@ -299,8 +299,8 @@ class DoCloud:
 
     def faults(self, *, ratelimit=None, retry_after=None, server_errors=None,
                server_error_paths=None, unavailable=None, down=None, boot_never=None,
-               boot_delay=None, ssh_delay=None, drop=None, slow=None, delete=None,
-               clear=False):
+               boot_delay=None, ssh_delay=None, drop=None, slow=None, links_base=None,
+               delete=None, clear=False):
         """Faults on demand (each keyword optional; clear=True first resets all):
         ratelimit=S     a 429 storm: every API request is refused for S seconds from now with
                         ratelimit-remaining 0 and ratelimit-reset the epoch second it ends
@@ -313,6 +313,7 @@ class DoCloud:
                         same port
         drop=N          the next N requests are read and the connection closed unanswered
         slow=S          every API request is answered S seconds late (0: not)
+        links_base=URL  pagination links point at URL instead of the API ("": the API's)
         boot_never=True droplets created from now on stay "new" forever (no host made);
                    "ssh": they become active (with their address) but sshd never answers
         boot_delay=S    seconds from create to active for droplets created from now on
@@ -323,7 +324,7 @@ class DoCloud:
             if clear:
                 self._fault.update(ratelimit_until=0, retry_after=False, server_errors=0,
                                    server_error_paths=None, unavailable=set(),
-                                   boot_never=False, drop=0, slow=0.0)
+                                   boot_never=False, drop=0, slow=0.0, links_base=None)
             if ratelimit is not None:
                 self._fault["ratelimit_until"] = math.ceil(time.time() + ratelimit)
             if retry_after is not None:
@@ -345,6 +346,8 @@ class DoCloud:
                 self._fault["drop"] = int(drop)
             if slow is not None:
                 self._fault["slow"] = float(slow)
+            if links_base is not None:
+                self._fault["links_base"] = links_base or None
         if delete is not None:
             self.delete_behind(int(delete))
         if down is True:
@@ -607,7 +610,8 @@ class DoCloud:
                         if k not in ("page", "per_page"))
 
         def link(p):
-            return f"{self.url}/v2/{kind}?page={p}&per_page={per_page}{extra}"
+            base = self._fault["links_base"] or self.url
+            return f"{base}/v2/{kind}?page={p}&per_page={per_page}{extra}"
 
         pages = {}
         if page > 1:

@@ -97,6 +97,17 @@ def test_create_get_list_by_tag_and_delete(cloud, tok):
     assert run(cloud, tok, "get", id=did)[:2] == (0, {"gone": True})
 
 
+def test_a_next_page_elsewhere_is_not_followed(tmp_path):
+    c = DoCloud(None, sizes=[_size(f"x-{i}", 1024, 1, 25, 1.0, 6) for i in range(250)])
+    try:
+        c.faults(links_base=c.url + ".evil.example")
+        st, out, _ = run(c, c.token_file(tmp_path / "t"), "sizes")
+        assert (st, out["kind"]) == (1, "server") and "leaves the API" in out["error"]
+        assert len(c.api_requests()) == 1
+    finally:
+        c.close()
+
+
 def test_a_429_storm_is_waited_out_to_the_reset_never_sooner(cloud, tok):
     cloud.faults(ratelimit=2.0)
     reset = cloud.ratelimit_reset
