@@ -191,6 +191,8 @@ def test_a_droplet_is_active_before_ssh_answers_and_may_never_answer(tmp_path):
     try:
         did = cloud.create(**create_body())[1]["droplet"]["id"]
         d = cloud.wait_active(did)
+        st, b = cloud.api("GET", f"/v2/droplets/{did}")
+        assert st == 200 and b["droplet"]["networks"]["v4"][0]["ip_address"] == d.addr
         probe = ["bash", "-c", f"exec 3<>/dev/tcp/{d.addr}/22"]
         assert net.run(probe, check=False, timeout=10).returncode != 0  # booting still
         deadline = time.monotonic() + 15
