@@ -229,7 +229,10 @@ cloud_call(struct cloud_ctx *c, const char *method, const char *url, const json_
 			double now = wall_now();
 
 			words = answer_text(c, r);
-			if (!backoff_429_until(r->ratelimit_reset, r->retry_after, now, &until)) {
+			/* no reset given, or one already past (a server that would have us loop
+			 * at once): backed off as a 5xx */
+			if (!backoff_429_until(r->ratelimit_reset, r->retry_after, now, &until) ||
+			    until <= now) {
 				wait = backoff_delay(attempt, rand01());
 				if (cloud_now() + wait > c->deadline) {
 					cloud_fail(c, CLOUD_RATELIMIT, 429,
@@ -239,7 +242,7 @@ cloud_call(struct cloud_ctx *c, const char *method, const char *url, const json_
 					break;
 				}
 				fprintf(stderr,
-				        "eph-cloud: 429 without ratelimit-reset, waiting %.1f s\n",
+				        "eph-cloud: 429 without a reset to come, waiting %.1f s\n",
 				        wait);
 				free(words);
 				sleep_s(wait);

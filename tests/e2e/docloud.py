@@ -253,7 +253,7 @@ class DoCloud:
         self._ids = itertools.count(3164444)
         self._fault = dict(ratelimit_until=0, retry_after=False, server_errors=0,
                            server_error_paths=None, unavailable=set(), boot_never=False,
-                           drop=0, slow=0.0, links_base=None)
+                           drop=0, slow=0.0, links_base=None, reset_offset=0)
         self._remaining = ratelimit_limit
         self._hosts_made = 0
         self.server = None
@@ -298,7 +298,7 @@ class DoCloud:
 
     # -- faults
 
-    def faults(self, *, ratelimit=None, retry_after=None, server_errors=None,
+    def faults(self, *, ratelimit=None, retry_after=None, reset_offset=None, server_errors=None,
                server_error_paths=None, unavailable=None, down=None, boot_never=None,
                boot_delay=None, ssh_delay=None, drop=None, slow=None, links_base=None,
                delete=None, clear=False):
@@ -307,6 +307,8 @@ class DoCloud:
                         ratelimit-remaining 0 and ratelimit-reset the epoch second it ends
                         (rounded up), body {"id": "too_many_requests", ...}
         retry_after=B   with the storm, also a `retry-after` header (seconds to its end)
+        reset_offset=S  the storm's ratelimit-reset says S seconds more than its end (a
+                        negative S: a reset already past, as a confused server might)
         server_errors=N the next N API requests get 500 {"id": "server_error", ...}
         server_error_paths=RE  only requests whose path matches RE count (None: all)
         unavailable=[SLUG..]   creates of these sizes get 422 (not available in the region)
@@ -325,11 +327,14 @@ class DoCloud:
             if clear:
                 self._fault.update(ratelimit_until=0, retry_after=False, server_errors=0,
                                    server_error_paths=None, unavailable=set(),
-                                   boot_never=False, drop=0, slow=0.0, links_base=None)
+                                   boot_never=False, drop=0, slow=0.0, links_base=None,
+                                   reset_offset=0)
             if ratelimit is not None:
                 self._fault["ratelimit_until"] = math.ceil(time.time() + ratelimit)
             if retry_after is not None:
                 self._fault["retry_after"] = bool(retry_after)
+            if reset_offset is not None:
+                self._fault["reset_offset"] = int(reset_offset)
             if server_errors is not None:
                 self._fault["server_errors"] = int(server_errors)
             if server_error_paths is not None:
@@ -647,7 +652,7 @@ class DoCloud:
             until = self._fault["ratelimit_until"]
             if now < until:
                 self._remaining = 0
-                h = {"ratelimit-reset": str(until)}
+                h = {"ratelimit-reset": str(until + self._fault["reset_offset"])}
                 if self._fault["retry_after"]:
                     h["retry-after"] = str(math.ceil(until - now))
                 return 429, h, _err("too_many_requests", "API rate limit exceeded.")

@@ -137,6 +137,15 @@ def test_retry_after_alone_is_obeyed(cloud, tok):
     assert all(r.t >= reset for r in cloud.api_requests()[1:])
 
 
+def test_a_429_whose_reset_is_past_is_backed_off_not_looped(cloud, tok):
+    cloud.faults(ratelimit=1.5, reset_offset=-100)
+    st, _, err = run(cloud, tok, "sizes")
+    assert st == 0 and "429 without a reset to come, waiting" in err
+    log = cloud.api_requests()
+    assert 2 <= len(log) <= 5 and log[-1].status == 200
+    assert all(b.t - a.t >= 0.25 for a, b in zip(log, log[1:]))
+
+
 def test_422_is_unavailable_with_the_providers_words(cloud, tok):
     cloud.faults(unavailable=["s-2vcpu-4gb"])
     st, out, _ = create(cloud, tok, size="s-2vcpu-4gb")
