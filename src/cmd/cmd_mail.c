@@ -53,24 +53,22 @@ mail_child_fd(int fd, int to)
 	return dup2(fd, to) < 0 ? -1 : 0;
 }
 
-/* Runs `eph-mail ARGS[1]...` (ARGS[0] is set here to its path, next to eph) with the settings
- * M as JSON on its stdin, and waits for it. With OUT, its stdout is read into OUT; else it
- * writes to eph's own. Its stderr is eph's. Returns its exit status, or -1 after saying why on
- * stderr (WHO: ...) when it could not be run or died of a signal. */
-static int
-mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *out)
+int
+cmd_helper_run(const char *who, const char *name, char *path, char *input, char **args,
+               struct buf *out)
 {
-	char *path = mailproc_path(), *input = NULL, chunk[4096];
+	char chunk[4096];
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
 	int in[2] = { -1, -1 }, op[2] = { -1, -1 }, status = 0, rc, ret = -1;
 	pid_t pid = -1, w;
 	ssize_t n;
 
 	if (path == NULL || access(path, X_OK) != 0) {
-		fprintf(stderr, "%s: cannot send: %s: %s (eph-mail belongs next to eph)\n", who,
-		        path != NULL ? path : MAILPROC_NAME,
-		        path != NULL ? strerror(errno) : "cannot find eph's own path");
+		fprintf(stderr, "%s: cannot run %s: %s (%s belongs next to eph)\n", who,
+		        path != NULL ? path : name,
+		        path != NULL ? strerror(errno) : "cannot find eph's own path", name);
 		free(path);
+		free(input);
 		return -1;
 	}
 	if (pipe2(in, O_CLOEXEC) < 0 || (out != NULL && pipe2(op, O_CLOEXEC) < 0)) {
@@ -78,8 +76,7 @@ mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *o
 		goto out;
 	}
 	args[0] = path;
-	input = mailproc_conf_json(m);
-	fflush(stdout); /* what eph printed comes before what eph-mail prints */
+	fflush(stdout); /* what eph printed comes before what the helper prints */
 	pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "%s: cannot run %s: %s\n", who, path, strerror(errno));
@@ -98,13 +95,13 @@ mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *o
 		close(op[1]);
 		op[1] = -1;
 	}
-	/* eph-mail may die before reading: a failed write, not SIGPIPE */
+	/* the helper may die before reading: a failed write, not SIGPIPE */
 	sigaction(SIGPIPE, &ign, &old);
 	rc = fsio_write_all(in[1], input, strlen(input));
 	sigaction(SIGPIPE, &old, NULL);
 	close(in[1]);
 	in[1] = -1;
-	(void)rc; /* eph-mail says why it could not read its settings */
+	(void)rc; /* the helper says why it could not read its settings */
 	while (out != NULL) {
 		n = read(op[0], chunk, sizeof(chunk));
 		if (n < 0 && errno == EINTR)
@@ -135,6 +132,14 @@ out:
 	free(input);
 	free(path);
 	return ret;
+}
+
+/* Runs `eph-mail ARGS[1]...` with the settings M as JSON on its stdin: cmd_helper_run. */
+static int
+mail_proc(const char *who, const struct conf_mail *m, char **args, struct buf *out)
+{
+	return cmd_helper_run(who, MAILPROC_NAME, mailproc_path(), mailproc_conf_json(m), args,
+	                      out);
 }
 
 struct send_outcome {

@@ -4,8 +4,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct buf;
 struct cmd_ctx;
 struct store;
+
+/* Runs the helper NAME (eph-mail, eph-upload) at PATH (taken; NULL when eph's own path is
+ * unknown) as `PATH ARGS[1]...` (ARGS[0] is set here to PATH), with INPUT (taken) on its
+ * stdin, and waits for it. With OUT, its stdout is read into OUT; else it writes to eph's
+ * own. Its stderr is eph's. Returns its exit status, or -1 after saying why on stderr
+ * (WHO: ...) when it could not be run or died of a signal. */
+int cmd_helper_run(const char *who, const char *name, char *path, char *input, char **args,
+                   struct buf *out);
+/* After a foreground run ID has been recorded terminal (ST open for writing, ctx->conf
+ * loaded), before its mail: queues the upload of its results when the configuration has a
+ * results_store, and runs eph-upload for it once; says on stderr what became of it (uploaded,
+ * to be retried, refused: then a mail about it is queued). Never changes the exit status. */
+void cmd_upload_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id);
 
 /* After a foreground run ID has been recorded terminal (ST open for writing, ctx->conf
  * loaded): queues the run's mail in the outbox if its job's notify policy says so, then tries

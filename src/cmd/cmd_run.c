@@ -556,6 +556,8 @@ cmd_run_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		free(dir);
 		dir = NULL;
 		run_attempt(ctx, &rc, ce, instance, st, &hooks, &how, &id, &dir);
+		/* its results to results_store, before its mail (which a refusal adds to) */
+		cmd_upload_after_run(ctx, st, id);
 		/* the attempt's mail, if its job asks for one */
 		cmd_mail_after_run(ctx, st, id, rc.grow_from > 0);
 		if (rc.grow_from <= 0)

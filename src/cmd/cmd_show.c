@@ -19,6 +19,7 @@
 #include "rundir/rundir.h"
 #include "rundir/runprofile.h"
 #include "store/store.h"
+#include "store/upload.h"
 #include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
@@ -265,9 +266,60 @@ show_results(const struct store_run *r, json_t *o)
 	results_files_free(f, n);
 }
 
+/* The upload of run R's results to results_store (store/upload.h), U, if it has one: a line
+ * "upload", or into JSON object O as "upload" (when O is not NULL). */
+static void
+show_upload(const struct store_upload *u, json_t *o)
+{
+	char sz[32], t[64];
+
+	if (u->run_id <= 0)
+		return;
+	if (o != NULL) {
+		json_t *j =
+		        json_pack("{s:s, s:s, s:I, s:I, s:i}", "state", upload_state_name(u->state),
+		                  "url", u->url != NULL ? u->url : "", "sent", (json_int_t)u->sent,
+		                  "sent_bytes", (json_int_t)u->sent_bytes, "attempts", u->attempts);
+
+		json_object_set_new(j, "files",
+		                    u->files >= 0 ? json_integer(u->files) : json_null());
+		json_object_set_new(j, "last_error",
+		                    u->last_error != NULL ? json_string(u->last_error)
+		                                          : json_null());
+		if (u->state == UPLOAD_QUEUED)
+			json_object_set_new(j, "next_at", json_real(u->next_at));
+		else
+			json_object_set_new(j, "done_at", json_real(u->done_at));
+		json_object_set_new(o, "upload", j);
+		return;
+	}
+	units_format_size((uint64_t)u->sent_bytes, sz, sizeof(sz));
+	if (u->state == UPLOAD_DONE) {
+		field("upload", "done: %lld file%s, %s to %s", (long long)u->sent,
+		      u->sent == 1 ? "" : "s", sz, u->url);
+	} else if (u->state == UPLOAD_REFUSED) {
+		field("upload", "REFUSED by the store: %s",
+		      u->last_error != NULL ? u->last_error : "?");
+		field("",
+		      "nothing more is tried: the results stay in the run directory (eph results "
+		      "%lld), not in %s",
+		      (long long)u->run_id, u->url);
+	} else if (u->attempts == 0) {
+		field("upload", "queued, to %s", u->url);
+	} else {
+		cmd_local_time(u->next_at, 1, t, sizeof(t));
+		field("upload",
+		      "pending, %lld of %lld files sent to %s; %d attempt%s failed, the next "
+		      "at %s",
+		      (long long)u->sent, (long long)(u->files >= 0 ? u->files : 0), u->url,
+		      u->attempts, u->attempts == 1 ? "" : "s", t);
+		field("", "last error: %s", u->last_error != NULL ? u->last_error : "?");
+	}
+}
+
 static void
 print_run(const struct store_run *r, double cpu_user, double cpu_sys, const struct samples *s,
-          const struct rundir_spec *sp)
+          const struct rundir_spec *sp, const struct store_upload *up)
 {
 	char a[64], b[64], *host, *prof;
 	double offset = 0;
@@ -357,6 +409,7 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 	if (r->warning != NULL)
 		field("warning", "%s", r->warning);
 	show_results(r, NULL);
+	show_upload(up, NULL);
 	if ((prof = runprofile_text(r->run_dir, r->peak_bytes > 0 ? (uint64_t)r->peak_bytes : 0,
 	                            "            ")) != NULL) {
 		fputs("where the memory went (tracemalloc, at the highest snapshot)\n", stdout);
@@ -389,6 +442,7 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	double cpu_user, cpu_sys;
 	bool json = false, have_spec;
 	struct rundir_spec sp;
+	struct store_upload up;
 	int opt, rc;
 
 	opterr = 0;
@@ -419,6 +473,8 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		return EPH_EXIT_FAIL;
 	}
 	load_samples(st, &r, &s, &from);
+	if (store_upload_get(st, r.id, &up) < 0)
+		store_upload_init(&up); /* none: no line */
 	have_spec = read_spec(&r, &sp);
 	cpu_user = r.cpu_user;
 	cpu_sys = r.cpu_system;
@@ -455,14 +511,16 @@ cmd_show_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			json_object_set_new(o, "secrets", sa);
 		}
 		show_results(&r, o);
+		show_upload(&up, o);
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 		json_decref(o);
 	} else {
-		print_run(&r, cpu_user, cpu_sys, &s, have_spec ? &sp : NULL);
+		print_run(&r, cpu_user, cpu_sys, &s, have_spec ? &sp : NULL, &up);
 	}
 	rundir_spec_free(&sp);
 	free(s.v);
+	store_upload_clear(&up);
 	store_run_clear(&r);
 	store_close(st);
 	return EPH_EXIT_OK;

@@ -412,6 +412,7 @@ conf_free(struct conf *c)
 	conf_strv_free(&c->mail.admin);
 	conf_executors_free(c);
 	conf_secrets_free(c);
+	conf_results_store_free(c);
 	if (c->pool == NULL) { /* not compacted: each job owns its own */
 		for (size_t i = 0; i < c->njobs; i++)
 			conf_job_clear(&c->jobs[i]);

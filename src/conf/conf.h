@@ -147,6 +147,17 @@ struct conf_mail {
 	int64_t timeout;
 };
 
+/* The optional S3-compatible bucket every run's results are uploaded to (conf_store.c;
+ * docs/results.md). url NULL: no store. The keys are where to read them, as secrets are. */
+struct conf_results_store {
+	char *url;      /* "s3://BUCKET[/PREFIX]", as written */
+	char *bucket;   /* BUCKET */
+	char *prefix;   /* PREFIX without its slashes at either end; "" when none */
+	char *endpoint; /* "https://HOST[:PORT]" or http://, without a path */
+	char *region;   /* "us-east-1" by default */
+	struct conf_secret access_key, secret_key; /* name: "results_store.access_key", ... */
+};
+
 struct conf_local {
 	uint64_t memory_budget; /* bytes; default 80% of the machine's memory */
 	double price_monthly;   /* what this machine costs a month (eph cost); 0 = unpriced */
@@ -214,6 +225,7 @@ struct conf {
 	int max_parallel;            /* 0 = no limit */
 	struct conf_secret *secrets; /* in file order */
 	size_t nsecrets;
+	struct conf_results_store results_store;
 	struct conf_job *jobs; /* sorted by name */
 	size_t njobs;
 	struct tz **zones; /* every zone the jobs use, owned */

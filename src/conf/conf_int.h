@@ -238,6 +238,19 @@ void conf_secrets_job_check(struct pctx *p, const struct jobb *jb, const char *q
                             struct diag_pos at);
 /* Frees C's secrets. */
 void conf_secrets_free(struct conf *c);
+/* Reads V, the mapping { file: PATH } or { env: VAR } of what Q names in messages ("secret
+ * \"x\"", "results_store.access_key"; KEY at AT), into OUT's kind, from (owned), line and
+ * col (not its name), checking the file where it can see it as a secret's. false (reported,
+ * OUT untouched) when it is not such a mapping. */
+bool conf_secret_source(struct pctx *p, const char *q, struct fy_node *v, struct diag_pos at,
+                        struct conf_secret *out);
+
+/* ---- conf_store.c ---- */
+
+/* The top-level "results_store" mapping V (KEY where it stands) into P->c->results_store. */
+void conf_results_store_read(struct pctx *p, struct fy_node *key, struct fy_node *v);
+/* Frees C's results_store and zeroes it. */
+void conf_results_store_free(struct conf *c);
 
 /* ---- conf_section.c ---- */
 

@@ -41,6 +41,8 @@ static const struct conf_key top_keys[] = {
 	  NULL, "0", "most runs going at once, over all jobs; 0 = no limit" },
 	{ "secrets", CK_SPECIAL, K_SECRETS, 0, 0, 0, NULL, "none",
 	  "named secrets, given to jobs by name: { file: PATH } or { env: VAR }" },
+	{ "results_store", CK_SPECIAL, K_RESULTS_STORE, 0, 0, 0, NULL, "none",
+	  "an S3-compatible bucket each run's results are uploaded to" },
 	{ "jobs", CK_SPECIAL, K_JOBS, 0, 0, 0, NULL, "required", "the jobs, by name" },
 };
 
@@ -170,6 +172,19 @@ static const struct conf_key secret_keys[] = {
 	  "variable of the scheduler's environment holding the value" },
 };
 
+static const struct conf_key results_store_keys[] = {
+	{ "url", CK_SPECIAL, K_STORE_URL, 0, 0, 0, NULL, "required",
+	  "s3://BUCKET/PREFIX: objects are PREFIX/JOB/RUN/PATH" },
+	{ "endpoint", CK_SPECIAL, K_STORE_ENDPOINT, 0, 0, 0, NULL,
+	  "https://s3.REGION.amazonaws.com", "the service's URL, https://HOST[:PORT]" },
+	{ "region", CK_SPECIAL, K_STORE_REGION, 0, 0, 0, NULL,
+	  "us-east-1", "the region requests are signed for" },
+	{ "access_key", CK_SPECIAL, K_STORE_ACCESS_KEY, 0, 0, 0, NULL, "required",
+	  "the access key id: { file: PATH } or { env: VAR }" },
+	{ "secret_key", CK_SPECIAL, K_STORE_SECRET_KEY, 0, 0, 0, NULL, "required",
+	  "the secret access key: { file: PATH } or { env: VAR }" },
+};
+
 static const struct conf_key notify_keys[] = {
 	{ "email", CK_SPECIAL, K_NOTIFY_EMAIL, 0, 0, 0, NULL, "none", "addresses to mail" },
 	{ "on", CK_SPECIAL, K_NOTIFY_ON, 0, 0, 0, NULL, "[failure]",
@@ -199,6 +214,7 @@ const struct conf_section conf_sec_job = { "a job", KEYS(job_keys) };
 const struct conf_section conf_sec_notify = { "notify", KEYS(notify_keys) };
 const struct conf_section conf_sec_memory = { "memory", KEYS(memory_keys) };
 const struct conf_section conf_sec_secret = { "a secret", KEYS(secret_keys) };
+const struct conf_section conf_sec_results_store = { "results_store", KEYS(results_store_keys) };
 
 const struct conf_key *
 conf_key_find(const struct conf_section *s, const char *name, size_t len)

@@ -31,6 +31,7 @@ enum conf_kid {
 	K_RETENTION,
 	K_MAX_PARALLEL,
 	K_SECRETS,
+	K_RESULTS_STORE,
 	K_JOBS,
 	/* a job */
 	K_SCHEDULE,
@@ -58,6 +59,12 @@ enum conf_kid {
 	/* a secret */
 	K_SECRET_FILE,
 	K_SECRET_ENV,
+	/* results_store */
+	K_STORE_URL,
+	K_STORE_ENDPOINT,
+	K_STORE_REGION,
+	K_STORE_ACCESS_KEY,
+	K_STORE_SECRET_KEY,
 	/* notify */
 	K_NOTIFY_EMAIL,
 	K_NOTIFY_ON,
@@ -97,7 +104,7 @@ struct conf_section {
 
 extern const struct conf_section conf_sec_top, conf_sec_source, conf_sec_python, conf_sec_mail,
         conf_sec_executors, conf_sec_local, conf_sec_retention, conf_sec_job, conf_sec_notify,
-        conf_sec_memory, conf_sec_secret;
+        conf_sec_memory, conf_sec_secret, conf_sec_results_store;
 
 extern const char *const conf_notify_on_names[]; /* bit i = 1 << i; NULL-terminated */
 

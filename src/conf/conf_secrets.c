@@ -108,22 +108,75 @@ secret_file_check(struct pctx *p, const char *q, const char *path, struct diag_p
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		conf_err(p, at, "secret %s: cannot read %s: %s", q, path, strerror(errno));
+		conf_err(p, at, "%s: cannot read %s: %s", q, path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return;
 	}
 	close(fd);
 	if (!S_ISREG(st.st_mode))
-		conf_err(p, at, "secret %s: %s is not a regular file", q, path);
+		conf_err(p, at, "%s: %s is not a regular file", q, path);
 	else if ((st.st_mode & 077) != 0)
 		conf_err(
 		        p, at,
-		        "secret %s: %s can be read by group or others (mode %04o); refusing to use it: chmod 600 %s",
+		        "%s: %s can be read by group or others (mode %04o); refusing to use it: chmod 600 %s",
 		        q, path, (unsigned)(st.st_mode & 07777), path);
 	else if ((uint64_t)st.st_size > CONF_SECRETS_MAX)
-		conf_err(p, at, "secret %s: %s is larger than a run's secrets may be (%u KiB)", q,
-		         path, CONF_SECRETS_MAX >> 10);
+		conf_err(p, at, "%s: %s is larger than a run's secrets may be (%u KiB)", q, path,
+		         CONF_SECRETS_MAX >> 10);
+}
+
+bool
+conf_secret_source(struct pctx *p, const char *q, struct fy_node *v, struct diag_pos at,
+                   struct conf_secret *out)
+{
+	struct secret_arg sa = { 0 };
+	bool ok = false;
+
+	if (v != NULL && (v = conf_deref(p, v)) == NULL)
+		goto out;
+	if (v == NULL || !fy_node_is_mapping(v)) {
+		conf_err(p, conf_pos_or(p, v, at),
+		         "%s must be a mapping, { file: PATH } or { env: VAR }, not %s", q,
+		         conf_node_kind(v));
+		goto out;
+	}
+	conf_map_walk(p, v, secret_key_pair, &sa);
+	if (sa.file != NULL && sa.env != NULL) {
+		conf_err(p, at, "%s has both \"file\" and \"env\": keep one", q);
+		goto out;
+	}
+	if (sa.file == NULL && sa.env == NULL) {
+		conf_err(p, at, "%s needs \"file\" (a path) or \"env\" (a variable's name)", q);
+		goto out;
+	}
+	if (sa.env != NULL && !secret_var_ok(sa.env, strlen(sa.env))) {
+		char *qv = conf_quote(sa.env, strlen(sa.env));
+
+		conf_err(
+		        p, sa.env_at,
+		        "%s: %s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
+		        q, qv);
+		free(qv);
+		goto out;
+	}
+	out->line = at.line;
+	out->col = at.col;
+	if (sa.env != NULL) {
+		out->kind = CONF_SECRET_ENV;
+		out->from = sa.env;
+		sa.env = NULL;
+	} else {
+		out->kind = CONF_SECRET_FILE;
+		out->from = sa.file[0] == '/' ? xstrdup(sa.file)
+		                              : xasprintf("%s/%s", p->c->dir, sa.file);
+		secret_file_check(p, q, out->from, sa.file_at);
+	}
+	ok = true;
+out:
+	free(sa.file);
+	free(sa.env);
+	return ok;
 }
 
 static void
@@ -132,9 +185,8 @@ secret_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 {
 	struct conf *c = p->c;
 	struct diag_pos at = conf_pos(p, key);
-	struct secret_arg sa = { 0 };
-	struct conf_secret *s;
-	char *q = conf_quote(k, klen);
+	struct conf_secret s = { 0 };
+	char *q = conf_quote(k, klen), *what;
 
 	(void)arg;
 	if (!conf_name_ok(k, klen)) {
@@ -148,52 +200,14 @@ secret_pair(struct pctx *p, struct fy_node *key, const char *k, size_t klen, str
 		conf_err(p, at, "more than %d secrets", CONF_MAX_SECRETS);
 		goto out;
 	}
-	if (v != NULL && (v = conf_deref(p, v)) == NULL)
-		goto out;
-	if (v == NULL || !fy_node_is_mapping(v)) {
-		conf_err(p, conf_pos_or(p, v, at),
-		         "secret %s must be a mapping, { file: PATH } or { env: VAR }, not %s", q,
-		         conf_node_kind(v));
-		goto out;
+	what = xasprintf("secret %s", q);
+	if (conf_secret_source(p, what, v, at, &s)) {
+		c->secrets = xreallocarray(c->secrets, c->nsecrets + 1, sizeof(*c->secrets));
+		s.name = xstrndup(k, klen);
+		c->secrets[c->nsecrets++] = s;
 	}
-	conf_map_walk(p, v, secret_key_pair, &sa);
-	if (sa.file != NULL && sa.env != NULL) {
-		conf_err(p, at, "secret %s has both \"file\" and \"env\": keep one", q);
-		goto out;
-	}
-	if (sa.file == NULL && sa.env == NULL) {
-		conf_err(p, at, "secret %s needs \"file\" (a path) or \"env\" (a variable's name)",
-		         q);
-		goto out;
-	}
-	if (sa.env != NULL && !secret_var_ok(sa.env, strlen(sa.env))) {
-		char *qv = conf_quote(sa.env, strlen(sa.env));
-
-		conf_err(
-		        p, sa.env_at,
-		        "secret %s: %s is not a valid environment variable name (letters, digits and _, not starting with a digit)",
-		        q, qv);
-		free(qv);
-		goto out;
-	}
-	c->secrets = xreallocarray(c->secrets, c->nsecrets + 1, sizeof(*c->secrets));
-	s = &c->secrets[c->nsecrets++];
-	s->name = xstrndup(k, klen);
-	s->line = at.line;
-	s->col = at.col;
-	if (sa.env != NULL) {
-		s->kind = CONF_SECRET_ENV;
-		s->from = sa.env;
-		sa.env = NULL;
-	} else {
-		s->kind = CONF_SECRET_FILE;
-		s->from =
-		        sa.file[0] == '/' ? xstrdup(sa.file) : xasprintf("%s/%s", c->dir, sa.file);
-		secret_file_check(p, q, s->from, sa.file_at);
-	}
+	free(what);
 out:
-	free(sa.file);
-	free(sa.env);
 	free(q);
 }
 

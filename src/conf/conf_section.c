@@ -260,6 +260,8 @@ walk_sections(struct pctx *p, const struct top *t)
 	walk_mail(p, t);
 	if (t->key[K_SECRETS] != NULL)
 		conf_secrets_read(p, t->key[K_SECRETS], t->val[K_SECRETS]);
+	if (t->key[K_RESULTS_STORE] != NULL)
+		conf_results_store_read(p, t->key[K_RESULTS_STORE], t->val[K_RESULTS_STORE]);
 }
 
 /* What every job starts from: these, then the defaults section of T. The caller clears

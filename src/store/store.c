@@ -14,6 +14,7 @@
 #include "store/migrate_4_sql.h"
 #include "store/migrate_5_sql.h"
 #include "store/migrate_6_sql.h"
+#include "store/migrate_7_sql.h"
 #include "store/schema_sql.h"
 #include "store/store_sql.h"
 #include "util/clock.h"
@@ -29,8 +30,8 @@ struct store {
 
 /* Migration step I takes a database from user_version I to I + 1. */
 static const char *const migrations[] = {
-	store_schema_v1, store_schema_v2, store_schema_v3,
-	store_schema_v4, store_schema_v5, store_schema_v6,
+	store_schema_v1, store_schema_v2, store_schema_v3, store_schema_v4,
+	store_schema_v5, store_schema_v6, store_schema_v7,
 };
 
 _Static_assert(EPH_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,

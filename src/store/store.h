@@ -14,7 +14,7 @@ struct diag;
 struct store; /* opaque: one connection */
 
 /* The schema version this eph writes and understands. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 enum store_state {
 	STORE_QUEUED,

@@ -379,14 +379,17 @@ refuses_a_database_from_a_newer_eph(void **state)
 	char *msg;
 	struct diag d;
 
-	assert_int_equal(raw_exec(f->path, "PRAGMA user_version = 7"), SQLITE_OK);
+	char *sql = xasprintf("PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
+
+	assert_int_equal(raw_exec(f->path, sql), SQLITE_OK);
+	free(sql);
 	diag_init(&d);
 	assert_int_equal(store_open(f->path, &s, &d), -EPROTONOSUPPORT);
 	assert_null(s);
 	assert_int_equal(diag_nerrors(&d), 1);
 	msg = diag_format(&d, 0);
-	want = xasprintf("eph: %s has schema version 7; this eph knows up to %d: upgrade eph",
-	                 f->path, STORE_SCHEMA_VERSION);
+	want = xasprintf("eph: %s has schema version %d; this eph knows up to %d: upgrade eph",
+	                 f->path, STORE_SCHEMA_VERSION + 1, STORE_SCHEMA_VERSION);
 	assert_string_equal(msg, want);
 	free(msg);
 	free(want);
