@@ -30,3 +30,20 @@ eph_deps() {
 		return 1
 	fi
 }
+
+# The S3-compatible server the results_store tests run against (tests/e2e/test_results_store.py):
+# moto's moto_server, which is not a Debian package. On a machine that reaches a Python package
+# index it is installed into a virtualenv of its own, $EPH_TEST_VENV (by default
+# ~/.cache/ephemeron/test-venv); the test looks there, then on PATH, and fails saying so when
+# neither has it.
+EPH_TEST_VENV="${EPH_TEST_VENV:-$HOME/.cache/ephemeron/test-venv}"
+eph_test_venv() {
+	[ -x "$EPH_TEST_VENV/bin/moto_server" ] && return 0
+	command -v moto_server >/dev/null 2>&1 && return 0
+	echo "eph: installing moto (moto_server) into $EPH_TEST_VENV" >&2
+	if ! { /usr/bin/python3 -m venv "$EPH_TEST_VENV" &&
+		"$EPH_TEST_VENV/bin/pip" install -q 'moto[server]>=5'; } >&2; then
+		echo "eph: could not install moto from the package index: the results_store tests will fail" >&2
+	fi
+	return 0
+}

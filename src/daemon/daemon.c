@@ -440,6 +440,7 @@ dm_stop(struct daemon *dm, const char *why)
 	dm_executors_stop(dm); /* their connections end; the remote agents go on */
 	/* what is still queued stays in the outbox: the next start sends it */
 	dm_mail_stop(dm);
+	dm_upload_stop(dm); /* what is queued is resumed by the next start */
 }
 
 static void
@@ -570,7 +571,8 @@ daemon_run(const struct daemon_opts *o)
 	}
 	(void)dm_executors_apply(dm, dm->conf); /* one that cannot be made is logged */
 	dm_repo_arm(dm);
-	dm_mail_kick(dm); /* at once: what the outbox holds (a previous process's) is sent */
+	dm_mail_kick(dm);   /* at once: what the outbox holds (a previous process's) is sent */
+	dm_upload_kick(dm); /* and the uploads a previous process left queued are resumed */
 	dm_reconcile(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);

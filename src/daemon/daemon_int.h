@@ -26,6 +26,7 @@ struct drepo;
 struct dretry;
 struct source_pin;
 struct dmailer;
+struct duploader;
 
 /* What an event of the daemon's heap is. */
 enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY, DM_EV_UNPLACED };
@@ -121,9 +122,10 @@ struct daemon {
 	char instance[INSTANCE_ID_LEN + 1]; /* this scheduler's id: remote directories */
 	int nstarted;
 	bool stopping;
-	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
-	struct dmailer *mail; /* mailer.c's; NULL until the configuration has mail.smtp */
-	struct drepo *repo;   /* --from-repo: the repository followed (repoconf.c); else NULL */
+	char *retention_job;      /* whose old runs to delete at the next turn of the loop */
+	struct dmailer *mail;     /* mailer.c's; NULL until the configuration has mail.smtp */
+	struct duploader *upload; /* uploader.c's; NULL until it has results_store */
+	struct drepo *repo;       /* --from-repo: the repository followed (repoconf.c); else NULL */
 	struct dprep *prep_head, *prep_tail; /* preparations waiting for a child (prepare.c) */
 	int nprep;                           /* preparation children running */
 	char *sock_path;
@@ -249,6 +251,19 @@ void dm_mail_kick(struct daemon *dm);
 /* Stops the mailer: a running eph-mail gets SIGTERM (its messages stay leased and are retried
  * after their lease); the mailer frees itself once its handles are closed. */
 void dm_mail_stop(struct daemon *dm);
+
+/* uploader.c: runs' results go to results_store through eph-upload, as mail goes through
+ * eph-mail (no libcurl in the daemon) */
+/* Run RUN_ID of JOB was recorded terminal: queues the upload of its results (when the
+ * configuration has a results_store and the run has results) and kicks the uploader. */
+void dm_upload_run(struct daemon *dm, int64_t run_id, const char *job);
+/* An upload was queued, or the settings changed, or the daemon started: a pass of eph-upload
+ * now if an upload is due (every queued one on the first pass), else a timer for the first
+ * that will be. Starts the uploader the first time the configuration has results_store. */
+void dm_upload_kick(struct daemon *dm);
+/* Stops the uploader: a running eph-upload gets SIGTERM (it records its upload queued); the
+ * uploader frees itself once its handles are closed. */
+void dm_upload_stop(struct daemon *dm);
 
 /* prepare.c: a run's code resolved off the loop */
 

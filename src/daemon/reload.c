@@ -179,7 +179,8 @@ dm_apply_conf(struct daemon *dm, struct conf *nc, const char *why)
 	dm_build_jobs(dm, oj, noj, oc, false);
 	free(oj);
 	conf_free(oc);
-	dm_mail_kick(dm); /* each eph-mail pass gets the settings current then */
+	dm_mail_kick(dm);   /* each eph-mail pass gets the settings current then */
+	dm_upload_kick(dm); /* and each eph-upload pass */
 	dlog(DLOG_INFO, 0, NULL, "reloaded %s (%s): %zu jobs", dm->conf_path, why, dm->njobs);
 	(void)malloc_trim(0); /* what parsing used goes back: the daemon stays small */
 	dm_admit(dm);

@@ -191,6 +191,7 @@ dm_notify_subject(struct daemon *dm, int64_t run_id, const char *job, bool will_
 	struct diag d;
 	int rc;
 
+	dm_upload_run(dm, run_id, job); /* its results, if any, to results_store */
 	diag_init(&d);
 	rc = notify_run_finished(dm->store, dm->conf, NULL, run_id, will_retry, subject, &d);
 	dm_mail_queued(dm, rc, &d, run_id, job);
