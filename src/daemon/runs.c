@@ -374,6 +374,8 @@ dm_retention(struct daemon *dm, const char *job)
 		if (!store_state_terminal(r->state) || (!old && !many))
 			continue;
 		rc = store_run_delete(dm->store, r->id);
+		if (rc == -EAGAIN)
+			continue; /* its results are still to be uploaded: kept until then */
 		if (rc < 0) {
 			dlog(DLOG_WARN, r->id, job, "retention: cannot delete the run: %s",
 			     strerror(-rc));

@@ -26,6 +26,16 @@ exec_secrets_of_job(struct exec_secrets *out, const struct conf *c, const struct
 		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
 		out->hide[out->nhide++] = xstrdup(c->secrets[i].from);
 	}
+	/* and the variables results_store's keys are read from: no run is given them */
+	for (size_t i = 0; c->results_store.url != NULL && i < 2; i++) {
+		const struct conf_secret *k =
+		        i == 0 ? &c->results_store.access_key : &c->results_store.secret_key;
+
+		if (k->kind == CONF_SECRET_ENV) {
+			out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
+			out->hide[out->nhide++] = xstrdup(k->from);
+		}
+	}
 	if (j->secrets.n == 0)
 		return;
 	out->v = xcalloc(j->secrets.n, sizeof(*out->v));

@@ -939,7 +939,10 @@ store_run_delete(struct store *s, int64_t id)
 	sqlite3_stmt *st;
 	int rc;
 
-	rc = store_sql_prepare(s, "DELETE FROM runs WHERE id = ?1 AND state IN " TERMINAL_SQL, &st);
+	rc = store_sql_prepare(s,
+	                       "DELETE FROM runs WHERE id = ?1 AND state IN " TERMINAL_SQL
+	                       " AND id NOT IN (SELECT run_id FROM uploads WHERE state = 'queued')",
+	                       &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -948,7 +951,9 @@ store_run_delete(struct store *s, int64_t id)
 		struct store_run r;
 
 		store_run_init(&r);
-		rc = store_run_get(s, id, &r) == 0 ? -EBUSY : -ENOENT;
+		rc = store_run_get(s, id, &r) < 0     ? -ENOENT
+		     : !store_state_terminal(r.state) ? -EBUSY
+		                                      : -EAGAIN;
 		store_run_clear(&r);
 	}
 	return rc;

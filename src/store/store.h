@@ -156,7 +156,8 @@ EPH_MUST_CHECK int store_run_finish_owing_mail(struct store *s, int64_t id,
                                                const struct store_sample *samples, size_t n);
 
 /* Deletes run ID and its memory samples if it is terminal (retention): 0, -ENOENT when there
- * is no such run, -EBUSY when it is not terminal. */
+ * is no such run, -EBUSY when it is not terminal, -EAGAIN while the upload of its results is
+ * queued (store/upload.h: they are kept until they are in the bucket or refused). */
 EPH_MUST_CHECK int store_run_delete(struct store *s, int64_t id);
 
 /* Reads run ID into *OUT (initialised by this call; store_run_clear it). */
