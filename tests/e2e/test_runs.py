@@ -324,12 +324,12 @@ def test_logs_follow_stops_when_the_store_says_the_run_ended(store, state_dir):
 
 
 def test_a_store_from_a_newer_eph_is_refused(store, state_dir):
-    store.execute("PRAGMA user_version = 7")
+    store.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     store.commit()
     p = run_eph(["runs"])
     assert p.returncode == 1
-    assert f"eph.db has schema version 7; this eph knows up to {SCHEMA_VERSION}: upgrade eph" \
-        in p.stderr
+    assert (f"eph.db has schema version {SCHEMA_VERSION + 1}; this eph knows up to "
+            f"{SCHEMA_VERSION}: upgrade eph") in p.stderr
 
 
 
