@@ -128,7 +128,8 @@ upload_run(struct pass *ps, int64_t run)
 	struct store_run r;
 	size_t n = 0, i;
 	int64_t bytes = 0;
-	char *why = NULL;
+	char *why = NULL, *bucket = NULL;
+	const char *base = NULL;
 	int rc;
 
 	store_run_init(&r);
@@ -151,6 +152,13 @@ upload_run(struct pass *ps, int64_t run)
 		upload_failed(ps, run, u.attempts, true, why);
 		goto out;
 	}
+	if (u.url == NULL || strncmp(u.url, "s3://", 5) != 0 ||
+	    (base = strchr(u.url + 5, '/')) == NULL || base == u.url + 5) {
+		why = xasprintf("bad url %s", u.url != NULL ? u.url : "(none)");
+		upload_failed(ps, run, u.attempts, true, why);
+		goto out;
+	}
+	bucket = xstrndup(u.url + 5, (size_t)(base - (u.url + 5)));
 	(void)store_upload_files(ps->st, run, (int64_t)n);
 	for (i = 0; i < n; i++) {
 		enum s3_outcome res;
@@ -180,8 +188,10 @@ upload_run(struct pass *ps, int64_t run)
 			goto out;
 		}
 		free(path);
-		key = upload_object_key(ps->cs->prefix, r.job, run, f[i].path);
-		res = s3_put_fd(ps->s3, ps->cs->bucket, key, fd, (uint64_t)sb.st_size, &why);
+		/* where the upload was queued for: s3://BUCKET/PREFIX/JOB/RUN/ (a reload that
+		 * changed the url takes effect for the runs recorded after it) */
+		key = xasprintf("%s%s", base + 1, f[i].path);
+		res = s3_put_fd(ps->s3, bucket, key, fd, (uint64_t)sb.st_size, &why);
 		close(fd);
 		free(key);
 		if (res != S3_OK) {
@@ -210,6 +220,7 @@ upload_run(struct pass *ps, int64_t run)
 	ps->ndone++;
 out:
 	free(why);
+	free(bucket);
 	results_files_free(f, n);
 	store_upload_clear(&u);
 	store_run_clear(&r);

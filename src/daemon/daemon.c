@@ -571,8 +571,9 @@ daemon_run(const struct daemon_opts *o)
 	}
 	(void)dm_executors_apply(dm, dm->conf); /* one that cannot be made is logged */
 	dm_repo_arm(dm);
-	dm_mail_kick(dm);   /* at once: what the outbox holds (a previous process's) is sent */
-	dm_upload_kick(dm); /* and the uploads a previous process left queued are resumed */
+	dm_mail_kick(dm);        /* at once: what the outbox holds (a previous process's) is sent */
+	dm_upload_reconcile(dm); /* the runs recorded without their upload queued */
+	dm_upload_kick(dm);      /* and the uploads a previous process left queued are resumed */
 	dm_reconcile(dm);
 	dm_build_jobs(dm, NULL, 0, NULL, true);
 	dm_admit(dm);

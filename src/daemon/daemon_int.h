@@ -257,6 +257,11 @@ void dm_mail_stop(struct daemon *dm);
 /* Run RUN_ID of JOB was recorded terminal: queues the upload of its results (when the
  * configuration has a results_store and the run has results) and kicks the uploader. */
 void dm_upload_run(struct daemon *dm, int64_t run_id, const char *job);
+/* At start: queues the uploads of the runs recorded in the last day without one (a crash came
+ * between recording a run and queueing its upload, or an `eph run` was killed there), not of
+ * runs older than the first upload ever queued (a results_store just configured does not
+ * upload the history). */
+void dm_upload_reconcile(struct daemon *dm);
 /* An upload was queued, or the settings changed, or the daemon started: a pass of eph-upload
  * now if an upload is due (every queued one on the first pass), else a timer for the first
  * that will be. Starts the uploader the first time the configuration has results_store. */

@@ -21,9 +21,10 @@
 #include "util/diag.h"
 #include "util/xalloc.h"
 
-#define UPLOADER_IDLE_MAX   3600.0 /* seconds: the timer is re-armed at least this often */
-#define UPLOADER_FAIL_DELAY 60.0   /* after a pass that failed (store busy...) */
-#define UPLOADER_READ_CHUNK (16u << 10)
+#define UPLOADER_IDLE_MAX    3600.0 /* seconds: the timer is re-armed at least this often */
+#define UPLOADER_FAIL_DELAY  60.0   /* after a pass that failed (store busy...) */
+#define UPLOADER_READ_CHUNK  (16u << 10)
+#define UPLOADER_RECONCILE_S 86400.0 /* a start queues the unqueued runs ended this recently */
 
 struct duploader {
 	struct daemon *dm;
@@ -359,6 +360,26 @@ dm_upload_stop(struct daemon *dm)
 	 * resumes it from its first file not yet accepted */
 	if (up->running && uv_is_active((uv_handle_t *)&up->proc))
 		(void)uv_process_kill(&up->proc, SIGTERM);
+}
+
+void
+dm_upload_reconcile(struct daemon *dm)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (dm->conf->results_store.url == NULL)
+		return;
+	rc = store_upload_unqueued(dm->store, clock_real() - UPLOADER_RECONCILE_S, &ids, &n);
+	if (rc < 0) {
+		dlog(DLOG_WARN, 0, NULL, "upload: cannot look for runs to upload: %s",
+		     strerror(-rc));
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		dm_upload_run(dm, ids[i], NULL);
+	free(ids);
 }
 
 void

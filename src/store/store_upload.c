@@ -77,26 +77,14 @@ store_upload_queue(struct store *s, int64_t run_id, const char *url)
 	return rc < 0 ? rc : 1;
 }
 
-int
-store_upload_due(struct store *s, double now, double due_by, int64_t run, int64_t **ids, size_t *n)
+/* Steps ST to the end, collecting column 0 of its rows into *IDS / *N; finalizes ST. */
+static int
+up_collect_ids(sqlite3_stmt *st, int64_t **ids, size_t *n)
 {
-	sqlite3_stmt *st;
 	int64_t *v = NULL;
 	size_t len = 0, cap = 0;
 	int rc;
 
-	*ids = NULL;
-	*n = 0;
-	rc = store_sql_prepare(s,
-	                       "SELECT run_id FROM uploads WHERE state = 'queued' AND "
-	                       "lease_until <= ?1 AND (?3 > 0 AND run_id = ?3 OR ?3 <= 0 AND "
-	                       "next_at <= ?2) ORDER BY next_at, run_id",
-	                       &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_double(st, 1, now);
-	sqlite3_bind_double(st, 2, due_by);
-	sqlite3_bind_int64(st, 3, run);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (len == cap) {
 			cap = cap != 0 ? cap * 2 : 8;
@@ -112,6 +100,47 @@ store_upload_due(struct store *s, double now, double due_by, int64_t run, int64_
 	*ids = v;
 	*n = len;
 	return 0;
+}
+
+int
+store_upload_due(struct store *s, double now, double due_by, int64_t run, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	rc = store_sql_prepare(s,
+	                       "SELECT run_id FROM uploads WHERE state = 'queued' AND "
+	                       "lease_until <= ?1 AND (?3 > 0 AND run_id = ?3 OR ?3 <= 0 AND "
+	                       "next_at <= ?2) ORDER BY next_at, run_id",
+	                       &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_double(st, 1, now);
+	sqlite3_bind_double(st, 2, due_by);
+	sqlite3_bind_int64(st, 3, run);
+	return up_collect_ids(st, ids, n);
+}
+
+int
+store_upload_unqueued(struct store *s, double since, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	rc = store_sql_prepare(
+	        s,
+	        "SELECT id FROM runs r WHERE r.ended_at >= max(?1, (SELECT min(created_at) FROM "
+	        "uploads)) AND r.state NOT IN ('queued', 'waiting', 'provisioning', 'running') "
+	        "AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.run_id = r.id) ORDER BY id",
+	        &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_double(st, 1, since);
+	return up_collect_ids(st, ids, n);
 }
 
 int

@@ -59,6 +59,10 @@ EPH_MUST_CHECK int store_upload_file_done(struct store *s, int64_t run_id, const
  * ERROR; UPLOAD_QUEUED: a failed pass, attempts + 1, ERROR, the next at NEXT_AT. */
 EPH_MUST_CHECK int store_upload_end(struct store *s, int64_t run_id, enum upload_state st,
                                     double at, double next_at, const char *error);
+/* The terminal runs that ended at SINCE or later, and not before the first upload ever queued,
+ * with no upload: those whose recording and queueing a crash came between (or recorded while
+ * the configuration had no results_store), oldest first: *IDS a new array of *N (free()). */
+EPH_MUST_CHECK int store_upload_unqueued(struct store *s, double since, int64_t **ids, size_t *n);
 /* Reads upload RUN_ID into *OUT (initialised here; store_upload_clear it); -ENOENT if none. */
 EPH_MUST_CHECK int store_upload_get(struct store *s, int64_t run_id, struct store_upload *out);
 

@@ -31,13 +31,6 @@ upload_run_url(const struct conf_results_store *s, const char *job, int64_t run)
 	                 s->prefix[0] != '\0' ? "/" : "", job, (long long)run);
 }
 
-char *
-upload_object_key(const char *prefix, const char *job, int64_t run, const char *path)
-{
-	return xasprintf("%s%s%s/%lld/%s", prefix, prefix[0] != '\0' ? "/" : "", job,
-	                 (long long)run, path);
-}
-
 double
 upload_backoff(int attempts)
 {

@@ -30,11 +30,10 @@ struct store;
 #define UPLOAD_RETRY_MIN 5.0
 #define UPLOAD_RETRY_MAX 900.0
 
-/* "s3://BUCKET/PREFIX/JOB/RUN/" (no PREFIX/ when the prefix is empty). Caller frees. */
-char *upload_run_url(const struct conf_results_store *s, const char *job, int64_t run);
-/* The object key of PATH (relative to results/) of run RUN of JOB: "PREFIX/JOB/RUN/PATH".
+/* "s3://BUCKET/PREFIX/JOB/RUN/" (no PREFIX/ when the prefix is empty): where the run's
+ * upload goes, recorded when it is queued; the object of results/PATH is PREFIX/JOB/RUN/PATH.
  * Caller frees. */
-char *upload_object_key(const char *prefix, const char *job, int64_t run, const char *path);
+char *upload_run_url(const struct conf_results_store *s, const char *job, int64_t run);
 /* The delay before the next pass after ATTEMPTS failed ones. */
 double upload_backoff(int attempts);
 

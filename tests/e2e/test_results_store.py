@@ -385,3 +385,34 @@ def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
     body = m.get_content()
     assert "InvalidAccessKeyId" in body and f"eph results {rid} --to DIR" in body
     assert moto.secret not in body
+
+
+def test_a_run_recorded_without_its_upload_queued_is_uploaded_at_the_next_start(
+        tmp_path, state_dir, moto, daemons):
+    """A crash between recording a run and queueing its upload (here: the run recorded under a
+    configuration without results_store) leaves a run of the last day with no upload: the
+    daemon's start queues it. Runs older than the first upload ever queued are not: making a
+    results_store does not upload the history."""
+    plain = write_jobs(tmp_path / "plain.yaml", """\
+        jobs:
+          report:
+            schedule: "0 0 1 1 *"
+            run: echo old > "$EPH_RESULTS/a.txt"
+        """)
+    assert run_eph(["-f", plain, "run", "report"], cwd=tmp_path).returncode == 0
+    history = last_run(state_dir)["id"]
+    jobs = jobs_file(tmp_path, moto.url, "reconcile", moto.access, moto.secret)
+    assert run_eph(["run", "report"], cwd=tmp_path).returncode == 0
+    with_store = last_run(state_dir)["id"]
+    assert upload_row(state_dir, with_store)["state"] == "done"
+    assert run_eph(["-f", plain, "run", "report"], cwd=tmp_path).returncode == 0
+    missed = last_run(state_dir)["id"]
+    assert upload_row(state_dir, missed) is None
+    d = daemons(jobs, state_dir)
+    wait_for(lambda: (upload_row(state_dir, missed) or {}).get("state") == "done", 15,
+             "the missed run's upload")
+    assert d.stop() == 0
+    assert moto.objects(f"reconcile/report/{missed}/") == {
+        f"reconcile/report/{missed}/a.txt": 4}
+    assert upload_row(state_dir, history) is None
+    assert moto.objects(f"reconcile/report/{history}/") == {}
