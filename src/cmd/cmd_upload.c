@@ -43,8 +43,8 @@ upload_said(struct cmd_ctx *ctx, struct store *st, int64_t id, const char *s, si
 		diag_free(&d);
 	} else {
 		fprintf(stderr,
-		        "eph: results of run %lld not uploaded yet: %s; the daemon (or the next eph "
-		        "run) tries again\n",
+		        "eph: results of run %lld not uploaded yet: %s; the daemon tries again when "
+		        "it runs\n",
 		        (long long)l.run, l.error != NULL ? l.error : "?");
 	}
 	upload_line_clear(&l);
@@ -96,8 +96,8 @@ cmd_upload_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id)
 	}
 	if (rc != 0)
 		fprintf(stderr,
-		        "eph: results of run %lld stay queued for upload: the daemon (or the "
-		        "next eph run) tries again\n",
+		        "eph: results of run %lld stay queued for upload: the daemon tries again "
+		        "when it runs\n",
 		        (long long)id);
 	buf_free(&out);
 }

@@ -355,12 +355,13 @@ def test_a_store_down_is_retried_and_resumed_after_a_restart_nothing_lost(
 
 
 def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
-        tmp_path, state_dir, moto, smtpd):
+        tmp_path, state_dir, moto, smtpd, daemons):
     s = smtpd().start()
     mail = (f"mail: {{ smtp: 'smtp://127.0.0.1:{s.port}', from: eph@example.com, "
             "starttls: false, timeout: 10s }\n"
             "        defaults: { notify: { email: [ops@example.com], on: [failure] } }")
-    jobs_file(tmp_path, moto.url, "refused", "AKIAWRONGWRONGWRONG0", moto.secret, extra=mail)
+    jobs = jobs_file(tmp_path, moto.url, "refused", "AKIAWRONGWRONGWRONG0", moto.secret,
+                     extra=mail)
     p = run_eph(["run", "report"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr  # the run succeeded; its upload did not
     rid = last_run(state_dir)["id"]
@@ -385,6 +386,19 @@ def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
     body = m.get_content()
     assert "InvalidAccessKeyId" in body and f"eph results {rid} --to DIR" in body
     assert moto.secret not in body
+    # the same through the daemon: its log and a mail say so
+    d = daemons(jobs, state_dir)
+    assert run_eph(["run", "report"], cwd=tmp_path).returncode == 0
+    wait_for(lambda: len(s.messages()) >= 2, 15, "the mail about the daemon's refusal")
+    second = last_run(state_dir)["id"]
+    assert d.stop() == 0
+    assert upload_row(state_dir, second)["state"] == "refused"
+    assert re.search(rf"run {second}.*results NOT uploaded, refused by the store: "
+                     r".*403 InvalidAccessKeyId", d.text()), d.text()
+    subjects = sorted(m["Subject"] for m in s.messages())
+    assert subjects == sorted(f"[eph] report: results of run {i} not uploaded (refused)"
+                              for i in (rid, second))
+    assert moto.objects("refused/") == {}
 
 
 def test_a_run_recorded_without_its_upload_queued_is_uploaded_at_the_next_start(
