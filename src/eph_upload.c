@@ -177,10 +177,11 @@ upload_run(struct pass *ps, int64_t run)
 		}
 		path = xasprintf("%s/" RUNDIR_RESULTS "/%s", r.run_dir, f[i].path);
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = fd < 0 || fstat(fd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;
+		if (rc < 0) {
+			/* the run's own directory: nothing a later pass would find better */
 			why = xasprintf("cannot read %s: %s", path,
-			                fd < 0 || errno != 0 ? strerror(errno)
-			                                     : "not a regular file");
+			                rc == -EINVAL ? "not a regular file" : strerror(-rc));
 			if (fd >= 0)
 				close(fd);
 			free(path);

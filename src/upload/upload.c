@@ -106,14 +106,14 @@ upload_mail_refused(struct store *st, const struct conf *c, int64_t run_id, cons
 	subject = xasprintf("[eph] %s: results of run %lld not uploaded (refused)", r.job,
 	                    (long long)run_id);
 	rc = buf_printf(&body,
-	                "The results of run %lld of job %s were not uploaded: the store refused "
-	                "them.\n\n"
+	                "The results of run %lld of job %s were not uploaded, and nothing more is "
+	                "tried: the store refused them (or they could not be read).\n\n"
 	                "Store:      %s\n"
 	                "Error:      %s\n"
 	                "Outcome:    %s\n\n"
 	                "The results are kept in the run directory:\n  %s/results\n"
 	                "Copy them out with: eph results %lld --to DIR\n\n"
-	                "Nothing more is tried for this run: check results_store's keys, bucket "
+	                "Check results_store's keys, bucket "
 	                "and permissions.\nThe whole run: eph show %lld\n",
 	                (long long)run_id, r.job, u.url != NULL ? u.url : c->results_store.url,
 	                error != NULL ? error : "?", store_state_name(r.state),
