@@ -7,6 +7,7 @@
 struct buf;
 struct cmd_ctx;
 struct store;
+struct store_run;
 
 /* Runs the helper NAME (eph-mail, eph-upload) at PATH (taken; NULL when eph's own path is
  * unknown) as `PATH ARGS[1]...` (ARGS[0] is set here to PATH), with INPUT (taken) on its
@@ -20,6 +21,10 @@ int cmd_helper_run(const char *who, const char *name, char *path, char *input, c
  * results_store, and runs eph-upload for it once; says on stderr what became of it (uploaded,
  * to be retried, refused: then a mail about it is queued). Never changes the exit status. */
 void cmd_upload_after_run(struct cmd_ctx *ctx, struct store *st, int64_t id);
+/* `eph results RUN --upload` (ctx->conf loaded, with a results_store; ST open for writing): run
+ * R's upload queued again (a refused one as new, to the current url) and eph-upload run for it
+ * once. EPH_EXIT_OK when it is uploaded (or was already), EPH_EXIT_FAIL otherwise. */
+int cmd_upload_again(struct cmd_ctx *ctx, struct store *st, const struct store_run *r);
 
 /* After a foreground run ID has been recorded terminal (ST open for writing, ctx->conf
  * loaded): queues the run's mail in the outbox if its job's notify policy says so, then tries

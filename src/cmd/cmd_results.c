@@ -1,5 +1,5 @@
 /* src/cmd/cmd_results.c: `eph results RUN|JOB [--to DIR] [--json]`, the files a run left in its
- * results directory ($EPH_RESULTS), listed or copied out. */
+ * results directory ($EPH_RESULTS), listed or copied out; `--upload`, sent to results_store. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -7,13 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_mail.h"
 #include "cmd/cmd_runs.h"
+#include "conf/conf.h"
 #include "rundir/results.h"
 #include "store/store.h"
+#include "util/diag.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -21,14 +25,17 @@ static int cmd_results_exec(struct cmd_ctx *ctx, int argc, char **argv);
 
 const struct cmd cmd_results = {
 	.name = "results",
-	.usage = "results RUN|JOB [--to DIR] [--json]",
-	.summary = "list a run's results (a job's latest run), or copy them out",
+	.usage = "results RUN|JOB [--to DIR] [--json]\n"
+	         "results RUN|JOB --upload",
+	.summary = "list a run's results (a job's latest run), copy them out or upload them",
 	.help = "RUN is a run id; a JOB name means that job's latest run. A run's results are\n"
 	        "the files its command wrote into $EPH_RESULTS (RUN_DIR/results). By default\n"
 	        "prints one line a file: its size and its path under the results directory.\n\n"
 	        "Options:\n"
 	        "  --to DIR  copy them into DIR (made if missing), keeping their paths\n"
-	        "  --json    {\"run\", \"dir\", \"files\": [{\"path\", \"size\"}]}\n\n"
+	        "  --json    {\"run\", \"dir\", \"files\": [{\"path\", \"size\"}]}\n"
+	        "  --upload  upload them to the jobs file's results_store now, again if the\n"
+	        "            store refused them (a key fixed since): exit 0 once they are there\n\n"
 	        "Exits 2 when there is no such run, 1 when its run directory is gone or a copy\n"
 	        "fails.\n",
 	.exec = cmd_results_exec,
@@ -59,19 +66,36 @@ print_list(const struct store_run *r, const struct results_file *f, size_t n, bo
 	}
 }
 
+/* The store, open for writing (--upload), or -ENOENT when there is none yet. */
+static int
+results_store_open(struct cmd_ctx *ctx, struct store **out)
+{
+	char *path = xasprintf("%s/eph.db", cmd_state_dir(ctx));
+	struct diag d;
+	int rc = -ENOENT;
+
+	diag_init(&d);
+	if (access(path, F_OK) == 0 && (rc = store_open(path, out, &d)) < 0)
+		diag_print(&d, stderr);
+	diag_free(&d);
+	free(path);
+	return rc;
+}
+
 static int
 cmd_results_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "to", required_argument, NULL, 't' },
+		{ "upload", no_argument, NULL, 'u' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct store *st = NULL;
 	struct store_run r;
 	struct results_file *f = NULL;
 	const char *to = NULL;
-	bool json = false;
+	bool json = false, upload = false;
 	size_t n = 0;
 	int opt, rc, ret = EPH_EXIT_OK;
 
@@ -81,6 +105,8 @@ cmd_results_exec(struct cmd_ctx *ctx, int argc, char **argv)
 			json = true;
 		else if (opt == 't')
 			to = optarg;
+		else if (opt == 'u')
+			upload = true;
 		else if (optopt == 't')
 			return cmd_usage_error(&cmd_results, "--to needs a directory");
 		else
@@ -92,8 +118,19 @@ cmd_results_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		                       argc - optind == 0 ? "which run?" : "too many arguments");
 	if (to != NULL && *to == '\0')
 		return cmd_usage_error(&cmd_results, "--to needs a directory");
+	if (upload && (to != NULL || json))
+		return cmd_usage_error(&cmd_results, "--upload goes alone");
+	if (upload) {
+		if ((rc = cmd_load_conf(ctx)) != EPH_EXIT_OK)
+			return rc;
+		if (ctx->conf->results_store.url == NULL) {
+			fprintf(stderr, "eph results: %s has no results_store to upload to\n",
+			        ctx->conf_path);
+			return EPH_EXIT_USAGE;
+		}
+	}
 	cmd_settle(ctx);
-	rc = cmd_store_open(ctx, &st);
+	rc = upload ? results_store_open(ctx, &st) : cmd_store_open(ctx, &st);
 	if (rc == -ENOENT)
 		return cmd_run_not_found("results", argv[optind], NULL);
 	if (rc < 0)
@@ -109,7 +146,9 @@ cmd_results_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		store_close(st);
 		return EPH_EXIT_FAIL;
 	}
-	if (r.run_dir == NULL) {
+	if (upload) {
+		ret = cmd_upload_again(ctx, st, &r);
+	} else if (r.run_dir == NULL) {
 		fprintf(stderr, "eph results: run %lld has no run directory (removed by eph gc?)\n",
 		        (long long)r.id);
 		ret = EPH_EXIT_FAIL;

@@ -77,6 +77,43 @@ store_upload_queue(struct store *s, int64_t run_id, const char *url)
 	return rc < 0 ? rc : 1;
 }
 
+int
+store_upload_requeue(struct store *s, int64_t run_id, const char *url)
+{
+	struct store_upload u;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = store_upload_get(s, run_id, &u)) == -ENOENT)
+		return store_upload_queue(s, run_id, url);
+	if (rc < 0 || u.state == UPLOAD_DONE) {
+		store_upload_clear(&u);
+		return rc < 0 ? rc : 0;
+	}
+	/* first: a crash in between sends files again, never leaves any unsent */
+	if (strcmp(u.url, url) != 0 &&
+	    (rc = store_sql_prepare(s, "DELETE FROM upload_files WHERE run_id = ?1", &st)) == 0) {
+		sqlite3_bind_int64(st, 1, run_id);
+		rc = up_step_done(s, st, false);
+	}
+	if (rc == 0)
+		rc = store_sql_prepare(
+		        s,
+		        "UPDATE uploads SET state = 'queued', next_at = ?3, attempts = "
+		        "CASE WHEN state = 'refused' THEN 0 ELSE attempts END, last_error = CASE WHEN "
+		        "state = 'refused' THEN NULL ELSE last_error END, done_at = NULL, url = ?2 "
+		        "WHERE run_id = ?1",
+		        &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, run_id);
+		store_sql_bind_text(st, 2, url);
+		sqlite3_bind_double(st, 3, clock_real());
+		rc = up_step_done(s, st, false);
+	}
+	store_upload_clear(&u);
+	return rc < 0 ? rc : 1;
+}
+
 /* Steps ST to the end, collecting column 0 of its rows into *IDS / *N; finalizes ST. */
 static int
 up_collect_ids(sqlite3_stmt *st, int64_t **ids, size_t *n)

@@ -37,6 +37,11 @@ void store_upload_clear(struct store_upload *u); /* frees the strings, re-initia
 /* Queues the upload of run RUN_ID's results to URL, due at once. 1 queued; 0 when the run has
  * one already (nothing written). Durable on return. */
 EPH_MUST_CHECK int store_upload_queue(struct store *s, int64_t run_id, const char *url);
+/* Queues run RUN_ID's upload again, to URL, due at once (`eph results RUN --upload`): a refused
+ * one as new (its attempts and error cleared), a queued one now; the files recorded sent are
+ * forgotten when URL is not where they went. 1 queued, 0 when it is done already (nothing
+ * written). With no upload, as store_upload_queue. */
+EPH_MUST_CHECK int store_upload_requeue(struct store *s, int64_t run_id, const char *url);
 /* The queued uploads due by DUE_BY and not leased at NOW, oldest first: *IDS a new array of
  * *N run ids (free(); NULL when none). RUN > 0: that run's only, due or not. */
 EPH_MUST_CHECK int store_upload_due(struct store *s, double now, double due_by, int64_t run,

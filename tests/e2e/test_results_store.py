@@ -411,6 +411,21 @@ def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
     assert subjects == sorted(f"[eph] report: results of run {i} not uploaded (refused)"
                               for i in (rid, second))
     assert moto.objects("refused/") == {}
+    # the key fixed, `eph results RUN --upload` sends a refused run's results after all
+    (tmp_path / "access-key").write_text(moto.access + "\n")
+    p = run_eph(["results", str(rid), "--upload"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    helper_clean(p.stderr)
+    assert f"results of run {rid} uploaded to s3://{BUCKET}/refused/report/{rid}/ (3 files)" \
+        in p.stderr
+    assert sorted(moto.objects(f"refused/report/{rid}/")) == sorted(
+        f"refused/report/{rid}/{k}" for k in ("report.csv", "charts/daily chart.png",
+                                             "out/model.pkl"))
+    assert show_json(tmp_path, rid)["upload"]["state"] == "done"
+    p = run_eph(["results", str(rid), "--upload"], cwd=tmp_path)
+    assert (p.returncode, p.stderr) == (0, f"eph: results of run {rid} are uploaded already "
+                                           f"(eph show {rid})\n")
+    assert moto.objects(f"refused/report/{second}/") == {}  # only the one asked for
 
 
 def test_a_run_recorded_without_its_upload_queued_is_uploaded_at_the_next_start(
