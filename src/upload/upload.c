@@ -113,11 +113,12 @@ upload_mail_refused(struct store *st, const struct conf *c, int64_t run_id, cons
 	                "Outcome:    %s\n\n"
 	                "The results are kept in the run directory:\n  %s/results\n"
 	                "Copy them out with: eph results %lld --to DIR\n\n"
-	                "Check results_store's keys, bucket "
-	                "and permissions.\nThe whole run: eph show %lld\n",
+	                "Check results_store's keys, bucket and permissions; then upload them "
+	                "with: eph results %lld --upload\nThe whole run: eph show %lld\n",
 	                (long long)run_id, r.job, u.url != NULL ? u.url : c->results_store.url,
 	                error != NULL ? error : "?", store_state_name(r.state),
-	                r.run_dir != NULL ? r.run_dir : "?", (long long)run_id, (long long)run_id);
+	                r.run_dir != NULL ? r.run_dir : "?", (long long)run_id, (long long)run_id,
+	                (long long)run_id);
 	if (rc == 0)
 		rc = notify_message(
 		        &(struct notify_hdr){ c->mail.from, to->v, to->n, subject, now, msgid },

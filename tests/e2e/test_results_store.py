@@ -396,6 +396,7 @@ def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
     assert m["To"] == "ops@example.com"
     body = m.get_content()
     assert "InvalidAccessKeyId" in body and f"eph results {rid} --to DIR" in body
+    assert f"eph results {rid} --upload" in body
     assert moto.secret not in body
     # the same through the daemon: its log and a mail say so
     d = daemons(jobs, state_dir)
