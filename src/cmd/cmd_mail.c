@@ -64,7 +64,7 @@ cmd_helper_run(const char *who, const char *name, char *path, char *input, char 
 	ssize_t n;
 
 	if (path == NULL || access(path, X_OK) != 0) {
-		fprintf(stderr, "%s: cannot run %s: %s (%s belongs next to eph)\n", who,
+		fprintf(stderr, "%s: cannot send: %s: %s (%s belongs next to eph)\n", who,
 		        path != NULL ? path : name,
 		        path != NULL ? strerror(errno) : "cannot find eph's own path", name);
 		free(path);
