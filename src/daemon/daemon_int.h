@@ -25,8 +25,8 @@ struct dprep;
 struct drepo;
 struct dretry;
 struct source_pin;
-struct dmailer;
-struct duploader;
+struct dpass;
+struct dpass_ops;
 
 /* What an event of the daemon's heap is. */
 enum dm_ev { DM_EV_FIRE, DM_EV_START, DM_EV_RETRY, DM_EV_UNPLACED };
@@ -122,10 +122,10 @@ struct daemon {
 	char instance[INSTANCE_ID_LEN + 1]; /* this scheduler's id: remote directories */
 	int nstarted;
 	bool stopping;
-	char *retention_job;      /* whose old runs to delete at the next turn of the loop */
-	struct dmailer *mail;     /* mailer.c's; NULL until the configuration has mail.smtp */
-	struct duploader *upload; /* uploader.c's; NULL until it has results_store */
-	struct drepo *repo;       /* --from-repo: the repository followed (repoconf.c); else NULL */
+	char *retention_job;  /* whose old runs to delete at the next turn of the loop */
+	struct dpass *mail;   /* mailer.c's eph-mail; NULL until the configuration has mail.smtp */
+	struct dpass *upload; /* uploader.c's eph-upload; NULL until it has results_store */
+	struct drepo *repo;   /* --from-repo: the repository followed (repoconf.c); else NULL */
 	struct dprep *prep_head, *prep_tail; /* preparations waiting for a child (prepare.c) */
 	int nprep;                           /* preparation children running */
 	char *sock_path;
@@ -239,6 +239,29 @@ void dm_confwatch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
  * (re-attached, recorded, or — its command never started — run or skipped), then schedules
  * the retries and decides the mail that process owed. */
 void dm_reconcile(struct daemon *dm);
+
+/* dpass.c: a helper process run in passes (eph-mail, eph-upload): what is particular to one */
+struct dpass_ops {
+	const char *what;                   /* its log lines' prefix: "mail", "upload" */
+	const char *name;                   /* the program: "eph-mail" */
+	const char *waits;                  /* what its absence means: "the mail stays queued" */
+	char *(*path)(void);                /* where it is (caller frees), or NULL */
+	bool (*enabled)(struct daemon *dm); /* the configuration asks for it */
+	int (*next_due)(struct daemon *dm, double *at); /* 0, -ENOENT when nothing is queued */
+	char *(*input)(struct daemon *dm); /* its settings, for its stdin (caller frees) */
+	/* one line of its stdout (no line end, not empty): logs it; true when it says the pass
+	 * could not work (then its exit status is not logged again) */
+	bool (*line)(struct daemon *dm, const char *s, size_t n);
+};
+
+/* Something was queued, or the settings changed, or the daemon started: a pass of the helper
+ * now if something is due (everything queued on the first pass: --all), else a timer for the
+ * first that will be; after a running pass, another. Makes *SLOT (with OPS) the first time
+ * OPS->enabled; nothing while the daemon stops. A missing helper is logged once. */
+void dm_pass_kick(struct daemon *dm, struct dpass **slot, const struct dpass_ops *ops);
+/* Stops *SLOT (sets it NULL): a running helper gets SIGTERM; it frees itself once its handles
+ * are closed. */
+void dm_pass_stop(struct dpass **slot);
 
 /* mailer.c: the mail is sent by eph-mail, a process of its own (no libcurl in the daemon) */
 
