@@ -6,7 +6,7 @@ EPH_RUN_PKGS="build-essential pkg-config meson ninja-build libuv1-dev libcurl4-o
 libsqlite3-dev libjansson-dev libfyaml-dev git python3 python3-venv tzdata ca-certificates
 openssh-client"
 # What the test suite needs on top.
-EPH_TEST_PKGS="libcmocka-dev python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
+EPH_TEST_PKGS="libcmocka-dev python3-pytest python3-pytest-xdist python3-aiosmtpd clang libclang-rt-14-dev
 clang-format valgrind procps iproute2 openssh-server python3-pip python3-setuptools
 python3-wheel openssl stress-ng qemu-system-x86 busybox-static python3-yaml curl time"
 
