@@ -119,7 +119,7 @@ upload_failed(struct pass *ps, int64_t run, int attempts, bool refused, const ch
 		ps->nretried++;
 }
 
-/* Uploads run RUN's results not yet sent: 0, or -errno when the store failed. */
+/* Uploads run RUN's results not yet sent; what became of it is recorded and said. */
 static void
 upload_run(struct pass *ps, int64_t run)
 {
@@ -321,7 +321,9 @@ upload_send(int argc, char **argv)
 	}
 	if (n > 0 && ps.s3 == NULL && ps.key_why == NULL)
 		ps.key_why = xstrdup("the keys could not be read");
-	for (size_t i = 0; i < n; i++)
+	/* a stop ends the pass: the uploads not begun stay as they are (not claimed, not counted
+	 * as failed), for the next pass */
+	for (size_t i = 0; i < n && !s3_stopped(); i++)
 		upload_run(&ps, ids[i]);
 	put_line(upload_line_last(ps.ndone, ps.nretried, ps.nrefused));
 	ret = 0;

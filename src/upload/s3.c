@@ -42,6 +42,12 @@ s3_stop(void)
 	s3_stopping = 1;
 }
 
+bool
+s3_stopped(void)
+{
+	return s3_stopping != 0;
+}
+
 static int
 progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -217,7 +223,7 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	char sha[2 * SHA256_DIGEST_SIZE + 1], errbuf[CURL_ERROR_SIZE] = "", *hdr, *ekey, *url;
 	char *code = NULL, *msg = NULL;
 	struct s3_put p = { fd, size, 0, { 0 } };
-	struct curl_slist *h = NULL;
+	struct curl_slist *h = NULL, *h2;
 	enum s3_outcome res;
 	CURLcode cc;
 	long status = 0;
@@ -240,11 +246,26 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	ekey = s3_key_encode(key);
 	url = xasprintf("%s/%s/%s", c->endpoint, bucket, ekey);
 	hdr = xasprintf("x-amz-content-sha256: %s", sha);
-	h = curl_slist_append(h, hdr);
-	h = curl_slist_append(h, "Content-Type: application/octet-stream");
+	if ((h = curl_slist_append(NULL, hdr)) == NULL ||
+	    (h2 = curl_slist_append(h, "Content-Type: application/octet-stream")) == NULL) {
+		*why = xstrdup("out of memory for the request's headers");
+		res = S3_RETRY;
+		goto out;
+	}
+	h = h2;
 	curl_easy_reset(c->easy); /* the connection stays in the handle's cache */
+	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, errbuf);
+	/* what keeps the keys off other hosts and the request signed: a libcurl that cannot
+	 * do them sends nothing (and no redirect is followed: FOLLOWLOCATION stays off) */
+	if (curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(c->easy, CURLOPT_AWS_SIGV4, c->sigv4) != CURLE_OK ||
+	    curl_easy_setopt(c->easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK) {
+		*why = xstrdup("this libcurl cannot sign requests (CURLOPT_AWS_SIGV4, libcurl "
+		               "7.85 or later)");
+		res = S3_REFUSED;
+		goto out;
+	}
 	curl_easy_setopt(c->easy, CURLOPT_URL, url);
-	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_READFUNCTION, read_cb);
@@ -253,10 +274,8 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, &p);
 	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c->easy, CURLOPT_AWS_SIGV4, c->sigv4);
 	curl_easy_setopt(c->easy, CURLOPT_USERNAME, c->access);
 	curl_easy_setopt(c->easy, CURLOPT_PASSWORD, c->secret);
-	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT, S3_CONNECT_TIMEOUT);
 	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_TIME);
@@ -283,7 +302,10 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 		                 code != NULL ? " " : "", code != NULL ? code : "",
 		                 msg != NULL ? ": " : "", msg != NULL ? msg : "");
 	}
-	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+out:
+	/* the handle outlives this call: nothing of it may point into our frame (the error
+	 * buffer, P) or our header list, and it keeps no copy of the keys between puts */
+	curl_easy_reset(c->easy);
 	curl_slist_free_all(h);
 	buf_free(&p.body);
 	free(code);

@@ -5,6 +5,7 @@
  * into eph-upload only (lib_s3): nothing else of ephemeron maps libcurl. */
 #ifndef EPH_UPLOAD_S3_H
 #define EPH_UPLOAD_S3_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/attr.h"
@@ -31,6 +32,8 @@ enum s3_outcome s3_put_fd(struct s3 *c, const char *bucket, const char *key, int
                           char **why);
 /* From a signal handler: the put going on is abandoned (S3_RETRY), and so is every later one. */
 void s3_stop(void);
+/* Whether s3_stop was called. */
+bool s3_stopped(void);
 /* KEY with every byte but A-Z a-z 0-9 - . _ ~ and "/" percent-encoded, as S3 wants an object
  * key in a path. Caller frees. */
 char *s3_key_encode(const char *key);
