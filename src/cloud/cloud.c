@@ -197,8 +197,15 @@ int
 cloud_call(struct cloud_ctx *c, const char *method, const char *url, const json_t *body,
            struct http_resp *r)
 {
+	return cloud_call_checked(c, method, url, body, NULL, r);
+}
+
+int
+cloud_call_checked(struct cloud_ctx *c, const char *method, const char *url, const json_t *body,
+                   const struct cloud_check *check, struct http_resp *r)
+{
 	char *text = NULL;
-	int attempt = 0, rc;
+	int attempt = 0, rc, done = 0;
 
 	if (body != NULL) {
 		text = json_dumps(body, JSON_COMPACT);
@@ -287,9 +294,19 @@ cloud_call(struct cloud_ctx *c, const char *method, const char *url, const json_
 			fprintf(stderr, "eph-cloud: %s, retrying in %.1f s\n", words, wait);
 		free(words);
 		sleep_s(wait);
+		if (check != NULL && (rc == 0 || !r->unsent)) {
+			/* the last try may have taken effect: never twice */
+			if ((done = check->done(c, check->arg)) != 0) {
+				http_resp_free(r);
+				http_resp_init(r);
+				break;
+			}
+		}
 	}
 	free(text);
-	return c->error != NULL ? -1 : 0;
+	if (c->error != NULL)
+		return -1;
+	return done == 1 ? 1 : 0;
 }
 
 int

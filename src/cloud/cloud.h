@@ -67,6 +67,21 @@ EPH_MUST_CHECK int cloud_token_load(struct cloud_ctx *c, const char *file, const
 EPH_MUST_CHECK int cloud_call(struct cloud_ctx *c, const char *method, const char *url,
                               const json_t *body, struct http_resp *r);
 
+/* For a request that must not take effect twice (a create): before trying it again after a
+ * try that may have taken effect unseen (a 5xx, or a network error once a connection was
+ * made), DONE(C, ARG) is asked whether it did: 1 it did, 0 it did not, -1 it cannot tell (C's
+ * error set: nothing more is tried). */
+struct cloud_check {
+	int (*done)(struct cloud_ctx *c, void *arg);
+	void *arg;
+};
+
+/* As cloud_call, asking CHECK before each such retry: returns 1 (R empty) when it says the
+ * request took effect. */
+EPH_MUST_CHECK int cloud_call_checked(struct cloud_ctx *c, const char *method, const char *url,
+                                      const json_t *body, const struct cloud_check *check,
+                                      struct http_resp *r);
+
 /* Sets C's error from a 4xx answer R (auth for 401 and 403, unavailable for 422, bad_request
  * otherwise) with the provider's words. Returns -1. */
 int cloud_fail_answer(struct cloud_ctx *c, const struct http_resp *r, const char *what);

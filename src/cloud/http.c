@@ -139,6 +139,8 @@ http_request(const char *method, const char *url, const char *token, const char 
 	} else if (cc != CURLE_OK) {
 		r->status = 0;
 		r->error = xstrdup(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+		r->unsent = cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_RESOLVE_PROXY ||
+		            cc == CURLE_COULDNT_CONNECT;
 		rc = -EIO;
 	} else {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);

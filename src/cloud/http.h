@@ -16,6 +16,7 @@ struct http_resp {
 	char *ratelimit_reset; /* the header's value, or NULL */
 	char *retry_after;     /* the header's value, or NULL */
 	char *error;           /* with status 0: curl's words for what failed */
+	bool unsent;           /* with status 0: no connection was made, so no server saw it */
 };
 
 void http_resp_init(struct http_resp *r);

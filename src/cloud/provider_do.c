@@ -5,9 +5,11 @@
 #include "cloud/provider_do.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cloud/cloud.h"
 #include "cloud/provider.h"
@@ -315,13 +317,83 @@ req_id(struct cloud_ctx *c, const json_t *req, const char *op)
 	return json_integer_value(id);
 }
 
+/* A create whose answer was lost (a 5xx, a connection dropped after the request went): the
+ * droplet it may have made, found by its name and tags. */
+struct create_check {
+	const json_t *body; /* the create's: name, tags */
+	json_t *found;      /* the droplet found (provider_do_droplet's shape), or NULL */
+};
+
+/* Whether droplet D (provider_do_droplet's shape) is the one BODY asks for: its name, and
+ * every tag of BODY (this scheduler's instance and the run). */
+static bool
+create_matches(const json_t *d, const json_t *body)
+{
+	json_t *tags = json_object_get(body, "tags"), *t, *have = json_object_get(d, "tags"), *h;
+	size_t i, k;
+
+	if (strcasecmp(json_string_value(json_object_get(d, "name")),
+	               json_string_value(json_object_get(body, "name"))) != 0)
+		return false;
+	json_array_foreach(tags, i, t)
+	{
+		bool seen = false;
+
+		json_array_foreach(have, k, h)
+		{
+			if (json_equal(h, t))
+				seen = true;
+		}
+		if (!seen)
+			return false;
+	}
+	return true;
+}
+
+static int
+create_done(struct cloud_ctx *c, void *arg)
+{
+	struct create_check *cc = arg;
+	json_t *ds = json_array(), *d;
+	char *q = query_escape(json_string_value(json_object_get(cc->body, "name")));
+	size_t i;
+	int rc;
+
+	if (q == NULL) {
+		cloud_fail(c, CLOUD_USAGE, 0, "create: \"name\" is too long");
+		json_decref(ds);
+		return -1;
+	}
+	/* the API matches names exactly (ignoring case); matched here again, with the tags */
+	fprintf(stderr, "eph-cloud: looking for the droplet the last try may have made\n");
+	rc = do_pages(c,
+	              xasprintf("%s/v2/droplets?name=%s&per_page=%d", c->api_url, q, DO_PER_PAGE),
+	              "droplets", provider_do_droplet, ds);
+	free(q);
+	if (rc != 0) {
+		json_decref(ds);
+		return -1;
+	}
+	json_array_foreach(ds, i, d)
+	{
+		if (create_matches(d, cc->body)) {
+			cc->found = json_incref(d);
+			break;
+		}
+	}
+	json_decref(ds);
+	return cc->found != NULL ? 1 : 0;
+}
+
 static int
 do_create(struct cloud_ctx *c, const json_t *req, json_t **out)
 {
-	json_t *body = json_object(), *image = json_object_get(req, "image"), *j = NULL, *d;
+	json_t *body = json_object(), *image = json_object_get(req, "image"), *j = NULL, *d = NULL;
+	struct create_check chk = { .body = body };
+	struct cloud_check check = { create_done, &chk };
 	struct http_resp r;
 	char *url;
-	int rc = -1;
+	int rc = -1, called;
 
 	http_resp_init(&r);
 	if (copy_str(c, req, "name", body, 0) || copy_str(c, req, "region", body, 0) ||
@@ -345,19 +417,22 @@ do_create(struct cloud_ctx *c, const json_t *req, json_t **out)
 		goto out;
 	}
 	url = xasprintf("%s/v2/droplets", c->api_url);
-	if (cloud_call(c, "POST", url, body, &r) != 0) {
-		free(url);
-		goto out;
-	}
+	called = cloud_call_checked(c, "POST", url, body, &check, &r);
 	free(url);
-	if (r.status != 202 && r.status != 201 && r.status != 200) {
+	if (called < 0)
+		goto out;
+	if (called == 1) {
+		d = chk.found; /* made by a try whose answer was lost */
+		chk.found = NULL;
+	} else if (r.status != 202 && r.status != 201 && r.status != 200) {
 		cloud_fail_answer(c, &r, "POST /v2/droplets");
 		goto out;
+	} else {
+		j = cloud_answer_json(c, &r, "POST /v2/droplets");
+		if (j == NULL)
+			goto out;
+		d = provider_do_droplet(json_object_get(j, "droplet"));
 	}
-	j = cloud_answer_json(c, &r, "POST /v2/droplets");
-	if (j == NULL)
-		goto out;
-	d = provider_do_droplet(json_object_get(j, "droplet"));
 	if (d == NULL) {
 		cloud_fail(c, CLOUD_SERVER, r.status,
 		           "POST /v2/droplets: the answer has no droplet");
@@ -365,9 +440,10 @@ do_create(struct cloud_ctx *c, const json_t *req, json_t **out)
 	}
 	*out = json_pack("{s:O, s:O}", "id", json_object_get(d, "id"), "status",
 	                 json_object_get(d, "status"));
-	json_decref(d);
 	rc = 0;
 out:
+	json_decref(d);
+	json_decref(chk.found);
 	json_decref(j);
 	json_decref(body);
 	http_resp_free(&r);

@@ -253,7 +253,7 @@ class DoCloud:
         self._ids = itertools.count(3164444)
         self._fault = dict(ratelimit_until=0, retry_after=False, server_errors=0,
                            server_error_paths=None, unavailable=set(), boot_never=False,
-                           drop=0, slow=0.0, links_base=None, reset_offset=0)
+                           drop=0, slow=0.0, links_base=None, reset_offset=0, lose=0)
         self._remaining = ratelimit_limit
         self._hosts_made = 0
         self.server = None
@@ -301,7 +301,7 @@ class DoCloud:
     def faults(self, *, ratelimit=None, retry_after=None, reset_offset=None, server_errors=None,
                server_error_paths=None, unavailable=None, down=None, boot_never=None,
                boot_delay=None, ssh_delay=None, drop=None, slow=None, links_base=None,
-               delete=None, clear=False):
+               delete=None, lose=None, clear=False):
         """Faults on demand (each keyword optional; clear=True first resets all):
         ratelimit=S     a 429 storm: every API request is refused for S seconds from now with
                         ratelimit-remaining 0 and ratelimit-reset the epoch second it ends
@@ -315,6 +315,8 @@ class DoCloud:
         down=True/False the API stops listening (connections refused) / listens again on the
                         same port
         drop=N          the next N requests are read and the connection closed unanswered
+        lose=N          the next N API requests are carried out, then the connection closed
+                        unanswered (an answer lost on the way: a create that was made)
         slow=S          every API request is answered S seconds late (0: not)
         links_base=URL  pagination links point at URL instead of the API ("": the API's)
         boot_never=True droplets created from now on stay "new" forever (no host made);
@@ -328,7 +330,7 @@ class DoCloud:
                 self._fault.update(ratelimit_until=0, retry_after=False, server_errors=0,
                                    server_error_paths=None, unavailable=set(),
                                    boot_never=False, drop=0, slow=0.0, links_base=None,
-                                   reset_offset=0)
+                                   reset_offset=0, lose=0)
             if ratelimit is not None:
                 self._fault["ratelimit_until"] = math.ceil(time.time() + ratelimit)
             if retry_after is not None:
@@ -352,6 +354,8 @@ class DoCloud:
                 self._fault["drop"] = int(drop)
             if slow is not None:
                 self._fault["slow"] = float(slow)
+            if lose is not None:
+                self._fault["lose"] = int(lose)
             if links_base is not None:
                 self._fault["links_base"] = links_base or None
         if delete is not None:
@@ -673,8 +677,13 @@ class DoCloud:
                 return st, {}, b
             if u.path == "/v2/droplets" and method == "GET":
                 tag = q.get("tag_name", [None])[0]
+                name = q.get("name", [None])[0]
+                if tag is not None and name is not None:
+                    return 400, {}, _err("bad_request", "tag_name can not be combined with "
+                                         "name")
                 ds = [self._json(d) for d in sorted(self._droplets.values(), key=lambda d: d.id)
-                      if not d.deleted and (tag is None or tag in d.tags)]
+                      if not d.deleted and (tag is None or tag in d.tags)
+                      and (name is None or name.lower() == d.name.lower())]
                 st, b = self._page("droplets", ds, q)
                 return st, {}, b
             if u.path == "/v2/droplets" and method == "POST":
@@ -737,6 +746,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, out = 400, {}, _err("bad_request", "unable to parse request body")
         else:
             status, extra, out = cloud.handle(self.command, self.path, self.headers, body)
+        with cloud.lock:
+            lose = cloud._fault["lose"] > 0 and not fake
+            if lose:
+                cloud._fault["lose"] -= 1
+        if lose:
+            req.status = status
+            self.close_connection = True
+            return
         req.status = status
         hdrs = cloud.headers()
         hdrs.update(extra)

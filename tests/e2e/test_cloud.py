@@ -172,6 +172,34 @@ def test_5xx_and_dropped_connections_are_backed_off_then_succeed(cloud, tok):
     assert (st, out["kind"], out["status"]) == (1, "server", 500)
 
 
+def test_a_create_whose_answer_is_lost_makes_one_droplet_not_two(cloud, tok):
+    # the droplet is made, its answer lost: the retry finds it by name and tags
+    cloud.faults(lose=1)
+    st, out, err = create(cloud, tok)
+    assert st == 0, out
+    live = list(cloud.droplets().values())
+    assert [d["id"] for d in live] == [out["id"]] and live[0]["name"] == "eph-train-7"
+    assert len(cloud.api_requests("POST")) == 1, cloud.api_requests()
+    assert cloud.api_requests("GET")[-1].path.startswith("/v2/droplets?name=eph-train-7&")
+    assert "looking for the droplet" in err
+    # a 500 made nothing: nothing found, the create is tried again; another scheduler's
+    # droplet of the same name (not its tags) is not taken for ours
+    cloud.create(name="eph-train-8", region="fra1", size="s-1vcpu-1gb", image="debian-12-x64",
+                 tags=["ephemeron", "eph-i:other"])
+    cloud.faults(server_errors=1, server_error_paths="^/v2/droplets$")
+    st, out, err = create(cloud, tok, name="eph-train-8", tags=["ephemeron", "eph-i:abc"])
+    assert st == 0, out
+    assert len(cloud.api_requests("POST")) == 3
+    assert sorted(d["name"] for d in cloud.droplets().values()) == \
+        ["eph-train-7", "eph-train-8", "eph-train-8"]
+    assert "eph-i:abc" in cloud.droplets()[out["id"]]["tags"]
+    # a listing that fails says so: nothing is created twice on a guess
+    cloud.faults(lose=1, server_errors=1000, server_error_paths="^/v2/droplets\\?")
+    st, out, err = create(cloud, tok, name="eph-train-9", deadline=3)
+    assert (st, out["kind"]) == (1, "server"), out
+    assert [d["name"] for d in cloud.droplets().values()].count("eph-train-9") == 1
+
+
 def test_the_api_down_is_a_network_error_at_the_deadline(cloud, tok):
     cloud.faults(down=True)
     t0 = time.monotonic()
