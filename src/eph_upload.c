@@ -40,7 +40,9 @@
 #define EXIT_BROKEN 1
 #define EXIT_INPUT  2
 
-#define UPLOAD_LEASE 3600.0 /* seconds a pass holds an upload; a crashed pass's lapses then */
+/* Seconds a pass holds an upload, renewed as it goes (each file, and every S3_TICK_S during a
+ * put): a pass killed (kill -9) leaves an upload that the next pass takes this long after. */
+#define UPLOAD_LEASE 120.0
 
 static const char usage[] = "usage: eph-upload send [--all] [--run ID] [--state DIR]\n";
 
@@ -94,7 +96,19 @@ struct pass {
 	struct s3 *s3; /* NULL when the keys could not be read */
 	char *key_why; /* why not */
 	int64_t ndone, nretried, nrefused;
+	int64_t run; /* the upload being sent */
 };
+
+/* The lease of the upload being sent, extended (called during a put and after each file): a
+ * failure is harmless (another pass may take it over when it lapses, and send again the file
+ * going on). */
+static void
+lease_renew(void *arg)
+{
+	struct pass *ps = arg;
+
+	(void)store_upload_renew(ps->st, ps->run, clock_real() + UPLOAD_LEASE);
+}
 
 /* Records the failed upload of RUN (ATTEMPTS failed before) and says so. */
 static void
@@ -159,6 +173,8 @@ upload_run(struct pass *ps, int64_t run)
 		goto out;
 	}
 	bucket = xstrndup(u.url + 5, (size_t)(base - (u.url + 5)));
+	ps->run = run;
+	s3_set_tick(ps->s3, lease_renew, ps);
 	(void)store_upload_files(ps->st, run, (int64_t)n);
 	for (i = 0; i < n; i++) {
 		enum s3_outcome res;
@@ -175,6 +191,7 @@ upload_run(struct pass *ps, int64_t run)
 			bytes += (int64_t)f[i].size;
 			continue;
 		}
+		lease_renew(ps);
 		path = xasprintf("%s/" RUNDIR_RESULTS "/%s", r.run_dir, f[i].path);
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		rc = fd < 0 || fstat(fd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;

@@ -227,6 +227,23 @@ store_upload_claim(struct store *s, int64_t run_id, double now, double until)
 }
 
 int
+store_upload_renew(struct store *s, int64_t run_id, double until)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_sql_prepare(s,
+	                       "UPDATE uploads SET lease_until = ?2 WHERE run_id = ?1 AND "
+	                       "state = 'queued'",
+	                       &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_double(st, 2, until);
+	return up_step_done(s, st, true);
+}
+
+int
 store_upload_files(struct store *s, int64_t run_id, int64_t files)
 {
 	sqlite3_stmt *st;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -24,6 +25,9 @@ struct s3 {
 	char *endpoint;
 	char *sigv4; /* "aws:amz:REGION:s3" */
 	char *access, *secret;
+	void (*tick)(void *arg); /* called every S3_TICK_S while a put goes on */
+	void *tick_arg;
+	struct timespec last_tick;
 };
 
 /* One put: the file being sent and the reply being kept. */
@@ -48,10 +52,31 @@ s3_stopped(void)
 	return s3_stopping != 0;
 }
 
+void
+s3_set_tick(struct s3 *c, void (*fn)(void *arg), void *arg)
+{
+	c->tick = fn;
+	c->tick_arg = arg;
+}
+
+static double
+mono_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 static int
 progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
-	(void)arg;
+	struct s3 *c = arg;
+
+	if (c->tick != NULL && mono_since(&c->last_tick) >= S3_TICK_S) {
+		clock_gettime(CLOCK_MONOTONIC, &c->last_tick);
+		c->tick(c->tick_arg);
+	}
 	(void)dltotal;
 	(void)dlnow;
 	(void)ultotal;
@@ -280,6 +305,8 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_TIME);
 	curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, c);
+	clock_gettime(CLOCK_MONOTONIC, &c->last_tick);
 	curl_easy_setopt(c->easy, CURLOPT_NOPROGRESS, 0L);
 	cc = curl_easy_perform(c->easy);
 	(void)curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
