@@ -253,6 +253,46 @@ step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : store_sql_errno(rc);
 }
 
+int
+store_sql_step_done(struct store *s, sqlite3_stmt *st, bool must_change)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	if (rc != SQLITE_DONE)
+		return store_sql_errno(rc);
+	if (must_change && sqlite3_changes(s->db) == 0)
+		return -EALREADY;
+	return 0;
+}
+
+int
+store_sql_one_double(struct store *s, const char *sql, double *at)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = store_sql_prepare(s, sql, &st)) < 0)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+			rc = -ENOENT;
+		} else {
+			*at = sqlite3_column_double(st, 0);
+			rc = 0;
+		}
+	} else {
+		rc = store_sql_errno(rc);
+		if (rc == 0)
+			rc = -EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 void
 store_sql_bind_text(sqlite3_stmt *st, int i, const char *v)
 {

@@ -57,23 +57,6 @@ outbox_msgs_free(struct outbox_msg *v, size_t n)
 	free(v);
 }
 
-/* Runs a statement that returns no row and finalizes it; 0, or -EALREADY when it changed no
- * row and MUST_CHANGE. */
-static int
-ob_step_done(struct store *s, sqlite3_stmt *st, bool must_change)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_finalize(st);
-	if ((rc & 0xff) == SQLITE_CONSTRAINT)
-		return -EEXIST; /* the unique dedup key: that message is queued already */
-	if (rc != SQLITE_DONE)
-		return store_sql_errno(rc);
-	if (must_change && sqlite3_changes(store_sqlite(s)) == 0)
-		return -EALREADY;
-	return 0;
-}
-
 int
 store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
 {
@@ -102,7 +85,7 @@ store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
 	sqlite3_bind_blob64(st, 6, m->data, m->len, SQLITE_TRANSIENT);
 	sqlite3_bind_double(st, 7, created);
 	sqlite3_bind_double(st, 8, m->next_at > 0 ? m->next_at : created);
-	rc = ob_step_done(s, st, false);
+	rc = store_sql_step_done(s, st, false); /* -EEXIST: the dedup key is queued already */
 	if (rc == 0 && id != NULL)
 		*id = sqlite3_last_insert_rowid(store_sqlite(s));
 	return rc;
@@ -193,28 +176,8 @@ store_outbox_due(struct store *s, double now, double due_by, size_t limit, struc
 int
 store_outbox_next_due(struct store *s, double *at)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = store_sql_prepare(
-	        s, "SELECT min(max(next_at, lease_until)) FROM outbox WHERE state = 'queued'", &st);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-			rc = -ENOENT;
-		} else {
-			*at = sqlite3_column_double(st, 0);
-			rc = 0;
-		}
-	} else {
-		rc = store_sql_errno(rc);
-		if (rc == 0)
-			rc = -EIO;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_sql_one_double(
+	        s, "SELECT min(max(next_at, lease_until)) FROM outbox WHERE state = 'queued'", at);
 }
 
 int
@@ -234,7 +197,7 @@ store_outbox_claim(struct store *s, int64_t id, double now, double due_by, doubl
 	sqlite3_bind_double(st, 2, now);
 	sqlite3_bind_double(st, 3, due_by);
 	sqlite3_bind_double(st, 4, until);
-	return ob_step_done(s, st, true);
+	return store_sql_step_done(s, st, true);
 }
 
 int
@@ -252,7 +215,7 @@ store_outbox_sent(struct store *s, int64_t id, double at)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, at);
-	rc = ob_step_done(s, st, true);
+	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
@@ -273,7 +236,7 @@ store_outbox_retry(struct store *s, int64_t id, double next_at, const char *erro
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, next_at);
 	store_sql_bind_text(st, 3, error);
-	rc = ob_step_done(s, st, true);
+	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
@@ -293,7 +256,7 @@ store_outbox_fail(struct store *s, int64_t id, double at, const char *error)
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, at);
 	store_sql_bind_text(st, 3, error);
-	rc = ob_step_done(s, st, true);
+	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
@@ -380,5 +343,5 @@ store_mail_owed_clear(struct store *s, int64_t id)
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
-	return ob_step_done(s, st, false);
+	return store_sql_step_done(s, st, false);
 }

@@ -41,21 +41,6 @@ store_upload_clear(struct store_upload *u)
 	store_upload_init(u);
 }
 
-/* Runs a statement that returns no row and finalizes it; 0, or -EALREADY when it changed no
- * row and MUST_CHANGE. */
-static int
-up_step_done(struct store *s, sqlite3_stmt *st, bool must_change)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return store_sql_errno(rc);
-	if (must_change && sqlite3_changes(store_sqlite(s)) == 0)
-		return -EALREADY;
-	return 0;
-}
-
 int
 store_upload_queue(struct store *s, int64_t run_id, const char *url)
 {
@@ -72,7 +57,7 @@ store_upload_queue(struct store *s, int64_t run_id, const char *url)
 	sqlite3_bind_int64(st, 1, run_id);
 	store_sql_bind_text(st, 2, url);
 	sqlite3_bind_double(st, 3, now);
-	if ((rc = up_step_done(s, st, true)) == -EALREADY)
+	if ((rc = store_sql_step_done(s, st, true)) == -EALREADY)
 		return 0;
 	return rc < 0 ? rc : 1;
 }
@@ -94,7 +79,7 @@ store_upload_requeue(struct store *s, int64_t run_id, const char *url)
 	if (strcmp(u.url, url) != 0 &&
 	    (rc = store_sql_prepare(s, "DELETE FROM upload_files WHERE run_id = ?1", &st)) == 0) {
 		sqlite3_bind_int64(st, 1, run_id);
-		rc = up_step_done(s, st, false);
+		rc = store_sql_step_done(s, st, false);
 	}
 	if (rc == 0)
 		rc = store_sql_prepare(
@@ -108,7 +93,7 @@ store_upload_requeue(struct store *s, int64_t run_id, const char *url)
 		sqlite3_bind_int64(st, 1, run_id);
 		store_sql_bind_text(st, 2, url);
 		sqlite3_bind_double(st, 3, clock_real());
-		rc = up_step_done(s, st, false);
+		rc = store_sql_step_done(s, st, false);
 	}
 	store_upload_clear(&u);
 	return rc < 0 ? rc : 1;
@@ -183,29 +168,8 @@ store_upload_unqueued(struct store *s, double since, int64_t **ids, size_t *n)
 int
 store_upload_next_due(struct store *s, double *at)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = store_sql_prepare(
-	        s, "SELECT min(max(next_at, lease_until)) FROM uploads WHERE state = 'queued'",
-	        &st);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-			rc = -ENOENT;
-		} else {
-			*at = sqlite3_column_double(st, 0);
-			rc = 0;
-		}
-	} else {
-		rc = store_sql_errno(rc);
-		if (rc == 0)
-			rc = -EIO;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_sql_one_double(
+	        s, "SELECT min(max(next_at, lease_until)) FROM uploads WHERE state = 'queued'", at);
 }
 
 int
@@ -223,7 +187,7 @@ store_upload_claim(struct store *s, int64_t run_id, double now, double until)
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_double(st, 2, now);
 	sqlite3_bind_double(st, 3, until);
-	return up_step_done(s, st, true);
+	return store_sql_step_done(s, st, true);
 }
 
 int
@@ -240,7 +204,7 @@ store_upload_renew(struct store *s, int64_t run_id, double until)
 		return rc;
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_double(st, 2, until);
-	return up_step_done(s, st, true);
+	return store_sql_step_done(s, st, true);
 }
 
 int
@@ -254,7 +218,7 @@ store_upload_files(struct store *s, int64_t run_id, int64_t files)
 		return rc;
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_int64(st, 2, files);
-	return up_step_done(s, st, false);
+	return store_sql_step_done(s, st, false);
 }
 
 int
@@ -290,7 +254,7 @@ store_upload_file_done(struct store *s, int64_t run_id, const char *path, int64_
 	sqlite3_bind_int64(st, 1, run_id);
 	store_sql_bind_text(st, 2, path);
 	sqlite3_bind_int64(st, 3, bytes);
-	return up_step_done(s, st, false);
+	return store_sql_step_done(s, st, false);
 }
 
 int
@@ -323,7 +287,7 @@ store_upload_end(struct store *s, int64_t run_id, enum upload_state state, doubl
 	store_sql_bind_text(st, 4, error);
 	if (state != UPLOAD_QUEUED)
 		store_sql_bind_text(st, 5, upload_state_name(state));
-	return up_step_done(s, st, true);
+	return store_sql_step_done(s, st, true);
 }
 
 int
