@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <uv.h>
 
 #include "conf/conf.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 /* A JSON string of S (NULL: null). Bytes that are not UTF-8 (a server may send anything)
@@ -265,14 +265,5 @@ mailproc_parse_line(const char *line, size_t len, struct mailproc_line *out)
 char *
 mailproc_path(void)
 {
-	char exe[4096];
-	size_t len = sizeof(exe);
-	char *slash;
-
-	if (uv_exepath(exe, &len) < 0)
-		return NULL;
-	slash = strrchr(exe, '/');
-	if (slash == NULL)
-		return NULL;
-	return xasprintf("%.*s/" MAILPROC_NAME, (int)(slash - exe), exe);
+	return fsio_exe_sibling(MAILPROC_NAME);
 }

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <uv.h>
 
 #include "conf/conf.h"
 #include "notify/notify.h"
@@ -418,14 +417,5 @@ upload_line_clear(struct upload_line *l)
 char *
 upload_proc_path(void)
 {
-	char exe[4096];
-	size_t len = sizeof(exe);
-	char *slash;
-
-	if (uv_exepath(exe, &len) < 0)
-		return NULL;
-	slash = strrchr(exe, '/');
-	if (slash == NULL)
-		return NULL;
-	return xasprintf("%.*s/" UPLOADPROC_NAME, (int)(slash - exe), exe);
+	return fsio_exe_sibling(UPLOADPROC_NAME);
 }

@@ -197,3 +197,29 @@ fsio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, unsign
 	free(tmp);
 	return fsio_commit_tmp(path, flags);
 }
+
+char *
+fsio_exe_sibling(const char *name)
+{
+	size_t cap = 256;
+	char *exe = NULL, *slash, *res = NULL;
+	ssize_t n;
+
+	for (;;) {
+		exe = xrealloc(exe, cap);
+		n = readlink("/proc/self/exe", exe, cap);
+		if (n < 0)
+			goto out;
+		if ((size_t)n < cap)
+			break;
+		if (cap >= (1u << 20))
+			goto out; /* no path is that long */
+		cap *= 2;
+	}
+	exe[n] = '\0';
+	if ((slash = strrchr(exe, '/')) != NULL)
+		res = xasprintf("%.*s/%s", (int)(slash - exe), exe, name);
+out:
+	free(exe);
+	return res;
+}

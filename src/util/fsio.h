@@ -42,4 +42,8 @@ EPH_MUST_CHECK int fsio_write_atomic(const char *path, const void *p, size_t n, 
  * (PATH.tmp is then removed, and PATH left as it was unless the directory's fsync failed). */
 EPH_MUST_CHECK int fsio_commit_tmp(const char *path, unsigned flags);
 
+/* The path of NAME in the directory of the running executable (where eph-mail, eph-upload
+ * and eph-cloud are installed beside eph), or NULL when that is unknown. Caller frees. */
+char *fsio_exe_sibling(const char *name);
+
 #endif

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +308,23 @@ write_atomic_takes_a_name_without_a_directory(void **state)
 	free(here);
 }
 
+static void
+a_helper_is_found_beside_the_running_executable(void **state)
+{
+	char *p = fsio_exe_sibling("eph-helper"), *self = fsio_exe_sibling("test_fsio");
+	bool ok = p != NULL && self != NULL && p[0] == '/' &&
+	          strcmp(strrchr(p, '/'), "/eph-helper") == 0 &&
+	          strncmp(p, self, (size_t)(strrchr(p, '/') - p + 1)) == 0;
+	struct stat st;
+
+	(void)state;
+	/* the directory is this test's own: this test is found there */
+	ok = ok && stat(self, &st) == 0 && S_ISREG(st.st_mode);
+	free(p);
+	free(self);
+	assert_true(ok);
+}
+
 int
 main(void)
 {
@@ -318,6 +337,7 @@ main(void)
 		cmocka_unit_test(write_atomic_replaces_the_file_whole_and_leaves_no_tmp),
 		cmocka_unit_test(write_atomic_takes_a_name_without_a_directory),
 		cmocka_unit_test(commit_tmp_puts_a_file_or_a_directory_in_place),
+		cmocka_unit_test(a_helper_is_found_beside_the_running_executable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
