@@ -98,11 +98,9 @@ cloud_fail(struct cloud_ctx *c, enum cloud_kind k, long status, const char *fmt,
 int
 cloud_token_load(struct cloud_ctx *c, const char *file, const char *env)
 {
-	struct buf b;
-	mode_t mode = 0;
 	const char *v;
+	char *why = NULL;
 	size_t n;
-	int rc;
 
 	if (env != NULL) {
 		v = getenv(env);
@@ -112,24 +110,11 @@ cloud_token_load(struct cloud_ctx *c, const char *file, const char *env)
 		}
 		c->token = xstrdup(v);
 	} else {
-		buf_init(&b, CLOUD_MAX_TOKEN);
-		rc = fsio_read_private(file, &b, &mode);
-		if (rc == -EPERM && (mode & 077) != 0)
-			cloud_fail(
-			        c, CLOUD_USAGE, 0,
-			        "token_file %s can be read by group or others (mode %04o); refusing "
-			        "to use it: chmod 600 %s",
-			        file, (unsigned)mode, file);
-		else if (rc < 0)
-			cloud_fail(c, CLOUD_USAGE, 0, "token_file %s: %s", file,
-			           rc == -E2BIG ? "too large for a token" : strerror(-rc));
-		if (rc == 0)
-			c->token = xstrndup(buf_cstr(&b), strcspn(buf_cstr(&b), "\r\n"));
-		if (b.data != NULL)
-			explicit_bzero(b.data, b.cap);
-		buf_free(&b);
-		if (rc < 0)
+		if (fsio_read_secret_line(file, CLOUD_MAX_TOKEN, &c->token, &why) < 0) {
+			cloud_fail(c, CLOUD_USAGE, 0, "token_file: %s", why);
+			free(why);
 			return -1;
+		}
 	}
 	/* a header's value: printable ASCII, no blanks (nothing to inject) */
 	n = strlen(c->token);

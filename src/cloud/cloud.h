@@ -53,7 +53,7 @@ void cloud_fail(struct cloud_ctx *c, enum cloud_kind k, long status, const char 
         EPH_PRINTF(4, 5);
 
 /* Reads the token into C->token: from the file FILE (refused if group or others may read or
- * write it; its first line, without the line end) or the environment variable ENV (exactly one
+ * write it; one line, less its line end: fsio_read_secret_line) or the variable ENV (exactly one
  * of them not NULL). 0, or -1 with C's error set ("usage" for a missing file or variable, a
  * file others may read, or an empty token). */
 EPH_MUST_CHECK int cloud_token_load(struct cloud_ctx *c, const char *file, const char *env);

@@ -277,8 +277,7 @@ upload_conf_parse(const char *text, size_t len, struct conf_results_store *out, 
 int
 upload_key_read(const struct conf_secret *k, char **out, char **why)
 {
-	struct buf b;
-	mode_t mode = 0;
+	char *w = NULL;
 	int rc;
 
 	*out = NULL;
@@ -294,27 +293,10 @@ upload_key_read(const struct conf_secret *k, char **out, char **why)
 		*out = xstrdup(v);
 		return 0;
 	}
-	buf_init(&b, UPLOAD_KEY_MAX);
-	rc = fsio_read_private(k->from, &b, &mode);
-	if (rc == -EPERM && (mode & 077) != 0)
-		*why = xasprintf("%s: %s can be read by group or others (mode %04o); refusing to "
-		                 "use it: chmod 600 %s",
-		                 k->name, k->from, (unsigned)(mode & 07777), k->from);
-	else if (rc < 0)
-		*why = xasprintf("%s: %s: %s", k->name, k->from,
-		                 rc == -E2BIG ? "too large for a key" : strerror(-rc));
-	else if (b.len > 0 && b.data[b.len - 1] == '\n')
-		b.data[--b.len] = '\0';
-	if (rc == 0 && (b.len == 0 || memchr(b.data, '\0', b.len) != NULL ||
-	                memchr(b.data, '\n', b.len) != NULL)) {
-		*why = xasprintf("%s: %s holds no key (one line, no NUL byte)", k->name, k->from);
-		rc = -EINVAL;
+	if ((rc = fsio_read_secret_line(k->from, UPLOAD_KEY_MAX, out, &w)) < 0) {
+		*why = xasprintf("%s: %s", k->name, w);
+		free(w);
 	}
-	if (rc == 0)
-		*out = xstrndup(b.data, b.len);
-	if (b.data != NULL)
-		explicit_bzero(b.data, b.cap);
-	buf_free(&b);
 	return rc;
 }
 

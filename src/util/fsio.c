@@ -106,6 +106,46 @@ fsio_read_private(const char *path, struct buf *b, mode_t *mode)
 }
 
 int
+fsio_read_secret_line(const char *path, size_t max, char **out, char **why)
+{
+	struct buf b;
+	mode_t mode = 0;
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	*why = NULL;
+	buf_init(&b, max);
+	rc = fsio_read_private(path, &b, &mode);
+	if (rc == -EPERM && (mode & 077) != 0)
+		*why = xasprintf("%s can be read by group or others (mode %04o); refusing to use "
+		                 "it: chmod 600 %s",
+		                 path, (unsigned)(mode & 07777), path);
+	else if (rc == -E2BIG)
+		*why = xasprintf("%s is larger than %zu bytes", path, max);
+	else if (rc < 0)
+		*why = xasprintf("%s: %s", path, strerror(-rc));
+	n = rc == 0 ? b.len : 0;
+	if (n > 0 && b.data[n - 1] == '\n')
+		n--;
+	if (n > 0 && b.data[n - 1] == '\r')
+		n--;
+	if (rc == 0 && (n == 0 || memchr(b.data, '\0', n) != NULL ||
+	                memchr(b.data, '\n', n) != NULL || memchr(b.data, '\r', n) != NULL)) {
+		*why = xasprintf("%s holds no single line (empty, more than one line, or a NUL "
+		                 "byte)",
+		                 path);
+		rc = -EINVAL;
+	}
+	if (rc == 0)
+		*out = xstrndup(b.data, n);
+	if (b.data != NULL)
+		explicit_bzero(b.data, b.cap);
+	buf_free(&b);
+	return rc;
+}
+
+int
 fsio_write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;

@@ -23,6 +23,13 @@ EPH_MUST_CHECK int fsio_read_file(const char *path, struct buf *b);
  * before buf_free). */
 EPH_MUST_CHECK int fsio_read_private(const char *path, struct buf *b, mode_t *mode);
 
+/* A secret of one line (a key, a token) from the file PATH of at most MAX bytes, read with
+ * fsio_read_private: 0 and *OUT (caller wipes and frees) the file less one trailing line end;
+ * else -errno and *WHY (caller frees) saying why, naming PATH, never the value: a file group
+ * or others may read (-EPERM, with the chmod that fixes it), too large (-E2BIG), empty or
+ * holding a NUL byte or more than one line (-EINVAL). Every copy read is wiped. */
+EPH_MUST_CHECK int fsio_read_secret_line(const char *path, size_t max, char **out, char **why);
+
 /* Writes the N bytes at P to FD, through short writes and EINTR. 0 or -errno of write(2). */
 EPH_MUST_CHECK int fsio_write_all(int fd, const void *p, size_t n);
 

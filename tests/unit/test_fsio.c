@@ -325,6 +325,60 @@ a_helper_is_found_beside_the_running_executable(void **state)
 	assert_true(ok);
 }
 
+/* Writes TEXT to PATH with MODE, then reads it as a secret: its return code; *OUT, *WHY as
+ * fsio_read_secret_line's. */
+static int
+secret_of(const char *path, const char *text, mode_t mode, size_t max, char **out, char **why)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fsio_write_all(fd, text, strlen(text)), 0);
+	close(fd);
+	assert_int_equal(chmod(path, mode), 0);
+	return fsio_read_secret_line(path, max, out, why);
+}
+
+static void
+a_secret_is_one_line_of_a_private_file(void **state)
+{
+	char tmpl[] = "/tmp/eph-fsio-XXXXXX";
+	char *root = mkdtemp(tmpl), *path, *out = NULL, *why = NULL;
+
+	(void)state;
+	assert_non_null(root);
+	path = xasprintf("%s/key", root);
+	assert_int_equal(secret_of(path, "s3cr3t\n", 0600, 64, &out, &why), 0);
+	assert_string_equal(out, "s3cr3t");
+	free(out);
+	assert_int_equal(secret_of(path, "s3cr3t\r\n", 0400, 64, &out, &why), 0);
+	assert_string_equal(out, "s3cr3t");
+	free(out);
+	assert_int_equal(secret_of(path, "s3cr3t", 0600, 64, &out, &why), 0);
+	assert_string_equal(out, "s3cr3t");
+	free(out);
+	/* refused, saying why, never the value */
+	assert_int_equal(secret_of(path, "s3cr3t\n", 0640, 64, &out, &why), -EPERM);
+	assert_null(out);
+	assert_non_null(strstr(why, "can be read by group or others (mode 0640)"));
+	assert_non_null(strstr(why, "chmod 600"));
+	assert_null(strstr(why, "s3cr3t"));
+	free(why);
+	assert_int_equal(secret_of(path, "s3cr3t\nmore\n", 0600, 64, &out, &why), -EINVAL);
+	assert_null(strstr(why, "s3cr3t"));
+	free(why);
+	assert_int_equal(secret_of(path, "\n", 0600, 64, &out, &why), -EINVAL);
+	free(why);
+	assert_int_equal(secret_of(path, "0123456789", 0600, 4, &out, &why), -E2BIG);
+	assert_non_null(strstr(why, "larger than 4 bytes"));
+	free(why);
+	unlink(path);
+	assert_int_equal(fsio_read_secret_line(path, 64, &out, &why), -ENOENT);
+	free(why);
+	free(path);
+	assert_int_equal(rmdir(root), 0);
+}
+
 int
 main(void)
 {
@@ -338,6 +392,7 @@ main(void)
 		cmocka_unit_test(write_atomic_takes_a_name_without_a_directory),
 		cmocka_unit_test(commit_tmp_puts_a_file_or_a_directory_in_place),
 		cmocka_unit_test(a_helper_is_found_beside_the_running_executable),
+		cmocka_unit_test(a_secret_is_one_line_of_a_private_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
