@@ -158,6 +158,9 @@ struct conf_results_store {
 	struct conf_secret access_key, secret_key; /* name: "results_store.access_key", ... */
 };
 
+/* Frees S's strings and zeroes it (no store): a configuration's, or eph-upload's copy. */
+void conf_results_store_clear(struct conf_results_store *s);
+
 struct conf_local {
 	uint64_t memory_budget; /* bytes; default 80% of the machine's memory */
 	double price_monthly;   /* what this machine costs a month (eph cost); 0 = unpriced */

@@ -16,8 +16,12 @@
 void
 conf_results_store_free(struct conf *c)
 {
-	struct conf_results_store *s = &c->results_store;
+	conf_results_store_clear(&c->results_store);
+}
 
+void
+conf_results_store_clear(struct conf_results_store *s)
+{
 	free(s->url);
 	free(s->bucket);
 	free(s->prefix);

@@ -207,16 +207,7 @@ upload_conf_json(const struct conf_results_store *s)
 void
 upload_conf_clear(struct conf_results_store *s)
 {
-	free(s->url);
-	free(s->bucket);
-	free(s->prefix);
-	free(s->endpoint);
-	free(s->region);
-	free(s->access_key.name);
-	free(s->access_key.from);
-	free(s->secret_key.name);
-	free(s->secret_key.from);
-	memset(s, 0, sizeof(*s));
+	conf_results_store_clear(s);
 }
 
 static char *
