@@ -753,8 +753,9 @@ out:
 }
 
 int
-notify_admin(struct store *s, const struct conf *c, const char *key, const char *subject,
-             const char *text, struct diag *d)
+notify_queue(struct store *s, const struct conf *c, const struct conf_strv *to, int64_t run_id,
+             const char *dedup, const char *subject, const char *text, const char *what,
+             struct diag *d)
 {
 	char *host, *msgid, *subj;
 	struct outbox_msg m;
@@ -762,7 +763,7 @@ notify_admin(struct store *s, const struct conf *c, const char *key, const char 
 	time_t now = time(NULL);
 	int rc;
 
-	if (c->mail.smtp == NULL || c->mail.admin.n == 0)
+	if (c->mail.smtp == NULL || to->n == 0)
 		return 0;
 	host = notify_hostname();
 	msgid = notify_msgid(host, now);
@@ -770,29 +771,28 @@ notify_admin(struct store *s, const struct conf *c, const char *key, const char 
 	flatten(subj);
 	buf_init(&msg, 2 * BUF_MAX_MSG);
 	buf_init(&rb, BUF_MAX_MSG);
-	rc = notify_message(&(struct notify_hdr){ c->mail.from, c->mail.admin.v, c->mail.admin.n,
-	                                          subj, now, msgid },
+	rc = notify_message(&(struct notify_hdr){ c->mail.from, to->v, to->n, subj, now, msgid },
 	                    text, &msg);
-	for (size_t i = 0; rc == 0 && i < c->mail.admin.n; i++)
-		rc = buf_printf(&rb, "%s\n", c->mail.admin.v[i]);
+	for (size_t i = 0; rc == 0 && i < to->n; i++)
+		rc = buf_printf(&rb, "%s\n", to->v[i]);
 	if (rc < 0) {
-		diag_error(d, (struct diag_pos){ 0 }, "mail to the admins: cannot build it: %s",
+		diag_error(d, (struct diag_pos){ 0 }, "%s: cannot build it: %s", what,
 		           strerror(-rc));
 		goto out;
 	}
 	outbox_msg_init(&m);
-	m.dedup = xasprintf("admin:%s", key);
+	m.dedup = (char *)dedup;
+	m.run_id = run_id;
 	m.from = c->mail.from;
 	m.rcpt = rb.data;
 	m.subject = subj;
 	m.len = msg.len;
 	m.data = msg.data;
 	rc = store_outbox_add(s, &m, NULL);
-	free(m.dedup);
 	if (rc == -EEXIST) {
 		rc = 0;
 	} else if (rc < 0) {
-		diag_error(d, (struct diag_pos){ 0 }, "mail to the admins: cannot queue it: %s",
+		diag_error(d, (struct diag_pos){ 0 }, "%s: cannot queue it: %s", what,
 		           store_errmsg(s));
 	} else {
 		rc = 1;
@@ -803,6 +803,18 @@ out:
 	free(host);
 	free(msgid);
 	free(subj);
+	return rc;
+}
+
+int
+notify_admin(struct store *s, const struct conf *c, const char *key, const char *subject,
+             const char *text, struct diag *d)
+{
+	char *dedup = xasprintf("admin:%s", key);
+	int rc = notify_queue(s, c, &c->mail.admin, 0, dedup, subject, text, "mail to the admins",
+	                      d);
+
+	free(dedup);
 	return rc;
 }
 

@@ -15,6 +15,7 @@
 
 struct conf;
 struct conf_notify;
+struct conf_strv;
 struct diag;
 struct source_health;
 
@@ -117,6 +118,14 @@ EPH_MUST_CHECK int notify_run_finished(struct store *s, const struct conf *c, co
  * no mail.admin or KEY was queued before, -errno on failure (a message in D). */
 EPH_MUST_CHECK int notify_admin(struct store *s, const struct conf *c, const char *key,
                                 const char *subject, const char *text, struct diag *d);
+/* What notify_admin and other plain messages share: queues TEXT (the body) under SUBJECT
+ * (prefixed "[eph] ") to TO, about run RUN_ID (0: none), unique by DEDUP (a second call with
+ * it queues nothing: 0). Returns 1 when queued, 0 when there is nothing to send (no
+ * mail.smtp, TO empty) or DEDUP was queued before, -errno on failure (a message in D, which
+ * WHAT begins: "mail to the admins"). */
+EPH_MUST_CHECK int notify_queue(struct store *s, const struct conf *c, const struct conf_strv *to,
+                                int64_t run_id, const char *dedup, const char *subject,
+                                const char *text, const char *what, struct diag *d);
 
 /* The admin's alarm about a source that cannot be fetched: H is the fetch health of C's
  * source (source_health, read at NOW, UTC seconds). When H's fetches have failed since

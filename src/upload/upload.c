@@ -6,14 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
 #include "conf/conf.h"
 #include "notify/notify.h"
 #include "rundir/results.h"
-#include "store/outbox.h"
 #include "store/store.h"
 #include "store/upload.h"
 #include "util/buf.h"
@@ -81,17 +79,13 @@ upload_mail_refused(struct store *st, const struct conf *c, int64_t run_id, cons
 	const struct conf_job *j;
 	struct store_upload u;
 	struct store_run r;
-	struct outbox_msg m;
-	struct buf body, msg, rb;
-	char *host = NULL, *msgid = NULL, *subject = NULL;
-	time_t now = time(NULL);
+	struct buf body;
+	char *subject = NULL, *dedup = NULL, *what = NULL;
 	int rc = 0;
 
 	store_run_init(&r);
 	store_upload_init(&u);
 	buf_init(&body, BUF_MAX_MSG);
-	buf_init(&msg, 2 * BUF_MAX_MSG);
-	buf_init(&rb, BUF_MAX_MSG);
 	if (c->mail.smtp == NULL || store_run_get(st, run_id, &r) < 0 || r.job == NULL)
 		goto out;
 	j = conf_job_find(c, r.job);
@@ -100,10 +94,6 @@ upload_mail_refused(struct store *st, const struct conf *c, int64_t run_id, cons
 		goto out;
 	if (store_upload_get(st, run_id, &u) < 0)
 		store_upload_init(&u); /* the mail names the store's URL instead */
-	host = notify_hostname();
-	msgid = notify_msgid(host, now);
-	subject = xasprintf("[eph] %s: results of run %lld not uploaded (refused)", r.job,
-	                    (long long)run_id);
 	rc = buf_printf(&body,
 	                "The results of run %lld of job %s were not uploaded, and nothing more is "
 	                "tried: the store refused them (or they could not be read).\n\n"
@@ -118,44 +108,21 @@ upload_mail_refused(struct store *st, const struct conf *c, int64_t run_id, cons
 	                error != NULL ? error : "?", store_state_name(r.state),
 	                r.run_dir != NULL ? r.run_dir : "?", (long long)run_id, (long long)run_id,
 	                (long long)run_id);
-	if (rc == 0)
-		rc = notify_message(
-		        &(struct notify_hdr){ c->mail.from, to->v, to->n, subject, now, msgid },
-		        buf_cstr(&body), &msg);
-	for (size_t i = 0; rc == 0 && i < to->n; i++)
-		rc = buf_printf(&rb, "%s\n", to->v[i]);
+	what = xasprintf("mail about run %lld's upload", (long long)run_id);
 	if (rc < 0) {
-		diag_error(d, (struct diag_pos){ 0 },
-		           "mail about run %lld's upload: cannot build it: %s", (long long)run_id,
+		diag_error(d, (struct diag_pos){ 0 }, "%s: cannot build it: %s", what,
 		           strerror(-rc));
 		goto out;
 	}
-	outbox_msg_init(&m);
-	m.dedup = xasprintf("upload:%lld", (long long)run_id);
-	m.run_id = run_id;
-	m.from = c->mail.from;
-	m.rcpt = rb.data;
-	m.subject = subject;
-	m.len = msg.len;
-	m.data = msg.data;
-	rc = store_outbox_add(st, &m, NULL);
-	free(m.dedup);
-	if (rc == -EEXIST) {
-		rc = 0;
-	} else if (rc < 0) {
-		diag_error(d, (struct diag_pos){ 0 },
-		           "mail about run %lld's upload: cannot queue it: %s", (long long)run_id,
-		           store_errmsg(st));
-	} else {
-		rc = 1;
-	}
+	subject = xasprintf("%s: results of run %lld not uploaded (refused)", r.job,
+	                    (long long)run_id);
+	dedup = xasprintf("upload:%lld", (long long)run_id);
+	rc = notify_queue(st, c, to, run_id, dedup, subject, buf_cstr(&body), what, d);
 out:
 	buf_free(&body);
-	buf_free(&msg);
-	buf_free(&rb);
-	free(host);
-	free(msgid);
 	free(subject);
+	free(dedup);
+	free(what);
 	store_upload_clear(&u);
 	store_run_clear(&r);
 	return rc;
