@@ -14,6 +14,7 @@
 #include "cloud/backoff.h"
 #include "cloud/provider.h"
 #include "util/fsio.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 const char *
@@ -74,8 +75,7 @@ void
 cloud_fail(struct cloud_ctx *c, enum cloud_kind k, long status, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg, *at;
-	size_t tl;
+	char *msg, *safe;
 
 	if (c->error != NULL)
 		return;
@@ -83,14 +83,9 @@ cloud_fail(struct cloud_ctx *c, enum cloud_kind k, long status, const char *fmt,
 	if (vasprintf(&msg, fmt, ap) < 0)
 		abort(); /* as xasprintf: out of memory */
 	va_end(ap);
-	tl = c->token != NULL ? strlen(c->token) : 0;
-	while (tl > 0 && (at = strstr(msg, c->token)) != NULL) {
-		char *m = xasprintf("%.*s[token]%s", (int)(at - msg), msg, at + tl);
-
-		free(msg);
-		msg = m;
-	}
-	c->error = msg;
+	safe = redact_value(msg, c->token, "[token]");
+	free(msg);
+	c->error = safe;
 	c->kind = k;
 	c->status = status;
 }

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 
 #include "util/buf.h"
+#include "util/redact.h"
 #include "util/xalloc.h"
 
 #define S3_CONNECT_TIMEOUT 10L        /* seconds to connect */
@@ -330,6 +331,13 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 		                 msg != NULL ? ": " : "", msg != NULL ? msg : "");
 	}
 out:
+	if (*why != NULL) { /* a server that would echo a key: not into a record or a mail */
+		char *a = redact_value(*why, c->access, "[access_key]");
+
+		free(*why);
+		*why = redact_value(a, c->secret, "[secret_key]");
+		free(a);
+	}
 	/* the handle outlives this call: nothing of it may point into our frame (the error
 	 * buffer, P) or our header list, and it keeps no copy of the keys between puts */
 	curl_easy_reset(c->easy);

@@ -37,3 +37,21 @@ redact_url(const char *text)
 	}
 	return buf_steal(&b);
 }
+
+char *
+redact_value(const char *text, const char *secret, const char *mark)
+{
+	size_t n = secret != NULL ? strlen(secret) : 0;
+	const char *p, *at;
+	struct buf b;
+
+	if (text == NULL)
+		return NULL;
+	buf_init(&b, BUF_MAX_UNLIMITED);
+	for (p = text; n > 0 && (at = strstr(p, secret)) != NULL; p = at + n)
+		if (buf_append(&b, p, (size_t)(at - p)) < 0 || buf_puts(&b, mark) < 0)
+			abort();
+	if (buf_puts(&b, p) < 0)
+		abort();
+	return buf_steal(&b);
+}

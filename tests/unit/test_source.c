@@ -110,6 +110,27 @@ redact_strips_userinfo_from_every_url(void **state)
 }
 
 static void
+redact_value_replaces_every_occurrence_of_a_secret(void **state)
+{
+	char *r;
+
+	(void)state;
+	r = redact_value("said: k3y and k3yk3y, end k3y", "k3y", "[key]");
+	assert_string_equal(r, "said: [key] and [key][key], end [key]");
+	free(r);
+	r = redact_value("nothing here", "k3y", "[key]");
+	assert_string_equal(r, "nothing here");
+	free(r);
+	r = redact_value("no secret given", NULL, "[key]");
+	assert_string_equal(r, "no secret given");
+	free(r);
+	r = redact_value("", "", "[key]");
+	assert_string_equal(r, "");
+	free(r);
+	assert_null(redact_value(NULL, "k3y", "[key]"));
+}
+
+static void
 git_runs_without_prompt_and_with_batch_ssh(void **state)
 {
 	const char *a[] = { "-c", "alias.env=!echo \"$GIT_TERMINAL_PROMPT|$GIT_SSH_COMMAND\"",
@@ -840,6 +861,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(mirror_key_is_the_sha256_of_the_url),
 		cmocka_unit_test(redact_strips_userinfo_from_every_url),
+		cmocka_unit_test(redact_value_replaces_every_occurrence_of_a_secret),
 		cmocka_unit_test(git_runs_without_prompt_and_with_batch_ssh),
 		cmocka_unit_test(timeout_kills_git_and_its_children),
 		cmocka_unit_test_setup_teardown(no_repo_runs_in_place_in_the_jobs_file_directory,
