@@ -17,7 +17,8 @@
 #include "util/xalloc.h"
 
 #define S3_CONNECT_TIMEOUT 10L        /* seconds to connect */
-#define S3_LOW_SPEED_TIME  60L        /* a transfer below 1 byte/s this long is abandoned */
+#define S3_LOW_SPEED_LIMIT 1024L      /* bytes/s: a transfer slower than this ... */
+#define S3_LOW_SPEED_TIME  60L        /* ... for this many seconds is abandoned (tried later) */
 #define S3_BODY_MAX        (8u << 10) /* bytes of an error reply kept */
 #define S3_READ_CHUNK      (64u << 10)
 
@@ -303,7 +304,7 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	curl_easy_setopt(c->easy, CURLOPT_USERNAME, c->access);
 	curl_easy_setopt(c->easy, CURLOPT_PASSWORD, c->secret);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT, S3_CONNECT_TIMEOUT);
-	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, S3_LOW_SPEED_LIMIT);
 	curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_TIME);
 	curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, c);
