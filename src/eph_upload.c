@@ -96,18 +96,37 @@ struct pass {
 	struct s3 *s3; /* NULL when the keys could not be read */
 	char *key_why; /* why not */
 	int64_t ndone, nretried, nrefused;
-	int64_t run; /* the upload being sent */
+	int64_t run;  /* the upload being sent */
+	double lease; /* the end of its lease, as this pass last wrote it */
+	bool lost;    /* the lease lapsed and another pass took the upload over */
 };
 
-/* The lease of the upload being sent, extended (called during a put and after each file): a
- * failure is harmless (another pass may take it over when it lapses, and send again the file
- * going on). */
-static void
+/* Extends the lease of the upload being sent (before each file, and during a put as s3's
+ * tick): nonzero when the pass no longer holds it (the put going on is then abandoned; the
+ * other pass sends it). A store busy now leaves the lease as it was, to be renewed later. */
+static int
 lease_renew(void *arg)
 {
 	struct pass *ps = arg;
+	double until = clock_real() + UPLOAD_LEASE;
+	int rc = store_upload_renew(ps->st, ps->run, ps->lease, until);
 
-	(void)store_upload_renew(ps->st, ps->run, clock_real() + UPLOAD_LEASE);
+	if (rc == 0)
+		ps->lease = until;
+	else if (rc == -EALREADY)
+		ps->lost = true;
+	return ps->lost ? 1 : 0;
+}
+
+/* Says that the pass let go of RUN, whose lease another pass took over. */
+static void
+upload_lost(int64_t run)
+{
+	char *msg = xasprintf("upload of run %lld: its lease lapsed and another pass took it over",
+	                      (long long)run);
+
+	put_line(upload_line_error(msg));
+	free(msg);
 }
 
 /* Records the failed upload of RUN (ATTEMPTS failed before) and says so. */
@@ -148,7 +167,10 @@ upload_run(struct pass *ps, int64_t run)
 
 	store_run_init(&r);
 	store_upload_init(&u);
-	if (store_upload_claim(ps->st, run, clock_real(), clock_real() + UPLOAD_LEASE) < 0)
+	ps->run = run;
+	ps->lease = clock_real() + UPLOAD_LEASE;
+	ps->lost = false;
+	if (store_upload_claim(ps->st, run, clock_real(), ps->lease) < 0)
 		goto out; /* another pass has it, or it ended meanwhile */
 	if ((rc = store_upload_get(ps->st, run, &u)) < 0 ||
 	    (rc = store_run_get(ps->st, run, &r)) < 0) {
@@ -173,7 +195,6 @@ upload_run(struct pass *ps, int64_t run)
 		goto out;
 	}
 	bucket = xstrndup(u.url + 5, (size_t)(base - (u.url + 5)));
-	ps->run = run;
 	s3_set_tick(ps->s3, lease_renew, ps);
 	(void)store_upload_files(ps->st, run, (int64_t)n);
 	for (i = 0; i < n; i++) {
@@ -191,7 +212,10 @@ upload_run(struct pass *ps, int64_t run)
 			bytes += (int64_t)f[i].size;
 			continue;
 		}
-		lease_renew(ps);
+		if (lease_renew(ps) != 0) {
+			upload_lost(run);
+			goto out;
+		}
 		path = xasprintf("%s/" RUNDIR_RESULTS "/%s", r.run_dir, f[i].path);
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		rc = fd < 0 || fstat(fd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;
@@ -212,6 +236,10 @@ upload_run(struct pass *ps, int64_t run)
 		res = s3_put_fd(ps->s3, bucket, key, fd, (uint64_t)sb.st_size, &why);
 		close(fd);
 		free(key);
+		if (res != S3_OK && ps->lost) {
+			upload_lost(run); /* the other pass records what becomes of it */
+			goto out;
+		}
 		if (res != S3_OK) {
 			char *msg = xasprintf("%s: %s", f[i].path, why);
 

@@ -191,19 +191,21 @@ store_upload_claim(struct store *s, int64_t run_id, double now, double until)
 }
 
 int
-store_upload_renew(struct store *s, int64_t run_id, double until)
+store_upload_renew(struct store *s, int64_t run_id, double held, double until)
 {
 	sqlite3_stmt *st;
 	int rc;
 
+	/* the exact value the pass wrote: a REAL is stored as the same 8 bytes */
 	rc = store_sql_prepare(s,
-	                       "UPDATE uploads SET lease_until = ?2 WHERE run_id = ?1 AND "
-	                       "state = 'queued'",
+	                       "UPDATE uploads SET lease_until = ?3 WHERE run_id = ?1 AND "
+	                       "state = 'queued' AND lease_until = ?2",
 	                       &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_double(st, 2, until);
+	sqlite3_bind_double(st, 2, held);
+	sqlite3_bind_double(st, 3, until);
 	return store_sql_step_done(s, st, true);
 }
 

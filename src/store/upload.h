@@ -52,9 +52,10 @@ EPH_MUST_CHECK int store_upload_next_due(struct store *s, double *at);
 /* Leases queued upload RUN_ID until UNTIL if it is not leased at NOW: 0; -EALREADY when another
  * pass holds it or it is no longer queued. */
 EPH_MUST_CHECK int store_upload_claim(struct store *s, int64_t run_id, double now, double until);
-/* Extends the lease of queued upload RUN_ID (held by this pass) until UNTIL. 0 or -errno
- * (-EALREADY when it is no longer queued); its failure is harmless. */
-int store_upload_renew(struct store *s, int64_t run_id, double until);
+/* Extends the lease of queued upload RUN_ID that this pass holds until HELD (what its claim or
+ * its last renewal set) to UNTIL. 0; -EALREADY when the pass no longer holds it (it lapsed and
+ * another pass took it, or it ended); another -errno (the lease is then as it was). */
+EPH_MUST_CHECK int store_upload_renew(struct store *s, int64_t run_id, double held, double until);
 /* Records that the pass found FILES files in the run's results/ (what eph show counts
  * against; its failure is harmless). */
 int store_upload_files(struct store *s, int64_t run_id, int64_t files);

@@ -27,9 +27,10 @@ struct s3 {
 	char *endpoint;
 	char *sigv4; /* "aws:amz:REGION:s3" */
 	char *access, *secret;
-	void (*tick)(void *arg); /* called every S3_TICK_S while a put goes on */
+	int (*tick)(void *arg); /* called every S3_TICK_S while a put goes on */
 	void *tick_arg;
 	struct timespec last_tick;
+	bool tick_abort; /* the tick asked to abandon the put going on */
 };
 
 /* One put: the file being sent and the reply being kept. */
@@ -55,7 +56,7 @@ s3_stopped(void)
 }
 
 void
-s3_set_tick(struct s3 *c, void (*fn)(void *arg), void *arg)
+s3_set_tick(struct s3 *c, int (*fn)(void *arg), void *arg)
 {
 	c->tick = fn;
 	c->tick_arg = arg;
@@ -77,13 +78,14 @@ progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 
 	if (c->tick != NULL && mono_since(&c->last_tick) >= S3_TICK_S) {
 		clock_gettime(CLOCK_MONOTONIC, &c->last_tick);
-		c->tick(c->tick_arg);
+		if (c->tick(c->tick_arg) != 0)
+			c->tick_abort = true;
 	}
 	(void)dltotal;
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	return s3_stopping ? 1 : 0;
+	return s3_stopping || c->tick_abort ? 1 : 0;
 }
 
 int
@@ -309,6 +311,7 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 	curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, c);
 	clock_gettime(CLOCK_MONOTONIC, &c->last_tick);
+	c->tick_abort = false;
 	curl_easy_setopt(c->easy, CURLOPT_NOPROGRESS, 0L);
 	cc = curl_easy_perform(c->easy);
 	(void)curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -318,6 +321,8 @@ s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t si
 		res = S3_RETRY;
 		if (s3_stopping)
 			*why = xstrdup("stopped");
+		else if (c->tick_abort)
+			*why = xstrdup("abandoned");
 		else if (p.read_errno != 0)
 			*why = xasprintf("cannot read the file: %s", strerror(p.read_errno));
 		else

@@ -31,9 +31,9 @@ void s3_free(struct s3 *c); /* NULL is fine */
 enum s3_outcome s3_put_fd(struct s3 *c, const char *bucket, const char *key, int fd, uint64_t size,
                           char **why);
 /* Has FN(ARG) called every S3_TICK_S seconds or so while a put goes on (a lease renewed);
- * FN NULL: nothing. */
+ * FN NULL: nothing. When FN returns nonzero, the put is abandoned (S3_RETRY, "abandoned"). */
 #define S3_TICK_S 30.0
-void s3_set_tick(struct s3 *c, void (*fn)(void *arg), void *arg);
+void s3_set_tick(struct s3 *c, int (*fn)(void *arg), void *arg);
 /* From a signal handler: the put going on is abandoned (S3_RETRY), and so is every later one. */
 void s3_stop(void);
 /* Whether s3_stop was called. */

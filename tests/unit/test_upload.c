@@ -79,10 +79,14 @@ an_upload_is_queued_once_claimed_once_and_resumed_file_by_file(void **state)
 	assert_int_equal(store_upload_due(s, now + 2, now + 2, 0, &ids, &n), 0);
 	assert_int_equal(n, 0);
 	/* a pass that goes on renews its lease: still its own past the first end */
-	assert_int_equal(store_upload_renew(s, id, now + 200), 0);
+	assert_int_equal(store_upload_renew(s, id, now + 100, now + 200), 0);
 	assert_int_equal(store_upload_claim(s, id, now + 150, now + 300), -EALREADY);
 	assert_int_equal(store_upload_next_due(s, &at), 0);
 	assert_true(at == now + 200);
+	/* a lease that lapsed and was taken over is no longer the first pass's to renew */
+	assert_int_equal(store_upload_claim(s, id, now + 250, now + 400), 0);
+	assert_int_equal(store_upload_renew(s, id, now + 200, now + 500), -EALREADY);
+	assert_int_equal(store_upload_renew(s, id, now + 400, now + 500), 0);
 	/* one file accepted, then the store fails: queued again with its backoff */
 	assert_int_equal(store_upload_file_sent(s, id, "a.csv"), 0);
 	assert_int_equal(store_upload_file_done(s, id, "a.csv", 10), 0);
