@@ -26,7 +26,12 @@ exec_secrets_of_job(struct exec_secrets *out, const struct conf *c, const struct
 		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
 		out->hide[out->nhide++] = xstrdup(c->secrets[i].from);
 	}
-	/* and the variables results_store's keys are read from: no run is given them */
+	/* and the variable mail's password is read from, and those of results_store's keys: no
+	 * run is given them */
+	if (c->mail.password_env != NULL) {
+		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
+		out->hide[out->nhide++] = xstrdup(c->mail.password_env);
+	}
 	for (size_t i = 0; c->results_store.url != NULL && i < 2; i++) {
 		const struct conf_secret *k =
 		        i == 0 ? &c->results_store.access_key : &c->results_store.secret_key;
