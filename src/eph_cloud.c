@@ -21,6 +21,7 @@
 #include "cloud/cloud.h"
 #include "cloud/provider.h"
 #include "util/buf.h"
+#include "util/fsio.h"
 #include "util/xalloc.h"
 
 #define CLOUD_DEFAULT_DEADLINE 60.0       /* seconds, when the request names none */
@@ -56,27 +57,18 @@ static json_t *
 read_request(struct cloud_ctx *c)
 {
 	struct buf in;
-	char chunk[4096];
 	json_error_t e;
 	json_t *j = NULL;
-	ssize_t n;
+	int rc;
 
 	buf_init(&in, CLOUD_MAX_REQUEST);
-	for (;;) {
-		n = read(STDIN_FILENO, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			cloud_fail(c, CLOUD_USAGE, 0, "reading the request: %s", strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if (buf_append(&in, chunk, (size_t)n) != 0) {
+	if ((rc = fsio_read_fd(STDIN_FILENO, &in)) < 0) {
+		if (rc == -E2BIG)
 			cloud_fail(c, CLOUD_USAGE, 0, "the request is larger than %u bytes",
 			           CLOUD_MAX_REQUEST);
-			goto out;
-		}
+		else
+			cloud_fail(c, CLOUD_USAGE, 0, "reading the request: %s", strerror(-rc));
+		goto out;
 	}
 	j = json_loadb(in.data != NULL ? in.data : "", in.len, 0, &e);
 	if (j == NULL)

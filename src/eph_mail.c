@@ -75,30 +75,16 @@ static int
 read_conf(struct conf_mail *m, struct diag *d)
 {
 	struct buf in;
-	char chunk[4096];
-	ssize_t n;
-	int rc = 0;
+	int rc;
 
 	memset(m, 0, sizeof(*m));
 	buf_init(&in, BUF_MAX_CONF);
-	for (;;) {
-		n = read(STDIN_FILENO, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			diag_error(d, (struct diag_pos){ 0 },
-			           "mail settings: cannot read stdin: %s", strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		if ((rc = buf_append(&in, chunk, (size_t)n)) < 0) {
-			diag_error(d, (struct diag_pos){ 0 }, "mail settings: more than %zu bytes",
-			           in.limit);
-			break;
-		}
-	}
+	if ((rc = fsio_read_fd(STDIN_FILENO, &in)) == -E2BIG)
+		diag_error(d, (struct diag_pos){ 0 }, "mail settings: more than %zu bytes",
+		           in.limit);
+	else if (rc < 0)
+		diag_error(d, (struct diag_pos){ 0 }, "mail settings: cannot read stdin: %s",
+		           strerror(-rc));
 	if (rc == 0)
 		rc = mailproc_conf_parse(in.data != NULL ? in.data : "", in.len, m, d);
 	buf_free(&in);

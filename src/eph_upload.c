@@ -59,31 +59,16 @@ static int
 read_conf(struct conf_results_store *s, struct diag *d)
 {
 	struct buf in;
-	char chunk[4096];
-	ssize_t n;
-	int rc = 0;
+	int rc;
 
 	memset(s, 0, sizeof(*s));
 	buf_init(&in, BUF_MAX_CONF);
-	for (;;) {
-		n = read(STDIN_FILENO, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			diag_error(d, (struct diag_pos){ 0 },
-			           "results_store settings: cannot read stdin: %s",
-			           strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		if ((rc = buf_append(&in, chunk, (size_t)n)) < 0) {
-			diag_error(d, (struct diag_pos){ 0 },
-			           "results_store settings: more than %zu bytes", in.limit);
-			break;
-		}
-	}
+	if ((rc = fsio_read_fd(STDIN_FILENO, &in)) == -E2BIG)
+		diag_error(d, (struct diag_pos){ 0 }, "results_store settings: more than %zu bytes",
+		           in.limit);
+	else if (rc < 0)
+		diag_error(d, (struct diag_pos){ 0 },
+		           "results_store settings: cannot read stdin: %s", strerror(-rc));
 	if (rc == 0)
 		rc = upload_conf_parse(in.data != NULL ? in.data : "", in.len, s, d);
 	buf_free(&in);

@@ -37,15 +37,12 @@ fsio_mkdirs(const char *dir, mode_t mode)
 }
 
 int
-fsio_read_file(const char *path, struct buf *b)
+fsio_read_fd(int fd, struct buf *b)
 {
 	char chunk[FSIO_CHUNK];
-	int fd, rc = 0;
+	int rc = 0;
 	ssize_t n;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
 		if (n < 0) {
@@ -57,6 +54,18 @@ fsio_read_file(const char *path, struct buf *b)
 		if (n == 0 || (rc = buf_append(b, chunk, (size_t)n)) < 0)
 			break;
 	}
+	return rc;
+}
+
+int
+fsio_read_file(const char *path, struct buf *b)
+{
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = fsio_read_fd(fd, b);
 	close(fd);
 	return rc;
 }

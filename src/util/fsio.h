@@ -14,6 +14,9 @@ EPH_MUST_CHECK int fsio_mkdirs(const char *dir, mode_t mode);
 /* Appends the whole of the file at PATH to B. 0; -errno of open(2) or read(2) (EINTR is
  * retried); -E2BIG when it does not fit B's limit (B then holds what fitted before). */
 EPH_MUST_CHECK int fsio_read_file(const char *path, struct buf *b);
+/* Appends what FD gives until its end (a helper's stdin) to B, through EINTR. 0, -E2BIG past
+ * B's limit, or -errno of read(2). */
+EPH_MUST_CHECK int fsio_read_fd(int fd, struct buf *b);
 
 /* As fsio_read_file, for a file that holds a secret (mail.password_file, a secret's file):
  * refused with -EPERM when group or others may read or write it (mode & 077), and *MODE
