@@ -364,6 +364,54 @@ def test_a_store_down_is_retried_and_resumed_after_a_restart_nothing_lost(
         assert secret not in d2.text()
 
 
+def test_a_stopped_pass_counts_no_failure_against_the_uploads_it_had_not_begun(
+        tmp_path, state_dir):
+    # no store at all: two runs recorded, each upload refused a connection once
+    port = free_port()
+    jobs_file(tmp_path, f"http://127.0.0.1:{port}", "stop", "AKIAEXAMPLE", "not-a-secret")
+    for _ in range(2):
+        p = run_eph(["run", "report"], cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    ids = [r["id"] for r in store_rows(state_dir, "runs")]
+    assert [upload_row(state_dir, i)["attempts"] for i in ids] == [1, 1]
+    # a store that takes connections and never answers: the pass hangs on its first put...
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", port))
+    hole.listen(16)
+    keys = {k: {"name": f"results_store.{k}", "kind": "file", "from": str(tmp_path / f)}
+            for k, f in (("access_key", "access-key"), ("secret_key", "secret-key"))}
+    settings = {"url": f"s3://{BUCKET}/stop", "bucket": BUCKET, "prefix": "stop",
+                "endpoint": f"http://127.0.0.1:{port}", "region": REGION, **keys}
+    helper = str(Path(os.environ.get("EPH_BIN") or "build-asan/eph").parent / "eph-upload")
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    with open(tmp_path / "settings.json") as stdin:
+        proc = subprocess.Popen([helper, "send", "--all", "--state", str(state_dir)],
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        wait_for(lambda: upload_row(state_dir, ids[0])["lease_until"] > 0, 10, "the claim")
+        time.sleep(0.5)
+        # ...until it is stopped, as the daemon stops it
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hole.close()
+    assert proc.returncode == 0, err
+    helper_clean(err)
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines[0]["run"] == ids[0] and lines[0]["state"] == "queued", lines
+    assert "stopped" in lines[0]["error"]
+    assert lines[-1] == {"done": 0, "retried": 1, "refused": 0}, lines
+    # the one going on stays queued, resumed by the next pass; the other was not touched
+    first, second = (upload_row(state_dir, i) for i in ids)
+    assert (first["state"], first["attempts"], first["lease_until"]) == ("queued", 2, 0)
+    assert (second["state"], second["attempts"], second["lease_until"]) == ("queued", 1, 0)
+
+
 def test_a_wrong_key_is_said_in_the_run_and_its_mail_and_the_results_are_kept(
         tmp_path, state_dir, moto, smtpd, daemons):
     s = smtpd().start()
