@@ -12,10 +12,8 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-/* A JSON string of S (NULL: null). Bytes that are not UTF-8 (a server may send anything)
- * become '?'. */
-static json_t *
-jstr(const char *s)
+json_t *
+mailproc_jstr(const char *s)
 {
 	json_t *j;
 	char *copy;
@@ -33,9 +31,8 @@ jstr(const char *s)
 	return j;
 }
 
-/* json_dumps, compact, one line; aborts only when out of memory, as xmalloc does. */
-static char *
-dump(json_t *o)
+char *
+mailproc_dump(json_t *o)
 {
 	char *s = json_dumps(o, JSON_COMPACT);
 
@@ -51,19 +48,19 @@ mailproc_conf_json(const struct conf_mail *m)
 	json_t *o = json_object(), *admin = json_array();
 
 	for (size_t i = 0; i < m->admin.n; i++)
-		json_array_append_new(admin, jstr(m->admin.v[i]));
-	json_object_set_new(o, "smtp", jstr(m->smtp));
-	json_object_set_new(o, "from", jstr(m->from));
-	json_object_set_new(o, "username", jstr(m->username));
-	json_object_set_new(o, "password_file", jstr(m->password_file));
-	json_object_set_new(o, "password_env", jstr(m->password_env));
-	json_object_set_new(o, "ca_file", jstr(m->ca_file));
+		json_array_append_new(admin, mailproc_jstr(m->admin.v[i]));
+	json_object_set_new(o, "smtp", mailproc_jstr(m->smtp));
+	json_object_set_new(o, "from", mailproc_jstr(m->from));
+	json_object_set_new(o, "username", mailproc_jstr(m->username));
+	json_object_set_new(o, "password_file", mailproc_jstr(m->password_file));
+	json_object_set_new(o, "password_env", mailproc_jstr(m->password_env));
+	json_object_set_new(o, "ca_file", mailproc_jstr(m->ca_file));
 	json_object_set_new(o, "starttls", json_boolean(m->starttls));
 	json_object_set_new(o, "admin", admin);
 	json_object_set_new(o, "max_age", json_integer(m->max_age));
 	json_object_set_new(o, "source_alarm", json_integer(m->source_alarm));
 	json_object_set_new(o, "timeout", json_integer(m->timeout));
-	return dump(o);
+	return mailproc_dump(o);
 }
 
 void
@@ -181,8 +178,8 @@ mailproc_event_line(bool warn, int64_t run, const char *msg)
 
 	json_object_set_new(o, "warn", json_boolean(warn));
 	json_object_set_new(o, "run", json_integer(run));
-	json_object_set_new(o, "msg", jstr(msg));
-	return dump(o);
+	json_object_set_new(o, "msg", mailproc_jstr(msg));
+	return mailproc_dump(o);
 }
 
 char *
@@ -193,8 +190,8 @@ mailproc_result_line(size_t sent, size_t retried, size_t given_up, const char *l
 	json_object_set_new(o, "sent", json_integer((json_int_t)sent));
 	json_object_set_new(o, "retried", json_integer((json_int_t)retried));
 	json_object_set_new(o, "given_up", json_integer((json_int_t)given_up));
-	json_object_set_new(o, "last_error", jstr(last_error));
-	return dump(o);
+	json_object_set_new(o, "last_error", mailproc_jstr(last_error));
+	return mailproc_dump(o);
 }
 
 char *
@@ -202,8 +199,8 @@ mailproc_error_line(const char *msg)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "error", jstr(msg));
-	return dump(o);
+	json_object_set_new(o, "error", mailproc_jstr(msg));
+	return mailproc_dump(o);
 }
 
 void

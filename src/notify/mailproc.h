@@ -15,6 +15,15 @@
 
 #include "util/attr.h"
 
+struct json_t;
+
+/* A JSON string of S (NULL: JSON null); bytes that are not UTF-8 (a server may send anything)
+ * become '?'. The helpers' JSON lines (eph-mail's, eph-upload's) are built with these. */
+struct json_t *mailproc_jstr(const char *s);
+/* O (taken) as one compact line of JSON (caller frees); aborts only when out of memory, as
+ * xmalloc does. */
+char *mailproc_dump(struct json_t *o);
+
 struct conf_mail;
 struct diag;
 

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "conf/conf.h"
+#include "notify/mailproc.h"
 #include "notify/notify.h"
 #include "rundir/results.h"
 #include "store/store.h"
@@ -131,29 +132,11 @@ out:
 /* ---- eph-upload's input ---- */
 
 static json_t *
-jstr(const char *s)
-{
-	json_t *j = s != NULL ? json_string(s) : json_null();
-
-	return j != NULL ? j : json_string("?"); /* our own settings are UTF-8 */
-}
-
-static char *
-dump(json_t *o)
-{
-	char *s = json_dumps(o, JSON_COMPACT);
-
-	json_decref(o);
-	if (s == NULL)
-		abort();
-	return s;
-}
-
-static json_t *
 key_json(const struct conf_secret *k)
 {
 	return json_pack("{s:s, s:s, s:o}", "name", k->name != NULL ? k->name : "key", "kind",
-	                 k->kind == CONF_SECRET_ENV ? "env" : "file", "from", jstr(k->from));
+	                 k->kind == CONF_SECRET_ENV ? "env" : "file", "from",
+	                 mailproc_jstr(k->from));
 }
 
 char *
@@ -161,14 +144,14 @@ upload_conf_json(const struct conf_results_store *s)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "url", jstr(s->url));
-	json_object_set_new(o, "bucket", jstr(s->bucket));
-	json_object_set_new(o, "prefix", jstr(s->prefix));
-	json_object_set_new(o, "endpoint", jstr(s->endpoint));
-	json_object_set_new(o, "region", jstr(s->region));
+	json_object_set_new(o, "url", mailproc_jstr(s->url));
+	json_object_set_new(o, "bucket", mailproc_jstr(s->bucket));
+	json_object_set_new(o, "prefix", mailproc_jstr(s->prefix));
+	json_object_set_new(o, "endpoint", mailproc_jstr(s->endpoint));
+	json_object_set_new(o, "region", mailproc_jstr(s->region));
 	json_object_set_new(o, "access_key", key_json(&s->access_key));
 	json_object_set_new(o, "secret_key", key_json(&s->secret_key));
-	return dump(o);
+	return mailproc_dump(o);
 }
 
 void
@@ -263,51 +246,34 @@ upload_key_read(const struct conf_secret *k, char **out, char **why)
 char *
 upload_line_done(int64_t run, int64_t sent, int64_t files, int64_t bytes, const char *url)
 {
-	return dump(json_pack("{s:I, s:s, s:I, s:I, s:I, s:o}", "run", (json_int_t)run, "state",
-	                      "done", "sent", (json_int_t)sent, "files", (json_int_t)files, "bytes",
-	                      (json_int_t)bytes, "url", jstr(url)));
-}
-
-/* A JSON string of S, bytes that are not UTF-8 (a server may send anything) as '?'. */
-static json_t *
-jtext(const char *s)
-{
-	json_t *j;
-	char *copy;
-
-	if ((j = json_string(s)) != NULL)
-		return j;
-	copy = xstrdup(s);
-	for (unsigned char *p = (unsigned char *)copy; *p != '\0'; p++)
-		if (*p >= 0x80)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j;
+	return mailproc_dump(json_pack("{s:I, s:s, s:I, s:I, s:I, s:o}", "run", (json_int_t)run,
+	                               "state", "done", "sent", (json_int_t)sent, "files",
+	                               (json_int_t)files, "bytes", (json_int_t)bytes, "url",
+	                               mailproc_jstr(url)));
 }
 
 char *
 upload_line_failed(int64_t run, bool refused, const char *error, double next_at)
 {
 	json_t *o = json_pack("{s:I, s:s, s:o}", "run", (json_int_t)run, "state",
-	                      refused ? "refused" : "queued", "error", jtext(error));
+	                      refused ? "refused" : "queued", "error", mailproc_jstr(error));
 
 	if (!refused)
 		json_object_set_new(o, "next_at", json_real(next_at));
-	return dump(o);
+	return mailproc_dump(o);
 }
 
 char *
 upload_line_error(const char *error)
 {
-	return dump(json_pack("{s:o}", "error", jtext(error)));
+	return mailproc_dump(json_pack("{s:o}", "error", mailproc_jstr(error)));
 }
 
 char *
 upload_line_last(int64_t done, int64_t retried, int64_t refused)
 {
-	return dump(json_pack("{s:I, s:I, s:I}", "done", (json_int_t)done, "retried",
-	                      (json_int_t)retried, "refused", (json_int_t)refused));
+	return mailproc_dump(json_pack("{s:I, s:I, s:I}", "done", (json_int_t)done, "retried",
+	                               (json_int_t)retried, "refused", (json_int_t)refused));
 }
 
 static int64_t
