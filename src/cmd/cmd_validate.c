@@ -54,6 +54,17 @@ never_fires(const struct conf *c, const char *path, int64_t now)
 			        "job %s never fires: every time of \"%s\" falls in a daylight-saving gap of %s",
 			        j->name, j->schedule, tz_name(z));
 	}
+	/* a cloud executor's token would cross the network in the clear: allowed (the tests'
+	 * own API listens on loopback) but said */
+	for (size_t i = 0; c != NULL && i < c->nexecutors; i++) {
+		const struct conf_do *cd = conf_executor_do(&c->executors[i]);
+
+		if (cd != NULL && strncmp(cd->api_url, "http://", 7) == 0)
+			diag_error(
+			        w, (struct diag_pos){ path, cd->api_line, cd->api_col },
+			        "executor %s talks to its API over plain http: its token crosses the network unencrypted",
+			        c->executors[i].name);
+	}
 	diag_sort(w);
 	return w;
 }

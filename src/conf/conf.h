@@ -200,6 +200,30 @@ struct conf_ssh {
 	double price_monthly;    /* what each host costs a month unless it says (eph cost); 0 */
 };
 
+/* The settings of an executor of type digitalocean (conf_exec_do.c; docs/digitalocean.md): a
+ * droplet made for each run and deleted when it ends. */
+struct conf_do {
+	char *token_file;       /* absolute; or NULL when token_env is set (one of the two) */
+	char *token_env;        /* the variable's name; or NULL */
+	char *region;           /* required: the region's slug ("fra1") */
+	char *image;            /* a slug or a snapshot's id; "debian-12-x64" by default */
+	struct conf_strv sizes; /* the allowed slugs, cheapest first; n == 0: auto (any) */
+	int max_machines;       /* live droplets at most, 5 */
+	int64_t boot_timeout;   /* seconds from create to ssh answering, 300 */
+	uint64_t reserve; /* bytes of a size's memory kept for the OS and the agent, 256 MiB */
+	uint64_t default_memory;   /* what a job without memory counts for, 1 GiB */
+	char *vpc_uuid;            /* or NULL */
+	struct conf_strv ssh_keys; /* the account's keys (ids or fingerprints) added to each */
+	struct conf_strv tags;     /* added to each droplet, [A-Za-z0-9_:-] */
+	char *firewall;            /* a firewall's id the droplets join; or NULL */
+	char *api_url;             /* without /v2; "https://api.digitalocean.com" by default */
+	int api_line, api_col;     /* where api_url stands (0: not written) */
+	double max_spend;          /* USD a month at most; 0 = no cap */
+	char *user;                /* the login user, "root" */
+	int64_t lost_after;      /* seconds a droplet may not answer before its run is lost, 600 */
+	int64_t connect_timeout; /* seconds, 10 */
+};
+
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read
  * with the type's own keys table (conf_keys.c's conf_sec_local for local; one file of keys
  * per later type). */
@@ -260,6 +284,8 @@ const struct conf_executor *conf_executor_find(const struct conf *c, const char 
 const char *conf_exec_type_name(enum conf_exec_type t);
 /* E's settings when it is of type ssh, else NULL. */
 const struct conf_ssh *conf_executor_ssh(const struct conf_executor *e);
+/* E's settings when it is of type digitalocean, else NULL. */
+const struct conf_do *conf_executor_do(const struct conf_executor *e);
 /* Process-wide switches of the loader, set before loading, never by a library.
  *
  * ON lets validation accept the executor types whose keys are read and checked but whose

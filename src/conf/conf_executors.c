@@ -42,7 +42,9 @@ static const struct exec_type exec_types[] = {
 	/* src/exec/exec_ssh.c */
 	[CONF_EXEC_SSH] = { "ssh", &conf_sec_ssh, true, conf_ssh_read, conf_ssh_free,
 	                    conf_ssh_job_check },
-	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", NULL, false, NULL, NULL, NULL },
+	/* src/exec/exec_do.c */
+	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", &conf_sec_do, false, conf_do_read,
+	                             conf_do_free, conf_do_job_check },
 	[CONF_EXEC_SLURM] = { "slurm", NULL, false, NULL, NULL, NULL },
 };
 
@@ -115,6 +117,12 @@ const struct conf_ssh *
 conf_executor_ssh(const struct conf_executor *e)
 {
 	return e != NULL && e->type == CONF_EXEC_SSH ? e->keys : NULL;
+}
+
+const struct conf_do *
+conf_executor_do(const struct conf_executor *e)
+{
+	return e != NULL && e->type == CONF_EXEC_DIGITALOCEAN ? e->keys : NULL;
 }
 
 const struct conf_executor *

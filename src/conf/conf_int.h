@@ -224,6 +224,20 @@ void conf_ssh_free(void *keys);
 void conf_ssh_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
                         const struct jobb *jb, const char *q, struct diag_pos at);
 
+/* ---- conf_exec_do.c ---- */
+
+/* The keys of a digitalocean executor. */
+extern const struct conf_section conf_sec_do;
+/* Reads the keys of E, of type digitalocean, from M into a new struct conf_do (E->keys), then
+ * checks them as a whole (what is required, the token file's mode). */
+void conf_do_read(struct pctx *p, struct conf_executor *e, struct fy_node *m,
+                  struct diag_pos keyat);
+/* Frees a struct conf_do and its members; NULL is fine. */
+void conf_do_free(void *keys);
+/* conf_executor_job_check for a job JB on E, of type digitalocean. */
+void conf_do_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
+                       const struct jobb *jb, const char *q, struct diag_pos at);
+
 /* ---- conf_secrets.c ---- */
 
 /* The top-level "secrets" mapping M (KEY where it stands) into P->c->secrets: each secret's

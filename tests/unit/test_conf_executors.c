@@ -340,10 +340,10 @@ static void
 other_types_are_refused_without_reading_their_keys(void **state)
 {
 	char *e = load_err("executors:\n"
-	                   "  cloud: {type: digitalocean, size: huge}\n"
+	                   "  cloud: {type: digitalocean, token_env: T, region: fra1}\n"
 	                   "  hpc: {type: slurm}\n"
 	                   "jobs:\n"
-	                   "  a: {schedule: '@daily', run: 'true', executor: cloud}\n");
+	                   "  a: {schedule: '@daily', run: 'true', executor: hpc}\n");
 
 	(void)state;
 	/* the type's keys are not judged, and the job naming it is not reported again */
