@@ -87,6 +87,8 @@ static const struct conf_key do_keys[] = {
 	  "10m", "a droplet that does not answer this long makes its run lost" },
 	{ "connect_timeout", CK_DUR, K_OTHER, offsetof(struct conf_do, connect_timeout), 1, 3600,
 	  NULL, "10s", "longest ssh waits for a connection (ConnectTimeout)" },
+	{ "reconcile", CK_DUR, K_OTHER, offsetof(struct conf_do, reconcile), 1, 86400, NULL, "3m",
+	  "how often the droplets are listed: one no live run owns is deleted" },
 };
 
 const struct conf_section conf_sec_do = { "a digitalocean executor", KEYS(do_keys) };
@@ -423,6 +425,7 @@ conf_do_read(struct pctx *p, struct conf_executor *e, struct fy_node *m, struct 
 	s->default_memory = UINT64_C(1) << 30;
 	s->lost_after = 600;
 	s->connect_timeout = 10;
+	s->reconcile = 180;
 	e->keys = s;
 	memset(&b, 0, sizeof(b));
 	b.s = s;

@@ -29,7 +29,8 @@
 const struct exec_ops *
 exec_find(const char *name)
 {
-	static const struct exec_ops *const all[] = { &exec_local_ops, &exec_ssh_ops };
+	static const struct exec_ops *const all[] = { &exec_local_ops, &exec_ssh_ops,
+		                                      &exec_do_ops };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(all[i]->name, name) == 0)

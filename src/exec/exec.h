@@ -167,6 +167,7 @@ struct exec_ops {
 
 extern const struct exec_ops exec_local_ops;
 extern const struct exec_ops exec_ssh_ops;
+extern const struct exec_ops exec_do_ops;
 
 /* Finds an executor type by name ("local", "ssh"); NULL if there is none of that name. */
 const struct exec_ops *exec_find(const char *name);

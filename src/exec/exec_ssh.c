@@ -65,7 +65,8 @@ ssh_run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb)
 {
 	struct ssh_exec *se = sexec(s->r->ex);
 
-	return (struct remote_req){ s->r->loop, &se->ssh, &s->h->rh, timeout_ms, cb, s };
+	(void)se;
+	return (struct remote_req){ s->r->loop, ssh_of_host(s->h), &s->h->rh, timeout_ms, cb, s };
 }
 
 /* The run's provision ends: RC 0 (the agent runs), or failed with WHY. */
@@ -116,7 +117,7 @@ ssh_provision(struct exec_run *r, exec_provisioned_fn *done)
 		done(r, -EHOSTUNREACH, "the executor has no host");
 		return;
 	}
-	if (se->set.known_hosts == NULL) {
+	if (se->set.known_hosts == NULL && !s->h->cloud) {
 		done(r, -EINVAL, "the executor has no known_hosts");
 		return;
 	}
@@ -370,15 +371,18 @@ run_write_handle(struct ssh_run *s, pid_t pid)
 	char *text;
 	int rc;
 
-	json_object_set_new(o, "type", json_string("ssh"));
+	json_object_set_new(o, "type", json_string(s->r->ex->ops->name));
 	json_object_set_new(o, "host", json_string(s->h->key));
 	json_object_set_new(o, "dir", json_string(s->rdir));
 	json_object_set_new(o, "agent", json_string(s->agent));
 	json_object_set_new(o, "clock_offset", json_real(s->h->clock_offset));
-	if (se->set.known_hosts != NULL)
-		json_object_set_new(o, "known_hosts", json_string(se->set.known_hosts));
-	if (se->set.identity_file != NULL)
-		json_object_set_new(o, "identity_file", json_string(se->set.identity_file));
+	if (ssh_of_host(s->h)->known_hosts != NULL)
+		json_object_set_new(o, "known_hosts", json_string(ssh_of_host(s->h)->known_hosts));
+	if (ssh_of_host(s->h)->identity_file != NULL)
+		json_object_set_new(o, "identity_file",
+		                    json_string(ssh_of_host(s->h)->identity_file));
+	if (se->handle_extra != NULL)
+		se->handle_extra(s, o);
 	if (pid > 0)
 		json_object_set_new(o, "pid", json_integer(pid));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -700,7 +704,7 @@ ssh_teardown(struct exec_run *r)
 		uv_close((uv_handle_t *)&s->retry, ssh_run_retry_closed);
 	/* recorded (not merely detached by a stop): its directory there goes, unless the host
 	 * could not be reached (lost: the sweep removes it when the host answers again) */
-	if (r->recorded && !s->lost && s->rdir != NULL && s->h != NULL)
+	if (r->recorded && !s->lost && s->rdir != NULL && s->h != NULL && !s->h->cloud)
 		ssh_host_remove(s->h, r->id, s->rdir, s->agent, false);
 	ssh_run_maybe_free(s);
 }

@@ -78,8 +78,8 @@ host_find(struct ssh_exec *se, const char *key)
 	return NULL;
 }
 
-static struct ssh_host *
-host_add(struct ssh_exec *se, const struct remote_host *rh)
+struct ssh_host *
+ssh_host_add(struct ssh_exec *se, const struct remote_host *rh)
 {
 	struct ssh_host *h = xcalloc(1, sizeof(*h));
 
@@ -132,7 +132,7 @@ ssh_configure(struct executor *ex, const struct conf *c, const struct conf_execu
 
 		free(key);
 		if (h == NULL)
-			h = host_add(se, &ch->host);
+			h = ssh_host_add(se, &ch->host);
 		h->memory = ch->memory;
 		h->configured = true;
 	}
@@ -164,6 +164,8 @@ se_free(struct ssh_exec *se)
 		free(h->abs);
 		free(h->python);
 		free(h->down_why);
+		free((char *)h->own_ssh.identity_file);
+		free((char *)h->own_ssh.known_hosts);
 		free(h);
 	}
 	free(se->hosts);
@@ -291,8 +293,8 @@ ssh_fits(struct executor *ex, uint64_t memory)
 	return host_pick(se, need_of(se, memory), false) != NULL;
 }
 
-static struct ssh_run *
-run_new(struct exec_run *r, struct ssh_host *h, uint64_t need)
+struct ssh_run *
+ssh_run_new(struct exec_run *r, struct ssh_host *h, uint64_t need)
 {
 	struct ssh_run *s = xcalloc(1, sizeof(*s));
 
@@ -327,7 +329,7 @@ host_of_handle(struct ssh_exec *se, json_t *hd)
 		return NULL;
 	}
 	diag_free(&d);
-	h = host_add(se, &rh);
+	h = ssh_host_add(se, &rh);
 	remote_host_clear(&rh);
 	return h;
 }
@@ -361,7 +363,7 @@ ssh_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 	}
 	if (h == NULL)
 		h = host_pick(se, need, true);
-	(void)run_new(r, h, need);
+	(void)ssh_run_new(r, h, need);
 }
 
 void
@@ -371,7 +373,7 @@ ssh_release(struct executor *ex, struct exec_run *r, uint64_t memory)
 
 	(void)ex;
 	(void)memory;
-	if (s == NULL || s->h == NULL)
+	if (s == NULL || s->h == NULL || s->h->cloud) /* a machine goes whole */
 		return;
 	if (s->lost && s->rdir != NULL) {
 		/* held until the host answers again (host_sweep) */
@@ -470,7 +472,7 @@ hello_cb(struct remote_op *op, const struct remote_result *res, void *data)
 	}
 	host_sweep(h, line);
 	free(out);
-	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_HELLO_MS, clock_cb, h };
+	q = (struct remote_req){ se->ex->loop, ssh_of_host(h), &h->rh, SSH_HELLO_MS, clock_cb, h };
 	rc = remote_clock(&q, NULL);
 	if (rc < 0) {
 		host_wake(h, rc, strerror(-rc));
@@ -511,7 +513,7 @@ ssh_host_contact(struct ssh_host *h)
 	                "2>/dev/null || echo none; } && ls runs",
 	                dir, se->ex->instance);
 	free(dir);
-	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_HELLO_MS, hello_cb, h };
+	q = (struct remote_req){ se->ex->loop, ssh_of_host(h), &h->rh, SSH_HELLO_MS, hello_cb, h };
 	rc = remote_run(&q, cmd, NULL, 0, 0, NULL);
 	free(cmd);
 	if (rc < 0) {
@@ -599,7 +601,9 @@ ssh_host_remove(struct ssh_host *h, int64_t id, const char *rdir, const char *ag
 		             : "");
 	else
 		cmd = xasprintf("rm -rf %s", qr);
-	q = (struct remote_req){ se->ex->loop, &se->ssh, &h->rh, SSH_STATUS_MS, remove_cb, o };
+	q =
+	        (struct remote_req){ se->ex->loop,  ssh_of_host(h), &h->rh,
+		                     SSH_STATUS_MS, remove_cb,      o };
 	rc = remote_run(&q, cmd, NULL, 0, 4096, NULL);
 	if (rc < 0)
 		free(o);
@@ -679,7 +683,7 @@ ssh_stop(struct executor *ex)
 	se->stopping = true;
 	for (size_t i = 0; i < se->nhosts; i++) {
 		struct ssh_host *h = se->hosts[i];
-		struct remote_req q = { ex->loop, &se->ssh, &h->rh, 5000, ctl_cb, se };
+		struct remote_req q = { ex->loop, ssh_of_host(h), &h->rh, 5000, ctl_cb, se };
 
 		if (h->retry_open) {
 			h->retry_open = false;

@@ -70,6 +70,11 @@ struct ssh_host {
 	struct ssh_lost *lost;
 	uv_timer_t retry; /* tries the contact again while runs wait or lost ones are held */
 	bool retry_open;
+	/* a machine a cloud executor made for one run (exec_do.c): its own login key and pinned
+	 * host key (own_ssh, its strings owned here), no multiplexing (an address may come back
+	 * as another machine); nothing of it is removed or swept, the machine goes whole */
+	bool cloud;
+	struct remote_ssh own_ssh;
 };
 
 struct ssh_exec {
@@ -82,6 +87,10 @@ struct ssh_exec {
 	int nops; /* host ops in flight, and open retry timers */
 	bool dead;
 	bool stopping; /* ssh_stop: no contact any more */
+	/* a digitalocean executor's own state (exec_do.c), NULL for ssh; and what it adds to a
+	 * run's handle */
+	void *cloud;
+	void (*handle_extra)(struct ssh_run *s, json_t *o);
 };
 
 enum run_step { S_PLACED, S_CONTACT, S_PACK, S_SHIP, S_START, S_RUNNING };
@@ -125,6 +134,7 @@ struct ssh_run {
 	bool freed;       /* reported closed */
 	uv_timer_t retry; /* the last pull, tried again */
 	bool retry_open;
+	void *cloud; /* a digitalocean run's machine (exec_do.c), or NULL */
 };
 
 static inline int64_t
@@ -139,7 +149,16 @@ sexec(const struct executor *ex)
 	return ex->state;
 }
 
+/* The ssh settings of H: its own (a cloud machine's), else its executor's. */
+static inline const struct remote_ssh *
+ssh_of_host(const struct ssh_host *h)
+{
+	return h->cloud ? &h->own_ssh : &h->se->ssh;
+}
+
 /* exec_ssh_host.c: the executor's hosts */
+struct ssh_host *ssh_host_add(struct ssh_exec *se, const struct remote_host *rh);
+struct ssh_run *ssh_run_new(struct exec_run *r, struct ssh_host *h, uint64_t need);
 bool ssh_fail_is_down(enum remote_fail f);
 void ssh_host_answered(struct ssh_host *h);
 void ssh_host_failed(struct ssh_host *h, const char *why);
