@@ -78,6 +78,7 @@ struct do_machine {
 	char *host_key;         /* keydir/host_ed25519 */
 	char *host_pub;         /* its public half, as known_hosts writes it */
 	char *why_sizes;        /* sizes refused, for the reason */
+	char *last_why;         /* the last probe's failure */
 	struct conf_strv tried; /* slugs refused (422) */
 	struct do_proc *proc;   /* the eph-cloud or ssh-keygen in flight */
 	struct remote_op *probe;
@@ -363,6 +364,7 @@ machine_free(struct do_machine *m)
 	free(m->host_key);
 	free(m->host_pub);
 	free(m->why_sizes);
+	free(m->last_why);
 	strv_clear(&m->tried);
 	free(m);
 }
@@ -972,6 +974,8 @@ probe_answer(struct do_machine *m, const struct remote_result *res)
 		free(why);
 		return;
 	}
+	free(m->last_why);
+	m->last_why = xstrdup(res->why != NULL ? res->why : remote_fail_name(res->fail));
 	machine_later(m, DO_POLL_MS);
 }
 
@@ -985,7 +989,7 @@ machine_host(struct do_machine *m, const char *addr)
 
 	rh.user = m->dx->set.user;
 	rh.addr = (char *)addr;
-	rh.port = 0;
+	rh.port = 22;
 	h = ssh_host_add(se, &rh);
 	h->cloud = true;
 	h->configured = false; /* no other run is placed there */
@@ -1076,10 +1080,12 @@ machine_step(struct do_machine *m)
 			return;
 		}
 		if (now_s() > m->boot_deadline) {
-			char *why = xasprintf("droplet %lld did not %s within boot_timeout (%llds)",
-			                      (long long)m->droplet,
-			                      m->st == M_BOOTING ? "become active" : "answer ssh",
-			                      (long long)dx->set.boot_timeout);
+			char *why = xasprintf(
+			        "droplet %lld did not %s within boot_timeout (%llds)%s%s",
+			        (long long)m->droplet,
+			        m->st == M_BOOTING ? "become active" : "answer ssh",
+			        (long long)dx->set.boot_timeout, m->last_why != NULL ? ": " : "",
+			        m->last_why != NULL ? m->last_why : "");
 
 			prov_fail(m, -ETIMEDOUT, why);
 			free(why);

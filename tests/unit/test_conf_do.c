@@ -1,6 +1,5 @@
 /* tests/unit/test_conf_do.c: the keys of a digitalocean executor and their checks, against
- * real token files in a temporary directory; the type stays refused until its executor runs
- * end to end (conf_exec_allow_unfinished). */
+ * real token files in a temporary directory; the type is accepted, its executor being built. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -241,19 +240,18 @@ every_fault_is_reported_at_its_place(void **state)
 }
 
 static void
-the_type_is_refused_until_it_is_finished(void **state)
+the_type_is_available(void **state)
 {
 	const char *dir = *state;
-	char *e;
+	struct conf *c;
 
 	conf_exec_allow_unfinished(false);
-	e = load_err(dir, SRC "executors:\n"
-	                      "  cloud: {type: digitalocean, token_env: T, region: fra1}\n"
-	                      "jobs:\n"
-	                      "  a: {schedule: '@daily', run: 'true', executor: cloud}\n");
-	assert_string_equal(
-	        e, "3:17: executor type \"digitalocean\" is not available yet in this version\n");
-	free(e);
+	c = load_ok(dir, SRC "executors:\n"
+	                     "  cloud: {type: digitalocean, token_env: T, region: fra1}\n"
+	                     "jobs:\n"
+	                     "  a: {schedule: '@daily', run: 'true', executor: cloud}\n");
+	assert_non_null(conf_executor_do(conf_executor_find(c, "cloud")));
+	conf_free(c);
 }
 
 int
@@ -266,8 +264,7 @@ main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(every_fault_is_reported_at_its_place, setup,
 		                                teardown),
-		cmocka_unit_test_setup_teardown(the_type_is_refused_until_it_is_finished, setup,
-		                                teardown),
+		cmocka_unit_test_setup_teardown(the_type_is_available, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

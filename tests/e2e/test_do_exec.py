@@ -1,0 +1,197 @@
+"""The `digitalocean` executor end to end (issue 13): the real `eph daemon` in a network
+namespace of its own makes a droplet for each run through `eph-cloud` against the test cloud
+(docloud.py: a fake of the API whose droplets boot as test hosts with real sshd, from the
+cloud-init keys the daemon gave them), runs the job there over ssh, and deletes it. What the
+daemon records is checked against what the cloud saw: the size chosen, the droplet deleted
+and confirmed gone, a 422, a droplet deleted behind our back, a kill -9 of the daemon, a boot
+that never ends."""
+
+import json
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+from conftest import wait_for
+from docloud import DoCloud
+from sshpool import MiB, Pool
+
+TERMINAL = {"succeeded", "failed", "oom", "timeout", "killed", "cancelled", "lost", "skipped"}
+
+
+class Cloud:
+    """A scheduler (sshpool.Pool: its namespace, repository, state) and the test cloud."""
+
+    def __init__(self, tmp_path, boot_delay=0.3):
+        self.p = Pool(tmp_path)
+        self.c = DoCloud(self.p.net, boot_delay=boot_delay)
+        self.token = self.c.token_file(tmp_path / "do-token")
+
+    def jobs(self, jobs, files=None, executor="", boot_timeout="30s"):
+        p = self.p
+        for name, text in (files or {}).items():
+            (p.repo / name).write_text(textwrap.dedent(text))
+        if files:
+            p.git("add", "-A")
+            p.git("commit", "-qm", "files")
+        text = (f"source: {{ repo: {p.repo}, refresh: 0 }}\n"
+                "executors:\n  cloud:\n    type: digitalocean\n"
+                f"    token_file: {self.token}\n"
+                "    region: fra1\n"
+                f"    api_url: {self.c.url}\n"
+                f"    boot_timeout: {boot_timeout}\n"
+                "    reconcile: 2s\n"
+                "    lost_after: 5s\n"
+                + "".join(f"    {l}\n" for l in textwrap.dedent(executor).splitlines()
+                          if l.strip())
+                + "jobs:\n"
+                + "".join(f"  {n}: {{ schedule: \"0 0 1 1 *\", executor: cloud, {e} }}\n"
+                          for n, e in jobs.items()))
+        tmp = p.jobs_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, p.jobs_file)
+
+    def handle(self, rid):
+        r = self.p.row(rid)
+        return json.loads(r["handle"]) if r and r["handle"] else {}
+
+    def wait_no_droplets(self, timeout=30):
+        wait_for(lambda: not self.c.droplets(), timeout=timeout,
+                 what=f"every droplet deleted: {list(self.c.droplets())}\n{self.p.logs()}")
+
+    def close(self):
+        try:
+            for d in self.p.daemons:
+                if d.p.poll() is None:
+                    d.stop(signal.SIGKILL)
+            self.c.close()
+        finally:
+            self.p.close()
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    c = Cloud(tmp_path)
+    yield c
+    c.close()
+
+
+def test_a_run_end_to_end_on_a_droplet_made_for_it_then_deleted(cloud):
+    cloud.jobs({"hello_job": "run: sh a.sh, memory: 300MiB"},
+               files={"a.sh": "echo hi from $(hostname) ; echo attempt $EPH_ATTEMPT\n"})
+    cloud.p.daemon()
+    rid = cloud.p.run("hello_job")
+    row = cloud.p.wait_end(rid)
+    assert row["state"] == "succeeded", (row, cloud.p.logs())
+    assert "hi from" in cloud.p.output(rid)
+    h = cloud.handle(rid)
+    assert h["type"] == "digitalocean"
+    assert h["size"] == "s-1vcpu-1gb"  # 300 MiB + the 256 MiB reserve: 1 GiB is the cheapest
+    did = h["droplet"]
+    # the droplet was named after the job (its "_" made "-") and tagged with the instance
+    d = cloud.c.droplet(did)
+    assert d.name == f"eph-hello-job-{rid}"
+    instance = (cloud.p.state / "instance").read_text().strip()
+    assert set(d.tags) >= {"ephemeron", f"eph-instance:{instance}", f"eph-run:{rid}"}
+    # the host key it booted with is the one pinned: never learned on first use
+    assert "ssh_keys" in d.user_data and "ed25519_private" in d.user_data
+    cloud.wait_no_droplets()
+    wait_for(lambda: "machine" in cloud.p.phases(rid), what="the machine phase")
+    ph = cloud.p.phases(rid)
+    assert {"size", "create", "boot", "ship", "delete", "machine"} <= set(ph), ph
+    assert ph["machine"]["seconds"] >= ph["boot"]["seconds"]
+    # the token is in no log, no record, no argv
+    assert cloud.c.token not in cloud.p.logs()
+    assert cloud.c.token not in json.dumps(cloud.p.rows(), default=str)
+    cloud.p.stop()
+
+
+def test_the_size_follows_the_memory_and_a_job_larger_than_its_limit_ends_oom(cloud):
+    hog = ("import time\nb = bytearray(500 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+           "time.sleep(1)\n")
+    cloud.jobs({"small": "run: 'true', memory: 300MiB",
+                "mid": "run: 'true', memory: 3GiB",
+                "big": "run: 'true', memory: 12GiB",
+                "hog": "run: python3 hog.py, memory: 300MiB"},
+               files={"hog.py": hog})
+    cloud.p.daemon()
+    ids = {j: cloud.p.run(j) for j in ("small", "mid", "big", "hog")}
+    rows = {j: cloud.p.wait_end(i) for j, i in ids.items()}
+    assert rows["small"]["state"] == "succeeded", rows["small"]
+    assert rows["mid"]["state"] == "succeeded", rows["mid"]
+    assert rows["big"]["state"] == "succeeded", rows["big"]
+    assert rows["hog"]["state"] == "oom", (rows["hog"], cloud.p.output(ids["hog"]))
+    assert cloud.handle(ids["small"])["size"] == "s-1vcpu-1gb"
+    assert cloud.handle(ids["mid"])["size"] == "s-2vcpu-4gb"  # 3 GiB + 256 MiB: 4 GiB
+    assert cloud.handle(ids["big"])["size"] == "m-2vcpu-16gb"  # the cheapest of 16 GiB
+    cloud.wait_no_droplets()
+    cloud.p.stop()
+
+
+def test_a_size_refused_with_422_gives_way_to_the_next(cloud):
+    cloud.jobs({"a": "run: 'true', memory: 300MiB"})
+    cloud.c.faults(unavailable=["s-1vcpu-1gb"])
+    d = cloud.p.daemon()
+    rid = cloud.p.run("a")
+    row = cloud.p.wait_end(rid)
+    assert row["state"] == "succeeded", (row, cloud.p.logs())
+    assert cloud.handle(rid)["size"] == "s-1vcpu-2gb"
+    assert "size s-1vcpu-1gb refused in fra1" in d.text()
+    cloud.wait_no_droplets()
+    cloud.p.stop()
+
+
+def test_a_droplet_deleted_behind_our_back_makes_its_run_lost_and_retried(cloud):
+    cloud.jobs({"a": "run: sh a.sh, memory: 300MiB, retries: 1, retry_backoff: 1s"},
+               files={"a.sh": 'if [ "$EPH_ATTEMPT" = 1 ]; then sleep 60; fi; echo done\n'})
+    cloud.p.daemon()
+    rid = cloud.p.run("a")
+    cloud.p.wait_state(rid, "running")
+    did = cloud.handle(rid)["droplet"]
+    assert cloud.c.delete_behind(did)
+    row = cloud.p.wait_end(rid, timeout=30)
+    assert row["state"] == "lost", row
+    assert f"droplet {did} is gone" in row["reason"]
+    # the retry: a run of its own, on a droplet of its own
+    wait_for(lambda: [r for r in cloud.p.rows() if r["attempt"] == 2
+                      and r["state"] == "succeeded"], timeout=40,
+             what=f"the retry to succeed\n{cloud.p.logs()}")
+    cloud.wait_no_droplets()
+    cloud.p.stop()
+
+
+def test_a_daemon_killed_during_the_run_leaves_no_droplet_after_its_restart(cloud):
+    cloud.jobs({"a": "run: sh a.sh, memory: 300MiB"},
+               files={"a.sh": "sleep 3; echo done\n"})
+    d = cloud.p.daemon()
+    rid = cloud.p.run("a")
+    cloud.p.wait_state(rid, "running")
+    d.stop(signal.SIGKILL)
+    assert len(cloud.c.droplets()) == 1
+    # an orphan: a droplet of this instance whose run the store never had
+    instance = (cloud.p.state / "instance").read_text().strip()
+    status, made = cloud.c.create(name="orphan", region="fra1", size="s-1vcpu-1gb",
+                                  image="debian-12-x64",
+                                  tags=["ephemeron", f"eph-instance:{instance}", "eph-run:999"])
+    assert status == 202, made
+    cloud.p.daemon("daemon2.log")
+    row = cloud.p.wait_end(rid, timeout=40)
+    assert row["state"] == "succeeded", (row, cloud.p.logs())
+    assert "done" in cloud.p.output(rid)
+    cloud.wait_no_droplets()
+    assert len([r for r in cloud.p.rows() if r["state"] in TERMINAL]) == 1
+    cloud.p.stop()
+
+
+def test_a_droplet_that_never_boots_is_deleted_and_the_run_fails_provision(cloud):
+    cloud.jobs({"a": "run: 'true', memory: 300MiB"}, boot_timeout="3s")
+    cloud.c.faults(boot_never=True)
+    cloud.p.daemon()
+    rid = cloud.p.run("a")
+    row = cloud.p.wait_end(rid, timeout=30)
+    assert row["state"] == "failed", row
+    assert "provision" in row["reason"] and "boot_timeout" in row["reason"], row
+    cloud.wait_no_droplets()
+    cloud.p.stop()
