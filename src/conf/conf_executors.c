@@ -43,8 +43,8 @@ static const struct exec_type exec_types[] = {
 	[CONF_EXEC_SSH] = { "ssh", &conf_sec_ssh, true, conf_ssh_read, conf_ssh_free,
 	                    conf_ssh_job_check },
 	/* src/exec/exec_do.c */
-	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", &conf_sec_do, true, conf_do_read,
-	                             conf_do_free, conf_do_job_check },
+	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", &conf_sec_do, true, conf_do_read, conf_do_free,
+	                             conf_do_job_check },
 	[CONF_EXEC_SLURM] = { "slurm", NULL, false, NULL, NULL, NULL },
 };
 
