@@ -32,7 +32,10 @@ dm_exec_health(struct executor *ex, const char *what, bool down, double since, c
 	struct diag d;
 	int rc;
 
-	if (down)
+	if (strcmp(what, EXEC_HEALTH_BUDGET) == 0)
+		dlog(down ? DLOG_WARN : DLOG_INFO, 0, NULL, "executor %s: %s", ex->name,
+		     down ? why : "machines fit its max_spend again");
+	else if (down)
 		dlog(DLOG_WARN, 0, NULL, "executor %s: %s does not answer: %s", ex->name, what,
 		     why != NULL ? why : "?");
 	else
@@ -40,7 +43,19 @@ dm_exec_health(struct executor *ex, const char *what, bool down, double since, c
 	units_format_duration(rundir_now() - since, dur, sizeof(dur));
 	snprintf(key, sizeof(key), "host:%.64s:%.128s:%.3f:%s", ex->name, what, since,
 	         down ? "down" : "up");
-	if (down) {
+	if (strcmp(what, EXEC_HEALTH_BUDGET) == 0) { /* a cloud executor's max_spend */
+		subject = xasprintf("%s: executor %s",
+		                    down ? "budget reached" : "budget room again", ex->name);
+		text = down ? xasprintf("Executor \"%s\" makes no machine that would take its "
+		                        "spending past its max_spend: %s\n\nSuch runs fail with "
+		                        "reason budget. This is the only message until a machine "
+		                        "fits the budget again.\n",
+		                        ex->name, why != NULL ? why : "?")
+		            : xasprintf(
+		                      "Executor \"%s\" makes machines again within its max_spend, "
+		                      "after %s.\n",
+		                      ex->name, dur);
+	} else if (down) {
 		subject = xasprintf("host unreachable: %s (executor %s)", what, ex->name);
 		text = xasprintf("The host %s of executor \"%s\" does not answer.\n\n"
 		                 "The last error: %s\n\n"
@@ -67,6 +82,14 @@ dm_exec_health(struct executor *ex, const char *what, bool down, double since, c
 	diag_free(&d);
 	free(subject);
 	free(text);
+}
+
+/* A place of EX freed up: the waiting runs are admitted again at the next turn of the loop. */
+static void
+dm_exec_room(struct executor *ex, void *arg)
+{
+	(void)ex;
+	dm_kick(arg);
 }
 
 static void
@@ -113,8 +136,10 @@ dm_executors_apply(struct daemon *dm, const struct conf *c)
 			                          dm->instance, c, ce, dm_exec_health, dm, &d);
 			if (nv[i] == NULL)
 				bad++;
-			else
+			else {
 				nv[i]->log = dm_exec_log;
+				nv[i]->room = dm_exec_room;
+			}
 		}
 		if (diag_nerrors(&d) > 0) {
 			char *msg = diag_format(&d, 0);
@@ -171,6 +196,7 @@ dm_executor_of_row(struct daemon *dm, const struct store_run *row)
 	if (ex == NULL)
 		return dm_executor(dm, "local");
 	ex->log = dm_exec_log;
+	ex->room = dm_exec_room;
 	dm_retire(dm, ex);
 	return ex;
 }

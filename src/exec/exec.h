@@ -69,6 +69,9 @@ enum exec_found {
  * back) the last failure. */
 typedef void exec_health_fn(struct executor *ex, const char *what, bool down, double since,
                             const char *why, void *arg);
+/* WHAT for a cloud executor whose max_spend stops (DOWN) or allows again the making of
+ * machines: told once each way, as an outage is. */
+#define EXEC_HEALTH_BUDGET "budget"
 
 /* One configured executor, live in a process (the daemon; `eph run` in the foreground): what
  * its runs are admitted against, and its type's own state (a pool's hosts, their connections).
@@ -90,6 +93,9 @@ struct executor {
 	/* a line for the owner's log about run RUN (0: none), e.g. what a lost run left on its
 	 * host when it answered again; may be NULL */
 	void (*log)(struct executor *ex, int64_t run, const char *msg, void *arg);
+	/* a place freed up other than by a release (a cloud machine whose deletion is
+	 * confirmed): runs waiting for EX may fit now; may be NULL */
+	void (*room)(struct executor *ex, void *arg);
 	void *health_arg;
 	int nruns;   /* runs initialised with it and not yet released */
 	void *state; /* the type's own: NULL for local */

@@ -88,7 +88,9 @@ struct do_machine {
 	bool lost_told;
 	int fails;
 	int confirms;
-	double delete_t; /* delete requested */
+	double delete_t;  /* delete requested */
+	double timeout_s; /* what max_spend counts the machine for: its job's timeout, else an hour
+	                   */
 };
 
 struct do_size {
@@ -113,6 +115,13 @@ struct do_exec {
 	struct do_proc *rec_proc;
 	int nops; /* processes and timers of the executor and its machines in flight */
 	bool dead;
+	/* max_spend: what the machines deleted this month were billed (STATE/cloud/NAME-spend.json)
+	 */
+	char month[8]; /* "YYYY-MM", UTC */
+	double spent;
+	bool spend_loaded;
+	bool budget_told; /* mail.admin heard that runs fail for the budget */
+	double budget_since;
 };
 
 static void machine_delete(struct do_machine *m);
@@ -439,6 +448,127 @@ prov_fail(struct do_machine *m, int rc, const char *why)
 	m->prov_done = NULL;
 	if (done != NULL && m->s != NULL)
 		done(m->s->r, rc, why);
+}
+
+/* --- max_spend ------------------------------------------------------------------------------ */
+
+/* What a droplet at PRICE_HOURLY for SECONDS is billed: per second, at least 60 s or $0.01,
+ * whichever is more (DigitalOcean's rule for droplets since 2026-01-01). */
+static double
+bill(double price_hourly, double seconds)
+{
+	double usd = price_hourly * (seconds < 60 ? 60 : seconds) / 3600.0;
+
+	return usd < 0.01 ? 0.01 : usd;
+}
+
+static void
+this_month(char out[8])
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	if (strftime(out, 8, "%Y-%m", &tm) == 0)
+		memcpy(out, "0000-00", 8);
+}
+
+static char *
+spend_path(const struct do_exec *dx)
+{
+	return xasprintf("%s/cloud/%s-spend.json", dx->ex->state_dir, dx->ex->name);
+}
+
+/* DX's spending this month, from its file (read once). */
+static void
+spend_load(struct do_exec *dx)
+{
+	char *path, month[8];
+	struct buf b;
+	json_t *o;
+
+	this_month(month);
+	if (dx->spend_loaded && strcmp(month, dx->month) == 0)
+		return;
+	dx->spend_loaded = true;
+	memcpy(dx->month, month, sizeof(month));
+	dx->spent = 0;
+	path = spend_path(dx);
+	buf_init(&b, 4096);
+	if (fsio_read_file(path, &b) == 0 && (o = json_loadb(b.data, b.len, 0, NULL)) != NULL) {
+		const char *m = json_string_value(json_object_get(o, "month"));
+
+		if (m != NULL && strcmp(m, month) == 0)
+			dx->spent = json_number_value(json_object_get(o, "usd"));
+		json_decref(o);
+	}
+	buf_free(&b);
+	free(path);
+}
+
+/* Adds USD to DX's spending this month, kept in its file. */
+static void
+spend_add(struct do_exec *dx, double usd)
+{
+	char *path, *dir, *text;
+	json_t *o;
+	int rc;
+
+	spend_load(dx);
+	dx->spent += usd;
+	path = spend_path(dx);
+	dir = xasprintf("%s/cloud", dx->ex->state_dir);
+	o = json_object();
+	json_object_set_new(o, "month", json_string(dx->month));
+	json_object_set_new(o, "usd", json_real(dx->spent));
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	rc = fsio_mkdirs(dir, 0700);
+	if (rc == 0)
+		rc = fsio_write_atomic(path, text, strlen(text), 0600, 0);
+	if (rc < 0)
+		log_run(dx, 0, "executor %s: cannot keep its spending in %s: %s", dx->ex->name,
+		        path, strerror(-rc));
+	free(text);
+	free(dir);
+	free(path);
+}
+
+/* Whether a machine at PRICE_HOURLY for M fits max_spend: the month's spending, plus each
+ * live machine's cost to its timeout, plus this one's. NULL, or why not (caller frees). */
+static char *
+budget_check(struct do_machine *m, double price_hourly)
+{
+	struct do_exec *dx = m->dx;
+	double live = 0, mine = price_hourly * m->timeout_s / 3600.0;
+	char *why = NULL;
+
+	if (dx->set.max_spend <= 0)
+		return NULL;
+	spend_load(dx);
+	for (struct do_machine *o = dx->machines; o != NULL; o = o->next)
+		if (o != m && o->droplet > 0 && o->price_hourly > 0)
+			live += o->price_hourly * o->timeout_s / 3600.0;
+	if (dx->spent + live + mine > dx->set.max_spend)
+		why = xasprintf(
+		        "a %s droplet to the run's timeout ($%.2f) with $%.2f spent this month "
+		        "and $%.2f for the machines alive would pass max_spend ($%.2f a "
+		        "month)",
+		        m->size, mine, dx->spent, live, dx->set.max_spend);
+	if (why != NULL && !dx->budget_told) {
+		dx->budget_told = true;
+		dx->budget_since = now_s();
+		if (dx->ex->health != NULL)
+			dx->ex->health(dx->ex, EXEC_HEALTH_BUDGET, true, dx->budget_since, why,
+			               dx->ex->health_arg);
+	} else if (why == NULL && dx->budget_told) {
+		dx->budget_told = false;
+		if (dx->ex->health != NULL)
+			dx->ex->health(dx->ex, EXEC_HEALTH_BUDGET, false, dx->budget_since, NULL,
+			               dx->ex->health_arg);
+	}
+	return why;
 }
 
 /* --- size --------------------------------------------------------------------------------- */
@@ -879,6 +1009,15 @@ size_pick(struct do_machine *m)
 	free(m->size);
 	m->size = xstrdup(z->slug);
 	m->size_memory = z->memory;
+	if ((why = budget_check(m, z->price_hourly)) != NULL) {
+		char *reason = rundir_failure_reason(RUNDIR_FAILURE_BUDGET, why);
+
+		free(why);
+		m->st = M_NEW;
+		prov_fail(m, -EDQUOT, reason);
+		free(reason);
+		return;
+	}
 	m->price_hourly = z->price_hourly;
 	if (m->tried.n == 0)
 		phase_next(m, "size");
@@ -1115,12 +1254,17 @@ machine_gone(struct do_machine *m)
 	double t = now_s();
 
 	phase(m, "delete", m->delete_t, t, t - m->delete_t);
-	if (m->create_t > 0)
+	if (m->create_t > 0) {
 		phase(m, "machine", m->create_t, t, t - m->create_t);
+		if (m->price_hourly > 0)
+			spend_add(dx, bill(m->price_hourly, t - m->create_t));
+	}
 	log_run(dx, m->run, "droplet %lld deleted, confirmed gone (%.0fs billed)",
 	        (long long)m->droplet, t - m->create_t);
 	m->droplet = 0;
 	m->st = M_CONFIRM;
+	if (dx->ex->room != NULL)
+		dx->ex->room(dx->ex, dx->ex->health_arg); /* called back from the loop: M is kept */
 	if (m->timer_open) {
 		uv_close((uv_handle_t *)&m->timer, timer_closed); /* frees M */
 		return;
@@ -1437,7 +1581,8 @@ machines_live(const struct do_exec *dx)
 	int n = 0;
 
 	for (const struct do_machine *m = dx->machines; m != NULL; m = m->next)
-		n++;
+		if (!(m->st == M_CONFIRM && m->droplet == 0)) /* gone, its timer closing */
+			n++;
 	return n;
 }
 
@@ -1521,6 +1666,19 @@ do_provision(struct exec_run *r, exec_provisioned_fn *done)
 	}
 	m->prov_done = done;
 	m->t0 = m->t_mark = now_s();
+	{
+		struct rundir_spec sp;
+		struct diag d;
+
+		diag_init(&d);
+		m->timeout_s = 3600;
+		if (rundir_spec_read(r->dir, &sp, &d) == 0) {
+			if (sp.timeout > 0)
+				m->timeout_s = (double)sp.timeout;
+			rundir_spec_free(&sp);
+		}
+		diag_free(&d);
+	}
 	s->prov_t0 = m->t0;
 	if (dx->nsizes > 0 && now_s() - dx->sizes_at < DO_SIZES_MAX_AGE) {
 		size_pick(m);

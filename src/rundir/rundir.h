@@ -159,11 +159,12 @@ enum rundir_failure {
 	RUNDIR_FAILURE_PROVISION,
 	RUNDIR_FAILURE_SECRETS,
 	RUNDIR_FAILURE_UNPLACED,
+	RUNDIR_FAILURE_BUDGET, /* a cloud executor's max_spend would be passed */
 };
 
-#define RUNDIR_FAILURE_LAST RUNDIR_FAILURE_UNPLACED
+#define RUNDIR_FAILURE_LAST RUNDIR_FAILURE_BUDGET
 
-/* "source", "runtime", "host key", "provision", "secrets", "unplaced"; NULL for
+/* "source", "runtime", "host key", "provision", "secrets", "unplaced", "budget"; NULL for
  * RUNDIR_FAILURE_NONE and values outside the list. */
 const char *rundir_failure_name(enum rundir_failure f);
 /* The failure called NAME into *F: 0, or -EINVAL when NAME is none of the above. */

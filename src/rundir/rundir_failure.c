@@ -18,6 +18,7 @@ static const char *const failure_names[] = {
 	[RUNDIR_FAILURE_PROVISION] = "provision",
 	[RUNDIR_FAILURE_SECRETS] = "secrets",
 	[RUNDIR_FAILURE_UNPLACED] = "unplaced",
+	[RUNDIR_FAILURE_BUDGET] = "budget",
 };
 
 _Static_assert(EPH_ARRAY_LEN(failure_names) == RUNDIR_FAILURE_LAST + 1, "a name for each failure");

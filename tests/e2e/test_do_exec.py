@@ -195,3 +195,33 @@ def test_a_droplet_that_never_boots_is_deleted_and_the_run_fails_provision(cloud
     assert "provision" in row["reason"] and "boot_timeout" in row["reason"], row
     cloud.wait_no_droplets()
     cloud.p.stop()
+
+
+def test_max_machines_makes_runs_wait_and_max_spend_fails_them_with_reason_budget(cloud):
+    cloud.jobs({"a": "run: sleep 1, memory: 300MiB",
+                "b": "run: sleep 1, memory: 300MiB",
+                "dear": "run: 'true', memory: 12GiB, timeout: 100h"},
+               executor="max_machines: 1\nmax_spend: {usd: 5, per: month}")
+    d = cloud.p.daemon()
+    most = []
+    ra, rb = cloud.p.run("a"), cloud.p.run("b")
+    end = time.monotonic() + 40
+    while time.monotonic() < end and not all(
+            cloud.p.state_of(i) in TERMINAL for i in (ra, rb)):
+        most.append(len(cloud.c.droplets()))
+        time.sleep(0.05)
+    assert cloud.p.state_of(ra) == "succeeded" and cloud.p.state_of(rb) == "succeeded"
+    assert max(most) == 1  # never two at once
+    assert cloud.handle(ra)["droplet"] != cloud.handle(rb)["droplet"]
+    # 100 hours of m-2vcpu-16gb ($0.125 an hour) would pass $5: no droplet is made
+    creates = len(cloud.c.api_requests("POST"))
+    rid = cloud.p.run("dear")
+    row = cloud.p.wait_end(rid)
+    assert row["state"] == "failed", row
+    assert row["reason"].startswith("budget: "), row["reason"]
+    assert "max_spend ($5.00 a month)" in row["reason"]
+    assert len(cloud.c.api_requests("POST")) == creates
+    wait_for(lambda: "executor cloud: a m-2vcpu-16gb droplet" in d.text(),
+             what="the budget said in the log")
+    cloud.wait_no_droplets()
+    cloud.p.stop()

@@ -500,7 +500,7 @@ static void
 failure_names_parse_back_and_prefix_reasons(void **state)
 {
 	static const char *const names[] = {
-		"source", "runtime", "host key", "provision", "secrets", "unplaced",
+		"source", "runtime", "host key", "provision", "secrets", "unplaced", "budget",
 	};
 	enum rundir_failure f;
 	char *reason;
