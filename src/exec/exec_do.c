@@ -29,13 +29,13 @@
  * process of its own: this process never links libcurl. */
 #include <stdarg.h>
 
+#include "exec/cloud_size.h"
 #include "exec/exec_do_proc.h"
 #include "exec/exec_ssh_int.h"
 #include "exec/sizing.h"
 
 #define DO_POLL_MS       1000        /* get, while a droplet boots */
 #define DO_PROBE_MS      10000       /* one ssh probe of a booting droplet, at most */
-#define DO_SIZES_MAX_AGE 86400.0     /* seconds the catalogue is kept */
 #define DO_OUT_CAP       (8u << 20)  /* eph-cloud's answer */
 #define DO_DEADLINE      60          /* seconds eph-cloud may take over one operation */
 #define DO_DELETE_MAX_MS (60 * 1000) /* between tries of a delete that failed, at most */
@@ -68,7 +68,7 @@ struct do_machine {
 	int64_t droplet; /* 0 until created */
 	char *size;      /* the slug */
 	uint64_t size_memory;
-	double price_hourly;
+	double price_hourly, price_monthly;
 	double create_t;   /* UTC s the create was sent: billing starts */
 	double t0, t_mark; /* provision's start; the current phase's */
 	double boot_deadline;
@@ -93,22 +93,13 @@ struct do_machine {
 	                   */
 };
 
-struct do_size {
-	char *slug;
-	uint64_t memory;
-	double price_hourly, price_monthly;
-	bool here; /* available in the region */
-};
-
 struct do_exec {
 	struct ssh_exec *se;
 	struct executor *ex; /* NULL once destroyed */
 	struct conf_do set;  /* owned copies */
 	bool configured;
-	char *prog; /* eph-cloud */
-	struct do_size *sizes;
-	size_t nsizes;
-	double sizes_at;
+	char *prog;                /* eph-cloud */
+	struct cloud_catalog *cat; /* the sizes: eph-cloud's, or the cache file's */
 	struct do_machine *machines;
 	uv_timer_t rec;
 	bool rec_open, rec_running;
@@ -452,16 +443,6 @@ prov_fail(struct do_machine *m, int rc, const char *why)
 
 /* --- max_spend ------------------------------------------------------------------------------ */
 
-/* What a droplet at PRICE_HOURLY for SECONDS is billed: per second, at least 60 s or $0.01,
- * whichever is more (DigitalOcean's rule for droplets since 2026-01-01). */
-static double
-bill(double price_hourly, double seconds)
-{
-	double usd = price_hourly * (seconds < 60 ? 60 : seconds) / 3600.0;
-
-	return usd < 0.01 ? 0.01 : usd;
-}
-
 static void
 this_month(char out[8])
 {
@@ -576,45 +557,50 @@ budget_check(struct do_machine *m, double price_hourly)
 static void
 sizes_clear(struct do_exec *dx)
 {
-	for (size_t i = 0; i < dx->nsizes; i++)
-		free(dx->sizes[i].slug);
-	free(dx->sizes);
-	dx->sizes = NULL;
-	dx->nsizes = 0;
+	cloud_catalog_free(dx->cat);
+	dx->cat = NULL;
 }
 
+/* The catalogue eph-cloud answered (ANS), kept and written to the cache file. */
 static void
 sizes_parse(struct do_exec *dx, json_t *ans)
 {
-	json_t *arr = json_object_get(ans, "sizes"), *v, *r;
-	size_t i, j;
+	struct cloud_catalog *cat = NULL;
+	char *text = json_dumps(ans, JSON_COMPACT), *err = NULL, *path;
+	int64_t now = (int64_t)now_s();
+	int rc;
 
-	sizes_clear(dx);
-	dx->sizes = xcalloc(json_array_size(arr) + 1, sizeof(*dx->sizes));
-	json_array_foreach(arr, i, v)
-	{
-		const char *slug = json_string_value(json_object_get(v, "slug"));
-		struct do_size *z;
-
-		if (slug == NULL)
-			continue;
-		z = &dx->sizes[dx->nsizes++];
-		z->slug = xstrdup(slug);
-		z->memory = (uint64_t)json_integer_value(json_object_get(v, "memory_mib")) << 20;
-		z->price_hourly = json_number_value(json_object_get(v, "price_hourly"));
-		z->price_monthly = json_number_value(json_object_get(v, "price_monthly"));
-		z->here = false;
-		if (json_is_false(json_object_get(v, "available")))
-			continue;
-		json_array_foreach(json_object_get(v, "regions"), j, r)
-		{
-			const char *reg = json_string_value(r);
-
-			if (reg != NULL && strcmp(reg, dx->set.region) == 0)
-				z->here = true;
-		}
+	if (text == NULL || cloud_catalog_parse(text, strlen(text), &cat, &err) < 0) {
+		log_run(dx, 0, "executor %s: the sizes eph-cloud gave cannot be read: %s",
+		        dx->ex->name, err != NULL ? err : "?");
+		free(err);
+		free(text);
+		return;
 	}
-	dx->sizes_at = now_s();
+	free(text);
+	sizes_clear(dx);
+	dx->cat = cat;
+	cat->fetched_at = now;
+	path = cloud_catalog_path(dx->ex->state_dir, dx->ex->name);
+	if ((rc = cloud_catalog_save(path, cat, "digitalocean", now)) < 0)
+		log_run(dx, 0, "executor %s: cannot write %s: %s", dx->ex->name, path,
+		        strerror(-rc));
+	free(path);
+}
+
+/* The cache file's catalogue, when DX has none yet (a stale one is used until refreshed). */
+static void
+sizes_load_cache(struct do_exec *dx)
+{
+	char *path, *err = NULL;
+
+	if (dx->cat != NULL)
+		return;
+	path = cloud_catalog_path(dx->ex->state_dir, dx->ex->name);
+	if (cloud_catalog_load(path, &dx->cat, &err) < 0)
+		dx->cat = NULL;
+	free(err);
+	free(path);
 }
 
 static bool
@@ -626,37 +612,23 @@ tried(const struct do_machine *m, const char *slug)
 	return false;
 }
 
-/* The size for NEED bytes: the allowed sizes in the order written (else every size, by
- * price, then memory), the first available here whose memory less the reserve holds NEED and
- * that was not refused. NULL when none. */
-static const struct do_size *
+/* The size for NEED bytes: the cheapest candidate (exec/cloud_size.h: available here, memory
+ * less the reserve holding NEED, within `sizes`) that was not refused. NULL when none. */
+static const struct cloud_size *
 size_choose(const struct do_exec *dx, const struct do_machine *m, uint64_t need)
 {
-	const struct do_size *best = NULL;
+	const struct cloud_size **c = NULL, *z = NULL;
+	size_t n = 0;
 
-	if (dx->set.sizes.n > 0) {
-		for (size_t a = 0; a < dx->set.sizes.n; a++)
-			for (size_t i = 0; i < dx->nsizes; i++) {
-				const struct do_size *z = &dx->sizes[i];
-
-				if (strcmp(z->slug, dx->set.sizes.v[a]) == 0 && z->here &&
-				    z->memory > dx->set.reserve &&
-				    z->memory - dx->set.reserve >= need && !tried(m, z->slug))
-					return z;
-			}
+	if (dx->cat == NULL || cloud_size_candidates(dx->cat, dx->set.region, need, dx->set.reserve,
+	                                             (const char *const *)dx->set.sizes.v,
+	                                             dx->set.sizes.n, &c, &n) < 0)
 		return NULL;
-	}
-	for (size_t i = 0; i < dx->nsizes; i++) {
-		const struct do_size *z = &dx->sizes[i];
-
-		if (!z->here || z->memory <= dx->set.reserve ||
-		    z->memory - dx->set.reserve < need || tried(m, z->slug))
-			continue;
-		if (best == NULL || z->price_hourly < best->price_hourly ||
-		    (z->price_hourly == best->price_hourly && z->memory < best->memory))
-			best = z;
-	}
-	return best;
+	for (size_t i = 0; i < n && z == NULL; i++)
+		if (!tried(m, c[i]->slug))
+			z = c[i];
+	free(c);
+	return z;
 }
 
 /* --- create ------------------------------------------------------------------------------- */
@@ -674,6 +646,7 @@ handle_extra(struct ssh_run *s, json_t *o)
 		json_object_set_new(o, "size", json_string(m->size));
 	json_object_set_new(o, "size_memory", json_integer((json_int_t)m->size_memory));
 	json_object_set_new(o, "price_hourly", json_real(m->price_hourly));
+	json_object_set_new(o, "price_monthly", json_real(m->price_monthly));
 	json_object_set_new(o, "created", json_real(m->create_t));
 }
 
@@ -978,7 +951,7 @@ static void
 size_pick(struct do_machine *m)
 {
 	struct do_exec *dx = m->dx;
-	const struct do_size *z = size_choose(dx, m, m->s->memory);
+	const struct cloud_size *z = size_choose(dx, m, m->s->memory);
 	char need[32], *why;
 	int rc;
 
@@ -992,13 +965,14 @@ size_pick(struct do_machine *m)
 		                 need);
 		if (m->why_sizes != NULL)
 			brc |= buf_printf(&b, " (%s)", m->why_sizes);
-		brc |= buf_puts(&b, "; sizes seen:");
-		for (size_t i = 0, k = 0; i < dx->nsizes && k < 30; i++)
-			if (dx->sizes[i].here) {
-				sizing_format(dx->sizes[i].memory, need, sizeof(need));
-				brc |= buf_printf(&b, "%s %s (%s)", k++ > 0 ? "," : "",
-				                  dx->sizes[i].slug, need);
-			}
+		if (dx->cat != NULL) {
+			char *seen = cloud_size_seen(dx->cat, dx->set.region,
+			                             (const char *const *)dx->set.sizes.v,
+			                             dx->set.sizes.n);
+
+			brc |= buf_printf(&b, "; sizes seen: %s", seen);
+			free(seen);
+		}
 		why = brc == 0 ? buf_steal(&b) : NULL; /* past the cap: the short reason */
 		buf_free(&b);
 		m->st = M_NEW;
@@ -1009,6 +983,7 @@ size_pick(struct do_machine *m)
 	free(m->size);
 	m->size = xstrdup(z->slug);
 	m->size_memory = z->memory;
+	m->price_monthly = z->price_monthly;
 	if ((why = budget_check(m, z->price_hourly)) != NULL) {
 		char *reason = rundir_failure_reason(RUNDIR_FAILURE_BUDGET, why);
 
@@ -1257,7 +1232,8 @@ machine_gone(struct do_machine *m)
 	if (m->create_t > 0) {
 		phase(m, "machine", m->create_t, t, t - m->create_t);
 		if (m->price_hourly > 0)
-			spend_add(dx, bill(m->price_hourly, t - m->create_t));
+			spend_add(dx, cloud_bill_do(m->price_hourly, m->price_monthly,
+			                            (int64_t)m->create_t, t - m->create_t));
 	}
 	log_run(dx, m->run, "droplet %lld deleted, confirmed gone (%.0fs billed)",
 	        (long long)m->droplet, t - m->create_t);
@@ -1613,6 +1589,7 @@ do_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 	m->size = dup0(json_string_value(json_object_get(hd, "size")));
 	m->size_memory = (uint64_t)json_integer_value(json_object_get(hd, "size_memory"));
 	m->price_hourly = json_number_value(json_object_get(hd, "price_hourly"));
+	m->price_monthly = json_number_value(json_object_get(hd, "price_monthly"));
 	m->create_t = json_number_value(json_object_get(hd, "created"));
 	m->login_key = dup0(json_string_value(json_object_get(hd, "identity_file")));
 	m->known_hosts = dup0(json_string_value(json_object_get(hd, "known_hosts")));
@@ -1680,7 +1657,8 @@ do_provision(struct exec_run *r, exec_provisioned_fn *done)
 		diag_free(&d);
 	}
 	s->prov_t0 = m->t0;
-	if (dx->nsizes > 0 && now_s() - dx->sizes_at < DO_SIZES_MAX_AGE) {
+	sizes_load_cache(dx);
+	if (dx->cat != NULL && cloud_catalog_fresh(dx->cat, (int64_t)now_s())) {
 		size_pick(m);
 		return;
 	}
