@@ -15,6 +15,7 @@
 #include "cmd/cmd.h"
 #include "cmd/cmd_runs.h"
 #include "conf/conf.h"
+#include "exec/cloud_size.h"
 #include "exec/cost.h"
 #include "exec/sizing.h"
 #include "remote/remote.h"
@@ -55,6 +56,9 @@ struct cost_host {
 	const char *executor; /* borrowed from the conf */
 	char *host;           /* owned; NULL for local */
 	struct cost_rate rate;
+	/* a cloud executor's ladder: its sizes (owned), their names borrowed from CAT (owned) */
+	struct cost_size *ladder;
+	struct cloud_catalog *cat;
 };
 
 struct cost_rates {
@@ -71,11 +75,53 @@ local_memory(void)
 	return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
 }
 
-/* The rates of C's executors: local's, and one per host of each ssh executor. A type with no
- * price yet (digitalocean, slurm) has none: its runs are unpriced. A cloud executor adds its
- * ladder here (struct cost_rate's sizes and bill). */
+static int
+ladder_cmp(const void *a, const void *b)
+{
+	const struct cost_size *x = a, *y = b;
+
+	if (x->memory != y->memory)
+		return x->memory < y->memory ? -1 : 1;
+	return x->price_monthly < y->price_monthly ? -1 : x->price_monthly > y->price_monthly;
+}
+
+/* The ladder of digitalocean executor E (its settings D) from its cached catalogue in
+ * STATE_DIR: the sizes of its region (within its `sizes`), each counted for its memory less
+ * the reserve, ascending; billed by DigitalOcean's rule. Unpriced without a catalogue. */
 static void
-rates_build(const struct conf *c, struct cost_rates *out)
+rate_do(const char *state_dir, const struct conf_executor *e, const struct conf_do *d,
+        struct cost_host *out)
+{
+	const struct cloud_size **c = NULL;
+	char *path = cloud_catalog_path(state_dir, e->name), *err = NULL;
+	size_t n = 0;
+
+	*out = (struct cost_host){ e->name, NULL, { 0, 0, NULL, 0, NULL }, NULL, NULL };
+	if (cloud_catalog_load(path, &out->cat, &err) < 0 ||
+	    cloud_size_candidates(out->cat, d->region, 0, d->reserve,
+	                          (const char *const *)d->sizes.v, d->sizes.n, &c, &n) < 0) {
+		free(path);
+		free(err);
+		return;
+	}
+	out->ladder = xcalloc(n + 1, sizeof(*out->ladder));
+	for (size_t i = 0; i < n; i++)
+		out->ladder[i] = (struct cost_size){ c[i]->slug, c[i]->memory - d->reserve,
+			                             c[i]->price_monthly };
+	qsort(out->ladder, n, sizeof(*out->ladder), ladder_cmp);
+	out->rate.sizes = out->ladder;
+	out->rate.nsizes = n;
+	out->rate.bill = cloud_bill_do_ladder;
+	free(c);
+	free(path);
+	free(err);
+}
+
+/* The rates of C's executors: local's, one per host of each ssh executor, and a ladder for
+ * each digitalocean executor (its cached catalogue in STATE_DIR). A type with no price yet
+ * (slurm) has none: its runs are unpriced. */
+static void
+rates_build(const struct conf *c, const char *state_dir, struct cost_rates *out)
 {
 	out->v = NULL;
 	out->n = 0;
@@ -83,12 +129,19 @@ rates_build(const struct conf *c, struct cost_rates *out)
 		const struct conf_executor *e = &c->executors[i];
 		const struct conf_ssh *s = conf_executor_ssh(e);
 
+		if (conf_executor_do(e) != NULL) {
+			out->v = xreallocarray(out->v, out->n + 1, sizeof(*out->v));
+			rate_do(state_dir, e, conf_executor_do(e), &out->v[out->n++]);
+			continue;
+		}
 		if (e->type == CONF_EXEC_LOCAL) {
 			out->v = xreallocarray(out->v, out->n + 1, sizeof(*out->v));
 			out->v[out->n++] = (struct cost_host){ e->name,
 				                               NULL,
 				                               { c->local.price_monthly,
-				                                 local_memory(), NULL, 0, NULL } };
+				                                 local_memory(), NULL, 0, NULL },
+				                               NULL,
+				                               NULL };
 			continue;
 		}
 		for (size_t h = 0; s != NULL && h < s->nhosts; h++) {
@@ -100,6 +153,8 @@ rates_build(const struct conf *c, struct cost_rates *out)
 				remote_host_str(&sh->host),
 				{ sh->price_set ? sh->price_monthly : s->price_monthly, sh->memory,
 				  NULL, 0, NULL },
+				NULL,
+				NULL,
 			};
 		}
 	}
@@ -108,8 +163,11 @@ rates_build(const struct conf *c, struct cost_rates *out)
 static void
 rates_free(struct cost_rates *r)
 {
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
 		free(r->v[i].host);
+		free(r->v[i].ladder);
+		cloud_catalog_free(r->v[i].cat);
+	}
 	free(r->v);
 }
 
@@ -406,7 +464,7 @@ cmd_cost_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (rc < 0 && rc != -ENOENT)
 		return EPH_EXIT_FAIL;
 	now = (int64_t)clock_real();
-	rates_build(ctx->conf, &rates);
+	rates_build(ctx->conf, cmd_state_dir(ctx), &rates);
 	rows = xcalloc(ctx->conf->njobs > 0 ? ctx->conf->njobs : 1, sizeof(*rows));
 	for (size_t i = 0; i < ctx->conf->njobs; i++) {
 		const struct conf_job *j = &ctx->conf->jobs[i];
@@ -416,7 +474,6 @@ cmd_cost_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		cost_compute(st, &rates, j, (double)now - (double)days * 86400, now, &rows[n++]);
 	}
 	store_close(st);
-	rates_free(&rates);
 	cost_total(rows, n, &total);
 	if (json) {
 		json_t *a = json_array(), *o;
@@ -432,5 +489,6 @@ cmd_cost_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		cost_print(rows, n, &total, days);
 	}
 	free(rows);
+	rates_free(&rates); /* after the rows: a ladder's size names are its catalogue's */
 	return EPH_EXIT_OK;
 }

@@ -17,6 +17,7 @@
 
 #include "cmd/cmd.h"
 #include "daemon/ctl.h"
+#include "exec/cloud_size.h"
 #include "exec/exec.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -285,7 +286,57 @@ cmd_run_json(const struct store_run *r)
 	json_object_set_new(o, "agent_start", jint(r->agent_start, 0));
 	json_object_set_new(o, "warning", jstr(r->warning));
 	json_object_set_new(o, "jitter", json_integer(r->jitter));
+	{
+		struct cmd_machine m;
+
+		if (cmd_run_machine(r, &m)) {
+			json_t *mo = json_object();
+
+			json_object_set_new(mo, "size", json_string(m.size));
+			json_object_set_new(mo, "price_hourly", json_real(m.price_hourly));
+			json_object_set_new(mo, "billed_seconds",
+			                    m.seconds >= 0 ? json_real(m.seconds) : json_null());
+			json_object_set_new(mo, "cost",
+			                    m.seconds >= 0 ? json_real(m.cost) : json_null());
+			json_object_set_new(o, "machine", mo);
+		} else {
+			json_object_set_new(o, "machine", json_null());
+		}
+		cmd_run_machine_clear(&m);
+	}
 	return o;
+}
+
+bool
+cmd_run_machine(const struct store_run *r, struct cmd_machine *m)
+{
+	json_t *h = r->handle != NULL ? json_loads(r->handle, 0, NULL) : NULL;
+	const char *size = json_string_value(json_object_get(h, "size"));
+	double monthly = json_number_value(json_object_get(h, "price_monthly"));
+	double created = json_number_value(json_object_get(h, "created"));
+
+	memset(m, 0, sizeof(*m));
+	m->seconds = -1;
+	if (size == NULL || json_integer_value(json_object_get(h, "droplet")) <= 0) {
+		json_decref(h);
+		return false;
+	}
+	m->size = xstrdup(size);
+	m->price_hourly = json_number_value(json_object_get(h, "price_hourly"));
+	for (size_t i = 0; i < r->nphases; i++)
+		if (strcmp(r->phases[i].name, "machine") == 0 && r->phases[i].seconds >= 0)
+			m->seconds = r->phases[i].seconds;
+	if (m->seconds >= 0)
+		m->cost = cloud_bill_do(m->price_hourly, monthly, (int64_t)created, m->seconds);
+	json_decref(h);
+	return true;
+}
+
+void
+cmd_run_machine_clear(struct cmd_machine *m)
+{
+	free(m->size);
+	m->size = NULL;
 }
 
 char *

@@ -2,6 +2,7 @@
  * opening the store read-only, finding a run from RUN|JOB, formatting a run. */
 #ifndef EPH_CMD_CMD_RUNS_H
 #define EPH_CMD_CMD_RUNS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,19 @@ void cmd_local_time(double t, int seconds, char *out, size_t n);
 /* Where run R ran: the host its remote executor's handle names (*CLOCK_OFFSET: that host's
  * clock minus ours, when it says), or NULL for a run of this machine. Caller frees. */
 char *cmd_run_host(const struct store_run *r, double *clock_offset);
+
+/* The machine a cloud executor made for run R (its handle's size and prices, its phase
+ * "machine": create to confirmed delete) and what it was billed (exec/cloud_size.h's rule).
+ * Returns whether R had one; fills M either way (cmd_run_machine_clear). */
+struct cmd_machine {
+	char *size; /* owned */
+	double price_hourly;
+	double seconds; /* billed: create to confirmed delete; < 0 while it lives */
+	double cost;    /* USD; 0 while it lives */
+};
+
+bool cmd_run_machine(const struct store_run *r, struct cmd_machine *m);
+void cmd_run_machine_clear(struct cmd_machine *m);
 /* The run's duration in seconds: ended - started, now - started while it runs, -1 if it never
  * started. */
 double cmd_run_duration(const struct store_run *r);

@@ -358,6 +358,21 @@ print_run(const struct store_run *r, double cpu_user, double cpu_sys, const stru
 		field("host", "%s (its clock %+.3fs from ours)", host, offset);
 		free(host);
 	}
+	{
+		struct cmd_machine m;
+
+		if (cmd_run_machine(r, &m)) {
+			if (m.seconds >= 0) {
+				units_format_duration(m.seconds, a, sizeof(a));
+				field("machine", "%s at $%.5f an hour, %s billed: $%.4f", m.size,
+				      m.price_hourly, a, m.cost);
+			} else {
+				field("machine", "%s at $%.5f an hour, alive", m.size,
+				      m.price_hourly);
+			}
+		}
+		cmd_run_machine_clear(&m);
+	}
 	if (r->enforced != NULL)
 		field("enforced", "%s", r->enforced);
 	if (r->commit_id != NULL)

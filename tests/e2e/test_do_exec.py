@@ -102,6 +102,21 @@ def test_a_run_end_to_end_on_a_droplet_made_for_it_then_deleted(cloud):
     ph = cloud.p.phases(rid)
     assert {"size", "create", "boot", "ship", "delete", "machine"} <= set(ph), ph
     assert ph["machine"]["seconds"] >= ph["boot"]["seconds"]
+    # its cost: the size's price for the seconds billed, at least 60 s or $0.01
+    m = cloud.p.show(rid)["machine"]
+    assert m["size"] == "s-1vcpu-1gb" and m["price_hourly"] == pytest.approx(6 / 672, 1e-3)
+    assert m["billed_seconds"] == pytest.approx(ph["machine"]["seconds"])
+    assert m["cost"] == pytest.approx(max(0.01, m["price_hourly"] * max(60, m["billed_seconds"])
+                                          / 3600))
+    text = cloud.p.eph("show", str(rid)).stdout
+    assert "machine     s-1vcpu-1gb at $0.00893 an hour" in text and "billed: $0.0100" in text
+    # eph cost prices it on the executor's ladder (the cached catalogue): the 1 GB size
+    cost = json.loads(cloud.p.eph("cost", "--json").stdout)
+    job = [j for j in cost["jobs"] if j["job"] == "hello_job"][0]
+    assert job["runs"] == 1 and job["unpriced_runs"] == 0 and job["cost"] >= 0.01, job
+    # always on: the smallest size its peak fits in, counted for its memory less the reserve
+    assert job["always_on"] == {"size": "s-1vcpu-512mb-10gb", "memory": 256 * MiB,
+                                "price_monthly": 4.0}, job
     # the token is in no log, no record, no argv
     assert cloud.c.token not in cloud.p.logs()
     assert cloud.c.token not in json.dumps(cloud.p.rows(), default=str)
