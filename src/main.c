@@ -11,7 +11,7 @@
 static const struct cmd *const cmds[] = {
 	&cmd_validate, &cmd_next,  &cmd_run,  &cmd_runs,  &cmd_show,   &cmd_logs,
 	&cmd_results,  &cmd_agent, &cmd_gc,   &cmd_fetch, &cmd_daemon, &cmd_status,
-	&cmd_cancel,   &cmd_mail,  &cmd_pack, &cmd_sizes, &cmd_cost,
+	&cmd_cancel,   &cmd_mail,  &cmd_pack, &cmd_sizes, &cmd_cost,   &cmd_machines,
 };
 
 static void

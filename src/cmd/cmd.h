@@ -43,6 +43,7 @@ extern const struct cmd cmd_fetch;
 extern const struct cmd cmd_pack;
 extern const struct cmd cmd_sizes;
 extern const struct cmd cmd_cost;
+extern const struct cmd cmd_machines;
 
 /* Prints "usage: eph ..." for CMD (and its help text when FULL) to F. */
 void cmd_usage(const struct cmd *c, FILE *f, bool full);

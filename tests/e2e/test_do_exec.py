@@ -185,6 +185,13 @@ def test_a_daemon_killed_during_the_run_leaves_no_droplet_after_its_restart(clou
     cloud.p.wait_state(rid, "running")
     d.stop(signal.SIGKILL)
     assert len(cloud.c.droplets()) == 1
+    did = cloud.handle(rid)["droplet"]
+    # eph machines: the droplet, its run, size, age and cost so far
+    out = json.loads(cloud.p.eph("machines", "--json").stdout)["machines"]
+    assert [(m["id"], m["run"], m["size"], m["status"]) for m in out] == [
+        (did, rid, "s-1vcpu-1gb", "active")], out
+    assert out[0]["age_seconds"] >= 0 and out[0]["cost"] >= 0.01, out
+    assert f"eph-a-{rid}" in cloud.p.eph("machines").stdout
     # an orphan: a droplet of this instance whose run the store never had
     instance = (cloud.p.state / "instance").read_text().strip()
     status, made = cloud.c.create(name="orphan", region="fra1", size="s-1vcpu-1gb",
