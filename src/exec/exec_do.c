@@ -658,8 +658,10 @@ write_handle(struct do_machine *m)
 	int rc;
 
 	json_object_set_new(o, "type", json_string("digitalocean"));
-	json_object_set_new(o, "known_hosts", json_string(m->known_hosts));
-	json_object_set_new(o, "identity_file", json_string(m->login_key));
+	if (m->known_hosts != NULL)
+		json_object_set_new(o, "known_hosts", json_string(m->known_hosts));
+	if (m->login_key != NULL)
+		json_object_set_new(o, "identity_file", json_string(m->login_key));
 	handle_extra(m->s, o);
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
@@ -1492,13 +1494,15 @@ do_configure(struct executor *ex, const struct conf *c, const struct conf_execut
 	se->set.connect_timeout = cd->connect_timeout;
 	se->set.default_memory = cd->default_memory;
 	ex->max_wait = 0; /* runs wait for a machine slot in fire order */
-	if (!dx->rec_open) {
+	/* the periodic reconcile is the daemon's (it hears of health: ex->health); `eph run` in
+	 * the foreground only deletes its own run's droplet, then ends */
+	if (!dx->rec_open && ex->health != NULL) {
 		uv_timer_init(ex->loop, &dx->rec);
 		dx->rec.data = dx;
 		dx->rec_open = true;
 		dx->nops++;
 		uv_timer_start(&dx->rec, rec_cb, 1000, (uint64_t)cd->reconcile * 1000);
-	} else {
+	} else if (dx->rec_open) {
 		uv_timer_set_repeat(&dx->rec, (uint64_t)cd->reconcile * 1000);
 	}
 	return 0;
@@ -1643,6 +1647,13 @@ do_provision(struct exec_run *r, exec_provisioned_fn *done)
 	}
 	m->prov_done = done;
 	m->t0 = m->t_mark = now_s();
+	/* the run is this executor's from now on: a restart before its droplet is known finds
+	 * it here (lost: its droplet, if made, has no live run and is deleted by reconcile),
+	 * never as a local run to start again */
+	if ((rc = write_handle(m)) < 0) {
+		done(r, rc, "cannot record the run's handle");
+		return;
+	}
 	{
 		struct rundir_spec sp;
 		struct diag d;

@@ -247,3 +247,43 @@ def test_max_machines_makes_runs_wait_and_max_spend_fails_them_with_reason_budge
              what="the budget said in the log")
     cloud.wait_no_droplets()
     cloud.p.stop()
+
+
+def test_eph_run_in_the_foreground_deletes_its_droplet_before_it_returns(cloud):
+    cloud.jobs({"a": "run: echo here, memory: 300MiB"})
+    p = cloud.p.eph("run", "a")
+    assert "here" in p.stdout, p.stdout + p.stderr
+    assert not cloud.c.droplets()  # gone, and confirmed, before eph run returned
+    rid = max(r["id"] for r in cloud.p.rows())
+    assert cloud.p.state_of(rid) == "succeeded"
+    assert "machine" in cloud.p.phases(rid)
+
+
+def test_a_daemon_killed_during_create_or_delete_leaves_no_droplet_after_its_restart(cloud):
+    cloud.jobs({"a": "run: 'true', memory: 300MiB", "b": "run: 'true', memory: 300MiB"})
+    # killed while the create is in flight: the droplet is made after the daemon died
+    cloud.c.faults(slow=1.5)
+    d = cloud.p.daemon()
+    ra = cloud.p.run("a")
+    wait_for(lambda: cloud.c.api_requests("POST"), what="the create sent")
+    d.stop(signal.SIGKILL)
+    wait_for(lambda: cloud.c.droplets(), what="the droplet made all the same")
+    cloud.c.faults(slow=0)
+    d = cloud.p.daemon("daemon2.log")
+    row = cloud.p.wait_end(ra, timeout=30)
+    assert row["state"] in ("lost", "failed"), row
+    cloud.wait_no_droplets()
+    # killed while the delete is in flight: the run is recorded, its droplet not yet gone
+    deletes = len(cloud.c.api_requests("DELETE"))
+    rb = cloud.p.run("b")
+    cloud.p.wait_state(rb, "running")
+    cloud.c.faults(slow=1.5)
+    wait_for(lambda: len(cloud.c.api_requests("DELETE")) > deletes, what="the delete sent")
+    d.stop(signal.SIGKILL)
+    cloud.c.faults(slow=0)
+    assert cloud.p.state_of(rb) == "succeeded"
+    cloud.p.daemon("daemon3.log")
+    cloud.wait_no_droplets()
+    assert [r["state"] for r in cloud.p.rows()].count("succeeded") == 1
+    assert all(r["state"] in TERMINAL for r in cloud.p.rows())
+    cloud.p.stop()
