@@ -9,6 +9,8 @@
 
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "exec/cloud_size.h"
+#include "exec/sizing.h"
 #include "sched/cronexpr.h"
 #include "sched/tz.h"
 #include "util/diag.h"
@@ -104,6 +106,51 @@ validate_json(const char *path, const struct conf *c, struct diag *d, const stru
 	return c != NULL ? EPH_EXIT_OK : EPH_EXIT_USAGE;
 }
 
+/* With a cached catalogue of a digitalocean executor's sizes (STATE/cloud/NAME-sizes.json,
+ * written by the daemon), a job on it that no size holds is an error, found offline; without
+ * one, such a run fails when it is made, listing the sizes it saw. Adds the errors to D. */
+static void
+cloud_sizes_check(struct cmd_ctx *ctx, const struct conf *c, const char *path, struct diag *d)
+{
+	for (size_t i = 0; i < c->nexecutors; i++) {
+		const struct conf_executor *e = &c->executors[i];
+		const struct conf_do *cd = conf_executor_do(e);
+		struct cloud_catalog *cat = NULL;
+		char *file, *err = NULL;
+
+		if (cd == NULL)
+			continue;
+		file = cloud_catalog_path(cmd_state_dir(ctx), e->name);
+		if (cloud_catalog_load(file, &cat, &err) < 0)
+			cat = NULL;
+		free(file);
+		free(err);
+		for (size_t k = 0; cat != NULL && k < c->njobs; k++) {
+			const struct conf_job *j = &c->jobs[k];
+			uint64_t need = j->memory_auto  ? j->memory_min
+			                : j->memory > 0 ? j->memory
+			                                : cd->default_memory;
+			char a[32], b[32], *seen;
+
+			if (j->executor_ix != i ||
+			    cloud_size_choose(cat, cd->region, need, cd->reserve,
+			                      (const char *const *)cd->sizes.v,
+			                      cd->sizes.n) != NULL)
+				continue;
+			sizing_format(need, a, sizeof(a));
+			sizing_format(cd->reserve, b, sizeof(b));
+			seen = cloud_size_seen(cat, cd->region, (const char *const *)cd->sizes.v,
+			                       cd->sizes.n);
+			diag_error(
+			        d, (struct diag_pos){ path, j->line, j->col },
+			        "job %s needs %s but no size of executor %s in %s holds it with the %s reserve (its cached catalogue's sizes: %s)",
+			        j->name, a, e->name, cd->region, b, seen);
+			free(seen);
+		}
+		cloud_catalog_free(cat);
+	}
+}
+
 static int
 cmd_validate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -139,6 +186,14 @@ cmd_validate_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		conf_exec_allow_unfinished(true);
 	diag_init(&d);
 	rc = conf_load(path, &c, &d);
+	if (rc == 0) {
+		cloud_sizes_check(ctx, c, path, &d);
+		if (diag_nerrors(&d) > 0) {
+			conf_free(c);
+			c = NULL;
+			rc = -EINVAL;
+		}
+	}
 	warn = never_fires(c, path, (int64_t)time(NULL));
 	if (json) {
 		rc = validate_json(path, c, &d, warn);

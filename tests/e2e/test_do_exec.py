@@ -143,6 +143,14 @@ def test_the_size_follows_the_memory_and_a_job_larger_than_its_limit_ends_oom(cl
     assert cloud.handle(ids["big"])["size"] == "m-2vcpu-16gb"  # the cheapest of 16 GiB
     cloud.wait_no_droplets()
     cloud.p.stop()
+    # with the catalogue cached by those runs, eph validate says offline that no size holds
+    # a job of 64 GiB (the largest here is 32 GB)
+    cloud.jobs({"small": "run: 'true', memory: 300MiB", "huge": "run: 'true', memory: 64GiB"})
+    p = cloud.p.eph("validate", check=False)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert ('job huge needs 64 GiB but no size of executor cloud in fra1 holds it with the '
+            '256 MiB reserve') in p.stderr, p.stderr
+    assert "small" not in p.stderr
 
 
 def test_a_size_refused_with_422_gives_way_to_the_next(cloud):
