@@ -88,9 +88,12 @@ struct do_machine {
 	bool lost_told;
 	int fails;
 	int confirms;
-	double delete_t;  /* delete requested */
-	double timeout_s; /* what max_spend counts the machine for: its job's timeout, else an hour
-	                   */
+	double delete_t; /* delete requested */
+	/* what max_spend counts the machine for: its job's timeout, else an hour */
+	double timeout_s;
+	/* what the size must hold: spec.json's memory (a profiled run's room for the profiler
+	 * included), else the run's reserved memory */
+	uint64_t need;
 };
 
 struct do_exec {
@@ -948,12 +951,47 @@ keygen_next(struct do_machine *m, int64_t status)
 	create_send(m);
 }
 
+/* A limit decided from the job's history (memory: auto) or grown after an oom is rounded up
+ * to the cloud ladder: the whole of the chosen size's memory less the reserve, which is paid
+ * for anyway. The agent enforces spec.json's limit and records it with the result. 0, or
+ * -errno. */
+static int
+ladder_round(struct do_machine *m)
+{
+	struct exec_run *r = m->s->r;
+	uint64_t usable = m->size_memory - m->dx->set.reserve;
+	struct rundir_spec sp;
+	struct store_run row;
+	struct diag d;
+	bool decided;
+	int rc = 0;
+
+	store_run_init(&row);
+	decided = store_run_get(r->store, r->id, &row) == 0 && row.memory_reason != NULL &&
+	          strcmp(row.memory_reason, "configured") != 0 && row.memory_limit > 0;
+	store_run_clear(&row);
+	if (!decided || usable <= m->need)
+		return 0;
+	diag_init(&d);
+	if ((rc = rundir_spec_read(r->dir, &sp, &d)) == 0) {
+		if (sp.memory > 0 && sp.memory < usable) {
+			log_run(m->dx, m->run, "its limit rounded up to the size: %llu MiB of %s",
+			        (unsigned long long)((usable - sp.profile_room) >> 20), m->size);
+			sp.memory = usable;
+			rc = rundir_spec_write(r->dir, &sp);
+		}
+		rundir_spec_free(&sp);
+	}
+	diag_free(&d);
+	return rc;
+}
+
 /* Chooses the size (the catalogue is there), then makes the keys. */
 static void
 size_pick(struct do_machine *m)
 {
 	struct do_exec *dx = m->dx;
-	const struct cloud_size *z = size_choose(dx, m, m->s->memory);
+	const struct cloud_size *z = size_choose(dx, m, m->need);
 	char need[32], *why;
 	int rc;
 
@@ -962,7 +1000,7 @@ size_pick(struct do_machine *m)
 		int brc;
 
 		buf_init(&b, BUF_MAX_MSG);
-		sizing_format(m->s->memory, need, sizeof(need));
+		sizing_format(m->need, need, sizeof(need));
 		brc = buf_printf(&b, "no size of %s holds %s plus the reserve", dx->set.region,
 		                 need);
 		if (m->why_sizes != NULL)
@@ -996,6 +1034,11 @@ size_pick(struct do_machine *m)
 		return;
 	}
 	m->price_hourly = z->price_hourly;
+	if ((rc = ladder_round(m)) < 0) {
+		m->st = M_NEW;
+		prov_fail(m, rc, "cannot write the run's spec.json");
+		return;
+	}
 	if (m->tried.n == 0)
 		phase_next(m, "size");
 	m->st = M_KEYS;
@@ -1660,9 +1703,12 @@ do_provision(struct exec_run *r, exec_provisioned_fn *done)
 
 		diag_init(&d);
 		m->timeout_s = 3600;
+		m->need = s->memory;
 		if (rundir_spec_read(r->dir, &sp, &d) == 0) {
 			if (sp.timeout > 0)
 				m->timeout_s = (double)sp.timeout;
+			if (sp.memory > m->need)
+				m->need = sp.memory;
 			rundir_spec_free(&sp);
 		}
 		diag_free(&d);

@@ -295,3 +295,28 @@ def test_a_daemon_killed_during_create_or_delete_leaves_no_droplet_after_its_res
     assert [r["state"] for r in cloud.p.rows()].count("succeeded") == 1
     assert all(r["state"] in TERMINAL for r in cloud.p.rows())
     cloud.p.stop()
+
+
+def test_memory_auto_and_grow_climb_the_cloud_ladder(cloud):
+    hog = ("import time\nb = bytearray(1200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+           "print('held')\n")
+    cloud.jobs({"g": "run: python3 hog.py, memory: {auto: true, min: 300MiB, max: 4GiB}, "
+                     "retry_on_oom: grow"}, files={"hog.py": hog})
+    cloud.p.daemon()
+    first = cloud.p.run("g")
+    row = cloud.p.wait_end(first)
+    # min 300 MiB: the 1 GB size, whose 768 MiB (less the reserve) the run gets whole
+    assert row["state"] == "oom", row
+    assert cloud.handle(first)["size"] == "s-1vcpu-1gb"
+    assert row["memory_limit"] == 768 * MiB, row
+    # grown: twice that (1.5 GiB), profiled after the oom (+384 MiB for the profiler), so on
+    # the smallest size that holds 1.875 GiB with the reserve: 4 GB, rounded up to all of it
+    wait_for(lambda: [r for r in cloud.p.rows() if r["id"] > first
+                      and r["state"] in TERMINAL], timeout=40,
+             what=f"the grow retry\n{cloud.p.logs()}")
+    second = [r for r in cloud.p.rows() if r["id"] > first][0]
+    assert second["state"] == "succeeded", second
+    assert cloud.handle(second["id"])["size"] == "s-2vcpu-4gb"
+    assert second["memory_limit"] == (4096 - 256 - 384) * MiB, second
+    cloud.wait_no_droplets()
+    cloud.p.stop()
