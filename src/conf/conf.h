@@ -223,6 +223,7 @@ struct conf_do {
 	int64_t lost_after;      /* seconds a droplet may not answer before its run is lost, 600 */
 	int64_t connect_timeout; /* seconds, 10 */
 	int64_t reconcile;       /* seconds between listings of the droplets, 180 */
+	int64_t boot_estimate;   /* seconds a machine takes to be ready, until measured, 90 */
 };
 
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read

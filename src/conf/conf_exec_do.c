@@ -87,6 +87,9 @@ static const struct conf_key do_keys[] = {
 	  "10m", "a droplet that does not answer this long makes its run lost" },
 	{ "connect_timeout", CK_DUR, K_OTHER, offsetof(struct conf_do, connect_timeout), 1, 3600,
 	  NULL, "10s", "longest ssh waits for a connection (ConnectTimeout)" },
+	{ "boot_estimate", CK_DUR, K_OTHER, offsetof(struct conf_do, boot_estimate), 0, 86400, NULL,
+	  "90s",
+	  "how long before its instant a scheduled run's machine is made, until boots are measured" },
 	{ "reconcile", CK_DUR, K_OTHER, offsetof(struct conf_do, reconcile), 1, 86400, NULL, "3m",
 	  "how often the droplets are listed: one no live run owns is deleted" },
 };
@@ -426,6 +429,7 @@ conf_do_read(struct pctx *p, struct conf_executor *e, struct fy_node *m, struct 
 	s->lost_after = 600;
 	s->connect_timeout = 10;
 	s->reconcile = 180;
+	s->boot_estimate = 90;
 	e->keys = s;
 	memset(&b, 0, sizeof(b));
 	b.s = s;

@@ -164,9 +164,15 @@ dm_job_due(struct daemon *dm, struct djob *j, int64_t now, int64_t late)
 	rc = cronexpr_next(cj->cron, cj->tz, j->until, &next);
 	if (rc == 0) {
 		j->next = next;
-		evheap_push(&dm->heap, &j->ev,
-		            next * 1000 - (dm->conf->source.repo != NULL ? DM_PREP_SOURCE_MS
-		                                                         : DM_PREP_MS));
+		struct executor *ex =
+		        dm_executor(dm, cj->executor != NULL ? cj->executor : "local");
+
+		/* and earlier by what its executor needs to have a place ready (a machine) */
+		evheap_push(
+		        &dm->heap, &j->ev,
+		        next * 1000 -
+		                (dm->conf->source.repo != NULL ? DM_PREP_SOURCE_MS : DM_PREP_MS) -
+		                (ex != NULL ? ex->lead_ms : 0));
 	} else if (rc != -ENOENT)
 		dlog(DLOG_ERROR, 0, cj->name, "cannot compute its next fire: %s", strerror(-rc));
 }

@@ -97,6 +97,10 @@ struct executor {
 	 * confirmed): runs waiting for EX may fit now; may be NULL */
 	void (*room)(struct executor *ex, void *arg);
 	void *health_arg;
+	/* a scheduled run of it is prepared this long before its instant, so that its place is
+	 * ready then (a cloud machine's boot: the agent holds the command until the instant);
+	 * 0: only the daemon's own preparation */
+	int64_t lead_ms;
 	int nruns;   /* runs initialised with it and not yet released */
 	void *state; /* the type's own: NULL for local */
 };

@@ -40,6 +40,8 @@
 #define DO_DEADLINE      60          /* seconds eph-cloud may take over one operation */
 #define DO_DELETE_MAX_MS (60 * 1000) /* between tries of a delete that failed, at most */
 #define DO_CONFIRM_TRIES 120         /* gets after a delete before it is sent again */
+#define DO_READY_SAMPLES 20
+#define DO_LEAD_MARGIN_S 2.0 /* on top of the measured percentile */
 #define DO_KEY_MAX       (16u << 10)
 
 struct do_exec;
@@ -64,6 +66,7 @@ struct do_machine {
 	int64_t run;       /* the run it is for */
 	struct ssh_run *s; /* the run's backend while the run is followed; NULL after teardown */
 	exec_provisioned_fn *prov_done;
+	exec_provisioned_fn *ready_done; /* the run's own, while the ssh executor provisions */
 	enum m_state st;
 	int64_t droplet; /* 0 until created */
 	char *size;      /* the slug */
@@ -116,6 +119,11 @@ struct do_exec {
 	bool spend_loaded;
 	bool budget_told; /* mail.admin heard that runs fail for the budget */
 	double budget_since;
+	/* the last DO_READY_SAMPLES times from create to the agent started, in seconds: a
+	 * scheduled run's machine is made that much (their 90th percentile, plus a margin)
+	 * before its instant (ex->lead_ms); boot_estimate until one is measured */
+	double ready[DO_READY_SAMPLES];
+	size_t nready, ready_next;
 };
 
 static void machine_delete(struct do_machine *m);
@@ -553,6 +561,58 @@ budget_check(struct do_machine *m, double price_hourly)
 			               dx->ex->health_arg);
 	}
 	return why;
+}
+
+/* --- ahead of the instant ------------------------------------------------------------------ */
+
+static int
+dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* EX->lead_ms from DX's measured readiness, else its boot_estimate. */
+static void
+lead_update(struct do_exec *dx)
+{
+	double v[DO_READY_SAMPLES], s;
+
+	if (dx->ex == NULL)
+		return;
+	if (dx->nready == 0) {
+		dx->ex->lead_ms = dx->set.boot_estimate * 1000;
+		return;
+	}
+	memcpy(v, dx->ready, dx->nready * sizeof(double));
+	qsort(v, dx->nready, sizeof(double), dbl_cmp);
+	s = v[(dx->nready * 9 + 9) / 10 - 1] + DO_LEAD_MARGIN_S; /* nearest-rank p90 */
+	dx->ex->lead_ms = (int64_t)(s * 1000);
+}
+
+/* The agent of M's run has started (RC 0) or could not: the time from create to ready is
+ * measured, then the run's provision ends as the ssh executor said. */
+static void
+ready_done(struct exec_run *r, int rc, const char *why)
+{
+	struct ssh_run *s = r->backend;
+	struct do_machine *m = s != NULL ? s->cloud : NULL;
+	exec_provisioned_fn *done = m != NULL ? m->ready_done : NULL;
+
+	if (m == NULL || done == NULL)
+		return;
+	m->ready_done = NULL;
+	if (rc == 0 && m->create_t > 0) {
+		struct do_exec *dx = m->dx;
+
+		dx->ready[dx->ready_next] = now_s() - m->create_t;
+		dx->ready_next = (dx->ready_next + 1) % DO_READY_SAMPLES;
+		if (dx->nready < DO_READY_SAMPLES)
+			dx->nready++;
+		lead_update(dx);
+	}
+	done(r, rc, why);
 }
 
 /* --- size --------------------------------------------------------------------------------- */
@@ -1122,8 +1182,9 @@ probe_answer(struct do_machine *m, const struct remote_result *res)
 		phase_next(m, "boot");
 		log_run(dx, m->run, "droplet %lld answers ssh at %s after %.1fs",
 		        (long long)m->droplet, m->s->h->key, now_s() - m->create_t);
-		exec_ssh_ops.provision(m->s->r, m->prov_done);
+		m->ready_done = m->prov_done;
 		m->prov_done = NULL;
+		exec_ssh_ops.provision(m->s->r, ready_done);
 		return;
 	}
 	if (res->fail == REMOTE_HOST_KEY || res->fail == REMOTE_AUTH) {
@@ -1533,6 +1594,7 @@ do_configure(struct executor *ex, const struct conf *c, const struct conf_execut
 	set_clear(&dx->set);
 	set_copy(&dx->set, cd);
 	dx->configured = true;
+	lead_update(dx);
 	se->set.lost_after = cd->lost_after;
 	se->set.connect_timeout = cd->connect_timeout;
 	se->set.default_memory = cd->default_memory;
@@ -1737,6 +1799,7 @@ do_teardown(struct exec_run *r)
 		s->cloud = NULL;
 		m->s = NULL;
 		m->prov_done = NULL;
+		m->ready_done = NULL;
 	}
 	exec_ssh_ops.teardown(r);
 	if (m != NULL)

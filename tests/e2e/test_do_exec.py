@@ -320,3 +320,26 @@ def test_memory_auto_and_grow_climb_the_cloud_ladder(cloud):
     assert second["memory_limit"] == (4096 - 256 - 384) * MiB, second
     cloud.wait_no_droplets()
     cloud.p.stop()
+
+
+def test_a_scheduled_run_gets_its_machine_ahead_and_starts_on_time(cloud):
+    cloud.c.faults(boot_delay=1.0)
+    cloud.jobs({}, executor="boot_estimate: 6s")
+    # a job of its own schedule: every 15 s
+    cloud.p.jobs_file.write_text(cloud.p.jobs_file.read_text() + (
+        '  tick: { schedule: "@every 15s", executor: cloud, run: "date +%s.%N",'
+        ' memory: 300MiB }\n'))
+    t0 = time.time()
+    cloud.p.daemon()
+
+    def on_time():  # a run whose instant left room for the 6 s ahead
+        return [r for r in cloud.p.rows() if r["state"] == "succeeded"
+                and r["scheduled_at"] >= t0 + 8]
+    wait_for(on_time, timeout=45, what=f"a scheduled run\n{cloud.p.logs()}")
+    row = on_time()[0]
+    ph = cloud.p.phases(row["id"])
+    # its droplet was made before its instant, and its command started at the instant
+    assert ph["size"]["started_at"] < row["scheduled_at"] - 2, (ph, row)
+    said = float(cloud.p.output(row["id"]).split()[-1])
+    assert 0 <= said - row["scheduled_at"] < 1.0, (said, row)
+    cloud.p.stop()
