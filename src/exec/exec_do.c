@@ -63,8 +63,9 @@ enum m_state {
 struct do_machine {
 	struct do_exec *dx;
 	struct do_machine *next;
-	int64_t run;       /* the run it is for */
-	struct ssh_run *s; /* the run's backend while the run is followed; NULL after teardown */
+	int64_t run;        /* the run it is for */
+	struct ssh_run *s;  /* the run's backend while the run is followed; NULL after teardown */
+	struct ssh_host *h; /* the ssh executor's host for the droplet, once it has an address */
 	exec_provisioned_fn *prov_done;
 	exec_provisioned_fn *ready_done; /* the run's own, while the ssh executor provisions */
 	enum m_state st;
@@ -1219,6 +1220,7 @@ machine_host(struct do_machine *m, const char *addr)
 		                          .control_dir = NULL,
 		                          .connect_timeout = (int)m->dx->set.connect_timeout };
 	m->s->h = h;
+	m->h = h;
 	h->used = m->s->memory;
 }
 
@@ -1345,6 +1347,9 @@ machine_gone(struct do_machine *m)
 	        (long long)m->droplet, t - m->create_t);
 	m->droplet = 0;
 	m->st = M_CONFIRM;
+	if (m->h != NULL && m->s == NULL) /* its run is torn down: nothing of it uses the host */
+		ssh_host_forget(dx->se, m->h);
+	m->h = NULL;
 	if (dx->ex->room != NULL)
 		dx->ex->room(dx->ex, dx->ex->health_arg); /* called back from the loop: M is kept */
 	if (m->timer_open) {
@@ -1720,6 +1725,7 @@ do_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 				.connect_timeout = (int)dx->set.connect_timeout,
 			};
 			s->h = h;
+			m->h = h;
 			remote_host_clear(&rh);
 		}
 		diag_free(&d);

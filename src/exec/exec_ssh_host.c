@@ -93,6 +93,33 @@ ssh_host_add(struct ssh_exec *se, const struct remote_host *rh)
 	return h;
 }
 
+static void
+host_free_one(struct ssh_host *h)
+{
+	free(h->key);
+	remote_host_clear(&h->rh);
+	free(h->abs);
+	free(h->python);
+	free(h->down_why);
+	free((char *)h->own_ssh.identity_file);
+	free((char *)h->own_ssh.known_hosts);
+	free(h);
+}
+
+void
+ssh_host_forget(struct ssh_exec *se, struct ssh_host *h)
+{
+	if (!h->cloud || h->retry_open || h->st == H_HELLO || h->waiters != NULL || h->lost != NULL)
+		return;
+	for (size_t i = 0; i < se->nhosts; i++) {
+		if (se->hosts[i] == h) {
+			se->hosts[i] = se->hosts[--se->nhosts];
+			host_free_one(h);
+			return;
+		}
+	}
+}
+
 int
 ssh_configure(struct executor *ex, const struct conf *c, const struct conf_executor *ce,
               struct diag *d)

@@ -158,6 +158,9 @@ ssh_of_host(const struct ssh_host *h)
 
 /* exec_ssh_host.c: the executor's hosts */
 struct ssh_host *ssh_host_add(struct ssh_exec *se, const struct remote_host *rh);
+/* Removes cloud host H (its machine is gone, its run torn down) from SE and frees it, unless a
+ * contact or its retry timer still holds it (then it stays, unused, until SE is freed). */
+void ssh_host_forget(struct ssh_exec *se, struct ssh_host *h);
 struct ssh_run *ssh_run_new(struct exec_run *r, struct ssh_host *h, uint64_t need);
 bool ssh_fail_is_down(enum remote_fail f);
 void ssh_host_answered(struct ssh_host *h);
