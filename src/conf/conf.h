@@ -234,7 +234,8 @@ struct conf_executor {
 	enum conf_exec_type type;
 	int line, col; /* where its name stands; 0 for the built-in local not written */
 	void *keys;    /* the type's settings: for local, &conf.local (borrowed); for ssh, a struct
-	                * conf_ssh (owned, freed with its members by conf_free); else NULL */
+	                * conf_ssh, for digitalocean a struct conf_do (owned, freed with their
+	                * members by conf_free); else NULL */
 };
 
 struct conf_retention {
