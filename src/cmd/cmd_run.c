@@ -181,6 +181,16 @@ run_done_cb(struct exec_run *er, const struct store_run *final, int err, void *a
 	uv_close((uv_handle_t *)&rc->sigterm, NULL);
 }
 
+/* What the executor says of the run (a cloud machine created, booted, deleted): on stderr,
+ * as the output comes on stdout. */
+static void
+run_exec_log(struct executor *ex, int64_t run, const char *msg, void *arg)
+{
+	(void)run;
+	(void)arg;
+	fprintf(stderr, "eph run: executor %s: %s\n", ex->name, msg);
+}
+
 static void
 run_signal_cb(uv_signal_t *h, int signum)
 {
@@ -438,6 +448,7 @@ run_attempt(struct cmd_ctx *ctx, struct run_ctx *rc, const struct conf_executor 
 		uv_loop_close(&loop);
 		return;
 	}
+	ex->log = run_exec_log; /* a cloud machine's phases, as they come */
 	diag_free(&d);
 	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
 	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,

@@ -879,6 +879,7 @@ create_send(struct do_machine *m)
 	free(name);
 	m->st = M_CREATING;
 	m->create_t = now_s();
+	log_run(dx, m->run, "creating a %s droplet in %s", m->size, dx->set.region);
 	rc = cloud_run(dx, "create", req, create_cb, m, &m->proc);
 	if (rc < 0) {
 		m->proc = NULL;

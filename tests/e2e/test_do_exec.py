@@ -262,6 +262,11 @@ def test_eph_run_in_the_foreground_deletes_its_droplet_before_it_returns(cloud):
     p = cloud.p.eph("run", "a")
     assert "here" in p.stdout, p.stdout + p.stderr
     assert not cloud.c.droplets()  # gone, and confirmed, before eph run returned
+    # each step of the machine said as it comes
+    said = [l for l in p.stderr.splitlines() if l.startswith("eph run: executor cloud: ")]
+    assert [l.split(": ", 2)[2].split()[0] for l in said] == [
+        "creating", "droplet", "droplet", "droplet"], p.stderr
+    assert "answers ssh" in said[2] and "confirmed gone" in said[3], said
     rid = max(r["id"] for r in cloud.p.rows())
     assert cloud.p.state_of(rid) == "succeeded"
     assert "machine" in cloud.p.phases(rid)
