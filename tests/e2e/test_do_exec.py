@@ -348,3 +348,21 @@ def test_a_scheduled_run_gets_its_machine_ahead_and_starts_on_time(cloud):
     said = float(cloud.p.output(row["id"]).split()[-1])
     assert 0 <= said - row["scheduled_at"] < 1.0, (said, row)
     cloud.p.stop()
+
+
+def test_a_429_storm_is_waited_out_not_hammered(cloud):
+    cloud.jobs({"a": "run: 'true', memory: 300MiB"})
+    cloud.c.faults(ratelimit=3.0)
+    reset = cloud.c.ratelimit_reset
+    cloud.p.daemon()
+    rid = cloud.p.run("a")
+    row = cloud.p.wait_end(rid, timeout=40)
+    assert row["state"] == "succeeded", (row, cloud.p.logs())
+    refused = [r for r in cloud.c.api_requests() if r.status == 429]
+    assert refused, "the storm was not met"
+    # each eph-cloud met the storm once and waited for the reset: none tried again before it
+    # (the first sizes and list; no process sends twice within the storm)
+    assert len(refused) <= 3, [(r.method, r.path) for r in refused]
+    assert all(r.t < reset for r in refused)
+    cloud.wait_no_droplets()
+    cloud.p.stop()
