@@ -290,7 +290,7 @@ cloud_run(struct do_exec *dx, const char *op, json_t *req, cloud_cb *cb, void *d
 	argv[1] = (char *)op;
 	argv[2] = NULL;
 	rc = do_proc_start(dx->ex->loop, argv, text, strlen(text), DO_OUT_CAP, cloud_done, c, out);
-	free(text);
+	exec_secrets_wipe(text, strlen(text)); /* a create's holds the run's host key */
 	if (rc < 0) {
 		free(c);
 		return rc;
@@ -846,6 +846,9 @@ create_send(struct do_machine *m)
 	m->host_pub = xasprintf("%.*s", (int)strcspn(hpub, "\n"), hpub);
 	ud = user_data(pub, hpriv, hpub, dx->set.user);
 	exec_secrets_wipe(hpriv, strlen(hpriv));
+	/* the host's private key goes to the machine only: kept here just until it is read */
+	if (unlink(m->host_key) < 0 && errno != ENOENT)
+		log_run(dx, m->run, "cannot remove %s: %s", m->host_key, strerror(errno));
 	free(pub);
 	free(hpub);
 	name = droplet_name(m);

@@ -37,6 +37,8 @@ proc_closed(uv_handle_t *h)
 	if (p->cb != NULL)
 		p->cb(p, p->status, buf_cstr(&p->outb), p->outb.len, p->data);
 	buf_free(&p->outb);
+	if (p->input != NULL) /* it may hold a key (a create's user data) */
+		explicit_bzero(p->input, p->input_len);
 	free(p->input);
 	free(p);
 }

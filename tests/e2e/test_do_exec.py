@@ -97,6 +97,12 @@ def test_a_run_end_to_end_on_a_droplet_made_for_it_then_deleted(cloud):
     assert set(d.tags) >= {"ephemeron", f"eph-instance:{instance}", f"eph-run:{rid}"}
     # the host key it booted with is the one pinned: never learned on first use
     assert "ssh_keys" in d.user_data and "ed25519_private" in d.user_data
+    keys = cloud.p.state / "runs" / str(rid) / "cloud"
+    assert keys.stat().st_mode & 0o777 == 0o700
+    pub = (keys / "host_ed25519.pub").read_text().split()[1]
+    assert pub in d.user_data and pub in (keys / "known_hosts").read_text()
+    assert not (keys / "host_ed25519").exists()  # its private half went to the machine only
+    assert (keys / "login").stat().st_mode & 0o077 == 0
     cloud.wait_no_droplets()
     wait_for(lambda: "machine" in cloud.p.phases(rid), what="the machine phase")
     ph = cloud.p.phases(rid)
