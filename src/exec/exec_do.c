@@ -612,6 +612,9 @@ ready_done(struct exec_run *r, int rc, const char *why)
 		if (dx->nready < DO_READY_SAMPLES)
 			dx->nready++;
 		lead_update(dx);
+		/* made ahead of its instant: the seconds billed before the command could start */
+		if (r->not_before > m->create_t)
+			phase(m, "ahead", m->create_t, r->not_before, r->not_before - m->create_t);
 	}
 	done(r, rc, why);
 }

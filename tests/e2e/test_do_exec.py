@@ -351,6 +351,9 @@ def test_a_scheduled_run_gets_its_machine_ahead_and_starts_on_time(cloud):
     ph = cloud.p.phases(row["id"])
     # its droplet was made before its instant, and its command started at the instant
     assert ph["size"]["started_at"] < row["scheduled_at"] - 2, (ph, row)
+    # the seconds billed before the instant: create to the instant
+    assert ph["ahead"]["ended_at"] == pytest.approx(row["scheduled_at"], abs=0.01), ph
+    assert 2 < ph["ahead"]["seconds"] < 7, ph
     said = float(cloud.p.output(row["id"]).split()[-1])
     assert 0 <= said - row["scheduled_at"] < 1.0, (said, row)
     cloud.p.stop()
