@@ -448,7 +448,8 @@ run_attempt(struct cmd_ctx *ctx, struct run_ctx *rc, const struct conf_executor 
 		uv_loop_close(&loop);
 		return;
 	}
-	ex->log = run_exec_log; /* a cloud machine's phases, as they come */
+	ex->log = run_exec_log;
+	ex->info = run_exec_log; /* a cloud machine's phases, as they come */
 	diag_free(&d);
 	/* From here on a Ctrl-C must not kill eph run outright: the run's row exists while its code
 	 * is fetched, and a dead eph run would leave it queued. SIGINT and SIGTERM wait, blocked,

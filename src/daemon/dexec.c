@@ -100,6 +100,13 @@ dm_exec_log(struct executor *ex, int64_t run, const char *msg, void *arg)
 }
 
 static void
+dm_exec_info(struct executor *ex, int64_t run, const char *msg, void *arg)
+{
+	(void)arg;
+	dlog(DLOG_INFO, run, NULL, "executor %s: %s", ex->name, msg);
+}
+
+static void
 dm_retire(struct daemon *dm, struct executor *ex)
 {
 	dm->retired = xreallocarray(dm->retired, dm->nretired + 1, sizeof(*dm->retired));
@@ -138,6 +145,7 @@ dm_executors_apply(struct daemon *dm, const struct conf *c)
 				bad++;
 			else {
 				nv[i]->log = dm_exec_log;
+				nv[i]->info = dm_exec_info;
 				nv[i]->room = dm_exec_room;
 			}
 		}
@@ -196,6 +204,7 @@ dm_executor_of_row(struct daemon *dm, const struct store_run *row)
 	if (ex == NULL)
 		return dm_executor(dm, "local");
 	ex->log = dm_exec_log;
+	ex->info = dm_exec_info;
 	ex->room = dm_exec_room;
 	dm_retire(dm, ex);
 	return ex;

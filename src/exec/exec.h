@@ -93,6 +93,9 @@ struct executor {
 	/* a line for the owner's log about run RUN (0: none), e.g. what a lost run left on its
 	 * host when it answered again; may be NULL */
 	void (*log)(struct executor *ex, int64_t run, const char *msg, void *arg);
+	/* as LOG, for a step of a run's progress rather than a problem (a cloud machine made,
+	 * booted, deleted); may be NULL */
+	void (*info)(struct executor *ex, int64_t run, const char *msg, void *arg);
 	/* a place freed up other than by a release (a cloud machine whose deletion is
 	 * confirmed): runs waiting for EX may fit now; may be NULL */
 	void (*room)(struct executor *ex, void *arg);

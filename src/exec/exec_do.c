@@ -301,25 +301,31 @@ cloud_run(struct do_exec *dx, const char *op, json_t *req, cloud_cb *cb, void *d
 
 /* --- the machines ------------------------------------------------------------------------- */
 
-static void log_run(struct do_exec *dx, int64_t run, const char *fmt, ...) EPH_PRINTF(3, 4);
+static void say(struct do_exec *dx, bool warn, int64_t run, const char *fmt, ...) EPH_PRINTF(4, 5);
 
+/* A line for the owner about run RUN (0: the executor): a problem (WARN: ex->log) or a step
+ * of a machine's life (ex->info). */
 static void
-log_run(struct do_exec *dx, int64_t run, const char *fmt, ...)
+say(struct do_exec *dx, bool warn, int64_t run, const char *fmt, ...)
 {
 	struct executor *ex = dx->ex;
+	void (*fn)(struct executor *, int64_t, const char *, void *);
 	va_list ap;
 	char *msg;
 
-	if (ex == NULL || ex->log == NULL)
+	if (ex == NULL || (fn = warn ? ex->log : ex->info) == NULL)
 		return;
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
 	if (msg != NULL)
-		ex->log(ex, run, msg, ex->health_arg);
+		fn(ex, run, msg, ex->health_arg);
 	free(msg);
 }
+
+#define log_run(dx, run, ...)  say(dx, true, run, __VA_ARGS__)
+#define info_run(dx, run, ...) say(dx, false, run, __VA_ARGS__)
 
 static void
 phase(struct do_machine *m, const char *name, double t0, double t1, double seconds)
@@ -521,8 +527,7 @@ spend_add(struct do_exec *dx, double usd)
 	if (rc == 0)
 		rc = fsio_write_atomic(path, text, strlen(text), 0600, 0);
 	if (rc < 0)
-		log_run(dx, 0, "executor %s: cannot keep its spending in %s: %s", dx->ex->name,
-		        path, strerror(-rc));
+		log_run(dx, 0, "cannot keep its spending in %s: %s", path, strerror(-rc));
 	free(text);
 	free(dir);
 	free(path);
@@ -638,8 +643,8 @@ sizes_parse(struct do_exec *dx, json_t *ans)
 	int rc;
 
 	if (text == NULL || cloud_catalog_parse(text, strlen(text), &cat, &err) < 0) {
-		log_run(dx, 0, "executor %s: the sizes eph-cloud gave cannot be read: %s",
-		        dx->ex->name, err != NULL ? err : "?");
+		log_run(dx, 0, "the sizes eph-cloud gave cannot be read: %s",
+		        err != NULL ? err : "?");
 		free(err);
 		free(text);
 		return;
@@ -650,8 +655,7 @@ sizes_parse(struct do_exec *dx, json_t *ans)
 	cat->fetched_at = now;
 	path = cloud_catalog_path(dx->ex->state_dir, dx->ex->name);
 	if ((rc = cloud_catalog_save(path, cat, "digitalocean", now)) < 0)
-		log_run(dx, 0, "executor %s: cannot write %s: %s", dx->ex->name, path,
-		        strerror(-rc));
+		log_run(dx, 0, "cannot write %s: %s", path, strerror(-rc));
 	free(path);
 }
 
@@ -885,7 +889,7 @@ create_send(struct do_machine *m)
 	free(name);
 	m->st = M_CREATING;
 	m->create_t = now_s();
-	log_run(dx, m->run, "creating a %s droplet in %s", m->size, dx->set.region);
+	info_run(dx, m->run, "creating a %s droplet in %s", m->size, dx->set.region);
 	rc = cloud_run(dx, "create", req, create_cb, m, &m->proc);
 	if (rc < 0) {
 		m->proc = NULL;
@@ -919,7 +923,7 @@ create_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const c
 		}
 		(void)write_handle(m);
 		phase_next(m, "create");
-		log_run(dx, m->run, "droplet %lld (%s) created", (long long)m->droplet, m->size);
+		info_run(dx, m->run, "droplet %lld (%s) created", (long long)m->droplet, m->size);
 		m->st = M_BOOTING;
 		m->boot_deadline = m->create_t + (double)dx->set.boot_timeout;
 		machine_later(m, DO_POLL_MS);
@@ -1043,8 +1047,8 @@ ladder_round(struct do_machine *m)
 	diag_init(&d);
 	if ((rc = rundir_spec_read(r->dir, &sp, &d)) == 0) {
 		if (sp.memory > 0 && sp.memory < usable) {
-			log_run(m->dx, m->run, "its limit rounded up to the size: %llu MiB of %s",
-			        (unsigned long long)((usable - sp.profile_room) >> 20), m->size);
+			info_run(m->dx, m->run, "its limit rounded up to the size: %llu MiB of %s",
+			         (unsigned long long)((usable - sp.profile_room) >> 20), m->size);
 			sp.memory = usable;
 			rc = rundir_spec_write(r->dir, &sp);
 		}
@@ -1188,8 +1192,8 @@ probe_answer(struct do_machine *m, const struct remote_result *res)
 	if (res->fail == REMOTE_OK) {
 		m->st = M_READY;
 		phase_next(m, "boot");
-		log_run(dx, m->run, "droplet %lld answers ssh at %s after %.1fs",
-		        (long long)m->droplet, m->s->h->key, now_s() - m->create_t);
+		info_run(dx, m->run, "droplet %lld answers ssh at %s after %.1fs",
+		         (long long)m->droplet, m->s->h->key, now_s() - m->create_t);
 		m->ready_done = m->prov_done;
 		m->prov_done = NULL;
 		exec_ssh_ops.provision(m->s->r, ready_done);
@@ -1350,8 +1354,8 @@ machine_gone(struct do_machine *m)
 			spend_add(dx, cloud_bill_do(m->price_hourly, m->price_monthly,
 			                            (int64_t)m->create_t, t - m->create_t));
 	}
-	log_run(dx, m->run, "droplet %lld deleted, confirmed gone (%.0fs billed)",
-	        (long long)m->droplet, t - m->create_t);
+	info_run(dx, m->run, "droplet %lld deleted, confirmed gone (%.0fs billed)",
+	         (long long)m->droplet, t - m->create_t);
 	m->droplet = 0;
 	m->st = M_CONFIRM;
 	if (m->h != NULL && m->s == NULL) /* its run is torn down: nothing of it uses the host */
@@ -1496,8 +1500,7 @@ list_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const cha
 	if (dx->dead)
 		return;
 	if (ans == NULL) {
-		log_run(dx, 0, "executor %s: reconcile: cannot list the droplets: %s", dx->ex->name,
-		        err);
+		log_run(dx, 0, "reconcile: cannot list the droplets: %s", err);
 		return;
 	}
 	arr = json_object_get(ans, "droplets");
@@ -1522,8 +1525,8 @@ list_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const cha
 		m = machine_new(dx, run);
 		m->droplet = id;
 		m->st = M_NEW;
-		log_run(dx, run, "reconcile: droplet %lld is owned by no live run: deleted",
-		        (long long)id);
+		info_run(dx, run, "reconcile: droplet %lld is owned by no live run: deleted",
+		         (long long)id);
 		machine_delete(m);
 	}
 	/* live runs whose droplet is gone */
