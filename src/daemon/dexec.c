@@ -195,7 +195,7 @@ dm_executor_of_row(struct daemon *dm, const struct store_run *row)
 		return dm_executor(dm, "local");
 	/* gone from the file: one made for its runs, from their handles */
 	ce.name = (char *)name;
-	ce.type = CONF_EXEC_SSH;
+	ce.type = ops == &exec_do_ops ? CONF_EXEC_DIGITALOCEAN : CONF_EXEC_SSH;
 	ce.keys = NULL;
 	diag_init(&d);
 	ex = exec_executor_new(&dm->loop, dm->store, dm->o->state_dir, dm->instance, dm->conf, &ce,

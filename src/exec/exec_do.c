@@ -89,6 +89,9 @@ struct do_machine {
 	uv_timer_t timer;
 	bool timer_open;
 	bool delete_wanted; /* delete once create has answered */
+	bool holds_ex;      /* counted in ex->nruns after its run: the executor (retired at a
+	                     * reload, or made for runs whose executor left the file) is kept until
+	                     * the droplet's deletion is confirmed */
 	bool lost_told;
 	int fails;
 	int confirms;
@@ -268,9 +271,10 @@ cloud_run(struct do_exec *dx, const char *op, json_t *req, cloud_cb *cb, void *d
 	char *text, *argv[3];
 	int rc;
 
-	if (dx->prog == NULL) {
+	if (dx->prog == NULL || dx->set.api_url == NULL ||
+	    (dx->set.token_file == NULL && dx->set.token_env == NULL)) {
 		json_decref(req);
-		return -ENOENT;
+		return dx->prog == NULL ? -ENOENT : -EINVAL;
 	}
 	json_object_set_new(req, "provider", json_string("digitalocean"));
 	json_object_set_new(req, "api_url", json_string(dx->set.api_url));
@@ -375,6 +379,8 @@ machine_unlink(struct do_machine *m)
 static void
 machine_free(struct do_machine *m)
 {
+	if (m->holds_ex && m->dx->ex != NULL)
+		m->dx->ex->nruns--;
 	free(m->size);
 	free(m->keydir);
 	free(m->login_key);
@@ -719,6 +725,14 @@ handle_extra(struct ssh_run *s, json_t *o)
 	json_object_set_new(o, "price_hourly", json_real(m->price_hourly));
 	json_object_set_new(o, "price_monthly", json_real(m->price_monthly));
 	json_object_set_new(o, "created", json_real(m->create_t));
+	/* where the API and its token are (never the token): the droplet can be deleted even
+	 * once its executor has left the jobs file */
+	if (m->dx->set.api_url != NULL)
+		json_object_set_new(o, "api_url", json_string(m->dx->set.api_url));
+	if (m->dx->set.token_file != NULL)
+		json_object_set_new(o, "token_file", json_string(m->dx->set.token_file));
+	if (m->dx->set.token_env != NULL)
+		json_object_set_new(o, "token_env", json_string(m->dx->set.token_env));
 }
 
 static int
@@ -1718,6 +1732,15 @@ do_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 	m->login_key = dup0(json_string_value(json_object_get(hd, "identity_file")));
 	m->known_hosts = dup0(json_string_value(json_object_get(hd, "known_hosts")));
 	m->st = m->droplet > 0 ? M_READY : M_NEW;
+	if (!dx->configured && dx->set.api_url == NULL) {
+		/* an executor made for runs whose executor left the file: the API from the handle
+		 */
+		dx->set.api_url = dup0(json_string_value(json_object_get(hd, "api_url")));
+		dx->set.token_file = dup0(json_string_value(json_object_get(hd, "token_file")));
+		dx->set.token_env = dup0(json_string_value(json_object_get(hd, "token_env")));
+		dx->set.user = xstrdup("root");
+		dx->set.connect_timeout = 10;
+	}
 	{
 		const char *key = json_string_value(json_object_get(hd, "host"));
 		struct remote_host rh;
@@ -1816,6 +1839,8 @@ do_teardown(struct exec_run *r)
 		m->s = NULL;
 		m->prov_done = NULL;
 		m->ready_done = NULL;
+		m->holds_ex = true;
+		r->ex->nruns++;
 	}
 	exec_ssh_ops.teardown(r);
 	if (m != NULL)

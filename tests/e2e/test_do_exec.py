@@ -375,3 +375,22 @@ def test_a_429_storm_is_waited_out_not_hammered(cloud):
     assert all(r.t < reset for r in refused)
     cloud.wait_no_droplets()
     cloud.p.stop()
+
+
+def test_a_run_whose_executor_left_the_file_is_followed_and_its_droplet_deleted(cloud):
+    cloud.jobs({"a": "run: sh a.sh, memory: 300MiB"}, files={"a.sh": "sleep 3; echo done\n"})
+    d = cloud.p.daemon()
+    rid = cloud.p.run("a")
+    cloud.p.wait_state(rid, "running")
+    d.stop(signal.SIGKILL)
+    # the file loses the executor; the run's handle says where its droplet and API are
+    cloud.p.jobs_file.write_text(
+        f"source: {{ repo: {cloud.p.repo}, refresh: 0 }}\n"
+        'jobs:\n  a: { schedule: "0 0 1 1 *", run: "true" }\n')
+    cloud.p.daemon("daemon2.log")
+    row = cloud.p.wait_end(rid, timeout=30)
+    assert row["state"] == "succeeded", (row, cloud.p.logs())
+    cloud.wait_no_droplets()
+    wait_for(lambda: "machine" in cloud.p.phases(rid), what="the machine phase")
+    assert "confirmed gone" in cloud.p.daemons[-1].text()
+    cloud.p.stop()
