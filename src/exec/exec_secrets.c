@@ -26,11 +26,20 @@ exec_secrets_of_job(struct exec_secrets *out, const struct conf *c, const struct
 		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
 		out->hide[out->nhide++] = xstrdup(c->secrets[i].from);
 	}
-	/* and the variable mail's password is read from, and those of results_store's keys: no
-	 * run is given them */
+	/* and the variable mail's password is read from, those of results_store's keys and those
+	 * of the cloud executors' tokens: no run is given them */
 	if (c->mail.password_env != NULL) {
 		out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
 		out->hide[out->nhide++] = xstrdup(c->mail.password_env);
+	}
+	for (size_t i = 0; i < c->nexecutors; i++) {
+		const struct conf_do *d = c->executors[i].keys;
+
+		if (c->executors[i].type == CONF_EXEC_DIGITALOCEAN && d != NULL &&
+		    d->token_env != NULL) {
+			out->hide = xreallocarray(out->hide, out->nhide + 1, sizeof(*out->hide));
+			out->hide[out->nhide++] = xstrdup(d->token_env);
+		}
 	}
 	for (size_t i = 0; c->results_store.url != NULL && i < 2; i++) {
 		const struct conf_secret *k =

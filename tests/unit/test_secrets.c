@@ -383,6 +383,15 @@ the_variables_secrets_come_from_are_hidden_from_every_run(void **state)
 	assert_string_equal(s.hide[0], "SMTP_PW");
 	exec_secrets_clear(&s);
 	conf_free(c);
+	/* nor the variable of a cloud executor's token */
+	c = load_ok(dir, "executors:\n  cloud:\n    type: digitalocean\n    token_env: DO_TOKEN\n"
+	                 "    region: fra1\n"
+	                 "jobs:\n  plain: { schedule: '@hourly', run: 'true' }\n");
+	exec_secrets_of_job(&s, c, conf_job_find(c, "plain"));
+	assert_int_equal(s.nhide, 1);
+	assert_string_equal(s.hide[0], "DO_TOKEN");
+	exec_secrets_clear(&s);
+	conf_free(c);
 	/* no env secret: the environment is inherited as it is */
 	c = load_ok(dir, "secrets:\n  pw: { file: pw }\n"
 	                 "jobs:\n  plain: { schedule: '@hourly', run: 'true' }\n");
