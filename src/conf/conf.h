@@ -226,6 +226,17 @@ struct conf_do {
 	int64_t boot_estimate;   /* seconds a machine takes to be ready, until measured, 90 */
 };
 
+/* The settings of an executor of type slurm (conf_exec_slurm.c; docs/slurm-executor.md). */
+struct conf_slurm {
+	char *shared_dir; /* absolute; required: seen alike by this machine and the nodes */
+	char *partition;  /* NULL: the cluster's default */
+	char *account;    /* NULL: the user's default */
+	char *qos;        /* NULL: the association's default */
+	struct conf_strv extra_args;                /* more sbatch options, as written */
+	char *sbatch, *squeue, *scontrol, *scancel; /* the commands: names (PATH) or absolute */
+	int64_t time_grace; /* seconds added to timeout + kill_grace for --time; 300 */
+};
+
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read
  * with the type's own keys table (conf_keys.c's conf_sec_local for local; one file of keys
  * per later type). */
@@ -289,6 +300,8 @@ const char *conf_exec_type_name(enum conf_exec_type t);
 const struct conf_ssh *conf_executor_ssh(const struct conf_executor *e);
 /* E's settings when it is of type digitalocean, else NULL. */
 const struct conf_do *conf_executor_do(const struct conf_executor *e);
+/* E's settings when it is of type slurm, else NULL. */
+const struct conf_slurm *conf_executor_slurm(const struct conf_executor *e);
 /* Process-wide switches of the loader, set before loading, never by a library.
  *
  * ON lets validation accept the executor types whose keys are read and checked but whose

@@ -45,7 +45,9 @@ static const struct exec_type exec_types[] = {
 	/* src/exec/exec_do.c */
 	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", &conf_sec_do, true, conf_do_read, conf_do_free,
 	                             conf_do_job_check },
-	[CONF_EXEC_SLURM] = { "slurm", NULL, false, NULL, NULL, NULL },
+	/* src/exec/exec_slurm.c */
+	[CONF_EXEC_SLURM] = { "slurm", &conf_sec_slurm, false, conf_slurm_read, conf_slurm_free,
+	                      conf_slurm_job_check },
 };
 
 /* conf_exec_allow_unfinished, conf_assume_from_repo */

@@ -238,6 +238,20 @@ void conf_do_free(void *keys);
 void conf_do_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
                        const struct jobb *jb, const char *q, struct diag_pos at);
 
+/* ---- conf_exec_slurm.c ---- */
+
+/* The keys of a slurm executor. */
+extern const struct conf_section conf_sec_slurm;
+/* Reads the keys of E, of type slurm, from M ("type" aside) into a new struct conf_slurm
+ * (E->keys), then checks what is required (shared_dir). KEYAT is where E's name stands. */
+void conf_slurm_read(struct pctx *p, struct conf_executor *e, struct fy_node *m,
+                     struct diag_pos keyat);
+/* Frees a struct conf_slurm and its members; NULL is fine. */
+void conf_slurm_free(void *keys);
+/* conf_executor_job_check for a job JB on E, of type slurm: its code travels as a commit. */
+void conf_slurm_job_check(struct pctx *p, const struct conf_executor *e, bool keys_ok,
+                          const struct jobb *jb, const char *q, struct diag_pos at);
+
 /* ---- conf_secrets.c ---- */
 
 /* The top-level "secrets" mapping M (KEY where it stands) into P->c->secrets: each secret's

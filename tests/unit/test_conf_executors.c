@@ -340,7 +340,7 @@ static void
 other_types_are_refused_without_reading_their_keys(void **state)
 {
 	char *e = load_err("executors:\n"
-	                   "  hpc: {type: slurm}\n"
+	                   "  hpc: {type: slurm, shared_dir: /shared}\n"
 	                   "jobs:\n"
 	                   "  a: {schedule: '@daily', run: 'true', executor: hpc}\n");
 
