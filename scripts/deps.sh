@@ -8,7 +8,8 @@ openssh-client"
 # What the test suite needs on top.
 EPH_TEST_PKGS="libcmocka-dev python3-pytest python3-pytest-xdist python3-aiosmtpd clang libclang-rt-14-dev
 clang-format valgrind procps iproute2 openssh-server python3-pip python3-setuptools
-python3-wheel openssl stress-ng qemu-system-x86 busybox-static python3-yaml curl time"
+python3-wheel openssl stress-ng qemu-system-x86 busybox-static python3-yaml curl time
+slurmctld slurmd slurm-client munge"
 
 eph_deps() {
 	local missing="" p

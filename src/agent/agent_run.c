@@ -67,7 +67,7 @@ tree_count(struct agent *a)
 	struct proctree t;
 	size_t n;
 
-	if (a->have_cg)
+	if (a->have_cg && !a->cg.adopted) /* an adopted one holds the agent too */
 		return cgroup_nprocs(&a->cg);
 	if (proctree_scan(getpid(), false, &t) < 0)
 		return 0;
@@ -79,7 +79,7 @@ tree_count(struct agent *a)
 static void
 tree_signal(struct agent *a, int sig)
 {
-	if (a->have_cg)
+	if (a->have_cg && !a->cg.adopted)
 		(void)cgroup_signal(&a->cg, sig);
 	/* the process group too: covers the moment before a child shows up in a scan */
 	(void)proctree_signal(getpid(), a->child_done ? 0 : a->child, sig);
@@ -91,7 +91,7 @@ tree_kill(struct agent *a)
 {
 	struct timespec ts = { 0, 10 * 1000000L };
 
-	if (a->have_cg) {
+	if (a->have_cg && !a->cg.adopted) {
 		if (cgroup_kill_all(&a->cg, reap, a) < 0)
 			agent_warn(a, "processes remain in %s after SIGKILL", a->cg.path);
 	}
@@ -557,6 +557,18 @@ choose_enforcement(struct agent *a)
 	    (env != NULL && strcmp(env, "sampled") == 0))
 		return;
 	buf_init(&why, BUF_MAX_MSG);
+	/* inside a batch job (the slurm executor): the job's cgroup, with the limit the batch
+	 * system set from the run's memory, is the run's */
+	if (env != NULL && strcmp(env, "job") == 0) {
+		if (cgroup_adopt(&a->cg, &why) == 0) {
+			a->have_cg = true;
+			a->enforced = a->cg.kind == CGROUP_V2 ? ENF_CGROUP2 : ENF_CGROUP1;
+			buf_free(&why);
+			return;
+		}
+		agent_warn(a, "%s: making one of its own instead", buf_cstr(&why));
+		buf_reset(&why);
+	}
 	/* run ids restart at 1 in every state directory: the agent's pid makes it unique
 	 * among live agents (cgroup_create never takes over an existing one either) */
 	name = xasprintf("run-%" PRId64 "-%d", a->spec.run_id, (int)getpid());

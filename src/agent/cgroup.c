@@ -377,10 +377,48 @@ cgroup_create(struct cgroup *cg, const char *name, uint64_t limit, struct buf *w
 }
 
 int
+cgroup_adopt(struct cgroup *cg, struct buf *why)
+{
+	struct cgroup_sys sys = cgroup_sys_self();
+
+	memset(cg, 0, sizeof(*cg));
+	for (int v = 2; v >= 1; v--) {
+		enum cgroup_kind kind = v == 2 ? CGROUP_V2 : CGROUP_V1;
+		char *dir = cgroup_own_dir(&sys, kind, kind == CGROUP_V1 ? "memory" : NULL);
+
+		if (dir == NULL ||
+		    !cgroup_file_exists(dir, kind == CGROUP_V2 ? "memory.current"
+		                                               : "memory.usage_in_bytes")) {
+			free(dir);
+			continue;
+		}
+		cg->path = dir;
+		cg->adopted = true;
+		if (kind == CGROUP_V2) {
+			cgroup_v2_probe(cg);
+		} else {
+			cg->kind = CGROUP_V1;
+			cg->oom_before = cg_read_key(dir, "memory.oom_control", "oom_kill");
+		}
+		return 0;
+	}
+	cgroup_why(why, "no memory cgroup of its own to take (EPH_ENFORCE=job)");
+	return -ENOENT;
+}
+
+int
 cgroup_attach(struct cgroup *cg, pid_t pid)
 {
 	char num[32];
 	int rc;
+
+	if (cg->adopted) {
+		/* the command's peak from here: what the agent's preparation used goes (v1, where
+		 * the file may be written) */
+		if (cg->kind == CGROUP_V1)
+			(void)cgroup_file_write(cg->path, "memory.max_usage_in_bytes", "0");
+		return 0; /* a child of the agent: in it already */
+	}
 
 	snprintf(num, sizeof(num), "%d", (int)pid);
 	if ((rc = cgroup_file_write(cg->path, "cgroup.procs", num)) < 0)
@@ -413,13 +451,15 @@ cgroup_peak(struct cgroup *cg, uint64_t *bytes, const char **method)
 
 	if (cg->kind == CGROUP_V1 && cg_read_u64(cg->path, "memory.max_usage_in_bytes", &v) == 0) {
 		*bytes = v;
-		*method = "cgroup1 memory.max_usage_in_bytes";
+		*method = cg->adopted ? "cgroup1 memory.max_usage_in_bytes of the job's cgroup"
+		                      : "cgroup1 memory.max_usage_in_bytes";
 		return;
 	}
 	if (cg->kind == CGROUP_V2 && cg->has_peak &&
 	    cg_read_u64(cg->path, "memory.peak", &v) == 0) {
 		*bytes = v;
-		*method = "cgroup2 memory.peak";
+		*method = cg->adopted ? "cgroup2 memory.peak of the job's cgroup"
+		                      : "cgroup2 memory.peak";
 		return;
 	}
 	/* no peak file: the largest sample (the command has ended, so a reading now would be
@@ -533,7 +573,7 @@ cgroup_destroy(struct cgroup *cg)
 
 	if (cg == NULL)
 		return 0;
-	if (cg->path != NULL)
+	if (cg->path != NULL && !cg->adopted)
 		rc = rmdir_wait(cg->path);
 	/* the freezer's failure is said too: its directories were seen left behind */
 	if (cg->freezer != NULL) {

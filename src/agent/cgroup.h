@@ -19,6 +19,8 @@ struct cgroup {
 	bool has_peak;       /* v2: memory.peak exists (kernel >= 5.19) */
 	uint64_t oom_before; /* the OOM-kill counter when the cgroup was set up */
 	uint64_t max_seen;   /* the largest usage cgroup_usage() has read */
+	bool adopted;        /* the agent's own cgroup (a batch job's), made and emptied by
+	                      * another: read only, never joined, killed or removed */
 };
 
 /* Creates the cgroup NAME (e.g. "run-42-812": unique to one agent) with memory limit LIMIT
@@ -29,6 +31,11 @@ struct cgroup {
  * with why (for the log) appended to WHY. On failure nothing is left behind. */
 EPH_MUST_CHECK int cgroup_create(struct cgroup *cg, const char *name, uint64_t limit,
                                  struct buf *why);
+/* Takes the agent's own memory cgroup (v2, else v1) as the run's, as it is: a batch system's
+ * job, whose limit that system set (EPH_ENFORCE=job). The command, a child, is in it already;
+ * nothing is made, joined, killed or removed (cgroup_attach and cgroup_destroy do nothing; the
+ * caller kills by the process tree). 0, or -ENOENT with why appended to WHY. */
+EPH_MUST_CHECK int cgroup_adopt(struct cgroup *cg, struct buf *why);
 /* Fills the rest of CG, whose kind is v2 and path is set, from its files: whether it has
  * memory.peak (kernel >= 5.19; else the peak is the largest cgroup_usage() sample) and its
  * OOM-kill counter now. */

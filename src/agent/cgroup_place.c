@@ -347,6 +347,25 @@ out:
 	return rc;
 }
 
+char *
+cgroup_own_dir(const struct cgroup_sys *sys, enum cgroup_kind kind, const char *controller)
+{
+	char *mroot = NULL, *mount, *path, *dir = NULL;
+
+	if ((mount = find_mount(sys->mountinfo, kind, controller, &mroot)) == NULL)
+		return NULL;
+	if ((path = own_path(sys->self_cgroup, kind, controller)) != NULL)
+		dir = own_dir(mount, mroot, path);
+	if (dir != NULL && strcmp(dir, mount) == 0) {
+		free(dir);
+		dir = NULL;
+	}
+	free(path);
+	free(mount);
+	free(mroot);
+	return dir;
+}
+
 int
 cgroup_place_top(const struct cgroup_sys *sys, enum cgroup_kind kind, const char *controller,
                  struct cgroup_place *pl, struct buf *why)

@@ -54,6 +54,9 @@ EPH_MUST_CHECK int cgroup_place_top(const struct cgroup_sys *sys, enum cgroup_ki
                                     const char *controller, struct cgroup_place *pl,
                                     struct buf *why);
 void cgroup_place_free(struct cgroup_place *pl); /* members; zeroes it */
+/* The directory of the agent's own cgroup of KIND (v1: of CONTROLLER), read only: NULL when
+ * there is none, or it is the root. Caller frees. */
+char *cgroup_own_dir(const struct cgroup_sys *sys, enum cgroup_kind kind, const char *controller);
 
 /* ---- small cgroup file helpers, shared with cgroup.c */
 

@@ -46,7 +46,7 @@ static const struct exec_type exec_types[] = {
 	[CONF_EXEC_DIGITALOCEAN] = { "digitalocean", &conf_sec_do, true, conf_do_read, conf_do_free,
 	                             conf_do_job_check },
 	/* src/exec/exec_slurm.c */
-	[CONF_EXEC_SLURM] = { "slurm", &conf_sec_slurm, false, conf_slurm_read, conf_slurm_free,
+	[CONF_EXEC_SLURM] = { "slurm", &conf_sec_slurm, true, conf_slurm_read, conf_slurm_free,
 	                      conf_slurm_job_check },
 };
 

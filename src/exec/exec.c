@@ -29,8 +29,8 @@
 const struct exec_ops *
 exec_find(const char *name)
 {
-	static const struct exec_ops *const all[] = { &exec_local_ops, &exec_ssh_ops,
-		                                      &exec_do_ops };
+	static const struct exec_ops *const all[] = { &exec_local_ops, &exec_ssh_ops, &exec_do_ops,
+		                                      &exec_slurm_ops };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(all[i]->name, name) == 0)
@@ -437,6 +437,13 @@ exec_agent_gone(struct exec_run *r, int status)
 	}
 	exec_finish(r, STORE_LOST, why);
 	free(why);
+}
+
+void
+exec_run_ended(struct exec_run *r, enum store_state state, const char *why)
+{
+	r->agent_gone = true;
+	exec_finish(r, state, why);
 }
 
 void

@@ -181,6 +181,7 @@ struct exec_ops {
 extern const struct exec_ops exec_local_ops;
 extern const struct exec_ops exec_ssh_ops;
 extern const struct exec_ops exec_do_ops;
+extern const struct exec_ops exec_slurm_ops;
 
 /* Finds an executor type by name ("local", "ssh"); NULL if there is none of that name. */
 const struct exec_ops *exec_find(const char *name);
@@ -287,6 +288,11 @@ void exec_run_detach(struct exec_run *r);
 
 /* For executors: the agent of R ended with STATUS (a wait status, or -1 if unknown). */
 void exec_agent_gone(struct exec_run *r, int status);
+/* The executor found R's agent gone without a result and knows what ended it (a batch
+ * system's verdict: its memory, its time limit, a cancel): records R in STATE with reason WHY,
+ * unless R->dir has a result.json by then (it decides). What pull would bring must be here
+ * already. */
+void exec_run_ended(struct exec_run *r, enum store_state state, const char *why);
 /* For executors: R's agent can no longer be reached (its host has not answered for too
  * long): R is recorded `lost` with WHY, with what its directory here holds, at once. */
 void exec_run_lost(struct exec_run *r, const char *why);

@@ -337,21 +337,6 @@ ssh_is_accepted_or_every_fault_reported(void **state)
 }
 
 static void
-other_types_are_refused_without_reading_their_keys(void **state)
-{
-	char *e = load_err("executors:\n"
-	                   "  hpc: {type: slurm, shared_dir: /shared}\n"
-	                   "jobs:\n"
-	                   "  a: {schedule: '@daily', run: 'true', executor: hpc}\n");
-
-	(void)state;
-	/* the type's keys are not judged, and the job naming it is not reported again */
-	assert_string_equal(e,
-	                    "2:15: executor type \"slurm\" is not available yet in this version\n");
-	free(e);
-}
-
-static void
 ssh_hosts_are_checked_each(void **state)
 {
 	const char *dir = *state;
@@ -640,7 +625,6 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(local_is_built_in_and_jobs_point_at_it),
 		cmocka_unit_test(local_takes_its_keys_and_an_optional_type),
-		cmocka_unit_test(other_types_are_refused_without_reading_their_keys),
 		cmocka_unit_test(a_named_executor_needs_a_type_other_than_local),
 		cmocka_unit_test(a_job_must_name_a_defined_executor),
 		cmocka_unit_test(type_names_match_the_enum),

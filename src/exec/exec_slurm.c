@@ -1,0 +1,1232 @@
+/* src/exec/exec_slurm.c: the slurm executor: each run is a batch job of a Slurm cluster
+ * (docs/slurm-executor.md).
+ *
+ * The run's directory is SHARED/<instance>/runs/<id>, under the executor's shared_dir, which
+ * this machine and the nodes see at the same path. Its provision, all on the loop:
+ *   pack    `eph pack SHARED_RUN_DIR --json`, a child: the commit's archive (and the
+ *           requirements' wheels) made into SHARED/<instance> from this machine's mirror;
+ *   agent   eph-agent copied once per process to SHARED/<instance>/eph-agent (uv_fs_copyfile,
+ *           off the loop), so the nodes need nothing installed;
+ *   submit  `sbatch --parsable` of `eph-agent RUN_DIR`, with --mem from the run's memory,
+ *           --time from its timeout + kill_grace + time_grace, a job name carrying this
+ *           instance and the run, its output into the run directory, and the executor's
+ *           partition, account, qos and extra_args. The job id is the run's handle.
+ * Inside the job the agent measures and enforces memory in the job's own cgroup
+ * (EPH_ENFORCE=job). Every tick the run directory's new bytes are copied here (pull), and
+ * result.json, once there, ends the run: it decides the outcome. Every few seconds
+ * `scontrol -o show job ID` tells whether the job is still there; a job that ended without a
+ * result is recorded from Slurm's state (OUT_OF_MEMORY oom, TIMEOUT timeout, CANCELLED
+ * cancelled, anything else lost). A failing scontrol is evidence of nothing: the run is left
+ * alone, and a controller that fails for SLURM_DOWN_TELL_S is told to the owner (ex->health).
+ *
+ * Every command runs as a child (uv_spawn) whose output is read on the loop; each counts in
+ * R->handles_open until its handles are closed. The backend is freed at teardown: commands
+ * still running then are abandoned (a submission that still succeeds is cancelled, or its
+ * handle written when the run was only detached). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf/conf.h"
+#include "exec/exec.h"
+#include "remote/remote.h"
+#include "rundir/rundir.h"
+#include "rundir/treecopy.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/diag.h"
+#include "util/fsio.h"
+#include "util/xalloc.h"
+
+#define SLURM_QUERY_MS    2000       /* between two scontrol of one job */
+#define SLURM_RECANCEL_MS 10000      /* a cancelled job still there is cancelled again */
+#define SLURM_CMD_OUT     (1u << 20) /* what a command may say */
+#define SLURM_DOWN_TELL_S 30         /* a controller is told down once it failed this long */
+#define SLURM_COPY_CHUNK  (64u << 10)
+#define SLURM_WHO         "the slurm controller"
+
+/* The executor's state (ex->state): its settings, copied. */
+struct slurm_exec {
+	struct executor *ex;
+	char *base; /* SHARED/<instance> */
+	char *partition, *account, *qos;
+	char **extra;
+	size_t nextra;
+	char *sbatch, *scontrol, *scancel;
+	int64_t time_grace;
+	bool agent_copied; /* eph-agent is in BASE, copied by this process */
+	double down_since; /* UTC s of the first failure of this outage; 0: answering */
+	bool down_told;
+};
+
+struct slurm_cmd;
+typedef void slurm_cmd_fn(struct slurm_cmd *c, void *arg);
+
+/* A child command and what it said. */
+struct slurm_cmd {
+	struct exec_run *r;
+	uv_process_t proc;
+	uv_pipe_t pipe[2];
+	struct buf out[2]; /* stdout, stderr */
+	int open;          /* handles not closed yet */
+	int eofs;
+	bool exited;
+	bool submit;    /* an sbatch: abandoned, what it submitted is settled still */
+	int64_t status; /* exit status, or -signal */
+	slurm_cmd_fn *cb;
+	void *arg;
+};
+
+enum slurm_step { L_NONE, L_PACK, L_AGENT, L_SUBMIT, L_SUBMITTED };
+
+/* A run's backend (R->backend). */
+struct slurm_run {
+	struct exec_run *r;
+	enum slurm_step step;
+	exec_provisioned_fn *prov_done;
+	char *rdir;             /* the run directory under shared_dir */
+	char *name;             /* the job's name */
+	char *job;              /* Slurm's job id, once submitted */
+	struct slurm_cmd *cmd;  /* pack, sbatch or scontrol in flight */
+	struct slurm_cmd *ccmd; /* scancel in flight */
+	uv_fs_t *copy;          /* the agent's copy in flight */
+	int64_t next_query_ms;
+	int cancel_step;      /* the next scancel of a cancel: 0 pending, 1 running */
+	int64_t cancel_at_ms; /* when the last one was sent */
+};
+
+static inline int64_t
+mono_ms(void)
+{
+	return (int64_t)(uv_hrtime() / 1000000u);
+}
+
+static struct slurm_exec *
+lexec(const struct executor *ex)
+{
+	return ex->state;
+}
+
+/* --- child commands --------------------------------------------------------------------- */
+
+static void cmd_spawn_cancel(struct exec_run *r, const char *job);
+static int send_cancel(struct slurm_run *s);
+
+static void
+cmd_closed(uv_handle_t *h)
+{
+	struct slurm_cmd *c = h->data;
+	struct exec_run *r = c->r;
+
+	if (--c->open > 0)
+		return;
+	buf_free(&c->out[0]);
+	buf_free(&c->out[1]);
+	free(c);
+	exec_handle_closed(r); /* may free R */
+}
+
+/* The job id sbatch --parsable printed ("ID" or "ID;CLUSTER"), or NULL. Caller frees. */
+static char *
+parse_job_id(struct buf *out)
+{
+	const char *s = buf_cstr(out);
+	size_t n = strspn(s, "0123456789");
+
+	if (n == 0 || n > 20 || (s[n] != '\0' && s[n] != ';' && s[n] != '\n'))
+		return NULL;
+	return xstrndup(s, n);
+}
+
+static void
+cmd_maybe_done(struct slurm_cmd *c)
+{
+	slurm_cmd_fn *cb = c->cb;
+
+	if (!c->exited || c->eofs < 2)
+		return;
+	if (cb != NULL) {
+		c->cb = NULL;
+		cb(c, c->arg);
+		return;
+	}
+	/* abandoned: a job submitted for a run nobody follows any more */
+	if (c->submit && c->status == 0) {
+		char *job = parse_job_id(&c->out[0]);
+
+		if (job == NULL)
+			return;
+		if (c->r->recorded) {
+			cmd_spawn_cancel(c->r, job); /* the run ended meanwhile (cancelled) */
+		} else {
+			/* detached (the process stops): the next one follows the job by its id */
+			json_t *o = json_loads(c->r->handle != NULL ? c->r->handle : "{}", 0, NULL);
+			char *text;
+
+			if (o == NULL)
+				o = json_object();
+			json_object_set_new(o, "job", json_string(job));
+			text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+			if (exec_run_set_handle(c->r, text) < 0) {
+				/* the next process finds the run without its job: lost */
+			}
+			free(text);
+			json_decref(o);
+		}
+		free(job);
+	}
+}
+
+static void
+cmd_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct slurm_cmd *c = p->data;
+
+	c->exited = true;
+	c->status = sig != 0 ? -sig : status;
+	uv_close((uv_handle_t *)p, cmd_closed);
+	cmd_maybe_done(c);
+}
+
+static void
+cmd_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	(void)h;
+	(void)hint;
+	b->base = xmalloc(16 << 10);
+	b->len = 16 << 10;
+}
+
+static void
+cmd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct slurm_cmd *c = st->data;
+	int i = st == (uv_stream_t *)&c->pipe[0] ? 0 : 1;
+
+	if (n > 0 && buf_append(&c->out[i], b->base, (size_t)n) < 0) {
+		/* past the cap: the rest is not read (the child may block: it is a small
+		 * command, and its answer is refused anyway) */
+	}
+	free(b->base);
+	if (n >= 0)
+		return;
+	c->eofs++;
+	uv_close((uv_handle_t *)st, cmd_closed);
+	cmd_maybe_done(c);
+}
+
+/* Runs ARGV (ARGV[0] looked up in PATH) for R; CB(C, ARG) once it has exited and its output
+ * is read. 0, or -errno (nothing is left running; CB is never called). */
+static int
+cmd_spawn(struct exec_run *r, char **argv, slurm_cmd_fn *cb, void *arg, struct slurm_cmd **out)
+{
+	struct slurm_cmd *c = xcalloc(1, sizeof(*c));
+	uv_process_options_t o = { 0 };
+	uv_stdio_container_t io[3];
+	int rc;
+
+	c->r = r;
+	c->cb = cb;
+	c->arg = arg;
+	buf_init(&c->out[0], SLURM_CMD_OUT);
+	buf_init(&c->out[1], SLURM_CMD_OUT);
+	io[0].flags = UV_IGNORE;
+	for (int i = 0; i < 2; i++) {
+		uv_pipe_init(r->loop, &c->pipe[i], 0);
+		c->pipe[i].data = c;
+		io[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		io[i + 1].data.stream = (uv_stream_t *)&c->pipe[i];
+	}
+	c->proc.data = c;
+	o.file = argv[0];
+	o.args = argv;
+	o.exit_cb = cmd_exit;
+	o.stdio = io;
+	o.stdio_count = 3;
+	c->open = 3;
+	r->handles_open++;
+	rc = uv_spawn(r->loop, &c->proc, &o);
+	if (rc < 0) {
+		c->cb = NULL;
+		c->exited = true;
+		uv_close((uv_handle_t *)&c->proc, cmd_closed);
+		uv_close((uv_handle_t *)&c->pipe[0], cmd_closed);
+		uv_close((uv_handle_t *)&c->pipe[1], cmd_closed);
+		if (out != NULL)
+			*out = NULL;
+		return rc;
+	}
+	uv_read_start((uv_stream_t *)&c->pipe[0], cmd_alloc, cmd_read);
+	uv_read_start((uv_stream_t *)&c->pipe[1], cmd_alloc, cmd_read);
+	if (out != NULL)
+		*out = c;
+	return 0;
+}
+
+/* What a failed command said, for a reason: its stderr's last non-empty line (Slurm says its
+ * error last), else its stdout's, else its status. Caller frees. */
+static char *
+cmd_words(struct slurm_cmd *c, const char *what)
+{
+	for (int i = 1; i >= 0; i--) {
+		char *s = xstrdup(buf_cstr(&c->out[i])), *line = NULL;
+		size_t n = strlen(s);
+
+		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\r'))
+			s[--n] = '\0';
+		if (n > 0) {
+			line = strrchr(s, '\n');
+			line = xstrdup(line != NULL ? line + 1 : s);
+			free(s);
+			return line;
+		}
+		free(s);
+	}
+	return c->status < 0 ? xasprintf("%s was killed by signal %d", what, (int)-c->status)
+	                     : xasprintf("%s exited with status %d", what, (int)c->status);
+}
+
+/* Whether WORDS say the controller could not be reached (not a refusal). */
+static bool
+words_unreachable(const char *w)
+{
+	return strstr(w, "Unable to contact") != NULL || strstr(w, "connect failure") != NULL ||
+	       strstr(w, "timed out") != NULL || strstr(w, "Connection refused") != NULL ||
+	       strstr(w, "Zero Bytes were transmitted") != NULL;
+}
+
+/* --- the controller's health ------------------------------------------------------------ */
+
+static void
+ctl_answered(struct slurm_exec *se)
+{
+	if (se->down_told && se->ex->health != NULL)
+		se->ex->health(se->ex, SLURM_WHO, false, se->down_since, NULL, se->ex->health_arg);
+	se->down_since = 0;
+	se->down_told = false;
+}
+
+static void
+ctl_failed(struct slurm_exec *se, const char *why)
+{
+	double now = rundir_now();
+
+	if (se->down_since == 0)
+		se->down_since = now;
+	if (!se->down_told && now - se->down_since >= SLURM_DOWN_TELL_S) {
+		se->down_told = true;
+		if (se->ex->health != NULL)
+			se->ex->health(se->ex, SLURM_WHO, true, se->down_since, why,
+			               se->ex->health_arg);
+	}
+}
+
+/* --- the run's files --------------------------------------------------------------------- */
+
+/* Appends to TO what FROM has beyond TO's length (nothing twice). 0 or -errno; a FROM not
+ * there yet is 0. */
+static int
+copy_tail(const char *from, const char *to)
+{
+	int in, outfd, rc = 0;
+	char *chunk;
+	struct stat st;
+	ssize_t n;
+	off_t off;
+
+	if ((in = open(from, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if ((outfd = open(to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	if (fstat(outfd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	off = st.st_size;
+	chunk = xmalloc(SLURM_COPY_CHUNK);
+	while ((n = pread(in, chunk, SLURM_COPY_CHUNK, off)) > 0) {
+		if ((rc = fsio_write_all(outfd, chunk, (size_t)n)) < 0)
+			break;
+		off += n;
+	}
+	if (n < 0 && rc == 0)
+		rc = -errno;
+	free(chunk);
+out:
+	close(in);
+	close(outfd);
+	return rc;
+}
+
+static bool
+shared_has_result(const struct slurm_run *s)
+{
+	char *p = xasprintf("%s/%s", s->rdir, RUNDIR_RESULT);
+	bool ok = access(p, F_OK) == 0;
+
+	free(p);
+	return ok;
+}
+
+/* Copies the run's new bytes here; with LAST also agent.log, results/ and result.json (the
+ * last, so that the record finds everything else in place). 0 or -errno. */
+static int
+pull_files(struct slurm_run *s, bool last)
+{
+	static const char *const tails[] = { RUNDIR_OUTPUT, RUNDIR_EVENTS, "agent.log" };
+	struct exec_run *r = s->r;
+	int rc = 0, rc2;
+
+	for (size_t i = 0; i < (last ? 3u : 2u); i++) {
+		char *from = xasprintf("%s/%s", s->rdir, tails[i]);
+		char *to = xasprintf("%s/%s", r->dir, tails[i]);
+
+		if ((rc2 = copy_tail(from, to)) < 0 && rc == 0)
+			rc = rc2;
+		free(from);
+		free(to);
+	}
+	if (last) {
+		char *from = xasprintf("%s/results", s->rdir),
+		     *to = xasprintf("%s/results", r->dir);
+		struct stat st;
+		struct buf b;
+
+		if (stat(from, &st) == 0 && S_ISDIR(st.st_mode) && access(to, F_OK) < 0 &&
+		    (rc2 = treecopy(from, to, NULL)) < 0 && rc == 0)
+			rc = rc2;
+		free(from);
+		free(to);
+		from = xasprintf("%s/%s", s->rdir, RUNDIR_RESULT);
+		to = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
+		buf_init(&b, BUF_MAX_JSON);
+		rc2 = fsio_read_file(from, &b);
+		if (rc2 == 0)
+			rc2 = fsio_write_atomic(to, b.data != NULL ? b.data : "", b.len, 0600, 0);
+		if (rc2 < 0 && rc2 != -ENOENT && rc == 0)
+			rc = rc2;
+		buf_free(&b);
+		free(from);
+		free(to);
+	}
+	return rc;
+}
+
+static void
+slurm_pull(struct exec_run *r, bool last, exec_pulled_fn *done)
+{
+	struct slurm_run *s = r->backend;
+
+	done(r, s != NULL && s->rdir != NULL ? pull_files(s, last) : 0);
+}
+
+/* --- provision --------------------------------------------------------------------------- */
+
+static void
+prov_end(struct slurm_run *s, int rc, const char *why)
+{
+	exec_provisioned_fn *done = s->prov_done;
+
+	s->prov_done = NULL;
+	if (done != NULL)
+		done(s->r, rc, why);
+}
+
+static void
+prov_endf(struct slurm_run *s, int rc, const char *what, int err)
+{
+	char *why = xasprintf("%s: %s", what, strerror(-err));
+
+	prov_end(s, rc, why);
+	free(why);
+}
+
+/* The handle: the run directory, the job's name and, once submitted, its id. */
+static int
+write_handle(struct slurm_run *s)
+{
+	json_t *o = json_object();
+	char *text;
+	int rc;
+
+	json_object_set_new(o, "type", json_string("slurm"));
+	json_object_set_new(o, "dir", json_string(s->rdir));
+	json_object_set_new(o, "name", json_string(s->name));
+	if (s->job != NULL)
+		json_object_set_new(o, "job", json_string(s->job));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	rc = exec_run_set_handle(s->r, text);
+	free(s->r->handle);
+	s->r->handle = text; /* what an abandoned submission adds its job id to */
+	return rc;
+}
+
+/* Writes the run's spec into its shared directory: the shared state directory, the code as
+ * the archive ARCHIVE (NULL: as this machine's spec says, for eph pack to read), the wheels
+ * WHEELS (NULL: none). 0, or -errno with *WHY (caller frees). */
+static int
+shared_spec(struct slurm_run *s, const char *archive, const char *wheels, char **why)
+{
+	struct slurm_exec *se = lexec(s->r->ex);
+	struct rundir_spec sp;
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	if ((rc = rundir_spec_read(s->r->dir, &sp, &d)) < 0) {
+		*why = diag_nerrors(&d) > 0 ? diag_format(&d, 0) : xstrdup("cannot read spec.json");
+		diag_free(&d);
+		return rc;
+	}
+	diag_free(&d);
+	free(sp.state_dir);
+	sp.state_dir = xstrdup(se->base);
+	if (archive != NULL) {
+		free(sp.source.mirror);
+		sp.source.mirror = NULL;
+		free(sp.source.archive);
+		sp.source.archive = xstrdup(archive);
+	}
+	free(sp.runtime.wheels);
+	sp.runtime.wheels = wheels != NULL ? xstrdup(wheels) : NULL;
+	rc = rundir_spec_write(s->rdir, &sp);
+	rundir_spec_free(&sp);
+	if (rc < 0)
+		*why = xasprintf("cannot write %s/%s: %s", s->rdir, RUNDIR_SPEC, strerror(-rc));
+	return rc;
+}
+
+static void run_agent(struct slurm_run *s);
+static void run_submit(struct slurm_run *s);
+
+static void
+pack_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_run *s = arg;
+	json_t *o =
+	        json_loadb(c->out[0].data != NULL ? c->out[0].data : "", c->out[0].len, 0, NULL);
+	const char *err, *archive, *wheels;
+	char *why = NULL;
+
+	s->cmd = NULL;
+	if (o == NULL || !json_is_object(o)) {
+		why = xasprintf("eph pack gave no answer (status %lld)", (long long)c->status);
+		prov_end(s, -EIO, why);
+		goto out;
+	}
+	if ((err = json_string_value(json_object_get(o, "error"))) != NULL) {
+		const char *fl = json_string_value(json_object_get(o, "failure"));
+		enum rundir_failure fr = RUNDIR_FAILURE_NONE;
+
+		if (fl == NULL || rundir_failure_parse(fl, &fr) < 0)
+			fr = RUNDIR_FAILURE_SOURCE;
+		why = rundir_failure_reason(fr, err);
+		prov_end(s, -EIO, why);
+		goto out;
+	}
+	archive = json_string_value(json_object_get(o, "archive"));
+	wheels = json_string_value(json_object_get(o, "wheels"));
+	if (archive == NULL) {
+		prov_end(s, -EIO, "eph pack gave no archive");
+		goto out;
+	}
+	if (shared_spec(s, archive, wheels, &why) < 0) {
+		prov_end(s, -EIO, why);
+		goto out;
+	}
+	run_agent(s);
+out:
+	free(why);
+	json_decref(o);
+}
+
+/* The path of this program's eph-agent (caller frees), or NULL. */
+static char *
+own_agent(void)
+{
+	char exe[PATH_MAX], *slash;
+	size_t len = sizeof(exe);
+
+	if (uv_exepath(exe, &len) < 0 || (slash = strrchr(exe, '/')) == NULL)
+		return NULL;
+	return xasprintf("%.*s/eph-agent", (int)(slash - exe), exe);
+}
+
+/* R's backend, made by reserve (the daemon) or here (a run in the foreground). */
+static struct slurm_run *
+backend_of(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->r = r;
+		r->backend = s;
+	}
+	return s;
+}
+
+static void
+slurm_provision(struct exec_run *r, exec_provisioned_fn *done)
+{
+	struct slurm_run *s = backend_of(r);
+	struct slurm_exec *se = lexec(r->ex);
+	char exe[PATH_MAX], *args[5], *why = NULL, *runs;
+	size_t len = sizeof(exe);
+	struct rundir_spec sp;
+	struct diag d;
+	int rc;
+
+	s->prov_done = done;
+	s->rdir = xasprintf("%s/runs/%lld", se->base, (long long)r->id);
+	s->name = xasprintf("eph-%s-%lld", r->ex->instance[0] != '\0' ? r->ex->instance : "run",
+	                    (long long)r->id);
+	runs = xasprintf("%s/runs", se->base);
+	rc = fsio_mkdirs(runs, 0700);
+	free(runs);
+	if (rc == 0 && mkdir(s->rdir, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+	if (rc < 0) {
+		prov_endf(s, rc, s->rdir, rc);
+		return;
+	}
+	/* the code: packed from this machine's mirror, when the run has one */
+	diag_init(&d);
+	rc = rundir_spec_read(r->dir, &sp, &d);
+	diag_free(&d);
+	if (rc < 0) {
+		prov_endf(s, rc, "cannot read spec.json", rc);
+		return;
+	}
+	bool pack = sp.source.mirror != NULL || sp.runtime.requirements != NULL;
+
+	rundir_spec_free(&sp);
+	if ((rc = shared_spec(s, NULL, NULL, &why)) < 0) {
+		prov_end(s, rc, why);
+		free(why);
+		return;
+	}
+	if (!pack) {
+		run_agent(s);
+		return;
+	}
+	if ((rc = uv_exepath(exe, &len)) < 0) {
+		prov_end(s, rc, "cannot find this program's own path");
+		return;
+	}
+	s->step = L_PACK;
+	args[0] = exe;
+	args[1] = (char *)"pack";
+	args[2] = s->rdir;
+	args[3] = (char *)"--json";
+	args[4] = NULL;
+	if ((rc = cmd_spawn(r, args, pack_cb, s, &s->cmd)) < 0)
+		prov_endf(s, rc, "cannot run eph pack", rc);
+}
+
+struct agent_copy {
+	struct exec_run *r;
+	struct slurm_run *s; /* NULL once torn down */
+	char *tmp, *dst;
+};
+
+static void
+agent_copied(uv_fs_t *req)
+{
+	struct agent_copy *ac = req->data;
+	struct exec_run *r = ac->r;
+	struct slurm_run *s = ac->s;
+	int rc = (int)req->result;
+
+	uv_fs_req_cleanup(req);
+	free(req);
+	if (rc == 0 && rename(ac->tmp, ac->dst) < 0)
+		rc = -errno;
+	if (rc < 0)
+		(void)unlink(ac->tmp);
+	if (s != NULL) {
+		s->copy = NULL;
+		if (rc < 0) {
+			char *why = xasprintf("cannot copy the agent to %s: %s", ac->dst,
+			                      strerror(-rc));
+
+			prov_end(s, rc, why);
+			free(why);
+		} else {
+			lexec(r->ex)->agent_copied = true;
+			run_submit(s);
+		}
+	}
+	free(ac->tmp);
+	free(ac->dst);
+	free(ac);
+	exec_handle_closed(r); /* may free R */
+}
+
+/* eph-agent in the shared directory: copied once per process (a newer eph replaces it; a
+ * job running the older one keeps its inode). */
+static void
+run_agent(struct slurm_run *s)
+{
+	struct slurm_exec *se = lexec(s->r->ex);
+	struct agent_copy *ac;
+	char *src;
+	int rc;
+
+	s->step = L_AGENT;
+	if (se->agent_copied) {
+		run_submit(s);
+		return;
+	}
+	if ((src = own_agent()) == NULL || access(src, R_OK) < 0) {
+		prov_end(s, -ENOENT, "no eph-agent next to this program to submit");
+		free(src);
+		return;
+	}
+	ac = xcalloc(1, sizeof(*ac));
+	ac->r = s->r;
+	ac->s = s;
+	ac->dst = xasprintf("%s/eph-agent", se->base);
+	ac->tmp = xasprintf("%s/.eph-agent.%d.%lld", se->base, (int)getpid(), (long long)s->r->id);
+	s->copy = xcalloc(1, sizeof(*s->copy));
+	s->copy->data = ac;
+	s->r->handles_open++;
+	rc = uv_fs_copyfile(s->r->loop, s->copy, src, ac->tmp, 0, agent_copied);
+	free(src);
+	if (rc < 0) {
+		free(s->copy);
+		s->copy = NULL;
+		free(ac->tmp);
+		free(ac->dst);
+		free(ac);
+		s->r->handles_open--;
+		prov_endf(s, rc, "cannot copy the agent", rc);
+	}
+}
+
+static void
+submit_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_run *s = arg;
+	struct slurm_exec *se = lexec(s->r->ex);
+	char *words;
+
+	s->cmd = NULL;
+	if (c->status == 0 && (s->job = parse_job_id(&c->out[0])) != NULL) {
+		ctl_answered(se);
+		s->step = L_SUBMITTED;
+		if (write_handle(s) < 0) {
+			/* followed now all the same; a restart would find it lost */
+		}
+		prov_end(s, 0, NULL);
+		return;
+	}
+	words = c->status == 0 ? xasprintf("sbatch printed no job id: %s", buf_cstr(&c->out[0]))
+	                       : cmd_words(c, "sbatch");
+	if (words_unreachable(words))
+		ctl_failed(se, words);
+	prov_end(s, -EIO, words);
+	free(words);
+}
+
+/* MEMORY bytes as sbatch's --mem, in MiB, rounded up. */
+static char *
+mem_arg(uint64_t memory)
+{
+	return xasprintf("--mem=%lluM", (unsigned long long)((memory + (1u << 20) - 1) >> 20));
+}
+
+static void
+run_submit(struct slurm_run *s)
+{
+	struct exec_run *r = s->r;
+	struct slurm_exec *se = lexec(r->ex);
+	struct rundir_spec sp;
+	struct diag d;
+	char **args, *qa, *qr;
+	size_t n = 0, cap = 16 + se->nextra;
+	int rc;
+
+	s->step = L_SUBMIT;
+	diag_init(&d);
+	rc = rundir_spec_read(s->rdir, &sp, &d);
+	diag_free(&d);
+	if (rc < 0) {
+		prov_endf(s, rc, "cannot read the shared spec.json", rc);
+		return;
+	}
+	/* in the store before the job can exist: a restart finds it by its name */
+	if ((rc = write_handle(s)) < 0) {
+		rundir_spec_free(&sp);
+		prov_endf(s, rc, "cannot record the run's handle", rc);
+		return;
+	}
+	args = xcalloc(cap, sizeof(char *));
+	args[n++] = xstrdup(se->sbatch);
+	args[n++] = xstrdup("--parsable");
+	args[n++] = xasprintf("--job-name=%s", s->name);
+	args[n++] = xasprintf("--output=%s/agent.log", s->rdir);
+	args[n++] = xstrdup("--open-mode=append");
+	/* nothing of this process's environment (the secrets' variables among it) goes to the
+	 * controller: the command's environment is the job's env and the node's */
+	args[n++] = xstrdup("--export=NONE");
+	if (sp.memory > 0)
+		args[n++] = mem_arg(sp.memory);
+	if (sp.timeout > 0)
+		args[n++] = xasprintf(
+		        "--time=%lld",
+		        (long long)((sp.timeout + sp.kill_grace + se->time_grace + 59) / 60));
+	if (se->partition != NULL)
+		args[n++] = xasprintf("--partition=%s", se->partition);
+	if (se->account != NULL)
+		args[n++] = xasprintf("--account=%s", se->account);
+	if (se->qos != NULL)
+		args[n++] = xasprintf("--qos=%s", se->qos);
+	for (size_t i = 0; i < se->nextra; i++)
+		args[n++] = xstrdup(se->extra[i]);
+	qa = xasprintf("%s/eph-agent", se->base);
+	qr = remote_quote(qa);
+	free(qa);
+	qa = qr;
+	qr = remote_quote(s->rdir);
+	/* the agent measures and enforces in the job's own cgroup (EPH_ENFORCE=job) */
+	args[n++] = xasprintf(
+	        "--wrap=export PATH=\"${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}\"; "
+	        "EPH_ENFORCE=job exec %s %s",
+	        qa, qr);
+	args[n] = NULL;
+	free(qa);
+	free(qr);
+	rundir_spec_free(&sp);
+	rc = cmd_spawn(r, args, submit_cb, s, &s->cmd);
+	if (rc >= 0)
+		s->cmd->submit = true;
+	for (size_t i = 0; i < n; i++)
+		free(args[i]);
+	free(args);
+	if (rc < 0) {
+		char *why = xasprintf("cannot run %s: %s", se->sbatch, strerror(-rc));
+
+		prov_end(s, rc, why);
+		free(why);
+	}
+}
+
+/* Submitted by provision: nothing is left to do. */
+static int
+slurm_start(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+
+	return s != NULL && s->step == L_SUBMITTED ? 0 : -EINVAL;
+}
+
+/* --- following -------------------------------------------------------------------------- */
+
+/* A job state of Slurm that is over. */
+static bool
+state_over(const char *st)
+{
+	static const char *const over[] = { "COMPLETED", "FAILED",        "CANCELLED", "TIMEOUT",
+		                            "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+		                            "DEADLINE",  "REVOKED",       NULL };
+
+	for (size_t i = 0; over[i] != NULL; i++)
+		if (strcmp(st, over[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The value of KEY= in scontrol's one-line answer LINE, or NULL. Caller frees. */
+static char *
+field(const char *line, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = line; p != NULL && *p != '\0';) {
+		p += strspn(p, " \n");
+		if (strncmp(p, key, kl) == 0 && p[kl] == '=')
+			return xstrndup(p + kl + 1, strcspn(p + kl + 1, " \n"));
+		p = strpbrk(p, " \n");
+	}
+	return NULL;
+}
+
+/* Records R, whose job JOB ended in STATE (Reason WHY) without a result. */
+static void
+end_without_result(struct slurm_run *s, const char *state, const char *reason)
+{
+	struct exec_run *r = s->r;
+	enum store_state st = STORE_LOST;
+	char *why;
+
+	if (strcmp(state, "OUT_OF_MEMORY") == 0) {
+		st = STORE_OOM;
+		why = xasprintf("killed by the memory limit (Slurm job %s ended OUT_OF_MEMORY "
+		                "before the agent wrote a result)",
+		                s->job);
+	} else if (strcmp(state, "TIMEOUT") == 0) {
+		st = STORE_TIMEOUT;
+		why = xasprintf("timed out: Slurm ended job %s at its time limit (TIMEOUT) before "
+		                "the agent wrote a result",
+		                s->job);
+	} else if (strcmp(state, "CANCELLED") == 0) {
+		st = STORE_CANCELLED;
+		why = xasprintf("cancelled: Slurm job %s was cancelled before the agent wrote a "
+		                "result",
+		                s->job);
+	} else if (strcmp(state, "NODE_FAIL") == 0) {
+		why = xasprintf("the node of Slurm job %s failed (NODE_FAIL) before the agent "
+		                "wrote a result",
+		                s->job);
+	} else {
+		why = xasprintf("Slurm job %s ended %s (reason %s) without a result from the agent",
+		                s->job, state, reason != NULL ? reason : "none");
+	}
+	(void)pull_files(s, true);
+	exec_run_ended(r, st, why);
+	free(why);
+}
+
+static void
+query_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_run *s = arg;
+	struct slurm_exec *se = lexec(s->r->ex);
+	char *state, *reason, *words;
+
+	s->cmd = NULL;
+	s->next_query_ms = mono_ms() + SLURM_QUERY_MS;
+	if (s->r->agent_gone || s->r->finished)
+		return;
+	if (c->status != 0) {
+		words = cmd_words(c, "scontrol");
+		if (strstr(words, "Invalid job id") != NULL) {
+			/* forgotten (MinJobAge): over, whatever it was */
+			ctl_answered(se);
+			if (shared_has_result(s))
+				exec_agent_gone(s->r, 0);
+			else
+				end_without_result(s, "unknown to Slurm any more", NULL);
+		} else {
+			ctl_failed(se, words); /* evidence of nothing about the job */
+		}
+		free(words);
+		return;
+	}
+	ctl_answered(se);
+	state = field(buf_cstr(&c->out[0]), "JobState");
+	reason = field(buf_cstr(&c->out[0]), "Reason");
+	if (state != NULL && state_over(state)) {
+		/* the agent's result decides, when it wrote one */
+		if (shared_has_result(s))
+			exec_agent_gone(s->r, 0);
+		else
+			end_without_result(s, state, reason);
+	} else if (s->r->cancel_sent && s->ccmd == NULL &&
+	           mono_ms() - s->cancel_at_ms >= SLURM_RECANCEL_MS) {
+		s->cancel_step = 0; /* still there: asked again */
+		(void)send_cancel(s);
+	}
+	free(state);
+	free(reason);
+}
+
+static void
+slurm_poll(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+	struct slurm_exec *se = lexec(r->ex);
+	char *args[6];
+
+	if (s == NULL || s->job == NULL)
+		return;
+	if (shared_has_result(s)) {
+		exec_agent_gone(r, 0); /* the last pull brings it */
+		return;
+	}
+	if (s->cmd != NULL || mono_ms() < s->next_query_ms)
+		return;
+	args[0] = se->scontrol;
+	args[1] = (char *)"-o";
+	args[2] = (char *)"show";
+	args[3] = (char *)"job";
+	args[4] = s->job;
+	args[5] = NULL;
+	if (cmd_spawn(r, args, query_cb, s, &s->cmd) < 0)
+		s->next_query_ms = mono_ms() + SLURM_QUERY_MS;
+}
+
+static int
+slurm_alive(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+
+	if (s == NULL || s->job == NULL)
+		return -EAGAIN;
+	return shared_has_result(s) ? 0 : 1;
+}
+
+static void
+abandoned_cb(struct slurm_cmd *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+}
+
+/* scancel of a job nobody follows (its submission came back after its run ended). */
+static void
+cmd_spawn_cancel(struct exec_run *r, const char *job)
+{
+	struct slurm_exec *se = r->ex != NULL ? lexec(r->ex) : NULL;
+	char *args[3];
+
+	if (se == NULL)
+		return;
+	args[0] = se->scancel;
+	args[1] = (char *)job;
+	args[2] = NULL;
+	(void)cmd_spawn(r, args, abandoned_cb, NULL, NULL);
+}
+
+static void
+cancel_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_run *s = arg;
+
+	(void)c;
+	s->ccmd = NULL;
+	if (s->cancel_step == 1 && !s->r->finished)
+		(void)send_cancel(s);
+}
+
+/* A pending job is cancelled; then a running job's agent is sent SIGTERM (it stops its command
+ * and records the run cancelled). Each scancel acts only on a job in its state, so whatever the
+ * job turned into between the two, one of them reaches it; a job in neither (configuring, being
+ * requeued) is asked again by the tick (query_cb). */
+static int
+send_cancel(struct slurm_run *s)
+{
+	struct slurm_exec *se = lexec(s->r->ex);
+	char *args[6];
+	int n = 0;
+
+	args[n++] = se->scancel;
+	if (s->cancel_step == 0) {
+		args[n++] = (char *)"--state=PENDING";
+	} else {
+		args[n++] = (char *)"--batch";
+		args[n++] = (char *)"--signal=TERM";
+		args[n++] = (char *)"--state=RUNNING";
+	}
+	args[n++] = s->job;
+	args[n] = NULL;
+	s->cancel_step = (s->cancel_step + 1) % 2;
+	s->cancel_at_ms = mono_ms();
+	return cmd_spawn(s->r, args, cancel_cb, s, &s->ccmd);
+}
+
+static int
+slurm_cancel(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+
+	if (s == NULL || s->job == NULL)
+		return -ESRCH;
+	if (s->ccmd != NULL)
+		return 0;
+	s->cancel_step = 0;
+	return send_cancel(s);
+}
+
+/* Without a process following it, a run's job cannot be asked about (that takes the loop):
+ * the daemon's next start re-attaches it. */
+static enum exec_found
+slurm_inspect(const struct store_run *row, char **why)
+{
+	(void)row;
+	*why = NULL;
+	return EXEC_ALIVE;
+}
+
+static int
+slurm_reattach(struct exec_run *r, const struct store_run *row)
+{
+	struct slurm_run *s = backend_of(r);
+	const char *dir, *job, *name;
+	json_t *hd;
+
+	if (row == NULL || row->handle == NULL || (hd = json_loads(row->handle, 0, NULL)) == NULL)
+		return 0; /* nothing to follow it by: lost */
+	dir = json_string_value(json_object_get(hd, "dir"));
+	job = json_string_value(json_object_get(hd, "job"));
+	name = json_string_value(json_object_get(hd, "name"));
+	if (dir == NULL || job == NULL) {
+		json_decref(hd);
+		return 0; /* stopped while it was being submitted, before its id came */
+	}
+	s->rdir = xstrdup(dir);
+	s->job = xstrdup(job);
+	s->name = xstrdup(name != NULL ? name : "");
+	json_decref(hd);
+	s->step = L_SUBMITTED;
+	return -EAGAIN; /* the tick asks Slurm */
+}
+
+static void
+slurm_teardown(struct exec_run *r)
+{
+	struct slurm_run *s = r->backend;
+
+	if (s == NULL)
+		return;
+	/* what is in flight ends on its own; a submission still settles its job */
+	if (s->cmd != NULL)
+		s->cmd->cb = NULL;
+	if (s->ccmd != NULL)
+		s->ccmd->cb = NULL;
+	if (s->copy != NULL)
+		((struct agent_copy *)s->copy->data)->s = NULL;
+	/* recorded: the shared run directory has given everything */
+	if (r->recorded && s->rdir != NULL)
+		if (treecopy_remove(s->rdir) < 0) {
+			/* left behind: a later look at the shared directory finds it */
+		}
+	free(s->rdir);
+	free(s->name);
+	free(s->job);
+	free(s);
+	r->backend = NULL;
+}
+
+/* --- the executor ----------------------------------------------------------------------- */
+
+/* Slurm queues: every run is handed to it at once. */
+static bool
+slurm_fits(struct executor *ex, uint64_t memory)
+{
+	(void)ex;
+	(void)memory;
+	return true;
+}
+
+static void
+slurm_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
+{
+	(void)ex;
+	(void)memory;
+	(void)backend_of(r);
+}
+
+static void
+slurm_release(struct executor *ex, struct exec_run *r, uint64_t memory)
+{
+	(void)ex;
+	(void)r;
+	(void)memory;
+}
+
+static void
+settings_free(struct slurm_exec *se)
+{
+	free(se->base);
+	free(se->partition);
+	free(se->account);
+	free(se->qos);
+	for (size_t i = 0; i < se->nextra; i++)
+		free(se->extra[i]);
+	free(se->extra);
+	free(se->sbatch);
+	free(se->scontrol);
+	free(se->scancel);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static int
+slurm_configure(struct executor *ex, const struct conf *c, const struct conf_executor *ce,
+                struct diag *d)
+{
+	const struct conf_slurm *set = conf_executor_slurm(ce);
+	struct slurm_exec *se = ex->state;
+	char *base;
+
+	(void)c;
+	if (set == NULL || set->shared_dir == NULL) {
+		diag_error(d, (struct diag_pos){ 0 }, "executor \"%s\": no slurm settings",
+		           ce->name);
+		return -EINVAL;
+	}
+	base = xasprintf("%s/%s", set->shared_dir,
+	                 ex->instance[0] != '\0' ? ex->instance : "default");
+	if (se == NULL) {
+		se = xcalloc(1, sizeof(*se));
+		se->ex = ex;
+		ex->state = se;
+	} else {
+		if (strcmp(se->base, base) != 0)
+			se->agent_copied = false;
+		settings_free(se);
+	}
+	se->base = base;
+	se->partition = dup_or_null(set->partition);
+	se->account = dup_or_null(set->account);
+	se->qos = dup_or_null(set->qos);
+	se->nextra = set->extra_args.n;
+	se->extra = se->nextra > 0 ? xcalloc(se->nextra, sizeof(char *)) : NULL;
+	for (size_t i = 0; i < se->nextra; i++)
+		se->extra[i] = xstrdup(set->extra_args.v[i]);
+	se->sbatch = xstrdup(set->sbatch);
+	se->scontrol = xstrdup(set->scontrol);
+	se->scancel = xstrdup(set->scancel);
+	se->time_grace = set->time_grace;
+	ex->max_wait = 0; /* Slurm's queue is the wait */
+	return 0;
+}
+
+static void
+slurm_destroy(struct executor *ex)
+{
+	struct slurm_exec *se = ex->state;
+
+	if (se == NULL)
+		return;
+	settings_free(se);
+	free(se);
+	ex->state = NULL;
+}
+
+const struct exec_ops exec_slurm_ops = {
+	.name = "slurm",
+	.fits = slurm_fits,
+	.reserve = slurm_reserve,
+	.release = slurm_release,
+	.configure = slurm_configure,
+	.destroy = slurm_destroy,
+	.stop = NULL,
+	.provision = slurm_provision,
+	.start = slurm_start,
+	.cancel = slurm_cancel,
+	.poll = slurm_poll,
+	.alive = slurm_alive,
+	.inspect = slurm_inspect,
+	.reattach = slurm_reattach,
+	.pull = slurm_pull,
+	.teardown = slurm_teardown,
+};

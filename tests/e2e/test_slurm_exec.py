@@ -1,0 +1,278 @@
+"""The `slurm` executor end to end (issue 14): the real `eph daemon` hands runs to a private
+single-node Slurm (slurmcluster.py: Debian's munged, slurmctld and slurmd, with cgroup v1
+memory enforcement), and what it records is checked against what Slurm did: a run that
+succeeds, one over its memory (OOM in the job's own cgroup), one past its timeout, a cancel,
+a kill -9 of the daemon mid-job then a restart (re-attached by the job id, recorded once),
+and a controller that is down (the run fails `provision` with Slurm's own words). One
+cluster for the module (about 0.3 s to start)."""
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SANITIZER_EXIT, eph_bin, store_rows, wait_for
+from slurmcluster import SlurmCluster, missing
+
+TERMINAL = {"succeeded", "failed", "oom", "timeout", "killed", "cancelled", "lost", "skipped"}
+
+pytestmark = pytest.mark.skipif(bool(missing()), reason=f"Slurm is not installed: {missing()}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
+
+
+class Sched:
+    """A scheduler using the cluster: a git repository for the jobs' code, a jobs file whose
+    executor `hpc` is the cluster, a state directory, and `eph daemon`."""
+
+    def __init__(self, base, cluster):
+        self.dir = Path(base)
+        self.cluster = cluster
+        self.state = self.dir / "state"
+        self.state.mkdir()
+        self.shared = self.dir / "shared"
+        self.shared.mkdir()
+        self.repo = self.dir / "repo"
+        self.repo.mkdir()
+        self.git("init", "-q", "-b", "main")
+        (self.repo / "README").write_text("the jobs' code\n")
+        self.git("add", "-A")
+        self.git("commit", "-qm", "start")
+        self.jobs_file = self.dir / "ephemeron.yaml"
+        self.daemons = []
+
+    def env(self):
+        return self.cluster.env(EPH_STATE=str(self.state))
+
+    def git(self, *args):
+        subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+                       cwd=self.repo, check=True, capture_output=True)
+
+    def jobs(self, jobs, files=None, executor=""):
+        for name, text in (files or {}).items():
+            (self.repo / name).write_text(textwrap.dedent(text))
+        if files:
+            self.git("add", "-A")
+            self.git("commit", "-qm", "files")
+        text = (f"source: {{ repo: {self.repo}, refresh: 0 }}\n"
+                "executors:\n  hpc:\n    type: slurm\n"
+                f"    shared_dir: {self.shared}\n    partition: batch\n"
+                + "".join(f"    {l}\n" for l in textwrap.dedent(executor).splitlines()
+                          if l.strip())
+                + "jobs:\n"
+                + "".join(f"  {n}: {{ schedule: \"0 0 1 1 *\", executor: hpc, {e} }}\n"
+                          for n, e in jobs.items()))
+        self.jobs_file.write_text(text)
+
+    def eph(self, *args, check=True):
+        p = subprocess.run([eph_bin(), "-f", self.jobs_file, *args], capture_output=True,
+                           text=True, env=self.env(), timeout=60)
+        if p.returncode in SANITIZER_EXIT:
+            pytest.fail(f"{SANITIZER_EXIT[p.returncode]} in eph {args}:\n{p.stderr[-4000:]}")
+        if check:
+            assert p.returncode == 0, (args, p.stdout, p.stderr, self.logs())
+        return p
+
+    def daemon(self):
+        log = self.dir / f"daemon{len(self.daemons)}.log"
+        f = open(log, "ab")
+        p = subprocess.Popen([eph_bin(), "daemon", self.jobs_file], stdout=subprocess.DEVNULL,
+                             stderr=f, env=self.env())
+        f.close()
+        self.daemons.append((p, log))
+        wait_for(lambda: "info started" in log.read_text(errors="replace") or
+                 p.poll() is not None, what="the daemon to start")
+        assert p.poll() is None, log.read_text()
+        return p
+
+    def logs(self):
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-5000:]}"
+                         for _, log in self.daemons) + "\n" + self.cluster.log_tail()[-3000:]
+
+    def rows(self, where="1", args=()):
+        return store_rows(self.state, "runs", where, args)
+
+    def row(self, rid):
+        got = self.rows("id = ?", (rid,))
+        return got[0] if got else None
+
+    def run(self, job):
+        before = {r["id"] for r in self.rows()}
+        self.eph("run", job)
+        wait_for(lambda: {r["id"] for r in self.rows()} - before, what=f"a run of {job}")
+        return max({r["id"] for r in self.rows()} - before)
+
+    def wait_state(self, rid, states, timeout=60):
+        states = {states} if isinstance(states, str) else set(states)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r = self.row(rid)
+            if r and r["state"] in states:
+                return r
+            time.sleep(0.05)
+        pytest.fail(f"run {rid} is {self.row(rid)}, not in {sorted(states)}\n{self.logs()}")
+
+    def wait_end(self, rid, timeout=60):
+        return self.wait_state(rid, TERMINAL, timeout)
+
+    def job_of(self, rid):
+        r = self.row(rid)
+        return json.loads(r["handle"]).get("job") if r and r["handle"] else None
+
+    def output(self, rid):
+        try:
+            return (self.state / "runs" / str(rid) / "output.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        for p, log in self.daemons:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=20)
+                if p.returncode in SANITIZER_EXIT:
+                    pytest.fail(f"{SANITIZER_EXIT[p.returncode]} in the daemon:\n"
+                                + log.read_text()[-4000:])
+                assert p.returncode == 0, log.read_text()[-4000:]
+
+    def close(self):
+        for p, _ in self.daemons:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def sched(tmp_path, cluster):
+    s = Sched(tmp_path, cluster)
+    yield s
+    s.close()
+
+
+def test_a_run_is_a_slurm_job_recorded_with_its_output_and_peak(sched, cluster):
+    sched.jobs({"hello": "run: sh hello.sh, memory: 256MiB, timeout: 10m"},
+               files={"hello.sh": "for i in 1 2 3; do echo n $i; done\n"
+                                  "cat /proc/self/cgroup | grep memory\n"})
+    sched.daemon()
+    rid = sched.run("hello")
+    row = sched.wait_end(rid)
+    assert row["state"] == "succeeded", (row, sched.output(rid), sched.logs())
+    out = sched.output(rid)
+    assert " out n 1" in out and " out n 3" in out, out
+    job = sched.job_of(rid)
+    assert job and job.isdigit(), row
+    # the command ran inside the Slurm job's own memory cgroup, which measured its peak
+    assert f"/job_{job}/" in out, out
+    assert "job's cgroup" in row["peak_method"], row
+    assert 0 < row["peak_bytes"] < 256 << 20, row
+    info = cluster.job(job)
+    assert info["JobName"].startswith("eph-") and info["JobName"].endswith(f"-{rid}"), info
+    assert info["Partition"] == "batch", info
+    # --mem from the job's memory, --time from its timeout plus kill_grace and time_grace
+    assert "mem=256M" in info["TRES"], info
+    assert info["TimeLimit"] == "00:16:00", info
+    # the shared run directory goes once everything is here
+    wait_for(lambda: not list(sched.shared.glob(f"*/runs/{rid}")), 10, "the shared run dir")
+    sched.stop()
+
+
+def test_over_its_memory_a_run_ends_oom_and_past_its_timeout_timeout(sched):
+    alloc = ("import time\n"
+             "l = []\n"
+             "for i in range(60):\n"
+             "    l.append(bytearray(b'x') * (10 << 20))\n"
+             "    time.sleep(0.02)\n"
+             "print('allocated', flush=True)\n")
+    sched.jobs({"hog": "run: python3 alloc.py, memory: 200MiB",
+                "slow": "run: sleep 60, memory: 128MiB, timeout: 2s, kill_grace: 1s"},
+               files={"alloc.py": alloc})
+    sched.daemon()
+    hog, slow = sched.run("hog"), sched.run("slow")
+    row = sched.wait_end(hog)
+    assert row["state"] == "oom", (row, sched.output(hog), sched.logs())
+    assert "memory" in row["reason"], row
+    assert "allocated" not in sched.output(hog)
+    row = sched.wait_end(slow)
+    assert row["state"] == "timeout", (row, sched.logs())
+    sched.stop()
+
+
+def test_cancel_reaches_a_running_job_and_a_pending_one(sched, cluster):
+    # the node holds 2 GiB: the first job takes 1.5 GiB, so the second waits in the queue
+    sched.jobs({"long": "run: sleep 300, memory: 1536MiB",
+                "queued": "run: sleep 300, memory: 1024MiB"})
+    sched.daemon()
+    a = sched.run("long")
+    wait_for(lambda: cluster.job(sched.job_of(a) or 0).get("JobState") == "RUNNING", 30,
+             "the first job to run")
+    wait_for(lambda: "out" in sched.output(a) or (sched.state / "runs" / str(a) /
+                                                   "events.jsonl").exists(), 30,
+             "the agent to start")
+    b = sched.run("queued")
+    wait_for(lambda: cluster.job(sched.job_of(b) or 0).get("JobState") == "PENDING", 30,
+             "the second job to wait")
+    sched.eph("cancel", str(b))
+    row = sched.wait_end(b, 30)
+    assert row["state"] == "cancelled", (row, cluster.job(sched.job_of(b)), sched.logs())
+    t0 = time.monotonic()
+    sched.eph("cancel", str(a))
+    row = sched.wait_end(a, 30)
+    assert row["state"] == "cancelled", (row, sched.logs())
+    # the agent stopped its command and wrote the result itself
+    assert "agent was asked to stop" in row["reason"], row
+    assert time.monotonic() - t0 < 15
+    # the agent ended the job itself (its exit status makes it COMPLETED or FAILED)
+    wait_for(lambda: cluster.job(sched.job_of(a)).get("JobState") in
+             ("COMPLETED", "FAILED", "CANCELLED"), 20, "the job to end")
+    sched.stop()
+
+
+def test_a_daemon_killed_mid_job_reattaches_by_the_job_id_and_records_once(sched):
+    sched.jobs({"ticks": "run: sh ticks.sh, memory: 128MiB"},
+               files={"ticks.sh": "for i in $(seq 8); do echo t $i; sleep 0.5; done\n"})
+    d = sched.daemon()
+    rid = sched.run("ticks")
+    wait_for(lambda: " out t 2" in sched.output(rid), 30, "the run to be under way")
+    job = sched.job_of(rid)
+    d.kill()
+    d.wait()
+    time.sleep(1)
+    sched.daemon()
+    row = sched.wait_end(rid, 60)
+    assert row["state"] == "succeeded", (row, sched.logs())
+    assert sched.job_of(rid) == job
+    assert [l.split()[-1] for l in sched.output(rid).splitlines() if " out t " in l] == \
+        [str(i) for i in range(1, 9)], sched.output(rid)
+    assert len(sched.rows()) == 1, sched.rows()
+    sched.stop()
+
+
+def test_a_controller_that_is_down_fails_the_run_provision_in_slurms_words(sched, cluster):
+    sched.jobs({"hello": "run: echo hi, memory: 64MiB"})
+    sched.daemon()
+    cluster.stop_ctld()
+    try:
+        rid = sched.run("hello")
+        row = sched.wait_end(rid, 90)
+    finally:
+        cluster.start_ctld()
+    assert row["state"] == "failed", row
+    assert row["reason"].startswith("provision: "), row
+    assert "Unable to contact slurm controller" in row["reason"], row
+    # back: the next run goes through
+    rid = sched.run("hello")
+    assert sched.wait_end(rid)["state"] == "succeeded", sched.logs()
+    sched.stop()
