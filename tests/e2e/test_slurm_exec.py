@@ -55,7 +55,8 @@ class Sched:
         self.daemons = []
 
     def env(self):
-        return self.cluster.env(EPH_STATE=str(self.state))
+        # a variable of the daemon's that must not reach the jobs (a secret's source may be one)
+        return self.cluster.env(EPH_STATE=str(self.state), EPH_TEST_DAEMON_ONLY="x-7f3a")
 
     def git(self, *args):
         subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
@@ -165,7 +166,8 @@ def sched(tmp_path, cluster):
 def test_a_run_is_a_slurm_job_recorded_with_its_output_and_peak(sched, cluster):
     sched.jobs({"hello": "run: sh hello.sh, memory: 256MiB, timeout: 10m"},
                files={"hello.sh": "for i in 1 2 3; do echo n $i; done\n"
-                                  "cat /proc/self/cgroup | grep memory\n"})
+                                  "cat /proc/self/cgroup | grep memory\n"
+                                  "env | sed 's/^/env /'\n"})
     sched.daemon()
     rid = sched.run("hello")
     row = sched.wait_end(rid)
@@ -177,6 +179,9 @@ def test_a_run_is_a_slurm_job_recorded_with_its_output_and_peak(sched, cluster):
     # the command ran inside the Slurm job's own memory cgroup, which measured its peak
     assert f"/job_{job}/" in out, out
     assert "job's cgroup" in row["peak_method"], row
+    # the job's environment: a login's, not the daemon's
+    assert " out env PATH=" in out and " out env HOME=" in out, out
+    assert "x-7f3a" not in out, out
     assert 0 < row["peak_bytes"] < 256 << 20, row
     info = cluster.job(job)
     assert info["JobName"].startswith("eph-") and info["JobName"].endswith(f"-{rid}"), info
@@ -237,6 +242,27 @@ def test_cancel_reaches_a_running_job_and_a_pending_one(sched, cluster):
     # the agent ended the job itself (its exit status makes it COMPLETED or FAILED)
     wait_for(lambda: cluster.job(sched.job_of(a)).get("JobState") in
              ("COMPLETED", "FAILED", "CANCELLED"), 20, "the job to end")
+    sched.stop()
+
+
+def test_a_job_that_ends_without_a_result_is_recorded_from_slurms_state(sched, cluster):
+    sched.jobs({"doomed": "run: sleep 60, memory: 128MiB"})
+    sched.daemon()
+    rid = sched.run("doomed")
+    wait_for(lambda: (sched.state / "runs" / str(rid) / "events.jsonl").exists() and
+             "exec" in (sched.state / "runs" / str(rid) / "events.jsonl").read_text(), 30,
+             "the command to start")
+    # the agent killed outright on its node (as an OOM killer would): no result.json; its
+    # batch step ends by signal, which Slurm calls FAILED (and ends the command with it)
+    job = sched.job_of(rid)
+    pid = int(next(sched.shared.glob(f"*/runs/{rid}/agent.pid")).read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    row = sched.wait_end(rid, 30)
+    assert row["state"] == "lost", (row, sched.logs())
+    assert row["reason"].startswith(f"Slurm job {job} ended FAILED (reason "), row
+    assert row["reason"].endswith(") without a result from the agent"), row
+    # what the agent had written before is here all the same
+    assert "exec" in (sched.state / "runs" / str(rid) / "events.jsonl").read_text()
     sched.stop()
 
 
