@@ -92,9 +92,10 @@ struct slurm_run {
 	struct exec_run *r;
 	enum slurm_step step;
 	exec_provisioned_fn *prov_done;
-	char *rdir;             /* the run directory under shared_dir */
-	char *name;             /* the job's name */
-	char *job;              /* Slurm's job id, once submitted */
+	char *rdir; /* the run directory under shared_dir */
+	char *name; /* the job's name */
+	char *job;  /* Slurm's job id, once submitted */
+	char *host; /* "NODE (job ID)" once scontrol named its node: eph show, eph runs */
 	struct slurm_cmd *cmd;  /* pack, sbatch or scontrol in flight */
 	struct slurm_cmd *ccmd; /* scancel in flight */
 	uv_fs_t *copy;          /* the agent's copy in flight */
@@ -514,6 +515,8 @@ write_handle(struct slurm_run *s)
 	json_object_set_new(o, "name", json_string(s->name));
 	if (s->job != NULL)
 		json_object_set_new(o, "job", json_string(s->job));
+	if (s->host != NULL)
+		json_object_set_new(o, "host", json_string(s->host));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	rc = exec_run_set_handle(s->r, text);
@@ -982,6 +985,10 @@ end_without_result(struct slurm_run *s, const char *state, const char *reason)
 		why = xasprintf("cancelled: Slurm job %s was cancelled before the agent wrote a "
 		                "result",
 		                s->job);
+	} else if (strcmp(state, "FORGOTTEN") == 0) {
+		why = xasprintf("Slurm no longer knows job %s (past its MinJobAge), and the agent "
+		                "left no result",
+		                s->job);
 	} else if (strcmp(state, "NODE_FAIL") == 0) {
 		why = xasprintf("the node of Slurm job %s failed (NODE_FAIL) before the agent "
 		                "wrote a result",
@@ -1000,7 +1007,7 @@ query_cb(struct slurm_cmd *c, void *arg)
 {
 	struct slurm_run *s = arg;
 	struct slurm_exec *se = lexec(s->r->ex);
-	char *state, *reason, *words;
+	char *state, *reason, *node, *words;
 
 	s->cmd = NULL;
 	s->next_query_ms = mono_ms() + SLURM_QUERY_MS;
@@ -1014,7 +1021,7 @@ query_cb(struct slurm_cmd *c, void *arg)
 			if (shared_has_result(s))
 				exec_agent_gone(s->r, 0);
 			else
-				end_without_result(s, "unknown to Slurm any more", NULL);
+				end_without_result(s, "FORGOTTEN", NULL);
 		} else {
 			ctl_failed(se, words); /* evidence of nothing about the job */
 		}
@@ -1024,6 +1031,15 @@ query_cb(struct slurm_cmd *c, void *arg)
 	ctl_answered(se);
 	state = field(buf_cstr(&c->out[0]), "JobState");
 	reason = field(buf_cstr(&c->out[0]), "Reason");
+	node = field(buf_cstr(&c->out[0]), "BatchHost");
+	if (node != NULL && s->host == NULL && node[0] != '\0' && strcmp(node, "(null)") != 0) {
+		/* where it runs, for eph show and eph runs */
+		s->host = xasprintf("%s (job %s)", node, s->job);
+		if (write_handle(s) < 0) {
+			/* only a nicety lost */
+		}
+	}
+	free(node);
 	if (state != NULL && state_over(state)) {
 		/* the agent's result decides, when it wrote one */
 		if (shared_has_result(s))
@@ -1160,7 +1176,7 @@ static int
 slurm_reattach(struct exec_run *r, const struct store_run *row)
 {
 	struct slurm_run *s = backend_of(r);
-	const char *dir, *job, *name;
+	const char *dir, *job, *name, *host;
 	json_t *hd;
 
 	if (row == NULL || row->handle == NULL || (hd = json_loads(row->handle, 0, NULL)) == NULL)
@@ -1168,6 +1184,7 @@ slurm_reattach(struct exec_run *r, const struct store_run *row)
 	dir = json_string_value(json_object_get(hd, "dir"));
 	job = json_string_value(json_object_get(hd, "job"));
 	name = json_string_value(json_object_get(hd, "name"));
+	host = json_string_value(json_object_get(hd, "host"));
 	if (dir == NULL || job == NULL) {
 		json_decref(hd);
 		return 0; /* stopped while it was being submitted, before its id came */
@@ -1175,6 +1192,7 @@ slurm_reattach(struct exec_run *r, const struct store_run *row)
 	s->rdir = xstrdup(dir);
 	s->job = xstrdup(job);
 	s->name = xstrdup(name != NULL ? name : "");
+	s->host = host != NULL ? xstrdup(host) : NULL;
 	json_decref(hd);
 	s->step = L_SUBMITTED;
 	watch_start(s);
@@ -1205,6 +1223,7 @@ slurm_teardown(struct exec_run *r)
 	free(s->rdir);
 	free(s->name);
 	free(s->job);
+	free(s->host);
 	free(s);
 	r->backend = NULL;
 }

@@ -280,6 +280,9 @@ def test_a_daemon_killed_mid_job_reattaches_by_the_job_id_and_records_once(sched
     row = sched.wait_end(rid, 60)
     assert row["state"] == "succeeded", (row, sched.logs())
     assert sched.job_of(rid) == job
+    # eph show and eph runs name where it ran, from scontrol
+    assert json.loads(row["handle"]).get("host") == f"ephnode (job {job})", row
+    assert f"ephnode (job {job})" in sched.eph("show", str(rid)).stdout
     assert [l.split()[-1] for l in sched.output(rid).splitlines() if " out t " in l] == \
         [str(i) for i in range(1, 9)], sched.output(rid)
     assert len(sched.rows()) == 1, sched.rows()
