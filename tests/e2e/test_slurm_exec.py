@@ -305,3 +305,13 @@ def test_a_controller_that_is_down_fails_the_run_provision_in_slurms_words(sched
     rid = sched.run("hello")
     assert sched.wait_end(rid)["state"] == "succeeded", sched.logs()
     sched.stop()
+
+
+def test_eph_run_in_the_foreground_without_a_daemon(sched):
+    sched.jobs({"hello": "run: echo hello there, memory: 128MiB"})
+    p = sched.eph("run", "hello")
+    assert "hello there" in p.stdout, p.stdout
+    assert "succeeded" in p.stderr, p.stderr
+    row = sched.rows()[0]
+    assert row["state"] == "succeeded", row
+    assert json.loads(row["handle"])["job"].isdigit(), row
