@@ -266,13 +266,19 @@ def test_a_job_that_ends_without_a_result_is_recorded_from_slurms_state(sched, c
     sched.stop()
 
 
-def test_a_daemon_killed_mid_job_reattaches_by_the_job_id_and_records_once(sched):
+def test_a_daemon_stopped_or_killed_mid_job_reattaches_by_the_job_id_and_records_once(sched):
     sched.jobs({"ticks": "run: sh ticks.sh, memory: 128MiB"},
-               files={"ticks.sh": "for i in $(seq 8); do echo t $i; sleep 0.5; done\n"})
+               files={"ticks.sh": "for i in $(seq 12); do echo t $i; sleep 0.5; done\n"})
     d = sched.daemon()
     rid = sched.run("ticks")
     wait_for(lambda: " out t 2" in sched.output(rid), 30, "the run to be under way")
     job = sched.job_of(rid)
+    # stopped: the job goes on, and the next daemon follows it (no leak at the stop)
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=20) == 0, sched.logs()
+    d = sched.daemon()
+    wait_for(lambda: " out t 5" in sched.output(rid), 30, "the run to go on")
+    # killed outright: the same
     d.kill()
     d.wait()
     time.sleep(1)
@@ -283,8 +289,9 @@ def test_a_daemon_killed_mid_job_reattaches_by_the_job_id_and_records_once(sched
     # eph show and eph runs name where it ran, from scontrol
     assert json.loads(row["handle"]).get("host") == f"ephnode (job {job})", row
     assert f"ephnode (job {job})" in sched.eph("show", str(rid)).stdout
+    # every line once, in order, across the three daemons
     assert [l.split()[-1] for l in sched.output(rid).splitlines() if " out t " in l] == \
-        [str(i) for i in range(1, 9)], sched.output(rid)
+        [str(i) for i in range(1, 13)], sched.output(rid)
     assert len(sched.rows()) == 1, sched.rows()
     sched.stop()
 
