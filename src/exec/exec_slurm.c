@@ -215,8 +215,8 @@ cmd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	int i = st == (uv_stream_t *)&c->pipe[0] ? 0 : 1;
 
 	if (n > 0 && buf_append(&c->out[i], b->base, (size_t)n) < 0) {
-		/* past the cap: the rest is not read (the child may block: it is a small
-		 * command, and its answer is refused anyway) */
+		/* past the cap: read and dropped (the child is never left blocked); what was
+		 * kept is judged as it is */
 	}
 	free(b->base);
 	if (n >= 0)
@@ -1206,9 +1206,13 @@ slurm_teardown(struct exec_run *r)
 
 	if (s == NULL)
 		return;
-	/* what is in flight ends on its own; a submission still settles its job */
-	if (s->cmd != NULL)
+	/* what is in flight ends on its own, but eph pack (git, pip: minutes) is stopped; a
+	 * submission still settles its job */
+	if (s->cmd != NULL) {
 		s->cmd->cb = NULL;
+		if (!s->cmd->submit && !s->cmd->exited)
+			(void)uv_process_kill(&s->cmd->proc, SIGTERM);
+	}
 	if (s->ccmd != NULL)
 		s->ccmd->cb = NULL;
 	if (s->copy != NULL)

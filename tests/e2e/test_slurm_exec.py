@@ -8,6 +8,7 @@ cluster for the module (about 0.3 s to start)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -242,6 +243,35 @@ def test_cancel_reaches_a_running_job_and_a_pending_one(sched, cluster):
     # the agent ended the job itself (its exit status makes it COMPLETED or FAILED)
     wait_for(lambda: cluster.job(sched.job_of(a)).get("JobState") in
              ("COMPLETED", "FAILED", "CANCELLED"), 20, "the job to end")
+    sched.stop()
+
+
+def test_a_run_cancelled_while_it_is_submitted_has_its_job_cancelled(sched, cluster):
+    # an sbatch that takes its time: the run is cancelled before the job id comes back
+    slow = sched.dir / "slow-sbatch"
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {shutil.which('sbatch')} \"$@\"\n")
+    slow.chmod(0o755)
+    sched.jobs({"late": "run: sleep 60, memory: 64MiB"}, executor=f"sbatch: {slow}")
+    sched.daemon()
+    rid = sched.run("late")
+    # its handle names the run directory and the job's name right before sbatch runs
+    wait_for(lambda: (sched.row(rid) or {}).get("handle"), 30, "the submission")
+    assert sched.job_of(rid) is None
+    sched.eph("cancel", str(rid))
+    row = sched.wait_end(rid, 30)
+    assert row["state"] == "cancelled", (row, sched.logs())
+    assert "being made" in row["reason"], row
+
+    name = json.loads(sched.row(rid)["handle"])["name"]
+
+    def its_jobs():
+        p = cluster.scontrol("-o", "show", "job")
+        return [dict(w.split("=", 1) for w in line.split() if "=" in w)
+                for line in p.stdout.splitlines() if f" JobName={name} " in line]
+
+    # the job submitted all the same is found by its name, and cancelled by eph
+    wait_for(lambda: its_jobs() and all(j["JobState"] == "CANCELLED" for j in its_jobs()), 20,
+             "the late job to be cancelled")
     sched.stop()
 
 
