@@ -55,6 +55,20 @@ dm_exec_health(struct executor *ex, const char *what, bool down, double since, c
 		                      "Executor \"%s\" makes machines again within its max_spend, "
 		                      "after %s.\n",
 		                      ex->name, dur);
+	} else if (strcmp(ex->ops->name, "slurm") == 0) {
+		/* WHAT is the cluster's controller: nothing of the host's wording applies */
+		subject = xasprintf("slurm controller %s (executor %s)",
+		                    down ? "unreachable" : "answers again", ex->name);
+		text = down ? xasprintf(
+		                      "The executor \"%s\" cannot reach %s (sbatch, scontrol).\n\n"
+		                      "The last error: %s\n\n"
+		                      "A run submitted meanwhile fails (reason provision), and its "
+		                      "job's retries apply; the runs already submitted are left to "
+		                      "Slurm and followed again when it answers.\n"
+		                      "This is the only message about this outage until it ends.\n",
+		                      ex->name, what, why != NULL ? why : "unknown")
+		            : xasprintf("The executor \"%s\" reaches %s again, after %s.\n",
+		                        ex->name, what, dur);
 	} else if (down) {
 		subject = xasprintf("host unreachable: %s (executor %s)", what, ex->name);
 		text = xasprintf("The host %s of executor \"%s\" does not answer.\n\n"

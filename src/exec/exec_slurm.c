@@ -48,6 +48,7 @@
 
 #define SLURM_QUERY_MS    2000       /* between two scontrol of one job */
 #define SLURM_RECANCEL_MS 10000      /* a cancelled job still there is cancelled again */
+#define SLURM_PROBE_MS    5000       /* between two pings of a controller that failed */
 #define SLURM_CMD_OUT     (1u << 20) /* what a command may say */
 #define SLURM_DOWN_TELL_S 30         /* a controller is told down once it failed this long */
 #define SLURM_COPY_CHUNK  (64u << 10)
@@ -65,6 +66,14 @@ struct slurm_exec {
 	bool agent_copied; /* eph-agent is in BASE, copied by this process */
 	double down_since; /* UTC s of the first failure of this outage; 0: answering */
 	bool down_told;
+	/* while an outage is suspected, `scontrol ping` every SLURM_PROBE_MS tells when it ends
+	 * (and that it lasts: no run may be asking) */
+	uv_timer_t probe_timer;
+	bool timer_open;
+	struct slurm_cmd *probe; /* the ping in flight */
+	int nops;                /* its own handles open: the timer, a ping */
+	bool dead;               /* destroyed: freed once NOPS is 0 */
+	bool stopping;           /* the process stops: no more pings */
 };
 
 struct slurm_cmd;
@@ -72,7 +81,8 @@ typedef void slurm_cmd_fn(struct slurm_cmd *c, void *arg);
 
 /* A child command and what it said. */
 struct slurm_cmd {
-	struct exec_run *r;
+	struct exec_run *r; /* the run it is for; NULL: the executor's own (SE) */
+	struct slurm_exec *se;
 	uv_process_t proc;
 	uv_pipe_t pipe[2];
 	struct buf out[2]; /* stdout, stderr */
@@ -123,18 +133,34 @@ static void cmd_spawn_cancel(struct exec_run *r, const char *job);
 static int send_cancel(struct slurm_run *s);
 static void watch_start(struct slurm_run *s);
 
+static void settings_free(struct slurm_exec *se);
+
+/* One of SE's own handles is closed: SE goes once destroyed and none is left. */
+static void
+se_op_done(struct slurm_exec *se)
+{
+	if (--se->nops > 0 || !se->dead)
+		return;
+	settings_free(se);
+	free(se);
+}
+
 static void
 cmd_closed(uv_handle_t *h)
 {
 	struct slurm_cmd *c = h->data;
 	struct exec_run *r = c->r;
+	struct slurm_exec *se = c->se;
 
 	if (--c->open > 0)
 		return;
 	buf_free(&c->out[0]);
 	buf_free(&c->out[1]);
 	free(c);
-	exec_handle_closed(r); /* may free R */
+	if (r != NULL)
+		exec_handle_closed(r); /* may free R */
+	else
+		se_op_done(se);
 }
 
 /* The job id sbatch --parsable printed ("ID" or "ID;CLUSTER"), or NULL. Caller frees. */
@@ -162,7 +188,7 @@ cmd_maybe_done(struct slurm_cmd *c)
 		return;
 	}
 	/* abandoned: a job submitted for a run nobody follows any more */
-	if (c->submit && c->status == 0) {
+	if (c->submit && c->status == 0 && c->r != NULL) {
 		char *job = parse_job_id(&c->out[0]);
 
 		if (job == NULL)
@@ -229,8 +255,8 @@ cmd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 /* Runs ARGV (ARGV[0] looked up in PATH) for R; CB(C, ARG) once it has exited and its output
  * is read. 0, or -errno (nothing is left running; CB is never called). */
 static int
-cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, void *arg,
-              struct slurm_cmd **out)
+cmd_spawn_in(uv_loop_t *loop, struct exec_run *r, struct slurm_exec *se, char **argv, char **env,
+             slurm_cmd_fn *cb, void *arg, struct slurm_cmd **out)
 {
 	struct slurm_cmd *c = xcalloc(1, sizeof(*c));
 	uv_process_options_t o = { 0 };
@@ -238,13 +264,14 @@ cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, voi
 	int rc;
 
 	c->r = r;
+	c->se = se;
 	c->cb = cb;
 	c->arg = arg;
 	buf_init(&c->out[0], SLURM_CMD_OUT);
 	buf_init(&c->out[1], SLURM_CMD_OUT);
 	io[0].flags = UV_IGNORE;
 	for (int i = 0; i < 2; i++) {
-		uv_pipe_init(r->loop, &c->pipe[i], 0);
+		uv_pipe_init(loop, &c->pipe[i], 0);
 		c->pipe[i].data = c;
 		io[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
 		io[i + 1].data.stream = (uv_stream_t *)&c->pipe[i];
@@ -257,8 +284,11 @@ cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, voi
 	o.stdio = io;
 	o.stdio_count = 3;
 	c->open = 3;
-	r->handles_open++;
-	rc = uv_spawn(r->loop, &c->proc, &o);
+	if (r != NULL)
+		r->handles_open++;
+	else
+		se->nops++;
+	rc = uv_spawn(loop, &c->proc, &o);
 	if (rc < 0) {
 		c->cb = NULL;
 		c->exited = true;
@@ -274,6 +304,14 @@ cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, voi
 	if (out != NULL)
 		*out = c;
 	return 0;
+}
+
+/* For run R: counted in R->handles_open. */
+static int
+cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, void *arg,
+              struct slurm_cmd **out)
+{
+	return cmd_spawn_in(r->loop, r, NULL, argv, env, cb, arg, out);
 }
 
 static int
@@ -364,6 +402,8 @@ ctl_answered(struct slurm_exec *se)
 	se->down_told = false;
 }
 
+static void probe_arm(struct slurm_exec *se);
+
 static void
 ctl_failed(struct slurm_exec *se, const char *why)
 {
@@ -376,6 +416,79 @@ ctl_failed(struct slurm_exec *se, const char *why)
 		if (se->ex->health != NULL)
 			se->ex->health(se->ex, SLURM_WHO, true, se->down_since, why,
 			               se->ex->health_arg);
+	}
+	probe_arm(se);
+}
+
+static void
+probe_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_exec *se = arg;
+	const char *down;
+	char *words;
+
+	se->probe = NULL;
+	if (c->status == 0 && strstr(buf_cstr(&c->out[0]), " is UP") != NULL) {
+		ctl_answered(se);
+		return;
+	}
+	/* "Slurmctld(primary) at HOST is DOWN", among lines of asterisks */
+	down = strstr(buf_cstr(&c->out[0]), "Slurmctld");
+	words = down != NULL ? xstrndup(down, strcspn(down, "\n")) : cmd_words(c, "scontrol ping");
+	ctl_failed(se, words);
+	free(words);
+}
+
+static void
+probe_due(uv_timer_t *t)
+{
+	struct slurm_exec *se = t->data;
+	char *args[3];
+
+	if (se->down_since == 0 || se->probe != NULL || se->stopping || se->dead)
+		return;
+	args[0] = se->scontrol;
+	args[1] = (char *)"ping";
+	args[2] = NULL;
+	if (cmd_spawn_in(se->ex->loop, NULL, se, args, NULL, probe_cb, se, &se->probe) < 0)
+		probe_arm(se);
+}
+
+static void
+probe_timer_closed(uv_handle_t *h)
+{
+	se_op_done(h->data);
+}
+
+/* The next ping, SLURM_PROBE_MS from now, unless one is due or out already. */
+static void
+probe_arm(struct slurm_exec *se)
+{
+	if (se->stopping || se->dead || se->probe != NULL)
+		return;
+	if (!se->timer_open) {
+		uv_timer_init(se->ex->loop, &se->probe_timer);
+		se->probe_timer.data = se;
+		se->timer_open = true;
+		se->nops++;
+	}
+	if (!uv_is_active((uv_handle_t *)&se->probe_timer))
+		(void)uv_timer_start(&se->probe_timer, probe_due, SLURM_PROBE_MS, 0);
+}
+
+/* No more pings: what is out ends on its own, unheard. */
+static void
+probe_end(struct slurm_exec *se)
+{
+	if (se->timer_open) {
+		se->timer_open = false;
+		uv_close((uv_handle_t *)&se->probe_timer, probe_timer_closed);
+	}
+	if (se->probe != NULL) {
+		se->probe->cb = NULL;
+		if (!se->probe->exited)
+			(void)uv_process_kill(&se->probe->proc, SIGTERM);
+		se->probe = NULL;
 	}
 }
 
@@ -1322,15 +1435,30 @@ slurm_configure(struct executor *ex, const struct conf *c, const struct conf_exe
 }
 
 static void
+slurm_stop(struct executor *ex)
+{
+	struct slurm_exec *se = ex->state;
+
+	if (se == NULL)
+		return;
+	se->stopping = true;
+	probe_end(se);
+}
+
+static void
 slurm_destroy(struct executor *ex)
 {
 	struct slurm_exec *se = ex->state;
 
 	if (se == NULL)
 		return;
-	settings_free(se);
-	free(se);
 	ex->state = NULL;
+	se->dead = true;
+	probe_end(se);
+	if (se->nops == 0) {
+		settings_free(se);
+		free(se);
+	}
 }
 
 const struct exec_ops exec_slurm_ops = {
@@ -1340,7 +1468,7 @@ const struct exec_ops exec_slurm_ops = {
 	.release = slurm_release,
 	.configure = slurm_configure,
 	.destroy = slurm_destroy,
-	.stop = NULL,
+	.stop = slurm_stop,
 	.provision = slurm_provision,
 	.start = slurm_start,
 	.cancel = slurm_cancel,

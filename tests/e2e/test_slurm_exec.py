@@ -19,6 +19,9 @@ import pytest
 
 from conftest import SANITIZER_EXIT, eph_bin, store_rows, wait_for
 from slurmcluster import SlurmCluster, missing
+from test_mail import free_port
+
+SMTPD = Path(__file__).resolve().parent / "smtpd_server.py"
 
 TERMINAL = {"succeeded", "failed", "oom", "timeout", "killed", "cancelled", "lost", "skipped"}
 
@@ -63,14 +66,15 @@ class Sched:
         subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
                        cwd=self.repo, check=True, capture_output=True)
 
-    def jobs(self, jobs, files=None, executor=""):
+    def jobs(self, jobs, files=None, executor="", top=""):
         for name, text in (files or {}).items():
             (self.repo / name).write_text(textwrap.dedent(text))
         if files:
             self.git("add", "-A")
             self.git("commit", "-qm", "files")
         text = (f"source: {{ repo: {self.repo}, refresh: 0 }}\n"
-                "executors:\n  hpc:\n    type: slurm\n"
+                + textwrap.dedent(top)
+                + "executors:\n  hpc:\n    type: slurm\n"
                 f"    shared_dir: {self.shared}\n    partition: batch\n"
                 + "".join(f"    {l}\n" for l in textwrap.dedent(executor).splitlines()
                           if l.strip())
@@ -326,22 +330,63 @@ def test_a_daemon_stopped_or_killed_mid_job_reattaches_by_the_job_id_and_records
     sched.stop()
 
 
-def test_a_controller_that_is_down_fails_the_run_provision_in_slurms_words(sched, cluster):
-    sched.jobs({"hello": "run: echo hi, memory: 64MiB"})
-    sched.daemon()
-    cluster.stop_ctld()
+def test_a_controller_that_is_down_fails_submissions_in_slurms_words_and_is_told(sched,
+                                                                               cluster):
+    # the controller down while a job runs: the job goes on and is recorded as it ends, a new
+    # run fails `provision` in Slurm's words, and once sbatch and scontrol have failed for
+    # 30 s (SLURM_DOWN_TELL_S; they run only for runs submitted or followed, so the job lasts
+    # longer than that) the admin hears of it, once, and once more when it answers again
+    port = free_port()
+    maildir = sched.dir / "maildir"
+    ready = sched.dir / "smtpd-ready"
+    smtpd = subprocess.Popen(["/usr/bin/python3", SMTPD, "--port", str(port), "--maildir", maildir,
+                              "--ready", ready], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     try:
+        wait_for(ready.exists, 15, "the SMTP server")
+        sched.jobs({"hello": "run: echo hi, memory: 64MiB",
+                    "long": "run: sh -c 'echo start; sleep 34; echo end', memory: 64MiB"},
+                   top=f"mail:\n  smtp: smtp://127.0.0.1:{port}\n  from: eph@example.com\n"
+                       "  starttls: false\n  admin: [root@example.com]\n")
+        sched.daemon()
+        long = sched.run("long")
+        wait_for(lambda: " out start" in sched.output(long), 30, "the long command to start")
+
+        def mails():
+            return sorted((maildir / "new").glob("*")) if (maildir / "new").exists() else []
+
+        t0 = time.monotonic()
+        cluster.stop_ctld()
+        try:
+            rid = sched.run("hello")
+            row = sched.wait_end(rid, 90)
+            assert row["state"] == "failed", row
+            assert row["reason"].startswith("provision: "), row
+            assert "Unable to contact slurm controller" in row["reason"], row
+            # the job ran on without its controller, and its result was taken as it came:
+            # scontrol failing all the while was evidence of nothing
+            wait_for(lambda: len(mails()) == 1, 60, "the mail that the controller is down")
+            assert time.monotonic() - t0 >= 29
+            row = sched.wait_end(long, 60)
+            assert row["state"] == "succeeded", (row, sched.logs())
+            assert " out end" in sched.output(long)
+        finally:
+            cluster.start_ctld()
+        down = mails()[0].read_text()
+        assert "slurm controller unreachable (executor hpc)" in down, down
+        # the last failure's words: sbatch's or scontrol's ("Slurmctld(primary) at HOST is DOWN")
+        assert "Unable to contact slurm controller" in down or " is DOWN" in down, down
+        assert "root@example.com" in down
+        # back: the next run goes through, and the admin hears of it
         rid = sched.run("hello")
-        row = sched.wait_end(rid, 90)
+        assert sched.wait_end(rid)["state"] == "succeeded", sched.logs()
+        wait_for(lambda: len(mails()) == 2, 30, "the mail that the controller answers again")
+        up = next(m for m in mails() if m.read_text() != down).read_text()
+        assert "slurm controller answers again (executor hpc)" in up, up
+        sched.stop()
     finally:
-        cluster.start_ctld()
-    assert row["state"] == "failed", row
-    assert row["reason"].startswith("provision: "), row
-    assert "Unable to contact slurm controller" in row["reason"], row
-    # back: the next run goes through
-    rid = sched.run("hello")
-    assert sched.wait_end(rid)["state"] == "succeeded", sched.logs()
-    sched.stop()
+        smtpd.terminate()
+        smtpd.wait()
 
 
 def test_eph_run_in_the_foreground_without_a_daemon(sched):
