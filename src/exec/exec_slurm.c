@@ -61,7 +61,7 @@ struct slurm_exec {
 	char *partition, *account, *qos;
 	char **extra;
 	size_t nextra;
-	char *sbatch, *scontrol, *scancel;
+	char *sbatch, *squeue, *scontrol, *scancel;
 	int64_t time_grace;
 	bool agent_copied; /* eph-agent is in BASE, copied by this process */
 	double down_since; /* UTC s of the first failure of this outage; 0: answering */
@@ -1168,13 +1168,66 @@ query_cb(struct slurm_cmd *c, void *arg)
 	free(reason);
 }
 
+/* squeue's answer about the job named S->name (a run re-attached without its job id): its id,
+ * followed from now on; or none (its submission never reached Slurm): recorded lost, unless
+ * its agent left a result. */
+static void
+find_cb(struct slurm_cmd *c, void *arg)
+{
+	struct slurm_run *s = arg;
+	struct slurm_exec *se = lexec(s->r->ex);
+	char *words;
+
+	s->cmd = NULL;
+	s->next_query_ms = mono_ms() + SLURM_QUERY_MS;
+	if (s->r->agent_gone || s->r->finished)
+		return;
+	if (c->status != 0) {
+		words = cmd_words(c, "squeue");
+		ctl_failed(se, words); /* asked again */
+		free(words);
+		return;
+	}
+	ctl_answered(se);
+	if ((s->job = parse_job_id(&c->out[0])) != NULL) {
+		if (write_handle(s) < 0) {
+			/* followed now all the same */
+		}
+		watch_start(s);
+		return;
+	}
+	if (shared_has_result(s)) {
+		exec_agent_gone(s->r, 0);
+		return;
+	}
+	(void)pull_files(s, true);
+	exec_run_ended(s->r, STORE_LOST,
+	               "the daemon stopped while submitting the run's job, and Slurm has no job "
+	               "of its name");
+}
+
 static void
 slurm_poll(struct exec_run *r)
 {
 	struct slurm_run *s = r->backend;
 	struct slurm_exec *se = lexec(r->ex);
-	char *args[6];
+	char *args[8], *name;
 
+	if (s != NULL && s->job == NULL && s->step == L_SUBMITTED && s->cmd == NULL &&
+	    mono_ms() >= s->next_query_ms) {
+		name = xasprintf("--name=%s", s->name);
+		args[0] = se->squeue;
+		args[1] = (char *)"-h";
+		args[2] = (char *)"--states=all";
+		args[3] = (char *)"-o";
+		args[4] = (char *)"%i";
+		args[5] = name;
+		args[6] = NULL;
+		if (cmd_spawn(r, args, find_cb, s, &s->cmd) < 0)
+			s->next_query_ms = mono_ms() + SLURM_QUERY_MS;
+		free(name);
+		return;
+	}
 	if (s == NULL || s->job == NULL)
 		return;
 	if (shared_has_result(s)) {
@@ -1298,17 +1351,19 @@ slurm_reattach(struct exec_run *r, const struct store_run *row)
 	job = json_string_value(json_object_get(hd, "job"));
 	name = json_string_value(json_object_get(hd, "name"));
 	host = json_string_value(json_object_get(hd, "host"));
-	if (dir == NULL || job == NULL) {
+	if (dir == NULL || (job == NULL && name == NULL)) {
 		json_decref(hd);
-		return 0; /* stopped while it was being submitted, before its id came */
+		return 0; /* nothing to follow it by: lost */
 	}
 	s->rdir = xstrdup(dir);
-	s->job = xstrdup(job);
+	/* without a job id (stopped while sbatch was out): found by its name (find_cb) */
+	s->job = job != NULL ? xstrdup(job) : NULL;
 	s->name = xstrdup(name != NULL ? name : "");
 	s->host = host != NULL ? xstrdup(host) : NULL;
 	json_decref(hd);
 	s->step = L_SUBMITTED;
-	watch_start(s);
+	if (s->job != NULL)
+		watch_start(s);
 	return -EAGAIN; /* the tick asks Slurm */
 }
 
@@ -1383,6 +1438,7 @@ settings_free(struct slurm_exec *se)
 		free(se->extra[i]);
 	free(se->extra);
 	free(se->sbatch);
+	free(se->squeue);
 	free(se->scontrol);
 	free(se->scancel);
 }
@@ -1427,6 +1483,7 @@ slurm_configure(struct executor *ex, const struct conf *c, const struct conf_exe
 	for (size_t i = 0; i < se->nextra; i++)
 		se->extra[i] = xstrdup(set->extra_args.v[i]);
 	se->sbatch = xstrdup(set->sbatch);
+	se->squeue = xstrdup(set->squeue);
 	se->scontrol = xstrdup(set->scontrol);
 	se->scancel = xstrdup(set->scancel);
 	se->time_grace = set->time_grace;

@@ -279,6 +279,26 @@ def test_a_run_cancelled_while_it_is_submitted_has_its_job_cancelled(sched, clus
     sched.stop()
 
 
+def test_a_daemon_killed_while_sbatch_is_out_finds_the_job_by_its_name(sched):
+    slow = sched.dir / "slow-sbatch"
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {shutil.which('sbatch')} \"$@\"\n")
+    slow.chmod(0o755)
+    sched.jobs({"hello": "run: echo hello, memory: 64MiB"}, executor=f"sbatch: {slow}")
+    d = sched.daemon()
+    rid = sched.run("hello")
+    wait_for(lambda: (sched.row(rid) or {}).get("handle"), 30, "the submission")
+    d.kill()
+    d.wait()
+    assert sched.job_of(rid) is None
+    time.sleep(2.5)  # the orphaned sbatch submits meanwhile
+    sched.daemon()
+    row = sched.wait_end(rid, 30)
+    assert row["state"] == "succeeded", (row, sched.logs())
+    assert sched.job_of(rid) is not None, row
+    assert " out hello" in sched.output(rid)
+    sched.stop()
+
+
 def test_a_job_that_ends_without_a_result_is_recorded_from_slurms_state(sched, cluster):
     sched.jobs({"doomed": "run: sleep 60, memory: 128MiB"})
     sched.daemon()
