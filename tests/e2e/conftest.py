@@ -21,6 +21,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timing: depends on timing (schedules, instants, races with the clock or "
         "between processes); scripts/check runs these once more beside stress-ng --cpu 2")
+    config.addinivalue_line(
+        "markers", "hosts: runs against test hosts (HOST_MODULES); left out of the load pass")
 
 
 # Modules each of whose tests runs the daemon against the clock (the daemon's own modules say
@@ -29,11 +31,20 @@ TIMING_MODULES = {"test_daemon_restart.py", "test_daemon_from_repo.py", "test_da
                   "test_mail_source_alarm.py"}
 
 
+# Modules whose tests run against test hosts (sshd in network namespaces): their timing tests
+# are bounded by ssh's own timeouts (ConnectTimeout, ServerAlive), not by the daemon's
+# scheduling, and run once, in the full run, which keeps both cores busy itself (pytest -n 2).
+# The load pass leaves them out (-m "timing and not hosts"): it is the daemon's and eph run's.
+HOST_MODULES = {"test_remote.py", "test_ssh_exec.py", "test_ssh_results.py"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects by markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in TIMING_MODULES:
             item.add_marker(pytest.mark.timing)
+        if item.path.name in HOST_MODULES:
+            item.add_marker(pytest.mark.hosts)
 
 
 # The load pass of scripts/check (pytest -m timing, both cores busy) records here what it ran
