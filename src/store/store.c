@@ -293,6 +293,48 @@ store_sql_one_double(struct store *s, const char *sql, double *at)
 	return rc;
 }
 
+void *
+store_sql_rows(sqlite3_stmt *st, size_t size, store_sql_row_fn *row, void *arg, size_t *n, int *rc)
+{
+	char *v = NULL;
+	size_t cap = 0;
+	int step;
+
+	*n = 0;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap != 0 ? cap * 2 : 16;
+			v = xreallocarray(v, cap, size);
+		}
+		row(st, v + *n * size, arg);
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	*rc = step == SQLITE_DONE ? 0 : store_sql_errno(step);
+	return v;
+}
+
+static void
+id_row(sqlite3_stmt *st, void *elem, void *arg)
+{
+	(void)arg;
+	*(int64_t *)elem = sqlite3_column_int64(st, 0);
+}
+
+int
+store_sql_ids(sqlite3_stmt *st, int64_t **ids, size_t *n)
+{
+	int rc;
+
+	*ids = store_sql_rows(st, sizeof(**ids), id_row, NULL, n, &rc);
+	if (rc < 0) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
 void
 store_sql_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
@@ -903,11 +945,19 @@ store_runs_unfinished(struct store *s, struct store_run **out, size_t *n)
 	return query_many(s, st, out, n);
 }
 
+static void
+sample_row(sqlite3_stmt *st, void *elem, void *arg)
+{
+	struct store_sample *v = elem;
+
+	(void)arg;
+	v->t = sqlite3_column_double(st, 0);
+	v->bytes = sqlite3_column_int64(st, 1);
+}
+
 int
 store_samples_get(struct store *s, int64_t id, struct store_sample **out, size_t *n)
 {
-	struct store_sample *v = NULL;
-	size_t len = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc;
 
@@ -917,23 +967,13 @@ store_samples_get(struct store *s, int64_t id, struct store_sample **out, size_t
 	                            &st)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap != 0 ? cap * 2 : 64;
-			v = xreallocarray(v, cap, sizeof(*v));
-		}
-		v[len].t = sqlite3_column_double(st, 0);
-		v[len].bytes = sqlite3_column_int64(st, 1);
-		len++;
+	*out = store_sql_rows(st, sizeof(**out), sample_row, NULL, n, &rc);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return store_sql_errno(rc);
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 int

@@ -15,6 +15,8 @@
 	"id, dedup, run_id, mail_from, rcpt, subject, state, created_at, attempts, next_at, "      \
 	"last_error, done_at"
 
+static const struct store_queue outbox_queue = { "outbox", "id" };
+
 static const char *const outbox_state_names[] = {
 	[OUTBOX_QUEUED] = "queued",
 	[OUTBOX_SENT] = "sent",
@@ -24,9 +26,8 @@ static const char *const outbox_state_names[] = {
 const char *
 outbox_state_name(enum outbox_state st)
 {
-	if ((size_t)st >= EPH_ARRAY_LEN(outbox_state_names))
-		return "unknown";
-	return outbox_state_names[st];
+	return store_queue_state_name(outbox_state_names, EPH_ARRAY_LEN(outbox_state_names),
+	                              (int)st);
 }
 
 void
@@ -91,11 +92,12 @@ store_outbox_add(struct store *s, const struct outbox_msg *m, int64_t *id)
 	return rc;
 }
 
-/* Reads the OUTBOX_COLUMNS of the current row (and the message, column 12, when WITH_DATA). */
+/* Reads the OUTBOX_COLUMNS of the current row into ELEM, a struct outbox_msg (and the message,
+ * column 12, when *(bool *)WITH_DATA): a store_sql_row_fn. */
 static void
-ob_read_row(sqlite3_stmt *st, struct outbox_msg *m, bool with_data)
+ob_read_row(sqlite3_stmt *st, void *elem, void *with_data)
 {
-	const char *state = (const char *)sqlite3_column_text(st, 6);
+	struct outbox_msg *m = elem;
 
 	outbox_msg_init(m);
 	m->id = sqlite3_column_int64(st, 0);
@@ -104,15 +106,15 @@ ob_read_row(sqlite3_stmt *st, struct outbox_msg *m, bool with_data)
 	m->from = store_sql_col_text(st, 3);
 	m->rcpt = store_sql_col_text(st, 4);
 	m->subject = store_sql_col_text(st, 5);
-	for (size_t i = 0; i < EPH_ARRAY_LEN(outbox_state_names); i++)
-		if (state != NULL && strcmp(state, outbox_state_names[i]) == 0)
-			m->state = (enum outbox_state)i;
+	m->state = (enum outbox_state)store_queue_state_parse(
+	        outbox_state_names, EPH_ARRAY_LEN(outbox_state_names),
+	        (const char *)sqlite3_column_text(st, 6));
 	m->created_at = sqlite3_column_double(st, 7);
 	m->attempts = sqlite3_column_int(st, 8);
 	m->next_at = sqlite3_column_double(st, 9);
 	m->last_error = store_sql_col_text(st, 10);
 	m->done_at = sqlite3_column_double(st, 11);
-	if (with_data) {
+	if (*(bool *)with_data) {
 		const void *p = sqlite3_column_blob(st, 12);
 		size_t n = (size_t)sqlite3_column_bytes(st, 12);
 
@@ -128,27 +130,15 @@ ob_read_row(sqlite3_stmt *st, struct outbox_msg *m, bool with_data)
 static int
 ob_collect(sqlite3_stmt *st, bool with_data, struct outbox_msg **out, size_t *n)
 {
-	struct outbox_msg *v = NULL;
-	size_t len = 0, cap = 0;
 	int rc;
 
-	*out = NULL;
-	*n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap != 0 ? cap * 2 : 8;
-			v = xreallocarray(v, cap, sizeof(*v));
-		}
-		ob_read_row(st, &v[len++], with_data);
+	*out = store_sql_rows(st, sizeof(**out), ob_read_row, &with_data, n, &rc);
+	if (rc < 0) {
+		outbox_msgs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		outbox_msgs_free(v, len);
-		return store_sql_errno(rc);
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 int
@@ -176,87 +166,38 @@ store_outbox_due(struct store *s, double now, double due_by, size_t limit, struc
 int
 store_outbox_next_due(struct store *s, double *at)
 {
-	return store_sql_one_double(
-	        s, "SELECT min(max(next_at, lease_until)) FROM outbox WHERE state = 'queued'", at);
+	return store_queue_next_due(s, &outbox_queue, at);
 }
 
 int
 store_outbox_claim(struct store *s, int64_t id, double now, double due_by, double until)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = store_sql_prepare(
-	        s,
-	        "UPDATE outbox SET lease_until = ?4 WHERE id = ?1 AND state = 'queued' AND "
-	        "next_at <= ?3 AND lease_until <= ?2",
-	        &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_double(st, 2, now);
-	sqlite3_bind_double(st, 3, due_by);
-	sqlite3_bind_double(st, 4, until);
-	return store_sql_step_done(s, st, true);
+	return store_queue_claim(s, &outbox_queue, id, now, due_by, until);
 }
 
 int
 store_outbox_sent(struct store *s, int64_t id, double at)
 {
-	sqlite3_stmt *st;
-	int rc;
+	int rc = store_queue_end(s, &outbox_queue, id, outbox_state_name(OUTBOX_SENT), true, at,
+	                         NULL, false);
 
-	rc = store_sql_prepare(
-	        s,
-	        "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, "
-	        "last_error = NULL, lease_until = 0 WHERE id = ?1",
-	        &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_double(st, 2, at);
-	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
 int
 store_outbox_retry(struct store *s, int64_t id, double next_at, const char *error)
 {
-	sqlite3_stmt *st;
-	int rc;
+	int rc = store_queue_retry(s, &outbox_queue, id, next_at, error, true);
 
-	rc = store_sql_prepare(
-	        s,
-	        "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, "
-	        "lease_until = 0 "
-	        "WHERE id = ?1 AND state = 'queued'",
-	        &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_double(st, 2, next_at);
-	store_sql_bind_text(st, 3, error);
-	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
 int
 store_outbox_fail(struct store *s, int64_t id, double at, const char *error)
 {
-	sqlite3_stmt *st;
-	int rc;
+	int rc = store_queue_end(s, &outbox_queue, id, outbox_state_name(OUTBOX_FAILED), true, at,
+	                         error, true);
 
-	rc = store_sql_prepare(
-	        s,
-	        "UPDATE outbox SET state = 'failed', attempts = attempts + 1, done_at = ?2, "
-	        "last_error = ?3, lease_until = 0 WHERE id = ?1 AND state = 'queued'",
-	        &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_double(st, 2, at);
-	store_sql_bind_text(st, 3, error);
-	rc = store_sql_step_done(s, st, true);
 	return rc == -EALREADY ? -ENOENT : rc;
 }
 
@@ -310,28 +251,13 @@ int
 store_mail_owed(struct store *s, int64_t **ids, size_t *n)
 {
 	sqlite3_stmt *st;
-	size_t cap = 0;
 	int rc = store_sql_prepare(s, "SELECT run_id FROM mail_owed ORDER BY run_id", &st);
 
 	*ids = NULL;
 	*n = 0;
 	if (rc < 0)
 		return rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			*ids = xreallocarray(*ids, cap, sizeof(**ids));
-		}
-		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		free(*ids);
-		*ids = NULL;
-		*n = 0;
-		return store_sql_errno(rc);
-	}
-	return 0;
+	return store_sql_ids(st, ids, n);
 }
 
 int

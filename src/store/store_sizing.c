@@ -7,14 +7,26 @@
 
 #include "store/store.h"
 #include "store/store_sql.h"
-#include "util/xalloc.h"
+
+static void
+size_obs_row(sqlite3_stmt *st, void *elem, void *arg)
+{
+	struct store_size_obs *v = elem;
+
+	(void)arg;
+	v->id = sqlite3_column_int64(st, 0);
+	v->oom = sqlite3_column_int(st, 1) != 0;
+	v->peak_bytes =
+	        sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
+	v->memory_limit =
+	        sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+	v->seconds = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 4);
+}
 
 int
 store_size_history(struct store *s, const char *job, size_t limit, struct store_size_obs **out,
                    size_t *n)
 {
-	struct store_size_obs *v = NULL;
-	size_t len = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc;
 
@@ -32,31 +44,13 @@ store_size_history(struct store *s, const char *job, size_t limit, struct store_
 		return rc;
 	store_sql_bind_text(st, 1, job);
 	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? 1 : (int64_t)limit);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap != 0 ? cap * 2 : 32;
-			v = xreallocarray(v, cap, sizeof(*v));
-		}
-		v[len].id = sqlite3_column_int64(st, 0);
-		v[len].oom = sqlite3_column_int(st, 1) != 0;
-		v[len].peak_bytes = sqlite3_column_type(st, 2) == SQLITE_NULL
-		                            ? -1
-		                            : sqlite3_column_int64(st, 2);
-		v[len].memory_limit =
-		        sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
-		v[len].seconds = sqlite3_column_type(st, 4) == SQLITE_NULL
-		                         ? -1
-		                         : sqlite3_column_double(st, 4);
-		len++;
+	*out = store_sql_rows(st, sizeof(**out), size_obs_row, NULL, n, &rc);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return store_sql_errno(rc);
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 int

@@ -1,5 +1,6 @@
 /* src/store/store_upload.c: the uploads of runs' results (bound parameters only). */
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,6 @@
 #include "store/store_sql.h"
 #include "store/upload.h"
 #include "util/clock.h"
-#include "util/xalloc.h"
 
 static const char *const upload_state_names[] = {
 	[UPLOAD_QUEUED] = "queued",
@@ -18,12 +18,13 @@ static const char *const upload_state_names[] = {
 	[UPLOAD_REFUSED] = "refused",
 };
 
+static const struct store_queue upload_queue = { "uploads", "run_id" };
+
 const char *
 upload_state_name(enum upload_state st)
 {
-	if ((size_t)st >= EPH_ARRAY_LEN(upload_state_names))
-		return "unknown";
-	return upload_state_names[st];
+	return store_queue_state_name(upload_state_names, EPH_ARRAY_LEN(upload_state_names),
+	                              (int)st);
 }
 
 void
@@ -99,31 +100,6 @@ store_upload_requeue(struct store *s, int64_t run_id, const char *url)
 	return rc < 0 ? rc : 1;
 }
 
-/* Steps ST to the end, collecting column 0 of its rows into *IDS / *N; finalizes ST. */
-static int
-up_collect_ids(sqlite3_stmt *st, int64_t **ids, size_t *n)
-{
-	int64_t *v = NULL;
-	size_t len = 0, cap = 0;
-	int rc;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap != 0 ? cap * 2 : 8;
-			v = xreallocarray(v, cap, sizeof(*v));
-		}
-		v[len++] = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return store_sql_errno(rc);
-	}
-	*ids = v;
-	*n = len;
-	return 0;
-}
-
 int
 store_upload_due(struct store *s, double now, double due_by, int64_t run, int64_t **ids, size_t *n)
 {
@@ -142,7 +118,7 @@ store_upload_due(struct store *s, double now, double due_by, int64_t run, int64_
 	sqlite3_bind_double(st, 1, now);
 	sqlite3_bind_double(st, 2, due_by);
 	sqlite3_bind_int64(st, 3, run);
-	return up_collect_ids(st, ids, n);
+	return store_sql_ids(st, ids, n);
 }
 
 int
@@ -162,51 +138,26 @@ store_upload_unqueued(struct store *s, double since, int64_t **ids, size_t *n)
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_double(st, 1, since);
-	return up_collect_ids(st, ids, n);
+	return store_sql_ids(st, ids, n);
 }
 
 int
 store_upload_next_due(struct store *s, double *at)
 {
-	return store_sql_one_double(
-	        s, "SELECT min(max(next_at, lease_until)) FROM uploads WHERE state = 'queued'", at);
+	return store_queue_next_due(s, &upload_queue, at);
 }
 
 int
 store_upload_claim(struct store *s, int64_t run_id, double now, double until)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = store_sql_prepare(s,
-	                       "UPDATE uploads SET lease_until = ?3 WHERE run_id = ?1 AND "
-	                       "state = 'queued' AND lease_until <= ?2",
-	                       &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_double(st, 2, now);
-	sqlite3_bind_double(st, 3, until);
-	return store_sql_step_done(s, st, true);
+	/* due or not: store_upload_due lists a run asked for by name whenever it is due */
+	return store_queue_claim(s, &upload_queue, run_id, now, HUGE_VAL, until);
 }
 
 int
 store_upload_renew(struct store *s, int64_t run_id, double held, double until)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	/* the exact value the pass wrote: a REAL is stored as the same 8 bytes */
-	rc = store_sql_prepare(s,
-	                       "UPDATE uploads SET lease_until = ?3 WHERE run_id = ?1 AND "
-	                       "state = 'queued' AND lease_until = ?2",
-	                       &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_double(st, 2, held);
-	sqlite3_bind_double(st, 3, until);
-	return store_sql_step_done(s, st, true);
+	return store_queue_renew(s, &upload_queue, run_id, held, until);
 }
 
 int
@@ -263,40 +214,16 @@ int
 store_upload_end(struct store *s, int64_t run_id, enum upload_state state, double at,
                  double next_at, const char *error)
 {
-	sqlite3_stmt *st;
-	int rc;
-
 	if (state == UPLOAD_QUEUED)
-		rc = store_sql_prepare(
-		        s,
-		        "UPDATE uploads SET lease_until = 0, attempts = attempts + 1, "
-		        "next_at = ?3, last_error = ?4 WHERE run_id = ?1",
-		        &st);
-	else
-		rc = store_sql_prepare(
-		        s,
-		        "UPDATE uploads SET lease_until = 0, state = ?5, done_at = ?2, "
-		        "last_error = ?4, attempts = attempts + (?5 = 'refused') "
-		        "WHERE run_id = ?1",
-		        &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, run_id);
-	if (state != UPLOAD_QUEUED)
-		sqlite3_bind_double(st, 2, at);
-	else
-		sqlite3_bind_double(st, 3, next_at);
-	store_sql_bind_text(st, 4, error);
-	if (state != UPLOAD_QUEUED)
-		store_sql_bind_text(st, 5, upload_state_name(state));
-	return store_sql_step_done(s, st, true);
+		return store_queue_retry(s, &upload_queue, run_id, next_at, error, false);
+	return store_queue_end(s, &upload_queue, run_id, upload_state_name(state),
+	                       state == UPLOAD_REFUSED, at, error, false);
 }
 
 int
 store_upload_get(struct store *s, int64_t run_id, struct store_upload *out)
 {
 	sqlite3_stmt *st;
-	const char *state;
 	int rc;
 
 	store_upload_init(out);
@@ -314,10 +241,9 @@ store_upload_get(struct store *s, int64_t run_id, struct store_upload *out)
 	if (rc == SQLITE_ROW) {
 		out->run_id = run_id;
 		out->url = store_sql_col_text(st, 0);
-		state = (const char *)sqlite3_column_text(st, 1);
-		for (size_t i = 0; i < EPH_ARRAY_LEN(upload_state_names); i++)
-			if (state != NULL && strcmp(state, upload_state_names[i]) == 0)
-				out->state = (enum upload_state)i;
+		out->state = (enum upload_state)store_queue_state_parse(
+		        upload_state_names, EPH_ARRAY_LEN(upload_state_names),
+		        (const char *)sqlite3_column_text(st, 1));
 		out->created_at = sqlite3_column_double(st, 2);
 		out->attempts = sqlite3_column_int(st, 3);
 		out->next_at = sqlite3_column_double(st, 4);

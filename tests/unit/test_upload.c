@@ -103,6 +103,8 @@ an_upload_is_queued_once_claimed_once_and_resumed_file_by_file(void **state)
 	assert_int_equal(store_upload_due(s, now + 4, now + 4, id, &ids, &n), 0);
 	assert_int_equal(n, 1); /* as does --run */
 	free(ids);
+	/* and the pass it starts claims it in its backoff */
+	assert_int_equal(store_upload_claim(s, id, now + 4, now + 5), 0);
 	assert_int_equal(store_upload_get(s, id, &u), 0);
 	assert_int_equal(u.state, UPLOAD_QUEUED);
 	assert_int_equal(u.attempts, 1);
@@ -117,6 +119,7 @@ an_upload_is_queued_once_claimed_once_and_resumed_file_by_file(void **state)
 	assert_int_equal(store_upload_end(s, id, UPLOAD_DONE, now + 61, 0, NULL), 0);
 	assert_int_equal(store_upload_get(s, id, &u), 0);
 	assert_int_equal(u.state, UPLOAD_DONE);
+	assert_int_equal(u.attempts, 1); /* the pass that succeeded is not a failed one */
 	assert_null(u.last_error);
 	store_upload_clear(&u);
 	assert_int_equal(store_upload_next_due(s, &at), -ENOENT);
