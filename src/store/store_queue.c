@@ -4,7 +4,7 @@
  * (lease_until; a crashed pass's lapses). Each table keeps its own columns and structs; the SQL
  * here names only the columns the queues share, the table and key names are the caller's
  * constants, and every value is a bound parameter. */
-#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,46 +55,41 @@ queue_prepare(struct store *s, char *sql, sqlite3_stmt **st)
 	return rc;
 }
 
-int
-store_queue_claim(struct store *s, const struct store_queue *q, int64_t key, double now,
-                  double due_by, double until)
+/* Moves the lease of queued row KEY to UNTIL when its lease_until is CMP ("<=": ended by, "=":
+ * exactly) HELD and it is due by DUE_BY. */
+static int
+queue_lease(struct store *s, const struct store_queue *q, int64_t key, const char *cmp, double held,
+            double due_by, double until)
 {
 	sqlite3_stmt *st;
-	int rc = queue_prepare(
-	        s,
-	        xasprintf("UPDATE %s SET lease_until = ?4 WHERE %s = ?1 AND state = 'queued' "
-	                  "AND next_at <= ?3 AND lease_until <= ?2",
-	                  q->table, q->key),
-	        &st);
+	int rc = queue_prepare(s,
+	                       xasprintf("UPDATE %s SET lease_until = ?4 WHERE %s = ?1 AND state = "
+	                                 "'queued' AND next_at <= ?3 AND lease_until %s ?2",
+	                                 q->table, q->key, cmp),
+	                       &st);
 
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, key);
-	sqlite3_bind_double(st, 2, now);
+	sqlite3_bind_double(st, 2, held);
 	sqlite3_bind_double(st, 3, due_by);
 	sqlite3_bind_double(st, 4, until);
 	return store_sql_step_done(s, st, true);
 }
 
 int
+store_queue_claim(struct store *s, const struct store_queue *q, int64_t key, double now,
+                  double due_by, double until)
+{
+	return queue_lease(s, q, key, "<=", now, due_by, until);
+}
+
+int
 store_queue_renew(struct store *s, const struct store_queue *q, int64_t key, double held,
                   double until)
 {
-	sqlite3_stmt *st;
 	/* the exact value the pass wrote: a REAL is stored as the same 8 bytes */
-	int rc = queue_prepare(
-	        s,
-	        xasprintf("UPDATE %s SET lease_until = ?3 WHERE %s = ?1 AND state = 'queued' "
-	                  "AND lease_until = ?2",
-	                  q->table, q->key),
-	        &st);
-
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, key);
-	sqlite3_bind_double(st, 2, held);
-	sqlite3_bind_double(st, 3, until);
-	return store_sql_step_done(s, st, true);
+	return queue_lease(s, q, key, "=", held, HUGE_VAL, until);
 }
 
 int
