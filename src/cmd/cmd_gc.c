@@ -13,11 +13,13 @@
 #include "agent/venv.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "rundir/rundir.h"
 #include "source/archive.h"
 #include "source/gitrun.h"
 #include "source/source.h"
 #include "source/wheels.h"
 #include "util/diag.h"
+#include "util/instance.h"
 #include "util/units.h"
 #include "util/xalloc.h"
 
@@ -43,6 +45,10 @@ const struct cmd cmd_gc = {
 	        "  archives (STATE/archives/COMMIT.tar)  every commit but the current tip, as\n"
 	        "                                for worktrees\n"
 	        "  wheels (STATE/wheels/KEY)     those unused for --venv-days days\n"
+	        "  a slurm executor's shared_dir/INSTANCE: its archives, sources, wheels and\n"
+	        "                                venvs unused for --venv-days days and named by\n"
+	        "                                no run still in its runs/ (a queued job holds\n"
+	        "                                nothing yet)\n"
 	        "Anything a live run holds is kept and listed as busy. The state directory is\n"
 	        "meant for one jobs file: mirrors of another jobs file's repository are removed.\n\n"
 	        "Options:\n"
@@ -446,6 +452,117 @@ gc_mirrors(struct gc *g)
 	free(dir);
 }
 
+/* Whether PATH is in KEEP (a json array of strings). */
+static bool
+gc_path_in(const json_t *keep, const char *path)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(keep, i, v)
+	{
+		if (strcmp(json_string_value(v), path) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* What the runs under BASE/runs still name (a job may wait in Slurm's queue for days before
+ * its agent holds anything): their archives, wheels and BASE/sources/COMMIT. A json array of
+ * paths; a run whose spec cannot be read names nothing. */
+static json_t *
+gc_shared_named(const char *base)
+{
+	char *runs = xasprintf("%s/runs", base), **v;
+	json_t *keep = json_array();
+	size_t n;
+
+	v = gc_entries(runs, "", &n);
+	for (size_t i = 0; i < n; i++) {
+		char *dir = xasprintf("%s/%s", runs, v[i]);
+		struct rundir_spec sp;
+		struct diag d;
+
+		diag_init(&d);
+		if (rundir_spec_read(dir, &sp, &d) == 0) {
+			if (sp.source.archive != NULL)
+				json_array_append_new(keep, json_string(sp.source.archive));
+			if (sp.runtime.wheels != NULL)
+				json_array_append_new(keep, json_string(sp.runtime.wheels));
+			if (sp.source.commit != NULL) {
+				char *src = xasprintf("%s/sources/%s", base, sp.source.commit);
+
+				json_array_append_new(keep, json_string(src));
+				free(src);
+			}
+			rundir_spec_free(&sp);
+		}
+		diag_free(&d);
+		free(dir);
+	}
+	gc_free_entries(v, n);
+	free(runs);
+	return keep;
+}
+
+/* BASE/SUB's entries KIND (named with SUFFIX): those neither named by a run in KEEP nor used
+ * within --venv-days days. */
+static void
+gc_shared_sub(struct gc *g, const char *base, const json_t *keep, const char *kind, const char *sub,
+              const char *suffix)
+{
+	char *dir = xasprintf("%s/%s", base, sub), **v;
+	size_t n;
+
+	v = gc_entries(dir, suffix, &n);
+	for (size_t i = 0; i < n; i++) {
+		char *p = xasprintf("%s/%s", dir, v[i]);
+
+		if (gc_path_in(keep, p))
+			gc_kept(g, kind, p, "named by a run of the shared directory");
+		else if (!gc_kept_if_recent(g, kind, dir, v[i]))
+			gc_remove(g, kind, dir, v[i]);
+		free(p);
+	}
+	gc_free_entries(v, n);
+	free(dir);
+}
+
+/* The caches of each slurm executor's SHARED_DIR/<instance> (docs/slurm-executor.md): made by
+ * eph pack on this machine (archives, wheels) and by the agents on the nodes (sources, venvs),
+ * all kept by recency, as the wheels here are. */
+static void
+gc_shared(struct gc *g, const struct conf *c)
+{
+	char id[INSTANCE_ID_LEN + 1];
+	struct diag d;
+	int rc;
+
+	diag_init(&d);
+	rc = instance_read(g->state, id, &d);
+	diag_free(&d);
+	if (rc < 0)
+		return; /* no instance yet: nothing was ever submitted */
+	for (size_t i = 0; i < c->nexecutors; i++) {
+		const struct conf_slurm *set = c->executors[i].type == CONF_EXEC_SLURM
+		                                       ? conf_executor_slurm(&c->executors[i])
+		                                       : NULL;
+		char *base;
+		json_t *keep;
+
+		if (set == NULL || set->shared_dir == NULL)
+			continue;
+		base = xasprintf("%s/%s", set->shared_dir, id);
+		keep = gc_shared_named(base);
+		gc_shared_sub(g, base, keep, "archive", ARCHIVE_DIR, ARCHIVE_SUFFIX);
+		gc_shared_sub(g, base, keep, "sources", "sources", "");
+		gc_shared_sub(g, base, keep, "wheels", WHEELS_DIR, "");
+		gc_shared_sub(g, base, keep, "venv", "venvs", "");
+		json_decref(keep);
+		free(base);
+	}
+}
+
 /* Prints what was freed (and, with --json, everything removed and kept). */
 static void
 gc_report(struct gc *g)
@@ -485,6 +602,7 @@ cmd_gc_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	gc_all_but_tip(&g, "archive", ARCHIVE_DIR, ARCHIVE_SUFFIX); /* STATE/archives */
 	gc_wheels(&g);
 	gc_mirrors(&g);
+	gc_shared(&g, ctx->conf);
 	gc_report(&g);
 	json_decref(g.removed);
 	json_decref(g.kept);

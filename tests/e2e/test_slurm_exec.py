@@ -417,3 +417,40 @@ def test_eph_run_in_the_foreground_without_a_daemon(sched):
     row = sched.rows()[0]
     assert row["state"] == "succeeded", row
     assert json.loads(row["handle"])["job"].isdigit(), row
+
+
+def test_eph_gc_cleans_the_shared_caches_but_what_a_queued_run_names(sched, cluster):
+    sched.jobs({"hello": "run: echo hello, memory: 64MiB"})
+    sched.eph("run", "hello")
+    base = next(sched.shared.glob("*/archives")).parent
+    old = {p.name for p in (base / "archives").glob("*.tar")}
+    assert len(old) == 1 and list((base / "sources").iterdir()), list(base.rglob("*"))
+    # a new commit, run by a job held in Slurm's queue: its agent holds nothing yet, but its
+    # spec in the shared runs/ names its archive
+    sched.jobs({"hello": "run: echo hello, memory: 64MiB"}, files={"two": "2\n"},
+               executor="extra_args: [--hold]")
+    sched.daemon()
+    rid = sched.run("hello")
+    wait_for(lambda: cluster.job(sched.job_of(rid) or 0).get("JobState") == "PENDING", 30,
+             "the held job")
+    new = {p.name for p in (base / "archives").glob("*.tar")} - old
+    assert len(new) == 1, list((base / "archives").iterdir())
+    # everything unused for a month
+    month = time.time() - 30 * 86400
+    for sub in ("archives", "sources", "wheels", "venvs"):
+        for p in (base / sub).glob("*") if (base / sub).exists() else ():
+            os.utime(p, (month, month), follow_symlinks=False)
+    got = json.loads(sched.eph("gc", "--json").stdout)
+    removed = {(e["kind"], Path(e["path"]).name) for e in got["removed"]}
+    kept = {(e["kind"], Path(e["path"]).name): e["reason"] for e in got["kept"]}
+    (commit_old,) = [n[:-4] for n in old]
+    (commit_new,) = [n[:-4] for n in new]
+    assert ("archive", f"{commit_old}.tar") in removed, got
+    assert ("sources", commit_old) in removed, got
+    assert kept[("archive", f"{commit_new}.tar")] == "named by a run of the shared directory", got
+    assert not (base / "archives" / f"{commit_old}.tar").exists()
+    assert not (base / "sources" / commit_old).exists()
+    assert (base / "archives" / f"{commit_new}.tar").exists()
+    sched.eph("cancel", str(rid))
+    assert sched.wait_end(rid, 30)["state"] == "cancelled", sched.logs()
+    sched.stop()
