@@ -454,3 +454,35 @@ def test_eph_gc_cleans_the_shared_caches_but_what_a_queued_run_names(sched, clus
     sched.eph("cancel", str(rid))
     assert sched.wait_end(rid, 30)["state"] == "cancelled", sched.logs()
     sched.stop()
+
+
+def test_a_job_whose_agent_the_oom_killer_takes_is_recorded_oom_from_slurms_state(sched):
+    # the job over its memory, where the kernel's OOM killer takes the agent rather than its
+    # command (root may steer it: oom_score_adj 1000 for the agent, -1000 for the command and
+    # the shell between them): no result.json, and Slurm ends the job OUT_OF_MEMORY, which
+    # decides
+    grab = textwrap.dedent("""\
+        import os
+        pid = os.getpid()
+        while True:
+            comm = open(f"/proc/{pid}/comm").read().strip()
+            agent = comm == "eph-agent"
+            open(f"/proc/{pid}/oom_score_adj", "w").write("1000" if agent else "-1000")
+            if agent or pid == 1:
+                break
+            pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        print("steered", comm, flush=True)
+        l = []
+        for i in range(100):
+            l.append(bytearray(b"x") * (10 << 20))
+        """)
+    sched.jobs({"rogue": "run: python3 grab.py, memory: 128MiB"}, files={"grab.py": grab})
+    sched.daemon()
+    rid = sched.run("rogue")
+    row = sched.wait_end(rid, 60)
+    job = sched.job_of(rid)
+    assert " out steered eph-agent" in sched.output(rid), sched.output(rid)
+    assert row["state"] == "oom", (row, sched.output(rid), sched.logs())
+    assert row["reason"] == (f"killed by the memory limit (Slurm job {job} ended OUT_OF_MEMORY "
+                             "before the agent wrote a result)"), row
+    sched.stop()
