@@ -235,6 +235,7 @@ struct conf_slurm {
 	struct conf_strv extra_args;                /* more sbatch options, as written */
 	char *sbatch, *squeue, *scontrol, *scancel; /* the commands: names (PATH) or absolute */
 	int64_t time_grace; /* seconds added to timeout + kill_grace for --time; 300 */
+	int64_t down_after; /* seconds the controller fails before mail.admin hears; 30 */
 };
 
 /* An executor of the executors mapping: a name, a type, and the type's own settings, read

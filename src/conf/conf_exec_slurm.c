@@ -47,6 +47,10 @@ static const struct conf_key slurm_keys[] = {
 	  "5m",
 	  "added to a job's timeout and kill_grace for sbatch --time: the agent's own preparation "
 	  "(source, venv) runs inside the allocation" },
+	{ "down_after", CK_DUR, K_OTHER, offsetof(struct conf_slurm, down_after), 1, DUR_MAX, NULL,
+	  "30s",
+	  "how long the controller fails to answer before mail.admin hears of it (longer than a "
+	  "failover to a backup controller)" },
 };
 
 const struct conf_section conf_sec_slurm = { "a slurm executor", KEYS(slurm_keys) };
@@ -228,6 +232,7 @@ conf_slurm_read(struct pctx *p, struct conf_executor *e, struct fy_node *m, stru
 	char *q;
 
 	s->time_grace = 300;
+	s->down_after = 30;
 	e->keys = s;
 	memset(&b, 0, sizeof(b));
 	b.s = s;

@@ -17,7 +17,7 @@
  * `scontrol -o show job ID` tells whether the job is still there; a job that ended without a
  * result is recorded from Slurm's state (OUT_OF_MEMORY oom, TIMEOUT timeout, CANCELLED
  * cancelled, anything else lost). A failing scontrol is evidence of nothing: the run is left
- * alone, and a controller that fails for SLURM_DOWN_TELL_S is told to the owner (ex->health).
+ * alone, and a controller that fails for down_after is told to the owner (ex->health).
  *
  * Every command runs as a child (uv_spawn) whose output is read on the loop; each counts in
  * R->handles_open until its handles are closed. The backend is freed at teardown: commands
@@ -50,7 +50,6 @@
 #define SLURM_RECANCEL_MS 10000      /* a cancelled job still there is cancelled again */
 #define SLURM_PROBE_MS    5000       /* between two pings of a controller that failed */
 #define SLURM_CMD_OUT     (1u << 20) /* what a command may say */
-#define SLURM_DOWN_TELL_S 30         /* a controller is told down once it failed this long */
 #define SLURM_COPY_CHUNK  (64u << 10)
 #define SLURM_WHO         "the slurm controller"
 
@@ -63,8 +62,9 @@ struct slurm_exec {
 	size_t nextra;
 	char *sbatch, *squeue, *scontrol, *scancel;
 	int64_t time_grace;
-	bool agent_copied; /* eph-agent is in BASE, copied by this process */
-	double down_since; /* UTC s of the first failure of this outage; 0: answering */
+	int64_t down_after; /* s: a controller is told down once it failed this long */
+	bool agent_copied;  /* eph-agent is in BASE, copied by this process */
+	double down_since;  /* UTC s of the first failure of this outage; 0: answering */
 	bool down_told;
 	/* while an outage is suspected, `scontrol ping` every SLURM_PROBE_MS tells when it ends
 	 * (and that it lasts: no run may be asking) */
@@ -411,7 +411,7 @@ ctl_failed(struct slurm_exec *se, const char *why)
 
 	if (se->down_since == 0)
 		se->down_since = now;
-	if (!se->down_told && now - se->down_since >= SLURM_DOWN_TELL_S) {
+	if (!se->down_told && now - se->down_since >= (double)se->down_after) {
 		se->down_told = true;
 		if (se->ex->health != NULL)
 			se->ex->health(se->ex, SLURM_WHO, true, se->down_since, why,
@@ -460,7 +460,17 @@ probe_timer_closed(uv_handle_t *h)
 	se_op_done(h->data);
 }
 
-/* The next ping, SLURM_PROBE_MS from now, unless one is due or out already. */
+/* Between two pings: SLURM_PROBE_MS, or a third of a shorter down_after (at least 0.5 s),
+ * so that the owner hears within it. */
+static uint64_t
+probe_ms(const struct slurm_exec *se)
+{
+	int64_t ms = se->down_after * 1000 / 3;
+
+	return ms >= SLURM_PROBE_MS ? SLURM_PROBE_MS : ms < 500 ? 500 : (uint64_t)ms;
+}
+
+/* The next ping, probe_ms from now, unless one is due or out already. */
 static void
 probe_arm(struct slurm_exec *se)
 {
@@ -473,7 +483,7 @@ probe_arm(struct slurm_exec *se)
 		se->nops++;
 	}
 	if (!uv_is_active((uv_handle_t *)&se->probe_timer))
-		(void)uv_timer_start(&se->probe_timer, probe_due, SLURM_PROBE_MS, 0);
+		(void)uv_timer_start(&se->probe_timer, probe_due, probe_ms(se), 0);
 }
 
 /* No more pings: what is out ends on its own, unheard. */
@@ -1487,6 +1497,7 @@ slurm_configure(struct executor *ex, const struct conf *c, const struct conf_exe
 	se->scontrol = xstrdup(set->scontrol);
 	se->scancel = xstrdup(set->scancel);
 	se->time_grace = set->time_grace;
+	se->down_after = set->down_after;
 	ex->max_wait = 0; /* Slurm's queue is the wait */
 	return 0;
 }

@@ -82,6 +82,7 @@ slurm_keys_are_read_with_their_defaults(void **state)
 	assert_string_equal(s->scontrol, "scontrol");
 	assert_string_equal(s->scancel, "scancel");
 	assert_int_equal(s->time_grace, 300);
+	assert_int_equal(s->down_after, 30);
 	conf_free(c);
 }
 
@@ -101,6 +102,7 @@ slurm_keys_take_their_values(void **state)
 	                             "    scontrol: /opt/slurm/bin/scontrol\n"
 	                             "    scancel: /opt/slurm/bin/scancel\n"
 	                             "    time_grace: 1m\n"
+	                             "    down_after: 2m\n"
 	                             "jobs:\n"
 	                             "  a: {schedule: '@daily', run: 'true', executor: hpc}\n");
 	const struct conf_slurm *s = conf_executor_slurm(conf_executor_find(c, "hpc"));
@@ -117,6 +119,7 @@ slurm_keys_take_their_values(void **state)
 	assert_string_equal(s->scontrol, "/opt/slurm/bin/scontrol");
 	assert_string_equal(s->scancel, "/opt/slurm/bin/scancel");
 	assert_int_equal(s->time_grace, 60);
+	assert_int_equal(s->down_after, 120);
 	conf_free(c);
 }
 
