@@ -19,10 +19,11 @@
  * cancelled, anything else lost). A failing scontrol is evidence of nothing: the run is left
  * alone, and a controller that fails for down_after is told to the owner (ex->health).
  *
- * Every command runs as a child (uv_spawn) whose output is read on the loop; each counts in
- * R->handles_open until its handles are closed. The backend is freed at teardown: commands
- * still running then are abandoned (a submission that still succeeds is cancelled, or its
- * handle written when the run was only detached). */
+ * Every command runs as a child (uv_spawn; exec_slurm_cmd.c runs them and reads their
+ * answers) whose output is read on the loop; each counts in R->handles_open until its handles
+ * are closed. The backend is freed at teardown: commands still running then are abandoned (a
+ * submission that still succeeds is cancelled, or its handle written when the run was only
+ * detached). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,6 +38,7 @@
 
 #include "conf/conf.h"
 #include "exec/exec.h"
+#include "exec/exec_slurm_int.h"
 #include "remote/remote.h"
 #include "rundir/rundir.h"
 #include "rundir/treecopy.h"
@@ -46,54 +48,11 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-#define SLURM_QUERY_MS    2000       /* between two scontrol of one job */
-#define SLURM_RECANCEL_MS 10000      /* a cancelled job still there is cancelled again */
-#define SLURM_PROBE_MS    5000       /* between two pings of a controller that failed */
-#define SLURM_CMD_OUT     (1u << 20) /* what a command may say */
+#define SLURM_QUERY_MS    2000  /* between two scontrol of one job */
+#define SLURM_RECANCEL_MS 10000 /* a cancelled job still there is cancelled again */
+#define SLURM_PROBE_MS    5000  /* between two pings of a controller that failed */
 #define SLURM_COPY_CHUNK  (64u << 10)
 #define SLURM_WHO         "the slurm controller"
-
-/* The executor's state (ex->state): its settings, copied. */
-struct slurm_exec {
-	struct executor *ex;
-	char *base; /* SHARED/<instance> */
-	char *partition, *account, *qos;
-	char **extra;
-	size_t nextra;
-	char *sbatch, *squeue, *scontrol, *scancel;
-	int64_t time_grace;
-	int64_t down_after; /* s: a controller is told down once it failed this long */
-	bool agent_copied;  /* eph-agent is in BASE, copied by this process */
-	double down_since;  /* UTC s of the first failure of this outage; 0: answering */
-	bool down_told;
-	/* while an outage is suspected, `scontrol ping` every SLURM_PROBE_MS tells when it ends
-	 * (and that it lasts: no run may be asking) */
-	uv_timer_t probe_timer;
-	bool timer_open;
-	struct slurm_cmd *probe; /* the ping in flight */
-	int nops;                /* its own handles open: the timer, a ping */
-	bool dead;               /* destroyed: freed once NOPS is 0 */
-	bool stopping;           /* the process stops: no more pings */
-};
-
-struct slurm_cmd;
-typedef void slurm_cmd_fn(struct slurm_cmd *c, void *arg);
-
-/* A child command and what it said. */
-struct slurm_cmd {
-	struct exec_run *r; /* the run it is for; NULL: the executor's own (SE) */
-	struct slurm_exec *se;
-	uv_process_t proc;
-	uv_pipe_t pipe[2];
-	struct buf out[2]; /* stdout, stderr */
-	int open;          /* handles not closed yet */
-	int eofs;
-	bool exited;
-	bool submit;    /* an sbatch: abandoned, what it submitted is settled still */
-	int64_t status; /* exit status, or -signal */
-	slurm_cmd_fn *cb;
-	void *arg;
-};
 
 enum slurm_step { L_NONE, L_PACK, L_AGENT, L_SUBMIT, L_SUBMITTED };
 
@@ -136,8 +95,8 @@ static void watch_start(struct slurm_run *s);
 static void settings_free(struct slurm_exec *se);
 
 /* One of SE's own handles is closed: SE goes once destroyed and none is left. */
-static void
-se_op_done(struct slurm_exec *se)
+void
+slurm_exec_op_done(struct slurm_exec *se)
 {
 	if (--se->nops > 0 || !se->dead)
 		return;
@@ -145,165 +104,34 @@ se_op_done(struct slurm_exec *se)
 	free(se);
 }
 
-static void
-cmd_closed(uv_handle_t *h)
+/* An sbatch whose run let go of it succeeded: the run ended meanwhile (cancelled), and its
+ * job is cancelled; or the run is detached (the process stops), and the next process follows
+ * the job by the id written into its handle. */
+void
+slurm_cmd_abandoned(struct slurm_cmd *c)
 {
-	struct slurm_cmd *c = h->data;
-	struct exec_run *r = c->r;
-	struct slurm_exec *se = c->se;
+	char *job = slurm_job_id(&c->out[0]);
+	json_t *o;
+	char *text;
 
-	if (--c->open > 0)
+	if (job == NULL)
 		return;
-	buf_free(&c->out[0]);
-	buf_free(&c->out[1]);
-	free(c);
-	if (r != NULL)
-		exec_handle_closed(r); /* may free R */
-	else
-		se_op_done(se);
-}
-
-/* The job id sbatch --parsable printed ("ID" or "ID;CLUSTER"), or NULL. Caller frees. */
-static char *
-parse_job_id(struct buf *out)
-{
-	const char *s = buf_cstr(out);
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n > 20 || (s[n] != '\0' && s[n] != ';' && s[n] != '\n'))
-		return NULL;
-	return xstrndup(s, n);
-}
-
-static void
-cmd_maybe_done(struct slurm_cmd *c)
-{
-	slurm_cmd_fn *cb = c->cb;
-
-	if (!c->exited || c->eofs < 2)
-		return;
-	if (cb != NULL) {
-		c->cb = NULL;
-		cb(c, c->arg);
-		return;
-	}
-	/* abandoned: a job submitted for a run nobody follows any more */
-	if (c->submit && c->status == 0 && c->r != NULL) {
-		char *job = parse_job_id(&c->out[0]);
-
-		if (job == NULL)
-			return;
-		if (c->r->recorded) {
-			cmd_spawn_cancel(c->r, job); /* the run ended meanwhile (cancelled) */
-		} else {
-			/* detached (the process stops): the next one follows the job by its id */
-			json_t *o = json_loads(c->r->handle != NULL ? c->r->handle : "{}", 0, NULL);
-			char *text;
-
-			if (o == NULL)
-				o = json_object();
-			json_object_set_new(o, "job", json_string(job));
-			text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-			if (exec_run_set_handle(c->r, text) < 0) {
-				/* the next process finds the run without its job: lost */
-			}
-			free(text);
-			json_decref(o);
-		}
+	if (c->r->recorded) {
+		cmd_spawn_cancel(c->r, job);
 		free(job);
-	}
-}
-
-static void
-cmd_exit(uv_process_t *p, int64_t status, int sig)
-{
-	struct slurm_cmd *c = p->data;
-
-	c->exited = true;
-	c->status = sig != 0 ? -sig : status;
-	uv_close((uv_handle_t *)p, cmd_closed);
-	cmd_maybe_done(c);
-}
-
-static void
-cmd_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-	(void)h;
-	(void)hint;
-	b->base = xmalloc(16 << 10);
-	b->len = 16 << 10;
-}
-
-static void
-cmd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-	struct slurm_cmd *c = st->data;
-	int i = st == (uv_stream_t *)&c->pipe[0] ? 0 : 1;
-
-	if (n > 0 && buf_append(&c->out[i], b->base, (size_t)n) < 0) {
-		/* past the cap: read and dropped (the child is never left blocked); what was
-		 * kept is judged as it is */
-	}
-	free(b->base);
-	if (n >= 0)
 		return;
-	c->eofs++;
-	uv_close((uv_handle_t *)st, cmd_closed);
-	cmd_maybe_done(c);
-}
-
-/* Runs ARGV (ARGV[0] looked up in PATH) for R; CB(C, ARG) once it has exited and its output
- * is read. 0, or -errno (nothing is left running; CB is never called). */
-static int
-cmd_spawn_in(uv_loop_t *loop, struct exec_run *r, struct slurm_exec *se, char **argv, char **env,
-             slurm_cmd_fn *cb, void *arg, struct slurm_cmd **out)
-{
-	struct slurm_cmd *c = xcalloc(1, sizeof(*c));
-	uv_process_options_t o = { 0 };
-	uv_stdio_container_t io[3];
-	int rc;
-
-	c->r = r;
-	c->se = se;
-	c->cb = cb;
-	c->arg = arg;
-	buf_init(&c->out[0], SLURM_CMD_OUT);
-	buf_init(&c->out[1], SLURM_CMD_OUT);
-	io[0].flags = UV_IGNORE;
-	for (int i = 0; i < 2; i++) {
-		uv_pipe_init(loop, &c->pipe[i], 0);
-		c->pipe[i].data = c;
-		io[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-		io[i + 1].data.stream = (uv_stream_t *)&c->pipe[i];
 	}
-	c->proc.data = c;
-	o.file = argv[0];
-	o.args = argv;
-	o.env = env; /* NULL: ours */
-	o.exit_cb = cmd_exit;
-	o.stdio = io;
-	o.stdio_count = 3;
-	c->open = 3;
-	if (r != NULL)
-		r->handles_open++;
-	else
-		se->nops++;
-	rc = uv_spawn(loop, &c->proc, &o);
-	if (rc < 0) {
-		c->cb = NULL;
-		c->exited = true;
-		uv_close((uv_handle_t *)&c->proc, cmd_closed);
-		uv_close((uv_handle_t *)&c->pipe[0], cmd_closed);
-		uv_close((uv_handle_t *)&c->pipe[1], cmd_closed);
-		if (out != NULL)
-			*out = NULL;
-		return rc;
+	o = json_loads(c->r->handle != NULL ? c->r->handle : "{}", 0, NULL);
+	if (o == NULL)
+		o = json_object();
+	json_object_set_new(o, "job", json_string(job));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	if (text == NULL || exec_run_set_handle(c->r, text) < 0) {
+		/* the next process finds the run without its job: by its name (find_cb) */
 	}
-	uv_read_start((uv_stream_t *)&c->pipe[0], cmd_alloc, cmd_read);
-	uv_read_start((uv_stream_t *)&c->pipe[1], cmd_alloc, cmd_read);
-	if (out != NULL)
-		*out = c;
-	return 0;
+	free(text);
+	json_decref(o);
+	free(job);
 }
 
 /* For run R: counted in R->handles_open. */
@@ -311,84 +139,13 @@ static int
 cmd_spawn_env(struct exec_run *r, char **argv, char **env, slurm_cmd_fn *cb, void *arg,
               struct slurm_cmd **out)
 {
-	return cmd_spawn_in(r->loop, r, NULL, argv, env, cb, arg, out);
+	return slurm_cmd_spawn(r->loop, r, NULL, argv, env, cb, arg, out);
 }
 
 static int
 cmd_spawn(struct exec_run *r, char **argv, slurm_cmd_fn *cb, void *arg, struct slurm_cmd **out)
 {
 	return cmd_spawn_env(r, argv, NULL, cb, arg, out);
-}
-
-/* Whether the variable KV ("NAME=value") goes to sbatch, and so into the job: what a login
- * has (PATH, HOME, the locale, the zone) and Slurm's own (SLURM_CONF: where the client finds
- * its cluster); nothing else of this process's environment (the secrets' variables among
- * it). Measured: --export=NONE, NIL or a list costs Slurm 0.5 s more per job than the default
- * ALL, so the environment is chosen here instead. */
-static bool
-env_passed(const char *kv)
-{
-	static const char *const names[] = { "PATH",     "HOME", "USER",   "LOGNAME", "LANG",
-		                             "LANGUAGE", "TZ",   "TMPDIR", "SHELL",   NULL };
-	size_t n = strcspn(kv, "=");
-
-	if (kv[n] != '=')
-		return false;
-	if (strncmp(kv, "LC_", 3) == 0 || strncmp(kv, "SLURM_", 6) == 0)
-		return true;
-	for (size_t i = 0; names[i] != NULL; i++)
-		if (strlen(names[i]) == n && strncmp(kv, names[i], n) == 0)
-			return true;
-	return false;
-}
-
-/* The environment sbatch runs with (env_passed), borrowed from environ; free the vector. */
-static char **
-sbatch_env(void)
-{
-	size_t n = 0, k = 0;
-	char **v;
-
-	while (environ[n] != NULL)
-		n++;
-	v = xcalloc(n + 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		if (env_passed(environ[i]))
-			v[k++] = environ[i];
-	v[k] = NULL;
-	return v;
-}
-
-/* What a failed command said, for a reason: its stderr's last non-empty line (Slurm says its
- * error last), else its stdout's, else its status. Caller frees. */
-static char *
-cmd_words(struct slurm_cmd *c, const char *what)
-{
-	for (int i = 1; i >= 0; i--) {
-		char *s = xstrdup(buf_cstr(&c->out[i])), *line = NULL;
-		size_t n = strlen(s);
-
-		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\r'))
-			s[--n] = '\0';
-		if (n > 0) {
-			line = strrchr(s, '\n');
-			line = xstrdup(line != NULL ? line + 1 : s);
-			free(s);
-			return line;
-		}
-		free(s);
-	}
-	return c->status < 0 ? xasprintf("%s was killed by signal %d", what, (int)-c->status)
-	                     : xasprintf("%s exited with status %d", what, (int)c->status);
-}
-
-/* Whether WORDS say the controller could not be reached (not a refusal). */
-static bool
-words_unreachable(const char *w)
-{
-	return strstr(w, "Unable to contact") != NULL || strstr(w, "connect failure") != NULL ||
-	       strstr(w, "timed out") != NULL || strstr(w, "Connection refused") != NULL ||
-	       strstr(w, "Zero Bytes were transmitted") != NULL;
 }
 
 /* --- the controller's health ------------------------------------------------------------ */
@@ -434,7 +191,8 @@ probe_cb(struct slurm_cmd *c, void *arg)
 	}
 	/* "Slurmctld(primary) at HOST is DOWN", among lines of asterisks */
 	down = strstr(buf_cstr(&c->out[0]), "Slurmctld");
-	words = down != NULL ? xstrndup(down, strcspn(down, "\n")) : cmd_words(c, "scontrol ping");
+	words = down != NULL ? xstrndup(down, strcspn(down, "\n"))
+	                     : slurm_cmd_words(c, "scontrol ping");
 	ctl_failed(se, words);
 	free(words);
 }
@@ -450,14 +208,14 @@ probe_due(uv_timer_t *t)
 	args[0] = se->scontrol;
 	args[1] = (char *)"ping";
 	args[2] = NULL;
-	if (cmd_spawn_in(se->ex->loop, NULL, se, args, NULL, probe_cb, se, &se->probe) < 0)
+	if (slurm_cmd_spawn(se->ex->loop, NULL, se, args, NULL, probe_cb, se, &se->probe) < 0)
 		probe_arm(se);
 }
 
 static void
 probe_timer_closed(uv_handle_t *h)
 {
-	se_op_done(h->data);
+	slurm_exec_op_done(h->data);
 }
 
 /* Between two pings: SLURM_PROBE_MS, or a third of a shorter down_after (at least 0.5 s),
@@ -899,7 +657,7 @@ submit_cb(struct slurm_cmd *c, void *arg)
 	char *words;
 
 	s->cmd = NULL;
-	if (c->status == 0 && (s->job = parse_job_id(&c->out[0])) != NULL) {
+	if (c->status == 0 && (s->job = slurm_job_id(&c->out[0])) != NULL) {
 		ctl_answered(se);
 		s->step = L_SUBMITTED;
 		watch_start(s);
@@ -910,8 +668,8 @@ submit_cb(struct slurm_cmd *c, void *arg)
 		return;
 	}
 	words = c->status == 0 ? xasprintf("sbatch printed no job id: %s", buf_cstr(&c->out[0]))
-	                       : cmd_words(c, "sbatch");
-	if (words_unreachable(words))
+	                       : slurm_cmd_words(c, "sbatch");
+	if (slurm_unreachable(words))
 		ctl_failed(se, words);
 	prov_end(s, -EIO, words);
 	free(words);
@@ -985,7 +743,7 @@ run_submit(struct slurm_run *s)
 	free(qa);
 	free(qr);
 	rundir_spec_free(&sp);
-	env = sbatch_env();
+	env = slurm_sbatch_env();
 	rc = cmd_spawn_env(r, args, env, submit_cb, s, &s->cmd);
 	free(env);
 	if (rc >= 0)
@@ -1056,35 +814,6 @@ slurm_start(struct exec_run *r)
 
 /* --- following -------------------------------------------------------------------------- */
 
-/* A job state of Slurm that is over. */
-static bool
-state_over(const char *st)
-{
-	static const char *const over[] = { "COMPLETED", "FAILED",        "CANCELLED", "TIMEOUT",
-		                            "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-		                            "DEADLINE",  "REVOKED",       NULL };
-
-	for (size_t i = 0; over[i] != NULL; i++)
-		if (strcmp(st, over[i]) == 0)
-			return true;
-	return false;
-}
-
-/* The value of KEY= in scontrol's one-line answer LINE, or NULL. Caller frees. */
-static char *
-field(const char *line, const char *key)
-{
-	size_t kl = strlen(key);
-
-	for (const char *p = line; p != NULL && *p != '\0';) {
-		p += strspn(p, " \n");
-		if (strncmp(p, key, kl) == 0 && p[kl] == '=')
-			return xstrndup(p + kl + 1, strcspn(p + kl + 1, " \n"));
-		p = strpbrk(p, " \n");
-	}
-	return NULL;
-}
-
 /* Records R, whose job JOB ended in STATE (Reason WHY) without a result. */
 static void
 end_without_result(struct slurm_run *s, const char *state, const char *reason)
@@ -1137,7 +866,7 @@ query_cb(struct slurm_cmd *c, void *arg)
 	if (s->r->agent_gone || s->r->finished)
 		return;
 	if (c->status != 0) {
-		words = cmd_words(c, "scontrol");
+		words = slurm_cmd_words(c, "scontrol");
 		if (strstr(words, "Invalid job id") != NULL) {
 			/* forgotten (MinJobAge): over, whatever it was */
 			ctl_answered(se);
@@ -1152,9 +881,9 @@ query_cb(struct slurm_cmd *c, void *arg)
 		return;
 	}
 	ctl_answered(se);
-	state = field(buf_cstr(&c->out[0]), "JobState");
-	reason = field(buf_cstr(&c->out[0]), "Reason");
-	node = field(buf_cstr(&c->out[0]), "BatchHost");
+	state = slurm_field(buf_cstr(&c->out[0]), "JobState");
+	reason = slurm_field(buf_cstr(&c->out[0]), "Reason");
+	node = slurm_field(buf_cstr(&c->out[0]), "BatchHost");
 	if (node != NULL && s->host == NULL && node[0] != '\0' && strcmp(node, "(null)") != 0) {
 		/* where it runs, for eph show and eph runs */
 		s->host = xasprintf("%s (job %s)", node, s->job);
@@ -1163,7 +892,7 @@ query_cb(struct slurm_cmd *c, void *arg)
 		}
 	}
 	free(node);
-	if (state != NULL && state_over(state)) {
+	if (state != NULL && slurm_state_over(state)) {
 		/* the agent's result decides, when it wrote one */
 		if (shared_has_result(s))
 			exec_agent_gone(s->r, 0);
@@ -1193,13 +922,13 @@ find_cb(struct slurm_cmd *c, void *arg)
 	if (s->r->agent_gone || s->r->finished)
 		return;
 	if (c->status != 0) {
-		words = cmd_words(c, "squeue");
+		words = slurm_cmd_words(c, "squeue");
 		ctl_failed(se, words); /* asked again */
 		free(words);
 		return;
 	}
 	ctl_answered(se);
-	if ((s->job = parse_job_id(&c->out[0])) != NULL) {
+	if ((s->job = slurm_job_id(&c->out[0])) != NULL) {
 		if (write_handle(s) < 0) {
 			/* followed now all the same */
 		}
