@@ -310,18 +310,18 @@ shared_has_result(const struct slurm_run *s)
 	return ok;
 }
 
-/* Copies the run's new bytes here; with LAST also agent.log, results/ and result.json (the
- * last, so that the record finds everything else in place). 0 or -errno. */
+/* Copies the new bytes of the shared run directory RDIR into DIR, here; with LAST also
+ * agent.log, results/ and result.json (the last, so that the record finds everything else in
+ * place). 0 or -errno. Touches nothing but the two trees: the thread pool runs it too. */
 static int
-pull_files(struct slurm_run *s, bool last)
+pull_dirs(const char *rdir, const char *dir, bool last)
 {
 	static const char *const tails[] = { RUNDIR_OUTPUT, RUNDIR_EVENTS, "agent.log" };
-	struct exec_run *r = s->r;
 	int rc = 0, rc2;
 
 	for (size_t i = 0; i < (last ? 3u : 2u); i++) {
-		char *from = xasprintf("%s/%s", s->rdir, tails[i]);
-		char *to = xasprintf("%s/%s", r->dir, tails[i]);
+		char *from = xasprintf("%s/%s", rdir, tails[i]);
+		char *to = xasprintf("%s/%s", dir, tails[i]);
 
 		if ((rc2 = copy_tail(from, to)) < 0 && rc == 0)
 			rc = rc2;
@@ -329,8 +329,7 @@ pull_files(struct slurm_run *s, bool last)
 		free(to);
 	}
 	if (last) {
-		char *from = xasprintf("%s/results", s->rdir),
-		     *to = xasprintf("%s/results", r->dir);
+		char *from = xasprintf("%s/results", rdir), *to = xasprintf("%s/results", dir);
 		struct stat st;
 		struct buf b;
 
@@ -339,8 +338,8 @@ pull_files(struct slurm_run *s, bool last)
 			rc = rc2;
 		free(from);
 		free(to);
-		from = xasprintf("%s/%s", s->rdir, RUNDIR_RESULT);
-		to = xasprintf("%s/%s", r->dir, RUNDIR_RESULT);
+		from = xasprintf("%s/%s", rdir, RUNDIR_RESULT);
+		to = xasprintf("%s/%s", dir, RUNDIR_RESULT);
 		buf_init(&b, BUF_MAX_JSON);
 		rc2 = fsio_read_file(from, &b);
 		if (rc2 == 0)
@@ -354,12 +353,68 @@ pull_files(struct slurm_run *s, bool last)
 	return rc;
 }
 
+static int
+pull_files(struct slurm_run *s, bool last)
+{
+	return pull_dirs(s->rdir, s->r->dir, last);
+}
+
+/* The last pull of a run, by the thread pool (its results/ may be large, on a network file
+ * system): R stays while it is out (R->handles_open). */
+struct last_pull {
+	uv_work_t work;
+	struct exec_run *r;
+	exec_pulled_fn *done;
+	char *rdir, *dir;
+	int rc;
+};
+
+static void
+last_pull_work(uv_work_t *w)
+{
+	struct last_pull *lp = w->data;
+
+	lp->rc = pull_dirs(lp->rdir, lp->dir, true);
+}
+
+static void
+last_pulled(uv_work_t *w, int status)
+{
+	struct last_pull *lp = w->data;
+	struct exec_run *r = lp->r;
+
+	lp->done(r, status < 0 ? status : lp->rc);
+	free(lp->rdir);
+	free(lp->dir);
+	free(lp);
+	exec_handle_closed(r); /* may free R */
+}
+
 static void
 slurm_pull(struct exec_run *r, bool last, exec_pulled_fn *done)
 {
 	struct slurm_run *s = r->backend;
+	struct last_pull *lp;
 
-	done(r, s != NULL && s->rdir != NULL ? pull_files(s, last) : 0);
+	if (s == NULL || s->rdir == NULL) {
+		done(r, 0);
+		return;
+	}
+	if (!last) {
+		done(r, pull_files(s, false)); /* a second's new bytes */
+		return;
+	}
+	lp = xcalloc(1, sizeof(*lp));
+	lp->r = r;
+	lp->done = done;
+	lp->rdir = xstrdup(s->rdir);
+	lp->dir = xstrdup(r->dir);
+	lp->work.data = lp;
+	r->handles_open++;
+	if (uv_queue_work(r->loop, &lp->work, last_pull_work, last_pulled) < 0) {
+		last_pull_work(&lp->work);
+		last_pulled(&lp->work, 0);
+	}
 }
 
 /* --- provision --------------------------------------------------------------------------- */
@@ -1106,6 +1161,32 @@ slurm_reattach(struct exec_run *r, const struct store_run *row)
 	return -EAGAIN; /* the tick asks Slurm */
 }
 
+/* A recorded run's shared directory, removed by the thread pool. */
+struct rdir_removal {
+	uv_work_t work;
+	char *path;
+};
+
+static void
+rdir_remove_work(uv_work_t *w)
+{
+	struct rdir_removal *rm = w->data;
+
+	if (treecopy_remove(rm->path) < 0) {
+		/* left behind: a later look at the shared directory finds it */
+	}
+}
+
+static void
+rdir_removed(uv_work_t *w, int status)
+{
+	struct rdir_removal *rm = w->data;
+
+	(void)status;
+	free(rm->path);
+	free(rm);
+}
+
 static void
 slurm_teardown(struct exec_run *r)
 {
@@ -1126,11 +1207,19 @@ slurm_teardown(struct exec_run *r)
 		((struct agent_copy *)s->copy->data)->s = NULL;
 	if (s->watch != NULL)
 		uv_close((uv_handle_t *)s->watch, watch_closed);
-	/* recorded: the shared run directory has given everything */
-	if (r->recorded && s->rdir != NULL)
-		if (treecopy_remove(s->rdir) < 0) {
-			/* left behind: a later look at the shared directory finds it */
+	/* recorded: the shared run directory has given everything; it goes off the loop (a
+	 * results/ tree on a network file system takes its time) */
+	if (r->recorded && s->rdir != NULL) {
+		struct rdir_removal *rm = xcalloc(1, sizeof(*rm));
+
+		rm->path = s->rdir;
+		s->rdir = NULL;
+		rm->work.data = rm;
+		if (uv_queue_work(r->loop, &rm->work, rdir_remove_work, rdir_removed) < 0) {
+			rdir_remove_work(&rm->work);
+			rdir_removed(&rm->work, 0);
 		}
+	}
 	free(s->rdir);
 	free(s->name);
 	free(s->job);
