@@ -172,7 +172,9 @@ def test_a_run_is_a_slurm_job_recorded_with_its_output_and_peak(sched, cluster):
     sched.jobs({"hello": "run: sh hello.sh, memory: 256MiB, timeout: 10m"},
                files={"hello.sh": "for i in 1 2 3; do echo n $i; done\n"
                                   "cat /proc/self/cgroup | grep memory\n"
-                                  "env | sed 's/^/env /'\n"})
+                                  "env | sed 's/^/env /'\n"
+                                  "mkdir -p \"$EPH_RESULTS/sub\"\n"
+                                  "echo 42 > \"$EPH_RESULTS/sub/answer.txt\"\n"})
     sched.daemon()
     rid = sched.run("hello")
     row = sched.wait_end(rid)
@@ -194,6 +196,9 @@ def test_a_run_is_a_slurm_job_recorded_with_its_output_and_peak(sched, cluster):
     # --mem from the job's memory, --time from its timeout plus kill_grace and time_grace
     assert "mem=256M" in info["TRES"], info
     assert info["TimeLimit"] == "00:16:00", info
+    # its results came with the last pull
+    assert (sched.state / "runs" / str(rid) / "results" / "sub" / "answer.txt").read_text() \
+        == "42\n"
     # the shared run directory goes once everything is here
     wait_for(lambda: not list(sched.shared.glob(f"*/runs/{rid}")), 10, "the shared run dir")
     sched.stop()
