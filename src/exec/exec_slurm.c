@@ -48,11 +48,16 @@
 #include "util/fsio.h"
 #include "util/xalloc.h"
 
-#define SLURM_QUERY_MS    2000  /* between two scontrol of one job */
-#define SLURM_RECANCEL_MS 10000 /* a cancelled job still there is cancelled again */
-#define SLURM_PROBE_MS    5000  /* between two pings of a controller that failed */
-#define SLURM_COPY_CHUNK  (64u << 10)
-#define SLURM_WHO         "the slurm controller"
+#define SLURM_QUERY_MS       2000  /* between two scontrol of one job */
+#define SLURM_RECANCEL_MS    10000 /* a cancelled job still there is cancelled again */
+#define SLURM_PROBE_MS       5000  /* between two pings of a controller that failed */
+#define SLURM_COPY_CHUNK     (64u << 10)
+#define SLURM_WHO            "the slurm controller"
+/* How long a submission that a stopped daemon left out (its sbatch orphaned, still on its way
+ * to the controller) is looked for by its job's name before its run is recorded lost: an
+ * sbatch gives up well within this (Slurm's MessageTimeout, 10 s by default, and its own
+ * retries), so a job found after it cannot appear any more. */
+#define SLURM_SUBMIT_GRACE_S 120.0
 
 enum slurm_step { L_NONE, L_PACK, L_AGENT, L_SUBMIT, L_SUBMITTED };
 
@@ -70,6 +75,7 @@ struct slurm_run {
 	uv_fs_t *copy;          /* the agent's copy in flight */
 	uv_fs_event_t *watch;   /* on RDIR, once submitted: NULL where it cannot be watched */
 	int64_t next_query_ms;
+	double submit_at;     /* UTC s when its sbatch went out (0: unknown), from the handle */
 	int cancel_step;      /* the next scancel of a cancel: 0 pending, 1 running */
 	int64_t cancel_at_ms; /* when the last one was sent */
 };
@@ -453,6 +459,8 @@ write_handle(struct slurm_run *s)
 		json_object_set_new(o, "job", json_string(s->job));
 	if (s->host != NULL)
 		json_object_set_new(o, "host", json_string(s->host));
+	if (s->submit_at > 0)
+		json_object_set_new(o, "submit_at", json_real(s->submit_at));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	rc = exec_run_set_handle(s->r, text);
@@ -757,6 +765,7 @@ run_submit(struct slurm_run *s)
 		return;
 	}
 	/* in the store before the job can exist: a restart finds it by its name */
+	s->submit_at = rundir_now();
 	if ((rc = write_handle(s)) < 0) {
 		rundir_spec_free(&sp);
 		prov_endf(s, rc, "cannot record the run's handle", rc);
@@ -994,6 +1003,9 @@ find_cb(struct slurm_cmd *c, void *arg)
 		exec_agent_gone(s->r, 0);
 		return;
 	}
+	/* an orphaned sbatch may still be on its way: asked again until it cannot be */
+	if (s->submit_at > 0 && rundir_now() < s->submit_at + SLURM_SUBMIT_GRACE_S)
+		return;
 	(void)pull_files(s, true);
 	exec_run_ended(s->r, STORE_LOST,
 	               "the daemon stopped while submitting the run's job, and Slurm has no job "
@@ -1145,6 +1157,7 @@ slurm_reattach(struct exec_run *r, const struct store_run *row)
 	job = json_string_value(json_object_get(hd, "job"));
 	name = json_string_value(json_object_get(hd, "name"));
 	host = json_string_value(json_object_get(hd, "host"));
+	s->submit_at = json_number_value(json_object_get(hd, "submit_at")); /* 0 if absent */
 	if (dir == NULL || (job == NULL && name == NULL)) {
 		json_decref(hd);
 		return 0; /* nothing to follow it by: lost */

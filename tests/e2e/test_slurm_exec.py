@@ -295,7 +295,8 @@ def test_a_daemon_killed_while_sbatch_is_out_finds_the_job_by_its_name(sched):
     d.kill()
     d.wait()
     assert sched.job_of(rid) is None
-    time.sleep(2.5)  # the orphaned sbatch submits meanwhile
+    # restarted at once: the orphaned sbatch is still on its way, and its job is looked for by
+    # its name until it appears (SLURM_SUBMIT_GRACE_S), however long the submission takes
     sched.daemon()
     row = sched.wait_end(rid, 30)
     assert row["state"] == "succeeded", (row, sched.logs())
