@@ -4,25 +4,23 @@
  * age and cost so far (exec/cloud_size.h's billing rule, at the size's price from the cached
  * catalogue). */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_mail.h"
 #include "conf/conf.h"
 #include "exec/cloud_size.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/diag.h"
+#include "util/fsio.h"
 #include "util/instance.h"
 #include "util/units.h"
 #include "util/xalloc.h"
@@ -45,98 +43,6 @@ const struct cmd cmd_machines = {
 	        "  --json  print one JSON object: {\"machines\": [...]}\n",
 	.exec = cmd_machines_exec,
 };
-
-/* eph-cloud beside this program. Caller frees; NULL when our own path is unknown. */
-static char *
-cloud_prog(void)
-{
-	char exe[4096], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	if ((slash = strrchr(exe, '/')) == NULL)
-		return NULL;
-	return xasprintf("%.*s/eph-cloud", (int)(slash - exe), exe);
-}
-
-/* Runs `PROG OP` with REQ on its stdin: its stdout into OUT, 0; or -errno. */
-static int
-run_cloud(const char *prog, const char *op, const char *req, struct buf *out)
-{
-	int in[2], outp[2], status, rc = 0;
-	size_t off = 0, len = strlen(req);
-	bool in_open = true;
-	pid_t pid;
-	char chunk[16384];
-
-	if (pipe2(in, O_CLOEXEC) < 0)
-		return -errno;
-	if (pipe2(outp, O_CLOEXEC) < 0) {
-		rc = -errno;
-		close(in[0]);
-		close(in[1]);
-		return rc;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		close(in[0]);
-		close(in[1]);
-		close(outp[0]);
-		close(outp[1]);
-		return rc;
-	}
-	if (pid == 0) {
-		if (dup2(in[0], 0) < 0 || dup2(outp[1], 1) < 0)
-			_exit(127);
-		execl(prog, prog, op, (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(outp[1]);
-	signal(SIGPIPE, SIG_IGN);
-	for (;;) {
-		struct pollfd p[2] = { { outp[0], POLLIN, 0 },
-			               { in_open ? in[1] : -1, POLLOUT, 0 } };
-		ssize_t n;
-
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		if (in_open && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-			n = write(in[1], req + off, len - off);
-			if (n > 0)
-				off += (size_t)n;
-			if (n < 0 || off == len) {
-				close(in[1]);
-				in_open = false;
-			}
-		}
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			n = read(outp[0], chunk, sizeof(chunk));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			if (buf_append(out, chunk, (size_t)n) < 0) {
-				rc = -E2BIG;
-				break;
-			}
-		}
-	}
-	if (in_open)
-		close(in[1]);
-	close(outp[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return rc;
-}
 
 /* The epoch seconds of the API's "2026-12-06T19:20:00Z"; 0 when it is not that. */
 static double
@@ -161,7 +67,7 @@ machines_of(struct cmd_ctx *ctx, const char *prog, const char *instance,
 {
 	json_t *req = json_object(), *ans, *v, *t;
 	struct cloud_catalog *cat = NULL;
-	char *text, *tag = xasprintf("eph-instance:%s", instance), *path, *err = NULL;
+	char *text, *tag = xasprintf("eph-instance:%s", instance), *path, *err = NULL, *args[3];
 	struct buf out;
 	double now = clock_real();
 	size_t i, j;
@@ -178,15 +84,23 @@ machines_of(struct cmd_ctx *ctx, const char *prog, const char *instance,
 	free(tag);
 	text = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
+	if (text == NULL) {
+		fprintf(stderr, "eph: executor %s: %s\n", e->name, strerror(ENOMEM));
+		return -1;
+	}
 	buf_init(&out, MACHINES_OUT_MAX);
-	rc = run_cloud(prog, "list", text, &out);
-	free(text);
-	ans = rc == 0 ? json_loadb(out.data != NULL ? out.data : "", out.len, 0, NULL) : NULL;
+	args[1] = (char *)"list";
+	args[2] = NULL;
+	rc = cmd_helper_run("eph: machines", "eph-cloud", xstrdup(prog), text, args, &out);
+	ans = rc >= 0 ? json_loadb(buf_cstr(&out), out.len, 0, NULL) : NULL;
 	buf_free(&out);
+	if (rc < 0) {
+		json_decref(ans);
+		return -1; /* cmd_helper_run said why */
+	}
 	if (ans == NULL || json_object_get(ans, "error") != NULL) {
 		fprintf(stderr, "eph: executor %s: cannot list its droplets: %s\n", e->name,
-		        rc < 0 ? strerror(-rc)
-		        : ans != NULL && json_string_value(json_object_get(ans, "error")) != NULL
+		        ans != NULL && json_string_value(json_object_get(ans, "error")) != NULL
 		                ? json_string_value(json_object_get(ans, "error"))
 		                : "eph-cloud gave no answer");
 		json_decref(ans);
@@ -301,7 +215,7 @@ cmd_machines_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		instance[0] = '\0';
 	}
 	diag_free(&d);
-	prog = cloud_prog();
+	prog = fsio_exe_sibling("eph-cloud");
 	arr = json_array();
 	for (size_t i = 0; instance[0] != '\0' && i < ctx->conf->nexecutors; i++) {
 		const struct conf_executor *e = &ctx->conf->executors[i];

@@ -207,18 +207,6 @@ set_copy(struct conf_do *to, const struct conf_do *from)
 	to->user = dup0(from->user);
 }
 
-/* eph-cloud beside this program. Caller frees; NULL when our own path is unknown. */
-static char *
-cloud_prog(void)
-{
-	char exe[PATH_MAX], *slash;
-	size_t len = sizeof(exe);
-
-	if (uv_exepath(exe, &len) < 0 || (slash = strrchr(exe, '/')) == NULL)
-		return NULL;
-	return xasprintf("%.*s/eph-cloud", (int)(slash - exe), exe);
-}
-
 /* --- eph-cloud ---------------------------------------------------------------------------- */
 
 typedef void cloud_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind,
@@ -286,6 +274,8 @@ cloud_run(struct do_exec *dx, const char *op, json_t *req, cloud_cb *cb, void *d
 		json_object_set_new(req, "deadline", json_integer(DO_DEADLINE));
 	text = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
+	if (text == NULL)
+		return -ENOMEM;
 	c = xcalloc(1, sizeof(*c));
 	c->dx = dx;
 	c->cb = cb;
@@ -294,7 +284,7 @@ cloud_run(struct do_exec *dx, const char *op, json_t *req, cloud_cb *cb, void *d
 	argv[1] = (char *)op;
 	argv[2] = NULL;
 	rc = do_proc_start(dx->ex->loop, argv, text, strlen(text), DO_OUT_CAP, cloud_done, c, out);
-	exec_secrets_wipe(text, strlen(text)); /* a create's holds the run's host key */
+	exec_secrets_wipe(text, strlen(text)); /* a create's holds the run's host key; freed */
 	if (rc < 0) {
 		free(c);
 		return rc;
@@ -491,7 +481,8 @@ spend_load(struct do_exec *dx)
 {
 	char *path, month[8];
 	struct buf b;
-	json_t *o;
+	json_t *o = NULL;
+	int rc;
 
 	this_month(month);
 	if (dx->spend_loaded && strcmp(month, dx->month) == 0)
@@ -501,12 +492,17 @@ spend_load(struct do_exec *dx)
 	dx->spent = 0;
 	path = spend_path(dx);
 	buf_init(&b, 4096);
-	if (fsio_read_file(path, &b) == 0 && (o = json_loadb(b.data, b.len, 0, NULL)) != NULL) {
+	if ((rc = fsio_read_file(path, &b)) == 0 &&
+	    (o = json_loadb(buf_cstr(&b), b.len, 0, NULL)) != NULL) {
 		const char *m = json_string_value(json_object_get(o, "month"));
 
 		if (m != NULL && strcmp(m, month) == 0)
 			dx->spent = json_number_value(json_object_get(o, "usd"));
 		json_decref(o);
+	} else if (rc != -ENOENT) {
+		/* max_spend counts from 0 again: said, as the owner may want to look */
+		log_run(dx, 0, "cannot read its spending from %s: %s", path,
+		        rc < 0 ? strerror(-rc) : "not JSON");
 	}
 	buf_free(&b);
 	free(path);
@@ -932,10 +928,13 @@ create_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const c
 			return;
 		}
 		if (m->s == NULL || m->delete_wanted) { /* torn meanwhile */
+			m->st = M_BOOTING;              /* no longer creating: deleted now */
 			machine_delete(m);
 			return;
 		}
-		(void)write_handle(m);
+		if (write_handle(m) < 0) /* a restart's reconcile still finds it by its tags */
+			log_run(dx, m->run, "cannot record droplet %lld in the run's handle",
+			        (long long)m->droplet);
 		phase_next(m, "create");
 		info_run(dx, m->run, "droplet %lld (%s) created", (long long)m->droplet, m->size);
 		m->st = M_BOOTING;
@@ -1613,7 +1612,7 @@ do_configure(struct executor *ex, const struct conf *c, const struct conf_execut
 		dx = xcalloc(1, sizeof(*dx));
 		dx->se = se;
 		dx->ex = ex;
-		dx->prog = cloud_prog();
+		dx->prog = fsio_exe_sibling("eph-cloud");
 		se->cloud = dx;
 		se->handle_extra = handle_extra;
 		se->set.dir = xstrdup("~/.ephemeron");

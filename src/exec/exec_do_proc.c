@@ -23,6 +23,7 @@ struct do_proc {
 	int open; /* handles not yet closed */
 	int64_t status;
 	bool exited;
+	bool over; /* the answer passed its cap: none is given */
 	do_proc_cb *cb;
 	void *data;
 };
@@ -34,6 +35,8 @@ proc_closed(uv_handle_t *h)
 
 	if (--p->open > 0)
 		return;
+	if (p->over)
+		p->outb.len = 0;
 	if (p->cb != NULL)
 		p->cb(p, p->status, buf_cstr(&p->outb), p->outb.len, p->data);
 	buf_free(&p->outb);
@@ -67,8 +70,8 @@ proc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	struct do_proc *p = st->data;
 
-	if (n > 0 && buf_append(&p->outb, b->base, (size_t)n) < 0)
-		p->outb.len = 0; /* past the cap: no answer, which the caller says */
+	if (n > 0 && !p->over && buf_append(&p->outb, b->base, (size_t)n) < 0)
+		p->over = true; /* past the cap: no answer, which the caller says */
 	free(b->base);
 	if (n < 0)
 		uv_close((uv_handle_t *)st, proc_closed);
@@ -121,7 +124,10 @@ do_proc_start(uv_loop_t *loop, char *const argv[], const char *in, size_t in_len
 		uv_close((uv_handle_t *)&p->out, proc_closed);
 		return rc;
 	}
-	uv_read_start((uv_stream_t *)&p->out, proc_alloc, proc_read);
+	if (uv_read_start((uv_stream_t *)&p->out, proc_alloc, proc_read) < 0) {
+		p->over = true; /* no answer can be read: the caller hears none */
+		uv_close((uv_handle_t *)&p->out, proc_closed);
+	}
 	if (in != NULL && in_len > 0) {
 		p->input = xmalloc(in_len);
 		memcpy(p->input, in, in_len);

@@ -63,9 +63,6 @@ ssh_run_maybe_free(struct ssh_run *s)
 struct remote_req
 ssh_run_req(struct ssh_run *s, int64_t timeout_ms, remote_cb cb)
 {
-	struct ssh_exec *se = sexec(s->r->ex);
-
-	(void)se;
 	return (struct remote_req){ s->r->loop, ssh_of_host(s->h), &s->h->rh, timeout_ms, cb, s };
 }
 

@@ -186,14 +186,7 @@ se_free(struct ssh_exec *se)
 			h->lost = l->next;
 			lost_free(l);
 		}
-		free(h->key);
-		remote_host_clear(&h->rh);
-		free(h->abs);
-		free(h->python);
-		free(h->down_why);
-		free((char *)h->own_ssh.identity_file);
-		free((char *)h->own_ssh.known_hosts);
-		free(h);
+		host_free_one(h);
 	}
 	free(se->hosts);
 	set_free(&se->set);

@@ -29,14 +29,14 @@ class Cloud:
         self.c = DoCloud(self.p.net, boot_delay=boot_delay)
         self.token = self.c.token_file(tmp_path / "do-token")
 
-    def jobs(self, jobs, files=None, executor="", boot_timeout="30s"):
+    def jobs(self, jobs, files=None, executor="", boot_timeout="30s", top=""):
         p = self.p
         for name, text in (files or {}).items():
             (p.repo / name).write_text(textwrap.dedent(text))
         if files:
             p.git("add", "-A")
             p.git("commit", "-qm", "files")
-        text = (f"source: {{ repo: {p.repo}, refresh: 0 }}\n"
+        text = (f"source: {{ repo: {p.repo}, refresh: 0 }}\n" + top +
                 "executors:\n  cloud:\n    type: digitalocean\n"
                 f"    token_file: {self.token}\n"
                 "    region: fra1\n"
@@ -305,6 +305,24 @@ def test_a_daemon_killed_during_create_or_delete_leaves_no_droplet_after_its_res
     cloud.wait_no_droplets()
     assert [r["state"] for r in cloud.p.rows()].count("succeeded") == 1
     assert all(r["state"] in TERMINAL for r in cloud.p.rows())
+    cloud.p.stop()
+
+
+def test_a_run_cancelled_while_its_create_is_in_flight_has_its_droplet_deleted(cloud):
+    # the create answers after the run is gone: the droplet it made is deleted at once, by
+    # this daemon (not left to a restart's reconcile, which this one's skips: it is known)
+    cloud.jobs({"a": "run: 'true', memory: 300MiB"})
+    cloud.c.faults(slow=1.5)
+    cloud.p.daemon()
+    ra = cloud.p.run("a")
+    wait_for(lambda: cloud.c.api_requests("POST"), what="the create sent")
+    cloud.p.eph("cancel", str(ra))
+    assert cloud.p.wait_end(ra, timeout=10)["state"] == "cancelled"
+    cloud.c.faults(slow=0)
+    wait_for(lambda: cloud.c.droplets() or cloud.c.api_requests("DELETE"),
+             what="the droplet made all the same")
+    cloud.wait_no_droplets(timeout=10)
+    assert len(cloud.c.api_requests("DELETE")) == 1
     cloud.p.stop()
 
 
