@@ -43,6 +43,7 @@
 #define DO_READY_SAMPLES 20
 #define DO_LEAD_MARGIN_S 2.0 /* on top of the measured percentile */
 #define DO_KEY_MAX       (16u << 10)
+#define DO_PERSIST_S     30 /* a droplet's ssh master outlives its last client this long */
 
 struct do_exec;
 
@@ -1224,6 +1225,19 @@ probe_answer(struct do_machine *m, const struct remote_result *res)
 	machine_later(m, DO_POLL_MS);
 }
 
+/* The ssh multiplexing directory of a droplet's connections: the run's own key directory
+ * (LOGIN_KEY's), so that no master made for an earlier droplet at the same address is ever
+ * used; NULL (no multiplexing) when its path is too long for a socket. Caller frees. */
+static char *
+run_control_dir(const char *login_key)
+{
+	const char *slash = login_key != NULL ? strrchr(login_key, '/') : NULL;
+
+	if (slash == NULL || (size_t)(slash - login_key) > REMOTE_CONTROL_DIR_MAX)
+		return NULL;
+	return xasprintf("%.*s", (int)(slash - login_key), login_key);
+}
+
 /* The droplet is active at ADDR: a host for it, with the run's key and known_hosts. */
 static void
 machine_host(struct do_machine *m, const char *addr)
@@ -1241,7 +1255,8 @@ machine_host(struct do_machine *m, const char *addr)
 	h->memory = m->size_memory;
 	h->own_ssh = (struct remote_ssh){ .identity_file = xstrdup(m->login_key),
 		                          .known_hosts = xstrdup(m->known_hosts),
-		                          .control_dir = NULL,
+		                          .control_dir = run_control_dir(m->login_key),
+		                          .persist = DO_PERSIST_S,
 		                          .connect_timeout = (int)m->dx->set.connect_timeout };
 	m->s->h = h;
 	m->h = h;
@@ -1754,6 +1769,8 @@ do_reserve(struct executor *ex, struct exec_run *r, uint64_t memory)
 			h->own_ssh = (struct remote_ssh){
 				.identity_file = xstrdup(m->login_key),
 				.known_hosts = xstrdup(m->known_hosts),
+				.control_dir = run_control_dir(m->login_key),
+				.persist = DO_PERSIST_S,
 				.connect_timeout = (int)dx->set.connect_timeout,
 			};
 			s->h = h;

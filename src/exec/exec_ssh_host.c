@@ -103,6 +103,7 @@ host_free_one(struct ssh_host *h)
 	free(h->down_why);
 	free((char *)h->own_ssh.identity_file);
 	free((char *)h->own_ssh.known_hosts);
+	free((char *)h->own_ssh.control_dir);
 	free(h);
 }
 

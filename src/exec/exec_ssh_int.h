@@ -71,8 +71,9 @@ struct ssh_host {
 	uv_timer_t retry; /* tries the contact again while runs wait or lost ones are held */
 	bool retry_open;
 	/* a machine a cloud executor made for one run (exec_do.c): its own login key and pinned
-	 * host key (own_ssh, its strings owned here), no multiplexing (an address may come back
-	 * as another machine); nothing of it is removed or swept, the machine goes whole */
+	 * host key (own_ssh, its strings owned here), multiplexed in the run's own directory (an
+	 * address may come back as another machine: no master is shared between two); nothing of
+	 * it is removed or swept, the machine goes whole */
 	bool cloud;
 	struct remote_ssh own_ssh;
 };
