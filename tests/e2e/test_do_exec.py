@@ -9,6 +9,7 @@ that never ends."""
 import json
 import os
 import signal
+import subprocess
 import textwrap
 import time
 
@@ -17,6 +18,9 @@ import pytest
 from conftest import wait_for
 from docloud import DoCloud
 from sshpool import MiB, Pool
+from test_mail import free_port
+
+SMTPD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "smtpd_server.py")
 
 TERMINAL = {"succeeded", "failed", "oom", "timeout", "killed", "cancelled", "lost", "skipped"}
 
@@ -259,6 +263,43 @@ def test_max_machines_makes_runs_wait_and_max_spend_fails_them_with_reason_budge
     assert len(cloud.c.api_requests("POST")) == creates
     wait_for(lambda: "executor cloud: a m-2vcpu-16gb droplet" in d.text(),
              what="the budget said in the log")
+    cloud.wait_no_droplets()
+    cloud.p.stop()
+
+
+def test_max_spend_reached_is_mailed_to_the_admin_once_and_once_its_end(cloud):
+    port = free_port()
+    maildir = cloud.p.dir / "maildir"
+    ready = cloud.p.dir / "smtpd-ready"
+    cloud.p.popen(["/usr/bin/python3", SMTPD, "--port", port, "--maildir", maildir,
+                   "--ready", ready], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(ready.exists, 15, "the SMTP server")
+    cloud.jobs({"a": "run: 'true', memory: 300MiB",
+                "dear": "run: 'true', memory: 12GiB, timeout: 100h"},
+               executor="max_spend: {usd: 5, per: month}",
+               top=f"mail:\n  smtp: smtp://127.0.0.1:{port}\n  from: eph@example.com\n"
+                   "  starttls: false\n  admin: [root@example.com]\n")
+
+    def mails():
+        return sorted((maildir / "new").glob("*")) if (maildir / "new").exists() else []
+
+    cloud.p.daemon()
+    for _ in range(2):  # two runs past the budget: one mail
+        row = cloud.p.wait_end(cloud.p.run("dear"))
+        assert row["state"] == "failed" and row["reason"].startswith("budget: "), row
+    wait_for(lambda: len(mails()) == 1, 30, "the mail that the budget is reached")
+    time.sleep(1.0)
+    assert len(mails()) == 1
+    down = mails()[0].read_text()
+    assert "root@example.com" in down and "budget reached: executor cloud" in down, down
+    assert "max_spend ($5.00 a month)" in down and "m-2vcpu-16gb" in down, down
+    assert cloud.token.read_text().strip() not in down
+    assert not cloud.c.api_requests("POST")  # no machine was made for them
+    # a machine that fits: the budget has room again, said once
+    assert cloud.p.wait_end(cloud.p.run("a"))["state"] == "succeeded"
+    wait_for(lambda: len(mails()) == 2, 30, "the mail that the budget has room again")
+    up = next(m for m in mails() if m.read_text() != down).read_text()
+    assert "budget room again: executor cloud" in up, up
     cloud.wait_no_droplets()
     cloud.p.stop()
 
