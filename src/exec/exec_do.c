@@ -600,6 +600,70 @@ lead_update(struct do_exec *dx)
 	dx->ex->lead_ms = (int64_t)(s * 1000);
 }
 
+/* The measured readiness survives a restart: STATE/cloud/NAME-ready.json, {"seconds": [...]}
+ * oldest first, rewritten (whole, atomically, without fsync: a crash may lose the last one)
+ * after each new sample. */
+static char *
+ready_path(const struct do_exec *dx)
+{
+	return xasprintf("%s/cloud/%s-ready.json", dx->ex->state_dir, dx->ex->name);
+}
+
+static void
+ready_load(struct do_exec *dx)
+{
+	char *path = ready_path(dx);
+	struct buf b;
+	json_t *o = NULL, *v;
+	size_t i;
+	int rc;
+
+	buf_init(&b, 64u << 10);
+	if ((rc = fsio_read_file(path, &b)) == 0 &&
+	    (o = json_loadb(buf_cstr(&b), b.len, 0, NULL)) != NULL) {
+		json_array_foreach(json_object_get(o, "seconds"), i, v)
+		{
+			double x = json_number_value(v);
+
+			if (!json_is_number(v) || !(x > 0 && x < 86400))
+				continue;
+			dx->ready[dx->ready_next] = x;
+			dx->ready_next = (dx->ready_next + 1) % DO_READY_SAMPLES;
+			if (dx->nready < DO_READY_SAMPLES)
+				dx->nready++;
+		}
+		json_decref(o);
+	} else if (rc != -ENOENT) {
+		log_run(dx, 0, "cannot read the boot times measured from %s: %s", path,
+		        rc < 0 ? strerror(-rc) : "not JSON");
+	}
+	buf_free(&b);
+	free(path);
+}
+
+static void
+ready_save(struct do_exec *dx)
+{
+	char *path = ready_path(dx), *dir = xasprintf("%s/cloud", dx->ex->state_dir), *text;
+	json_t *o = json_object(), *a = json_array();
+	size_t first = dx->nready < DO_READY_SAMPLES ? 0 : dx->ready_next;
+	int rc = -ENOMEM;
+
+	for (size_t i = 0; i < dx->nready; i++)
+		json_array_append_new(a, json_real(dx->ready[(first + i) % DO_READY_SAMPLES]));
+	json_object_set_new(o, "seconds", a);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (text != NULL && (rc = fsio_mkdirs(dir, 0700)) == 0)
+		rc = fsio_write_atomic(path, text, strlen(text), 0600, FSIO_NOSYNC);
+	if (rc < 0)
+		log_run(dx, 0, "cannot keep the boot times measured in %s: %s", path,
+		        strerror(-rc));
+	free(text);
+	free(dir);
+	free(path);
+}
+
 /* The agent of M's run has started (RC 0) or could not: the time from create to ready is
  * measured, then the run's provision ends as the ssh executor said. */
 static void
@@ -619,6 +683,7 @@ ready_done(struct exec_run *r, int rc, const char *why)
 		dx->ready_next = (dx->ready_next + 1) % DO_READY_SAMPLES;
 		if (dx->nready < DO_READY_SAMPLES)
 			dx->nready++;
+		ready_save(dx);
 		lead_update(dx);
 		/* made ahead of its instant: the seconds billed before the command could start */
 		if (r->not_before > m->create_t)
@@ -1631,6 +1696,7 @@ do_configure(struct executor *ex, const struct conf *c, const struct conf_execut
 		se->cloud = dx;
 		se->handle_extra = handle_extra;
 		se->set.dir = xstrdup("~/.ephemeron");
+		ready_load(dx);
 	}
 	if (cd == NULL)
 		return 0; /* made for runs whose executor left the file */
