@@ -1,7 +1,7 @@
 /* src/eph_cloud.c: `eph-cloud`, the process that speaks to a cloud provider's API (internal:
  * the digitalocean executor runs it; see docs/digitalocean.md "The API side").
  *
- *   eph-cloud OP        OP: sizes, create, get, delete, list
+ *   eph-cloud OP        OP: sizes, create, get, delete, list, firewall
  *
  * One JSON object on stdin (the request: {"provider", "api_url", "token_file" | "token_env",
  * "deadline", ...the op's fields}), one JSON object on stdout (the result), exit status 0; or
@@ -28,7 +28,8 @@
 #define CLOUD_MAX_DEADLINE     86400.0    /* a day: anything longer is a mistake */
 #define CLOUD_MAX_REQUEST      (1u << 20) /* a request; user data is at most 64 KiB */
 
-static const char usage[] = "usage: eph-cloud sizes|create|get|delete|list <REQUEST.json\n";
+static const char usage[] =
+        "usage: eph-cloud sizes|create|get|delete|list|firewall <REQUEST.json\n";
 
 /* Prints the result or the error of C on stdout; returns the exit status. */
 static int
@@ -167,10 +168,12 @@ main(int argc, char **argv)
 		op = c.prov->del;
 	else if (strcmp(argv[1], "list") == 0)
 		op = c.prov->list;
+	else if (strcmp(argv[1], "firewall") == 0)
+		op = c.prov->firewall;
 	if (op == NULL) {
 		cloud_fail(&c, CLOUD_USAGE, 0,
 		           "unknown operation \"%s\" (sizes, create, get, "
-		           "delete, list)",
+		           "delete, list, firewall)",
 		           argv[1]);
 		goto out;
 	}

@@ -22,6 +22,8 @@ struct cloud_provider {
 	cloud_op_fn *get;        /* {"id"} -> the machine, or {"gone": true} */
 	cloud_op_fn *del;        /* {"id"} -> {"deleted": true} or {"gone": true} */
 	cloud_op_fn *list;       /* {"tag"} -> {"droplets": [...]}, all pages */
+	cloud_op_fn *firewall;   /* {"id", "firewall"} -> {"applied": true}: the machine put
+	                          * behind the firewall; NULL when the provider has none */
 	/* The provider's own words for an error answer R (its message and id), or NULL when its
 	 * body says nothing readable. The caller frees it. */
 	char *(*error_text)(const struct http_resp *r);

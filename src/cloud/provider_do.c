@@ -506,6 +506,44 @@ do_del(struct cloud_ctx *c, const json_t *req, json_t **out)
 	return do_one(c, req, out, "DELETE");
 }
 
+/* Droplet REQ's id put behind firewall REQ's "firewall" (POST /v2/firewalls/ID/droplets,
+ * which answers 204; adding a droplet already behind it is no error). */
+static int
+do_firewall(struct cloud_ctx *c, const json_t *req, json_t **out)
+{
+	json_int_t id = req_id(c, req, "firewall");
+	const char *fw = json_string_value(json_object_get(req, "firewall"));
+	struct http_resp r;
+	json_t *body;
+	char *url, *q;
+	int rc = -1;
+
+	if (id == 0)
+		return -1;
+	if (fw == NULL || *fw == '\0') {
+		cloud_fail(c, CLOUD_USAGE, 0, "firewall: \"firewall\" must be a firewall's id");
+		return -1;
+	}
+	q = query_escape(fw);
+	url = xasprintf("%s/v2/firewalls/%s/droplets", c->api_url, q);
+	free(q);
+	body = json_pack("{s:[I]}", "droplet_ids", id);
+	http_resp_init(&r);
+	if (cloud_call(c, "POST", url, body, &r) != 0)
+		goto out;
+	if (r.status == 204 || r.status == 200) {
+		*out = json_pack("{s:b}", "applied", 1);
+		rc = 0;
+	} else {
+		cloud_fail_answer(c, &r, url);
+	}
+out:
+	json_decref(body);
+	free(url);
+	http_resp_free(&r);
+	return rc;
+}
+
 const struct cloud_provider cloud_provider_do = {
 	.name = "digitalocean",
 	.default_url = "https://api.digitalocean.com",
@@ -514,5 +552,6 @@ const struct cloud_provider cloud_provider_do = {
 	.get = do_get,
 	.del = do_del,
 	.list = do_list,
+	.firewall = do_firewall,
 	.error_text = do_error_text,
 };

@@ -977,6 +977,43 @@ create_send(struct do_machine *m)
 static void size_pick(struct do_machine *m);
 
 static void
+firewall_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const char *err)
+{
+	struct do_machine *m = data;
+	char *why;
+
+	(void)kind;
+	m->proc = NULL;
+	if (machine_dead(m))
+		return;
+	if (m->s == NULL) { /* torn meanwhile */
+		machine_delete(m);
+		return;
+	}
+	if (ans == NULL) { /* the run fails; its teardown deletes the droplet */
+		why = xasprintf("firewall %s: %s", dx->set.firewall, err);
+		prov_fail(m, -EIO, why);
+		free(why);
+		return;
+	}
+	machine_later(m, DO_POLL_MS);
+}
+
+/* M's droplet, just created, put behind the executor's firewall before it boots: the run
+ * fails (and the droplet is deleted) if it cannot be. */
+static void
+firewall_send(struct do_machine *m)
+{
+	json_t *req = json_object();
+	int rc;
+
+	json_object_set_new(req, "id", json_integer(m->droplet));
+	json_object_set_new(req, "firewall", json_string(m->dx->set.firewall));
+	if ((rc = cloud_run(m->dx, "firewall", req, firewall_cb, m, &m->proc)) < 0)
+		prov_fail(m, rc, "cannot run eph-cloud");
+}
+
+static void
 create_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const char *err)
 {
 	struct do_machine *m = data;
@@ -1005,6 +1042,10 @@ create_cb(struct do_exec *dx, void *data, json_t *ans, const char *kind, const c
 		info_run(dx, m->run, "droplet %lld (%s) created", (long long)m->droplet, m->size);
 		m->st = M_BOOTING;
 		m->boot_deadline = m->create_t + (double)dx->set.boot_timeout;
+		if (dx->set.firewall != NULL) {
+			firewall_send(m);
+			return;
+		}
 		machine_later(m, DO_POLL_MS);
 		return;
 	}

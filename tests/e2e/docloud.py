@@ -256,6 +256,7 @@ class DoCloud:
                            drop=0, slow=0.0, links_base=None, reset_offset=0, lose=0)
         self._remaining = ratelimit_limit
         self._hosts_made = 0
+        self.firewalls = {}  # a firewall's id -> the droplet ids put behind it (no filtering)
         self.server = None
         self.port = 0
         self._start_server()
@@ -689,6 +690,19 @@ class DoCloud:
             if u.path == "/v2/droplets" and method == "POST":
                 st, b = self._create(body)
                 return st, {}, b
+            fw = re.fullmatch(r"/v2/firewalls/([^/]+)/droplets", u.path)
+            if fw and method == "POST":
+                ids = (body or {}).get("droplet_ids") if isinstance(body, dict) else None
+                if fw.group(1) not in self.firewalls:
+                    return 404, {}, _err("not_found", "The resource you were accessing could "
+                                         "not be found.")
+                if not isinstance(ids, list) or not ids or not all(
+                        isinstance(i, int) and i in self._droplets
+                        and not self._droplets[i].deleted for i in ids):
+                    return 422, {}, _err("unprocessable_entity",
+                                         "droplet_ids must name existing droplets")
+                self.firewalls[fw.group(1)].update(ids)
+                return 204, {}, None
             if m and method in ("GET", "DELETE"):
                 d = self._droplets.get(int(m.group(1)))
                 if d is None or d.deleted:

@@ -155,6 +155,21 @@ def test_422_is_unavailable_with_the_providers_words(cloud, tok):
     assert create(cloud, tok, size="s-4vcpu-8gb")[0] == 0
 
 
+def test_a_droplet_is_put_behind_a_firewall_and_an_unknown_one_is_refused(cloud, tok):
+    st, out, _ = create(cloud, tok)
+    assert st == 0, out
+    cloud.firewalls["fw-1"] = set()
+    assert run(cloud, tok, "firewall", id=out["id"], firewall="fw-1")[:2] == (
+        0, {"applied": True})
+    assert cloud.firewalls["fw-1"] == {out["id"]}
+    post = cloud.api_requests("POST")[-1]
+    assert post.path == "/v2/firewalls/fw-1/droplets" and post.body == {
+        "droplet_ids": [out["id"]]}
+    st, err, _ = run(cloud, tok, "firewall", id=out["id"], firewall="fw-nope")
+    assert (st, err["kind"], err["status"]) == (1, "bad_request", 404), err
+    assert run(cloud, tok, "firewall", id=out["id"])[1]["kind"] == "usage"
+
+
 def test_5xx_and_dropped_connections_are_backed_off_then_succeed(cloud, tok):
     cloud.faults(server_errors=2, drop=1)
     t0 = time.monotonic()

@@ -83,8 +83,10 @@ def cloud(tmp_path):
 
 
 def test_a_run_end_to_end_on_a_droplet_made_for_it_then_deleted(cloud):
+    cloud.c.firewalls["fw-1"] = set()
     cloud.jobs({"hello_job": "run: sh a.sh, memory: 300MiB"},
-               files={"a.sh": "echo hi from $(hostname) ; echo attempt $EPH_ATTEMPT\n"})
+               files={"a.sh": "echo hi from $(hostname) ; echo attempt $EPH_ATTEMPT\n"},
+               executor="firewall: fw-1")
     cloud.p.daemon()
     rid = cloud.p.run("hello_job")
     row = cloud.p.wait_end(rid)
@@ -94,6 +96,7 @@ def test_a_run_end_to_end_on_a_droplet_made_for_it_then_deleted(cloud):
     assert h["type"] == "digitalocean"
     assert h["size"] == "s-1vcpu-1gb"  # 300 MiB + the 256 MiB reserve: 1 GiB is the cheapest
     did = h["droplet"]
+    assert cloud.c.firewalls["fw-1"] == {did}  # put behind the executor's firewall
     # the droplet was named after the job (its "_" made "-") and tagged with the instance
     d = cloud.c.droplet(did)
     assert d.name == f"eph-hello-job-{rid}"
@@ -235,6 +238,16 @@ def test_a_droplet_that_never_boots_is_deleted_and_the_run_fails_provision(cloud
     assert "provision" in row["reason"] and "boot_timeout" in row["reason"], row
     cloud.wait_no_droplets()
     cloud.p.stop()
+    # a firewall the provider does not know: the run fails, its droplet deleted at once (by
+    # `eph run` in the foreground, before it returns)
+    cloud.c.faults(boot_never=False)
+    cloud.jobs({"a": "run: 'true', memory: 300MiB"}, executor="firewall: fw-nope")
+    p = cloud.p.eph("run", "a", check=False)
+    assert p.returncode != 0, p.stdout + p.stderr
+    row = max(cloud.p.rows(), key=lambda r: r["id"])
+    assert row["state"] == "failed", row
+    assert "firewall fw-nope" in row["reason"] and "not be found" in row["reason"], row
+    assert not cloud.c.droplets() and len(cloud.c.api_requests("DELETE")) == 2
 
 
 def test_max_machines_makes_runs_wait_and_max_spend_fails_them_with_reason_budget(cloud):
