@@ -306,7 +306,7 @@ const struct conf_slurm *conf_executor_slurm(const struct conf_executor *e);
 /* Process-wide switches of the loader, set before loading, never by a library.
  *
  * ON lets validation accept the executor types whose keys are read and checked but whose
- * executor is not built yet (ssh, today): without it such a type is refused after its
+ * executor is not built yet (none today): without it such a type is refused after its
  * checks, "executor type \"ssh\" is not available yet in this version". For the unit tests,
  * and for `eph validate` when EPH_UNFINISHED_EXECUTORS=1 (so the e2e tests can check it);
  * never for the daemon, which would have nothing to run such jobs with. */
