@@ -76,22 +76,6 @@ has_control(const char *s)
 	return false;
 }
 
-/* Whether the path S (after its "/") is plain: no empty, "." or ".." component. */
-static bool
-plain_path(const char *s)
-{
-	while (*s != '\0') {
-		size_t n = strcspn(s, "/");
-
-		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return false;
-		s += n;
-		if (*s == '/')
-			s++;
-	}
-	return true;
-}
-
 static void
 dir_value(struct pctx *p, struct slurm_build *b, struct fy_node *key, struct fy_node *v)
 {
@@ -118,7 +102,7 @@ dir_value(struct pctx *p, struct slurm_build *b, struct fy_node *key, struct fy_
 		        q);
 	else if (s[1] == '\0')
 		conf_err(p, at, "\"shared_dir\" must be a directory of its own, not %s", q);
-	else if (!plain_path(s + 1))
+	else if (!conf_path_plain(s + 1))
 		conf_err(p, at,
 		         "\"shared_dir\" must be a plain path, without \"//\", \".\" or \"..\": %s",
 		         q);

@@ -286,22 +286,6 @@ path_value(struct pctx *p, const char *name, struct fy_node *key, struct fy_node
 	free(s);
 }
 
-/* Whether the path P (after its "/" or "~/") is plain: no empty, "." or ".." component. */
-static bool
-plain_path(const char *s)
-{
-	while (*s != '\0') {
-		size_t n = strcspn(s, "/");
-
-		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return false;
-		s += n;
-		if (*s == '/')
-			s++;
-	}
-	return true;
-}
-
 /* "dir": a directory of the hosts, absolute or below the login user's home. */
 static void
 dir_value(struct pctx *p, struct conf_ssh *ssh, struct fy_node *key, struct fy_node *v)
@@ -328,7 +312,7 @@ dir_value(struct pctx *p, struct conf_ssh *ssh, struct fy_node *key, struct fy_n
 		        q);
 	else if (s[skip] == '\0')
 		conf_err(p, at, "\"dir\" must be a directory of its own, not %s", q);
-	else if (!plain_path(s + skip))
+	else if (!conf_path_plain(s + skip))
 		conf_err(p, at, "\"dir\" must be a plain path, without \"//\", \".\" or \"..\": %s",
 		         q);
 	else {

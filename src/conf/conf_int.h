@@ -141,6 +141,9 @@ struct fy_node *conf_want_map(struct pctx *p, const char *name, struct fy_node *
 /* Whether K (N bytes) is a good name for a job or an executor: 1 to CONF_JOB_NAME_MAX of
  * a-z 0-9 . _ -, starting with a letter or digit. */
 bool conf_name_ok(const char *k, size_t n);
+/* Whether the path S (what follows its "/" or "~/") is plain: no empty, "." or ".."
+ * component. */
+bool conf_path_plain(const char *s);
 /* Whether S holds only whitespace. */
 bool conf_blank(const char *s);
 /* The text of scalar value V of key NAME (KEYAT where the key stands): a non-empty string

@@ -472,3 +472,18 @@ conf_generic_pair(struct pctx *p, struct fy_node *key, const char *k, size_t kle
 	}
 	conf_set_generic(p, ck, v, conf_pos(p, key), g->base);
 }
+
+bool
+conf_path_plain(const char *s)
+{
+	while (*s != '\0') {
+		size_t n = strcspn(s, "/");
+
+		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		s += n;
+		if (*s == '/')
+			s++;
+	}
+	return true;
+}
