@@ -456,6 +456,54 @@ prov_fail(struct do_machine *m, int rc, const char *why)
 		done(m->s->r, rc, why);
 }
 
+/* --- the executor's own files: STATE/cloud/NAME-WHAT.json ---------------------------- */
+
+static char *
+state_path(const struct do_exec *dx, const char *what)
+{
+	return xasprintf("%s/cloud/%s-%s.json", dx->ex->state_dir, dx->ex->name, what);
+}
+
+/* The JSON of DX's file WHAT (at most CAP bytes), or NULL: absent, or unreadable (said, with
+ * WHO: what it holds, as the owner may want to look). */
+static json_t *
+state_load(struct do_exec *dx, const char *what, size_t cap, const char *who)
+{
+	char *path = state_path(dx, what);
+	json_t *o = NULL;
+	struct buf b;
+	int rc;
+
+	buf_init(&b, cap);
+	if ((rc = fsio_read_file(path, &b)) == 0)
+		o = json_loadb(buf_cstr(&b), b.len, 0, NULL);
+	if (o == NULL && rc != -ENOENT)
+		log_run(dx, 0, "cannot read %s from %s: %s", who, path,
+		        rc < 0 ? strerror(-rc) : "not JSON");
+	buf_free(&b);
+	free(path);
+	return o;
+}
+
+/* Writes O (taken) whole and atomically as DX's file WHAT, with FSIO_* FLAGS; a failure is
+ * said, with WHO. */
+static void
+state_save(struct do_exec *dx, const char *what, json_t *o, int flags, const char *who)
+{
+	char *path = state_path(dx, what), *dir = xasprintf("%s/cloud", dx->ex->state_dir);
+	char *text = json_dumps(o, JSON_COMPACT);
+	int rc = -ENOMEM;
+
+	json_decref(o);
+	if (text != NULL && (rc = fsio_mkdirs(dir, 0700)) == 0)
+		rc = fsio_write_atomic(path, text, strlen(text), 0600, flags);
+	if (rc < 0)
+		log_run(dx, 0, "cannot keep %s in %s: %s", who, path, strerror(-rc));
+	free(text);
+	free(dir);
+	free(path);
+}
+
 /* --- max_spend ------------------------------------------------------------------------------ */
 
 static void
@@ -470,20 +518,12 @@ this_month(char out[8])
 		memcpy(out, "0000-00", 8);
 }
 
-static char *
-spend_path(const struct do_exec *dx)
-{
-	return xasprintf("%s/cloud/%s-spend.json", dx->ex->state_dir, dx->ex->name);
-}
-
 /* DX's spending this month, from its file (read once). */
 static void
 spend_load(struct do_exec *dx)
 {
-	char *path, month[8];
-	struct buf b;
-	json_t *o = NULL;
-	int rc;
+	char month[8];
+	json_t *o;
 
 	this_month(month);
 	if (dx->spend_loaded && strcmp(month, dx->month) == 0)
@@ -491,49 +531,28 @@ spend_load(struct do_exec *dx)
 	dx->spend_loaded = true;
 	memcpy(dx->month, month, sizeof(month));
 	dx->spent = 0;
-	path = spend_path(dx);
-	buf_init(&b, 4096);
-	if ((rc = fsio_read_file(path, &b)) == 0 &&
-	    (o = json_loadb(buf_cstr(&b), b.len, 0, NULL)) != NULL) {
+	/* unreadable: max_spend counts from 0 again (said) */
+	if ((o = state_load(dx, "spend", 4096, "its spending")) != NULL) {
 		const char *m = json_string_value(json_object_get(o, "month"));
 
 		if (m != NULL && strcmp(m, month) == 0)
 			dx->spent = json_number_value(json_object_get(o, "usd"));
 		json_decref(o);
-	} else if (rc != -ENOENT) {
-		/* max_spend counts from 0 again: said, as the owner may want to look */
-		log_run(dx, 0, "cannot read its spending from %s: %s", path,
-		        rc < 0 ? strerror(-rc) : "not JSON");
 	}
-	buf_free(&b);
-	free(path);
 }
 
 /* Adds USD to DX's spending this month, kept in its file. */
 static void
 spend_add(struct do_exec *dx, double usd)
 {
-	char *path, *dir, *text;
 	json_t *o;
-	int rc;
 
 	spend_load(dx);
 	dx->spent += usd;
-	path = spend_path(dx);
-	dir = xasprintf("%s/cloud", dx->ex->state_dir);
 	o = json_object();
 	json_object_set_new(o, "month", json_string(dx->month));
 	json_object_set_new(o, "usd", json_real(dx->spent));
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	rc = fsio_mkdirs(dir, 0700);
-	if (rc == 0)
-		rc = fsio_write_atomic(path, text, strlen(text), 0600, 0);
-	if (rc < 0)
-		log_run(dx, 0, "cannot keep its spending in %s: %s", path, strerror(-rc));
-	free(text);
-	free(dir);
-	free(path);
+	state_save(dx, "spend", o, 0, "its spending");
 }
 
 /* Whether a machine at PRICE_HOURLY for M fits max_spend: the month's spending, plus each
@@ -603,24 +622,13 @@ lead_update(struct do_exec *dx)
 /* The measured readiness survives a restart: STATE/cloud/NAME-ready.json, {"seconds": [...]}
  * oldest first, rewritten (whole, atomically, without fsync: a crash may lose the last one)
  * after each new sample. */
-static char *
-ready_path(const struct do_exec *dx)
-{
-	return xasprintf("%s/cloud/%s-ready.json", dx->ex->state_dir, dx->ex->name);
-}
-
 static void
 ready_load(struct do_exec *dx)
 {
-	char *path = ready_path(dx);
-	struct buf b;
-	json_t *o = NULL, *v;
+	json_t *o, *v;
 	size_t i;
-	int rc;
 
-	buf_init(&b, 64u << 10);
-	if ((rc = fsio_read_file(path, &b)) == 0 &&
-	    (o = json_loadb(buf_cstr(&b), b.len, 0, NULL)) != NULL) {
+	if ((o = state_load(dx, "ready", 64u << 10, "the boot times measured")) != NULL) {
 		json_array_foreach(json_object_get(o, "seconds"), i, v)
 		{
 			double x = json_number_value(v);
@@ -633,35 +641,19 @@ ready_load(struct do_exec *dx)
 				dx->nready++;
 		}
 		json_decref(o);
-	} else if (rc != -ENOENT) {
-		log_run(dx, 0, "cannot read the boot times measured from %s: %s", path,
-		        rc < 0 ? strerror(-rc) : "not JSON");
 	}
-	buf_free(&b);
-	free(path);
 }
 
 static void
 ready_save(struct do_exec *dx)
 {
-	char *path = ready_path(dx), *dir = xasprintf("%s/cloud", dx->ex->state_dir), *text;
 	json_t *o = json_object(), *a = json_array();
 	size_t first = dx->nready < DO_READY_SAMPLES ? 0 : dx->ready_next;
-	int rc = -ENOMEM;
 
 	for (size_t i = 0; i < dx->nready; i++)
 		json_array_append_new(a, json_real(dx->ready[(first + i) % DO_READY_SAMPLES]));
 	json_object_set_new(o, "seconds", a);
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (text != NULL && (rc = fsio_mkdirs(dir, 0700)) == 0)
-		rc = fsio_write_atomic(path, text, strlen(text), 0600, FSIO_NOSYNC);
-	if (rc < 0)
-		log_run(dx, 0, "cannot keep the boot times measured in %s: %s", path,
-		        strerror(-rc));
-	free(text);
-	free(dir);
-	free(path);
+	state_save(dx, "ready", o, FSIO_NOSYNC, "the boot times measured");
 }
 
 /* The agent of M's run has started (RC 0) or could not: the time from create to ready is
