@@ -12,6 +12,7 @@ spool and log directories under one directory, and cgroup v1 memory enforcement
 Nothing of the machine's own Slurm or munge is used or touched: the daemons are started
 with explicit paths, and stopped by the pids they were started with."""
 
+import glob
 import grp
 import os
 import pwd
@@ -23,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-NODE = "ephnode"
+# the node's name is this process's own: slurmd makes its cgroups at slurm_NODE in each v1
+# hierarchy, so two clusters at once (pytest -n 2) keep apart there too; close() removes them
+NODE = f"eph{os.getpid()}"
 WANTED = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel"]
 
 
@@ -273,4 +276,11 @@ AllowedSwapSpace=0
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # the node's cgroups (slurm_NODE/uid_N/job_N/...), deepest first, once empty
+        for top in glob.glob(f"/sys/fs/cgroup/*/slurm_{NODE}"):
+            for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
         shutil.rmtree(self.top, ignore_errors=True)

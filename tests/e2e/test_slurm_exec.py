@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SANITIZER_EXIT, eph_bin, store_rows, wait_for
-from slurmcluster import SlurmCluster, missing
+from slurmcluster import NODE, SlurmCluster, missing
 from test_mail import free_port
 
 SMTPD = Path(__file__).resolve().parent / "smtpd_server.py"
@@ -347,8 +347,8 @@ def test_a_daemon_stopped_or_killed_mid_job_reattaches_by_the_job_id_and_records
     assert row["state"] == "succeeded", (row, sched.logs())
     assert sched.job_of(rid) == job
     # eph show and eph runs name where it ran, from scontrol
-    assert json.loads(row["handle"]).get("host") == f"ephnode (job {job})", row
-    assert f"ephnode (job {job})" in sched.eph("show", str(rid)).stdout
+    assert json.loads(row["handle"]).get("host") == f"{NODE} (job {job})", row
+    assert f"{NODE} (job {job})" in sched.eph("show", str(rid)).stdout
     # every line once, in order, across the three daemons
     assert [l.split()[-1] for l in sched.output(rid).splitlines() if " out t " in l] == \
         [str(i) for i in range(1, 13)], sched.output(rid)
